@@ -1,0 +1,229 @@
+//! `openssl.cnf`: reads `[alt_names]` and edits its `DNS.N` lines one line
+//! at a time, so every other line stays as the user wrote it.
+
+use crate::Error;
+
+pub const FILE: &str = "openssl.cnf";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AltName {
+    /// `DNS` or `IP`.
+    pub kind: String,
+    pub index: u32,
+    pub value: String,
+    /// 1-based line.
+    pub line: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cnf {
+    pub alt_names: Vec<AltName>,
+    /// 1-based line of the `[ alt_names ]` header.
+    pub section_line: usize,
+    /// Values of `[ req_distinguished_name ]` (CN, O, ...), used for the
+    /// subject of the shared server certificate.
+    pub subject: Vec<(String, String)>,
+}
+
+fn section_name(line: &str) -> Option<&str> {
+    let t = line.trim();
+    t.strip_prefix('[')?.strip_suffix(']').map(str::trim)
+}
+
+fn strip_comment(line: &str) -> &str {
+    line.split('#').next().unwrap_or("")
+}
+
+impl Cnf {
+    pub fn parse(text: &str) -> Result<Cnf, Error> {
+        let mut section = String::new();
+        let mut alt_names = Vec::new();
+        let mut section_line = None;
+        let mut subject = Vec::new();
+        for (i, raw) in text.lines().enumerate() {
+            let line = strip_comment(raw).trim();
+            if line.is_empty() {
+                continue;
+            }
+            if line.starts_with('[') {
+                let Some(name) = section_name(line) else {
+                    return Err(Error::input(format!(
+                        "{FILE}:{}: malformed section header `{line}`\n  fix: write it as `[ name ]`",
+                        i + 1
+                    )));
+                };
+                section = name.to_string();
+                if section == "alt_names" {
+                    section_line = Some(i + 1);
+                }
+                continue;
+            }
+            let Some((k, v)) = line.split_once('=') else {
+                return Err(Error::input(format!(
+                    "{FILE}:{}: `{line}` is not a `key = value` line\n  fix: write `key = value` or comment it out with `#`",
+                    i + 1
+                )));
+            };
+            let (k, v) = (k.trim(), v.trim());
+            match section.as_str() {
+                "alt_names" => {
+                    let parsed = k.split_once('.').and_then(|(kind, n)| {
+                        let kind = kind.to_ascii_uppercase();
+                        (kind == "DNS" || kind == "IP").then_some(())?;
+                        Some((kind, n.parse::<u32>().ok()?))
+                    });
+                    let Some((kind, index)) = parsed.filter(|_| !v.is_empty() && !v.contains(char::is_whitespace)) else {
+                        return Err(Error::input(format!(
+                            "{FILE}:{}: malformed alt name `{line}`\n  fix: write `DNS.<number> = <name>` (or `IP.<number> = <address>`)",
+                            i + 1
+                        )));
+                    };
+                    alt_names.push(AltName { kind, index, value: v.to_string(), line: i + 1 });
+                }
+                "req_distinguished_name" if !k.ends_with("_default") && !k.ends_with("_max") && !k.ends_with("_min") => {
+                    subject.push((k.to_string(), v.to_string()))
+                }
+                _ => {}
+            }
+        }
+        let section_line = section_line.ok_or_else(|| {
+            Error::input(format!(
+                "{FILE}:1: no `[ alt_names ]` section\n  fix: add `[ alt_names ]` with `DNS.1 = localhost`, and `subjectAltName = @alt_names` under `[ v3_req ]`"
+            ))
+        })?;
+        Ok(Cnf { alt_names, section_line, subject })
+    }
+
+    pub fn dns(&self, name: &str) -> Option<&AltName> {
+        self.alt_names.iter().find(|a| a.kind == "DNS" && a.value == name)
+    }
+
+    pub fn next_dns_index(&self) -> u32 {
+        self.alt_names.iter().filter(|a| a.kind == "DNS").map(|a| a.index).max().unwrap_or(0) + 1
+    }
+}
+
+/// Adds `DNS.N = name` after the last alt name (or right after the header).
+pub fn add_dns(text: &str, cnf: &Cnf, name: &str) -> String {
+    let n = cnf.next_dns_index();
+    let after = cnf.alt_names.last().map(|a| a.line).unwrap_or(cnf.section_line);
+    insert_line(text, after, &format!("DNS.{n} = {name}"))
+}
+
+fn insert_line(text: &str, after: usize, new: &str) -> String {
+    let mut out = String::with_capacity(text.len() + new.len() + 1);
+    let mut lines = text.split_inclusive('\n').peekable();
+    let mut i = 0;
+    while let Some(l) = lines.next() {
+        i += 1;
+        out.push_str(l);
+        if i == after {
+            if !l.ends_with('\n') {
+                out.push('\n');
+                out.push_str(new);
+            } else {
+                out.push_str(new);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// Removes the lines (1-based) given.
+pub fn remove_lines(text: &str, lines: &[usize]) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (i, l) in text.split_inclusive('\n').enumerate() {
+        if !lines.contains(&(i + 1)) {
+            out.push_str(l);
+        }
+    }
+    out
+}
+
+/// Rewrites `[alt_names]` so that every name in `wanted` (in order) has one
+/// `DNS.N` line and every N is unique: duplicates of a name are dropped,
+/// clashing indices after a merge of two branches get the next free number.
+/// Lines that are already right are left byte for byte.
+pub fn sync_alt_names(text: &str, cnf: &Cnf, wanted: &[String]) -> String {
+    let mut drop = vec![];
+    let mut renumber: Vec<(usize, String)> = vec![];
+    let mut seen_names: Vec<&str> = vec![];
+    let mut seen_idx: Vec<(String, u32)> = vec![];
+    let mut next = cnf.next_dns_index().max(cnf.alt_names.iter().filter(|a| a.kind == "IP").map(|a| a.index).max().unwrap_or(0) + 1);
+    for a in &cnf.alt_names {
+        if a.kind == "DNS" {
+            if seen_names.contains(&a.value.as_str()) {
+                drop.push(a.line);
+                continue;
+            }
+            seen_names.push(&a.value);
+        }
+        if seen_idx.contains(&(a.kind.clone(), a.index)) {
+            renumber.push((a.line, format!("{}.{} = {}", a.kind, next, a.value)));
+            next += 1;
+        } else {
+            seen_idx.push((a.kind.clone(), a.index));
+        }
+    }
+    let mut out = String::with_capacity(text.len());
+    for (i, l) in text.split_inclusive('\n').enumerate() {
+        let n = i + 1;
+        if drop.contains(&n) {
+            continue;
+        }
+        if let Some((_, new)) = renumber.iter().find(|(ln, _)| *ln == n) {
+            out.push_str(new);
+            if l.ends_with('\n') {
+                out.push('\n');
+            }
+            continue;
+        }
+        out.push_str(l);
+    }
+    let mut cnf2 = Cnf::parse(&out).expect("still parses");
+    for name in wanted {
+        if cnf2.dns(name).is_none() {
+            out = add_dns(&out, &cnf2, name);
+            cnf2 = Cnf::parse(&out).expect("still parses");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "# Certificates for local development.\n[ req ]\ndistinguished_name = req_distinguished_name\n\n[ req_distinguished_name ]\nCN = monorepo\n\n[ alt_names ]\nDNS.1 = localhost   # host access\nDNS.2 = nginx\n\n# end\n";
+
+    #[test]
+    fn add_and_remove_round_trip() {
+        let c = Cnf::parse(SAMPLE).unwrap();
+        assert_eq!(c.alt_names.len(), 2);
+        assert_eq!(c.subject, vec![("CN".to_string(), "monorepo".to_string())]);
+        let added = add_dns(SAMPLE, &c, "accounts");
+        assert!(added.contains("DNS.2 = nginx\nDNS.3 = accounts\n\n# end"), "{added}");
+        let c2 = Cnf::parse(&added).unwrap();
+        let line = c2.dns("accounts").unwrap().line;
+        assert_eq!(remove_lines(&added, &[line]), SAMPLE);
+    }
+
+    #[test]
+    fn sync_renumbers_duplicates() {
+        let merged = SAMPLE.replace("DNS.2 = nginx\n", "DNS.2 = nginx\nDNS.3 = a\nDNS.3 = b\nDNS.4 = a\n");
+        let c = Cnf::parse(&merged).unwrap();
+        let out = sync_alt_names(&merged, &c, &["a".into(), "b".into(), "c".into()]);
+        assert!(out.contains("DNS.2 = nginx\nDNS.3 = a\nDNS.5 = b\nDNS.6 = c\n"), "{out}");
+        // Already in sync: nothing changes.
+        assert_eq!(sync_alt_names(&out, &Cnf::parse(&out).unwrap(), &["a".into()]), out);
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let e = Cnf::parse("[ alt_names ]\nDNS.x = a\n").unwrap_err().to_string();
+        assert!(e.contains("openssl.cnf:2"), "{e}");
+        let e = Cnf::parse("[ req ]\n").unwrap_err().to_string();
+        assert!(e.contains("no `[ alt_names ]`"), "{e}");
+    }
+}

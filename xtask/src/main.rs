@@ -1,0 +1,192 @@
+//! `cargo xtask`: the monorepo's build automation. See ARCHITECTURE.md.
+
+mod cargo_toml;
+mod certs;
+mod check;
+mod cnf;
+mod commands;
+mod compose;
+mod der;
+mod nginx;
+mod repo;
+mod scaffold;
+mod sync;
+mod txn;
+mod yaml;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// An error for the user: what is wrong, where (file:line), and the fix.
+/// Every error exits 2; `check` and `sync --check` findings exit 1.
+#[derive(Debug)]
+pub struct Error {
+    msg: String,
+}
+
+impl Error {
+    pub fn input(msg: impl Into<String>) -> Error {
+        Error { msg: msg.into() }
+    }
+    pub fn failure(msg: impl Into<String>) -> Error {
+        Error { msg: msg.into() }
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl From<lexopt::Error> for Error {
+    fn from(e: lexopt::Error) -> Error {
+        Error::input(format!("{e}\n  fix: see `cargo xtask --help`"))
+    }
+}
+
+const HELP: &str = "\
+cargo xtask: build automation for the backend-services monorepo
+
+USAGE: cargo xtask [--root <dir>] <command> [options]
+
+COMMANDS:
+  add-service <name>      add a service: folder, compose entry, certs, NGINX endpoint
+      --grpc --pg --redis --https --public <path> --port <n>
+      --depends-on <service>... --volume <name>:<path>... --entry server.py|main.py --dry-run
+  remove-service <name>   the exact reverse of add-service [--keep-files] [--dry-run]
+  sync [--check]          rewrite [alt_names], NGINX endpoints and workspace members
+  certs [--force]         (re)generate the local CA and certificates
+  check [--format human|json]   the static house rules
+  list [--format human|json]    the services
+  help                    this text
+
+Exit codes: 0 ok, 1 findings (check, sync --check), 2 bad input or failure.
+";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn format_flag(p: &mut lexopt::Parser) -> Result<bool, Error> {
+    use lexopt::ValueExt;
+    let v = p.value()?.string()?;
+    match v.as_str() {
+        "json" => Ok(true),
+        "human" => Ok(false),
+        _ => Err(Error::input(format!("--format `{v}`: expected human or json"))),
+    }
+}
+
+fn run() -> Result<u8, Error> {
+    use lexopt::prelude::*;
+    let mut p = lexopt::Parser::from_env();
+    let mut root: Option<PathBuf> = None;
+    let cmd = loop {
+        match p.next()? {
+            Some(Long("root")) => root = Some(p.value()?.into()),
+            Some(Short('h') | Long("help")) | None => {
+                print!("{HELP}");
+                return Ok(0);
+            }
+            Some(Value(v)) => break v.string()?,
+            Some(a) => return Err(a.unexpected().into()),
+        }
+    };
+    let root = match root {
+        Some(r) => r,
+        None => repo::find_root(&std::env::current_dir().map_err(|e| Error::input(e.to_string()))?)?,
+    };
+    match cmd.as_str() {
+        "add-service" => {
+            let mut a = commands::AddArgs::default();
+            let mut name = None;
+            while let Some(arg) = p.next()? {
+                match arg {
+                    Long("grpc") => a.grpc = true,
+                    Long("pg") => a.pg = true,
+                    Long("redis") => a.redis = true,
+                    Long("https") => a.https = true,
+                    Long("dry-run") => a.dry_run = true,
+                    Long("public") => a.public = Some(p.value()?.string()?),
+                    Long("port") => {
+                        let v = p.value()?.string()?;
+                        a.port = Some(v.parse().map_err(|_| Error::input(format!("--port `{v}`: not a number\n  fix: use a port from 1 to 65535")))?);
+                    }
+                    Long("depends-on") => a.depends_on.push(p.value()?.string()?),
+                    Long("volume") => a.volumes.push(p.value()?.string()?),
+                    Long("entry") => a.entry = Some(p.value()?.string()?),
+                    Value(v) if name.is_none() => name = Some(v.string()?),
+                    _ => return Err(arg.unexpected().into()),
+                }
+            }
+            a.name = name.ok_or_else(|| Error::input("add-service needs a name\n  fix: cargo xtask add-service <name> [flags]"))?;
+            commands::add(&root, &a)?;
+            Ok(0)
+        }
+        "remove-service" => {
+            let (mut name, mut keep, mut dry) = (None, false, false);
+            while let Some(arg) = p.next()? {
+                match arg {
+                    Long("keep-files") => keep = true,
+                    Long("dry-run") => dry = true,
+                    Value(v) if name.is_none() => name = Some(v.string()?),
+                    _ => return Err(arg.unexpected().into()),
+                }
+            }
+            let name = name.ok_or_else(|| Error::input("remove-service needs a name"))?;
+            commands::remove(&root, &name, keep, dry)?;
+            Ok(0)
+        }
+        "sync" => {
+            let mut check = false;
+            while let Some(arg) = p.next()? {
+                match arg {
+                    Long("check") => check = true,
+                    _ => return Err(arg.unexpected().into()),
+                }
+            }
+            let clean = commands::sync(&root, check)?;
+            Ok(if check && !clean { 1 } else { 0 })
+        }
+        "certs" => {
+            let mut force = false;
+            while let Some(arg) = p.next()? {
+                match arg {
+                    Long("force") => force = true,
+                    _ => return Err(arg.unexpected().into()),
+                }
+            }
+            commands::certs(&root, force)?;
+            Ok(0)
+        }
+        "check" | "list" => {
+            let mut json = false;
+            while let Some(arg) = p.next()? {
+                match arg {
+                    Long("format") => json = format_flag(&mut p)?,
+                    _ => return Err(arg.unexpected().into()),
+                }
+            }
+            if cmd == "list" {
+                commands::list(&root, json)?;
+                return Ok(0);
+            }
+            let repo = repo::Repo::load(&root)?;
+            let findings = check::run(&repo)?;
+            print!("{}", if json { check::render_json(&findings) } else { check::render_human(&findings) });
+            Ok(if findings.is_empty() { 0 } else { 1 })
+        }
+        "help" => {
+            print!("{HELP}");
+            Ok(0)
+        }
+        other => Err(Error::input(format!("unknown command `{other}`\n  fix: see `cargo xtask --help`"))),
+    }
+}

@@ -1,0 +1,151 @@
+//! The templates of a new service folder and the compose entry that goes
+//! with it. Golden files in `xtask/tests/golden/` pin their output.
+
+use crate::compose::{self, ServiceSpec};
+use crate::repo::SERVICES_DIR;
+
+const DOCKERFILE: &str = include_str!("../templates/Dockerfile.tmpl");
+const SERVER: &str = include_str!("../templates/server.py.tmpl");
+const REQUIREMENTS: &str = include_str!("../templates/requirements.txt.tmpl");
+const ENV: &str = include_str!("../templates/service.env.tmpl");
+
+/// Everything `add-service` was asked for, validated.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub name: String,
+    pub grpc: bool,
+    pub pg: bool,
+    pub redis: bool,
+    pub https: bool,
+    pub public: Option<String>,
+    pub port: u16,
+    pub depends_on: Vec<String>,
+    pub volumes: Vec<(String, String)>,
+    pub entry: String,
+}
+
+impl Options {
+    /// A public service speaks HTTP (NGINX proxies to it); any other
+    /// service serves gRPC.
+    pub fn protocol(&self) -> &'static str {
+        if self.public.is_some() {
+            "http"
+        } else {
+            "grpc"
+        }
+    }
+    pub fn networks(&self) -> Vec<String> {
+        let mut n = vec![];
+        if self.grpc || self.protocol() == "grpc" {
+            n.push("grpc-network".to_string());
+        }
+        if self.pg {
+            n.push("pg-network".to_string());
+        }
+        if self.redis {
+            n.push("redis-network".to_string());
+        }
+        if self.public.is_some() {
+            n.push("web-network".to_string());
+        }
+        n
+    }
+    pub fn depends(&self) -> Vec<String> {
+        let mut d = vec![];
+        if self.pg {
+            d.push("postgres".to_string());
+        }
+        if self.redis {
+            d.push("redis".to_string());
+        }
+        for x in &self.depends_on {
+            if !d.contains(x) {
+                d.push(x.clone());
+            }
+        }
+        d
+    }
+    pub fn dir(&self) -> String {
+        format!("{SERVICES_DIR}/{}", self.name)
+    }
+}
+
+fn fill(t: &str, vars: &[(&str, String)]) -> String {
+    let mut s = t.to_string();
+    for (k, v) in vars {
+        s = s.replace(&format!("{{{{{k}}}}}"), v);
+    }
+    s
+}
+
+/// The files of the service folder: (repository-relative path, content).
+pub fn files(o: &Options) -> Vec<(String, String)> {
+    let mut reqs = vec!["grpcio>=1.51"];
+    let mut imports = vec!["grpc"];
+    if o.pg {
+        reqs.push("psycopg2-binary>=2.9");
+        imports.push("psycopg2");
+    }
+    if o.redis {
+        reqs.push("redis>=4.3");
+        imports.push("redis");
+    }
+    let mut extra = vec![];
+    if let Some(p) = &o.public {
+        extra.push(format!("PUBLIC_PATH={p}"));
+    }
+    if o.https {
+        extra.push("TLS_CERT=/run/tls/cert.pem\nTLS_KEY=/run/tls/key.pem".to_string());
+    }
+    extra.push("TLS_CA=/run/trust/ca.pem".to_string());
+    if o.pg {
+        extra.push(format!("PGHOST=postgres\nPGPORT=5432\nPGUSER=app\nPGPASSWORD=app-dev-password\nPGDATABASE=app"));
+    }
+    if o.redis {
+        extra.push("REDIS_URL=redis://redis:6379/0".to_string());
+    }
+    let vars = [
+        ("name", o.name.clone()),
+        ("port", o.port.to_string()),
+        ("entry", o.entry.clone()),
+        ("protocol", o.protocol().to_string()),
+        ("imports", imports.join(", ")),
+        ("requirements", reqs.join("\n")),
+        ("extra", extra.join("\n")),
+    ];
+    let dir = o.dir();
+    vec![
+        (format!("{dir}/{}", o.entry), fill(SERVER, &vars)),
+        (format!("{dir}/Dockerfile"), fill(DOCKERFILE, &vars)),
+        (format!("{dir}/requirements.txt"), fill(REQUIREMENTS, &vars)),
+        (format!("{dir}/service.env"), fill(ENV, &vars)),
+    ]
+}
+
+/// The compose entry, rendered with the file's own indentation step.
+pub fn compose_entry(o: &Options, unit: usize) -> String {
+    let mut labels = vec![(compose::LABEL_PROTOCOL.to_string(), o.protocol().to_string())];
+    if o.https {
+        labels.push((compose::LABEL_HTTPS.to_string(), "true".to_string()));
+    }
+    if let Some(p) = &o.public {
+        labels.push((compose::LABEL_PUBLIC.to_string(), p.clone()));
+    }
+    let mut volumes = o.volumes.clone();
+    // Certificates are mounted at run time, never built into the image.
+    volumes.push(("./certs/trust".into(), "/run/trust:ro".into()));
+    if o.https {
+        volumes.push((format!("./certs/services/{}", o.name), "/run/tls:ro".into()));
+    }
+    let spec = ServiceSpec {
+        name: o.name.clone(),
+        port: o.port,
+        networks: o.networks(),
+        volumes,
+        depends_on: o.depends(),
+        labels,
+        env_file: format!("{}/service.env", o.dir()),
+        dockerfile: format!("backend_services/{}/Dockerfile", o.name),
+    };
+    compose::render_service(&spec, unit)
+}

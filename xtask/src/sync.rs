@@ -1,0 +1,40 @@
+//! `sync`: derives `[alt_names]`, the NGINX endpoint files and the workspace
+//! members from the services' compose entries, and plans the rewrite.
+
+use crate::cargo_toml;
+use crate::cnf;
+use crate::nginx;
+use crate::repo::Repo;
+use crate::txn::Txn;
+use crate::Error;
+
+/// Marks endpoint files that `sync` owns (and may rewrite or delete).
+pub const GENERATED: &str = "Written by `cargo xtask add-service`";
+
+pub fn plan(repo: &Repo) -> Result<Txn, Error> {
+    let mut txn = Txn::new(&repo.root);
+    let cnf_new = cnf::sync_alt_names(&repo.cnf_text, &repo.cnf, &repo.wanted_alt_names());
+    txn.write(cnf::FILE, cnf_new)?;
+    txn.write(cargo_toml::FILE, cargo_toml::sync(&repo.cargo_text, &repo.members, &repo.wanted_members()))?;
+
+    let mut wanted_files = vec![];
+    for s in repo.backend() {
+        let (Some(path), Some(port)) = (s.public_path(), s.port()) else { continue };
+        let file = nginx::location_file(&s.name);
+        // A path routed in a hand-written config is the user's; leave it.
+        if repo.routes.iter().any(|r| r.path == path && r.file != file) {
+            continue;
+        }
+        txn.write(&file, nginx::render_location(&s.name, path, port, s.https(), s.protocol() == "grpc"))?;
+        wanted_files.push(file);
+    }
+    for f in nginx::conf_files(&repo.root) {
+        if f.starts_with(nginx::LOCATIONS) && !wanted_files.contains(&f) {
+            let text = std::fs::read_to_string(repo.root.join(&f)).unwrap_or_default();
+            if text.contains(GENERATED) {
+                txn.delete(&f)?;
+            }
+        }
+    }
+    Ok(txn)
+}
