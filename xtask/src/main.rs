@@ -7,11 +7,15 @@ mod cnf;
 mod commands;
 mod compose;
 mod der;
+mod docker;
+mod images;
 mod nginx;
+mod probes;
 mod repo;
 mod scaffold;
 mod sync;
 mod txn;
+mod verify;
 mod yaml;
 
 use std::path::PathBuf;
@@ -59,6 +63,9 @@ COMMANDS:
   certs [--force]         (re)generate the local CA and certificates
   check [--format human|json]   the static house rules
   list [--format human|json]    the services
+  verify [--only <service>...] [--format human|json] [--junit <file>] [--keep] [--timeout <secs>]
+                          build, start and prove reachability end to end (Docker API)
+  images bootstrap        build local stand-ins for the base images (no registry needed)
   help                    this text
 
 Exit codes: 0 ok, 1 findings (check, sync --check), 2 bad input or failure.
@@ -72,6 +79,10 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime").block_on(f)
 }
 
 fn format_flag(p: &mut lexopt::Parser) -> Result<bool, Error> {
@@ -182,6 +193,35 @@ fn run() -> Result<u8, Error> {
             let findings = check::run(&repo)?;
             print!("{}", if json { check::render_json(&findings) } else { check::render_human(&findings) });
             Ok(if findings.is_empty() { 0 } else { 1 })
+        }
+        "images" => {
+            let sub = match p.next()? {
+                Some(Value(v)) => v.string()?,
+                _ => return Err(Error::input("usage: cargo xtask images bootstrap")),
+            };
+            if sub != "bootstrap" {
+                return Err(Error::input(format!("unknown `images {sub}`\n  fix: cargo xtask images bootstrap")));
+            }
+            block_on(images::bootstrap(&root))?;
+            Ok(0)
+        }
+        "verify" => {
+            let mut o = verify::Opts { only: vec![], json: false, junit: None, keep: false, timeout: 120 };
+            while let Some(arg) = p.next()? {
+                match arg {
+                    Long("only") => o.only.push(p.value()?.string()?),
+                    Long("format") => o.json = format_flag(&mut p)?,
+                    Long("junit") => o.junit = Some(p.value()?.into()),
+                    Long("keep") => o.keep = true,
+                    Long("timeout") => {
+                        let v = p.value()?.string()?;
+                        o.timeout = v.parse().map_err(|_| Error::input(format!("--timeout `{v}`: not a number of seconds")))?;
+                    }
+                    Value(v) if !o.only.is_empty() => o.only.push(v.string()?),
+                    _ => return Err(arg.unexpected().into()),
+                }
+            }
+            block_on(verify::verify(&root, o))
         }
         "help" => {
             print!("{HELP}");

@@ -1,0 +1,217 @@
+//! `images bootstrap`: local stand-ins for the base images, for machines
+//! that reach no registry. One Debian root filesystem is made by
+//! `mmdebstrap` from the machine's own apt sources and imported; the four
+//! stand-ins are thin layers on it. Their names are written to `.env`, the
+//! one place compose and verify read image overrides from.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use bollard::query_parameters as q;
+use futures_util::StreamExt;
+
+use crate::docker::{self, Tar, HASH_LABEL};
+use crate::txn::Txn;
+use crate::Error;
+
+const PACKAGES: &[&str] = &[
+    "ca-certificates",
+    "python3",
+    "python3-grpcio",
+    "python3-psycopg2",
+    "python3-redis",
+    "postgresql",
+    "redis-server",
+    "nginx",
+];
+
+/// The official image's interface, on Debian's postgresql package:
+/// POSTGRES_USER / POSTGRES_PASSWORD / POSTGRES_DB, data in PGDATA.
+const PG_ENTRYPOINT: &str = r#"#!/bin/sh
+set -e
+BIN=$(ls -d /usr/lib/postgresql/*/bin | tail -n 1)
+PGDATA=${PGDATA:-/var/lib/postgresql/data}
+mkdir -p "$PGDATA" /run/postgresql
+chown -R postgres:postgres "$PGDATA" /run/postgresql
+chmod 700 "$PGDATA"
+as_pg() { setpriv --reuid=postgres --regid=postgres --init-groups "$@"; }
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+  printf '%s\n' "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD is required}" > /tmp/pw
+  chown postgres /tmp/pw
+  as_pg "$BIN/initdb" -D "$PGDATA" -U "${POSTGRES_USER:-postgres}" --pwfile=/tmp/pw --auth-local=trust --auth-host=scram-sha-256 >/dev/null
+  rm -f /tmp/pw
+  echo "host all all 0.0.0.0/0 scram-sha-256" >> "$PGDATA/pg_hba.conf"
+  echo "listen_addresses = '*'" >> "$PGDATA/postgresql.conf"
+  DB=${POSTGRES_DB:-${POSTGRES_USER:-postgres}}
+  if [ "$DB" != postgres ]; then
+    echo "CREATE DATABASE \"$DB\";" | as_pg "$BIN/postgres" --single -D "$PGDATA" postgres >/dev/null
+  fi
+fi
+exec setpriv --reuid=postgres --regid=postgres --init-groups "$BIN/postgres" -D "$PGDATA"
+"#;
+
+struct StandIn {
+    env: &'static str,
+    name: &'static str,
+    dockerfile: &'static str,
+}
+
+const STAND_INS: &[StandIn] = &[
+    StandIn { env: "PYTHON_IMAGE", name: "python", dockerfile: "FROM {rootfs}\nENV LANG=C.UTF-8\nCMD [\"python3\"]\n" },
+    StandIn {
+        env: "POSTGRES_IMAGE",
+        name: "postgres",
+        dockerfile: "FROM {rootfs}\nCOPY entrypoint.sh /usr/local/bin/docker-entrypoint.sh\nRUN chmod 755 /usr/local/bin/docker-entrypoint.sh\nENV PGDATA=/var/lib/postgresql/data\nEXPOSE 5432\nCMD [\"/usr/local/bin/docker-entrypoint.sh\"]\n",
+    },
+    StandIn {
+        env: "REDIS_IMAGE",
+        name: "redis",
+        dockerfile: "FROM {rootfs}\nUSER redis\nEXPOSE 6379\nCMD [\"redis-server\", \"--bind\", \"0.0.0.0\", \"--protected-mode\", \"no\", \"--save\", \"\"]\n",
+    },
+    StandIn {
+        env: "NGINX_IMAGE",
+        name: "nginx",
+        dockerfile: "FROM {rootfs}\nRUN ln -sf /dev/stdout /var/log/nginx/access.log && ln -sf /dev/stderr /var/log/nginx/error.log\nEXPOSE 443\nCMD [\"nginx\", \"-g\", \"daemon off;\"]\n",
+    },
+];
+
+fn suite() -> String {
+    std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("VERSION_CODENAME=").map(|s| s.trim_matches('"').to_string())))
+        .unwrap_or_else(|| "bookworm".into())
+}
+
+pub fn tag_for(name: &str, hash: &str) -> String {
+    format!("monorepo-local/{name}:{}", &hash[..12])
+}
+
+/// Sets `KEY=value` lines in `.env`, keeping every other line.
+pub fn set_env_lines(text: &str, vals: &[(String, String)]) -> String {
+    let mut out = String::new();
+    let mut done = vec![];
+    for line in text.lines() {
+        let key = line.split('=').next().unwrap_or("").trim();
+        if let Some((k, v)) = vals.iter().find(|(k, _)| k == key) {
+            out.push_str(&format!("{k}={v}\n"));
+            done.push(k.clone());
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    for (k, v) in vals.iter().filter(|(k, _)| !done.contains(k)) {
+        out.push_str(&format!("{k}={v}\n"));
+    }
+    out
+}
+
+pub async fn bootstrap(root: &Path) -> Result<(), Error> {
+    let t0 = std::time::Instant::now();
+    let d = docker::connect().await?;
+    let suite = suite();
+    // The root filesystem depends on the suite and packages only; the
+    // stand-ins also on their Dockerfiles and the Postgres entrypoint.
+    let mut fs_recipe: Vec<&[u8]> = vec![suite.as_bytes()];
+    fs_recipe.extend(PACKAGES.iter().map(|p| p.as_bytes()));
+    let fs_hash = docker::sha256_hex(&fs_recipe);
+    let rootfs = tag_for("rootfs", &fs_hash);
+    let mut recipe: Vec<&[u8]> = vec![fs_hash.as_bytes(), PG_ENTRYPOINT.as_bytes()];
+    recipe.extend(STAND_INS.iter().map(|s| s.dockerfile.as_bytes()));
+    let hash = docker::sha256_hex(&recipe);
+
+    let mut missing = vec![];
+    for s in STAND_INS {
+        let tag = tag_for(s.name, &hash);
+        let labelled = d
+            .inspect_image(&tag)
+            .await
+            .ok()
+            .and_then(|i| i.config?.labels?.get(HASH_LABEL).cloned())
+            .is_some_and(|h| h == hash);
+        if !labelled {
+            missing.push(s);
+        }
+    }
+    if !missing.is_empty() && !docker::image_exists(&d, &rootfs).await {
+        import_rootfs(&d, root, &suite, &rootfs).await?;
+    }
+    for s in &missing {
+        let tag = tag_for(s.name, &hash);
+        println!("images: building {tag}");
+        let mut tar = Tar::default();
+        tar.file("Dockerfile", s.dockerfile.replace("{rootfs}", &rootfs).as_bytes(), 0o644, 0);
+        tar.file("entrypoint.sh", PG_ENTRYPOINT.as_bytes(), 0o755, 0);
+        let labels = HashMap::from([(HASH_LABEL.to_string(), hash.clone())]);
+        docker::build(&d, &tag, tar.finish(), "Dockerfile", &HashMap::new(), labels)
+            .await
+            .map_err(|log| Error::failure(format!("building {tag} failed:\n{log}")))?;
+    }
+    let vals: Vec<(String, String)> = STAND_INS.iter().map(|s| (s.env.to_string(), tag_for(s.name, &hash))).collect();
+    let old = std::fs::read_to_string(root.join(".env")).unwrap_or_else(|_| {
+        "# Image overrides for machines without a registry, written by `cargo xtask images bootstrap`.\n".into()
+    });
+    let mut txn = Txn::new(root);
+    txn.write(".env", set_env_lines(&old, &vals))?;
+    txn.commit()?;
+    for (k, v) in &vals {
+        println!("images: {k}={v}");
+    }
+    println!(
+        "images: {} built, {} already current; .env updated ({:.1}s)",
+        missing.len(),
+        STAND_INS.len() - missing.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn import_rootfs(d: &bollard::Docker, root: &Path, suite: &str, tag: &str) -> Result<(), Error> {
+    let dir = root.join("target/xtask");
+    std::fs::create_dir_all(&dir).map_err(|e| Error::failure(format!("{}: {e}", dir.display())))?;
+    let tarball = dir.join("rootfs.tar");
+    println!("images: mmdebstrap {suite} with {} (from this machine's apt sources)", PACKAGES.join(","));
+    let t = std::time::Instant::now();
+    let status = std::process::Command::new("mmdebstrap")
+        .args(["--quiet", "--variant=minbase", &format!("--include={}", PACKAGES.join(",")), suite])
+        .arg(&tarball)
+        .status()
+        .map_err(|e| Error::input(format!("cannot run mmdebstrap: {e}\n  fix: apt-get install mmdebstrap")))?;
+    if !status.success() {
+        return Err(Error::failure(format!("mmdebstrap failed ({status}); see its output above")));
+    }
+    println!("images: root filesystem built in {:.1}s; importing as {tag}", t.elapsed().as_secs_f64());
+    let (repo, tagname) = tag.split_once(':').unwrap();
+    let file = std::fs::File::open(&tarball).map_err(|e| Error::failure(format!("{}: {e}", tarball.display())))?;
+    // Stream the tarball in 1 MiB chunks rather than holding ~500 MB.
+    let body = futures_util::stream::unfold(file, |mut f| async move {
+        use std::io::Read;
+        let mut buf = vec![0u8; 1 << 20];
+        match f.read(&mut buf) {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(bytes::Bytes::from(buf)), f))
+            }
+            Err(e) => Some((Err(e), f)),
+        }
+    });
+    let opts = q::CreateImageOptions { from_src: Some("-".into()), repo: Some(repo.into()), tag: Some(tagname.into()), ..Default::default() };
+    let mut s = d.create_image(Some(opts), Some(bollard::body_try_stream(body)), None);
+    while let Some(r) = s.next().await {
+        if let Err(e) = r {
+            return Err(Error::failure(format!("importing the root filesystem failed: {e}")));
+        }
+    }
+    let _ = std::fs::remove_file(&tarball);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn env_lines_are_replaced_in_place() {
+        let out = super::set_env_lines("# c\nA=1\nB=2\n", &[("B".into(), "x".into()), ("C".into(), "y".into())]);
+        assert_eq!(out, "# c\nA=1\nB=x\nC=y\n");
+    }
+}
