@@ -150,7 +150,7 @@ fn glob(pat: &str, s: &str) -> bool {
 
 /// The build context as a tar (sorted, mtime 0, so equal input gives equal
 /// bytes and the hash below is stable).
-pub fn context_tar(ctx: &Path) -> Result<Vec<u8>, Error> {
+pub fn context_tar(ctx: &Path, dockerfile: &str) -> Result<Vec<u8>, Error> {
     let ig = Ignore::load(ctx);
     let mut files = vec![];
     let mut stack = vec![ctx.to_path_buf()];
@@ -159,7 +159,9 @@ pub fn context_tar(ctx: &Path) -> Result<Vec<u8>, Error> {
         for e in rd.flatten() {
             let p = e.path();
             let rel = p.strip_prefix(ctx).unwrap().to_string_lossy().into_owned();
-            if ig.ignored(&rel) {
+            // Like the docker CLI: the Dockerfile and .dockerignore are sent
+            // even when ignored (the builder needs the one, and COPY skips both).
+            if ig.ignored(&rel) && rel != dockerfile && rel != ".dockerignore" {
                 continue;
             }
             if p.is_dir() {

@@ -372,7 +372,7 @@ pub fn render_matrix(cells: &[Cell]) -> String {
         }
     }
     let w0 = sources.iter().map(|s| s.len()).max().unwrap_or(6).max(6);
-    let wc = targets.iter().map(|s| s.len()).max().unwrap_or(8).max(12);
+    let wc = targets.iter().map(|s| s.len()).max().unwrap_or(8).max(16);
     let mut out = format!("\nreachability (expected/actual; `reach` = must connect and speak the protocol, `block` = must not connect)\n{:w0$}", "source");
     for t in &targets {
         out += &format!("  {t:wc$}");

@@ -289,7 +289,7 @@ async fn build_images(d: &Docker, repo: &Repo, order: &[&Service]) -> Result<Has
         match (&s.build, &s.image) {
             (Some(b), _) => {
                 let ctx = repo.root.join(&b.context);
-                let tar = docker::context_tar(&ctx)?;
+                let tar = docker::context_tar(&ctx, &b.dockerfile)?;
                 let args: HashMap<String, String> = b.args.iter().cloned().collect();
                 // The hash covers the context (Dockerfile included), the
                 // arguments and the identity of the base images they name.
