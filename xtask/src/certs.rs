@@ -87,6 +87,9 @@ pub fn stale_reason(leaf: &Leaf, info: Option<&CertInfo>, ca_ski: Option<&[u8]>,
     if want != have || want_ip != have_ip {
         return Some(format!("SANs are {have:?}, want {want:?}"));
     }
+    if info.not_before > now + 3600 {
+        return Some("not valid yet (clock skew?)".into());
+    }
     if info.not_after - now < RENEW_DAYS * 86400 {
         return Some("expires within 30 days".into());
     }
@@ -134,10 +137,8 @@ pub fn plan(txn: &mut Txn, cnf: &Cnf, https_services: &[String], force: bool) ->
         let key_ok = txn.content(&format!("{}/key.pem", leaf.dir))?.is_some();
         let reason = if force {
             Some("--force".to_string())
-        } else if !key_ok {
-            Some("key missing".to_string())
         } else {
-            stale_reason(&leaf, info.as_ref(), ca_ski.as_deref(), now_s)
+            stale_reason(&leaf, info.as_ref(), ca_ski.as_deref(), now_s).or_else(|| (!key_ok).then(|| "key missing".to_string()))
         };
         txn.write(&format!("{}/ca.pem", leaf.dir), ca_pem.clone())?;
         let Some(reason) = reason else { continue };

@@ -59,7 +59,7 @@ pub fn run(repo: &Repo) -> Result<Vec<Finding>, Error> {
             out.push(f("MR001", &rel, 0, format!("service `{d}` has no Dockerfile"), format!("add {rel}/Dockerfile")));
         }
         if !names.contains(d.as_str()) {
-            out.push(f("MR002", &rel, 0, format!("folder `{d}` has no entry in {cf}"), format!("run `cargo xtask remove-service {d} --keep-files` leftovers away, or add the entry (`cargo xtask add-service` writes one)")));
+            out.push(f("MR002", &rel, 0, format!("folder `{d}` has no entry in {cf}"), format!("delete {rel}/ if it is left over, or add its compose entry (as `cargo xtask add-service` writes it)")));
         }
     }
 
@@ -219,6 +219,15 @@ fn find_cycle(services: &[Service]) -> Option<Vec<String>> {
         }
     }
     None
+}
+
+/// The rules as a Markdown table (the README embeds it; a test keeps it current).
+pub fn rules_table() -> String {
+    let mut s = String::from("| ID | rule | checks |\n|---|---|---|\n");
+    for (id, name, what) in RULES {
+        s += &format!("| {id} | {name} | {what} |\n");
+    }
+    s
 }
 
 pub fn render_human(findings: &[Finding]) -> String {

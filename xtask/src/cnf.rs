@@ -20,9 +20,6 @@ pub struct Cnf {
     pub alt_names: Vec<AltName>,
     /// 1-based line of the `[ alt_names ]` header.
     pub section_line: usize,
-    /// Values of `[ req_distinguished_name ]` (CN, O, ...), used for the
-    /// subject of the shared server certificate.
-    pub subject: Vec<(String, String)>,
 }
 
 fn section_name(line: &str) -> Option<&str> {
@@ -39,7 +36,6 @@ impl Cnf {
         let mut section = String::new();
         let mut alt_names = Vec::new();
         let mut section_line = None;
-        let mut subject = Vec::new();
         for (i, raw) in text.lines().enumerate() {
             let line = strip_comment(raw).trim();
             if line.is_empty() {
@@ -80,9 +76,6 @@ impl Cnf {
                     };
                     alt_names.push(AltName { kind, index, value: v.to_string(), line: i + 1 });
                 }
-                "req_distinguished_name" if !k.ends_with("_default") && !k.ends_with("_max") && !k.ends_with("_min") => {
-                    subject.push((k.to_string(), v.to_string()))
-                }
                 _ => {}
             }
         }
@@ -91,7 +84,7 @@ impl Cnf {
                 "{FILE}:1: no `[ alt_names ]` section\n  fix: add `[ alt_names ]` with `DNS.1 = localhost`, and `subjectAltName = @alt_names` under `[ v3_req ]`"
             ))
         })?;
-        Ok(Cnf { alt_names, section_line, subject })
+        Ok(Cnf { alt_names, section_line })
     }
 
     pub fn dns(&self, name: &str) -> Option<&AltName> {
@@ -201,7 +194,6 @@ mod tests {
     fn add_and_remove_round_trip() {
         let c = Cnf::parse(SAMPLE).unwrap();
         assert_eq!(c.alt_names.len(), 2);
-        assert_eq!(c.subject, vec![("CN".to_string(), "monorepo".to_string())]);
         let added = add_dns(SAMPLE, &c, "accounts");
         assert!(added.contains("DNS.2 = nginx\nDNS.3 = accounts\n\n# end"), "{added}");
         let c2 = Cnf::parse(&added).unwrap();

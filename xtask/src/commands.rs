@@ -8,7 +8,7 @@ use crate::certs;
 use crate::cnf::{self, Cnf};
 use crate::compose::{self, Compose};
 use crate::nginx;
-use crate::repo::{self, Repo, RESERVED, SERVICES_DIR};
+use crate::repo::{Repo, RESERVED, SERVICES_DIR};
 use crate::scaffold::{self, Options};
 use crate::sync;
 use crate::txn::{self, Txn};
@@ -333,7 +333,3 @@ pub fn list(root: &Path, json: bool) -> Result<(), Error> {
     Ok(())
 }
 
-/// For tests and `verify`: the .env overrides.
-pub fn dotenv(root: &Path) -> std::collections::BTreeMap<String, String> {
-    std::fs::read_to_string(root.join(".env")).map(|t| repo::parse_dotenv(&t)).unwrap_or_default()
-}

@@ -61,7 +61,7 @@ COMMANDS:
   remove-service <name>   the exact reverse of add-service [--keep-files] [--dry-run]
   sync [--check]          rewrite [alt_names], NGINX endpoints and workspace members
   certs [--force]         (re)generate the local CA and certificates
-  check [--format human|json]   the static house rules
+  check [--format human|json]   the static house rules (--rules lists them)
   list [--format human|json]    the services
   verify [--only <service>...] [--format human|json] [--junit <file>] [--keep] [--timeout <secs>]
                           build, start and prove reachability end to end (Docker API)
@@ -182,6 +182,10 @@ fn run() -> Result<u8, Error> {
             while let Some(arg) = p.next()? {
                 match arg {
                     Long("format") => json = format_flag(&mut p)?,
+                    Long("rules") if cmd == "check" => {
+                        print!("{}", check::rules_table());
+                        return Ok(0);
+                    }
                     _ => return Err(arg.unexpected().into()),
                 }
             }

@@ -18,7 +18,6 @@ pub const RESERVED: &[&str] = &[
     "common", "proto", "postgres", "redis", "nginx", "grpc-network", "pg-network", "redis-network", "web-network",
     "xtask", "probe", "certs",
 ];
-pub const NETWORKS: &[&str] = &["grpc-network", "pg-network", "redis-network", "web-network"];
 /// Larger inputs are refused: nothing this tool edits is legitimately that big.
 const MAX_FILE: u64 = 4 << 20;
 

@@ -149,3 +149,37 @@ pub fn compose_entry(o: &Options, unit: usize) -> String {
     };
     compose::render_service(&spec, unit)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The templates' output is pinned in `xtask/tests/golden/`; run with
+    /// `UPDATE_GOLDEN=1` to accept a deliberate change.
+    #[test]
+    fn templates_match_golden_files() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+        let cases = [
+            ("grpc-pg-redis-https", Options { name: "billing".into(), grpc: true, pg: true, redis: true, https: true, public: None, port: 50100, depends_on: vec!["accounts".into()], volumes: vec![("billing-data".into(), "/var/lib/billing".into())], entry: "server.py".into() }),
+            ("public-http", Options { name: "web".into(), public: Some("/web/".into()), port: 8081, entry: "main.py".into(), ..Default::default() }),
+        ];
+        let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+        for (case, o) in cases {
+            let mut outputs: Vec<(String, String)> = files(&o).into_iter().map(|(p, c)| (p.rsplit('/').next().unwrap().to_string(), c)).collect();
+            outputs.push(("compose-entry.yml".into(), compose_entry(&o, 2)));
+            if let Some(p) = &o.public {
+                outputs.push(("location.conf".into(), crate::nginx::render_location(&o.name, p, o.port, o.https, o.protocol() == "grpc")));
+            }
+            for (name, content) in outputs {
+                let path = dir.join(case).join(&name);
+                if update {
+                    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                    std::fs::write(&path, &content).unwrap();
+                    continue;
+                }
+                let want = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
+                assert_eq!(content, want, "{case}/{name} differs from its golden file");
+            }
+        }
+    }
+}

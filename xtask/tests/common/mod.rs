@@ -1,0 +1,111 @@
+//! Helpers for the integration tests: a temporary copy of this repository,
+//! the real xtask binary run against it, and snapshots of its files.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A copy of the repository's files (tracked and new, not ignored) in a
+/// fresh temporary folder, removed when dropped.
+pub struct Copy {
+    pub root: PathBuf,
+}
+
+impl Drop for Copy {
+    fn drop(&mut self) {
+        if std::env::var_os("KEEP_TEST_COPIES").is_none() {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
+pub fn copy(tag: &str) -> Copy {
+    let ws = workspace();
+    let root = std::env::temp_dir().join(format!("xtask-it-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let out = Command::new("git")
+        .current_dir(&ws)
+        .args(["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
+        .output()
+        .expect("git");
+    for f in out.stdout.split(|b| *b == 0).filter(|f| !f.is_empty()) {
+        let rel = String::from_utf8_lossy(f).into_owned();
+        let src = ws.join(&rel);
+        if !src.is_file() || rel.starts_with("xtask/tests/") {
+            continue;
+        }
+        let dst = root.join(&rel);
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        std::fs::copy(&src, &dst).unwrap();
+    }
+    // Image overrides (air-gapped machines) come along.
+    if ws.join(".env").exists() {
+        std::fs::copy(ws.join(".env"), root.join(".env")).unwrap();
+    }
+    Copy { root }
+}
+
+pub fn xtask(root: &Path, args: &[&str]) -> Output {
+    xtask_env(root, args, &[])
+}
+
+pub fn xtask_env(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    c.arg("--root").arg(root).args(args).env("NO_COLOR", "1");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run xtask")
+}
+
+pub fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// Every file under `root` except the generated certificates and lock.
+pub fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            if rel == "certs" || rel == ".xtask.lock" || rel == "target" {
+                continue;
+            }
+            let ft = std::fs::symlink_metadata(&p).unwrap().file_type();
+            if ft.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(rel, std::fs::read(&p).unwrap_or_default());
+            }
+        }
+    }
+    out
+}
+
+pub fn assert_same(a: &BTreeMap<String, Vec<u8>>, b: &BTreeMap<String, Vec<u8>>, what: &str) {
+    let ka: Vec<&String> = a.keys().collect();
+    let kb: Vec<&String> = b.keys().collect();
+    assert_eq!(ka, kb, "{what}: the set of files changed");
+    for (k, v) in a {
+        assert!(v == &b[k], "{what}: {k} changed:\n{}", String::from_utf8_lossy(&b[k]));
+    }
+}
+
+pub fn docker_available() -> bool {
+    Command::new("docker").arg("info").output().map(|o| o.status.success()).unwrap_or(false)
+}
+
+/// The image overrides in the workspace's .env (written by `images bootstrap`).
+pub fn env_image(key: &str, default: &str) -> String {
+    std::fs::read_to_string(workspace().join(".env"))
+        .ok()
+        .and_then(|t| t.lines().find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string)))
+        .unwrap_or_else(|| default.to_string())
+}

@@ -1,0 +1,306 @@
+//! The static commands, run as the real binary on a temporary copy of this
+//! repository and held against the real oracles: docker-compose, openssl,
+//! and `nginx -t` in the NGINX image.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn ok(o: &std::process::Output) {
+    assert!(o.status.success(), "exit {:?}:\n{}", o.status.code(), text(o));
+}
+
+fn compose_config_ok(root: &std::path::Path) {
+    let o = Command::new("docker-compose").current_dir(root).args(["config", "-q"]).output().expect("docker-compose");
+    assert!(o.status.success(), "docker-compose config -q failed:\n{}", text(&o));
+}
+
+fn openssl(args: &[&str], root: &std::path::Path) -> String {
+    let o = Command::new("openssl").current_dir(root).args(args).output().expect("openssl");
+    assert!(o.status.success(), "openssl {args:?}:\n{}", text(&o));
+    text(&o)
+}
+
+#[test]
+fn add_passes_every_oracle_and_remove_gives_back_every_byte() {
+    let c = copy("roundtrip");
+    ok(&xtask(&c.root, &["certs"]));
+    let before = snapshot(&c.root);
+    let ca_before = std::fs::read(c.root.join("certs/ca/ca.pem")).unwrap();
+
+    let o = xtask(&c.root, &["add-service", "billing", "--grpc", "--pg", "--https", "--public", "/billing/", "--volume", "billing-data:/var/lib/billing", "--depends-on", "accounts"]);
+    ok(&o);
+    let out = text(&o);
+    assert!(out.contains("added service `billing` on port 50052"), "{out}");
+
+    // The compose oracle, our own rules, and the listing.
+    compose_config_ok(&c.root);
+    ok(&xtask(&c.root, &["check"]));
+    let compose = std::fs::read_to_string(c.root.join("docker-compose.yml")).unwrap();
+    for want in ["  billing:\n", "    container_name: billing\n", "      - pg-network\n", "      - billing-data:/var/lib/billing\n", "      - postgres\n      - accounts\n", "  billing-data:\n"] {
+        assert!(compose.contains(want), "missing {want:?} in\n{compose}");
+    }
+    // Comments, anchors and flow sequences of the original are untouched.
+    let orig = String::from_utf8(before["docker-compose.yml"].clone()).unwrap();
+    for line in orig.lines() {
+        assert!(compose.contains(line), "line lost: {line:?}");
+    }
+    let cnf = std::fs::read_to_string(c.root.join("openssl.cnf")).unwrap();
+    assert!(cnf.contains("DNS.3 = accounts\nDNS.4 = billing\n"), "{cnf}");
+    let loc = std::fs::read_to_string(c.root.join("nginx/locations/billing.conf")).unwrap();
+    assert!(loc.contains("location /billing/ {") && loc.contains("set $billing_upstream billing:50052;") && loc.contains("proxy_pass https://$billing_upstream;"), "{loc}");
+    for f in ["server.py", "Dockerfile", "requirements.txt", "service.env"] {
+        assert!(c.root.join("src/backend_services/billing").join(f).is_file(), "{f}");
+    }
+
+    // The certificate oracles: chain, SANs, key modes, CA reused.
+    openssl(&["verify", "-CAfile", "certs/ca/ca.pem", "certs/server/cert.pem", "certs/services/billing/cert.pem"], &c.root);
+    let sans = openssl(&["x509", "-in", "certs/server/cert.pem", "-noout", "-ext", "subjectAltName"], &c.root);
+    assert!(sans.contains("DNS:localhost, DNS:nginx, DNS:accounts, DNS:billing, IP Address:127.0.0.1"), "{sans}");
+    let leaf = openssl(&["x509", "-in", "certs/services/billing/cert.pem", "-noout", "-ext", "subjectAltName"], &c.root);
+    assert!(leaf.contains("DNS:billing") && !leaf.contains("DNS:accounts"), "{leaf}");
+    assert_eq!(std::fs::read(c.root.join("certs/ca/ca.pem")).unwrap(), ca_before, "the CA must be reused");
+    use std::os::unix::fs::PermissionsExt;
+    for k in ["certs/ca/ca.key", "certs/server/key.pem", "certs/services/billing/key.pem"] {
+        let mode = std::fs::metadata(c.root.join(k)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{k}");
+    }
+
+    // Adding the same service again is refused and changes nothing.
+    let mid = snapshot(&c.root);
+    let again = xtask(&c.root, &["add-service", "billing", "--grpc"]);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+    assert_same(&mid, &snapshot(&c.root), "second add");
+
+    ok(&xtask(&c.root, &["remove-service", "billing"]));
+    assert_same(&before, &snapshot(&c.root), "add then remove");
+    assert!(!c.root.join("certs/services/billing").exists());
+    let sans = openssl(&["x509", "-in", "certs/server/cert.pem", "-noout", "-ext", "subjectAltName"], &c.root);
+    assert!(!sans.contains("billing"), "{sans}");
+    ok(&xtask(&c.root, &["check"]));
+}
+
+#[test]
+fn dry_run_prints_a_diff_and_writes_nothing() {
+    let c = copy("dryrun");
+    let before = snapshot(&c.root);
+    let o = xtask(&c.root, &["add-service", "search", "--grpc", "--redis", "--public", "/search/", "--dry-run"]);
+    ok(&o);
+    let out = text(&o);
+    assert!(out.contains("--- /dev/null\n+++ b/src/backend_services/search/server.py"), "{out}");
+    assert!(out.contains("--- a/docker-compose.yml\n+++ b/docker-compose.yml"), "{out}");
+    assert!(out.contains("+  search:\n"), "{out}");
+    assert!(out.contains("+++ b/nginx/locations/search.conf"), "{out}");
+    assert_same(&before, &snapshot(&c.root), "dry run");
+    let o = xtask(&c.root, &["remove-service", "gateway", "--dry-run"]);
+    ok(&o);
+    assert!(text(&o).contains("-  gateway:\n"), "{}", text(&o));
+    assert_same(&before, &snapshot(&c.root), "remove dry run");
+}
+
+#[test]
+fn bad_input_exits_2_and_leaves_every_file_alone() {
+    let c = copy("badinput");
+    ok(&xtask(&c.root, &["certs"]));
+    let long = "a".repeat(64);
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["add-service", "Billing"],
+        vec!["add-service", "bill ing"],
+        vec!["add-service", "../x"],
+        vec!["add-service", "a/b"],
+        vec!["add-service", &long],
+        vec!["add-service", "1billing"],
+        vec!["add-service", "billing-"],
+        vec!["add-service", "common"],
+        vec!["add-service", "proto"],
+        vec!["add-service", "postgres"],
+        vec!["add-service", "redis"],
+        vec!["add-service", "nginx"],
+        vec!["add-service", "grpc-network"],
+        vec!["add-service", "accounts"],
+        vec!["add-service", "billing", "--port", "50051"],
+        vec!["add-service", "billing", "--port", "8443"],
+        vec!["add-service", "billing", "--port", "0"],
+        vec!["add-service", "billing", "--port", "70000"],
+        vec!["add-service", "billing", "--port", "http"],
+        vec!["add-service", "billing", "--depends-on", "ghost"],
+        vec!["add-service", "billing", "--public", "/api/"],
+        vec!["add-service", "billing", "--public", "no-slash"],
+        vec!["add-service", "billing", "--volume", "nopath"],
+        vec!["add-service", "billing", "--entry", "app.py"],
+        vec!["add-service", "billing", "--unknown-flag"],
+        vec!["add-service"],
+        vec!["remove-service", "ghost"],
+        vec!["remove-service", "accounts"],
+        vec!["frobnicate"],
+    ];
+    let before = snapshot(&c.root);
+    for args in &cases {
+        let o = xtask(&c.root, args);
+        assert_eq!(o.status.code(), Some(2), "{args:?} should exit 2:\n{}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.starts_with("error: ") && err.len() > 20, "{args:?}: unclear message: {err}");
+        assert_same(&before, &snapshot(&c.root), &format!("{args:?}"));
+    }
+    // The messages say what is wrong and where.
+    let o = xtask(&c.root, &["add-service", "billing", "--port", "50051"]);
+    assert!(text(&o).contains("docker-compose.yml:") && text(&o).contains("taken by `accounts`"), "{}", text(&o));
+    let o = xtask(&c.root, &["remove-service", "accounts"]);
+    assert!(text(&o).contains("gateway"), "{}", text(&o));
+    println!("bad input: {} cases, each exit 2 with files unchanged", cases.len());
+}
+
+#[test]
+fn a_failure_halfway_leaves_the_repository_as_it_was() {
+    let c = copy("rollback");
+    ok(&xtask(&c.root, &["certs"]));
+    let before = snapshot(&c.root);
+    // Injected: the NGINX endpoint cannot be renamed into place, after the
+    // service folder and the compose file were already written.
+    let o = xtask_env(&c.root, &["add-service", "billing", "--https", "--public", "/billing/"], &[("XTASK_FAIL_AT", "rename:nginx/locations/billing.conf")]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("every file was put back"), "{}", text(&o));
+    assert_same(&before, &snapshot(&c.root), "after injected failure");
+    assert!(!c.root.join("src/backend_services/billing").exists());
+    // Real: the endpoint's path is taken by a folder, so it cannot be written.
+    std::fs::create_dir_all(c.root.join("nginx/locations/billing.conf/x")).unwrap();
+    let before = snapshot(&c.root);
+    let o = xtask(&c.root, &["add-service", "billing", "--public", "/billing/"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_same(&before, &snapshot(&c.root), "after real failure");
+}
+
+#[test]
+fn sync_renumbers_merged_alt_names_and_check_finds_it() {
+    let c = copy("sync");
+    ok(&xtask(&c.root, &["certs"]));
+    ok(&xtask(&c.root, &["sync", "--check"]));
+    // Two branches both added DNS.4; one of them lost its endpoint file.
+    let cnf = std::fs::read_to_string(c.root.join("openssl.cnf")).unwrap();
+    std::fs::write(c.root.join("openssl.cnf"), cnf.replace("DNS.3 = accounts\n", "DNS.3 = accounts\nDNS.4 = a\nDNS.4 = b\n")).unwrap();
+    std::fs::remove_file(c.root.join("nginx/locations/gateway.conf")).unwrap();
+    let o = xtask(&c.root, &["check", "--format", "json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let ids: Vec<&str> = v["findings"].as_array().unwrap().iter().map(|f| f["id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&"MR012") && ids.contains(&"MR014") && ids.contains(&"MR015"), "{ids:?}");
+    let dup = v["findings"].as_array().unwrap().iter().find(|f| f["id"] == "MR012").unwrap();
+    assert_eq!(dup["file"], "openssl.cnf");
+    assert!(dup["line"].as_u64().unwrap() > 0);
+
+    let o = xtask(&c.root, &["sync", "--check"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("-DNS.4 = b\n+DNS.5 = b"), "{}", text(&o));
+    assert!(text(&o).contains("+++ b/nginx/locations/gateway.conf"), "{}", text(&o));
+    ok(&xtask(&c.root, &["sync"]));
+    ok(&xtask(&c.root, &["sync", "--check"]));
+    ok(&xtask(&c.root, &["certs"]));
+    ok(&xtask(&c.root, &["check"]));
+}
+
+#[test]
+fn check_reports_rule_file_line_and_fix() {
+    let c = copy("check");
+    ok(&xtask(&c.root, &["certs"]));
+    let compose = std::fs::read_to_string(c.root.join("docker-compose.yml")).unwrap();
+    let broken = compose
+        .replace("    container_name: gateway\n", "    container_name: gw\n")
+        .replace("      - \"8080:8080\"\n", "      - \"5432:8080\"\n")
+        .replace("      - pg-network\n      - redis-network\n", "      - redis-network\n");
+    std::fs::write(c.root.join("docker-compose.yml"), broken).unwrap();
+    let o = xtask(&c.root, &["check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = text(&o);
+    for want in ["MR004 docker-compose.yml:", "container_name `gw`", "MR005 docker-compose.yml:", "host port 5432", "MR010 docker-compose.yml:", "not on pg-network", "fix: "] {
+        assert!(out.contains(want), "missing {want:?}:\n{out}");
+    }
+    // Unreadable input is exit 2, not a finding.
+    std::fs::write(c.root.join("docker-compose.yml"), "services: [\n").unwrap();
+    let o = xtask(&c.root, &["check"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("docker-compose.yml:"), "{}", text(&o));
+}
+
+#[test]
+fn certs_regenerate_only_what_is_stale() {
+    let c = copy("certs");
+    let o = xtask(&c.root, &["certs"]);
+    ok(&o);
+    assert!(text(&o).contains("new local CA"), "{}", text(&o));
+    let o = xtask(&c.root, &["certs"]);
+    ok(&o);
+    assert!(text(&o).contains("all certificates are current"), "{}", text(&o));
+    let ca = std::fs::read(c.root.join("certs/ca/ca.pem")).unwrap();
+    let server = std::fs::read(c.root.join("certs/server/cert.pem")).unwrap();
+    let o = xtask(&c.root, &["certs", "--force"]);
+    ok(&o);
+    assert_eq!(std::fs::read(c.root.join("certs/ca/ca.pem")).unwrap(), ca, "--force keeps the CA");
+    assert_ne!(std::fs::read(c.root.join("certs/server/cert.pem")).unwrap(), server);
+    let ca_text = openssl(&["x509", "-in", "certs/ca/ca.pem", "-noout", "-text"], &c.root);
+    assert!(ca_text.contains("CA:TRUE, pathlen:0") && ca_text.contains("prime256v1"), "{ca_text}");
+    let dates = openssl(&["x509", "-in", "certs/services/accounts/cert.pem", "-noout", "-startdate", "-enddate"], &c.root);
+    assert!(!dates.contains("4096") && !dates.contains("1975"), "explicit validity, not rcgen's default: {dates}");
+    // A changed CA makes every leaf stale.
+    std::fs::remove_file(c.root.join("certs/ca/ca.key")).unwrap();
+    let o = xtask(&c.root, &["certs"]);
+    ok(&o);
+    assert!(text(&o).contains("signed by another CA"), "{}", text(&o));
+    openssl(&["verify", "-CAfile", "certs/ca/ca.pem", "certs/server/cert.pem", "certs/services/accounts/cert.pem"], &c.root);
+    // Keys are ignored by git, and no key is inside any build context.
+    let ig = Command::new("git").current_dir(workspace()).args(["check-ignore", "-q", "certs/ca/ca.key"]).status().unwrap();
+    assert!(ig.success(), "certs/ must be git-ignored");
+    let compose = std::fs::read_to_string(c.root.join("docker-compose.yml")).unwrap();
+    assert!(!compose.contains("context: .\n") && !compose.contains("context: ./certs"), "no build context may contain certs/");
+}
+
+#[test]
+fn list_shows_every_service() {
+    let c = copy("list");
+    let o = xtask(&c.root, &["list", "--format", "json"]);
+    ok(&o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let gw = v.as_array().unwrap().iter().find(|s| s["name"] == "gateway").unwrap();
+    assert_eq!(gw["public"], "/api/");
+    assert_eq!(gw["depends_on"][0], "accounts");
+    let acc = v.as_array().unwrap().iter().find(|s| s["name"] == "accounts").unwrap();
+    assert_eq!(acc["https"], true);
+    let o = xtask(&c.root, &["list"]);
+    ok(&o);
+    assert!(text(&o).lines().next().unwrap().starts_with("SERVICE"));
+    assert!(text(&o).contains("accounts  50051:50051"), "{}", text(&o));
+}
+
+#[test]
+fn concurrent_adds_lose_no_update() {
+    let c = copy("concurrent");
+    ok(&xtask(&c.root, &["certs"]));
+    let bin = env!("CARGO_BIN_EXE_xtask");
+    let spawn = |name: &str, port: &str| {
+        Command::new(bin).arg("--root").arg(&c.root).args(["add-service", name, "--grpc", "--https", "--port", port]).spawn().unwrap()
+    };
+    let (mut a, mut b) = (spawn("alpha", "50100"), spawn("beta", "50101"));
+    assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
+    let compose = std::fs::read_to_string(c.root.join("docker-compose.yml")).unwrap();
+    assert!(compose.contains("  alpha:\n") && compose.contains("  beta:\n"));
+    let cnf = std::fs::read_to_string(c.root.join("openssl.cnf")).unwrap();
+    assert!(cnf.contains("= alpha\n") && cnf.contains("= beta\n"));
+    ok(&xtask(&c.root, &["check"]));
+}
+
+#[test]
+fn nginx_config_passes_nginx_t_in_the_nginx_image() {
+    assert!(docker_available(), "this test needs the Docker daemon (see README: setup)");
+    let c = copy("nginxt");
+    ok(&xtask(&c.root, &["add-service", "billing", "--https", "--public", "/billing/"]));
+    ok(&xtask(&c.root, &["add-service", "events", "--grpc", "--public", "/events/"]));
+    let image = env_image("NGINX_IMAGE", "nginx");
+    let vol = |p: &str, t: &str| format!("{}:{t}:ro", c.root.join(p).display());
+    let o = Command::new("docker")
+        .args(["run", "--rm", "--network", "none", "-v", &vol("nginx/nginx.conf", "/etc/nginx/nginx.conf"), "-v", &vol("nginx/locations", "/etc/nginx/locations"), "-v", &vol("certs/server", "/etc/nginx/certs"), &image, "nginx", "-t"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "nginx -t failed:\n{}", text(&o));
+    assert!(text(&o).contains("test is successful"), "{}", text(&o));
+}
