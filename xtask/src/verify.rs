@@ -95,7 +95,7 @@ pub async fn verify(root: &Path, o: Opts) -> Result<u8, Error> {
     let d = docker::connect().await?;
     let swept = docker::sweep(&d, None).await;
     if swept > 0 {
-        println!("verify: removed {swept} object(s) left by an earlier interrupted run");
+        eprintln!("verify: removed {swept} object(s) left by an earlier interrupted run");
     }
     let id = format!("{:x}{:04x}", std::process::id(), (time::OffsetDateTime::now_utc().unix_timestamp() & 0xffff) as u16);
     let mut secrets = vec![];
@@ -107,7 +107,7 @@ pub async fn verify(root: &Path, o: Opts) -> Result<u8, Error> {
         }
     }
     let mut run = Run { id, root: root.to_path_buf(), d: d.clone(), containers: BTreeMap::new(), networks: BTreeMap::new(), secrets };
-    println!("verify: run {} ({} services)", run.id, repo.compose.services.len());
+    eprintln!("verify: run {} ({} services)", run.id, repo.compose.services.len());
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| Error::failure(format!("cannot install a SIGTERM handler: {e}")))?;
@@ -118,8 +118,8 @@ pub async fn verify(root: &Path, o: Opts) -> Result<u8, Error> {
     };
     let t = Instant::now();
     if o.keep && result.is_ok() {
-        println!("verify: --keep: the stack of run {} is still up. Remove it with:", run.id);
-        println!("  docker rm -f $(docker ps -aq --filter label={RUN_LABEL}={}) && docker network prune -f --filter label={RUN_LABEL}={} && docker volume prune -f --filter label={RUN_LABEL}={}", run.id, run.id, run.id);
+        eprintln!("verify: --keep: the stack of run {} is still up. Remove it with:", run.id);
+        eprintln!("  docker rm -f $(docker ps -aq --filter label={RUN_LABEL}={}) && docker network prune -f --filter label={RUN_LABEL}={} && docker volume prune -f --filter label={RUN_LABEL}={}", run.id, run.id, run.id);
     } else {
         // Twice: a create that was in flight when we were interrupted may
         // land after the first sweep.
@@ -130,7 +130,7 @@ pub async fn verify(root: &Path, o: Opts) -> Result<u8, Error> {
     phases.add("cleanup", t);
     let code = result?;
     let breakdown: Vec<String> = phases.0.iter().map(|(n, s)| format!("{n} {s:.1}s")).collect();
-    println!("verify: {:.1}s ({})", t_all.elapsed().as_secs_f64(), breakdown.join(", "));
+    eprintln!("verify: {:.1}s ({})", t_all.elapsed().as_secs_f64(), breakdown.join(", "));
     Ok(code)
 }
 
@@ -219,7 +219,7 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
     let mut not_ready = vec![];
     for (tg, r) in targets.iter().zip(ready) {
         match r {
-            Ok(ms) => println!("  ready  {:<12} {:.1}s", tg.service, ms as f64 / 1000.0),
+            Ok(ms) => eprintln!("  ready  {:<12} {:.1}s", tg.service, ms as f64 / 1000.0),
             Err(why) => {
                 let logs = docker::logs(&d, &run.containers[&tg.service], 15).await;
                 not_ready.push(format!("{} never became ready: {}\n    last log lines of {}:\n{}", tg.service, why, tg.service, indent(&logs)));
@@ -272,7 +272,7 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
     if let Some(j) = &o.junit {
         std::fs::write(j, probes::render_junit(&cells)).map_err(|e| Error::failure(format!("{}: {e}", j.display())))?;
     }
-    println!("verify: {} probe(s), {} mismatch(es)", cells.len(), failed);
+    eprintln!("verify: {} probe(s), {} mismatch(es)", cells.len(), failed);
     Ok(if failed == 0 { 0 } else { 1 })
 }
 
@@ -305,7 +305,7 @@ async fn build_images(d: &Docker, repo: &Repo, order: &[&Service]) -> Result<Has
                 let tag = format!("monorepo-verify/{}:{}", s.name, &hash[..16]);
                 images.insert(s.name.clone(), tag.clone());
                 if docker::image_exists(d, &tag).await {
-                    println!("  image  {:<12} cached ({tag})", s.name);
+                    eprintln!("  image  {:<12} cached ({tag})", s.name);
                     continue;
                 }
                 let (name, df) = (s.name.clone(), b.dockerfile.clone());
@@ -329,12 +329,12 @@ async fn build_images(d: &Docker, repo: &Repo, order: &[&Service]) -> Result<Has
         }
     }
     if !jobs.is_empty() {
-        println!("  image  building {} image(s) in parallel...", jobs.len());
+        eprintln!("  image  building {} image(s) in parallel...", jobs.len());
     }
     let mut failed = vec![];
     for (name, tag, took, r) in futures_util::future::join_all(jobs).await {
         match r {
-            Ok(()) => println!("  image  {name:<12} built in {:.1}s ({tag})", took.as_secs_f64()),
+            Ok(()) => eprintln!("  image  {name:<12} built in {:.1}s ({tag})", took.as_secs_f64()),
             Err(log) => failed.push(format!("building `{name}` failed:\n{}", indent(&log))),
         }
     }

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# One-time set-up of a fresh (Debian) machine for this monorepo:
+#  - the tools the xtask and its tests call: docker-compose, openssl, mmdebstrap;
+#  - base images: the official ones when they are on the machine, otherwise
+#    local stand-ins built from Debian packages (no registry needed);
+#  - the development certificates.
+# Safe to run again: every step skips what is already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v docker-compose >/dev/null || need+=(docker-compose)
+command -v openssl >/dev/null || need+=(openssl)
+command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
+if ((${#need[@]})); then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  echo "setup: installing ${need[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+docker info >/dev/null 2>&1 || { echo "setup: the Docker daemon is not reachable; start it first" >&2; exit 2; }
+
+cargo build --quiet -p xtask
+
+# Use the official images if they are all here; never try a registry we
+# may not have. Otherwise build (or reuse) the local stand-ins.
+if docker image inspect postgres:16 redis:7 nginx python:3.12-slim >/dev/null 2>&1 && [ ! -f .env ]; then
+  echo "setup: using the official base images"
+else
+  cargo xtask images bootstrap
+fi
+cargo xtask certs

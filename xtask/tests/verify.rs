@@ -1,0 +1,192 @@
+//! `verify` for real, on temporary copies of this repository: the example
+//! stack passes; each broken variant fails naming its cause; an undeclared
+//! shared network passes and shows in the report; interrupting a run at
+//! several moments leaves nothing behind.
+//!
+//! Needs the Docker daemon and the base images (`cargo xtask images
+//! bootstrap` on machines without a registry; see README).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use common::*;
+
+/// One verify at a time: the machine has two cores, and timeouts are real.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn probe_bin() -> String {
+    static BIN: OnceLock<String> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let ws = workspace();
+        let st = Command::new(env!("CARGO"))
+            .current_dir(&ws)
+            .args(["build", "--quiet", "--release", "-p", "probe", "--target", "x86_64-unknown-linux-gnu"])
+            .env("RUSTFLAGS", "-C target-feature=+crt-static")
+            .status()
+            .unwrap();
+        assert!(st.success(), "building the probe failed");
+        ws.join("target/x86_64-unknown-linux-gnu/release/probe").display().to_string()
+    })
+    .clone()
+}
+
+fn prepared(tag: &str) -> Copy {
+    assert!(docker_available(), "these tests need the Docker daemon (see README: setup)");
+    let c = copy(tag);
+    let o = xtask(&c.root, &["certs"]);
+    assert!(o.status.success(), "{}", text(&o));
+    c
+}
+
+fn verify(root: &Path, args: &[&str]) -> Output {
+    let bin = probe_bin();
+    let mut all = vec!["verify"];
+    all.extend(args);
+    xtask_env(root, &all, &[("XTASK_PROBE_BIN", &bin)])
+}
+
+fn edit(root: &Path, file: &str, from: &str, to: &str) {
+    let p = root.join(file);
+    let t = std::fs::read_to_string(&p).unwrap();
+    assert!(t.contains(from), "{file} has no {from:?}");
+    std::fs::write(&p, t.replacen(from, to, 1)).unwrap();
+}
+
+fn leftovers() -> usize {
+    let count = |args: &[&str]| -> usize {
+        let o = Command::new("docker").args(args).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).lines().filter(|l| !l.trim().is_empty()).count()
+    };
+    count(&["ps", "-aq", "--filter", "label=monorepo.verify.run"])
+        + count(&["network", "ls", "-q", "--filter", "label=monorepo.verify.run"])
+        + count(&["volume", "ls", "-q", "--filter", "label=monorepo.verify.run"])
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(o)))
+}
+
+fn cell<'a>(v: &'a serde_json::Value, src: &str, dst: &str) -> &'a serde_json::Value {
+    v["cells"].as_array().unwrap().iter().find(|c| c["source"] == src && c["target"] == dst).unwrap_or_else(|| panic!("no cell {src}->{dst}"))
+}
+
+#[test]
+fn the_example_stack_passes_and_reports_json_and_junit() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let c = prepared("vok");
+    let junit = c.root.join("verify.xml");
+    let o = verify(&c.root, &["--format", "json", "--junit", junit.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v = json(&o);
+    assert_eq!(v["ok"], true);
+    // Reachable where a network is shared, and spoken to in its protocol.
+    let pg = cell(&v, "accounts", "postgres");
+    assert_eq!((pg["expected"].as_str(), pg["outcome"].as_str()), (Some("reachable"), Some("ok")));
+    assert!(pg["detail"].as_str().unwrap().contains("query answered as app@app"), "{pg}");
+    assert!(cell(&v, "accounts", "redis")["detail"].as_str().unwrap().contains("PONG"));
+    assert!(cell(&v, "gateway", "accounts")["detail"].as_str().unwrap().contains("SERVING"));
+    // Unreachable where none is: the name does not even resolve.
+    let iso = cell(&v, "gateway", "postgres");
+    assert_eq!((iso["expected"].as_str(), iso["outcome"].as_str()), (Some("unreachable"), Some("unresolved")));
+    assert_eq!(cell(&v, "accounts", "nginx")["outcome"], "unresolved");
+    // Through NGINX from the host, answered by the gateway itself.
+    let route = cell(&v, "host", "nginx/api/");
+    assert_eq!(route["outcome"], "ok", "{route}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert_eq!(xml.matches("<testcase").count(), v["cells"].as_array().unwrap().len());
+    assert!(xml.contains("failures=\"0\""));
+    // No secret in the report, and nothing left behind.
+    assert!(!text(&o).contains("app-dev-password"), "a secret leaked into the output");
+    assert_eq!(leftovers(), 0, "verify left containers, networks or volumes behind");
+}
+
+#[test]
+fn a_pg_user_without_pg_network_fails_naming_the_rule() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let c = prepared("vpg");
+    edit(&c.root, "docker-compose.yml", "      - pg-network\n      - redis-network\n", "      - redis-network\n");
+    let o = verify(&c.root, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("MR010") && text(&o).contains("`accounts` depends on postgres but is not on pg-network"), "{}", text(&o));
+}
+
+#[test]
+fn an_https_service_without_its_dns_line_fails_naming_openssl_cnf() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let c = prepared("vdns");
+    edit(&c.root, "openssl.cnf", "DNS.3 = accounts\n", "");
+    let o = verify(&c.root, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("openssl.cnf:") && text(&o).contains("add `DNS.3 = accounts` under [alt_names]"), "{}", text(&o));
+}
+
+#[test]
+fn a_service_on_the_wrong_port_fails() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let c = prepared("vport");
+    edit(&c.root, "src/backend_services/accounts/service.env", "PORT=50051", "PORT=50099");
+    let o = verify(&c.root, &["--timeout", "8"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("accounts never became ready: no answer on port 50051"), "{}", text(&o));
+    assert_eq!(leftovers(), 0);
+}
+
+#[test]
+fn a_service_that_never_gets_healthy_times_out_with_its_logs() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let c = prepared("vhealth");
+    edit(&c.root, "src/backend_services/accounts/service.env", "redis://redis:6379/0", "redis://redis:6390/0");
+    let t = std::time::Instant::now();
+    let o = verify(&c.root, &["--timeout", "8"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(t.elapsed() < Duration::from_secs(90), "verify must end at its timeout");
+    let out = text(&o);
+    assert!(out.contains("accounts never became ready") && out.contains("NOT_SERVING"), "{out}");
+    assert!(out.contains("last log lines of accounts") && out.contains("redis unreachable"), "{out}");
+    assert_eq!(leftovers(), 0);
+}
+
+#[test]
+fn an_undeclared_shared_network_passes_and_shows_in_the_report() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let c = prepared("vshare");
+    // gateway joins pg-network without depending on postgres.
+    edit(&c.root, "docker-compose.yml", "      - grpc-network\n      - web-network\n", "      - grpc-network\n      - web-network\n      - pg-network\n");
+    let o = verify(&c.root, &["--format", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v = json(&o);
+    let c2 = cell(&v, "gateway", "postgres");
+    assert_eq!((c2["expected"].as_str(), c2["outcome"].as_str()), (Some("reachable"), Some("ok")), "{c2}");
+}
+
+#[test]
+fn interrupting_verify_leaves_nothing_behind() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let c = prepared("vint");
+    let bin = probe_bin();
+    let moments = [300u64, 1000, 1800, 2600, 3500, 4500];
+    for (i, ms) in moments.iter().enumerate() {
+        let sig = if i % 2 == 0 { libc::SIGINT } else { libc::SIGTERM };
+        let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .arg("--root")
+            .arg(&c.root)
+            .arg("verify")
+            .env("XTASK_PROBE_BIN", &bin)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(*ms));
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let st = child.wait().unwrap();
+        assert_eq!(leftovers(), 0, "left behind after signal {sig} at {ms} ms (exit {st:?})");
+    }
+    println!("interrupted verify at {} moments; nothing left behind", moments.len());
+    // And the next run starts clean and passes.
+    let o = verify(&c.root, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
