@@ -210,12 +210,12 @@ pub fn remove(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Resul
         return Err(Error::input(format!("`{name}` is a dependency of: {}\n  fix: remove it from their depends_on first", dependents.join(", "))));
     }
     let mut t = Txn::new(&repo.root);
-    let mut text = compose::remove_entry(&repo.compose_text, "services", name)
+    let mut text = compose::remove_entry(&repo.compose_text, "services", name, false)
         .ok_or_else(|| Error::failure(format!("{}:{}: cannot find the block of `{name}` to remove", compose::FILE, svc.line)))?;
     for m in svc.volumes.iter().filter(|m| m.named) {
         let shared = repo.compose.services.iter().any(|s| s.name != name && s.volumes.iter().any(|o| o.named && o.source == m.source));
         if !shared {
-            if let Some(t2) = compose::remove_entry(&text, "volumes", &m.source) {
+            if let Some(t2) = compose::remove_entry(&text, "volumes", &m.source, true) {
                 text = t2;
             }
         }

@@ -163,7 +163,16 @@ fn parse_port(s: &str, line: usize, env: &dyn Fn(&str) -> Option<String>) -> Res
 impl Compose {
     pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Compose, Error> {
         let root = yaml::parse(text)
-            .map_err(|e| Error::input(format!("{FILE}:{}:{}: {}\n  fix: correct the YAML syntax", e.line, e.col, e.msg)))?
+            .map_err(|e| {
+                let fix = if e.msg.contains("duplicate key") {
+                    "remove or rename one of the two"
+                } else if e.msg.contains("tab character") {
+                    "indent with spaces"
+                } else {
+                    "correct the YAML syntax (`docker-compose config` shows the same error)"
+                };
+                Error::input(format!("{FILE}:{}:{}: {}\n  fix: {fix}", e.line, e.col, e.msg))
+            })?
             .ok_or_else(|| err(1, "the file is empty", "add a `services:` mapping"))?;
         if root.as_map().is_none() {
             return Err(err(root.line, format!("the top level is {}, not a mapping", root.kind()), "start the file with `services:`"));
@@ -453,9 +462,10 @@ pub fn insert_entry(text: &str, section: &str, block: &str) -> Result<String, Er
 }
 
 /// Removes the entry `name` from the top-level mapping `section`, with the
-/// blank line that `insert_entry` put before it. Removes the section header
-/// too when it was the last entry.
-pub fn remove_entry(text: &str, section: &str, name: &str) -> Option<String> {
+/// blank line that `insert_entry` put before it. With `drop_empty`, a
+/// section left empty goes too (as `insert_entry` creates missing ones);
+/// `services:` always stays.
+pub fn remove_entry(text: &str, section: &str, name: &str, drop_empty: bool) -> Option<String> {
     let lines = split_lines(text);
     let sec = top_key(&lines, section)?;
     let entry_indent = child_indent(&lines, sec, 0);
@@ -478,7 +488,7 @@ pub fn remove_entry(text: &str, section: &str, name: &str) -> Option<String> {
     let start = *entries.iter().find(|&&i| key_matches(lines[i]))?;
     let end = block_end(&lines, start);
     let (mut from, to) = (start, end);
-    if entries.len() == 1 {
+    if entries.len() == 1 && drop_empty {
         // Last entry: drop the section header as well, and the blank line
         // that `insert_entry` put before a section it created.
         from = sec;
@@ -612,16 +622,16 @@ networks:
         let added = insert_entry(SAMPLE, "services", block).unwrap();
         assert!(added.contains("        condition: service_started\n\n  new:\n    image: x\n# trailing"), "{added}");
         Compose::parse(&added, &none).unwrap().service("new").unwrap();
-        assert_eq!(remove_entry(&added, "services", "new").unwrap(), SAMPLE);
+        assert_eq!(remove_entry(&added, "services", "new", false).unwrap(), SAMPLE);
 
         let vols = insert_entry(SAMPLE, "volumes", "  data:\n").unwrap();
         assert!(vols.ends_with("  pg-network: {}\n\nvolumes:\n  data:\n"), "{vols}");
-        assert_eq!(remove_entry(&vols, "volumes", "data").unwrap(), SAMPLE);
+        assert_eq!(remove_entry(&vols, "volumes", "data", true).unwrap(), SAMPLE);
     }
 
     #[test]
     fn removes_a_middle_entry() {
-        let removed = remove_entry(SAMPLE, "services", "postgres").unwrap();
+        let removed = remove_entry(SAMPLE, "services", "postgres", false).unwrap();
         assert!(removed.contains("services:\n\n  api:\n"), "{removed}");
         assert!(!removed.contains("POSTGRES_IMAGE"));
     }

@@ -10,6 +10,8 @@ mod der;
 mod docker;
 mod images;
 mod nginx;
+#[cfg(test)]
+mod proptests;
 mod probes;
 mod repo;
 mod scaffold;
