@@ -240,6 +240,21 @@ pub async fn build(
     Ok(())
 }
 
+/// Removes the other tags of `repo:tag`'s repository (earlier builds of the
+/// same service), so the cache does not grow with every change. Images
+/// still in use are left alone.
+pub async fn remove_older_tags(d: &Docker, current: &str) {
+    let Some((repo, _)) = current.split_once(':') else { return };
+    let mut filters = HashMap::new();
+    filters.insert("reference".to_string(), vec![format!("{repo}:*")]);
+    let images = d.list_images(Some(q::ListImagesOptions { filters: Some(filters), ..Default::default() })).await.unwrap_or_default();
+    for img in images {
+        for t in img.repo_tags.iter().filter(|t| t.as_str() != current) {
+            let _ = d.remove_image(t, None::<q::RemoveImageOptions>, None).await;
+        }
+    }
+}
+
 /// The last `n` lines a container printed (stdout and stderr).
 pub async fn logs(d: &Docker, id: &str, n: usize) -> String {
     let opts = q::LogsOptions { stdout: true, stderr: true, tail: n.to_string(), ..Default::default() };
@@ -324,5 +339,17 @@ mod tests {
         h[148..156].copy_from_slice(b"        ");
         assert_eq!(h.iter().map(|b| *b as u32).sum::<u32>(), stored);
         assert_eq!(buf.len(), 512 + 512 + 1024);
+    }
+}
+#[cfg(test)]
+mod ctx_tests {
+    #[test]
+    fn the_service_context_leaves_env_files_out() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("src");
+        let tar = super::context_tar(&src, "backend_services/accounts/Dockerfile").unwrap();
+        let text = String::from_utf8_lossy(&tar);
+        assert!(text.contains("backend_services/accounts/server.py"));
+        let names: Vec<&str> = text.match_indices("service.env\0").map(|(i, _)| &text[i.saturating_sub(40)..i + 11]).collect();
+        assert!(names.is_empty(), "env files must not enter the build context: {names:?}");
     }
 }

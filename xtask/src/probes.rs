@@ -162,7 +162,20 @@ async fn start_probe(d: &Docker, run: &Run, image: &str, ns: &str, cmd: Vec<Stri
         (docker::PID_LABEL.to_string(), std::process::id().to_string()),
     ]);
     labels.insert("monorepo.verify.probe".into(), "1".into());
-    let body = ContainerCreateBody {
+    let c = d.create_container(None::<q::CreateContainerOptions>, probe_body(image, ns, cmd, labels)).await.map_err(|e| format!("creating the probe: {e}"))?;
+    let ca = std::fs::read(root.join(crate::certs::TRUST)).unwrap_or_default();
+    let mut tar = Tar::default();
+    tar.dir("etc/probe", 0o755, 65534);
+    tar.file("etc/probe/ca.pem", &ca, 0o444, 65534);
+    d.upload_to_container(&c.id, Some(q::UploadToContainerOptions { path: "/".into(), ..Default::default() }), bollard::body_full(tar.finish().into()))
+        .await
+        .map_err(|e| format!("copying the CA into the probe: {e}"))?;
+    d.start_container(&c.id, None::<q::StartContainerOptions>).await.map_err(|e| format!("starting the probe: {e}"))?;
+    Ok(c.id)
+}
+
+fn probe_body(image: &str, ns: &str, cmd: Vec<String>, labels: HashMap<String, String>) -> ContainerCreateBody {
+    ContainerCreateBody {
         image: Some(image.to_string()),
         cmd: Some(cmd),
         labels: Some(labels),
@@ -173,17 +186,7 @@ async fn start_probe(d: &Docker, run: &Run, image: &str, ns: &str, cmd: Vec<Stri
             ..Default::default()
         }),
         ..Default::default()
-    };
-    let c = d.create_container(None::<q::CreateContainerOptions>, body).await.map_err(|e| format!("creating the probe: {e}"))?;
-    let ca = std::fs::read(root.join(crate::certs::TRUST)).unwrap_or_default();
-    let mut tar = Tar::default();
-    tar.dir("etc/probe", 0o755, 65534);
-    tar.file("etc/probe/ca.pem", &ca, 0o444, 65534);
-    d.upload_to_container(&c.id, Some(q::UploadToContainerOptions { path: "/".into(), ..Default::default() }), bollard::body_full(tar.finish().into()))
-        .await
-        .map_err(|e| format!("copying the CA into the probe: {e}"))?;
-    d.start_container(&c.id, None::<q::StartContainerOptions>).await.map_err(|e| format!("starting the probe: {e}"))?;
-    Ok(c.id)
+    }
 }
 
 async fn running(d: &Docker, id: &str) -> (bool, i64) {
@@ -210,7 +213,14 @@ pub async fn wait_ready(d: &Docker, run: &Run, image: &str, t: &Target, timeout:
     let start = Instant::now();
     let cid = run_container(run, &t.service)?;
     let spec = t.spec(&format!("ready:{}", t.service), "127.0.0.1", &HashMap::new());
-    let pid = start_probe(d, run, image, &cid, vec!["wait".into(), timeout.to_string(), spec], run_root(run)).await?;
+    let pid = match start_probe(d, run, image, &cid, vec!["wait".into(), timeout.to_string(), spec], run_root(run)).await {
+        Ok(p) => p,
+        Err(e) => {
+            // The usual cause: the service died before the probe could join it.
+            let (alive, code) = running(d, &cid).await;
+            return Err(if alive { e } else { format!("its container exited (code {code})") });
+        }
+    };
     let deadline = Duration::from_secs(timeout + 10);
     let result = loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -449,4 +459,27 @@ pub fn render_junit(cells: &[Cell]) -> String {
         }
     }
     s + "</testsuite>\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probe_container_adds_nothing_and_mounts_nothing() {
+        let b = probe_body("probe:x", "abc", vec!["check".into()], HashMap::new());
+        let h = b.host_config.unwrap();
+        assert_eq!(h.cap_drop, Some(vec!["ALL".to_string()]));
+        assert!(h.cap_add.is_none() && h.binds.is_none() && h.mounts.is_none() && h.privileged.is_none());
+        assert_eq!(h.network_mode.as_deref(), Some("container:abc"));
+    }
+
+    #[test]
+    fn matrix_cells_match_on_expectation() {
+        let cell = |expected: bool, outcome: &str| Cell { source: "a".into(), target: "b".into(), port: 1, expected, outcome: outcome.into(), detail: String::new(), hint: None, logs: vec![] };
+        assert!(cell(true, "ok").matches());
+        assert!(!cell(true, "refused").matches());
+        assert!(cell(false, "unresolved").matches() && cell(false, "refused").matches());
+        assert!(!cell(false, "ok").matches() && !cell(false, "failed").matches());
+    }
 }

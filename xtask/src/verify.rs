@@ -334,7 +334,10 @@ async fn build_images(d: &Docker, repo: &Repo, order: &[&Service]) -> Result<Has
     let mut failed = vec![];
     for (name, tag, took, r) in futures_util::future::join_all(jobs).await {
         match r {
-            Ok(()) => eprintln!("  image  {name:<12} built in {:.1}s ({tag})", took.as_secs_f64()),
+            Ok(()) => {
+                eprintln!("  image  {name:<12} built in {:.1}s ({tag})", took.as_secs_f64());
+                docker::remove_older_tags(d, &tag).await;
+            }
             Err(log) => failed.push(format!("building `{name}` failed:\n{}", indent(&log))),
         }
     }

@@ -102,6 +102,49 @@ fn the_example_stack_passes_and_reports_json_and_junit() {
     // No secret in the report, and nothing left behind.
     assert!(!text(&o).contains("app-dev-password"), "a secret leaked into the output");
     assert_eq!(leftovers(), 0, "verify left containers, networks or volumes behind");
+    images_are_non_root_and_hold_no_secret(&text(&o));
+}
+
+/// The service images verify built: a non-root user, and no private key or
+/// env-file secret in any layer.
+fn images_are_non_root_and_hold_no_secret(verify_output: &str) {
+    // The images this run used, as verify names them: "(monorepo-verify/<svc>:<hash>)".
+    let images: Vec<String> = verify_output
+        .match_indices("(monorepo-verify/")
+        .map(|(i, _)| verify_output[i + 1..].split(')').next().unwrap().to_string())
+        .collect();
+    assert!(!images.is_empty(), "{verify_output}");
+    // What must never be in a layer: our private keys and env-file secrets.
+    let mut needles = vec!["app-dev-password".to_string()];
+    for k in ["certs/ca/ca.key", "certs/services/accounts/key.pem", "certs/server/key.pem"] {
+        if let Ok(pem) = std::fs::read_to_string(workspace().join(k)) {
+            needles.push(pem.lines().nth(1).unwrap_or_default().to_string());
+        }
+    }
+    let pattern: Vec<String> = needles.iter().filter(|n| n.len() > 8).map(|n| format!("-e '{n}'")).collect();
+    let mut scanned = 0;
+    for img in images.iter().filter(|i| i.contains("/accounts:") || i.contains("/gateway:")) {
+        let user = Command::new("docker").args(["image", "inspect", "-f", "{{.Config.User}}", img]).output().unwrap();
+        let user = String::from_utf8_lossy(&user.stdout).trim().to_string();
+        assert!(!user.is_empty() && !user.starts_with("0") && user != "root", "{img} runs as `{user}`");
+        let save = Command::new("sh").arg("-c").arg(format!("docker save {img} | grep -a -c -F {} || true", pattern.join(" "))).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&save.stdout).trim(), "0", "{img} holds a key or a secret");
+        scanned += 1;
+    }
+    assert!(scanned >= 2);
+}
+
+#[test]
+fn a_container_that_exits_at_once_is_reported_with_its_logs() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let c = prepared("vexit");
+    edit(&c.root, "src/backend_services/accounts/service.env", "PORT=50051", "PORT=fifty");
+    let o = verify(&c.root, &["--timeout", "30"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("accounts never became ready: its container exited (code 1)"), "{out}");
+    assert!(out.contains("ValueError"), "the container's logs must be shown: {out}");
+    assert_eq!(leftovers(), 0);
 }
 
 #[test]
@@ -168,7 +211,7 @@ fn interrupting_verify_leaves_nothing_behind() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let c = prepared("vint");
     let bin = probe_bin();
-    let moments = [300u64, 1000, 1800, 2600, 3500, 4500];
+    let moments = [200u64, 500, 900, 1300, 1800, 2300, 2900, 3500, 4200, 5000];
     for (i, ms) in moments.iter().enumerate() {
         let sig = if i % 2 == 0 { libc::SIGINT } else { libc::SIGTERM };
         let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
