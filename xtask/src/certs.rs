@@ -159,6 +159,11 @@ pub fn plan(txn: &mut Txn, cnf: &Cnf, https_services: &[String], force: bool) ->
         let cert = p.signed_by(&key, &issuer).map_err(fail)?;
         txn.write(&cert_rel, cert.pem())?;
         txn.write_mode(&format!("{}/key.pem", leaf.dir), key.serialize_pem(), 0o600)?;
+        if leaf.dir != SERVER_DIR {
+            // Bind-mounted by `docker-compose up` into a container that runs
+            // as the template's non-root user: that user must own the key.
+            txn.chown(&format!("{}/key.pem", leaf.dir), crate::scaffold::APP_UID);
+        }
         report.push(format!("{cert_rel}: {} ({reason})", leaf.dns.join(", ")));
     }
     Ok(report)

@@ -9,6 +9,9 @@ const SERVER: &str = include_str!("../templates/server.py.tmpl");
 const REQUIREMENTS: &str = include_str!("../templates/requirements.txt.tmpl");
 const ENV: &str = include_str!("../templates/service.env.tmpl");
 
+/// The user the service images run as (`USER` in the Dockerfile template).
+pub const APP_UID: u32 = 10001;
+
 /// Everything `add-service` was asked for, validated.
 #[derive(Debug, Clone, Default)]
 pub struct Options {

@@ -22,11 +22,13 @@ struct Change {
 pub struct Txn {
     root: PathBuf,
     changes: Vec<Change>,
+    /// Files to give to another owner after the commit (uid), root only.
+    owners: Vec<(String, u32)>,
 }
 
 impl Txn {
     pub fn new(root: &Path) -> Txn {
-        Txn { root: root.to_path_buf(), changes: vec![] }
+        Txn { root: root.to_path_buf(), changes: vec![], owners: vec![] }
     }
 
     fn old(&self, rel: &str) -> Result<Option<Vec<u8>>, Error> {
@@ -64,6 +66,12 @@ impl Txn {
             self.changes.push(Change { rel: rel.to_string(), old, new: None, mode: 0 });
         }
         Ok(())
+    }
+
+    /// After the commit, make `uid` the owner of `rel` when we run as root
+    /// (a 0600 key a non-root container user must read). Best effort.
+    pub fn chown(&mut self, rel: &str, uid: u32) {
+        self.owners.push((rel.to_string(), uid));
     }
 
     /// The planned content of `rel` (or what is on disk now).
@@ -198,6 +206,16 @@ impl Txn {
             while d.pop() && d != self.root {
                 if fs::remove_dir(&d).is_err() {
                     break;
+                }
+            }
+        }
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            for (rel, uid) in &self.owners {
+                use std::os::unix::ffi::OsStrExt;
+                if let Ok(p) = std::ffi::CString::new(self.root.join(rel).as_os_str().as_bytes()) {
+                    // SAFETY: a valid NUL-terminated path.
+                    unsafe { libc::chown(p.as_ptr(), *uid, *uid) };
                 }
             }
         }
