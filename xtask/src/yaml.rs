@@ -121,6 +121,9 @@ pub fn parse(src: &str) -> Result<Option<Node>, YamlError> {
     let mut anchors: HashMap<usize, Node> = HashMap::new();
     let mut root: Option<Node> = None;
     let mut docs = 0;
+    // Markers count chars; for ASCII text (the usual compose file) they are
+    // byte offsets too. Decided once: per node it would be quadratic.
+    let ascii = src.is_ascii();
     while let Some(ev) = parser.next_event() {
         let (ev, span) = ev.map_err(|e| YamlError {
             line: e.marker().line(),
@@ -149,12 +152,12 @@ pub fn parse(src: &str) -> Result<Option<Node>, YamlError> {
                 None => return Err(YamlError { line, col, msg: "alias to an unknown anchor".into() }),
             },
             Event::SequenceStart(anchor, _) => {
-                let flow = src_char_at(src, span.start.index()) == Some('[');
+                let flow = src_char_at(src, ascii, span.start.index()) == Some('[');
                 stack.push(Frame { node: Node { value: Value::Seq(vec![]), line, col, flow }, anchor, key: None });
                 continue;
             }
             Event::MappingStart(anchor, _) => {
-                let flow = src_char_at(src, span.start.index()) == Some('{');
+                let flow = src_char_at(src, ascii, span.start.index()) == Some('{');
                 stack.push(Frame { node: Node { value: Value::Map(vec![]), line, col, flow }, anchor, key: None });
                 continue;
             }
@@ -201,12 +204,11 @@ struct Frame {
     key: Option<Node>,
 }
 
-fn src_char_at(src: &str, char_index: usize) -> Option<char> {
-    // Markers count chars; compose files are ASCII in practice, so try the
-    // byte index first and fall back to a char walk.
-    match src.as_bytes().get(char_index) {
-        Some(b) if src.is_ascii() => Some(*b as char),
-        _ => src.chars().nth(char_index),
+fn src_char_at(src: &str, ascii: bool, char_index: usize) -> Option<char> {
+    if ascii {
+        src.as_bytes().get(char_index).map(|b| *b as char)
+    } else {
+        src.chars().nth(char_index)
     }
 }
 

@@ -1,0 +1,273 @@
+#!/usr/bin/env python3
+"""Benchmarks of the xtask, printed as one table. Every figure that has a
+baseline is a ratio measured in the same run, on the same machine.
+
+    python3 bench/run.py                     # everything (about 15 minutes)
+    python3 bench/run.py static certs build  # some sections
+
+Sections: static (check/add-service/sync at 100, 250, 500 services),
+certs (50 https services vs an openssl loop), build (the xtask's own
+build), verify (against a docker-compose baseline, cold and warm),
+scale (verify with 2, 8 and 24 services, peak RSS).
+
+Needs what the tests need (bash scripts/setup.sh). It reports; it never fails
+on a missed target.
+"""
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+XTASK = os.path.join(ROOT, "target", "debug", "xtask")
+PROBE = os.path.join(ROOT, "target", "x86_64-unknown-linux-gnu", "release", "probe")
+ROWS = []
+
+
+def row(name, value, unit, baseline=None, target=None, ok=None, note=""):
+    ROWS.append((name, value, unit, baseline, target, ok, note))
+    b = f" (baseline {baseline:.3g})" if baseline is not None else ""
+    print(f"  {name}: {value:.3g} {unit}{b} {note}", flush=True)
+
+
+def run(cmd, cwd=None, env=None, check=True, quiet=True):
+    """Runs a command; returns (seconds, peak RSS in MiB, completed output)."""
+    e = dict(os.environ, NO_COLOR="1")
+    e.update(env or {})
+    t = time.perf_counter()
+    p = subprocess.Popen(cmd, cwd=cwd, env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # wait4 gives this child's own rusage (peak RSS), not the sum of all.
+    out = p.stdout.read()
+    _, status, ru = os.wait4(p.pid, 0)
+    dt = time.perf_counter() - t
+    code = os.waitstatus_to_exitcode(status)
+    p.returncode = code
+    text = out.decode(errors="replace")
+    if check and code != 0:
+        print(text)
+        raise SystemExit(f"bench: {' '.join(cmd)} exited {code}")
+    return dt, ru.ru_maxrss / 1024.0, text
+
+
+def median(fn, n):
+    return statistics.median(fn() for _ in range(n))
+
+
+def repo_copy(tag):
+    d = tempfile.mkdtemp(prefix=f"xtask-bench-{tag}-")
+    subprocess.run(["git", "clone", "-q", ROOT, d], check=True)
+    if os.path.exists(os.path.join(ROOT, ".env")):
+        shutil.copy(os.path.join(ROOT, ".env"), d)
+    return d
+
+
+def xt(root, *args, check=True):
+    return run([XTASK, "--root", root, *args], check=check)
+
+
+def grow(root, have, want, https=False, flags=lambda i: []):
+    for i in range(have, want):
+        args = ["add-service", f"s{i:03d}", "--grpc", *flags(i)]
+        if https:
+            args.append("--https")
+        xt(root, *args)
+
+
+# --- sections -------------------------------------------------------------
+
+
+def static():
+    print("static side at scale (dev build, as `cargo xtask` runs it)")
+    root = repo_copy("static")
+    xt(root, "certs")
+    have = 2
+    per = {}
+    for n in (100, 250, 500):
+        grow(root, have, n, flags=lambda i: ["--pg"] if i % 3 == 0 else (["--public", f"/s{i:03d}/"] if i % 5 == 0 else []))
+        have = n
+        chk = median(lambda: xt(root, "check")[0], 5)
+        syn = median(lambda: xt(root, "sync", "--check")[0], 5)
+
+        def add_once():
+            dt = xt(root, "add-service", "extra", "--grpc", "--pg")[0]
+            xt(root, "remove-service", "extra")
+            return dt
+
+        add = median(add_once, 3)
+        per[n] = (chk, add, syn)
+        row(f"check, {n} services", chk * 1000, "ms", target="<150 ms at 500" if n == 500 else None, ok=(chk < 0.150) if n == 500 else None)
+        row(f"add-service, {n} services", add * 1000, "ms", target="<100 ms at 500" if n == 500 else None, ok=(add < 0.100) if n == 500 else None)
+        row(f"sync --check, {n} services", syn * 1000, "ms", target="<150 ms at 500" if n == 500 else None, ok=(syn < 0.150) if n == 500 else None)
+    for i, what in enumerate(("check", "add-service", "sync --check")):
+        # Linear growth: time per service stays flat from 100 to 500.
+        r = (per[500][i] / 500) / (per[100][i] / 100)
+        row(f"{what}: per-service time 500 vs 100", r, "x", target="~1 or less (linear)", ok=r < 1.5)
+    shutil.rmtree(root)
+
+
+def certs():
+    print("certificates: 50 https services")
+    root = repo_copy("certs")
+    xt(root, "certs")
+    grow(root, 2, 51, https=True)  # accounts + 49 = 50 https services
+    ours = median(lambda: xt(root, "certs", "--force")[0], 3)
+    tmp = tempfile.mkdtemp(prefix="xtask-bench-openssl-")
+    shutil.copy(os.path.join(root, "certs/ca/ca.pem"), tmp)
+    shutil.copy(os.path.join(root, "certs/ca/ca.key"), tmp)
+    names = ["server"] + [f"s{i:03d}" for i in range(2, 51)] + ["accounts"]
+
+    def loop():
+        t = time.perf_counter()
+        for n in names:
+            ext = os.path.join(tmp, f"{n}.ext")
+            with open(ext, "w") as f:
+                f.write(f"subjectAltName=DNS:{n}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+            run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                 "-keyout", f"{n}.key", "-out", f"{n}.csr", "-subj", f"/CN={n}"], cwd=tmp)
+            run(["openssl", "x509", "-req", "-in", f"{n}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                 "-days", "825", "-extfile", ext, "-out", f"{n}.pem"], cwd=tmp)
+        return time.perf_counter() - t
+
+    theirs = median(loop, 3)
+    row("certs --force, 51 certificates", ours * 1000, "ms", baseline=theirs * 1000)
+    row("openssl loop / certs --force", theirs / ours, "x", target=">=10x", ok=theirs / ours >= 10)
+    shutil.rmtree(tmp)
+    shutil.rmtree(root)
+
+
+def build():
+    print("the xtask's own build")
+    target = tempfile.mkdtemp(prefix="xtask-bench-target-")
+    env = {"CARGO_TARGET_DIR": target}
+    run(["cargo", "fetch"], cwd=ROOT)
+    dt, _, out = run(["cargo", "build", "-p", "xtask", "--offline"], cwd=ROOT, env=env)
+    crates = out.count("Compiling ")
+    row("cold cargo build -p xtask", dt, "s", target="<75 s", ok=dt < 75, note=f"({crates} crates compiled)")
+    src = os.path.join(ROOT, "xtask", "src", "check.rs")
+    os.utime(src)
+    dt, _, _ = run(["cargo", "build", "-p", "xtask", "--offline"], cwd=ROOT, env=env)
+    row("rebuild after touching one file", dt, "s", target="<3 s", ok=dt < 3)
+    exe = os.path.join(target, "debug", "xtask")
+    h = median(lambda: run([exe, "--help"])[0], 10)
+    row("xtask --help", h * 1000, "ms", target="<500 ms", ok=h < 0.5)
+    shutil.rmtree(target)
+
+
+# --- verify and the docker-compose baseline -------------------------------
+
+PAIRS_PORTS = {"postgres": 5432, "redis": 6379, "nginx": 443, "accounts": 50051, "gateway": 8080}
+
+
+def remove_images(root, project):
+    for repo in ("monorepo-verify/accounts", "monorepo-verify/gateway", "monorepo-verify/nginx"):
+        ids = subprocess.run(["docker", "images", "-q", repo], capture_output=True, text=True).stdout.split()
+        if ids:
+            subprocess.run(["docker", "rmi", "-f", *ids], capture_output=True)
+    for svc in ("accounts", "gateway", "nginx"):
+        subprocess.run(["docker", "rmi", "-f", f"{project}_{svc}"], capture_output=True)
+    subprocess.run(["docker", "image", "prune", "-f"], capture_output=True)
+
+
+def compose_baseline(root, project):
+    """up --build, wait until every container answers, one exec per pair, down -v."""
+    dc = ["docker-compose", "-p", project]
+    t = time.perf_counter()
+    run(dc + ["up", "-d", "--build"], cwd=root)
+    ready = {
+        "postgres": ["pg_isready", "-h", "127.0.0.1", "-U", "app"],
+        "redis": ["redis-cli", "ping"],
+        "accounts": ["python3", "-c", "import socket; socket.create_connection(('127.0.0.1', 50051), 2)"],
+        "gateway": ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)"],
+        "nginx": ["nginx", "-t"],
+    }
+    deadline = time.time() + 120
+    for svc, cmd in ready.items():
+        while True:
+            if subprocess.run(dc + ["exec", "-T", svc, *cmd], cwd=root, capture_output=True).returncode == 0:
+                break
+            if time.time() > deadline:
+                raise SystemExit(f"baseline: {svc} never became ready")
+            time.sleep(0.5)
+    for src in ("accounts", "gateway"):
+        for dst, port in PAIRS_PORTS.items():
+            if dst == src:
+                continue
+            probe = f"import socket\ntry:\n    socket.create_connection(('{dst}', {port}), 2)\nexcept OSError:\n    pass\n"
+            run(dc + ["exec", "-T", src, "python3", "-c", probe], cwd=root, check=False)
+    run(dc + ["down", "-v"], cwd=root)
+    return time.perf_counter() - t
+
+
+def verify_run(root):
+    dt, rss, out = run([XTASK, "--root", root, "verify"], env={"XTASK_PROBE_BIN": PROBE})
+    phases = [l for l in out.splitlines() if l.startswith("verify: ") and "s (" in l]
+    return dt, rss, phases[-1] if phases else ""
+
+
+def ensure_probe():
+    run(["cargo", "build", "--quiet", "--release", "-p", "probe", "--target", "x86_64-unknown-linux-gnu"],
+        cwd=ROOT, env={"RUSTFLAGS": "-C target-feature=+crt-static"})
+
+
+def verify():
+    print("verify against the docker-compose baseline (example stack)")
+    ensure_probe()
+    root = repo_copy("verify")
+    xt(root, "certs")
+    project = "xtaskbench"
+    remove_images(root, project)
+    v_cold, rss, ph = verify_run(root)
+    b_cold = compose_baseline(root, project)
+    row("verify cold", v_cold, "s", baseline=b_cold, note=ph)
+    row("verify/baseline cold", v_cold / b_cold, "x", target="<=0.8", ok=v_cold / b_cold <= 0.8)
+    v_warm, rss, ph = verify_run(root)
+    b_warm = compose_baseline(root, project)
+    row("verify warm", v_warm, "s", baseline=b_warm, note=ph)
+    row("verify/baseline warm", v_warm / b_warm, "x", target="<=0.5", ok=v_warm / b_warm <= 0.5)
+    row("verify peak RSS (xtask)", rss, "MiB", target="<100 MiB", ok=rss < 100)
+    shutil.rmtree(root)
+
+
+def scale():
+    print("verify with 2, 8 and 24 services")
+    ensure_probe()
+    root = repo_copy("scale")
+    xt(root, "certs")
+    have = 2
+    for n in (2, 8, 24):
+        grow(root, have, n, flags=lambda i: (["--pg"] if i % 3 == 0 else []) + (["--redis"] if i % 4 == 0 else []))
+        have = n
+        verify_run(root)  # builds what is new
+        dt, rss, ph = verify_run(root)
+        row(f"verify warm, {n} services", dt, "s", target="<60 s at 24" if n == 24 else None, ok=(dt < 60) if n == 24 else None, note=ph)
+        row(f"verify warm, {n} services, per service", dt / n, "s")
+        row(f"verify peak RSS, {n} services", rss, "MiB", target="<100 MiB", ok=rss < 100)
+    shutil.rmtree(root)
+
+
+SECTIONS = {"static": static, "certs": certs, "build": build, "verify": verify, "scale": scale}
+
+
+def main():
+    wanted = sys.argv[1:] or list(SECTIONS)
+    for w in wanted:
+        if w not in SECTIONS:
+            raise SystemExit(f"unknown section {w}; choose from {', '.join(SECTIONS)}")
+    run(["cargo", "build", "--quiet", "-p", "xtask"], cwd=ROOT)
+    for w in wanted:
+        SECTIONS[w]()
+    print()
+    print("| benchmark | measured | baseline | target | met |")
+    print("|---|---|---|---|---|")
+    for name, value, unit, baseline, target, ok, note in ROWS:
+        b = f"{baseline:.3g} {unit}" if baseline is not None else ""
+        met = "" if ok is None else ("yes" if ok else "NO")
+        print(f"| {name} | {value:.3g} {unit} {note} | {b} | {target or ''} | {met} |")
+
+
+if __name__ == "__main__":
+    main()
