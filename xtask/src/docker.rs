@@ -284,35 +284,37 @@ pub async fn sweep(d: &Docker, run: Option<&str>) -> usize {
         .list_containers(Some(q::ListContainersOptions { all: true, filters: Some(filters.clone()), ..Default::default() }))
         .await
         .unwrap_or_default();
-    for c in cs {
-        if run.is_none() && alive(c.labels.as_ref().and_then(|l| l.get(PID_LABEL))) {
-            continue;
-        }
-        if let Some(id) = c.id {
-            let _ = d.remove_container(&id, Some(q::RemoveContainerOptions { force: true, v: true, ..Default::default() })).await;
-            removed += 1;
-        }
-    }
+    // Containers first (all at once), then what they were using.
+    let ids: Vec<String> = cs
+        .into_iter()
+        .filter(|c| run.is_some() || !alive(c.labels.as_ref().and_then(|l| l.get(PID_LABEL))))
+        .filter_map(|c| c.id)
+        .collect();
+    removed += ids.len();
+    futures_util::future::join_all(
+        ids.iter().map(|id| d.remove_container(id, Some(q::RemoveContainerOptions { force: true, v: true, ..Default::default() }))),
+    )
+    .await;
     let nets = d.list_networks(Some(q::ListNetworksOptions { filters: Some(filters.clone()) })).await.unwrap_or_default();
-    for n in nets {
-        if run.is_none() && alive(n.labels.as_ref().and_then(|l| l.get(PID_LABEL))) {
-            continue;
-        }
-        if let Some(id) = n.id {
-            if d.remove_network(&id).await.is_ok() {
-                removed += 1;
-            }
-        }
-    }
+    let ids: Vec<String> = nets
+        .into_iter()
+        .filter(|n| run.is_some() || !alive(n.labels.as_ref().and_then(|l| l.get(PID_LABEL))))
+        .filter_map(|n| n.id)
+        .collect();
+    removed += futures_util::future::join_all(ids.iter().map(|id| d.remove_network(id))).await.iter().filter(|r| r.is_ok()).count();
     let vols = d.list_volumes(Some(q::ListVolumesOptions { filters: Some(filters) })).await.ok();
-    for v in vols.and_then(|v| v.volumes).unwrap_or_default() {
-        if run.is_none() && alive(v.labels.get(PID_LABEL)) {
-            continue;
-        }
-        if d.remove_volume(&v.name, None::<q::RemoveVolumeOptions>).await.is_ok() {
-            removed += 1;
-        }
-    }
+    let names: Vec<String> = vols
+        .and_then(|v| v.volumes)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|v| run.is_some() || !alive(v.labels.get(PID_LABEL)))
+        .map(|v| v.name)
+        .collect();
+    removed += futures_util::future::join_all(names.iter().map(|n| d.remove_volume(n, None::<q::RemoveVolumeOptions>)))
+        .await
+        .iter()
+        .filter(|r| r.is_ok())
+        .count();
     removed
 }
 

@@ -13,7 +13,7 @@ use bollard::Docker;
 
 use crate::check;
 use crate::compose::Service;
-use crate::docker::{self, Tar, HASH_LABEL, PID_LABEL, RUN_LABEL};
+use crate::docker::{self, Tar, PID_LABEL, RUN_LABEL};
 use crate::probes::{self, Cell, Target};
 use crate::repo::Repo;
 use crate::Error;
@@ -192,22 +192,39 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
         volumes.insert(v.clone(), name);
     }
 
-    // 3. Containers, in depends_on order.
+    // 3. Containers, level by level of depends_on (a service starts after
+    // what it depends on); those of one level are created together.
     let mut nginx_port = None;
+    let mut depth: HashMap<&str, usize> = HashMap::new();
     for s in &order {
-        let image = &images[&s.name];
-        let cid = create_container(repo, run, s, image, &volumes).await?;
-        d.start_container(&cid, None::<q::StartContainerOptions>)
-            .await
-            .map_err(|e| Error::failure(format!("starting `{}`: {e}", s.name)))?;
-        if s.name == "nginx" {
-            let info = d.inspect_container(&cid, None::<q::InspectContainerOptions>).await.ok();
-            nginx_port = info
-                .and_then(|i| i.network_settings?.ports?.get("443/tcp").cloned().flatten())
-                .and_then(|b| b.first()?.host_port.clone())
-                .and_then(|p| p.parse::<u16>().ok());
+        let dd = s.depends_on.iter().filter_map(|(x, _)| depth.get(x.as_str())).max().map_or(0, |m| m + 1);
+        depth.insert(&s.name, dd);
+    }
+    let levels = depth.values().max().map_or(0, |m| m + 1);
+    for level in 0..levels {
+        let batch: Vec<&Service> = order.iter().copied().filter(|s| depth[s.name.as_str()] == level).collect();
+        let starts = batch.iter().map(|s| {
+            let (run, volumes, images) = (&*run, &volumes, &images);
+            async move {
+                let cid = create_container(repo, run, s, &images[&s.name], volumes).await?;
+                run.d
+                    .start_container(&cid, None::<q::StartContainerOptions>)
+                    .await
+                    .map_err(|e| Error::failure(format!("starting `{}`: {e}", s.name)))?;
+                Ok::<_, Error>((s.name.clone(), cid))
+            }
+        });
+        for r in futures_util::future::join_all(starts).await {
+            let (name, cid) = r?;
+            if name == "nginx" {
+                let info = d.inspect_container(&cid, None::<q::InspectContainerOptions>).await.ok();
+                nginx_port = info
+                    .and_then(|i| i.network_settings?.ports?.get("443/tcp").cloned().flatten())
+                    .and_then(|b| b.first()?.host_port.clone())
+                    .and_then(|p| p.parse::<u16>().ok());
+            }
+            run.containers.insert(name, cid);
         }
-        run.containers.insert(s.name.clone(), cid);
     }
     phases.add("start", t);
 
@@ -309,7 +326,9 @@ async fn build_images(d: &Docker, repo: &Repo, order: &[&Service]) -> Result<Has
                     continue;
                 }
                 let (name, df) = (s.name.clone(), b.dockerfile.clone());
-                let labels = HashMap::from([(HASH_LABEL.to_string(), hash.clone())]);
+                // No build label: the hash is in the tag, and a LABEL is one
+                // more layer commit (seconds on fuse-overlayfs).
+                let labels = HashMap::new();
                 jobs.push(async move {
                     let t = Instant::now();
                     let r = docker::build(d, &tag, tar, &df, &args, labels).await;
