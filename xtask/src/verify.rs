@@ -168,13 +168,7 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
     wanted.dedup();
     let order = start_order(&repo.compose.services, &wanted);
 
-    // 1. Images.
-    let t = Instant::now();
-    let probe_image = probes::ensure_image(&d, &repo.root).await?;
-    let images = build_images(&d, repo, &order).await?;
-    phases.add("images", t);
-
-    // 2. Networks and volumes of this run.
+    // 1. Networks and volumes of this run.
     let t = Instant::now();
     for (n, _) in &repo.compose.networks {
         let name = run.name(n);
@@ -192,39 +186,47 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
         volumes.insert(v.clone(), name);
     }
 
-    // 3. Containers, level by level of depends_on (a service starts after
-    // what it depends on); those of one level are created together.
+    // 2. Images. What needs no build (Postgres, Redis) starts meanwhile, so
+    // its initialisation overlaps the builds.
+    let probe_image = probes::ensure_image(&d, &repo.root).await?;
+    let prebuilt: Vec<&Service> = order
+        .iter()
+        .copied()
+        .filter(|s| s.build.is_none() && s.depends_on.iter().all(|(x, _)| repo.compose.service(x).is_some_and(|x| x.build.is_none())))
+        .collect();
+    let (images, early) = {
+        let run_ref: &Run = run;
+        tokio::join!(build_images(&d, repo, &order), async {
+            let mut early_images = HashMap::new();
+            for s in &prebuilt {
+                match &s.image {
+                    Some(img) if docker::image_exists(&d, img).await => {
+                        early_images.insert(s.name.clone(), img.clone());
+                    }
+                    _ => return Ok(vec![]), // build_images reports it
+                }
+            }
+            start_levels(repo, run_ref, &prebuilt, &early_images, &volumes).await
+        })
+    };
+    let images = images?;
+    let early = early?;
+    phases.add("images", t);
+    let t = Instant::now();
+    let started: Vec<String> = early.iter().map(|(n, _)| n.clone()).collect();
+    run.containers.extend(early);
+
+    // 3. The rest, level by level of depends_on.
+    let rest: Vec<&Service> = order.iter().copied().filter(|s| !started.contains(&s.name)).collect();
+    let late = start_levels(repo, run, &rest, &images, &volumes).await?;
+    run.containers.extend(late);
     let mut nginx_port = None;
-    let mut depth: HashMap<&str, usize> = HashMap::new();
-    for s in &order {
-        let dd = s.depends_on.iter().filter_map(|(x, _)| depth.get(x.as_str())).max().map_or(0, |m| m + 1);
-        depth.insert(&s.name, dd);
-    }
-    let levels = depth.values().max().map_or(0, |m| m + 1);
-    for level in 0..levels {
-        let batch: Vec<&Service> = order.iter().copied().filter(|s| depth[s.name.as_str()] == level).collect();
-        let starts = batch.iter().map(|s| {
-            let (run, volumes, images) = (&*run, &volumes, &images);
-            async move {
-                let cid = create_container(repo, run, s, &images[&s.name], volumes).await?;
-                run.d
-                    .start_container(&cid, None::<q::StartContainerOptions>)
-                    .await
-                    .map_err(|e| Error::failure(format!("starting `{}`: {e}", s.name)))?;
-                Ok::<_, Error>((s.name.clone(), cid))
-            }
-        });
-        for r in futures_util::future::join_all(starts).await {
-            let (name, cid) = r?;
-            if name == "nginx" {
-                let info = d.inspect_container(&cid, None::<q::InspectContainerOptions>).await.ok();
-                nginx_port = info
-                    .and_then(|i| i.network_settings?.ports?.get("443/tcp").cloned().flatten())
-                    .and_then(|b| b.first()?.host_port.clone())
-                    .and_then(|p| p.parse::<u16>().ok());
-            }
-            run.containers.insert(name, cid);
-        }
+    if let Some(cid) = run.containers.get("nginx") {
+        let info = d.inspect_container(cid, None::<q::InspectContainerOptions>).await.ok();
+        nginx_port = info
+            .and_then(|i| i.network_settings?.ports?.get("443/tcp").cloned().flatten())
+            .and_then(|b| b.first()?.host_port.clone())
+            .and_then(|p| p.parse::<u16>().ok());
     }
     phases.add("start", t);
 
@@ -295,6 +297,38 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
 
 fn indent(s: &str) -> String {
     s.lines().map(|l| format!("      {l}")).collect::<Vec<_>>().join("\n")
+}
+
+/// Creates and starts `batch` level by level of depends_on (a service after
+/// what it depends on); the containers of one level start together.
+async fn start_levels(
+    repo: &Repo,
+    run: &Run,
+    batch: &[&Service],
+    images: &HashMap<String, String>,
+    volumes: &BTreeMap<String, String>,
+) -> Result<Vec<(String, String)>, Error> {
+    let mut depth: HashMap<&str, usize> = HashMap::new();
+    for s in batch {
+        let dd = s.depends_on.iter().filter_map(|(x, _)| depth.get(x.as_str())).max().map_or(0, |m| m + 1);
+        depth.insert(&s.name, dd);
+    }
+    let levels = depth.values().max().map_or(0, |m| m + 1);
+    let mut out = vec![];
+    for level in 0..levels {
+        let starts = batch.iter().filter(|s| depth[s.name.as_str()] == level).map(|s| async move {
+            let cid = create_container(repo, run, s, &images[&s.name], volumes).await?;
+            run.d
+                .start_container(&cid, None::<q::StartContainerOptions>)
+                .await
+                .map_err(|e| Error::failure(format!("starting `{}`: {e}", s.name)))?;
+            Ok::<_, Error>((s.name.clone(), cid))
+        });
+        for r in futures_util::future::join_all(starts).await {
+            out.push(r?);
+        }
+    }
+    Ok(out)
 }
 
 /// Builds (or finds) the image of every service; independent builds run
