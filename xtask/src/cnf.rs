@@ -61,22 +61,19 @@ impl Cnf {
                 )));
             };
             let (k, v) = (k.trim(), v.trim());
-            match section.as_str() {
-                "alt_names" => {
-                    let parsed = k.split_once('.').and_then(|(kind, n)| {
-                        let kind = kind.to_ascii_uppercase();
-                        (kind == "DNS" || kind == "IP").then_some(())?;
-                        Some((kind, n.parse::<u32>().ok()?))
-                    });
-                    let Some((kind, index)) = parsed.filter(|_| !v.is_empty() && !v.contains(char::is_whitespace)) else {
-                        return Err(Error::input(format!(
-                            "{FILE}:{}: malformed alt name `{line}`\n  fix: write `DNS.<number> = <name>` (or `IP.<number> = <address>`)",
-                            i + 1
-                        )));
-                    };
-                    alt_names.push(AltName { kind, index, value: v.to_string(), line: i + 1 });
-                }
-                _ => {}
+            if section.as_str() == "alt_names" {
+                let parsed = k.split_once('.').and_then(|(kind, n)| {
+                    let kind = kind.to_ascii_uppercase();
+                    (kind == "DNS" || kind == "IP").then_some(())?;
+                    Some((kind, n.parse::<u32>().ok()?))
+                });
+                let Some((kind, index)) = parsed.filter(|_| !v.is_empty() && !v.contains(char::is_whitespace)) else {
+                    return Err(Error::input(format!(
+                        "{FILE}:{}: malformed alt name `{line}`\n  fix: write `DNS.<number> = <name>` (or `IP.<number> = <address>`)",
+                        i + 1
+                    )));
+                };
+                alt_names.push(AltName { kind, index, value: v.to_string(), line: i + 1 });
             }
         }
         let section_line = section_line.ok_or_else(|| {
@@ -105,12 +102,9 @@ pub fn add_dns(text: &str, cnf: &Cnf, name: &str) -> String {
 
 fn insert_line(text: &str, after: usize, new: &str) -> String {
     let mut out = String::with_capacity(text.len() + new.len() + 1);
-    let mut lines = text.split_inclusive('\n').peekable();
-    let mut i = 0;
-    while let Some(l) = lines.next() {
-        i += 1;
+    for (i, l) in text.split_inclusive('\n').enumerate() {
         out.push_str(l);
-        if i == after {
+        if i + 1 == after {
             if !l.ends_with('\n') {
                 out.push('\n');
                 out.push_str(new);

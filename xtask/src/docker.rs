@@ -49,7 +49,7 @@ impl Tar {
         let (prefix, name) = if path.len() <= 100 {
             ("", path)
         } else {
-            let cut = path.match_indices('/').map(|(i, _)| i).filter(|&i| i <= 155 && path.len() - i - 1 <= 100).last();
+            let cut = path.match_indices('/').map(|(i, _)| i).rfind(|&i| i <= 155 && path.len() - i - 1 <= 100);
             match cut {
                 Some(i) => (&path[..i], &path[i + 1..]),
                 None => ("", &path[..100]),

@@ -102,7 +102,7 @@ pub fn files(o: &Options) -> Vec<(String, String)> {
     }
     extra.push("TLS_CA=/run/trust/ca.pem".to_string());
     if o.pg {
-        extra.push(format!("PGHOST=postgres\nPGPORT=5432\nPGUSER=app\nPGPASSWORD=app-dev-password\nPGDATABASE=app"));
+        extra.push("PGHOST=postgres\nPGPORT=5432\nPGUSER=app\nPGPASSWORD=app-dev-password\nPGDATABASE=app".to_string());
     }
     if o.redis {
         extra.push("REDIS_URL=redis://redis:6379/0".to_string());
