@@ -157,10 +157,7 @@ pub async fn ensure_image(d: &Docker, root: &Path) -> Result<String, Error> {
 /// Starts a probe container in `ns`'s network namespace. It adds no
 /// capabilities (drops them all) and mounts nothing from the host.
 async fn start_probe(d: &Docker, run: &Run, image: &str, ns: &str, cmd: Vec<String>, root: &Path) -> Result<String, String> {
-    let mut labels: HashMap<String, String> = HashMap::from([
-        (docker::RUN_LABEL.to_string(), run.id.clone()),
-        (docker::PID_LABEL.to_string(), std::process::id().to_string()),
-    ]);
+    let mut labels = run.labels();
     labels.insert("monorepo.verify.probe".into(), "1".into());
     let c = d.create_container(None::<q::CreateContainerOptions>, probe_body(image, ns, cmd, labels)).await.map_err(|e| format!("creating the probe: {e}"))?;
     let ca = std::fs::read(root.join(crate::certs::TRUST)).unwrap_or_default();
@@ -213,7 +210,7 @@ pub async fn wait_ready(d: &Docker, run: &Run, image: &str, t: &Target, timeout:
     let start = Instant::now();
     let cid = run_container(run, &t.service)?;
     let spec = t.spec(&format!("ready:{}", t.service), "127.0.0.1", &HashMap::new());
-    let pid = match start_probe(d, run, image, &cid, vec!["wait".into(), timeout.to_string(), spec], run_root(run)).await {
+    let pid = match start_probe(d, run, image, &cid, vec!["wait".into(), timeout.to_string(), spec], run.root()).await {
         Ok(p) => p,
         Err(e) => {
             // The usual cause: the service died before the probe could join it.
@@ -244,10 +241,6 @@ pub async fn wait_ready(d: &Docker, run: &Run, image: &str, t: &Target, timeout:
 
 fn run_container(run: &Run, service: &str) -> Result<String, String> {
     run.container(service).ok_or_else(|| format!("`{service}` has no container"))
-}
-
-fn run_root(run: &Run) -> &Path {
-    run.root()
 }
 
 /// (id, outcome, detail) of each JSON line the probe printed.

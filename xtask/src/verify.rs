@@ -48,7 +48,7 @@ pub struct Run {
 }
 
 impl Run {
-    fn labels(&self) -> HashMap<String, String> {
+    pub fn labels(&self) -> HashMap<String, String> {
         HashMap::from([(RUN_LABEL.to_string(), self.id.clone()), (PID_LABEL.to_string(), std::process::id().to_string())])
     }
     pub fn container(&self, service: &str) -> Option<String> {
