@@ -168,7 +168,10 @@ def remove_images(root, project):
         if ids:
             subprocess.run(["docker", "rmi", "-f", *ids], capture_output=True)
     for svc in ("accounts", "gateway", "nginx"):
-        subprocess.run(["docker", "rmi", "-f", f"{project}_{svc}"], capture_output=True)
+        # By id, so that every other tag of the same image (and its layers) goes too.
+        ids = subprocess.run(["docker", "images", "-q", f"{project}_{svc}"], capture_output=True, text=True).stdout.split()
+        if ids:
+            subprocess.run(["docker", "rmi", "-f", *ids], capture_output=True)
     subprocess.run(["docker", "image", "prune", "-f"], capture_output=True)
 
 
