@@ -137,13 +137,14 @@ pub fn probe_binary(root: &Path) -> Result<PathBuf, Error> {
     Ok(root.join(format!("target/{PROBE_TARGET}/release/probe")))
 }
 
-pub async fn ensure_image(d: &Docker, root: &Path) -> Result<String, Error> {
+/// Returns the probe image's tag and the binary (also run on the host).
+pub async fn ensure_image(d: &Docker, root: &Path) -> Result<(String, PathBuf), Error> {
     let bin_path = probe_binary(root)?;
     let bin = std::fs::read(&bin_path).map_err(|e| Error::failure(format!("{}: {e}", bin_path.display())))?;
     let hash = docker::sha256_hex(&[&bin]);
     let tag = format!("monorepo-local/probe:{}", &hash[..12]);
     if docker::image_exists(d, &tag).await {
-        return Ok(tag);
+        return Ok((tag, bin_path));
     }
     let mut tar = Tar::default();
     tar.file("Dockerfile", b"FROM scratch\nCOPY probe /probe\nUSER 65534:65534\nENTRYPOINT [\"/probe\"]\n", 0o644, 0);
@@ -151,7 +152,7 @@ pub async fn ensure_image(d: &Docker, root: &Path) -> Result<String, Error> {
     docker::build(d, &tag, tar.finish(), "Dockerfile", &HashMap::new(), HashMap::from([(HASH_LABEL.to_string(), hash)]))
         .await
         .map_err(|log| Error::failure(format!("building the probe image failed:\n{log}")))?;
-    Ok(tag)
+    Ok((tag, bin_path))
 }
 
 /// Starts a probe container in `ns`'s network namespace. It adds no
@@ -312,9 +313,8 @@ pub async fn matrix_row(d: &Docker, run: &Run, repo: &Repo, image: &str, src: &S
 /// Each public path, requested from the host through NGINX's published
 /// https port, must answer from the right service with a certificate valid
 /// for `localhost`.
-pub fn nginx_routes(repo: &Repo, port: u16, order: &[&Service]) -> Vec<Cell> {
+pub fn nginx_routes(repo: &Repo, bin: &Path, port: u16, order: &[&Service]) -> Vec<Cell> {
     let mut cells = vec![];
-    let Ok(bin) = probe_binary(&repo.root) else { return cells };
     let ca = repo.root.join(crate::certs::TRUST);
     for s in order.iter().filter(|s| s.is_backend()) {
         let Some(path) = s.public_path() else { continue };
@@ -338,7 +338,7 @@ pub fn nginx_routes(repo: &Repo, port: u16, order: &[&Service]) -> Vec<Cell> {
         // NGINX may still be resolving the upstream: retry briefly.
         let mut last = (String::from("failed"), String::new());
         for _ in 0..20 {
-            let out = std::process::Command::new(&bin).args(["check", &spec]).output();
+            let out = std::process::Command::new(bin).args(["check", &spec]).output();
             let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
             if let Some((_, o, d)) = parse_lines(&text).into_iter().next() {
                 last = (o, d);

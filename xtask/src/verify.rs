@@ -158,14 +158,13 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
     let d = run.d.clone();
     // Which services run: the --only ones (or all) and what they depend on,
     // plus the infrastructure every matrix targets.
-    let mut wanted: Vec<String> = if o.only.is_empty() {
+    let wanted: Vec<String> = if o.only.is_empty() {
         repo.compose.services.iter().map(|s| s.name.clone()).collect()
     } else {
         let mut w = o.only.clone();
         w.extend(["postgres", "redis", "nginx"].iter().filter(|n| repo.compose.service(n).is_some()).map(|s| s.to_string()));
         w
     };
-    wanted.dedup();
     let order = start_order(&repo.compose.services, &wanted);
 
     // 1. Networks and volumes of this run.
@@ -188,28 +187,18 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
 
     // 2. Images. What needs no build (Postgres, Redis) starts meanwhile, so
     // its initialisation overlaps the builds.
-    let probe_image = probes::ensure_image(&d, &repo.root).await?;
+    let (probe_image, probe_bin) = probes::ensure_image(&d, &repo.root).await?;
     let prebuilt: Vec<&Service> = order
         .iter()
         .copied()
         .filter(|s| s.build.is_none() && s.depends_on.iter().all(|(x, _)| repo.compose.service(x).is_some_and(|x| x.build.is_none())))
         .collect();
-    let (images, early) = {
-        let run_ref: &Run = run;
-        tokio::join!(build_images(&d, repo, &order), async {
-            let mut early_images = HashMap::new();
-            for s in &prebuilt {
-                match &s.image {
-                    Some(img) if docker::image_exists(&d, img).await => {
-                        early_images.insert(s.name.clone(), img.clone());
-                    }
-                    _ => return Ok(vec![]), // build_images reports it
-                }
-            }
-            start_levels(repo, run_ref, &prebuilt, &early_images, &volumes).await
-        })
+    let mut images = pulled_images(&d, &order).await?;
+    let (built, early) = {
+        let (run_ref, images_ref): (&Run, &HashMap<String, String>) = (run, &images);
+        tokio::join!(build_images(&d, repo, &order), start_levels(repo, run_ref, &prebuilt, images_ref, &volumes))
     };
-    let images = images?;
+    images.extend(built?);
     let early = early?;
     phases.add("images", t);
     let t = Instant::now();
@@ -263,7 +252,7 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
     }
     // 6. Public routes through NGINX, from the host.
     if let Some(port) = nginx_port {
-        cells.extend(probes::nginx_routes(repo, port, &order));
+        cells.extend(probes::nginx_routes(repo, &probe_bin, port, &order));
     }
     phases.add("probes", t);
 
@@ -331,55 +320,62 @@ async fn start_levels(
     Ok(out)
 }
 
-/// Builds (or finds) the image of every service; independent builds run
-/// together. Returns service -> image reference.
+/// The images of the services that are not built here (Postgres, Redis):
+/// they must be on the machine already, since verify does not pull.
+async fn pulled_images(d: &Docker, order: &[&Service]) -> Result<HashMap<String, String>, Error> {
+    let mut images = HashMap::new();
+    for s in order.iter().filter(|s| s.build.is_none()) {
+        let Some(img) = &s.image else {
+            return Err(Error::input(format!("service `{}` has neither build nor image", s.name)));
+        };
+        if !docker::image_exists(d, img).await {
+            return Err(Error::input(format!(
+                "image `{img}` of `{}` is not on this machine and verify does not pull\n  fix: `docker pull {img}`, or on a machine without a registry `cargo xtask images bootstrap`",
+                s.name
+            )));
+        }
+        images.insert(s.name.clone(), img.clone());
+    }
+    Ok(images)
+}
+
+/// Builds (or finds) the image of every service that has a `build:`;
+/// independent builds run together. Returns service -> image reference.
 async fn build_images(d: &Docker, repo: &Repo, order: &[&Service]) -> Result<HashMap<String, String>, Error> {
     let mut images = HashMap::new();
     let mut jobs = vec![];
     for s in order {
-        match (&s.build, &s.image) {
-            (Some(b), _) => {
-                let ctx = repo.root.join(&b.context);
-                let tar = docker::context_tar(&ctx, &b.dockerfile)?;
-                let args: HashMap<String, String> = b.args.iter().cloned().collect();
-                // The hash covers the context (Dockerfile included), the
-                // arguments and the identity of the base images they name.
-                let mut parts: Vec<Vec<u8>> = vec![tar.clone(), b.dockerfile.clone().into_bytes()];
-                let mut sorted: Vec<_> = args.iter().collect();
-                sorted.sort();
-                for (k, v) in sorted {
-                    parts.push(format!("{k}={v}").into_bytes());
-                    parts.push(docker::image_id(d, v).await.unwrap_or_default().into_bytes());
-                }
-                let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
-                let hash = docker::sha256_hex(&refs);
-                let tag = format!("monorepo-verify/{}:{}", s.name, &hash[..16]);
-                images.insert(s.name.clone(), tag.clone());
-                if docker::image_exists(d, &tag).await {
-                    eprintln!("  image  {:<12} cached ({tag})", s.name);
-                    continue;
-                }
-                let (name, df) = (s.name.clone(), b.dockerfile.clone());
-                // No build label: the hash is in the tag, and a LABEL is one
-                // more layer commit (seconds on fuse-overlayfs).
-                let labels = HashMap::new();
-                jobs.push(async move {
-                    let t = Instant::now();
-                    let r = docker::build(d, &tag, tar, &df, &args, labels).await;
-                    (name, tag, t.elapsed(), r)
-                });
-            }
-            (None, Some(img)) => {
-                if !docker::image_exists(d, img).await {
-                    return Err(Error::input(format!(
-                        "image `{img}` of `{}` is not on this machine and verify does not pull\n  fix: `docker pull {img}`, or on a machine without a registry `cargo xtask images bootstrap`",
-                        s.name
-                    )));
-                }
-                images.insert(s.name.clone(), img.clone());
-            }
-            (None, None) => return Err(Error::input(format!("service `{}` has neither build nor image", s.name))),
+        let Some(b) = &s.build else { continue };
+        let ctx = repo.root.join(&b.context);
+        let tar = docker::context_tar(&ctx, &b.dockerfile)?;
+        let args: HashMap<String, String> = b.args.iter().cloned().collect();
+        // The hash covers the context (Dockerfile included), the
+        // arguments and the identity of the base images they name.
+        let mut sorted: Vec<_> = args.iter().collect();
+        sorted.sort();
+        let mut arg_parts: Vec<String> = vec![];
+        for (k, v) in sorted {
+            arg_parts.push(format!("{k}={v}"));
+            arg_parts.push(docker::image_id(d, v).await.unwrap_or_default());
         }
+        let mut refs: Vec<&[u8]> = vec![&tar, b.dockerfile.as_bytes()];
+        refs.extend(arg_parts.iter().map(|p| p.as_bytes()));
+        let hash = docker::sha256_hex(&refs);
+        let tag = format!("monorepo-verify/{}:{}", s.name, &hash[..16]);
+        images.insert(s.name.clone(), tag.clone());
+        if docker::image_exists(d, &tag).await {
+            eprintln!("  image  {:<12} cached ({tag})", s.name);
+            continue;
+        }
+        let (name, df) = (s.name.clone(), b.dockerfile.clone());
+        // No build label: the hash is in the tag, and a LABEL is one
+        // more layer commit (seconds on fuse-overlayfs).
+        let labels = HashMap::new();
+        jobs.push(async move {
+            let t = Instant::now();
+            let r = docker::build(d, &tag, tar, &df, &args, labels).await;
+            (name, tag, t.elapsed(), r)
+        });
     }
     if !jobs.is_empty() {
         eprintln!("  image  building {} image(s) in parallel...", jobs.len());
