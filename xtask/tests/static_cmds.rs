@@ -1,5 +1,5 @@
 //! The static commands, run as the real binary on a temporary copy of this
-//! repository and held against the real oracles: docker-compose, openssl,
+//! repository and held against the real oracles: docker compose (v2), openssl,
 //! and `nginx -t` in the NGINX image.
 
 mod common;
@@ -13,8 +13,8 @@ fn ok(o: &std::process::Output) {
 }
 
 fn compose_config_ok(root: &std::path::Path) {
-    let o = Command::new("docker-compose").current_dir(root).args(["config", "-q"]).output().expect("docker-compose");
-    assert!(o.status.success(), "docker-compose config -q failed:\n{}", text(&o));
+    let o = Command::new("docker").current_dir(root).args(["compose", "config", "-q"]).output().expect("docker compose (v2)");
+    assert!(o.status.success(), "docker compose config -q failed:\n{}", text(&o));
 }
 
 fn openssl(args: &[&str], root: &std::path::Path) -> String {
