@@ -71,6 +71,8 @@ def wait_until(fn, timeout: float, what: str):
     while True:
         try:
             return fn()
+        except AssertionError:
+            raise  # a definite failure, not "not ready yet"
         except Exception as e:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{what} not ready after {timeout} s: {e}") from e

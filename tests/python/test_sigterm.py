@@ -54,6 +54,23 @@ def http_get(url):
         return r.status, json.loads(r.read())
 
 
+READY_WITHIN = 60  # generous: the machine may be busy; this is not what is measured
+
+
+def wait_ready(proc, ready, what):
+    def probe():
+        if proc.poll() is not None:
+            raise AssertionError(f"{what} exited with {proc.returncode}:\n{proc.stdout.read()}")
+        if not ready():
+            raise RuntimeError(f"{what} not ready")
+
+    try:
+        wait_until(probe, READY_WITHIN, what)
+    except BaseException:
+        proc.kill()
+        raise
+
+
 def assert_clean_stop(proc):
     code, elapsed, out = stop(proc)
     assert code == 0, out
@@ -65,11 +82,7 @@ def test_gateway_http(tmp_path):
     port = free_port()
     proc = start(SRC / "backend_services/gateway/server.py", SERVICE_NAME="gateway", PORT=port, PROTOCOL="http",
                  PUBLIC_PATH="/api/", ACCOUNTS_GRPC_ADDR=f"127.0.0.1:{closed_port()}")
-    try:
-        assert wait_until(lambda: http_get(f"http://127.0.0.1:{port}/healthz"), 20, "gateway")[0] == 200
-    except Exception:
-        proc.kill()
-        raise
+    wait_ready(proc, lambda: http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200, "gateway")
     assert_clean_stop(proc)
 
 
@@ -81,11 +94,7 @@ def accounts_env(port, pg, redis_url):
 def test_accounts_grpc_serving(postgres, redis_url):
     port = free_port()
     proc = start(SRC / "backend_services/accounts/server.py", **accounts_env(port, postgres, redis_url))
-    try:
-        wait_until(lambda: grpc_health(port) == health_pb2.HealthCheckResponse.SERVING or 1 / 0, 30, "accounts SERVING")
-    except Exception:
-        proc.kill()
-        raise
+    wait_ready(proc, lambda: grpc_health(port) == health_pb2.HealthCheckResponse.SERVING, "accounts SERVING")
     assert_clean_stop(proc)
 
 
@@ -95,11 +104,7 @@ def test_accounts_grpc_while_postgres_is_down(redis_url):
     port = free_port()
     pg = {"host": "127.0.0.1", "port": closed_port(), "user": "app", "password": "x", "dbname": "app"}
     proc = start(SRC / "backend_services/accounts/server.py", **accounts_env(port, pg, redis_url))
-    try:
-        wait_until(lambda: grpc_health(port) == health_pb2.HealthCheckResponse.NOT_SERVING or 1 / 0, 30, "accounts NOT_SERVING")
-    except Exception:
-        proc.kill()
-        raise
+    wait_ready(proc, lambda: grpc_health(port) == health_pb2.HealthCheckResponse.NOT_SERVING, "accounts NOT_SERVING")
     assert_clean_stop(proc)
 
 
@@ -117,11 +122,7 @@ def test_request_in_flight_finishes(tmp_path):
     script.write_text(SLOW_HTTP)
     port = free_port()
     proc = start(script, PORT=port, PROTOCOL="http", STOP_GRACE="2")
-    try:
-        wait_until(lambda: http_get(f"http://127.0.0.1:{port}/healthz"), 20, "server")
-    except Exception:
-        proc.kill()
-        raise
+    wait_ready(proc, lambda: http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200, "server")
     result = {}
     t = threading.Thread(target=lambda: result.update(r=http_get(f"http://127.0.0.1:{port}/slow")))
     t.start()
@@ -160,8 +161,8 @@ def test_scaffolded_grpc_service(tmp_path):
     env["PYTHONPATH"] = str(tmp_path / "src")
     proc = subprocess.Popen([sys.executable, "-B", "-u", str(svc / "server.py")], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_ready(proc, lambda: grpc_health(port) == health_pb2.HealthCheckResponse.SERVING, "user-prefs")
     try:
-        wait_until(lambda: grpc_health(port) == health_pb2.HealthCheckResponse.SERVING or 1 / 0, 20, "user-prefs")
         client = (
             "import grpc\n"
             "from common.gen.user_prefs.v1 import user_prefs_pb2 as pb, user_prefs_pb2_grpc as g\n"
