@@ -3,6 +3,7 @@
 mod check;
 mod cmd;
 mod docker;
+mod edit;
 mod model;
 mod plan;
 #[cfg(test)]

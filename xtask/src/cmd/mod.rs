@@ -8,6 +8,7 @@ use std::path::Path;
 
 use crate::plan::certs;
 use crate::model::cnf::{self, Cnf};
+use crate::edit::compose as edit_compose;
 use crate::model::compose::{self, Compose};
 use crate::model::nginx;
 use crate::model::repo::{Repo, RESERVED, SERVICES_DIR};
@@ -135,18 +136,18 @@ pub fn plan_add(repo: &Repo, o: &Options) -> Result<(Txn, Vec<String>), Error> {
     for (path, content) in scaffold::files(o) {
         t.write(&path, content)?;
     }
-    let unit = compose::indent_unit(&repo.compose_text);
-    let mut text = compose::insert_entry(&repo.compose_text, "services", &scaffold::compose_entry(o, unit))?;
+    let unit = edit_compose::indent_unit(&repo.compose_text);
+    let mut text = edit_compose::insert_entry(&repo.compose_text, "services", &scaffold::compose_entry(o, unit))?;
     let pad = " ".repeat(unit);
     for net in o.networks() {
         if !repo.compose.networks.iter().any(|(n, _)| *n == net) {
-            text = compose::insert_entry(&text, "networks", &format!("{pad}{net}:\n"))?;
+            text = edit_compose::insert_entry(&text, "networks", &format!("{pad}{net}:\n"))?;
         }
     }
     for (v, _) in &o.volumes {
         let declared = repo.compose.volumes.iter().any(|(n, _)| n == v);
         if !declared && !text.contains(&format!("\n{pad}{v}:\n")) {
-            text = compose::insert_entry(&text, "volumes", &format!("{pad}{v}:\n"))?;
+            text = edit_compose::insert_entry(&text, "volumes", &format!("{pad}{v}:\n"))?;
         }
     }
     // Read back what we wrote: the new entry must parse to what was asked.
@@ -212,12 +213,12 @@ pub fn remove(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Resul
         return Err(Error::input(format!("`{name}` is a dependency of: {}\n  fix: remove it from their depends_on first", dependents.join(", "))));
     }
     let mut t = Txn::new(&repo.root);
-    let mut text = compose::remove_entry(&repo.compose_text, "services", name, false)
+    let mut text = edit_compose::remove_entry(&repo.compose_text, "services", name, false)
         .ok_or_else(|| Error::failure(format!("{}:{}: cannot find the block of `{name}` to remove", compose::FILE, svc.line)))?;
     for m in svc.volumes.iter().filter(|m| m.named) {
         let shared = repo.compose.services.iter().any(|s| s.name != name && s.volumes.iter().any(|o| o.named && o.source == m.source));
         if !shared {
-            if let Some(t2) = compose::remove_entry(&text, "volumes", &m.source, true) {
+            if let Some(t2) = edit_compose::remove_entry(&text, "volumes", &m.source, true) {
                 text = t2;
             }
         }

@@ -1,0 +1,4 @@
+//! Lossless editors: each takes a file's text and returns the new text,
+//! touching only the lines it must.
+
+pub mod compose;
