@@ -3,6 +3,7 @@
 
 use proptest::prelude::*;
 
+use crate::edit;
 use crate::edit::compose as edit_compose;
 use crate::model::{cnf, compose, nginx, yaml};
 
@@ -64,16 +65,16 @@ proptest! {
         }
         src.push_str("\n[ other ]\nk = v\n");
         let c = cnf::Cnf::parse(&src).unwrap();
-        let added = cnf::add_dns(&src, &c, "zz-new");
+        let added = edit::cnf::add_dns(&src, &c, "zz-new");
         let c2 = cnf::Cnf::parse(&added).unwrap();
         let a = c2.dns("zz-new").unwrap();
         prop_assert_eq!(a.index as usize, names.len() + 1);
-        prop_assert_eq!(cnf::remove_lines(&added, &[a.line]), src);
+        prop_assert_eq!(edit::cnf::remove_lines(&added, &[a.line]), src);
     }
 
     #[test]
     fn nginx_locations_parse_back(name in "[a-z][a-z0-9-]{0,20}", path in "/[a-z0-9/_-]{0,20}", port in 1u16.., https in any::<bool>(), grpc in any::<bool>()) {
-        let loc = nginx::render_location(&name, &path, port, https, grpc);
+        let loc = edit::nginx::render_location(&name, &path, port, https, grpc);
         let routes = nginx::parse_routes(&loc, "x.conf").unwrap();
         prop_assert_eq!(routes.len(), 1);
         prop_assert_eq!(&routes[0].host, &name);

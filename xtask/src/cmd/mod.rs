@@ -15,6 +15,7 @@ use crate::model::repo::{Repo, RESERVED, SERVICES_DIR};
 use crate::plan::scaffold::{self, Options};
 use crate::plan::sync;
 use crate::plan::txn::{self, Txn};
+use crate::edit;
 use crate::Error;
 
 pub fn validate_name(name: &str) -> Result<(), Error> {
@@ -159,11 +160,11 @@ pub fn plan_add(repo: &Repo, o: &Options) -> Result<(Txn, Vec<String>), Error> {
 
     let mut cnf_text = repo.cnf_text.clone();
     if o.https {
-        cnf_text = cnf::add_dns(&cnf_text, &repo.cnf, &o.name);
+        cnf_text = edit::cnf::add_dns(&cnf_text, &repo.cnf, &o.name);
         t.write(cnf::FILE, cnf_text.clone())?;
     }
     if let Some(p) = &o.public {
-        t.write(&nginx::location_file(&o.name), nginx::render_location(&o.name, p, o.port, o.https, o.protocol() == "grpc"))?;
+        t.write(&nginx::location_file(&o.name), edit::nginx::render_location(&o.name, p, o.port, o.https, o.protocol() == "grpc"))?;
     }
     let mut report = vec![];
     if o.https {
@@ -227,7 +228,7 @@ pub fn remove(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Resul
     let mut cnf_text = repo.cnf_text.clone();
     let lines: Vec<usize> = repo.cnf.alt_names.iter().filter(|a| a.kind == "DNS" && a.value == name).map(|a| a.line).collect();
     if !lines.is_empty() {
-        cnf_text = cnf::remove_lines(&cnf_text, &lines);
+        cnf_text = edit::cnf::remove_lines(&cnf_text, &lines);
         t.write(cnf::FILE, cnf_text.clone())?;
     }
     t.delete(&nginx::location_file(name))?;

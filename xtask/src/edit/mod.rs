@@ -2,3 +2,6 @@
 //! touching only the lines it must.
 
 pub mod compose;
+pub mod cargo_toml;
+pub mod cnf;
+pub mod nginx;

@@ -224,7 +224,7 @@ mod tests {
             let mut outputs: Vec<(String, String)> = files(&o).into_iter().map(|(p, c)| (p.rsplit('/').next().unwrap().to_string(), c)).collect();
             outputs.push(("compose-entry.yml".into(), compose_entry(&o, 2)));
             if let Some(p) = &o.public {
-                outputs.push(("location.conf".into(), crate::model::nginx::render_location(&o.name, p, o.port, o.https, o.protocol() == "grpc")));
+                outputs.push(("location.conf".into(), crate::edit::nginx::render_location(&o.name, p, o.port, o.https, o.protocol() == "grpc")));
             }
             for (name, content) in outputs {
                 let path = dir.join(case).join(&name);
