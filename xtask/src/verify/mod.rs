@@ -14,8 +14,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bollard::models::{NetworkCreateRequest, VolumeCreateRequest};
-use bollard::query_parameters as q;
 
 use crate::check;
 use crate::model::compose::Service;
@@ -91,10 +89,9 @@ pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
     Ok(code)
 }
 
-async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Result<Exit, Error> {
-    let d = run.d.clone();
-    // Which services run: the --only ones (or all) and what they depend on,
-    // plus the infrastructure every matrix targets.
+/// The services that run: the --only ones (or all) and what they depend
+/// on, plus the infrastructure every matrix targets; dependencies first.
+fn services_to_run<'a>(repo: &'a Repo, o: &Opts) -> Vec<&'a Service> {
     let wanted: Vec<String> = if o.only.is_empty() {
         repo.compose.services.iter().map(|s| s.name.clone()).collect()
     } else {
@@ -102,102 +99,95 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
         w.extend(["postgres", "redis", "nginx"].iter().filter(|n| repo.compose.service(n).is_some()).map(|s| s.to_string()));
         w
     };
-    let order = start_order(&repo.compose.services, &wanted);
+    start_order(&repo.compose.services, &wanted)
+}
 
-    // 1. Networks and volumes of this run.
+async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Result<Exit, Error> {
+    let order = services_to_run(repo, o);
+    // 1-2. Networks, volumes and images; what needs no build starts meanwhile.
     let t = Instant::now();
-    for (n, _) in &repo.compose.networks {
-        let name = run.name(n);
-        d.create_network(NetworkCreateRequest { name: name.clone(), labels: Some(run.labels()), ..Default::default() })
-            .await
-            .map_err(|e| Diagnostic::error(format!("creating network {name}: {e}")))?;
-        run.networks.insert(n.clone(), name);
+    let volumes = stack::create_networks_and_volumes(repo, run).await?;
+    let (probe_image, probe_bin) = probe::ensure_image(&run.d, &repo.root).await?;
+    let images = start_while_building(repo, run, &order, &volumes).await?;
+    phases.add("images", t);
+    // 3. The rest, level by level of depends_on.
+    let t = Instant::now();
+    let rest: Vec<&Service> = order.iter().copied().filter(|s| !run.containers.contains_key(&s.name)).collect();
+    let late = start_levels(repo, run, &rest, &images, &volumes).await?;
+    run.containers.extend(late);
+    let nginx_port = stack::nginx_port(run).await;
+    phases.add("start", t);
+    // 4. Readiness: every container answers its own protocol, from inside.
+    let t = Instant::now();
+    let targets: Vec<Target> = order.iter().filter_map(|s| matrix::target(repo, s)).collect();
+    let all_ready = wait_ready(run, &probe_image, &targets, o.timeout).await;
+    phases.add("ready", t);
+    if !all_ready {
+        return Ok(Exit::Findings);
     }
-    let mut volumes = BTreeMap::new();
-    for (v, _) in &repo.compose.volumes {
-        let name = run.name(v);
-        d.create_volume(VolumeCreateRequest { name: Some(name.clone()), labels: Some(run.labels()), ..Default::default() })
-            .await
-            .map_err(|e| Diagnostic::error(format!("creating volume {name}: {e}")))?;
-        volumes.insert(v.clone(), name);
+    // 5-6. The matrix from each backend service's namespace, and the public
+    // routes through NGINX from the host.
+    let t = Instant::now();
+    let sources: Vec<&Service> = order.iter().copied().filter(|s| s.is_backend() && (o.only.is_empty() || o.only.contains(&s.name))).collect();
+    let mut cells: Vec<Cell> = vec![];
+    let rows = sources.iter().map(|src| probe::matrix_row(&run.d, run, repo, &probe_image, src, &targets));
+    for row in futures_util::future::join_all(rows).await {
+        cells.extend(row?);
     }
+    if let Some(port) = nginx_port {
+        cells.extend(probe::nginx_routes(repo, &probe_bin, port, &order));
+    }
+    phases.add("probes", t);
+    attach_logs_and_mask(run, &mut cells).await;
+    write_report(run, o, &cells)
+}
 
-    // 2. Images. What needs no build (Postgres, Redis) starts meanwhile, so
-    // its initialisation overlaps the builds.
-    let (probe_image, probe_bin) = probe::ensure_image(&d, &repo.root).await?;
+/// Pulled images are resolved, the rest built, while the containers that
+/// need no build (Postgres, Redis) start. Returns service -> image.
+async fn start_while_building(repo: &Repo, run: &mut Run, order: &[&Service], volumes: &BTreeMap<String, String>) -> Result<HashMap<String, String>, Error> {
+    let d = run.d.clone();
     let prebuilt: Vec<&Service> = order
         .iter()
         .copied()
         .filter(|s| s.build.is_none() && s.depends_on.iter().all(|(x, _)| repo.compose.service(x).is_some_and(|x| x.build.is_none())))
         .collect();
-    let mut images = pulled_images(&d, &order).await?;
+    let mut images = pulled_images(&d, order).await?;
     let (built, early) = {
         let (run_ref, images_ref): (&Run, &HashMap<String, String>) = (run, &images);
-        tokio::join!(build_images(&d, repo, &order), start_levels(repo, run_ref, &prebuilt, images_ref, &volumes))
+        tokio::join!(build_images(&d, repo, order), start_levels(repo, run_ref, &prebuilt, images_ref, volumes))
     };
     images.extend(built?);
-    let early = early?;
-    phases.add("images", t);
-    let t = Instant::now();
-    let started: Vec<String> = early.iter().map(|(n, _)| n.clone()).collect();
-    run.containers.extend(early);
+    run.containers.extend(early?);
+    Ok(images)
+}
 
-    // 3. The rest, level by level of depends_on.
-    let rest: Vec<&Service> = order.iter().copied().filter(|s| !started.contains(&s.name)).collect();
-    let late = start_levels(repo, run, &rest, &images, &volumes).await?;
-    run.containers.extend(late);
-    let mut nginx_port = None;
-    if let Some(cid) = run.containers.get("nginx") {
-        let info = d.inspect_container(cid, None::<q::InspectContainerOptions>).await.ok();
-        nginx_port = info
-            .and_then(|i| i.network_settings?.ports?.get("443/tcp").cloned().flatten())
-            .and_then(|b| b.first()?.host_port.clone())
-            .and_then(|p| p.parse::<u16>().ok());
-    }
-    phases.add("start", t);
-
-    // 4. Readiness: every container answers its own protocol, from inside.
-    let t = Instant::now();
-    let targets: Vec<Target> = order.iter().filter_map(|s| matrix::target(repo, s)).collect();
-    let waits = targets.iter().map(|tg| probe::wait_ready(&d, run, &probe_image, tg, o.timeout));
+/// Waits for every target; reports the ones that never answered, with
+/// their last log lines. True when all are ready.
+async fn wait_ready(run: &Run, probe_image: &str, targets: &[Target], timeout: u64) -> bool {
+    let waits = targets.iter().map(|tg| probe::wait_ready(&run.d, run, probe_image, tg, timeout));
     let ready = futures_util::future::join_all(waits).await;
     let mut not_ready = vec![];
     for (tg, r) in targets.iter().zip(ready) {
         match r {
             Ok(ms) => eprintln!("  ready  {:<12} {:.1}s", tg.service, ms as f64 / 1000.0),
             Err(why) => {
-                let logs = docker::logs(&d, &run.containers[&tg.service], 15).await;
+                let logs = docker::logs(&run.d, &run.containers[&tg.service], 15).await;
                 not_ready.push(format!("{} never became ready: {}\n    last log lines of {}:\n{}", tg.service, why, tg.service, indent(&logs)));
             }
         }
     }
-    phases.add("ready", t);
-    if !not_ready.is_empty() {
-        for n in &not_ready {
-            eprintln!("verify: {}", run.mask(n));
-        }
-        return Ok(Exit::Findings);
+    for n in &not_ready {
+        eprintln!("verify: {}", run.mask(n));
     }
+    not_ready.is_empty()
+}
 
-    // 5. The matrix, from each backend service's namespace.
-    let t = Instant::now();
-    let sources: Vec<&Service> = order.iter().copied().filter(|s| s.is_backend() && (o.only.is_empty() || o.only.contains(&s.name))).collect();
-    let mut cells: Vec<Cell> = vec![];
-    let runs = sources.iter().map(|src| probe::matrix_row(&d, run, repo, &probe_image, src, &targets));
-    for row in futures_util::future::join_all(runs).await {
-        cells.extend(row?);
-    }
-    // 6. Public routes through NGINX, from the host.
-    if let Some(port) = nginx_port {
-        cells.extend(probe::nginx_routes(repo, &probe_bin, port, &order));
-    }
-    phases.add("probes", t);
-
-    // Logs of the containers in failing cells.
+/// The logs of the containers in failing cells; secrets masked everywhere.
+async fn attach_logs_and_mask(run: &Run, cells: &mut [Cell]) {
     for c in cells.iter_mut().filter(|c| !c.matches()) {
         for who in [&c.source, &c.target] {
             if let Some(id) = run.containers.get(who.as_str()) {
-                let l = docker::logs(&d, id, 8).await;
+                let l = docker::logs(&run.d, id, 8).await;
                 c.logs.push((who.clone(), l));
             }
         }
@@ -208,17 +198,18 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
             *l = run.mask(l);
         }
     }
+}
+
+fn write_report(run: &Run, o: &Opts, cells: &[Cell]) -> Result<Exit, Error> {
     let failed = cells.iter().filter(|c| !c.matches()).count();
     if o.format == Format::Json {
-        println!("{}", report::render_json(&run.id, &cells));
+        println!("{}", report::render_json(&run.id, cells));
     } else {
-        print!("{}", report::render_matrix(&cells));
+        print!("{}", report::render_matrix(cells));
     }
     if let Some(j) = &o.junit {
-        std::fs::write(j, report::render_junit(&cells)).map_err(|e| Diagnostic::error(format!("{}: {e}", j.display())))?;
+        std::fs::write(j, report::render_junit(cells)).map_err(|e| Diagnostic::error(format!("{}: {e}", j.display())))?;
     }
     eprintln!("verify: {} probe(s), {} mismatch(es)", cells.len(), failed);
     Ok(Exit::findings_unless(failed == 0))
 }
-
-

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
-use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkConnectRequest, NetworkingConfig, PortBinding};
+use bollard::models::{NetworkCreateRequest, VolumeCreateRequest, ContainerCreateBody, EndpointSettings, HostConfig, NetworkConnectRequest, NetworkingConfig, PortBinding};
 use bollard::query_parameters as q;
 use bollard::Docker;
 
@@ -13,6 +13,37 @@ use crate::diag::{Diagnostic, Error};
 use crate::docker::Tar;
 use crate::model::compose::Service;
 use crate::model::repo::Repo;
+
+/// The run's networks and volumes (named and labelled with its id).
+/// Returns compose volume -> docker volume.
+pub(super) async fn create_networks_and_volumes(repo: &Repo, run: &mut Run) -> Result<BTreeMap<String, String>, Error> {
+    let d = run.d.clone();
+    for (n, _) in &repo.compose.networks {
+        let name = run.name(n);
+        d.create_network(NetworkCreateRequest { name: name.clone(), labels: Some(run.labels()), ..Default::default() })
+            .await
+            .map_err(|e| Diagnostic::error(format!("creating network {name}: {e}")))?;
+        run.networks.insert(n.clone(), name);
+    }
+    let mut volumes = BTreeMap::new();
+    for (v, _) in &repo.compose.volumes {
+        let name = run.name(v);
+        d.create_volume(VolumeCreateRequest { name: Some(name.clone()), labels: Some(run.labels()), ..Default::default() })
+            .await
+            .map_err(|e| Diagnostic::error(format!("creating volume {name}: {e}")))?;
+        volumes.insert(v.clone(), name);
+    }
+    Ok(volumes)
+}
+
+/// The host port NGINX's 443 was published on, once it runs.
+pub(super) async fn nginx_port(run: &Run) -> Option<u16> {
+    let cid = run.containers.get("nginx")?;
+    let info = run.d.inspect_container(cid, None::<q::InspectContainerOptions>).await.ok();
+    info.and_then(|i| i.network_settings?.ports?.get("443/tcp").cloned().flatten())
+        .and_then(|b| b.first()?.host_port.clone())
+        .and_then(|p| p.parse::<u16>().ok())
+}
 
 /// Services in depends_on order (dependencies first).
 pub(super) fn start_order<'a>(services: &'a [Service], wanted: &[String]) -> Vec<&'a Service> {
