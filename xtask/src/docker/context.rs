@@ -1,39 +1,9 @@
-//! The Docker Engine API (bollard) as `verify` and `images` use it: the
-//! connection, build contexts as tars (honouring `.dockerignore`), image
-//! builds with a content-addressed cache, container logs and cleanup.
+//! Build contexts as tars: a minimal ustar writer, `.dockerignore`, and the
+//! content hash that names cached images. No daemon needed.
 
-use std::collections::HashMap;
 use std::path::Path;
 
-use bollard::query_parameters as q;
-use bollard::Docker;
-use futures_util::StreamExt;
-
-use crate::Error;
-
-/// Every object a verify run creates carries this label (value: run id),
-/// and `monorepo.verify.pid` names the process that owns it.
-pub const RUN_LABEL: &str = "monorepo.verify.run";
-pub const PID_LABEL: &str = "monorepo.verify.pid";
-/// Images built by this tool: the hash of what they were built from.
-pub const HASH_LABEL: &str = "monorepo.build.hash";
-
-pub async fn connect() -> Result<Docker, Error> {
-    let sock = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
-    if let Some(path) = sock.strip_prefix("unix://") {
-        if !Path::new(path).exists() {
-            return Err(Error::input(format!(
-                "the Docker daemon socket {path} does not exist\n  fix: start the Docker daemon (e.g. `systemctl start docker`) or set DOCKER_HOST"
-            )));
-        }
-    }
-    let d = Docker::connect_with_local_defaults().map_err(|e| Error::input(format!("cannot connect to Docker: {e}")))?;
-    d.negotiate_version().await.map_err(|e| {
-        Error::input(format!("the Docker daemon at {sock} does not answer: {e}\n  fix: start the daemon, or check that you may use its socket"))
-    })
-}
-
-// --- tar ------------------------------------------------------------------
+use crate::diag::{Diagnostic, Error};
 
 /// A minimal ustar writer: regular files and directories, with the owner
 /// and mode we choose (uploads give keys to the container's user).
@@ -155,7 +125,7 @@ pub fn context_tar(ctx: &Path, dockerfile: &str) -> Result<Vec<u8>, Error> {
     let mut files = vec![];
     let mut stack = vec![ctx.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let rd = std::fs::read_dir(&d).map_err(|e| Error::input(format!("{}: cannot read build context: {e}", d.display())))?;
+        let rd = std::fs::read_dir(&d).map_err(|e| Diagnostic::error(format!("{}: cannot read build context: {e}", d.display())))?;
         for e in rd.flatten() {
             let p = e.path();
             let rel = p.strip_prefix(ctx).unwrap().to_string_lossy().into_owned();
@@ -174,7 +144,7 @@ pub fn context_tar(ctx: &Path, dockerfile: &str) -> Result<Vec<u8>, Error> {
     files.sort();
     let mut tar = Tar::default();
     for (rel, p) in files {
-        let data = std::fs::read(&p).map_err(|e| Error::input(format!("{}: {e}", p.display())))?;
+        let data = std::fs::read(&p).map_err(|e| Diagnostic::error(format!("{}: {e}", p.display())))?;
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&p).map(|m| m.permissions().mode() & 0o777).unwrap_or(0o644);
         tar.file(&rel, &data, mode, 0);
@@ -189,133 +159,6 @@ pub fn sha256_hex(parts: &[&[u8]]) -> String {
         ctx.update(p);
     }
     ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-pub async fn image_exists(d: &Docker, tag: &str) -> bool {
-    d.inspect_image(tag).await.is_ok()
-}
-
-pub async fn image_id(d: &Docker, tag: &str) -> Option<String> {
-    d.inspect_image(tag).await.ok().and_then(|i| i.id)
-}
-
-/// Builds `tag` from a context tar unless an image of the same inputs is
-/// there already. Returns whether it built. A failed build returns its output.
-pub async fn build(
-    d: &Docker,
-    tag: &str,
-    context: Vec<u8>,
-    dockerfile: &str,
-    args: &HashMap<String, String>,
-    labels: HashMap<String, String>,
-) -> Result<(), String> {
-    let opts = q::BuildImageOptions {
-        dockerfile: dockerfile.to_string(),
-        t: Some(tag.to_string()),
-        rm: true,
-        forcerm: true,
-        buildargs: Some(args.clone()),
-        labels: Some(labels),
-        ..Default::default()
-    };
-    let mut s = d.build_image(opts, None, Some(bollard::body_full(context.into())));
-    let mut log = String::new();
-    while let Some(item) = s.next().await {
-        match item {
-            Ok(info) => {
-                if let Some(t) = info.stream {
-                    log.push_str(&t);
-                }
-                if let Some(e) = info.error_detail.and_then(|e| e.message) {
-                    log.push_str(&e);
-                    return Err(log);
-                }
-            }
-            Err(e) => {
-                log.push_str(&format!("\n{e}"));
-                return Err(log);
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Removes the other tags of `repo:tag`'s repository (earlier builds of the
-/// same service), so the cache does not grow with every change. Images
-/// still in use are left alone.
-pub async fn remove_older_tags(d: &Docker, current: &str) {
-    let Some((repo, _)) = current.split_once(':') else { return };
-    let mut filters = HashMap::new();
-    filters.insert("reference".to_string(), vec![format!("{repo}:*")]);
-    let images = d.list_images(Some(q::ListImagesOptions { filters: Some(filters), ..Default::default() })).await.unwrap_or_default();
-    for img in images {
-        for t in img.repo_tags.iter().filter(|t| t.as_str() != current) {
-            let _ = d.remove_image(t, None::<q::RemoveImageOptions>, None).await;
-        }
-    }
-}
-
-/// The last `n` lines a container printed (stdout and stderr).
-pub async fn logs(d: &Docker, id: &str, n: usize) -> String {
-    let opts = q::LogsOptions { stdout: true, stderr: true, tail: n.to_string(), ..Default::default() };
-    let mut s = d.logs(id, Some(opts));
-    let mut out = String::new();
-    while let Some(Ok(chunk)) = s.next().await {
-        out.push_str(&chunk.to_string());
-    }
-    out
-}
-
-/// Removes every container, network and volume labelled with `run`
-/// (or, with `run = None`, those of runs whose process is gone).
-pub async fn sweep(d: &Docker, run: Option<&str>) -> usize {
-    let alive = |pid: Option<&String>| -> bool {
-        pid.and_then(|p| p.parse::<i32>().ok())
-            .is_some_and(|p| unsafe { libc::kill(p, 0) } == 0 && p != std::process::id() as i32)
-    };
-    let filter = match run {
-        Some(r) => format!("{RUN_LABEL}={r}"),
-        None => RUN_LABEL.to_string(),
-    };
-    let mut filters = HashMap::new();
-    filters.insert("label".to_string(), vec![filter]);
-    let mut removed = 0;
-    let cs = d
-        .list_containers(Some(q::ListContainersOptions { all: true, filters: Some(filters.clone()), ..Default::default() }))
-        .await
-        .unwrap_or_default();
-    // Containers first (all at once), then what they were using.
-    let ids: Vec<String> = cs
-        .into_iter()
-        .filter(|c| run.is_some() || !alive(c.labels.as_ref().and_then(|l| l.get(PID_LABEL))))
-        .filter_map(|c| c.id)
-        .collect();
-    removed += ids.len();
-    futures_util::future::join_all(
-        ids.iter().map(|id| d.remove_container(id, Some(q::RemoveContainerOptions { force: true, v: true, ..Default::default() }))),
-    )
-    .await;
-    let nets = d.list_networks(Some(q::ListNetworksOptions { filters: Some(filters.clone()) })).await.unwrap_or_default();
-    let ids: Vec<String> = nets
-        .into_iter()
-        .filter(|n| run.is_some() || !alive(n.labels.as_ref().and_then(|l| l.get(PID_LABEL))))
-        .filter_map(|n| n.id)
-        .collect();
-    removed += futures_util::future::join_all(ids.iter().map(|id| d.remove_network(id))).await.iter().filter(|r| r.is_ok()).count();
-    let vols = d.list_volumes(Some(q::ListVolumesOptions { filters: Some(filters) })).await.ok();
-    let names: Vec<String> = vols
-        .and_then(|v| v.volumes)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|v| run.is_some() || !alive(v.labels.get(PID_LABEL)))
-        .map(|v| v.name)
-        .collect();
-    removed += futures_util::future::join_all(names.iter().map(|n| d.remove_volume(n, None::<q::RemoveVolumeOptions>)))
-        .await
-        .iter()
-        .filter(|r| r.is_ok())
-        .count();
-    removed
 }
 
 #[cfg(test)]

@@ -1,0 +1,21 @@
+//! The Docker Engine API (bollard) as `verify` and `images` use it: the
+//! connection, build contexts as tars (honouring `.dockerignore`), image
+//! builds with a content-addressed cache, container logs and cleanup.
+
+mod connection;
+mod context;
+mod images;
+mod sweep;
+
+pub use connection::connect;
+pub use context::{context_tar, sha256_hex, Ignore, Tar};
+pub use images::{build, image_exists, image_id, logs, remove_older_tags};
+pub use sweep::sweep;
+
+/// Every object a verify run creates carries this label (value: run id),
+/// and `monorepo.verify.pid` names the process that owns it.
+pub const RUN_LABEL: &str = "monorepo.verify.run";
+pub const PID_LABEL: &str = "monorepo.verify.pid";
+/// Images built by this tool: the hash of what they were built from.
+pub const HASH_LABEL: &str = "monorepo.build.hash";
+
