@@ -106,10 +106,12 @@ fn run() -> Result<u8, Error> {
             Some(a) => return Err(a.unexpected().into()),
         }
     };
-    let root = match root {
-        Some(r) => r,
-        None => repo::find_root(&std::env::current_dir().map_err(|e| Error::input(e.to_string()))?)?,
-    };
+    if cmd == "help" {
+        print!("{HELP}");
+        return Ok(0);
+    }
+    let cwd = std::env::current_dir().map_err(|e| Error::input(format!("the current folder: {e}\n  fix: cd into the monorepo")))?;
+    let root = repo::find_root(root.as_deref(), &cwd)?;
     match cmd.as_str() {
         "add-service" => {
             let mut a = commands::AddArgs::default();
@@ -189,6 +191,7 @@ fn run() -> Result<u8, Error> {
                 commands::list(&root, json)?;
                 return Ok(0);
             }
+            let _lock = plan::txn::lock_shared(&root)?;
             let repo = repo::Repo::load(&root)?;
             let findings = check::run(&repo)?;
             print!("{}", if json { check::render_json(&findings) } else { check::render_human(&findings) });

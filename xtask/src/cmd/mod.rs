@@ -177,7 +177,7 @@ pub fn plan_add(repo: &Repo, o: &Options) -> Result<(Txn, Vec<String>), Error> {
 }
 
 pub fn add(root: &Path, a: &AddArgs) -> Result<(), Error> {
-    let _lock = if a.dry_run { None } else { Some(txn::lock(root)?) };
+    let _lock = if a.dry_run { txn::lock_shared(root)? } else { txn::lock(root)? };
     let repo = Repo::load(root)?;
     let o = resolve_add(&repo, a)?;
     let (t, report) = plan_add(&repo, &o)?;
@@ -204,7 +204,7 @@ fn finish(t: Txn, dry_run: bool, what: &str, report: &[String]) -> Result<(), Er
 }
 
 pub fn remove(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(), Error> {
-    let _lock = if dry_run { None } else { Some(txn::lock(root)?) };
+    let _lock = if dry_run { txn::lock_shared(root)? } else { txn::lock(root)? };
     let repo = Repo::load(root)?;
     let Some(svc) = repo.compose.service(name) else {
         return Err(Error::input(format!("no service `{name}` in {}\n  fix: `cargo xtask list` shows the services", compose::FILE)));
@@ -244,7 +244,8 @@ pub fn remove(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Resul
         while let Some(d) = stack.pop() {
             for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
                 let p = e.path();
-                if p.is_dir() {
+                // A link (even to a folder) is deleted as a link, never followed.
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
                     stack.push(p);
                 } else {
                     t.delete(&p.strip_prefix(&repo.root).unwrap().to_string_lossy())?;
@@ -257,7 +258,7 @@ pub fn remove(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Resul
 
 /// `sync`: returns true when everything was already in sync.
 pub fn sync(root: &Path, check: bool) -> Result<bool, Error> {
-    let _lock = if check { None } else { Some(txn::lock(root)?) };
+    let _lock = if check { txn::lock_shared(root)? } else { txn::lock(root)? };
     let repo = Repo::load(root)?;
     let t = sync::plan(&repo)?;
     if t.is_empty() {
@@ -292,6 +293,7 @@ pub fn certs(root: &Path, force: bool) -> Result<(), Error> {
 }
 
 pub fn list(root: &Path, json: bool) -> Result<(), Error> {
+    let _lock = txn::lock_shared(root)?;
     let repo = Repo::load(root)?;
     let rows: Vec<serde_json::Value> = repo
         .compose
