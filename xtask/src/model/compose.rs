@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::model::yaml::{self, Node, Value};
-use crate::Error;
+use crate::diag::{Diagnostic, Error};
 
 pub const FILE: &str = "docker-compose.yml";
 pub const LABEL_HTTPS: &str = "monorepo.https";
@@ -89,7 +89,7 @@ impl Service {
 }
 
 pub(crate) fn err(line: usize, msg: impl std::fmt::Display, fix: &str) -> Error {
-    Error::input(format!("{FILE}:{line}: {msg}\n  fix: {fix}"))
+    Diagnostic::error(msg.to_string()).at(FILE, line).fix(fix)
 }
 
 /// Expands `${VAR}`, `${VAR:-default}` and `${VAR-default}` as Compose does.
@@ -263,7 +263,7 @@ impl Compose {
                 } else {
                     "correct the YAML syntax (`docker-compose config` shows the same error)"
                 };
-                Error::input(format!("{FILE}:{}:{}: {}\n  fix: {fix}", e.line, e.col, e.msg))
+                Diagnostic::error(e.msg).at(FILE, e.line).col(e.col).fix(fix)
             })?
             .ok_or_else(|| err(1, "the file is empty", "add a `services:` mapping"))?;
         if root.as_map().is_none() {

@@ -32,7 +32,7 @@ use std::sync::OnceLock;
 
 use serde_json::{json, Value};
 
-use crate::Error;
+use crate::diag::{Diagnostic, Error};
 
 /// The staging area and journal, relative to the root.
 pub const DIR: &str = ".xtask-txn";
@@ -156,17 +156,17 @@ pub fn commit(root: &Path, changes: &[Planned]) -> Result<(), Error> {
         if fs::symlink_metadata(&st).is_ok_and(|m| m.is_dir()) {
             let _ = fs::remove_dir_all(&st);
         }
-        return Err(Error::failure(format!(
-            "{what}: cannot write: {e}\n  nothing was changed; fix the permissions or free space and run the command again"
-        )));
+        return Err(Diagnostic::error(format!("cannot write: {e}; nothing was changed"))
+            .at(&what, 0)
+            .fix("fix the permissions or free space and run the command again"));
     }
     match rollback(root, &st) {
-        Ok(_) => Err(Error::failure(format!(
-            "{what}: cannot write: {e}\n  every file was put back as it was; fix the cause and run the command again"
-        ))),
-        Err(r) => Err(Error::failure(format!(
-            "{what}: cannot write: {e}\n  and putting the files back failed too: {r}\n  fix: remove the cause, then run any xtask command: it finishes the rollback from {DIR}/"
-        ))),
+        Ok(_) => Err(Diagnostic::error(format!("cannot write: {e}; every file was put back as it was"))
+            .at(&what, 0)
+            .fix("fix the cause and run the command again")),
+        Err(r) => Err(Diagnostic::error(format!("cannot write: {e}; and putting the files back failed too: {r}"))
+            .at(&what, 0)
+        .fix(format!("remove the cause, then run any xtask command: it finishes the rollback from {DIR}/")))
     }
 }
 
@@ -393,19 +393,19 @@ pub fn recover(root: &Path) -> Result<(), Error> {
     let meta = match fs::symlink_metadata(&st) {
         Ok(m) => m,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::failure(format!("{DIR}: cannot read: {e}"))),
+        Err(e) => return Err(Diagnostic::error(format!("{DIR}: cannot read: {e}"))),
     };
     if !meta.file_type().is_dir() {
-        return Err(Error::input(format!(
-            "{DIR}: is not the xtask's journal folder (it is a link or a file)\n  fix: look at what it is, remove it (`rm {}`), and run the command again",
-            st.display()
-        )));
+        return Err(Diagnostic::error(format!(
+            "{DIR}: is not the xtask's journal folder (it is a link or a file)"
+        ))
+        .fix(format!("look at what it is, remove it (`rm {}`), and run the command again", st.display())));
     }
     let fail = |e: std::io::Error| {
-        Error::failure(format!(
-            "{DIR}/: cannot recover the interrupted change: {e}\n  fix: make {} writable and run the command again (nothing else is done until it is recovered)",
-            root.display()
+        Diagnostic::error(format!(
+            "{DIR}/: cannot recover the interrupted change: {e}"
         ))
+        .fix(format!("make {} writable and run the command again (nothing else is done until it is recovered)", root.display()))
     };
     if exists(&st.join(COMMITTED)) {
         fs::remove_dir_all(&st).map_err(fail)?;

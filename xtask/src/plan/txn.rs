@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 use crate::plan::journal::{self, Planned};
-use crate::Error;
+use crate::diag::{Diagnostic, Error};
 
 #[derive(Debug)]
 struct Change {
@@ -42,7 +42,7 @@ impl Txn {
     fn resolve(&self, rel: &str, follow: bool) -> Result<String, Error> {
         let comps: Vec<Component> = Path::new(rel).components().collect();
         if comps.is_empty() || comps.iter().any(|c| !matches!(c, Component::Normal(_))) {
-            return Err(Error::input(format!("{rel}: not a path inside the repository\n  fix: this is a bug in the plan; report it")));
+            return Err(Diagnostic::error(format!("{rel}: not a path inside the repository")).fix("this is a bug in the plan; report it"));
         }
         let mut cur = self.root.clone();
         for (i, c) in comps.iter().enumerate() {
@@ -53,12 +53,12 @@ impl Txn {
                     let shown = next.strip_prefix(&self.root).unwrap_or(&next).display().to_string();
                     let to = fs::read_link(&next).map(|t| t.display().to_string()).unwrap_or_default();
                     let real = fs::canonicalize(&next).map_err(|_| {
-                        Error::input(format!("{shown}: is a symlink to {to}, which does not exist\n  fix: remove the link (or make it point to a file inside the repository)"))
+                        Diagnostic::error(format!("is a symlink to {to}, which does not exist")).at(&shown, 0).fix("remove the link (or make it point to a file inside the repository)")
                     })?;
                     if !real.starts_with(&self.root) {
-                        return Err(Error::input(format!(
-                            "{shown}: is a symlink to {to}, outside the repository; the xtask writes only inside it\n  fix: replace the link with the file itself"
-                        )));
+                        return Err(Diagnostic::error(format!("is a symlink to {to}, outside the repository; the xtask writes only inside it"))
+                            .at(&shown, 0)
+                            .fix("replace the link with the file itself"));
                     }
                     cur = real;
                 }
@@ -67,7 +67,7 @@ impl Txn {
         }
         let out = cur.strip_prefix(&self.root).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
         if out.is_empty() || out == journal::DIR || out.starts_with(&format!("{}/", journal::DIR)) {
-            return Err(Error::input(format!("{rel}: resolves to {out:?}, which the xtask must not write\n  fix: remove the link")));
+            return Err(Diagnostic::error(format!("{rel}: resolves to {out:?}, which the xtask must not write")).fix("remove the link"));
         }
         Ok(out)
     }
@@ -76,7 +76,7 @@ impl Txn {
         match fs::read(self.root.join(rel)) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::input(format!("{rel}: cannot read: {e}"))),
+            Err(e) => Err(Diagnostic::error(format!("{rel}: cannot read: {e}"))),
         }
     }
 
@@ -217,10 +217,11 @@ fn flock(f: &fs::File, op: libc::c_int, path: &Path) -> Result<(), Error> {
             return Ok(());
         }
         if start.elapsed() > std::time::Duration::from_secs(60) {
-            return Err(Error::failure(format!(
-                "another xtask command has held {} for 60 s\n  fix: wait for it to finish, then run the command again",
+            return Err(Diagnostic::error(format!(
+                "another xtask command has held {} for 60 s",
                 path.display()
-            )));
+            ))
+            .fix("wait for it to finish, then run the command again"));
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
@@ -236,7 +237,7 @@ fn open_lock(root: &Path) -> Result<(fs::File, PathBuf), Error> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .mode(0o644)
         .open(&path)
-        .map_err(|e| Error::failure(format!("{}: cannot open lock file: {e}\n  fix: remove it if it is a link, or make the folder writable", path.display())))?;
+        .map_err(|e| Diagnostic::error(format!("{}: cannot open lock file: {e}", path.display())).fix("remove it if it is a link, or make the folder writable"))?;
     Ok((f, path))
 }
 
