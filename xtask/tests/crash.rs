@@ -128,6 +128,7 @@ struct Tally {
     old: usize,
     new: usize,
     recovered_msgs: usize,
+    recovery_kills: usize,
     failures: Vec<String>,
 }
 
@@ -164,13 +165,22 @@ fn one(c: &Case, work: &Path, kill: Kill, t: &Mutex<Tally>) {
         fail(format!("keys readable by others after the kill: {exposed:?}"));
     }
     let pending = work.join(".xtask-txn").exists();
+    // Recovery itself is killed too, at one of its first steps, then the
+    // command after it must finish the job.
+    let (mut recovery_kill, mut said_first) = (false, false);
+    if let (true, Kill::At(n)) = (pending, &kill) {
+        let m = (n % 4 + 1).to_string();
+        let o = run(work, &["check"], &[("XTASK_CRASH_AT", &m)]);
+        recovery_kill = o.status.signal() == Some(9);
+        said_first = String::from_utf8_lossy(&o.stderr).contains("interrupted change");
+    }
     // The next command recovers and says so.
     let next = run(work, &["check"], &[]);
     if next.status.code() == Some(2) {
         fail(format!("check after the kill exits 2:\n{}", text(&next)));
         return;
     }
-    let said = String::from_utf8_lossy(&next.stderr).contains("interrupted change");
+    let said = said_first || String::from_utf8_lossy(&next.stderr).contains("interrupted change");
     if pending && !said {
         fail(format!("a change was pending but the next command did not say what it recovered:\n{}", text(&next)));
     }
@@ -193,6 +203,7 @@ fn one(c: &Case, work: &Path, kill: Kill, t: &Mutex<Tally>) {
             let mut t = t.lock().unwrap();
             t.kills += 1;
             t.recovered_msgs += said as usize;
+            t.recovery_kills += recovery_kill as usize;
             match kill {
                 Kill::At(_) => t.at_points += 1,
                 Kill::After(_) => t.random += 1,
@@ -282,19 +293,20 @@ fn a_kill_at_any_moment_leaves_the_old_or_the_new_state() {
     for (c, t) in cases.iter().zip(&tallies) {
         let t = t.lock().unwrap();
         println!(
-            "crash {:15} {} crash points, {} kills ({} at points, {} random; run {} ms): {} old, {} new, {} inconsistent; {} recoveries announced",
+            "crash {:15} {} crash points, {} kills ({} at points, {} random; run {} ms) + {} kills during recovery: {} old, {} new, {} inconsistent; {} recoveries announced",
             c.name,
             c.steps.len(),
             t.kills + t.failures.len(),
             t.at_points,
             t.random,
             c.millis,
+            t.recovery_kills,
             t.old,
             t.new,
             t.failures.len(),
             t.recovered_msgs
         );
-        total += t.kills + t.failures.len();
+        total += t.kills + t.failures.len() + t.recovery_kills;
         failures.extend(t.failures.iter().cloned());
     }
     println!("crash: {total} kills, {} inconsistent, seed {seed}, {:.1} s", failures.len(), started.elapsed().as_secs_f64());

@@ -344,6 +344,7 @@ fn rollback(root: &Path, st: &Path) -> std::io::Result<usize> {
     for d in list("rmdirs").iter().rev() {
         let p = root.join(d["rel"].as_str().unwrap_or_default());
         if !exists(&p) {
+            step(&format!("recover:mkdir:{}", d["rel"].as_str().unwrap_or_default()))?;
             let mode = d["mode"].as_u64().unwrap_or(0o755) as u32;
             fs::DirBuilder::new().mode(mode).create(&p)?;
             fs::set_permissions(&p, fs::Permissions::from_mode(mode))?;
@@ -359,11 +360,13 @@ fn rollback(root: &Path, st: &Path) -> std::io::Result<usize> {
         if c["old"].as_bool() == Some(true) {
             // The backup is the original inode: bytes, mode and owner.
             if exists(&old) {
+                step(&format!("recover:restore:{}", c["rel"].as_str().unwrap_or_default()))?;
                 fs::rename(&old, &target)?;
                 n += 1;
             }
         } else if c["new"].as_bool() == Some(true) && !exists(&new) && exists(&target) {
             // Created by the change (the lock kept everyone else out).
+            step(&format!("recover:unlink:{}", c["rel"].as_str().unwrap_or_default()))?;
             fs::remove_file(&target)?;
             n += 1;
         }
@@ -377,10 +380,12 @@ fn rollback(root: &Path, st: &Path) -> std::io::Result<usize> {
     // Folders the change created go, innermost first.
     for d in list("mkdirs").iter().rev() {
         let p = root.join(d.as_str().unwrap_or_default());
+        step(&format!("recover:rmdir:{}", d.as_str().unwrap_or_default()))?;
         if fs::remove_dir(&p).is_ok() {
             fsync_dir(p.parent().unwrap_or(root)).ok();
         }
     }
+    step("recover:cleanup")?;
     fs::remove_dir_all(st)?;
     fsync_dir(root)?;
     Ok(n)
@@ -408,6 +413,7 @@ pub fn recover(root: &Path) -> Result<(), Error> {
         .fix(format!("make {} writable and run the command again (nothing else is done until it is recovered)", root.display()))
     };
     if exists(&st.join(COMMITTED)) {
+        step("recover:cleanup").map_err(fail)?;
         fs::remove_dir_all(&st).map_err(fail)?;
         fsync_dir(root).map_err(fail)?;
         eprintln!("xtask: recovered an interrupted change in {}: it was committed; completed it (removed its journal)", root.display());
@@ -415,6 +421,7 @@ pub fn recover(root: &Path) -> Result<(), Error> {
         let n = rollback(root, &st).map_err(fail)?;
         eprintln!("xtask: recovered an interrupted change in {}: rolled it back ({n} file(s) put back as they were)", root.display());
     } else {
+        step("recover:cleanup").map_err(fail)?;
         fs::remove_dir_all(&st).map_err(fail)?;
         fsync_dir(root).map_err(fail)?;
         eprintln!("xtask: recovered an interrupted change in {}: it had not started; removed its staged files", root.display());
