@@ -199,3 +199,17 @@ fn the_nearest_checkout_wins_and_is_named() {
     assert!(String::from_utf8_lossy(&o.stderr).contains(&format!("{}", outer_real.display())), "{}", text(&o));
     assert!(outer.root.join("src/backend_services/m").exists() && !part.join("src").exists());
 }
+
+#[test]
+fn staging_and_journal_are_ignored_by_git_and_by_both_build_contexts() {
+    for rel in [".xtask-txn/journal", ".xtask-txn/new-0", "src/backend_services/a/.x.xtask-tmp"] {
+        let ig = Command::new("git").current_dir(workspace()).args(["check-ignore", "-q", "--no-index", rel]).status().unwrap();
+        assert!(ig.success(), "{rel} must be git-ignored");
+    }
+    for ctx in ["src", "nginx"] {
+        let ig = xtask::docker::Ignore::load(&workspace().join(ctx));
+        for rel in [".xtask-txn/journal", "backend_services/a/.x.xtask-tmp", "locations/.a.conf.xtask-tmp"] {
+            assert!(ig.ignored(rel), "{ctx}/.dockerignore must exclude {rel}");
+        }
+    }
+}
