@@ -324,7 +324,7 @@ fn check_beside_a_writer_sees_no_half_change() {
     std::fs::create_dir_all(&dir).unwrap();
     let root = fixture(&dir, "beside");
     ok(&run(&root, &["check"], &[]), "check on the fixture");
-    let rounds = 12;
+    let rounds = 20;
     let done = std::sync::atomic::AtomicBool::new(false);
     let (mut checks, mut spurious) = (0, vec![]);
     std::thread::scope(|s| {
