@@ -25,11 +25,10 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime").block_on(f)
 }
 
+/// The root: `--root` or the nearest folder upwards with every marker.
 fn root(given: Option<PathBuf>) -> Result<PathBuf, Diagnostic> {
-    match given {
-        Some(r) => Ok(r),
-        None => model::repo::find_root(&std::env::current_dir().map_err(|e| Diagnostic::error(e.to_string()))?),
-    }
+    let cwd = std::env::current_dir().map_err(|e| Diagnostic::error(format!("the current folder: {e}")).fix("cd into the monorepo"))?;
+    model::repo::find_root(given.as_deref(), &cwd)
 }
 
 fn run(cli: Cli) -> Result<Exit, Diagnostic> {
@@ -52,7 +51,9 @@ fn run(cli: Cli) -> Result<Exit, Diagnostic> {
         Command::Certs { force } => cmd::certs::run(&root(cli.root)?, force).map(|()| Exit::Ok),
         Command::List { format } => cmd::list::run(&root(cli.root)?, format == Format::Json).map(|()| Exit::Ok),
         Command::Check { format, .. } => {
-            let repo = model::repo::Repo::load(&root(cli.root)?)?;
+            let root = root(cli.root)?;
+            let _lock = xtask::plan::txn::lock_shared(&root)?;
+            let repo = model::repo::Repo::load(&root)?;
             let findings = check::run(&repo)?;
             print!("{}", if format == Format::Json { check::render_json(&findings) } else { check::render_human(&findings) });
             Ok(Exit::findings_unless(findings.is_empty()))

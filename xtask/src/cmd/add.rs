@@ -164,7 +164,7 @@ pub fn plan_add(repo: &Repo, o: &Options) -> Result<(Txn, Vec<String>), Error> {
 }
 
 pub fn run(root: &Path, a: &AddArgs) -> Result<(), Error> {
-    let _lock = if a.dry_run { None } else { Some(txn::lock(root)?) };
+    let _lock = if a.dry_run { txn::lock_shared(root)? } else { txn::lock(root)? };
     let repo = Repo::load(root)?;
     let o = resolve_add(&repo, a)?;
     let (t, report) = plan_add(&repo, &o)?;

@@ -148,6 +148,7 @@ pub async fn bootstrap(root: &Path) -> Result<(), Error> {
             .map_err(|log| Diagnostic::error(format!("building {tag} failed:\n{log}")))?;
     }
     let vals: Vec<(String, String)> = STAND_INS.iter().map(|s| (s.env.to_string(), tag_for(s.name, &hash))).collect();
+    let _lock = crate::plan::txn::lock(root)?;
     let old = std::fs::read_to_string(root.join(".env")).unwrap_or_else(|_| {
         "# Image overrides for machines without a registry, written by `cargo xtask images bootstrap`.\n".into()
     });

@@ -7,6 +7,7 @@ use crate::diag::Error;
 
 
 pub fn run(root: &Path, json: bool) -> Result<(), Error> {
+    let _lock = crate::plan::txn::lock_shared(root)?;
     let repo = Repo::load(root)?;
     let rows: Vec<serde_json::Value> = repo
         .compose

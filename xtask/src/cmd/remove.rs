@@ -14,7 +14,7 @@ use crate::diag::{did_you_mean, Diagnostic, Error};
 
 
 pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(), Error> {
-    let _lock = if dry_run { None } else { Some(txn::lock(root)?) };
+    let _lock = if dry_run { txn::lock_shared(root)? } else { txn::lock(root)? };
     let repo = Repo::load(root)?;
     let Some(svc) = repo.compose.service(name) else {
         let names: Vec<&str> = repo.compose.services.iter().map(|s| s.name.as_str()).collect();
@@ -59,7 +59,8 @@ pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(
         while let Some(d) = stack.pop() {
             for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
                 let p = e.path();
-                if p.is_dir() {
+                // A link (even to a folder) is deleted as a link, never followed.
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
                     stack.push(p);
                 } else {
                     t.delete(&p.strip_prefix(&repo.root).unwrap().to_string_lossy())?;

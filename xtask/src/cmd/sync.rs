@@ -10,7 +10,7 @@ use crate::diag::Error;
 
 /// `sync`: returns true when everything was already in sync.
 pub fn run(root: &Path, check: bool) -> Result<bool, Error> {
-    let _lock = if check { None } else { Some(txn::lock(root)?) };
+    let _lock = if check { txn::lock_shared(root)? } else { txn::lock(root)? };
     let repo = Repo::load(root)?;
     let t = sync_plan::plan(&repo)?;
     if t.is_empty() {

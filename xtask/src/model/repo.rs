@@ -75,19 +75,56 @@ pub fn parse_dotenv(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Walks up from `start` to the folder with `docker-compose.yml` and `openssl.cnf`.
-pub fn find_root(start: &Path) -> Result<PathBuf, Error> {
-    let mut d = start.to_path_buf();
+/// What makes a folder the monorepo's root. All must be there: a compose
+/// file and openssl.cnf alone (an example, a test fixture) are not enough.
+const MARKERS: &str = "`Cargo.toml` with `[workspace]`, `xtask/`, `docker-compose.yml` and `src/backend_services/`";
+
+/// The markers `dir` lacks (empty: it is a root).
+fn missing_markers(dir: &Path) -> Vec<&'static str> {
+    let mut out = vec![];
+    // Only the head of Cargo.toml: a root's is small, and a huge or odd
+    // file must not stall discovery.
+    let cargo = std::fs::File::open(dir.join(cargo_toml::FILE)).ok().and_then(|f| {
+        use std::io::Read;
+        let mut s = String::new();
+        f.take(1 << 16).read_to_string(&mut s).ok().map(|_| s)
+    });
+    if !cargo.is_some_and(|t| t.lines().any(|l| l.trim() == "[workspace]")) {
+        out.push("`Cargo.toml` with `[workspace]`");
+    }
+    if !dir.join("xtask").is_dir() {
+        out.push("`xtask/`");
+    }
+    if !dir.join(compose::FILE).is_file() {
+        out.push("`docker-compose.yml`");
+    }
+    if !dir.join(SERVICES_DIR).is_dir() {
+        out.push("`src/backend_services/`");
+    }
+    out
+}
+
+/// The root a command acts in: `--root` if given (it must have every
+/// marker), otherwise the nearest folder from `start` upwards that has them
+/// all, so a checkout nested in another one is found before the outer one.
+pub fn find_root(given: Option<&Path>, start: &Path) -> Result<PathBuf, Error> {
+    if let Some(r) = given {
+        let missing = missing_markers(r);
+        if !missing.is_empty() {
+            return Err(Diagnostic::error(format!("{}: is not the monorepo's root: it has no {}", r.display(), missing.join(", no ")))
+                .fix(format!("pass --root the folder that has {MARKERS}")));
+        }
+        return Ok(std::fs::canonicalize(r).unwrap_or_else(|_| r.to_path_buf()));
+    }
+    let start = std::fs::canonicalize(start).unwrap_or_else(|_| start.to_path_buf());
+    let mut d = start.clone();
     loop {
-        if d.join(compose::FILE).exists() && d.join(cnf::FILE).exists() {
+        if missing_markers(&d).is_empty() {
             return Ok(d);
         }
         if !d.pop() {
-            return Err(Diagnostic::error(format!("no {} and {} in {} or above",
-                compose::FILE,
-                cnf::FILE,
-                start.display()
-            )).fix("run inside the monorepo, or pass --root <dir>"));
+            return Err(Diagnostic::error(format!("{}: no monorepo root here or above (a root has {MARKERS})", start.display()))
+                .fix("run inside the monorepo, or pass --root <dir>"));
         }
     }
 }

@@ -4,4 +4,5 @@
 pub mod certs;
 pub mod scaffold;
 pub mod sync;
+pub mod journal;
 pub mod txn;

@@ -1,13 +1,14 @@
 //! All-or-nothing writes. A command plans every file it will create, change
-//! or delete into a `Txn`; `commit` stages each new content beside its
-//! target, then renames them into place, and puts every original back if
-//! any step fails. `--dry-run` prints the same plan as a unified diff.
+//! or delete into a `Txn`; `commit` hands the plan to `journal`, which makes
+//! it crash-safe (see there). `--dry-run` prints the same plan as a unified
+//! diff. Also the repository lock: writers exclusive, readers shared, and
+//! whoever takes it first recovers an interrupted change.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
 
+use crate::plan::journal::{self, Planned};
 use crate::diag::{Diagnostic, Error};
 
 #[derive(Debug)]
@@ -15,20 +16,60 @@ struct Change {
     rel: String,
     old: Option<Vec<u8>>,
     new: Option<Vec<u8>>,
-    mode: u32,
+    /// The mode asked for; None keeps the existing file's (0644 if new).
+    mode: Option<u32>,
 }
 
 #[derive(Debug)]
 pub struct Txn {
+    /// The root with every link resolved: all paths are checked against it.
     root: PathBuf,
     changes: Vec<Change>,
-    /// Files to give to another owner after the commit (uid), root only.
+    /// Files to give to another owner (uid), root only.
     owners: Vec<(String, u32)>,
 }
 
 impl Txn {
     pub fn new(root: &Path) -> Txn {
-        Txn { root: root.to_path_buf(), changes: vec![], owners: vec![] }
+        let root = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+        Txn { root, changes: vec![], owners: vec![] }
+    }
+
+    /// The real path of `rel` inside the root: links on the way (and the
+    /// final one when `follow`) are followed if they stay inside, refused
+    /// (exit 2, naming the link) when they leave it or dangle. This is the
+    /// transaction's own minimal path-join gate: relative, plain components.
+    fn resolve(&self, rel: &str, follow: bool) -> Result<String, Error> {
+        let comps: Vec<Component> = Path::new(rel).components().collect();
+        if comps.is_empty() || comps.iter().any(|c| !matches!(c, Component::Normal(_))) {
+            return Err(Diagnostic::error(format!("{rel}: not a path inside the repository")).fix("this is a bug in the plan; report it"));
+        }
+        let mut cur = self.root.clone();
+        for (i, c) in comps.iter().enumerate() {
+            let next = cur.join(c);
+            let last = i + 1 == comps.len();
+            match fs::symlink_metadata(&next) {
+                Ok(m) if m.file_type().is_symlink() && (follow || !last) => {
+                    let shown = next.strip_prefix(&self.root).unwrap_or(&next).display().to_string();
+                    let to = fs::read_link(&next).map(|t| t.display().to_string()).unwrap_or_default();
+                    let real = fs::canonicalize(&next).map_err(|_| {
+                        Diagnostic::error(format!("is a symlink to {to}, which does not exist")).at(&shown, 0).fix("remove the link (or make it point to a file inside the repository)")
+                    })?;
+                    if !real.starts_with(&self.root) {
+                        return Err(Diagnostic::error(format!("is a symlink to {to}, outside the repository; the xtask writes only inside it"))
+                            .at(&shown, 0)
+                            .fix("replace the link with the file itself"));
+                    }
+                    cur = real;
+                }
+                _ => cur = next,
+            }
+        }
+        let out = cur.strip_prefix(&self.root).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+        if out.is_empty() || out == journal::DIR || out.starts_with(&format!("{}/", journal::DIR)) {
+            return Err(Diagnostic::error(format!("{rel}: resolves to {out:?}, which the xtask must not write")).fix("remove the link"));
+        }
+        Ok(out)
     }
 
     fn old(&self, rel: &str) -> Result<Option<Vec<u8>>, Error> {
@@ -39,51 +80,72 @@ impl Txn {
         }
     }
 
-    /// Plans `rel` to hold `content`. A later write of the same path wins.
+    /// Plans `rel` to hold `content` (keeping its mode). A later write of
+    /// the same path wins.
     pub fn write(&mut self, rel: &str, content: impl Into<Vec<u8>>) -> Result<(), Error> {
-        self.write_mode(rel, content, 0o644)
+        self.plan_write(rel, content.into(), None)
     }
 
     pub fn write_mode(&mut self, rel: &str, content: impl Into<Vec<u8>>, mode: u32) -> Result<(), Error> {
-        let new = Some(content.into());
+        self.plan_write(rel, content.into(), Some(mode))
+    }
+
+    fn plan_write(&mut self, rel: &str, content: Vec<u8>, mode: Option<u32>) -> Result<(), Error> {
+        let rel = self.resolve(rel, true)?;
         if let Some(c) = self.changes.iter_mut().find(|c| c.rel == rel) {
-            c.new = new;
-            c.mode = mode;
+            c.new = Some(content);
+            c.mode = mode.or(c.mode);
             return Ok(());
         }
-        let old = self.old(rel)?;
-        self.changes.push(Change { rel: rel.to_string(), old, new, mode });
+        let old = self.old(&rel)?;
+        self.changes.push(Change { rel, old, new: Some(content), mode });
         Ok(())
     }
 
+    /// Plans the deletion of `rel`; a link is deleted, not its target.
     pub fn delete(&mut self, rel: &str) -> Result<(), Error> {
+        let rel = self.resolve(rel, false)?;
         if let Some(c) = self.changes.iter_mut().find(|c| c.rel == rel) {
             c.new = None;
             return Ok(());
         }
-        let old = self.old(rel)?;
+        let p = self.root.join(&rel);
+        let old = match fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => Some(fs::read_link(&p).map(|t| t.to_string_lossy().into_owned().into_bytes()).unwrap_or_default()),
+            Ok(_) => self.old(&rel)?,
+            Err(_) => None,
+        };
         if old.is_some() {
-            self.changes.push(Change { rel: rel.to_string(), old, new: None, mode: 0 });
+            self.changes.push(Change { rel, old, new: None, mode: None });
         }
         Ok(())
     }
 
-    /// After the commit, make `uid` the owner of `rel` when we run as root
-    /// (a 0600 key a non-root container user must read). Best effort.
+    /// Makes `uid` the owner of `rel` when we run as root (a 0600 key a
+    /// non-root container user must read). Set on the staged file before
+    /// its content is written.
     pub fn chown(&mut self, rel: &str, uid: u32) {
-        self.owners.push((rel.to_string(), uid));
+        let rel = self.resolve(rel, true).unwrap_or_else(|_| rel.to_string());
+        self.owners.push((rel, uid));
     }
 
     /// The planned content of `rel` (or what is on disk now).
     pub fn content(&self, rel: &str) -> Result<Option<Vec<u8>>, Error> {
+        let rel = self.resolve(rel, true)?;
         match self.changes.iter().find(|c| c.rel == rel) {
             Some(c) => Ok(c.new.clone()),
-            None => self.old(rel),
+            None => self.old(&rel),
         }
     }
 
     fn effective(&self) -> impl Iterator<Item = &Change> {
-        self.changes.iter().filter(|c| c.old != c.new)
+        self.changes.iter().filter(|c| c.old != c.new || (c.new.is_some() && self.mode_changes(c)))
+    }
+
+    /// A rewrite with the same bytes still counts when the mode or owner must change.
+    fn mode_changes(&self, c: &Change) -> bool {
+        let Ok(m) = fs::metadata(self.root.join(&c.rel)) else { return false };
+        c.mode.is_some_and(|want| m.mode() & 0o7777 != want) || self.owners.iter().any(|(r, u)| *r == c.rel && is_root_user() && m.uid() != *u)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -114,154 +176,105 @@ impl Txn {
         out
     }
 
-    /// Writes the plan. On any failure every file is as it was before.
+    /// Writes the plan, crash-safe. On any failure every file is as it was.
     pub fn commit(self) -> Result<Vec<String>, Error> {
-        let changes: Vec<&Change> = self.effective().collect();
-        let mut created_dirs: Vec<PathBuf> = vec![];
-        let mut staged: Vec<(PathBuf, PathBuf)> = vec![];
-        let cleanup = |staged: &[(PathBuf, PathBuf)], dirs: &[PathBuf]| {
-            for (tmp, _) in staged {
-                let _ = fs::remove_file(tmp);
-            }
-            for d in dirs.iter().rev() {
-                let _ = fs::remove_dir(d);
-            }
-        };
-        // 1. Stage every new content next to its target.
-        for c in &changes {
-            let target = self.root.join(&c.rel);
-            let Some(new) = &c.new else { continue };
-            let res = (|| -> std::io::Result<PathBuf> {
-                let dir = target.parent().unwrap();
-                let mut missing = vec![];
-                let mut d = dir.to_path_buf();
-                while !d.exists() {
-                    missing.push(d.clone());
-                    if !d.pop() {
-                        break;
-                    }
-                }
-                for m in missing.iter().rev() {
-                    fs::create_dir(m)?;
-                    created_dirs.push(m.clone());
-                }
-                fault_point(&c.rel)?;
-                let tmp = dir.join(format!(".{}.xtask-tmp", target.file_name().unwrap().to_string_lossy()));
-                let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(c.mode).open(&tmp)?;
-                f.write_all(new)?;
-                f.sync_all()?;
-                fs::set_permissions(&tmp, fs::Permissions::from_mode(c.mode))?;
-                Ok(tmp)
-            })();
-            match res {
-                Ok(tmp) => staged.push((tmp, target)),
-                Err(e) => {
-                    cleanup(&staged, &created_dirs);
-                    return Err(Diagnostic::error(format!(
-                        "{}: cannot write: {e}\n  nothing was changed; fix the permissions or free space and run the command again",
-                        c.rel
-                    )));
-                }
-            }
-        }
-        // 2. Rename into place and delete; undo on the first failure.
-        let mut done: Vec<&Change> = vec![];
-        let mut next_staged = 0;
-        for c in &changes {
-            let target = self.root.join(&c.rel);
-            let res = match &c.new {
-                Some(_) => {
-                    let (tmp, _) = &staged[next_staged];
-                    let r = fault_point(&format!("rename:{}", c.rel)).and_then(|_| fs::rename(tmp, &target));
-                    if r.is_ok() {
-                        next_staged += 1;
-                    }
-                    r
-                }
-                None => fs::remove_file(&target),
+        let mut planned = vec![];
+        for c in self.effective() {
+            let meta = fs::metadata(self.root.join(&c.rel)).ok();
+            let mode = c.mode.or(meta.as_ref().map(|m| m.mode() & 0o7777)).unwrap_or(0o644);
+            let owner = match self.owners.iter().rev().find(|(r, _)| *r == c.rel) {
+                Some((_, uid)) => Some((*uid, *uid)),
+                // A rewritten file keeps its owner.
+                None => meta.as_ref().map(|m| (m.uid(), m.gid())),
             };
-            if let Err(e) = res {
-                for d in done.iter().rev() {
-                    let t = self.root.join(&d.rel);
-                    match &d.old {
-                        Some(old) => {
-                            let _ = fs::write(&t, old);
-                        }
-                        None => {
-                            let _ = fs::remove_file(&t);
-                        }
-                    }
-                }
-                cleanup(&staged[next_staged..], &created_dirs);
-                return Err(Diagnostic::error(format!(
-                    "{}: cannot write: {e}\n  every file was put back as it was; fix the cause and run the command again",
-                    c.rel
-                )));
-            }
-            done.push(c);
+            planned.push(Planned { rel: c.rel.clone(), new: c.new.clone(), mode, owner });
         }
-        // Folders left empty by deletions (a removed service) go too.
-        for c in changes.iter().filter(|c| c.new.is_none()) {
-            let mut d = self.root.join(&c.rel);
-            while d.pop() && d != self.root {
-                if fs::remove_dir(&d).is_err() {
-                    break;
-                }
-            }
+        if planned.is_empty() {
+            return Ok(vec![]);
         }
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
-            for (rel, uid) in &self.owners {
-                use std::os::unix::ffi::OsStrExt;
-                if let Ok(p) = std::ffi::CString::new(self.root.join(rel).as_os_str().as_bytes()) {
-                    // SAFETY: a valid NUL-terminated path.
-                    unsafe { libc::chown(p.as_ptr(), *uid, *uid) };
-                }
-            }
-        }
-        Ok(changes.iter().map(|c| c.rel.clone()).collect())
+        eprintln!("xtask: writing in {}", self.root.display());
+        journal::commit(&self.root, &planned)?;
+        Ok(planned.into_iter().map(|p| p.rel).collect())
     }
 }
 
-/// Test hook: `XTASK_FAIL_AT=<path>` makes staging of that file fail, and
-/// `XTASK_FAIL_AT=rename:<path>` its rename, to prove rollback.
-fn fault_point(what: &str) -> std::io::Result<()> {
-    match std::env::var("XTASK_FAIL_AT") {
-        Ok(v) if v == what => Err(std::io::Error::other("injected failure (XTASK_FAIL_AT)")),
-        _ => Ok(()),
-    }
+fn is_root_user() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
 }
 
-/// An exclusive lock on the repository for commands that write: a second
-/// `add-service` waits for the first instead of losing its update.
-pub struct Lock(#[allow(dead_code)] fs::File);
+/// A lock on the repository (`.xtask.lock`, flock): exclusive for commands
+/// that write, shared for readers (`check`, `list`, dry runs), so a reader
+/// never sees half a change. Released on drop.
+pub struct Lock(#[allow(dead_code)] Option<fs::File>);
 
-pub fn lock(root: &Path) -> Result<Lock, Error> {
+fn flock(f: &fs::File, op: libc::c_int, path: &Path) -> Result<(), Error> {
     use std::os::fd::AsRawFd;
+    let start = std::time::Instant::now();
+    loop {
+        // SAFETY: flock on a file descriptor we own.
+        if unsafe { libc::flock(f.as_raw_fd(), op | libc::LOCK_NB) } == 0 {
+            return Ok(());
+        }
+        if start.elapsed() > std::time::Duration::from_secs(60) {
+            return Err(Diagnostic::error(format!(
+                "another xtask command has held {} for 60 s",
+                path.display()
+            ))
+            .fix("wait for it to finish, then run the command again"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+fn open_lock(root: &Path) -> Result<(fs::File, PathBuf), Error> {
+    use std::os::unix::fs::OpenOptionsExt;
     let path = root.join(".xtask.lock");
     let f = fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .mode(0o644)
         .open(&path)
-        .map_err(|e| Diagnostic::error(format!("{}: cannot open lock file: {e}", path.display())))?;
-    let start = std::time::Instant::now();
-    loop {
-        // SAFETY: flock on a file descriptor we own.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-            return Ok(Lock(f));
-        }
-        if start.elapsed() > std::time::Duration::from_secs(60) {
-            return Err(Diagnostic::error("another xtask command has held .xtask.lock for 60 s")
-                .fix("wait for it to finish, then run the command again"));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        .map_err(|e| Diagnostic::error(format!("{}: cannot open lock file: {e}", path.display())).fix("remove it if it is a link, or make the folder writable"))?;
+    Ok((f, path))
+}
+
+/// The exclusive lock, after recovering any interrupted change.
+pub fn lock(root: &Path) -> Result<Lock, Error> {
+    let (f, path) = open_lock(root)?;
+    flock(&f, libc::LOCK_EX, &path)?;
+    journal::recover(root)?;
+    Ok(Lock(Some(f)))
+}
+
+/// The shared lock for readers. A reader that finds an interrupted change
+/// takes the exclusive lock to recover it first, then shares.
+pub fn lock_shared(root: &Path) -> Result<Lock, Error> {
+    let path = root.join(".xtask.lock");
+    let f = match open_lock(root) {
+        Ok((f, _)) => f,
+        // A read-only checkout: an existing lock file can still be shared.
+        Err(e) => match fs::File::open(&path) {
+            Ok(f) => f,
+            Err(_) if !journal::pending(root) => return Ok(Lock(None)),
+            Err(_) => return Err(e),
+        },
+    };
+    flock(&f, libc::LOCK_SH, &path)?;
+    if journal::pending(root) {
+        flock(&f, libc::LOCK_EX, &path)?;
+        journal::recover(root)?;
+        flock(&f, libc::LOCK_SH, &path)?;
     }
+    Ok(Lock(Some(f)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn tmpdir(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("xtask-txn-{tag}-{}", std::process::id()));

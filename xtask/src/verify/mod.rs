@@ -34,7 +34,11 @@ pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
     let t_all = Instant::now();
     let mut phases = Phases::default();
     let t = Instant::now();
-    let repo = Repo::load(root)?;
+    // Recover an interrupted change and read a whole one, not half of it.
+    let repo = {
+        let _lock = crate::plan::txn::lock_shared(root)?;
+        Repo::load(root)?
+    };
     let findings = check::run(&repo)?;
     if !findings.is_empty() {
         eprint!("{}", check::render_human(&findings));
