@@ -1,0 +1,194 @@
+//! openssl.cnf, NGINX and Cargo.toml written the way real projects write
+//! them (issue 14, points 6-9): the real binary on a copy of this
+//! repository, with `openssl req` and `nginx -t` as oracles.
+//!
+//! The in/out cases under `tests/edits/<case>/` (cargo-edit style): `in/`
+//! replaces repository files, `cmd` lists the commands (one per line, an
+//! optional `=> <exit code>` at the end), `out/` holds every file that must
+//! come out byte for byte. Each case also runs with CRLF line endings
+//! (in/ and out/ converted) unless it has a `lf-only` file.
+//! `SNAPSHOTS=overwrite` rewrites `out/` from what the commands produced.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+fn edits() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/edits")
+}
+
+fn files(dir: &Path) -> Vec<String> {
+    let mut out = vec![];
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn crlf(b: &[u8]) -> Vec<u8> {
+    String::from_utf8(b.to_vec()).unwrap().replace("\r\n", "\n").replace('\n', "\r\n").into_bytes()
+}
+
+fn run_case(case: &Path, as_crlf: bool) {
+    let name = case.file_name().unwrap().to_string_lossy().into_owned();
+    let tag = format!("edit-{name}-{}", if as_crlf { "crlf" } else { "lf" });
+    let c = copy(&tag);
+    let conv = |b: Vec<u8>| if as_crlf { crlf(&b) } else { b };
+    for f in files(&case.join("in")) {
+        let dst = c.root.join(&f);
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        std::fs::write(dst, conv(std::fs::read(case.join("in").join(&f)).unwrap())).unwrap();
+    }
+    let cmds = std::fs::read_to_string(case.join("cmd")).unwrap();
+    for line in cmds.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
+        let (args, code) = match line.split_once("=>") {
+            Some((a, c)) => (a, c.trim().parse::<i32>().unwrap()),
+            None => (line, 0),
+        };
+        let args: Vec<&str> = args.split_whitespace().collect();
+        let o = xtask(&c.root, &args);
+        assert_eq!(o.status.code(), Some(code), "{tag}: `{}` exit:\n{}", args.join(" "), text(&o));
+    }
+    let out = case.join("out");
+    if std::env::var("SNAPSHOTS").as_deref() == Ok("overwrite") && !as_crlf {
+        for f in files(&out) {
+            std::fs::write(out.join(&f), std::fs::read(c.root.join(&f)).unwrap()).unwrap();
+        }
+        return;
+    }
+    for f in files(&out) {
+        let want = conv(std::fs::read(out.join(&f)).unwrap());
+        let got = std::fs::read(c.root.join(&f)).unwrap_or_else(|_| b"<missing>".to_vec());
+        assert!(got == want, "{tag}: {f} differs\n--- want\n{}\n--- got\n{}", String::from_utf8_lossy(&want), String::from_utf8_lossy(&got));
+    }
+    if let Ok(gone) = std::fs::read_to_string(case.join("gone")) {
+        for f in gone.lines().filter(|l| !l.is_empty()) {
+            assert!(!c.root.join(f).exists(), "{tag}: {f} should be gone");
+        }
+    }
+}
+
+#[test]
+fn edit_cases_in_and_out() {
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(edits()).unwrap().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    cases.sort();
+    assert!(!cases.is_empty());
+    for case in &cases {
+        run_case(case, false);
+        if !case.join("lf-only").exists() {
+            run_case(case, true);
+        }
+    }
+    println!("{} edit cases", cases.len());
+}
+
+fn openssl_req_ok(root: &Path, cnf: &str) {
+    let o = Command::new("openssl")
+        .current_dir(root)
+        .args(["req", "-x509", "-new", "-nodes", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-keyout", "/dev/null", "-out", "/dev/null", "-days", "1", "-config", cnf])
+        .output()
+        .expect("openssl");
+    assert!(o.status.success(), "openssl req -config {cnf}:\n{}", text(&o));
+}
+
+/// The openssl.cnf grammar of `man 5 config` in one file: everything is
+/// read, `add-service --https` lands in the section `subjectAltName`
+/// points at, and remove gives back every byte, in LF and CRLF.
+#[test]
+fn openssl_cnf_real_grammar_round_trips() {
+    let cnf = "# real-world\n.pragma dollarid:on\n.include=extra.cnf\nHOME_DIR = .\n\n[ req ]\nprompt = no\ndistinguished_name = dn\nx509_extensions = v3_ext\nreq_extensions = v3_ext\n\n[ dn ]\nCN = \"local host\"  # quoted\n\n[v3_ext]\nsubjectAltName = @san_list\nbasicConstraints = CA:FALSE\n\n[ san_list ]\nDNS = localhost\nDNS.1 = nginx\nDNS.2 = long\\\nname\nIP.1 = 127.0.0.1\nemail.1 = \"ops@example.com\"\nURI.1 = https://example.com/x # not part of it\nDNS.3 = accounts\n\n[ other ]\nk = ${extra::v}\n";
+    for form in ["lf", "crlf", "lf-no-final-newline"] {
+        let c = copy(&format!("cnf-grammar-{form}"));
+        let text_in = match form {
+            "crlf" => cnf.replace('\n', "\r\n"),
+            "lf-no-final-newline" => cnf.trim_end().to_string(),
+            _ => cnf.to_string(),
+        };
+        std::fs::write(c.root.join("openssl.cnf"), &text_in).unwrap();
+        std::fs::write(c.root.join("extra.cnf"), "[ extra ]\nv = 1\n").unwrap();
+        openssl_req_ok(&c.root, "openssl.cnf");
+        let o = xtask(&c.root, &["check", "--format", "json"]);
+        assert_ne!(o.status.code(), Some(2), "{form}: check:\n{}", text(&o));
+        let before = snapshot(&c.root);
+        let o = xtask(&c.root, &["add-service", "billing", "--https"]);
+        assert_eq!(o.status.code(), Some(0), "{form}: add:\n{}", text(&o));
+        let after = std::fs::read_to_string(c.root.join("openssl.cnf")).unwrap();
+        let eol = if form == "crlf" { "\r\n" } else { "\n" };
+        assert!(after.contains(&format!("DNS.3 = accounts{eol}DNS.4 = billing")), "{form}:\n{after}");
+        openssl_req_ok(&c.root, "openssl.cnf");
+        let sans = Command::new("openssl").args(["x509", "-in"]).arg(c.root.join("certs/server/cert.pem")).args(["-noout", "-ext", "subjectAltName"]).output().unwrap();
+        let sans = text(&sans);
+        assert!(sans.contains("DNS:longname") && sans.contains("DNS:billing") && sans.contains("IP Address:127.0.0.1"), "{form}: {sans}");
+        let o = xtask(&c.root, &["remove-service", "billing"]);
+        assert_eq!(o.status.code(), Some(0), "{form}: remove:\n{}", text(&o));
+        assert_same(&before, &snapshot(&c.root), form);
+    }
+}
+
+/// `DNS.two = x`, `dns.1 = x`: OpenSSL accepts the first (anything after
+/// the dot) and refuses the second (names are case-sensitive); so do we.
+#[test]
+fn openssl_cnf_refuses_only_what_openssl_refuses() {
+    let c = copy("cnf-refuse");
+    let base = std::fs::read_to_string(c.root.join("openssl.cnf")).unwrap();
+    std::fs::write(c.root.join("openssl.cnf"), base.replace("DNS.2 = nginx", "DNS.two = nginx")).unwrap();
+    openssl_req_ok(&c.root, "openssl.cnf");
+    let o = xtask(&c.root, &["check"]);
+    assert_ne!(o.status.code(), Some(2), "{}", text(&o));
+    for (bad, why) in [("dns.2 = nginx", "dns.2"), ("DNS.2 = ${nowhere}", "nowhere"), ("[ broken", "[ broken")] {
+        std::fs::write(c.root.join("openssl.cnf"), base.replace("DNS.2 = nginx", bad)).unwrap();
+        let o = xtask(&c.root, &["check"]);
+        let out = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {out}");
+        assert!(out.contains("openssl.cnf:") && out.contains(why) && out.contains("fix:"), "{bad}: {out}");
+    }
+}
+
+/// Point 8: `${host}` is a variable, not a directive missing its `;`; a
+/// second server (another port) routing `/api/` through an upstream is not
+/// a reason to delete gateway's own endpoint file, and MR014 follows the
+/// upstream.
+#[test]
+fn nginx_second_server_with_upstream_keeps_the_endpoint_file() {
+    let c = copy("nginx-upstream");
+    let conf = std::fs::read_to_string(c.root.join("nginx/nginx.conf")).unwrap();
+    let extra = "    upstream gw {\n        server gateway:8080;\n        keepalive 4;\n    }\n    map $http_upgrade $conn { default upgrade; '' close; }\n    server {\n        listen 8080;\n        # braces { in a comment \" and a quote\n        location /api/ {\n            proxy_set_header X-Forwarded-Host ${host};\n            proxy_pass http://gw;\n        }\n        location ~* \\.(js|css)$ { return 404; }\n        location ^~ /static/ { if ($request_method = POST) { return 405; } }\n    }\n";
+    let conf2 = conf.replacen("    server {\n", &format!("{extra}    server {{\n"), 1);
+    assert_ne!(conf, conf2);
+    std::fs::write(c.root.join("nginx/nginx.conf"), &conf2).unwrap();
+    let before = snapshot(&c.root);
+    let o = xtask(&c.root, &["sync", "--check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = xtask(&c.root, &["sync"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_same(&before, &snapshot(&c.root), "sync");
+    assert!(c.root.join("nginx/locations/gateway.conf").exists());
+    // The generated endpoint replaced by the user's upstream route only.
+    std::fs::remove_file(c.root.join("nginx/locations/gateway.conf")).unwrap();
+    std::fs::write(c.root.join("nginx/locations/gateway.conf"), "location /api/ {\n    proxy_pass http://gw;\n}\n").unwrap();
+    ok_certs(&c.root);
+    let o = xtask(&c.root, &["check", "--format", "json"]);
+    let out = text(&o);
+    assert!(!out.contains("MR014"), "false positive:\n{out}");
+    // A file without the marker on its first line is the user's: never deleted.
+    let o = xtask(&c.root, &["sync"]);
+    assert_ne!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(c.root.join("nginx/locations/gateway.conf").exists());
+}
+
+fn ok_certs(root: &Path) {
+    let o = xtask(root, &["certs"]);
+    assert!(o.status.success(), "{}", text(&o));
+}
