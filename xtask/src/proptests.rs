@@ -63,7 +63,7 @@ proptest! {
         }
         src.push_str("\n[ other ]\nk = v\n");
         let c = cnf::Cnf::parse(&src).unwrap();
-        let added = cnf::add_dns(&src, &c, "zz-new");
+        let added = cnf::add_dns(&src, &c, "zz-new").unwrap();
         let c2 = cnf::Cnf::parse(&added).unwrap();
         let a = c2.dns("zz-new").unwrap();
         prop_assert_eq!(a.index as usize, names.len() + 1);

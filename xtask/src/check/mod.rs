@@ -3,7 +3,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::plan::certs;
-use crate::model::cnf;
 use crate::model::compose::{self, Service};
 use crate::model::der;
 use crate::model::repo::{Repo, SERVICES_DIR};
@@ -141,17 +140,17 @@ pub fn run(repo: &Repo) -> Result<Vec<Finding>, Error> {
     }
 
     // MR012
-    let cn = cnf::FILE;
     for s in repo.backend().filter(|s| s.https()) {
         if repo.cnf.dns(&s.name).is_none() {
-            let after = repo.cnf.alt_names.last().map(|a| a.line).unwrap_or(repo.cnf.section_line);
-            out.push(f("MR012", cn, after, format!("https service `{}` has no DNS entry", s.name), format!("add `DNS.{} = {}` under [alt_names] (or run `cargo xtask sync`)", repo.cnf.next_dns_index(), s.name)));
+            let after = repo.cnf.insert_after().unwrap_or(repo.cnf.section_line).max(1);
+            out.push(f("MR012", &repo.cnf.section_file, after, format!("https service `{}` has no DNS entry", s.name), format!("add `DNS.{} = {}` under [ {} ] (or run `cargo xtask sync`)", repo.cnf.next_dns_index(), s.name, repo.cnf.section)));
         }
     }
-    let mut seen: BTreeMap<(String, u32), usize> = BTreeMap::new();
+    // OpenSSL keeps only the last of two equal keys: the other name is lost.
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     for a in &repo.cnf.alt_names {
-        if let Some(l) = seen.insert((a.kind.clone(), a.index), a.line) {
-            out.push(f("MR012", cn, a.line, format!("{}.{} is also used on line {l}", a.kind, a.index), "renumber it (`cargo xtask sync` does)"));
+        if let Some(l) = seen.insert(&a.key, a.line) {
+            out.push(f("MR012", &a.file, a.line, format!("{} is also used on line {l}", a.key), "renumber it (`cargo xtask sync` does)"));
         }
     }
 
@@ -167,17 +166,20 @@ pub fn run(repo: &Repo) -> Result<Vec<Finding>, Error> {
         }
     }
 
-    // MR014
+    // MR014: some location for the path reaches the service, directly or
+    // through an `upstream`'s servers.
     for s in repo.backend() {
         let Some(path) = s.public_path() else { continue };
-        let line = s.line;
-        match repo.routes.iter().find(|r| r.path == path) {
-            None => out.push(f("MR014", cf, line, format!("public path `{path}` of `{}` has no NGINX location", s.name), "run `cargo xtask sync`")),
+        let port = s.port().unwrap_or(0);
+        let routes: Vec<_> = repo.nginx.routes.iter().filter(|r| r.path == path && r.modifier != "~" && r.modifier != "~*").collect();
+        if routes.iter().any(|r| r.targets.iter().any(|(h, p)| h == &s.name && *p == port)) {
+            continue;
+        }
+        match routes.first() {
+            None => out.push(f("MR014", cf, s.line, format!("public path `{path}` of `{}` has no NGINX location", s.name), "run `cargo xtask sync`")),
             Some(r) => {
-                let port = s.port().unwrap_or(0);
-                if r.host != s.name || r.port != port {
-                    out.push(f("MR014", &r.file, r.line, format!("location `{path}` proxies to {}:{}, but `{}` is reached at {}:{port}", r.host, r.port, s.name, s.name), "point it at the service's container name and port (`cargo xtask sync` rewrites generated endpoints)"));
-                }
+                let to = r.targets.iter().map(|(h, p)| format!("{h}:{p}")).collect::<Vec<_>>().join(", ");
+                out.push(f("MR014", &r.file, r.line, format!("location `{path}` proxies to {to}, but `{}` is reached at {}:{port}", s.name, s.name), "point it at the service's container name and port (`cargo xtask sync` rewrites generated endpoints)"));
             }
         }
     }

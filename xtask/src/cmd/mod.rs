@@ -7,7 +7,7 @@ pub mod images;
 use std::path::Path;
 
 use crate::plan::certs;
-use crate::model::cnf::{self, Cnf};
+use crate::model::cnf;
 use crate::model::compose::{self, Compose};
 use crate::model::nginx;
 use crate::model::repo::{Repo, RESERVED, SERVICES_DIR};
@@ -100,7 +100,7 @@ pub fn resolve_add(repo: &Repo, a: &AddArgs) -> Result<Options, Error> {
     }
     if let Some(p) = &a.public {
         validate_public(p)?;
-        if let Some(r) = repo.routes.iter().find(|r| &r.path == p) {
+        if let Some(r) = repo.nginx.conflict(p, "") {
             return Err(Error::input(format!("{}:{}: path `{p}` is already routed to {}\n  fix: pick another --public path", r.file, r.line, r.host)));
         }
         if let Some(s) = repo.backend().find(|s| s.public_path() == Some(p.as_str())) {
@@ -158,7 +158,7 @@ pub fn plan_add(repo: &Repo, o: &Options) -> Result<(Txn, Vec<String>), Error> {
 
     let mut cnf_text = repo.cnf_text.clone();
     if o.https {
-        cnf_text = cnf::add_dns(&cnf_text, &repo.cnf, &o.name);
+        cnf_text = cnf::add_dns(&cnf_text, &repo.cnf, &o.name)?;
         t.write(cnf::FILE, cnf_text.clone())?;
     }
     if let Some(p) = &o.public {
@@ -166,7 +166,7 @@ pub fn plan_add(repo: &Repo, o: &Options) -> Result<(Txn, Vec<String>), Error> {
     }
     let mut report = vec![];
     if o.https {
-        let cnf = Cnf::parse(&cnf_text)?;
+        let cnf = repo.cnf.reparse(&cnf_text)?;
         let mut https = repo.wanted_alt_names();
         https.push(o.name.clone());
         report = certs::plan(&mut t, &cnf, &https, false)?;
@@ -224,7 +224,7 @@ pub fn remove(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Resul
     }
     t.write(compose::FILE, text)?;
     let mut cnf_text = repo.cnf_text.clone();
-    let lines: Vec<usize> = repo.cnf.alt_names.iter().filter(|a| a.kind == "DNS" && a.value == name).map(|a| a.line).collect();
+    let lines: Vec<usize> = repo.cnf.alt_names.iter().filter(|a| a.kind == "DNS" && a.value == name && a.file == cnf::FILE).flat_map(|a| a.lines()).collect();
     if !lines.is_empty() {
         cnf_text = cnf::remove_lines(&cnf_text, &lines);
         t.write(cnf::FILE, cnf_text.clone())?;
@@ -234,7 +234,7 @@ pub fn remove(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Resul
     let mut report = vec![];
     if !lines.is_empty() && repo.root.join(certs::CA_CERT).exists() {
         let https: Vec<String> = repo.wanted_alt_names().into_iter().filter(|n| n != name).collect();
-        report = certs::plan(&mut t, &Cnf::parse(&cnf_text)?, &https, false)?;
+        report = certs::plan(&mut t, &repo.cnf.reparse(&cnf_text)?, &https, false)?;
     }
     if !keep_files {
         let dir = repo.root.join(SERVICES_DIR).join(name);
