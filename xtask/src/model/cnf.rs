@@ -60,6 +60,9 @@ pub struct Cnf {
     pub section_line: usize,
     /// Where the section comes from when it is not `openssl.cnf` itself.
     pub section_file: String,
+    /// Whether `[ req ]` (or the default section) names `distinguished_name`,
+    /// without which `openssl req -config openssl.cnf` refuses the file.
+    pub has_dn: bool,
     root: Option<PathBuf>,
 }
 
@@ -347,7 +350,19 @@ impl Cnf {
             Some((_, f, _)) => (f.clone(), 0),
             None => (FILE.to_string(), 0),
         };
-        Ok(Cnf { alt_names, section, section_line, section_file, root: root.map(Path::to_path_buf) })
+        let has_dn = get("req", "distinguished_name").or_else(|| get("default", "distinguished_name")).is_some();
+        Ok(Cnf { alt_names, section, section_line, section_file, has_dn, root: root.map(Path::to_path_buf) })
+    }
+
+    /// What `openssl req -config openssl.cnf` needs before it reads anything
+    /// else: the repository's certificates are made from this file.
+    pub fn usable(self) -> Result<Cnf, Error> {
+        if !self.has_dn {
+            return Err(Error::input(format!(
+                "{FILE}:1: no `distinguished_name` under `[ req ]`: `openssl req -config {FILE}` refuses this file\n  fix: add `[ req ]` with `distinguished_name = dn`, and `[ dn ]` with `CN = localhost`"
+            )));
+        }
+        Ok(self)
     }
 
     /// Reads an edited `openssl.cnf` with the same includes.

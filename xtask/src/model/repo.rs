@@ -106,7 +106,7 @@ impl Repo {
         let env = |k: &str| std::env::var(k).ok().or_else(|| dotenv.get(k).cloned());
         let compose = Compose::parse(&compose_text, &env)?;
         let cnf_text = read_text(root, cnf::FILE)?;
-        let cnf = Cnf::load(&cnf_text, Some(root))?;
+        let cnf = Cnf::load(&cnf_text, Some(root))?.usable()?;
         let cargo_text = read_text(root, cargo_toml::FILE)?;
         let members = cargo_toml::parse(&cargo_text)?;
         let nginx = nginx::Config::load(root)?;
