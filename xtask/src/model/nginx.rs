@@ -600,7 +600,8 @@ mod tests {
         ]);
         let c = Config::from_files(files);
         assert_eq!(c.location_servers, ["nginx/nginx.conf:4"]);
-        let by: Vec<(&str, &str, Vec<(String, u16)>, Option<&str>)> = c.routes.iter().map(|r| (r.modifier.as_str(), r.path.as_str(), r.targets.clone(), r.server.as_deref())).collect();
+        type Row<'a> = (&'a str, &'a str, Vec<(String, u16)>, Option<&'a str>);
+        let by: Vec<Row> = c.routes.iter().map(|r| (r.modifier.as_str(), r.path.as_str(), r.targets.clone(), r.server.as_deref())).collect();
         let gw = vec![("gateway".to_string(), 8080), ("gateway2".to_string(), 8080)];
         assert_eq!(
             by,
