@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::Error;
+use crate::diag::{Diagnostic, Error};
 
 pub const FILE: &str = "openssl.cnf";
 /// The kinds `subjectAltName` accepts (OpenSSL compares them case-sensitively).
@@ -78,7 +78,7 @@ struct Reader<'a> {
 }
 
 fn err(file: &str, line: usize, what: impl std::fmt::Display, fix: &str) -> Error {
-    Error::input(format!("{file}:{line}: {what}\n  fix: {fix}"))
+    Diagnostic::error(what.to_string()).at(file, line).fix(fix)
 }
 
 /// Physical lines joined at a trailing `\` (not `\\`), the way OpenSSL does:
@@ -358,9 +358,12 @@ impl Cnf {
     /// else: the repository's certificates are made from this file.
     pub fn usable(self) -> Result<Cnf, Error> {
         if !self.has_dn {
-            return Err(Error::input(format!(
-                "{FILE}:1: no `distinguished_name` under `[ req ]`: `openssl req -config {FILE}` refuses this file\n  fix: add `[ req ]` with `distinguished_name = dn`, and `[ dn ]` with `CN = localhost`"
-            )));
+            return Err(err(
+                FILE,
+                1,
+                format!("no `distinguished_name` under `[ req ]`: `openssl req -config {FILE}` refuses this file"),
+                "add `[ req ]` with `distinguished_name = dn`, and `[ dn ]` with `CN = localhost`",
+            ));
         }
         Ok(self)
     }
@@ -383,119 +386,24 @@ impl Cnf {
     /// elsewhere (an included file) or nowhere.
     pub fn insert_after(&self) -> Result<usize, Error> {
         if self.section_line == 0 {
-            let (file, what) = if self.section_file == FILE { (FILE.to_string(), "has no".to_string()) } else { (self.section_file.clone(), "is".to_string()) };
-            return Err(Error::input(format!(
-                "{file}:1: the `[ {} ]` section {what} {} where names are added\n  fix: {}",
-                self.section,
-                if self.section_file == FILE { "section" } else { "in an included file, not in openssl.cnf" },
-                if self.section_file == FILE {
+            let in_file = self.section_file == FILE;
+            return Err(err(
+                &self.section_file,
+                1,
+                if in_file {
+                    format!("no `[ {} ]` section to add names to", self.section)
+                } else {
+                    format!("the `[ {} ]` section is in an included file, not in openssl.cnf where names are added", self.section)
+                },
+                &if in_file {
                     format!("add `[ {} ]` with `DNS.1 = localhost` to openssl.cnf, and `subjectAltName = @{}` to the extension section", self.section, self.section)
                 } else {
-                    format!("add the `DNS.N = <service>` line to {file} yourself, or move the section into openssl.cnf")
+                    format!("add the `DNS.N = <service>` line to {} yourself, or move the section into openssl.cnf", self.section_file)
                 },
-            )));
+            ));
         }
         Ok(self.alt_names.iter().filter(|a| a.file == FILE).map(|a| a.last_line).max().unwrap_or(self.section_line))
     }
-}
-
-/// The line ending the file uses (of its first line; `\n` when it has none).
-fn eol(text: &str) -> &'static str {
-    match text.find('\n') {
-        Some(i) if i > 0 && text.as_bytes()[i - 1] == b'\r' => "\r\n",
-        _ => "\n",
-    }
-}
-
-/// Adds `DNS.N = name` after the last alt name (or right after the header).
-pub fn add_dns(text: &str, cnf: &Cnf, name: &str) -> Result<String, Error> {
-    let after = cnf.insert_after()?;
-    Ok(insert_line(text, after, &format!("DNS.{} = {name}", cnf.next_dns_index())))
-}
-
-fn insert_line(text: &str, after: usize, new: &str) -> String {
-    let nl = eol(text);
-    let mut out = String::with_capacity(text.len() + new.len() + 2);
-    for (i, l) in text.split_inclusive('\n').enumerate() {
-        out.push_str(l);
-        if i + 1 == after {
-            if l.ends_with('\n') {
-                out.push_str(new);
-                out.push_str(if l.ends_with("\r\n") { "\r\n" } else { "\n" });
-            } else {
-                // The last line had no newline: neither does the new one.
-                out.push_str(nl);
-                out.push_str(new);
-            }
-        }
-    }
-    out
-}
-
-/// Removes the lines (1-based) given. When the file's last line goes and it
-/// had no newline, the line before it loses its newline too, so add then
-/// remove gives back every byte.
-pub fn remove_lines(text: &str, lines: &[usize]) -> String {
-    let all: Vec<&str> = text.split_inclusive('\n').collect();
-    let mut out = String::with_capacity(text.len());
-    for (i, l) in all.iter().enumerate() {
-        if !lines.contains(&(i + 1)) {
-            out.push_str(l);
-        }
-    }
-    let last_removed = all.last().is_some_and(|l| !l.ends_with('\n')) && lines.contains(&all.len());
-    if last_removed && !out.is_empty() {
-        let cut = if out.ends_with("\r\n") { 2 } else { usize::from(out.ends_with('\n')) };
-        out.truncate(out.len() - cut);
-    }
-    out
-}
-
-/// Rewrites the names section so that every name in `wanted` (in order) has
-/// one `DNS.N` line and every key is unique: duplicates of a name are
-/// dropped, clashing keys after a merge of two branches get the next free
-/// number. Lines that are already right are left byte for byte.
-pub fn sync_alt_names(text: &str, cnf: &Cnf, wanted: &[String]) -> Result<String, Error> {
-    let mut drop: Vec<usize> = vec![];
-    let mut renumber: Vec<(usize, String, String)> = vec![];
-    let mut seen_names: Vec<&str> = vec![];
-    let mut seen_keys: Vec<&str> = vec![];
-    let mut next = cnf.next_dns_index().max(cnf.alt_names.iter().filter(|a| a.kind == "IP").map(|a| a.index).max().unwrap_or(0) + 1);
-    for a in cnf.alt_names.iter().filter(|a| a.file == FILE) {
-        if a.kind == "DNS" {
-            if seen_names.contains(&a.value.as_str()) {
-                drop.extend(a.lines());
-                continue;
-            }
-            seen_names.push(&a.value);
-        }
-        if seen_keys.contains(&a.key.as_str()) {
-            renumber.push((a.line, a.key.clone(), format!("{}.{next}", a.kind)));
-            next += 1;
-        } else {
-            seen_keys.push(&a.key);
-        }
-    }
-    let mut out = String::with_capacity(text.len());
-    for (i, l) in text.split_inclusive('\n').enumerate() {
-        let n = i + 1;
-        if drop.contains(&n) {
-            continue;
-        }
-        match renumber.iter().find(|(ln, ..)| *ln == n) {
-            // Only the key changes; spacing, value and comment stay.
-            Some((_, old, new)) => out.push_str(&l.replacen(old.as_str(), new, 1)),
-            None => out.push_str(l),
-        }
-    }
-    let mut cnf2 = cnf.reparse(&out)?;
-    for name in wanted {
-        if cnf2.dns(name).is_none() {
-            out = add_dns(&out, &cnf2, name)?;
-            cnf2 = cnf.reparse(&out)?;
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -503,26 +411,6 @@ mod tests {
     use super::*;
 
     const SAMPLE: &str = "# Certificates for local development.\n[ req ]\ndistinguished_name = req_distinguished_name\n\n[ req_distinguished_name ]\nCN = monorepo\n\n[ alt_names ]\nDNS.1 = localhost   # host access\nDNS.2 = nginx\n\n# end\n";
-
-    #[test]
-    fn add_and_remove_round_trip() {
-        let c = Cnf::parse(SAMPLE).unwrap();
-        assert_eq!(c.alt_names.len(), 2);
-        let added = add_dns(SAMPLE, &c, "accounts").unwrap();
-        assert!(added.contains("DNS.2 = nginx\nDNS.3 = accounts\n\n# end"), "{added}");
-        let c2 = Cnf::parse(&added).unwrap();
-        assert_eq!(remove_lines(&added, &c2.dns("accounts").unwrap().lines()), SAMPLE);
-    }
-
-    #[test]
-    fn sync_renumbers_duplicates() {
-        let merged = SAMPLE.replace("DNS.2 = nginx\n", "DNS.2 = nginx\nDNS.3 = a\nDNS.3 = b\nDNS.4 = a\n");
-        let c = Cnf::parse(&merged).unwrap();
-        let out = sync_alt_names(&merged, &c, &["a".into(), "b".into(), "c".into()]).unwrap();
-        assert!(out.contains("DNS.2 = nginx\nDNS.3 = a\nDNS.5 = b\nDNS.6 = c\n"), "{out}");
-        // Already in sync: nothing changes.
-        assert_eq!(sync_alt_names(&out, &Cnf::parse(&out).unwrap(), &["a".into()]).unwrap(), out);
-    }
 
     #[test]
     fn errors_name_the_line() {
@@ -533,8 +421,7 @@ mod tests {
         let e = Cnf::parse("a = 1\n[ alt_names ]\nDNS.1 = $b\n").unwrap_err().to_string();
         assert!(e.contains("openssl.cnf:3") && e.contains("`b`"), "{e}");
         // No section is read fine; only adding a name is refused.
-        let c = Cnf::parse("[ req ]\n").unwrap();
-        let e = add_dns("[ req ]\n", &c, "x").unwrap_err().to_string();
+        let e = Cnf::parse("[ req ]\n").unwrap().insert_after().unwrap_err().to_string();
         assert!(e.contains("no `[ alt_names ]`") || e.contains("[ alt_names ]"), "{e}");
     }
 
@@ -569,17 +456,4 @@ mod tests {
         assert_eq!(Cnf::parse("[x]\nb = B\n[alt_names]\nDNS.1 = $x::b-$(x::b)\n").unwrap().alt_names[0].value, "B-B");
     }
 
-    #[test]
-    fn crlf_and_no_final_newline_round_trip() {
-        for src in [SAMPLE.replace('\n', "\r\n"), SAMPLE.trim_end().to_string(), "[ alt_names ]\r\nDNS.1 = a".to_string()] {
-            let c = Cnf::parse(&src).unwrap();
-            let added = add_dns(&src, &c, "zz").unwrap();
-            if src.contains("\r\n") {
-                assert!(added.contains("zz\r\n") || added.ends_with("\r\nDNS.3 = zz") || added.ends_with("\r\nDNS.2 = zz"), "{added:?}");
-                assert!(!added.replace("\r\n", "").contains('\n'), "{added:?}");
-            }
-            let c2 = Cnf::parse(&added).unwrap();
-            assert_eq!(remove_lines(&added, &c2.dns("zz").unwrap().lines()), src, "{src:?}");
-        }
-    }
 }

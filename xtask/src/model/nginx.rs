@@ -8,13 +8,18 @@
 //! Written by hand: no crate parses NGINX configs with line numbers.
 //!
 //! The per-service endpoint files (`nginx/locations/<name>.conf`) that
-//! `add-service --public` writes are files of their own, so adding or
-//! removing an endpoint never rewrites a line of a hand-written config.
+//! `add-service --public` writes are files of their own (written by
+//! `edit::nginx`), so adding or removing an endpoint never rewrites a line
+//! of a hand-written config.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::Error;
+use crate::diag::{Diagnostic, Error};
+
+fn err(file: &str, line: usize, what: impl Into<String>, fix: &str) -> Error {
+    Diagnostic::error(what).at(file, line).fix(fix)
+}
 
 pub const DIR: &str = "nginx";
 pub const LOCATIONS: &str = "nginx/locations";
@@ -174,7 +179,7 @@ fn tokenize(src: &str, file: &str) -> Result<Vec<Tok>, Error> {
                 i += 1;
                 if first.take().is_some_and(|w| w.ends_with("_by_lua_block") || w == "lua_block") {
                     let start = line;
-                    i = skip_lua(&c, i, &mut line).ok_or_else(|| Error::input(format!("{file}:{start}: Lua block is never closed\n  fix: add the matching `}}`")))?;
+                    i = skip_lua(&c, i, &mut line).ok_or_else(|| err(file, start, "Lua block is never closed", "add the matching `}`"))?;
                     toks.push(Tok::Close(line));
                 }
             }
@@ -196,7 +201,7 @@ fn tokenize(src: &str, file: &str) -> Result<Vec<Tok>, Error> {
                     j += 1;
                 }
                 if j >= c.len() {
-                    return Err(Error::input(format!("{file}:{start}: unterminated quoted string\n  fix: close the quote")));
+                    return Err(err(file, start, "unterminated quoted string", "close the quote"));
                 }
                 let w = unescape(&c[i + 1..j].iter().collect::<String>());
                 first.get_or_insert_with(|| w.clone());
@@ -205,7 +210,7 @@ fn tokenize(src: &str, file: &str) -> Result<Vec<Tok>, Error> {
                 // NGINX wants a space, `;`, `{` or `)` after a closing quote.
                 if let Some(&n) = c.get(i) {
                     if !(ws(n) || n == ';' || n == '{' || n == ')') {
-                        return Err(Error::input(format!("{file}:{line}: unexpected `{n}` right after a quoted string\n  fix: put a space or `;` after the closing quote")));
+                        return Err(err(file, line, format!("unexpected `{n}` right after a quoted string"), "put a space or `;` after the closing quote"));
                     }
                 }
             }
@@ -266,22 +271,22 @@ pub fn parse(src: &str, file: &str) -> Result<Vec<Directive>, Error> {
             }
             Tok::Open(l) => {
                 if words.is_empty() {
-                    return Err(Error::input(format!("{file}:{l}: `{{` without a directive\n  fix: remove the stray brace")));
+                    return Err(err(file, l, "`{` without a directive", "remove the stray brace"));
                 }
                 stack.push((vec![], std::mem::take(&mut words), first_line));
             }
             Tok::Semi(l) => {
                 if words.is_empty() {
-                    return Err(Error::input(format!("{file}:{l}: unexpected `;`\n  fix: remove the stray `;`")));
+                    return Err(err(file, l, "unexpected `;`", "remove the stray `;`"));
                 }
                 stack.last_mut().unwrap().0.push(Directive { args: std::mem::take(&mut words), line: first_line, block: None });
             }
             Tok::Close(l) => {
                 if !words.is_empty() {
-                    return Err(Error::input(format!("{file}:{first_line}: directive `{}` has no `;`\n  fix: end it with `;`", words.join(" "))));
+                    return Err(err(file, first_line, format!("directive `{}` has no `;`", words.join(" ")), "end it with `;`"));
                 }
                 if stack.len() == 1 {
-                    return Err(Error::input(format!("{file}:{l}: unbalanced `}}`\n  fix: remove it or add the matching `{{`")));
+                    return Err(err(file, l, "unbalanced `}`", "remove it or add the matching `{`"));
                 }
                 let (body, args, line) = stack.pop().unwrap();
                 stack.last_mut().unwrap().0.push(Directive { args, line, block: Some(body) });
@@ -290,10 +295,10 @@ pub fn parse(src: &str, file: &str) -> Result<Vec<Directive>, Error> {
     }
     if stack.len() > 1 {
         let (_, d, l) = stack.last().unwrap();
-        return Err(Error::input(format!("{file}:{l}: block `{}` is never closed\n  fix: add the matching `}}`", d.join(" "))));
+        return Err(err(file, *l, format!("block `{}` is never closed", d.join(" ")), "add the matching `}`"));
     }
     if !words.is_empty() {
-        return Err(Error::input(format!("{file}:{first_line}: directive `{}` has no `;`\n  fix: end it with `;`", words.join(" "))));
+        return Err(err(file, first_line, format!("directive `{}` has no `;`", words.join(" ")), "end it with `;`"));
     }
     Ok(stack.pop().unwrap().0)
 }
@@ -503,45 +508,6 @@ pub fn location_file(service: &str) -> String {
     format!("{LOCATIONS}/{service}.conf")
 }
 
-/// The first line of every endpoint file `add-service` writes. A file is
-/// generated (sync may rewrite or delete it) only when its first line is
-/// this marker for its own service; the files written before this rule
-/// carry the same line, so they stay owned.
-pub fn marker(service: &str) -> String {
-    format!("# Public endpoint of `{service}`. Written by `cargo xtask add-service`; `cargo xtask sync` keeps it current.")
-}
-
-/// Whether `text`, the content of `location_file(service)`, is ours.
-pub fn is_generated(service: &str, text: &str) -> bool {
-    text.lines().next().is_some_and(|l| l.trim_end() == marker(service))
-}
-
-/// The endpoint file for a public service. NGINX resolves the upstream at
-/// request time (variables + `resolver`), so a stopped service gives a 502
-/// for its path instead of stopping NGINX from starting at all.
-pub fn render_location(service: &str, path: &str, port: u16, https: bool, grpc: bool) -> String {
-    let scheme = match (grpc, https) {
-        (false, false) => "http",
-        (false, true) => "https",
-        (true, false) => "grpc",
-        (true, true) => "grpcs",
-    };
-    let pass = if grpc { "grpc_pass" } else { "proxy_pass" };
-    let var = format!("${}_upstream", service.replace('-', "_"));
-    let mut s = format!("{}\nlocation {path} {{\n    set {var} {service}:{port};\n    {pass} {scheme}://{var};\n", marker(service));
-    if !grpc {
-        s += "    proxy_set_header Host $host;\n    proxy_set_header X-Forwarded-Proto $scheme;\n";
-    }
-    if https {
-        let p = if grpc { "grpc" } else { "proxy" };
-        s += &format!(
-            "    {p}_ssl_verify on;\n    {p}_ssl_trusted_certificate /etc/nginx/certs/ca.pem;\n    {p}_ssl_name {service};\n    {p}_ssl_server_name on;\n"
-        );
-    }
-    s += "}\n";
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -552,14 +518,6 @@ mod tests {
         let r = parse_routes(src, "nginx/x.conf").unwrap();
         assert_eq!(r.len(), 1);
         assert_eq!((r[0].path.as_str(), r[0].host.as_str(), r[0].port, r[0].line), ("/api/", "gateway", 8080, 4));
-    }
-
-    #[test]
-    fn rendered_location_parses_back() {
-        let s = render_location("acc", "/acc/", 50051, true, false);
-        let r = parse_routes(&s, "f").unwrap();
-        assert_eq!((r[0].scheme.as_str(), r[0].host.as_str(), r[0].port), ("https", "acc", 50051));
-        assert!(is_generated("acc", &s) && !is_generated("other", &s));
     }
 
     #[test]
@@ -593,7 +551,7 @@ mod tests {
     #[test]
     fn follows_upstreams_servers_and_includes() {
         let main = "http {\n  upstream gw { server gateway:8080 max_fails=3; server gateway2:8080; }\n  map $a $b { default 1; '' 0; }\n  server {\n    listen 443 ssl;\n    include locations/*.conf;\n  }\n  server {\n    listen 8080;\n    location = /x { proxy_pass http://gw; }\n    location ^~ /api/ { if ($x) { return 403; } proxy_pass http://gw/api/; }\n  }\n}\n";
-        let loc = render_location("svc", "/svc/", 9000, false, false);
+        let loc = crate::edit::nginx::render_location("svc", "/svc/", 9000, false, false);
         let files = BTreeMap::from([
             ("nginx/nginx.conf".to_string(), parse(main, "nginx/nginx.conf").unwrap()),
             ("nginx/locations/svc.conf".to_string(), parse(&loc, "nginx/locations/svc.conf").unwrap()),

@@ -6,13 +6,14 @@ use crate::model::cnf;
 use crate::model::nginx;
 use crate::model::repo::Repo;
 use crate::plan::txn::Txn;
+use crate::edit;
 use crate::Error;
 
 pub fn plan(repo: &Repo) -> Result<Txn, Error> {
     let mut txn = Txn::new(&repo.root);
-    let cnf_new = cnf::sync_alt_names(&repo.cnf_text, &repo.cnf, &repo.wanted_alt_names())?;
+    let cnf_new = edit::cnf::sync_alt_names(&repo.cnf_text, &repo.cnf, &repo.wanted_alt_names())?;
     txn.write(cnf::FILE, cnf_new)?;
-    txn.write(cargo_toml::FILE, cargo_toml::sync(&repo.cargo_text, &repo.members, &repo.wanted_members())?)?;
+    txn.write(cargo_toml::FILE, edit::cargo_toml::sync(&repo.cargo_text, &repo.members, &repo.wanted_members())?)?;
 
     let mut wanted_files = vec![];
     for s in repo.backend() {
@@ -21,7 +22,7 @@ pub fn plan(repo: &Repo) -> Result<Txn, Error> {
         wanted_files.push(file.clone());
         let current = std::fs::read_to_string(repo.root.join(&file)).ok();
         // A file the user wrote (no marker on its first line) is theirs.
-        if current.as_deref().is_some_and(|t| !nginx::is_generated(&s.name, t)) {
+        if current.as_deref().is_some_and(|t| !edit::nginx::is_generated(&s.name, t)) {
             continue;
         }
         // So is a hand-written location for the same path in the server
@@ -30,7 +31,7 @@ pub fn plan(repo: &Repo) -> Result<Txn, Error> {
         if repo.nginx.conflict(path, &file).is_some() {
             continue;
         }
-        txn.write(&file, nginx::render_location(&s.name, path, port, s.https(), s.protocol() == "grpc"))?;
+        txn.write(&file, edit::nginx::render_location(&s.name, path, port, s.https(), s.protocol() == "grpc"))?;
     }
     // Delete only endpoint files we generated, for services that no longer
     // want one.
@@ -40,7 +41,7 @@ pub fn plan(repo: &Repo) -> Result<Txn, Error> {
             continue;
         }
         let text = std::fs::read_to_string(repo.root.join(&f)).unwrap_or_default();
-        if nginx::is_generated(service, &text) {
+        if edit::nginx::is_generated(service, &text) {
             txn.delete(&f)?;
         }
     }
