@@ -194,3 +194,142 @@ fn ok_certs(root: &Path) {
     let o = xtask(root, &["certs"]);
     assert!(o.status.success(), "{}", text(&o));
 }
+
+// ---------------------------------------------------------------------------
+// The corpus of real projects' files (tests/realworld/, SOURCES.tsv): each
+// openssl.cnf and NGINX config is read in a copy of this repository, in LF
+// and CRLF; add-service then remove-service gives back every byte; the
+// intermediate files pass `openssl req` / `nginx -t`; `check` reports only
+// the true findings. A table per file is printed (`--nocapture`).
+
+fn realworld() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/realworld")
+}
+
+/// (file, oracle options) of every case of one kind in SOURCES.tsv.
+fn corpus(kind: &str) -> Vec<(String, String)> {
+    let tsv = std::fs::read_to_string(realworld().join("SOURCES.tsv")).unwrap();
+    tsv.lines()
+        .skip(1)
+        .map(|l| l.split('\t').collect::<Vec<_>>())
+        .filter(|c| c.len() > 7 && c[1] == kind && c[2] == "case")
+        .map(|c| (c[0].to_string(), c[7].to_string()))
+        .collect()
+}
+
+fn finding_ids(o: &std::process::Output) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("check --format json:\n{}", text(o)));
+    let mut ids: Vec<String> = v["findings"].as_array().unwrap().iter().map(|f| f["id"].as_str().unwrap_or("?").to_string()).collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// `openssl req` the way validate.sh runs it (`env=`/`extensions=` options,
+/// with and without -x509), in `dir`.
+fn openssl_req_like_validate(dir: &Path, cnf: &str, oracle: &str) -> Result<(), String> {
+    let mut envs = vec![];
+    let mut ext = vec![];
+    for kv in oracle.split(';').filter(|s| !s.is_empty()) {
+        if let Some(e) = kv.strip_prefix("env=") {
+            envs.extend(e.split(',').filter_map(|p| p.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())));
+        } else if let Some(x) = kv.strip_prefix("extensions=") {
+            ext = vec!["-extensions".to_string(), x.to_string()];
+        }
+    }
+    for x509 in [false, true] {
+        let mut c = Command::new("openssl");
+        c.current_dir(dir).arg("req");
+        if x509 {
+            c.arg("-x509").args(&ext);
+        }
+        c.args(["-config", cnf, "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "/dev/null", "-subj", "/CN=x", "-out", "/dev/null"]);
+        c.envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let o = c.output().expect("openssl");
+        if !o.status.success() {
+            return Err(text(&o));
+        }
+    }
+    Ok(())
+}
+
+fn to_crlf(s: &str) -> String {
+    s.replace("\r\n", "\n").replace('\n', "\r\n")
+}
+
+/// What `check` must report when a project's openssl.cnf replaces ours in
+/// this repository (whose https service is `accounts`): the names section
+/// has no `DNS = accounts` (MR012), so the certificate does not cover the
+/// section (MR013) and sync has something to do or, without a names
+/// section, cannot do it (MR015). Anything else is a false positive.
+const CNF_TRUE_FINDINGS: &[&str] = &["MR012", "MR013", "MR015"];
+
+#[test]
+fn corpus_openssl_cnf() {
+    let cases = corpus("openssl");
+    assert!(cases.len() >= 6, "{cases:?}");
+    let mut table = vec!["| file | form | read (check) | add-service --https | openssl req on the result | round trip |".to_string(), "|---|---|---|---|---|---|".to_string()];
+    let mut false_positives = 0;
+    for (file, oracle) in &cases {
+        let src = std::fs::read_to_string(realworld().join(file)).unwrap();
+        // The unmodified file is valid OpenSSL (validate.sh's oracle).
+        openssl_req_like_validate(&realworld(), file, oracle).unwrap_or_else(|e| panic!("{file} itself: {e}"));
+        // Does `openssl req` accept it as this repository uses it (the
+        // command in openssl.cnf's header: no -subj, no -extensions)?
+        let plain = Command::new("openssl")
+            .current_dir(realworld())
+            .args(["req", "-x509", "-new", "-nodes", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-keyout", "/dev/null", "-out", "/dev/null", "-config", file])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+            .status
+            .success();
+        for form in ["lf", "crlf"] {
+            let tag = format!("{}-{form}", Path::new(file).file_stem().unwrap().to_string_lossy());
+            let c = copy(&format!("rw-cnf-{tag}"));
+            ok_certs(&c.root);
+            let body = if form == "crlf" { to_crlf(&src) } else { src.clone() };
+            std::fs::write(c.root.join("openssl.cnf"), &body).unwrap();
+            let o = xtask(&c.root, &["check", "--format", "json"]);
+            if o.status.code() == Some(2) {
+                // Refused at read: only right when openssl req refuses it too.
+                let msg = text(&o);
+                assert!(!plain, "{tag}: refused, but `openssl req -config` accepts it:\n{msg}");
+                assert!(msg.contains("openssl.cnf:") && msg.contains("fix:"), "{tag}: {msg}");
+                let first = msg.lines().find(|l| l.contains("openssl.cnf:")).unwrap_or("").trim().to_string();
+                table.push(format!("| {file} | {form} | refused, as `openssl req -config` without `-subj` refuses it: `{}` | - | - | - |", first.replace('|', "\\|")));
+                continue;
+            }
+            let ids = finding_ids(&o);
+            let fp: Vec<&String> = ids.iter().filter(|i| !CNF_TRUE_FINDINGS.contains(&i.as_str())).collect();
+            false_positives += fp.len();
+            assert!(fp.is_empty(), "{tag}: false positives {fp:?}:\n{}", text(&o));
+            let cnf = xtask::model::cnf::Cnf::load(&body, Some(&c.root)).unwrap();
+            let read = format!("read: {} names in [ {} ]; findings {}", cnf.alt_names.len(), cnf.section, ids.join(", "));
+            let before = snapshot(&c.root);
+            let o = xtask(&c.root, &["add-service", "rwtest", "--https"]);
+            if cnf.insert_after().is_err() {
+                // No names section in openssl.cnf: the edit is refused,
+                // naming the place and the fix; nothing is written.
+                let msg = text(&o);
+                assert_eq!(o.status.code(), Some(2), "{tag}: {msg}");
+                assert!(msg.contains("openssl.cnf:1") && msg.contains("fix:"), "{tag}: {msg}");
+                assert_same(&before, &snapshot(&c.root), &tag);
+                table.push(format!("| {file} | {form} | {read} | refused (no names section; exit 2, nothing written) | - | nothing written |"));
+                continue;
+            }
+            assert_eq!(o.status.code(), Some(0), "{tag}: add:\n{}", text(&o));
+            let mid = std::fs::read_to_string(c.root.join("openssl.cnf")).unwrap();
+            let added: Vec<&str> = mid.split_inclusive('\n').filter(|l| !body.contains(*l)).collect();
+            let eol = if form == "crlf" { "\r\n" } else { "\n" };
+            assert_eq!(added.len(), 1, "{tag}: {added:?}");
+            assert!(added[0].starts_with("DNS.") && added[0].ends_with(&format!(" = rwtest{eol}")), "{tag}: {added:?}");
+            openssl_req_like_validate(&c.root, "openssl.cnf", oracle).unwrap_or_else(|e| panic!("{tag}: openssl req refuses the edited file: {e}\n{mid}"));
+            let o = xtask(&c.root, &["remove-service", "rwtest"]);
+            assert_eq!(o.status.code(), Some(0), "{tag}: remove:\n{}", text(&o));
+            assert_same(&before, &snapshot(&c.root), &tag);
+            table.push(format!("| {file} | {form} | {read} | `{}` added | ok | every byte back |", added[0].trim_end()));
+        }
+    }
+    println!("{}\nopenssl.cnf corpus: {} files, false positives: {false_positives}", table.join("\n"), cases.len());
+}
