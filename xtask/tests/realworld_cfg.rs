@@ -333,3 +333,99 @@ fn corpus_openssl_cnf() {
     }
     println!("{}\nopenssl.cnf corpus: {} files, false positives: {false_positives}", table.join("\n"), cases.len());
 }
+
+fn count_locations(ds: &[xtask::model::nginx::Directive]) -> usize {
+    ds.iter().map(|d| usize::from(d.args[0] == "location") + d.block.as_deref().map_or(0, count_locations)).sum()
+}
+
+/// The generated endpoint placed where NGINX takes a `location`, for the
+/// context the case is written for: appended to a server fragment, in a new
+/// server of an http fragment, or before the closing `}` of a main file's
+/// `http` block (its last block in every main-context case).
+fn with_endpoint(src: &str, context: &str, loc: &str) -> String {
+    let server = format!("\nserver {{\n    listen 8099;\n{loc}}}\n");
+    match context {
+        "server" => format!("{src}\n{loc}"),
+        "http" => format!("{src}{server}"),
+        _ => {
+            let i = src.rfind('}').expect("a main-context file has an http block");
+            format!("{}{server}{}", &src[..i], &src[i..])
+        }
+    }
+}
+
+/// Every NGINX config of the corpus, merged into this repository as
+/// `nginx/conf.d/<file>` (LF and CRLF): read, `check` and `sync --check`
+/// clean, `add-service --public` writes only its endpoint file and
+/// `remove-service` gives back every byte; `nginx -t` (validate.sh's
+/// harness, the local NGINX image) accepts each file with the generated
+/// endpoint in it.
+#[test]
+fn corpus_nginx() {
+    assert!(docker_available(), "this test runs `nginx -t` in the local NGINX image (see README: setup)");
+    let cases = corpus("nginx");
+    assert!(cases.len() >= 10, "{cases:?}");
+    let oracle_dir = std::env::temp_dir().join(format!("xtask-rw-nginx-oracle-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&oracle_dir);
+    std::fs::create_dir_all(oracle_dir.join("nginx")).unwrap();
+    std::fs::copy(realworld().join("validate.sh"), oracle_dir.join("validate.sh")).unwrap();
+    let mut sources = String::from("file\tkind\trole\trepository\tpath\tcommit\tlicence\toracle\tnotes\n");
+    let mut rows = vec![];
+    let mut false_positives = 0;
+    for (file, oracle) in &cases {
+        let src = std::fs::read_to_string(realworld().join(file)).unwrap();
+        let name = Path::new(file).file_name().unwrap().to_string_lossy().trim_end_matches(".template").to_string();
+        let rel = format!("nginx/conf.d/{name}");
+        let ds = xtask::model::nginx::parse(&src, &rel).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let mut loc_text = String::new();
+        for form in ["lf", "crlf"] {
+            let tag = format!("{}-{form}", name.trim_end_matches(".conf"));
+            let c = copy(&format!("rw-nginx-{tag}"));
+            ok_certs(&c.root);
+            let body = if form == "crlf" { to_crlf(&src) } else { src.clone() };
+            std::fs::create_dir_all(c.root.join("nginx/conf.d")).unwrap();
+            std::fs::write(c.root.join(&rel), &body).unwrap();
+            let o = xtask(&c.root, &["check", "--format", "json"]);
+            assert_ne!(o.status.code(), Some(2), "{tag}: check refuses it:\n{}", text(&o));
+            let ids = finding_ids(&o);
+            false_positives += ids.len();
+            assert!(ids.is_empty(), "{tag}: false positives {ids:?}:\n{}", text(&o));
+            let o = xtask(&c.root, &["sync", "--check"]);
+            assert_eq!(o.status.code(), Some(0), "{tag}: sync --check:\n{}", text(&o));
+            let before = snapshot(&c.root);
+            let o = xtask(&c.root, &["add-service", "rwtest", "--public", "/rwtest/"]);
+            assert_eq!(o.status.code(), Some(0), "{tag}: add:\n{}", text(&o));
+            assert_eq!(std::fs::read_to_string(c.root.join(&rel)).unwrap(), body, "{tag}: the user's config was edited");
+            loc_text = std::fs::read_to_string(c.root.join("nginx/locations/rwtest.conf")).unwrap();
+            let o = xtask(&c.root, &["sync", "--check"]);
+            assert_eq!(o.status.code(), Some(0), "{tag}: sync --check after add:\n{}", text(&o));
+            let o = xtask(&c.root, &["remove-service", "rwtest"]);
+            assert_eq!(o.status.code(), Some(0), "{tag}: remove:\n{}", text(&o));
+            assert_same(&before, &snapshot(&c.root), &tag);
+        }
+        // The intermediate state for nginx -t: the case with the endpoint in it.
+        let context = oracle.split(';').find_map(|kv| kv.strip_prefix("context=")).unwrap_or("main");
+        let case = Path::new(file).file_name().unwrap().to_string_lossy().into_owned();
+        std::fs::write(oracle_dir.join("nginx").join(&case), with_endpoint(&src, context, &loc_text)).unwrap();
+        sources += &format!("nginx/{case}\tnginx\tcase\t-\t-\t-\t-\t{oracle}\t-\n");
+        rows.push((file.clone(), count_locations(&ds)));
+    }
+    std::fs::write(oracle_dir.join("SOURCES.tsv"), sources).unwrap();
+    let mut v = Command::new("bash");
+    v.arg(oracle_dir.join("validate.sh"));
+    let image = env_image("NGINX_IMAGE", "");
+    if !image.is_empty() {
+        v.env("NGINX_IMAGE", image);
+    }
+    let o = v.output().expect("validate.sh");
+    let out = text(&o);
+    let _ = std::fs::remove_dir_all(&oracle_dir);
+    let mut table = vec!["| file | locations read | check | add --public / remove (LF, CRLF) | nginx -t with the endpoint |".to_string(), "|---|---|---|---|---|".to_string()];
+    for (file, locs) in &rows {
+        let case = Path::new(file).file_name().unwrap().to_string_lossy().into_owned();
+        let ok = out.lines().any(|l| l == format!("ok    nginx/{case}"));
+        table.push(format!("| {file} | {locs} | clean | every byte back | {} |", if ok { "ok" } else { "FAIL" }));
+    }
+    println!("{}\nNGINX corpus: {} files, false positives: {false_positives}", table.join("\n"), cases.len());
+    assert!(o.status.success(), "nginx -t refuses a file with the generated endpoint:\n{out}");
+}
