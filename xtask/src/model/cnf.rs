@@ -410,7 +410,6 @@ impl Cnf {
 mod tests {
     use super::*;
 
-    const SAMPLE: &str = "# Certificates for local development.\n[ req ]\ndistinguished_name = req_distinguished_name\n\n[ req_distinguished_name ]\nCN = monorepo\n\n[ alt_names ]\nDNS.1 = localhost   # host access\nDNS.2 = nginx\n\n# end\n";
 
     #[test]
     fn errors_name_the_line() {
