@@ -65,11 +65,80 @@ proptest! {
         }
         src.push_str("\n[ other ]\nk = v\n");
         let c = cnf::Cnf::parse(&src).unwrap();
-        let added = edit::cnf::add_dns(&src, &c, "zz-new");
+        let added = edit::cnf::add_dns(&src, &c, "zz-new").unwrap();
         let c2 = cnf::Cnf::parse(&added).unwrap();
         let a = c2.dns("zz-new").unwrap();
         prop_assert_eq!(a.index as usize, names.len() + 1);
         prop_assert_eq!(edit::cnf::remove_lines(&added, &[a.line]), src);
+    }
+
+    /// The openssl.cnf grammar: every way an entry of the names section can
+    /// be written (quoted, escaped `#`, `\` continuation, trailing comment,
+    /// unnumbered key, other kinds), in LF or CRLF, with or without a final
+    /// newline: each value reads back decoded, and add then remove gives
+    /// back every byte in the file's own line endings.
+    #[test]
+    fn cnf_real_grammar_round_trips(
+        entries in proptest::collection::vec(("[a-z][a-z0-9]{0,8}", 0u8..6, proptest::option::of("[ a-z{}#]{0,12}")), 0..8),
+        crlf in any::<bool>(),
+        final_nl in any::<bool>(),
+    ) {
+        let mut src = String::from("# generated\n[ req ]\ndistinguished_name = dn\nx509_extensions = ext\n[ dn ]\nCN = x\n[ ext ]\nsubjectAltName = @san\n[ san ]\n");
+        let mut want = vec![];
+        for (i, (v, form, comment)) in entries.iter().enumerate() {
+            let (line, value) = match form {
+                0 => (format!("DNS.{i} = {v}"), v.clone()),
+                1 => (format!("DNS.{i} = \"{v} # kept\""), format!("{v} # kept")),
+                2 => (format!("DNS.{i} = {v}\\#x"), format!("{v}#x")),
+                3 => (format!("DNS.{i} = {v}\\\n{v}"), format!("{v}{v}")),
+                4 => (format!("email.{i} = {v}@example.com"), format!("{v}@example.com")),
+                _ => ("DNS = plain".to_string(), "plain".to_string()),
+            };
+            let c = comment.as_ref().map(|c| format!("   # {c}")).unwrap_or_default();
+            src.push_str(&format!("{line}{c}\n"));
+            want.push(value);
+        }
+        src.push_str("[ tail ]\nk = v\n");
+        if !final_nl {
+            src.pop();
+        }
+        if crlf {
+            src = src.replace('\n', "\r\n");
+        }
+        let c = cnf::Cnf::parse(&src).unwrap();
+        prop_assert_eq!(c.section.as_str(), "san");
+        let got: Vec<String> = c.alt_names.iter().map(|a| a.value.clone()).collect();
+        prop_assert_eq!(got, want);
+        let added = edit::cnf::add_dns(&src, &c, "zz-new").unwrap();
+        if crlf {
+            prop_assert!(!added.replace("\r\n", "").contains('\n'), "LF in a CRLF file: {:?}", added);
+        }
+        let c2 = cnf::Cnf::parse(&added).unwrap();
+        let a = c2.dns("zz-new").unwrap();
+        prop_assert_eq!(edit::cnf::remove_lines(&added, &a.lines()), src);
+    }
+
+    /// The NGINX grammar around a route: quoted strings holding braces and
+    /// `;`, comments holding braces and quotes, `${var}`, `if` and `map`
+    /// blocks, regex locations, CRLF. The route is found, on its line.
+    #[test]
+    fn nginx_real_grammar_finds_the_route(
+        quoted in "[ a-z{};]{0,12}",
+        comment in "[ a-z{}'\"]{0,12}",
+        regex in "[a-z]{1,6}",
+        crlf in any::<bool>(),
+        port in 1u16..,
+    ) {
+        let mut src = format!(
+            "# {comment}\nhttp {{\n  map $http_x $y {{ default \"{quoted}\"; '' 0; }}\n  server {{\n    listen 80; # {comment}\n    location ~* \\.({regex})$ {{ return 200 \"{quoted}\"; }}\n    location /app/ {{\n      proxy_set_header X-Host ${{host}};\n      if ($request_method = POST) {{ return 405; }}\n      proxy_pass http://svc:{port};\n    }}\n  }}\n}}\n"
+        );
+        if crlf {
+            src = src.replace('\n', "\r\n");
+        }
+        let routes = nginx::parse_routes(&src, "f").unwrap();
+        let r: Vec<_> = routes.iter().filter(|r| r.path == "/app/").collect();
+        prop_assert_eq!(r.len(), 1);
+        prop_assert_eq!((r[0].host.as_str(), r[0].port, r[0].line), ("svc", port, 7));
     }
 
     #[test]

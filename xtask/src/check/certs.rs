@@ -3,21 +3,22 @@
 use std::collections::BTreeMap;
 
 use crate::diag::{Diagnostic, Error, Rule};
-use crate::model::cnf;
 use crate::model::der;
 use crate::model::repo::Repo;
 use crate::plan::certs;
 
-/// MR012: every https service has a DNS.N in openssl.cnf, and the N are unique.
+/// MR012: every https service has a DNS.N in openssl.cnf, and the keys are unique.
 pub fn alt_names(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(), Error> {
-    for s in repo.backend().filter(|s| s.https() && repo.cnf.dns(&s.name).is_none()) {
-        let after = repo.cnf.alt_names.last().map(|a| a.line).unwrap_or(repo.cnf.section_line);
-        out.push(Diagnostic::finding(Rule::AltNames, cnf::FILE, after, format!("https service `{}` has no DNS entry", s.name), format!("add `DNS.{} = {}` under [alt_names] (or run `cargo xtask sync`)", repo.cnf.next_dns_index(), s.name)));
+    let c = &repo.cnf;
+    for s in repo.backend().filter(|s| s.https() && c.dns(&s.name).is_none()) {
+        let after = c.insert_after().unwrap_or(c.section_line).max(1);
+        out.push(Diagnostic::finding(Rule::AltNames, &c.section_file, after, format!("https service `{}` has no DNS entry", s.name), format!("add `DNS.{} = {}` under [ {} ] (or run `cargo xtask sync`)", c.next_dns_index(), s.name, c.section)));
     }
-    let mut seen: BTreeMap<(String, u32), usize> = BTreeMap::new();
-    for a in &repo.cnf.alt_names {
-        if let Some(l) = seen.insert((a.kind.clone(), a.index), a.line) {
-            out.push(Diagnostic::finding(Rule::AltNames, cnf::FILE, a.line, format!("{}.{} is also used on line {l}", a.kind, a.index), "renumber it (`cargo xtask sync` does)"));
+    // OpenSSL keeps only the last of two equal keys: the other name is lost.
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for a in &c.alt_names {
+        if let Some(l) = seen.insert(&a.key, a.line) {
+            out.push(Diagnostic::finding(Rule::AltNames, &a.file, a.line, format!("{} is also used on line {l}", a.key), "renumber it (`cargo xtask sync` does)"));
         }
     }
     Ok(())

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::plan::certs;
-use crate::model::cnf::{self, Cnf};
+use crate::model::cnf;
 use crate::edit::compose as edit_compose;
 use crate::model::compose::{self, Compose};
 use crate::model::nginx;
@@ -89,7 +89,7 @@ pub fn resolve_add(repo: &Repo, a: &AddArgs) -> Result<Options, Error> {
     }
     if let Some(p) = &a.public {
         validate_public(p)?;
-        if let Some(r) = repo.routes.iter().find(|r| &r.path == p) {
+        if let Some(r) = repo.nginx.conflict(p, "") {
             return Err(Diagnostic::error(format!("{}:{}: path `{p}` is already routed to {}", r.file, r.line, r.host)).fix("pick another --public path"));
         }
         if let Some(s) = repo.backend().find(|s| s.public_path() == Some(p.as_str())) {
@@ -147,7 +147,7 @@ pub fn plan_add(repo: &Repo, o: &Options) -> Result<(Txn, Vec<String>), Error> {
 
     let mut cnf_text = repo.cnf_text.clone();
     if o.https {
-        cnf_text = edit::cnf::add_dns(&cnf_text, &repo.cnf, &o.name);
+        cnf_text = edit::cnf::add_dns(&cnf_text, &repo.cnf, &o.name)?;
         t.write(cnf::FILE, cnf_text.clone())?;
     }
     if let Some(p) = &o.public {
@@ -155,7 +155,7 @@ pub fn plan_add(repo: &Repo, o: &Options) -> Result<(Txn, Vec<String>), Error> {
     }
     let mut report = vec![];
     if o.https {
-        let cnf = Cnf::parse(&cnf_text)?;
+        let cnf = repo.cnf.reparse(&cnf_text)?;
         let mut https = repo.wanted_alt_names();
         https.push(o.name.clone());
         report = certs::plan(&mut t, &cnf, &https, false)?;

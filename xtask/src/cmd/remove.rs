@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::plan::certs;
-use crate::model::cnf::{self, Cnf};
+use crate::model::cnf;
 use crate::edit::compose as edit_compose;
 use crate::model::compose::{self};
 use crate::model::nginx;
@@ -41,7 +41,7 @@ pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(
     }
     t.write(compose::FILE, text)?;
     let mut cnf_text = repo.cnf_text.clone();
-    let lines: Vec<usize> = repo.cnf.alt_names.iter().filter(|a| a.kind == "DNS" && a.value == name).map(|a| a.line).collect();
+    let lines: Vec<usize> = repo.cnf.alt_names.iter().filter(|a| a.kind == "DNS" && a.value == name && a.file == cnf::FILE).flat_map(|a| a.lines()).collect();
     if !lines.is_empty() {
         cnf_text = edit::cnf::remove_lines(&cnf_text, &lines);
         t.write(cnf::FILE, cnf_text.clone())?;
@@ -51,7 +51,7 @@ pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(
     let mut report = vec![];
     if !lines.is_empty() && repo.root.join(certs::CA_CERT).exists() {
         let https: Vec<String> = repo.wanted_alt_names().into_iter().filter(|n| n != name).collect();
-        report = certs::plan(&mut t, &Cnf::parse(&cnf_text)?, &https, false)?;
+        report = certs::plan(&mut t, &repo.cnf.reparse(&cnf_text)?, &https, false)?;
     }
     if !keep_files {
         let dir = repo.root.join(SERVICES_DIR).join(name);

@@ -1,5 +1,19 @@
 //! NGINX endpoint files: one `locations/<service>.conf` per public service,
-//! written whole (the main `nginx.conf` is never edited).
+//! written whole (the main `nginx.conf` is never edited). A file is ours
+//! only when its first line is our marker for its service.
+
+/// The first line of every endpoint file `add-service` writes. A file is
+/// generated (sync may rewrite or delete it) only when its first line is
+/// this marker for its own service; the files written before this rule
+/// carry the same line, so they stay owned.
+pub fn marker(service: &str) -> String {
+    format!("# Public endpoint of `{service}`. Written by `cargo xtask add-service`; `cargo xtask sync` keeps it current.")
+}
+
+/// Whether `text`, the content of `location_file(service)`, is ours.
+pub fn is_generated(service: &str, text: &str) -> bool {
+    text.lines().next().is_some_and(|l| l.trim_end() == marker(service))
+}
 
 /// The endpoint file for a public service. NGINX resolves the upstream at
 /// request time (variables + `resolver`), so a stopped service gives a 502
@@ -13,9 +27,7 @@ pub fn render_location(service: &str, path: &str, port: u16, https: bool, grpc: 
     };
     let pass = if grpc { "grpc_pass" } else { "proxy_pass" };
     let var = format!("${}_upstream", service.replace('-', "_"));
-    let mut s = format!(
-        "# Public endpoint of `{service}`. Written by `cargo xtask add-service`; `cargo xtask sync` keeps it current.\nlocation {path} {{\n    set {var} {service}:{port};\n    {pass} {scheme}://{var};\n"
-    );
+    let mut s = format!("{}\nlocation {path} {{\n    set {var} {service}:{port};\n    {pass} {scheme}://{var};\n", marker(service));
     if !grpc {
         s += "    proxy_set_header Host $host;\n    proxy_set_header X-Forwarded-Proto $scheme;\n";
     }
@@ -39,5 +51,6 @@ mod tests {
         let s = render_location("acc", "/acc/", 50051, true, false);
         let r = parse_routes(&s, "f").unwrap();
         assert_eq!((r[0].scheme.as_str(), r[0].host.as_str(), r[0].port), ("https", "acc", 50051));
+        assert!(is_generated("acc", &s) && !is_generated("other", &s));
     }
 }

@@ -1,6 +1,10 @@
-//! The root `Cargo.toml`: reads and edits `[workspace] members` line by
-//! line. Services written in Rust (a `Cargo.toml` in their folder) are
+//! The root `Cargo.toml`: `[workspace] members`, read and edited through
+//! `toml_edit`, which keeps every comment and space it is not told to
+//! change. Services written in Rust (a `Cargo.toml` in their folder) are
 //! workspace members; everything else in the file is left alone.
+//! The edits are in `edit::cargo_toml`.
+
+use toml_edit::{Array, DocumentMut};
 
 use crate::diag::{Diagnostic, Error};
 
@@ -8,63 +12,51 @@ pub const FILE: &str = "Cargo.toml";
 
 #[derive(Debug, Clone)]
 pub struct Members {
-    pub members: Vec<(String, usize)>,
-    /// 1-based lines of `members = [` and of its closing `]`.
-    pub open: usize,
-    pub close: usize,
+    pub members: Vec<String>,
 }
 
-fn unquote(s: &str) -> Option<String> {
-    let s = s.trim().trim_end_matches(',').trim();
-    let s = s.strip_prefix('"').and_then(|s| s.strip_suffix('"'))
-        .or_else(|| s.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')))?;
-    Some(s.to_string())
+fn members_line(text: &str) -> usize {
+    text.lines().position(|l| l.trim_start().starts_with("members")).map_or(1, |i| i + 1)
 }
 
-fn strip_comment(l: &str) -> &str {
-    // Member paths never contain '#', so a plain split is enough here.
-    l.split('#').next().unwrap_or("")
+fn bad(text: &str, why: impl std::fmt::Display) -> Error {
+    Diagnostic::error(format!("cannot read `[workspace] members`: {why}"))
+        .at(FILE, members_line(text))
+        .fix("write it as `members = [\"xtask\", ...]` (an array of quoted paths) under `[workspace]`")
+}
+
+pub(crate) fn parse_doc(text: &str) -> Result<DocumentMut, Error> {
+    text.parse::<DocumentMut>().map_err(|e| {
+        let line = e.span().map_or(1, |s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        Diagnostic::error(format!("not valid TOML: {}", e.message())).at(FILE, line).fix("correct the syntax (cargo reports the same)")
+    })
+}
+
+pub(crate) fn members_array<'a>(doc: &'a mut DocumentMut, text: &str) -> Result<&'a mut Array, Error> {
+    // (`Item::get_mut` would insert an empty item; the table-like view does not.)
+    let ws = doc.as_table_mut().get_mut("workspace").and_then(|w| w.as_table_like_mut()).ok_or_else(|| bad(text, "no `[workspace]` table"))?;
+    let m = ws.get_mut("members").ok_or_else(|| bad(text, "no `members` under `[workspace]`"))?;
+    m.as_array_mut().ok_or_else(|| bad(text, "`members` is not an array"))
 }
 
 pub fn parse(text: &str) -> Result<Members, Error> {
-    let lines: Vec<&str> = text.lines().collect();
-    let mut in_ws = false;
-    for (i, l) in lines.iter().enumerate() {
-        let t = strip_comment(l).trim();
-        if t.starts_with('[') {
-            in_ws = t == "[workspace]";
-            continue;
-        }
-        if !in_ws || !t.starts_with("members") {
-            continue;
-        }
-        let Some(rhs) = t.split_once('=').map(|x| x.1.trim()) else { continue };
-        let bad = |line: usize| {
-            Diagnostic::error(format!("{FILE}:{line}: cannot read `members`")).fix("write it as `members = [` with one quoted path per line and `]` on its own line")
-        };
-        let Some(rest) = rhs.strip_prefix('[') else { return Err(bad(i + 1)) };
-        if let Some(inner) = rest.strip_suffix(']') {
-            let members = inner
-                .split(',')
-                .filter(|s| !s.trim().is_empty())
-                .map(|s| unquote(s).map(|m| (m, i + 1)).ok_or_else(|| bad(i + 1)))
-                .collect::<Result<_, _>>()?;
-            return Ok(Members { members, open: i + 1, close: i + 1 });
-        }
-        let mut members = vec![];
-        for (j, l) in lines.iter().enumerate().skip(i + 1) {
-            let t = strip_comment(l).trim();
-            if t.is_empty() {
-                continue;
-            }
-            if t.starts_with(']') {
-                return Ok(Members { members, open: i + 1, close: j + 1 });
-            }
-            for part in t.split(',').filter(|p| !p.trim().is_empty()) {
-                members.push((unquote(part).ok_or_else(|| bad(j + 1))?, j + 1));
-            }
-        }
-        return Err(bad(i + 1));
+    let mut doc = parse_doc(text)?;
+    let arr = members_array(&mut doc, text)?;
+    let members = arr.iter().map(|v| v.as_str().map(str::to_string).ok_or_else(|| bad(text, format!("`{v}` is not a string")))).collect::<Result<_, _>>()?;
+    Ok(Members { members })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_line() {
+        let e = parse("[workspace]\nresolver = \"2\"\n").unwrap_err().to_string();
+        assert!(e.contains("Cargo.toml:1") && e.contains("no `members`"), "{e}");
+        let e = parse("[workspace]\nmembers = [\n  1,\n]\n").unwrap_err().to_string();
+        assert!(e.contains("Cargo.toml:2") && e.contains("not a string"), "{e}");
+        let e = parse("[workspace]\nmembers = [\n").unwrap_err().to_string();
+        assert!(e.contains("Cargo.toml:") && e.contains("not valid TOML"), "{e}");
     }
-    Err(Diagnostic::error(format!("{FILE}:1: no `members` under `[workspace]`")).fix("add `members = [\"xtask\"]` under `[workspace]`"))
 }

@@ -1,28 +1,51 @@
-//! NGINX: a small parser that finds every `location` and where it proxies
-//! to, and the per-service endpoint files (`nginx/locations/<name>.conf`)
-//! that `add-service --public` writes. One file per service means adding or
-//! removing an endpoint never rewrites a line of a hand-written config.
+//! NGINX: a reader that follows NGINX's own tokenizer (`ngx_conf_read_token`):
+//! quoted strings with escapes, `$var` and `${var}` (a `{` right after `$`
+//! belongs to the word), `#` comments only where a token starts, `}` inside
+//! a word is part of it; `*_by_lua_block { ... }` holds Lua and is skipped
+//! as Lua. It follows `include` (paths under `/etc/nginx/` or relative to
+//! it are files under `nginx/`), knows each `location`'s `server`, and
+//! follows `proxy_pass http://<upstream>` to the upstream's `server` lines.
+//! Written by hand: no crate parses NGINX configs with line numbers.
+//!
+//! The per-service endpoint files (`nginx/locations/<name>.conf`) that
+//! `add-service --public` writes are files of their own (written by
+//! `edit::nginx`), so adding or removing an endpoint never rewrites a line
+//! of a hand-written config.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::diag::{Diagnostic, Error};
 
+fn err(file: &str, line: usize, what: impl Into<String>, fix: &str) -> Error {
+    Diagnostic::error(what).at(file, line).fix(fix)
+}
+
 pub const DIR: &str = "nginx";
 pub const LOCATIONS: &str = "nginx/locations";
+/// Where the NGINX image puts `nginx/` (see nginx/Dockerfile).
+const PREFIX: &str = "/etc/nginx/";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Route {
     pub path: String,
+    /// `=`, `~`, `~*`, `^~`, or empty.
+    pub modifier: String,
     /// `http`, `https`, `grpc` or `grpcs`.
     pub scheme: String,
     pub host: String,
     pub port: u16,
+    /// Every (host, port) the route reaches: the upstream's servers when
+    /// `proxy_pass` names an `upstream`, else `host:port`.
+    pub targets: Vec<(String, u16)>,
     /// Repository-relative file and 1-based line of the `location`.
     pub file: String,
     pub line: usize,
+    /// `file:line` of the enclosing `server` block, if any.
+    pub server: Option<String>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq)]
 enum Tok {
     Word(String, usize),
     Open(usize),
@@ -30,81 +53,214 @@ enum Tok {
     Semi(usize),
 }
 
-fn tokenize(src: &str, file: &str) -> Result<Vec<Tok>, Error> {
-    let mut toks = vec![];
-    let mut line = 1;
-    let mut chars = src.chars().peekable();
-    let mut word = String::new();
-    let flush = |word: &mut String, toks: &mut Vec<Tok>, line: usize| {
-        if !word.is_empty() {
-            toks.push(Tok::Word(std::mem::take(word), line));
-        }
-    };
-    while let Some(c) = chars.next() {
-        match c {
-            '\n' => {
-                flush(&mut word, &mut toks, line);
-                line += 1;
-            }
-            '#' if word.is_empty() => {
-                for c in chars.by_ref() {
-                    if c == '\n' {
-                        line += 1;
-                        break;
-                    }
+fn unescape(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut it = raw.chars().peekable();
+    while let Some(c) = it.next() {
+        if c == '\\' {
+            match it.peek() {
+                Some(&q @ ('"' | '\'' | '\\')) => {
+                    out.push(q);
+                    it.next();
                 }
-            }
-            '"' | '\'' if word.is_empty() => {
-                let start = line;
-                let mut closed = false;
-                while let Some(d) = chars.next() {
-                    if d == c {
-                        closed = true;
-                        break;
-                    }
-                    if d == '\\' {
-                        if let Some(e) = chars.next() {
-                            word.push(e);
-                        }
-                        continue;
-                    }
-                    if d == '\n' {
-                        line += 1;
-                    }
-                    word.push(d);
+                Some('t') => {
+                    out.push('\t');
+                    it.next();
                 }
-                if !closed {
-                    return Err(Diagnostic::error(format!("{file}:{start}: unterminated quoted string")).fix("close the quote"));
+                Some('r') => {
+                    out.push('\r');
+                    it.next();
                 }
-                toks.push(Tok::Word(std::mem::take(&mut word), start));
+                Some('n') => {
+                    out.push('\n');
+                    it.next();
+                }
+                _ => out.push('\\'),
             }
-            '{' | '}' | ';' => {
-                flush(&mut word, &mut toks, line);
-                toks.push(match c {
-                    '{' => Tok::Open(line),
-                    '}' => Tok::Close(line),
-                    _ => Tok::Semi(line),
-                });
-            }
-            c if c.is_whitespace() => flush(&mut word, &mut toks, line),
-            c => word.push(c),
+        } else {
+            out.push(c);
         }
     }
-    flush(&mut word, &mut toks, line);
+    out
+}
+
+/// Skips a Lua block body (after its `{`): strings, `--` comments and long
+/// brackets may hold braces. Returns the index after the closing `}`.
+fn skip_lua(c: &[char], mut i: usize, line: &mut usize) -> Option<usize> {
+    let mut depth = 1;
+    let long_close = |c: &[char], i: usize| -> Option<usize> {
+        // `[[` or `[=*[` at i: the index after the matching close.
+        let eq = c[i + 1..].iter().take_while(|x| **x == '=').count();
+        if c.get(i + 1 + eq) != Some(&'[') {
+            return None;
+        }
+        let close: Vec<char> = std::iter::once(']').chain(std::iter::repeat_n('=', eq)).chain(std::iter::once(']')).collect();
+        let mut j = i + 2 + eq;
+        while j + close.len() <= c.len() {
+            if c[j..j + close.len()] == close[..] {
+                return Some(j + close.len());
+            }
+            j += 1;
+        }
+        Some(c.len())
+    };
+    while i < c.len() {
+        match c[i] {
+            '\n' => {
+                *line += 1;
+                i += 1;
+            }
+            '{' => {
+                depth += 1;
+                i += 1;
+            }
+            '}' => {
+                depth -= 1;
+                i += 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            '-' if c.get(i + 1) == Some(&'-') => {
+                if c.get(i + 2) == Some(&'[') {
+                    if let Some(j) = long_close(c, i + 2) {
+                        *line += c[i..j].iter().filter(|x| **x == '\n').count();
+                        i = j;
+                        continue;
+                    }
+                }
+                while i < c.len() && c[i] != '\n' {
+                    i += 1;
+                }
+            }
+            '[' => match long_close(c, i) {
+                Some(j) => {
+                    *line += c[i..j].iter().filter(|x| **x == '\n').count();
+                    i = j;
+                }
+                None => i += 1,
+            },
+            q @ ('"' | '\'') => {
+                i += 1;
+                while i < c.len() && c[i] != q && c[i] != '\n' {
+                    i += if c[i] == '\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+fn tokenize(src: &str, file: &str) -> Result<Vec<Tok>, Error> {
+    let c: Vec<char> = src.chars().collect();
+    let mut toks = vec![];
+    let mut line = 1;
+    let mut i = 0;
+    // The first word of the statement being read (to spot Lua blocks).
+    let mut first: Option<String> = None;
+    let ws = |ch: char| matches!(ch, ' ' | '\t' | '\r' | '\n');
+    while i < c.len() {
+        let ch = c[i];
+        match ch {
+            '\n' => {
+                line += 1;
+                i += 1;
+            }
+            _ if ws(ch) => i += 1,
+            ';' | '}' => {
+                toks.push(if ch == ';' { Tok::Semi(line) } else { Tok::Close(line) });
+                first = None;
+                i += 1;
+            }
+            '{' => {
+                toks.push(Tok::Open(line));
+                i += 1;
+                if first.take().is_some_and(|w| w.ends_with("_by_lua_block") || w == "lua_block") {
+                    let start = line;
+                    i = skip_lua(&c, i, &mut line).ok_or_else(|| err(file, start, "Lua block is never closed", "add the matching `}`"))?;
+                    toks.push(Tok::Close(line));
+                }
+            }
+            '#' => {
+                while i < c.len() && c[i] != '\n' {
+                    i += 1;
+                }
+            }
+            '"' | '\'' => {
+                let start = line;
+                let mut j = i + 1;
+                while j < c.len() && c[j] != ch {
+                    if c[j] == '\\' {
+                        j += 1;
+                    }
+                    if c.get(j) == Some(&'\n') {
+                        line += 1;
+                    }
+                    j += 1;
+                }
+                if j >= c.len() {
+                    return Err(err(file, start, "unterminated quoted string", "close the quote"));
+                }
+                let w = unescape(&c[i + 1..j].iter().collect::<String>());
+                first.get_or_insert_with(|| w.clone());
+                toks.push(Tok::Word(w, start));
+                i = j + 1;
+                // NGINX wants a space, `;`, `{` or `)` after a closing quote.
+                if let Some(&n) = c.get(i) {
+                    if !(ws(n) || n == ';' || n == '{' || n == ')') {
+                        return Err(err(file, line, format!("unexpected `{n}` right after a quoted string"), "put a space or `;` after the closing quote"));
+                    }
+                }
+            }
+            _ => {
+                let start = i;
+                let mut var = false;
+                while i < c.len() {
+                    let d = c[i];
+                    if d == '{' && var {
+                        i += 1;
+                        continue;
+                    }
+                    var = false;
+                    if d == '\\' {
+                        i += 2;
+                        continue;
+                    }
+                    if d == '$' {
+                        var = true;
+                    } else if ws(d) || d == ';' || d == '{' {
+                        break;
+                    }
+                    i += 1;
+                }
+                let i2 = i.min(c.len());
+                let w = unescape(&c[start..i2].iter().collect::<String>());
+                line += c[start..i2].iter().filter(|x| **x == '\n').count();
+                first.get_or_insert_with(|| w.clone());
+                toks.push(Tok::Word(w, line));
+                i = i2;
+            }
+        }
+    }
     Ok(toks)
 }
 
-/// Parses one config file and returns its routes. Checks that braces balance
-/// and that every directive ends with `;`.
-pub fn parse_routes(src: &str, file: &str) -> Result<Vec<Route>, Error> {
+/// One directive: its words, line, and block (if it has one).
+#[derive(Debug, Clone)]
+pub struct Directive {
+    pub args: Vec<String>,
+    pub line: usize,
+    pub block: Option<Vec<Directive>>,
+}
+
+/// Parses one file into its directives; checks braces and `;`.
+pub fn parse(src: &str, file: &str) -> Result<Vec<Directive>, Error> {
     let toks = tokenize(src, file)?;
-    let mut routes = vec![];
-    // Stack of open blocks: (directive words, line).
-    let mut stack: Vec<(Vec<String>, usize)> = vec![];
+    let mut stack: Vec<(Vec<Directive>, Vec<String>, usize)> = vec![(vec![], vec![], 0)];
     let mut words: Vec<String> = vec![];
     let mut first_line = 0;
-    // `set $var value;` seen so far, for `proxy_pass http://$var;`.
-    let mut vars: Vec<(String, String)> = vec![];
     for t in toks {
         match t {
             Tok::Word(w, l) => {
@@ -115,70 +271,218 @@ pub fn parse_routes(src: &str, file: &str) -> Result<Vec<Route>, Error> {
             }
             Tok::Open(l) => {
                 if words.is_empty() {
-                    return Err(Diagnostic::error(format!("{file}:{l}: `{{` without a directive")).fix("remove the stray brace"));
+                    return Err(err(file, l, "`{` without a directive", "remove the stray brace"));
                 }
-                stack.push((std::mem::take(&mut words), first_line));
+                stack.push((vec![], std::mem::take(&mut words), first_line));
             }
             Tok::Semi(l) => {
                 if words.is_empty() {
-                    continue;
+                    return Err(err(file, l, "unexpected `;`", "remove the stray `;`"));
                 }
-                let d = std::mem::take(&mut words);
-                if d[0] == "set" && d.len() == 3 {
-                    vars.push((d[1].clone(), d[2].clone()));
-                }
-                let pass = matches!(d[0].as_str(), "proxy_pass" | "grpc_pass");
-                if let (true, Some((loc, loc_line))) = (pass, stack.last()) {
-                    if loc[0] == "location" && d.len() >= 2 {
-                        let path = loc.last().cloned().unwrap_or_default();
-                        let mut target = d[1].clone();
-                        for (k, v) in vars.iter().rev() {
-                            if target.contains(k.as_str()) {
-                                target = target.replace(k.as_str(), v);
-                            }
-                        }
-                        let target = &target;
-                        let (scheme, rest) = target.split_once("://").unwrap_or(("http", target));
-                        let hostport = rest.split('/').next().unwrap_or("");
-                        let (host, port) = match hostport.rsplit_once(':') {
-                            Some((h, p)) => (h, p.parse().unwrap_or(0)),
-                            None => (hostport, if scheme.ends_with('s') { 443 } else { 80 }),
-                        };
-                        routes.push(Route {
-                            path,
-                            scheme: scheme.to_string(),
-                            host: host.to_string(),
-                            port,
-                            file: file.to_string(),
-                            line: *loc_line,
-                        });
-                    }
-                }
-                let _ = l;
+                stack.last_mut().unwrap().0.push(Directive { args: std::mem::take(&mut words), line: first_line, block: None });
             }
             Tok::Close(l) => {
                 if !words.is_empty() {
-                    return Err(Diagnostic::error(format!("{file}:{first_line}: directive `{}` has no `;`",
-                        words.join(" ")
-                    )).fix("end it with `;`"));
+                    return Err(err(file, first_line, format!("directive `{}` has no `;`", words.join(" ")), "end it with `;`"));
                 }
-                if stack.pop().is_none() {
-                    return Err(Diagnostic::error(format!("{file}:{l}: unbalanced `}}`")).fix("remove it or add the matching `{`"));
+                if stack.len() == 1 {
+                    return Err(err(file, l, "unbalanced `}`", "remove it or add the matching `{`"));
                 }
+                let (body, args, line) = stack.pop().unwrap();
+                stack.last_mut().unwrap().0.push(Directive { args, line, block: Some(body) });
             }
         }
     }
-    if let Some((d, l)) = stack.last() {
-        return Err(Diagnostic::error(format!("{file}:{l}: block `{}` is never closed",
-            d.join(" ")
-        )).fix("add the matching `}}`"));
+    if stack.len() > 1 {
+        let (_, d, l) = stack.last().unwrap();
+        return Err(err(file, *l, format!("block `{}` is never closed", d.join(" ")), "add the matching `}`"));
     }
     if !words.is_empty() {
-        return Err(Diagnostic::error(format!("{file}:{first_line}: directive `{}` has no `;`",
-            words.join(" ")
-        )).fix("end it with `;`"));
+        return Err(err(file, first_line, format!("directive `{}` has no `;`", words.join(" ")), "end it with `;`"));
     }
-    Ok(routes)
+    Ok(stack.pop().unwrap().0)
+}
+
+/// Parses one config file on its own and returns its routes.
+#[cfg(test)]
+pub fn parse_routes(src: &str, file: &str) -> Result<Vec<Route>, Error> {
+    let files = BTreeMap::from([(file.to_string(), parse(src, file)?)]);
+    Ok(Config::from_files(files).routes)
+}
+
+/// Every config file under `nginx/` and what they route.
+#[derive(Debug, Default)]
+pub struct Config {
+    pub routes: Vec<Route>,
+    /// `file:line` of every `server` that includes `nginx/locations/*.conf`.
+    pub location_servers: Vec<String>,
+}
+
+fn glob_match(pat: &str, s: &str) -> bool {
+    match pat.split_once('*') {
+        None => pat == s,
+        Some((a, b)) => s.starts_with(a) && (0..=s.len() - a.len()).any(|i| s.is_char_boundary(a.len() + i) && glob_match(b, &s[a.len() + i..])),
+    }
+}
+
+/// An `include` pattern as repository paths under `nginx/` (a pattern
+/// outside `/etc/nginx/` names nothing in the repository).
+fn include_pattern(p: &str) -> Option<String> {
+    let rel = match p.strip_prefix(PREFIX) {
+        Some(r) => r,
+        None if !p.starts_with('/') => p,
+        None => return None,
+    };
+    Some(format!("{DIR}/{rel}"))
+}
+
+struct Walk<'a> {
+    files: &'a BTreeMap<String, Vec<Directive>>,
+    upstreams: BTreeMap<String, Vec<(String, u16)>>,
+    vars: Vec<(String, String)>,
+    out: Config,
+}
+
+fn hostport(hp: &str, scheme: &str) -> (String, u16) {
+    let default = if scheme.ends_with('s') { 443 } else { 80 };
+    match hp.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h.to_string(), p.parse().unwrap_or(0)),
+        _ => (hp.to_string(), default),
+    }
+}
+
+impl Walk<'_> {
+    fn collect_upstreams(&mut self, ds: &[Directive]) {
+        for d in ds {
+            if let (Some(b), true) = (&d.block, d.args[0] == "upstream" && d.args.len() == 2) {
+                let servers = b.iter().filter(|s| s.args[0] == "server" && s.args.len() >= 2).map(|s| hostport(&s.args[1], "http")).collect();
+                self.upstreams.insert(d.args[1].clone(), servers);
+            } else if let Some(b) = &d.block {
+                self.collect_upstreams(b);
+            }
+        }
+    }
+
+    fn included(&self, pat: &str) -> Vec<String> {
+        let Some(p) = include_pattern(pat) else { return vec![] };
+        self.files.keys().filter(|f| glob_match(&p, f)).cloned().collect()
+    }
+
+    fn walk(&mut self, file: &str, ds: &[Directive], server: Option<&str>, location: Option<(&str, &str, usize, &str)>, depth: usize) {
+        for d in ds {
+            let name = d.args[0].as_str();
+            match (name, &d.block) {
+                ("include", None) if d.args.len() == 2 && depth < 16 => {
+                    let inc = self.included(&d.args[1]);
+                    if let Some(s) = server {
+                        if inc.iter().any(|f| f.starts_with(LOCATIONS)) || include_pattern(&d.args[1]).is_some_and(|p| p.starts_with(LOCATIONS)) {
+                            self.out.location_servers.push(s.to_string());
+                        }
+                    }
+                    for f in inc {
+                        let body = self.files[&f].clone();
+                        self.walk(&f, &body, server, location, depth + 1);
+                    }
+                }
+                ("set", None) if d.args.len() == 3 => self.vars.push((d.args[1].clone(), d.args[2].clone())),
+                ("proxy_pass" | "grpc_pass", None) if d.args.len() >= 2 => {
+                    if let Some((modifier, path, line, lfile)) = location {
+                        let mut target = d.args[1].clone();
+                        for (k, v) in self.vars.iter().rev() {
+                            target = target.replace(&format!("${{{}}}", &k[1..]), v).replace(k.as_str(), v);
+                        }
+                        let (scheme, rest) = target.split_once("://").unwrap_or(("http", &target));
+                        let hp = rest.split('/').next().unwrap_or("");
+                        let (host, port) = hostport(hp, scheme);
+                        let targets = match self.upstreams.get(hp) {
+                            Some(servers) => servers.clone(),
+                            None => vec![(host.clone(), port)],
+                        };
+                        self.out.routes.push(Route {
+                            path: path.to_string(),
+                            modifier: modifier.to_string(),
+                            scheme: scheme.to_string(),
+                            host,
+                            port,
+                            targets,
+                            file: lfile.to_string(),
+                            line,
+                            server: server.map(str::to_string),
+                        });
+                    }
+                }
+                ("server", Some(b)) => {
+                    let id = format!("{file}:{}", d.line);
+                    self.walk(file, b, Some(&id), None, depth);
+                }
+                ("location", Some(b)) if d.args.len() >= 2 => {
+                    let path = d.args.last().unwrap().as_str();
+                    let modifier = if d.args.len() > 2 { d.args[1].as_str() } else { "" };
+                    self.walk(file, b, server, Some((modifier, path, d.line, file)), depth);
+                }
+                ("upstream", Some(_)) => {}
+                (_, Some(b)) => self.walk(file, b, server, location, depth),
+                _ => {}
+            }
+        }
+    }
+}
+
+impl Config {
+    /// Walks the files that no other file includes, following includes.
+    pub fn from_files(files: BTreeMap<String, Vec<Directive>>) -> Config {
+        let mut w = Walk { files: &files, upstreams: BTreeMap::new(), vars: vec![], out: Config::default() };
+        for ds in files.values() {
+            w.collect_upstreams(ds);
+        }
+        let mut included = vec![];
+        fn includes(ds: &[Directive], out: &mut Vec<String>) {
+            for d in ds {
+                if d.args[0] == "include" && d.args.len() == 2 && d.block.is_none() {
+                    out.push(d.args[1].clone());
+                }
+                if let Some(b) = &d.block {
+                    includes(b, out);
+                }
+            }
+        }
+        for ds in files.values() {
+            let mut pats = vec![];
+            includes(ds, &mut pats);
+            for p in pats {
+                included.extend(w.included(&p));
+            }
+        }
+        for (f, ds) in &files {
+            if !included.contains(f) {
+                w.walk(f, ds, None, None, 0);
+            }
+        }
+        w.out.routes.dedup_by(|a, b| a.file == b.file && a.line == b.line && a.server == b.server);
+        w.out
+    }
+
+    /// A route a generated endpoint for `path` would collide with: a prefix
+    /// location for the same path in a `server` that includes the endpoint
+    /// files (or in no server at all), outside the file `except`.
+    pub fn conflict(&self, path: &str, except: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| {
+            r.path == path
+                && matches!(r.modifier.as_str(), "" | "^~")
+                && r.file != except
+                && r.server.as_ref().is_none_or(|s| self.location_servers.contains(s))
+        })
+    }
+
+    /// Reads every `*.conf` under `nginx/`.
+    pub fn load(root: &Path) -> Result<Config, Error> {
+        let mut files = BTreeMap::new();
+        for f in conf_files(root) {
+            let text = crate::model::repo::read_text(root, &f)?;
+            files.insert(f.clone(), parse(&text, &f)?);
+        }
+        Ok(Config::from_files(files))
+    }
 }
 
 /// Every `*.conf` file under `nginx/`, repository-relative, sorted.
@@ -222,5 +526,49 @@ mod tests {
         assert!(e.contains("nginx/n.conf:1") && e.contains("never closed"), "{e}");
         let e = parse_routes("a;\n}\n", "f").unwrap_err().to_string();
         assert!(e.contains("f:2") && e.contains("unbalanced"), "{e}");
+        let e = parse_routes("server {\n  listen 80\n}\n", "f").unwrap_err().to_string();
+        assert!(e.contains("f:2") && e.contains("has no `;`"), "{e}");
+    }
+
+    /// Point 8: the real grammar. `${host}` is one word; `}` inside a word
+    /// is part of it; quotes hold braces and `;`; comments hold anything;
+    /// Lua blocks are Lua.
+    #[test]
+    fn tokenizes_like_nginx() {
+        let words = |s: &str| tokenize(s, "f").unwrap().into_iter().filter_map(|t| if let Tok::Word(w, _) = t { Some(w) } else { None }).collect::<Vec<_>>();
+        assert_eq!(words("proxy_set_header X-Forwarded-Host ${host};"), ["proxy_set_header", "X-Forwarded-Host", "${host}"]);
+        assert_eq!(words("return 200 \"a { b ; \\\" c\";"), ["return", "200", "a { b ; \" c"]);
+        assert_eq!(words("add_header X 'it\\'s';"), ["add_header", "X", "it's"]);
+        assert_eq!(words("location ~* \\.(js|css)$ {}"), ["location", "~*", "\\.(js|css)$"]);
+        assert_eq!(words("a b#c; # d { '\n"), ["a", "b#c"]);
+        assert_eq!(words("if ($http_x ~ \"^a{2}$\") { }"), ["if", "($http_x", "~", "^a{2}$", ")"]);
+        let lua = "content_by_lua_block {\n  local t = { a = \"}\" } -- }\n  ngx.say([[ { ]])\n}\nlocation /x { proxy_pass http://a:1; }\n";
+        let r = parse_routes(lua, "f").unwrap();
+        assert_eq!((r.len(), r[0].line), (1, 5));
+        assert!(parse_routes("location /x { return 200 \"ok\"}\n", "f").is_err(), "NGINX wants a space after a closing quote");
+    }
+
+    #[test]
+    fn follows_upstreams_servers_and_includes() {
+        let main = "http {\n  upstream gw { server gateway:8080 max_fails=3; server gateway2:8080; }\n  map $a $b { default 1; '' 0; }\n  server {\n    listen 443 ssl;\n    include locations/*.conf;\n  }\n  server {\n    listen 8080;\n    location = /x { proxy_pass http://gw; }\n    location ^~ /api/ { if ($x) { return 403; } proxy_pass http://gw/api/; }\n  }\n}\n";
+        let loc = crate::edit::nginx::render_location("svc", "/svc/", 9000, false, false);
+        let files = BTreeMap::from([
+            ("nginx/nginx.conf".to_string(), parse(main, "nginx/nginx.conf").unwrap()),
+            ("nginx/locations/svc.conf".to_string(), parse(&loc, "nginx/locations/svc.conf").unwrap()),
+        ]);
+        let c = Config::from_files(files);
+        assert_eq!(c.location_servers, ["nginx/nginx.conf:4"]);
+        type Row<'a> = (&'a str, &'a str, Vec<(String, u16)>, Option<&'a str>);
+        let by: Vec<Row> = c.routes.iter().map(|r| (r.modifier.as_str(), r.path.as_str(), r.targets.clone(), r.server.as_deref())).collect();
+        let gw = vec![("gateway".to_string(), 8080), ("gateway2".to_string(), 8080)];
+        assert_eq!(
+            by,
+            vec![
+                ("", "/svc/", vec![("svc".to_string(), 9000)], Some("nginx/nginx.conf:4")),
+                ("=", "/x", gw.clone(), Some("nginx/nginx.conf:8")),
+                ("^~", "/api/", gw, Some("nginx/nginx.conf:8")),
+            ]
+        );
+        assert_eq!(c.routes[0].file, "nginx/locations/svc.conf");
     }
 }

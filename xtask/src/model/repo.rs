@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::model::cargo_toml::{self, Members};
 use crate::model::cnf::{self, Cnf};
 use crate::model::compose::{self, Compose};
-use crate::model::nginx::{self, Route};
+use crate::model::nginx;
 use crate::diag::{Diagnostic, Error};
 
 pub const SERVICES_DIR: &str = "src/backend_services";
@@ -29,7 +29,7 @@ pub struct Repo {
     pub cnf: Cnf,
     pub cargo_text: String,
     pub members: Members,
-    pub routes: Vec<Route>,
+    pub nginx: nginx::Config,
     /// Folders under `src/backend_services/`.
     pub service_dirs: Vec<String>,
     /// Variables from `.env`, where image overrides live.
@@ -139,13 +139,10 @@ impl Repo {
         let env = |k: &str| std::env::var(k).ok().or_else(|| dotenv.get(k).cloned());
         let compose = Compose::parse(&compose_text, &env)?;
         let cnf_text = read_text(root, cnf::FILE)?;
-        let cnf = Cnf::parse(&cnf_text)?;
+        let cnf = Cnf::load(&cnf_text, Some(root))?.usable()?;
         let cargo_text = read_text(root, cargo_toml::FILE)?;
         let members = cargo_toml::parse(&cargo_text)?;
-        let mut routes = vec![];
-        for f in nginx::conf_files(root) {
-            routes.extend(nginx::parse_routes(&read_text(root, &f)?, &f)?);
-        }
+        let nginx = nginx::Config::load(root)?;
         let mut service_dirs = vec![];
         if let Ok(rd) = std::fs::read_dir(root.join(SERVICES_DIR)) {
             for e in rd.flatten() {
@@ -155,7 +152,7 @@ impl Repo {
             }
         }
         service_dirs.sort();
-        Ok(Repo { root: root.to_path_buf(), compose_text, compose, cnf_text, cnf, cargo_text, members, routes, service_dirs, dotenv })
+        Ok(Repo { root: root.to_path_buf(), compose_text, compose, cnf_text, cnf, cargo_text, members, nginx, service_dirs, dotenv })
     }
 
     pub fn env(&self, k: &str) -> Option<String> {

@@ -9,32 +9,40 @@ use crate::plan::txn::Txn;
 use crate::edit;
 use crate::Error;
 
-/// Marks endpoint files that `sync` owns (and may rewrite or delete).
-pub const GENERATED: &str = "Written by `cargo xtask add-service`";
-
 pub fn plan(repo: &Repo) -> Result<Txn, Error> {
     let mut txn = Txn::new(&repo.root);
-    let cnf_new = edit::cnf::sync_alt_names(&repo.cnf_text, &repo.cnf, &repo.wanted_alt_names());
+    let cnf_new = edit::cnf::sync_alt_names(&repo.cnf_text, &repo.cnf, &repo.wanted_alt_names())?;
     txn.write(cnf::FILE, cnf_new)?;
-    txn.write(cargo_toml::FILE, edit::cargo_toml::sync(&repo.cargo_text, &repo.members, &repo.wanted_members()))?;
+    txn.write(cargo_toml::FILE, edit::cargo_toml::sync(&repo.cargo_text, &repo.members, &repo.wanted_members())?)?;
 
     let mut wanted_files = vec![];
     for s in repo.backend() {
         let (Some(path), Some(port)) = (s.public_path(), s.port()) else { continue };
         let file = nginx::location_file(&s.name);
-        // A path routed in a hand-written config is the user's; leave it.
-        if repo.routes.iter().any(|r| r.path == path && r.file != file) {
+        wanted_files.push(file.clone());
+        let current = std::fs::read_to_string(repo.root.join(&file)).ok();
+        // A file the user wrote (no marker on its first line) is theirs.
+        if current.as_deref().is_some_and(|t| !edit::nginx::is_generated(&s.name, t)) {
+            continue;
+        }
+        // So is a hand-written location for the same path in the server
+        // that includes the endpoint files: another one would clash.
+        // (A route in another server, e.g. another port, does not.)
+        if repo.nginx.conflict(path, &file).is_some() {
             continue;
         }
         txn.write(&file, edit::nginx::render_location(&s.name, path, port, s.https(), s.protocol() == "grpc"))?;
-        wanted_files.push(file);
     }
+    // Delete only endpoint files we generated, for services that no longer
+    // want one.
     for f in nginx::conf_files(&repo.root) {
-        if f.starts_with(nginx::LOCATIONS) && !wanted_files.contains(&f) {
-            let text = std::fs::read_to_string(repo.root.join(&f)).unwrap_or_default();
-            if text.contains(GENERATED) {
-                txn.delete(&f)?;
-            }
+        let Some(service) = f.strip_prefix(nginx::LOCATIONS).and_then(|r| r.strip_prefix('/')).and_then(|r| r.strip_suffix(".conf")) else { continue };
+        if service.contains('/') || wanted_files.contains(&f) {
+            continue;
+        }
+        let text = std::fs::read_to_string(repo.root.join(&f)).unwrap_or_default();
+        if edit::nginx::is_generated(service, &text) {
+            txn.delete(&f)?;
         }
     }
     Ok(txn)

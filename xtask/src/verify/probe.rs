@@ -10,7 +10,6 @@ use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters as q;
 use bollard::Docker;
 
-use crate::model::cnf;
 use crate::model::compose::Service;
 use crate::docker::{self, Tar, HASH_LABEL};
 use crate::model::repo::Repo;
@@ -161,11 +160,12 @@ fn tls_hint(repo: &Repo, detail: &str, name: &str) -> Option<String> {
     if !detail.contains("not valid for the name") {
         return None;
     }
-    let after = repo.cnf.alt_names.last().map(|a| a.line).unwrap_or(repo.cnf.section_line);
+    let after = repo.cnf.insert_after().unwrap_or(repo.cnf.section_line).max(1);
     Some(format!(
-        "add `DNS.{} = {name}` under [alt_names] in {}:{after}, then run `cargo xtask certs`",
+        "add `DNS.{} = {name}` under [ {} ] in {}:{after}, then run `cargo xtask certs`",
         repo.cnf.next_dns_index(),
-        cnf::FILE
+        repo.cnf.section,
+        repo.cnf.section_file
     ))
 }
 
