@@ -58,7 +58,7 @@ COMMANDS:
   certs [--force]         (re)generate the local CA and certificates
   check [--format human|json]   the static house rules (--rules lists them)
   list [--format human|json]    the services
-  verify [--only <service>...] [--format human|json] [--junit <file>] [--keep] [--timeout <secs>]
+  verify [--only <service>...] [--format human|json] [--junit <file>] [--keep] [--timeout <secs>] [--builder auto|buildkit|classic]
                           build, start and prove reachability end to end (Docker API)
   images bootstrap        build local stand-ins for the base images (no registry needed)
   help                    this text
@@ -205,13 +205,18 @@ fn run() -> Result<u8, Error> {
             Ok(0)
         }
         "verify" => {
-            let mut o = verify::Opts { only: vec![], json: false, junit: None, keep: false, timeout: 120 };
+            let mut o = verify::Opts { only: vec![], json: false, junit: None, keep: false, timeout: 120, builder: Default::default() };
             while let Some(arg) = p.next()? {
                 match arg {
                     Long("only") => o.only.push(p.value()?.string()?),
                     Long("format") => o.json = format_flag(&mut p)?,
                     Long("junit") => o.junit = Some(p.value()?.into()),
                     Long("keep") => o.keep = true,
+                    Long("builder") => {
+                        let v = p.value()?.string()?;
+                        o.builder = crate::docker::buildkit::Choice::parse(&v)
+                            .ok_or_else(|| Error::input(format!("--builder `{v}`: expected auto, buildkit or classic")))?;
+                    }
                     Long("timeout") => {
                         let v = p.value()?.string()?;
                         o.timeout = v.parse().map_err(|_| Error::input(format!("--timeout `{v}`: not a number of seconds")))?;

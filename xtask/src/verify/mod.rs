@@ -15,6 +15,7 @@ use bollard::Docker;
 
 use crate::check;
 use crate::model::compose::Service;
+use crate::docker::buildkit::{self, Builder, Choice};
 use crate::docker::{self, Tar, PID_LABEL, RUN_LABEL};
 use probe::{Cell, Target};
 use crate::model::repo::Repo;
@@ -26,6 +27,7 @@ pub struct Opts {
     pub junit: Option<PathBuf>,
     pub keep: bool,
     pub timeout: u64,
+    pub builder: Choice,
 }
 
 /// Wall time of each phase, for the report and the benchmarks.
@@ -35,6 +37,9 @@ struct Phases(Vec<(&'static str, f64)>);
 impl Phases {
     fn add(&mut self, name: &'static str, since: Instant) {
         self.0.push((name, since.elapsed().as_secs_f64()));
+    }
+    fn push(&mut self, name: &'static str, d: Duration) {
+        self.0.push((name, d.as_secs_f64()));
     }
 }
 
@@ -47,6 +52,9 @@ pub struct Run {
     /// compose network name -> docker network name
     networks: BTreeMap<String, String>,
     secrets: Vec<String>,
+    /// Removals of finished probe containers, running in the background;
+    /// awaited before the final sweep.
+    reaping: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Run {
@@ -58,6 +66,14 @@ impl Run {
     }
     pub fn root(&self) -> &Path {
         &self.root
+    }
+    /// Removes a container that has done its work, off the critical path.
+    pub fn reap(&self, id: &str) {
+        let (d, id) = (self.d.clone(), id.to_string());
+        let h = tokio::spawn(async move {
+            let _ = d.remove_container(&id, Some(q::RemoveContainerOptions { force: true, v: true, ..Default::default() })).await;
+        });
+        self.reaping.lock().unwrap_or_else(|e| e.into_inner()).push(h);
     }
     fn name(&self, what: &str) -> String {
         format!("mr-{}-{what}", self.id)
@@ -108,26 +124,33 @@ pub async fn verify(root: &Path, o: Opts) -> Result<u8, Error> {
             }
         }
     }
-    let mut run = Run { id, root: root.to_path_buf(), d: d.clone(), containers: BTreeMap::new(), networks: BTreeMap::new(), secrets };
+    let mut run = Run { id, root: root.to_path_buf(), d: d.clone(), containers: BTreeMap::new(), networks: BTreeMap::new(), secrets, reaping: Default::default() };
     eprintln!("verify: run {} ({} services)", run.id, repo.compose.services.len());
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| Error::failure(format!("cannot install a SIGTERM handler: {e}")))?;
-    let result = tokio::select! {
-        r = body(&repo, &mut run, &o, &mut phases) => r,
-        _ = tokio::signal::ctrl_c() => Err(Error::failure("interrupted (SIGINT)")),
-        _ = term.recv() => Err(Error::failure("interrupted (SIGTERM)")),
+    let (result, interrupted) = tokio::select! {
+        r = body(&repo, &mut run, &o, &mut phases) => (r, false),
+        _ = tokio::signal::ctrl_c() => (Err(Error::failure("interrupted (SIGINT)")), true),
+        _ = term.recv() => (Err(Error::failure("interrupted (SIGTERM)")), true),
     };
+    // The report is out; what is left is removal (the command still exits
+    // only when nothing of this run is left).
     let t = Instant::now();
+    let reaping: Vec<_> = std::mem::take(&mut *run.reaping.lock().unwrap_or_else(|e| e.into_inner()));
+    futures_util::future::join_all(reaping).await;
     if o.keep && result.is_ok() {
         eprintln!("verify: --keep: the stack of run {} is still up. Remove it with:", run.id);
         eprintln!("  docker rm -f $(docker ps -aq --filter label={RUN_LABEL}={}) && docker network prune -f --filter label={RUN_LABEL}={} && docker volume prune -f --filter label={RUN_LABEL}={}", run.id, run.id, run.id);
     } else {
-        // Twice: a create that was in flight when we were interrupted may
-        // land after the first sweep.
         docker::sweep(&d, Some(&run.id)).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        docker::sweep(&d, Some(&run.id)).await;
+        if interrupted {
+            // Again: a create that was in flight when we were interrupted
+            // may land after the first sweep. (A run that ended by itself
+            // has nothing in flight.)
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            docker::sweep(&d, Some(&run.id)).await;
+        }
     }
     phases.add("cleanup", t);
     let code = result?;
@@ -169,27 +192,39 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
     };
     let order = start_order(&repo.compose.services, &wanted);
 
-    // 1. Networks and volumes of this run.
+    // 1. Networks and volumes of this run, all at once.
     let t = Instant::now();
-    for (n, _) in &repo.compose.networks {
-        let name = run.name(n);
-        d.create_network(NetworkCreateRequest { name: name.clone(), labels: Some(run.labels()), ..Default::default() })
-            .await
-            .map_err(|e| Error::failure(format!("creating network {name}: {e}")))?;
-        run.networks.insert(n.clone(), name);
+    let nets = repo.compose.networks.iter().map(|(n, _)| {
+        let (d, name, labels) = (&d, run.name(n), run.labels());
+        async move {
+            d.create_network(NetworkCreateRequest { name: name.clone(), labels: Some(labels), ..Default::default() })
+                .await
+                .map_err(|e| Error::failure(format!("creating network {name}: {e}")))?;
+            Ok::<_, Error>((n.clone(), name))
+        }
+    });
+    let vols = repo.compose.volumes.iter().map(|(v, _)| {
+        let (d, name, labels) = (&d, run.name(v), run.labels());
+        async move {
+            d.create_volume(VolumeCreateRequest { name: Some(name.clone()), labels: Some(labels), ..Default::default() })
+                .await
+                .map_err(|e| Error::failure(format!("creating volume {name}: {e}")))?;
+            Ok::<_, Error>((v.clone(), name))
+        }
+    });
+    let (nets, vols) = tokio::join!(futures_util::future::join_all(nets), futures_util::future::join_all(vols));
+    for r in nets {
+        let (n, name) = r?;
+        run.networks.insert(n, name);
     }
-    let mut volumes = BTreeMap::new();
-    for (v, _) in &repo.compose.volumes {
-        let name = run.name(v);
-        d.create_volume(VolumeCreateRequest { name: Some(name.clone()), labels: Some(run.labels()), ..Default::default() })
-            .await
-            .map_err(|e| Error::failure(format!("creating volume {name}: {e}")))?;
-        volumes.insert(v.clone(), name);
-    }
+    let volumes: BTreeMap<String, String> = vols.into_iter().collect::<Result<_, _>>()?;
 
     // 2. Images. What needs no build (Postgres, Redis) starts meanwhile, so
     // its initialisation overlaps the builds.
-    let (probe_image, probe_bin) = probe::ensure_image(&d, &repo.root).await?;
+    let (builder, why) = buildkit::choose(&d, o.builder).await;
+    eprintln!("verify: images built with {why}");
+    let fallback = o.builder == Choice::Auto;
+    let (probe_image, probe_bin) = probe::ensure_image(&d, &repo.root, builder).await?;
     let prebuilt: Vec<&Service> = order
         .iter()
         .copied()
@@ -198,19 +233,39 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
     let mut images = pulled_images(&d, &order).await?;
     let (built, early) = {
         let (run_ref, images_ref): (&Run, &HashMap<String, String>) = (run, &images);
-        tokio::join!(build_images(&d, repo, &order), start_levels(repo, run_ref, &prebuilt, images_ref, &volumes))
+        tokio::join!(build_images(&d, repo, &order, builder, fallback), start_levels(repo, run_ref, &prebuilt, images_ref, &volumes))
     };
     images.extend(built?);
     let early = early?;
     phases.add("images", t);
+    // 3. The rest, level by level of depends_on; 4. readiness: every
+    // container answers its own protocol, from inside. Each wait begins as
+    // soon as its container runs, so the waits overlap the other starts.
     let t = Instant::now();
-    let started: Vec<String> = early.iter().map(|(n, _)| n.clone()).collect();
+    let targets: Vec<Target> = order.iter().filter_map(|s| probe::target(repo, s)).collect();
+    let rest: Vec<&Service> = order.iter().copied().filter(|s| !early.iter().any(|(n, _)| *n == s.name)).collect();
+    let waits = |started: Vec<(String, String)>| {
+        let (d, run, image, targets) = (&d, &*run, &probe_image, &targets);
+        async move {
+            let w = targets.iter().filter_map(|tg| {
+                let cid = started.iter().find(|(n, _)| *n == tg.service)?.1.clone();
+                Some(async move { (tg.service.clone(), probe::wait_ready(d, run, image, tg, &cid, o.timeout).await) })
+            });
+            futures_util::future::join_all(w).await
+        }
+    };
+    let late = async {
+        let late = start_levels(repo, run, &rest, &images, &volumes).await?;
+        let started_in = t.elapsed();
+        let ready = waits(late.clone()).await;
+        Ok::<_, Error>((late, started_in, ready))
+    };
+    let early_ready = async { Ok::<_, Error>(waits(early.clone()).await) };
+    let (early_ready, (late, started_in, late_ready)) = tokio::try_join!(early_ready, late)?;
     run.containers.extend(early);
-
-    // 3. The rest, level by level of depends_on.
-    let rest: Vec<&Service> = order.iter().copied().filter(|s| !started.contains(&s.name)).collect();
-    let late = start_levels(repo, run, &rest, &images, &volumes).await?;
     run.containers.extend(late);
+    phases.push("start", started_in);
+    phases.push("ready", t.elapsed().saturating_sub(started_in));
     let mut nginx_port = None;
     if let Some(cid) = run.containers.get("nginx") {
         let info = d.inspect_container(cid, None::<q::InspectContainerOptions>).await.ok();
@@ -219,24 +274,17 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
             .and_then(|b| b.first()?.host_port.clone())
             .and_then(|p| p.parse::<u16>().ok());
     }
-    phases.add("start", t);
-
-    // 4. Readiness: every container answers its own protocol, from inside.
-    let t = Instant::now();
-    let targets: Vec<Target> = order.iter().filter_map(|s| probe::target(repo, s)).collect();
-    let waits = targets.iter().map(|tg| probe::wait_ready(&d, run, &probe_image, tg, o.timeout));
-    let ready = futures_util::future::join_all(waits).await;
+    let ready: HashMap<String, Result<u128, String>> = early_ready.into_iter().chain(late_ready).collect();
     let mut not_ready = vec![];
-    for (tg, r) in targets.iter().zip(ready) {
-        match r {
-            Ok(ms) => eprintln!("  ready  {:<12} {:.1}s", tg.service, ms as f64 / 1000.0),
+    for tg in &targets {
+        match &ready[&tg.service] {
+            Ok(ms) => eprintln!("  ready  {:<12} {:.1}s", tg.service, *ms as f64 / 1000.0),
             Err(why) => {
                 let logs = docker::logs(&d, &run.containers[&tg.service], 15).await;
                 not_ready.push(format!("{} never became ready: {}\n    last log lines of {}:\n{}", tg.service, why, tg.service, indent(&logs)));
             }
         }
     }
-    phases.add("ready", t);
     if !not_ready.is_empty() {
         for n in &not_ready {
             eprintln!("verify: {}", run.mask(n));
@@ -290,8 +338,9 @@ fn indent(s: &str) -> String {
     s.lines().map(|l| format!("      {l}")).collect::<Vec<_>>().join("\n")
 }
 
-/// Creates and starts `batch` level by level of depends_on (a service after
-/// what it depends on); the containers of one level start together.
+/// Creates every container of `batch` at once (creation has no order),
+/// then starts them level by level of depends_on (a service after what it
+/// depends on); the containers of one level start together.
 async fn start_levels(
     repo: &Repo,
     run: &Run,
@@ -304,22 +353,21 @@ async fn start_levels(
         let dd = s.depends_on.iter().filter_map(|(x, _)| depth.get(x.as_str())).max().map_or(0, |m| m + 1);
         depth.insert(&s.name, dd);
     }
+    let creates = batch.iter().map(|s| async move { Ok::<_, Error>((s.name.clone(), create_container(repo, run, s, &images[&s.name], volumes).await?)) });
+    let mut created = vec![];
+    for r in futures_util::future::join_all(creates).await {
+        created.push(r?);
+    }
     let levels = depth.values().max().map_or(0, |m| m + 1);
-    let mut out = vec![];
     for level in 0..levels {
-        let starts = batch.iter().filter(|s| depth[s.name.as_str()] == level).map(|s| async move {
-            let cid = create_container(repo, run, s, &images[&s.name], volumes).await?;
-            run.d
-                .start_container(&cid, None::<q::StartContainerOptions>)
-                .await
-                .map_err(|e| Error::failure(format!("starting `{}`: {e}", s.name)))?;
-            Ok::<_, Error>((s.name.clone(), cid))
+        let starts = created.iter().filter(|(n, _)| depth[n.as_str()] == level).map(|(n, cid)| async move {
+            run.d.start_container(cid, None::<q::StartContainerOptions>).await.map_err(|e| Error::failure(format!("starting `{n}`: {e}")))
         });
         for r in futures_util::future::join_all(starts).await {
-            out.push(r?);
+            r?;
         }
     }
-    Ok(out)
+    Ok(created)
 }
 
 /// The images of the services that are not built here (Postgres, Redis):
@@ -343,51 +391,67 @@ async fn pulled_images(d: &Docker, order: &[&Service]) -> Result<HashMap<String,
 
 /// Builds (or finds) the image of every service that has a `build:`;
 /// independent builds run together. Returns service -> image reference.
-async fn build_images(d: &Docker, repo: &Repo, order: &[&Service]) -> Result<HashMap<String, String>, Error> {
-    let mut images = HashMap::new();
+async fn build_images(d: &Docker, repo: &Repo, order: &[&Service], builder: Builder, fallback: bool) -> Result<HashMap<String, String>, Error> {
     let mut jobs = vec![];
     for s in order {
         let Some(b) = &s.build else { continue };
         let ctx = repo.root.join(&b.context);
         let tar = docker::context_tar(&ctx, &b.dockerfile)?;
         let args: HashMap<String, String> = b.args.iter().cloned().collect();
-        // The hash covers the context (Dockerfile included), the
-        // arguments and the identity of the base images they name.
-        let mut sorted: Vec<_> = args.iter().collect();
-        sorted.sort();
-        let mut arg_parts: Vec<String> = vec![];
-        for (k, v) in sorted {
-            arg_parts.push(format!("{k}={v}"));
-            arg_parts.push(docker::image_id(d, v).await.unwrap_or_default());
-        }
-        let mut refs: Vec<&[u8]> = vec![&tar, b.dockerfile.as_bytes()];
-        refs.extend(arg_parts.iter().map(|p| p.as_bytes()));
-        let hash = docker::sha256_hex(&refs);
-        let tag = format!("monorepo-verify/{}:{}", s.name, &hash[..16]);
-        images.insert(s.name.clone(), tag.clone());
-        if docker::image_exists(d, &tag).await {
-            eprintln!("  image  {:<12} cached ({tag})", s.name);
-            continue;
-        }
-        let (name, df) = (s.name.clone(), b.dockerfile.clone());
-        // No build label: the hash is in the tag, and a LABEL is one
-        // more layer commit (seconds on fuse-overlayfs).
-        let labels = HashMap::new();
         jobs.push(async move {
+            // The hash covers the context (Dockerfile included), the
+            // arguments and the identity of the base images they name; it
+            // does not depend on the builder, so either finds the other's.
+            let mut sorted: Vec<_> = args.iter().collect();
+            sorted.sort();
+            let mut arg_parts: Vec<String> = vec![];
+            for (k, v) in sorted {
+                arg_parts.push(format!("{k}={v}"));
+                arg_parts.push(docker::image_id(d, v).await.unwrap_or_default());
+            }
+            let mut refs: Vec<&[u8]> = vec![&tar, b.dockerfile.as_bytes()];
+            refs.extend(arg_parts.iter().map(|p| p.as_bytes()));
+            let hash = docker::sha256_hex(&refs);
+            let tag = format!("monorepo-verify/{}:{}", s.name, &hash[..16]);
+            if docker::image_exists(d, &tag).await {
+                eprintln!("  image  {:<12} cached ({tag})", s.name);
+                return (s.name.clone(), tag, Ok(false));
+            }
+            eprintln!("  image  {:<12} building with {}", s.name, if builder == Builder::BuildKit { "BuildKit" } else { "the classic builder" });
             let t = Instant::now();
-            let r = docker::build(d, &tag, tar, &df, &args, labels).await;
-            (name, tag, t.elapsed(), r)
+            // One line per finished step (BuildKit); the builder's own
+            // bookkeeping steps ([internal] ...) are left out.
+            let name = s.name.clone();
+            let mut on_step = move |st: &buildkit::Step| {
+                if st.name.starts_with("[internal]") {
+                    return;
+                }
+                let how = match (&st.error, st.cached) {
+                    (Some(e), _) => format!("FAILED: {e}"),
+                    (None, true) => "cached".to_string(),
+                    (None, false) => format!("{:.1}s", st.seconds),
+                };
+                eprintln!("  image  {name:<12} {} {how}", st.name);
+            };
+            // No build label: the hash is in the tag, and a LABEL is one
+            // more layer commit (seconds on fuse-overlayfs, classic builder).
+            let r = buildkit::build_image(d, builder, fallback, &tag, tar, &b.dockerfile, &args, HashMap::new(), &mut on_step).await;
+            let r = r.map(|_| {
+                eprintln!("  image  {:<12} built in {:.1}s ({tag})", s.name, t.elapsed().as_secs_f64());
+                true
+            });
+            (s.name.clone(), tag, r)
         });
     }
-    if !jobs.is_empty() {
-        eprintln!("  image  building {} image(s) in parallel...", jobs.len());
-    }
+    let mut images = HashMap::new();
     let mut failed = vec![];
-    for (name, tag, took, r) in futures_util::future::join_all(jobs).await {
+    for (name, tag, r) in futures_util::future::join_all(jobs).await {
         match r {
-            Ok(()) => {
-                eprintln!("  image  {name:<12} built in {:.1}s ({tag})", took.as_secs_f64());
-                docker::remove_older_tags(d, &tag).await;
+            Ok(built) => {
+                if built {
+                    docker::remove_older_tags(d, &tag).await;
+                }
+                images.insert(name, tag);
             }
             Err(log) => failed.push(format!("building `{name}` failed:\n{}", indent(&log))),
         }
