@@ -219,8 +219,8 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
     }
     let volumes: BTreeMap<String, String> = vols.into_iter().collect::<Result<_, _>>()?;
 
-    // 2. Images. What needs no build (Postgres, Redis) starts meanwhile, so
-    // its initialisation overlaps the builds.
+    // 2.-4. Images, start, readiness. What needs no build (Postgres,
+    // Redis) starts meanwhile, so its initialisation overlaps the builds.
     let (builder, why) = buildkit::choose(&d, o.builder).await;
     eprintln!("verify: images built with {why}");
     let fallback = o.builder == Choice::Auto;
@@ -230,20 +230,10 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
         .copied()
         .filter(|s| s.build.is_none() && s.depends_on.iter().all(|(x, _)| repo.compose.service(x).is_some_and(|x| x.build.is_none())))
         .collect();
-    let mut images = pulled_images(&d, &order).await?;
-    let (built, early) = {
-        let (run_ref, images_ref): (&Run, &HashMap<String, String>) = (run, &images);
-        tokio::join!(build_images(&d, repo, &order, builder, fallback), start_levels(repo, run_ref, &prebuilt, images_ref, &volumes))
-    };
-    images.extend(built?);
-    let early = early?;
-    phases.add("images", t);
-    // 3. The rest, level by level of depends_on; 4. readiness: every
-    // container answers its own protocol, from inside. Each wait begins as
-    // soon as its container runs, so the waits overlap the other starts.
-    let t = Instant::now();
+    let pulled = pulled_images(&d, &order).await?;
+    let rest: Vec<&Service> = order.iter().copied().filter(|s| !prebuilt.iter().any(|p| p.name == s.name)).collect();
     let targets: Vec<Target> = order.iter().filter_map(|s| probe::target(repo, s)).collect();
-    let rest: Vec<&Service> = order.iter().copied().filter(|s| !early.iter().any(|(n, _)| *n == s.name)).collect();
+    // Readiness: every container answers its own protocol, from inside.
     let waits = |started: Vec<(String, String)>| {
         let (d, run, image, targets) = (&d, &*run, &probe_image, &targets);
         async move {
@@ -254,18 +244,37 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
             futures_util::future::join_all(w).await
         }
     };
-    let late = async {
-        let late = start_levels(repo, run, &rest, &images, &volumes).await?;
-        let started_in = t.elapsed();
-        let ready = waits(late.clone()).await;
-        Ok::<_, Error>((late, started_in, ready))
+    // Two lines of work at once. Early: start what needs no build and wait
+    // for it to answer. Late: build the images, create the containers
+    // meanwhile allowed (creation has no order), start them level by level
+    // of depends_on once the early ones run, and wait for them to answer.
+    let (early_started, gate) = tokio::sync::oneshot::channel::<()>();
+    let early = async {
+        let started = start_levels(repo, run, &prebuilt, &pulled, &volumes, async {}).await?;
+        let _ = early_started.send(());
+        let ready = waits(started.clone()).await;
+        Ok::<_, Error>((started, ready))
     };
-    let early_ready = async { Ok::<_, Error>(waits(early.clone()).await) };
-    let (early_ready, (late, started_in, late_ready)) = tokio::try_join!(early_ready, late)?;
+    let late = async {
+        let mut images = pulled.clone();
+        images.extend(build_images(&d, repo, &order, builder, fallback).await?);
+        let built_at = t.elapsed();
+        let started = start_levels(repo, run, &rest, &images, &volumes, async {
+            let _ = gate.await;
+        })
+        .await?;
+        let started_at = t.elapsed();
+        let ready = waits(started.clone()).await;
+        Ok::<_, Error>((started, ready, built_at, started_at))
+    };
+    let ((early, early_ready), (late, late_ready, built_at, started_at)) = tokio::try_join!(early, late)?;
     run.containers.extend(early);
     run.containers.extend(late);
-    phases.push("start", started_in);
-    phases.push("ready", t.elapsed().saturating_sub(started_in));
+    // The phases as seen on the late line (the one that ends last): the
+    // early line runs inside them.
+    phases.push("images", built_at);
+    phases.push("start", started_at.saturating_sub(built_at));
+    phases.push("ready", t.elapsed().saturating_sub(started_at));
     let mut nginx_port = None;
     if let Some(cid) = run.containers.get("nginx") {
         let info = d.inspect_container(cid, None::<q::InspectContainerOptions>).await.ok();
@@ -339,14 +348,15 @@ fn indent(s: &str) -> String {
 }
 
 /// Creates every container of `batch` at once (creation has no order),
-/// then starts them level by level of depends_on (a service after what it
-/// depends on); the containers of one level start together.
+/// then, once `gate` is through, starts them level by level of depends_on
+/// (a service after what it depends on); one level starts together.
 async fn start_levels(
     repo: &Repo,
     run: &Run,
     batch: &[&Service],
     images: &HashMap<String, String>,
     volumes: &BTreeMap<String, String>,
+    gate: impl std::future::Future<Output = ()>,
 ) -> Result<Vec<(String, String)>, Error> {
     let mut depth: HashMap<&str, usize> = HashMap::new();
     for s in batch {
@@ -358,6 +368,7 @@ async fn start_levels(
     for r in futures_util::future::join_all(creates).await {
         created.push(r?);
     }
+    gate.await;
     let levels = depth.values().max().map_or(0, |m| m + 1);
     for level in 0..levels {
         let starts = created.iter().filter(|(n, _)| depth[n.as_str()] == level).map(|(n, cid)| async move {
