@@ -81,6 +81,8 @@ fn the_example_stack_passes_and_reports_json_and_junit() {
     let junit = c.root.join("verify.xml");
     let o = verify(&c.root, &["--format", "json", "--junit", junit.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // BuildKit is the default builder on this daemon (dockerd 20.10).
+    assert!(text(&o).contains("images built with BuildKit"), "{}", text(&o));
     let v = json(&o);
     assert_eq!(v["ok"], true);
     // Reachable where a network is shared, and spoken to in its protocol.
@@ -132,6 +134,31 @@ fn images_are_non_root_and_hold_no_secret(verify_output: &str) {
         scanned += 1;
     }
     assert!(scanned >= 2);
+}
+
+#[test]
+fn the_classic_builder_is_chosen_with_a_flag_and_builds() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let c = prepared("vclassic");
+    let o = verify(&c.root, &["--builder", "v1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--builder `v1`: expected auto, buildkit or classic"), "{}", text(&o));
+    // A context no other run has built, so the classic builder really builds it.
+    let marker = format!("# classic builder test {}\n", std::process::id());
+    let server = c.root.join("src/backend_services/gateway/server.py");
+    let mut t = std::fs::read_to_string(&server).unwrap();
+    t.push_str(&marker);
+    std::fs::write(&server, t).unwrap();
+    let o = verify(&c.root, &["--builder", "classic"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("images built with classic (--builder classic)"), "{out}");
+    assert!(out.contains("gateway      building with the classic builder") && out.contains("gateway      built in"), "{out}");
+    assert_eq!(leftovers(), 0);
+    // The image is found again by its content hash, whichever builder asks.
+    let o = verify(&c.root, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("gateway      cached"), "{}", text(&o));
 }
 
 #[test]
