@@ -29,23 +29,13 @@ pub enum Builder {
 }
 
 /// `--builder auto|buildkit|classic`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Choice {
     #[default]
     Auto,
-    Classic,
+    #[value(name = "buildkit")]
     BuildKit,
-}
-
-impl Choice {
-    pub fn parse(s: &str) -> Option<Choice> {
-        match s {
-            "auto" => Some(Choice::Auto),
-            "classic" => Some(Choice::Classic),
-            "buildkit" => Some(Choice::BuildKit),
-            _ => None,
-        }
-    }
+    Classic,
 }
 
 /// BuildKit when the daemon has it (Linux, API ≥ 1.39), else classic. An
@@ -485,9 +475,10 @@ mod tests {
 
     #[test]
     fn builder_choices_parse() {
-        assert_eq!(Choice::parse("auto"), Some(Choice::Auto));
-        assert_eq!(Choice::parse("classic"), Some(Choice::Classic));
-        assert_eq!(Choice::parse("buildkit"), Some(Choice::BuildKit));
-        assert_eq!(Choice::parse("v1"), None);
+        use clap::ValueEnum;
+        assert_eq!(Choice::from_str("auto", false), Ok(Choice::Auto));
+        assert_eq!(Choice::from_str("classic", false), Ok(Choice::Classic));
+        assert_eq!(Choice::from_str("buildkit", false), Ok(Choice::BuildKit));
+        assert!(Choice::from_str("v1", false).is_err());
     }
 }

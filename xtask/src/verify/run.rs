@@ -1,0 +1,80 @@
+//! One verify run: its id, the labels on everything it creates, the
+//! containers and networks it made, the secrets to mask in its output.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+
+use crate::docker::{PID_LABEL, RUN_LABEL};
+
+/// Wall time of each phase, for the report and the benchmarks.
+#[derive(Default)]
+pub(super) struct Phases(pub(super) Vec<(&'static str, f64)>);
+
+impl Phases {
+    pub(super) fn add(&mut self, name: &'static str, since: Instant) {
+        self.0.push((name, since.elapsed().as_secs_f64()));
+    }
+    pub(super) fn push(&mut self, name: &'static str, d: Duration) {
+        self.0.push((name, d.as_secs_f64()));
+    }
+}
+
+pub struct Run {
+    pub id: String,
+    pub(super) root: PathBuf,
+    pub(super) d: Docker,
+    /// compose service name -> container id
+    pub(super) containers: BTreeMap<String, String>,
+    /// compose network name -> docker network name
+    pub(super) networks: BTreeMap<String, String>,
+    pub(super) secrets: Vec<String>,
+    /// Removals of finished probe containers, running in the background;
+    /// awaited before the final sweep.
+    pub(super) reaping: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Run {
+    pub fn labels(&self) -> HashMap<String, String> {
+        HashMap::from([(RUN_LABEL.to_string(), self.id.clone()), (PID_LABEL.to_string(), std::process::id().to_string())])
+    }
+    pub fn container(&self, service: &str) -> Option<String> {
+        self.containers.get(service).cloned()
+    }
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    /// Removes a container that has done its work, off the critical path.
+    pub fn reap(&self, id: &str) {
+        let (d, id) = (self.d.clone(), id.to_string());
+        let h = tokio::spawn(async move {
+            let opts = bollard::query_parameters::RemoveContainerOptions { force: true, v: true, ..Default::default() };
+            let _ = d.remove_container(&id, Some(opts)).await;
+        });
+        self.reaping.lock().unwrap_or_else(|e| e.into_inner()).push(h);
+    }
+    /// Waits for the background removals.
+    pub(super) async fn reaped(&self) {
+        let handles: Vec<_> = std::mem::take(&mut *self.reaping.lock().unwrap_or_else(|e| e.into_inner()));
+        futures_util::future::join_all(handles).await;
+    }
+    pub(super) fn name(&self, what: &str) -> String {
+        format!("mr-{}-{what}", self.id)
+    }
+    /// Hides values of variables whose names look secret.
+    pub fn mask(&self, s: &str) -> String {
+        let mut s = s.to_string();
+        for v in &self.secrets {
+            s = s.replace(v.as_str(), "****");
+        }
+        s
+    }
+}
+
+pub fn is_secret_name(k: &str) -> bool {
+    let k = k.to_ascii_uppercase();
+    ["PASSWORD", "SECRET", "TOKEN", "PASSWD", "API_KEY", "PRIVATE_KEY"].iter().any(|p| k.contains(p))
+}
+
