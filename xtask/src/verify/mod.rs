@@ -120,7 +120,7 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
     let (probe_image, probe_bin) = probe::ensure_image(&run.d, &repo.root, builder).await?;
     // 2-4. Images, start, readiness.
     let targets: Vec<Target> = order.iter().filter_map(|s| matrix::target(repo, s)).collect();
-    let (started, ready, built_at, started_at) = start_while_building(repo, run, &order, &volumes, &probe_image, &targets, builder, fallback, o.timeout).await?;
+    let (started, ready, built_at, started_at) = start_while_building(repo, run, &order, &volumes, &probe_image, &targets, builder, fallback, o.timeout, t).await?;
     run.containers.extend(started);
     // The phases as seen on the line of work that ends last (the one that
     // builds); Postgres and Redis start and get ready inside them.
@@ -155,8 +155,8 @@ type Ready = Vec<(String, Result<u128, String>)>;
 /// containers (creation has no order), start them level by level of
 /// depends_on once the early ones run, and wait until they answer. Each
 /// readiness wait begins as soon as its container runs. Returns the
-/// containers, the readiness of each target, and when (since the start of
-/// `run`'s images phase) the builds and the starts were done.
+/// containers, the readiness of each target, and when (since `t`, the
+/// start of the images phase) the builds and the starts were done.
 #[allow(clippy::too_many_arguments)]
 async fn start_while_building(
     repo: &Repo,
@@ -168,8 +168,8 @@ async fn start_while_building(
     builder: Builder,
     fallback: bool,
     timeout: u64,
+    t: Instant,
 ) -> Result<(Vec<(String, String)>, Ready, Duration, Duration), Error> {
-    let t = Instant::now();
     let d = &run.d;
     let prebuilt: Vec<&Service> = order
         .iter()
