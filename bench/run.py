@@ -64,6 +64,8 @@ def repo_copy(tag):
     subprocess.run(["git", "clone", "-q", ROOT, d], check=True)
     if os.path.exists(os.path.join(ROOT, ".env")):
         shutil.copy(os.path.join(ROOT, ".env"), d)
+    else:
+        print("  note: no .env here: the stack uses the official images (without a registry, run bash scripts/setup.sh)")
     return d
 
 
@@ -198,7 +200,9 @@ def remove_all_images(project=PROJECT):
     so that the next run is cold: verify's `monorepo-verify/<service>:<hash>`
     tags, Compose v2's `<project>-<service>` and v1's `<project>_<service>`.
     By id, so that every other tag of the same image (and its layers) goes too.
-    The base images (`.env`, `cargo xtask images bootstrap`) stay."""
+    The base images (`.env`, `cargo xtask images bootstrap`) stay. This is
+    daemon-wide: run the cold benchmark when nothing else uses the daemon
+    (another verify would lose its images mid-run)."""
     listing = subprocess.run(["docker", "images", "--format", "{{.Repository}} {{.ID}}"], capture_output=True, text=True).stdout
     ids = set()
     for line in listing.splitlines():
