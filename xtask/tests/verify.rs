@@ -56,14 +56,30 @@ fn edit(root: &Path, file: &str, from: &str, to: &str) {
     std::fs::write(&p, t.replacen(from, to, 1)).unwrap();
 }
 
+/// Objects of verify runs whose process is gone: what a run left behind.
+/// (The daemon is shared: runs of other processes still going are not
+/// leftovers.)
 fn leftovers() -> usize {
-    let count = |args: &[&str]| -> usize {
+    let gone = |args: &[&str]| -> Vec<String> {
         let o = Command::new("docker").args(args).output().unwrap();
-        String::from_utf8_lossy(&o.stdout).lines().filter(|l| !l.trim().is_empty()).count()
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .filter(|l| {
+                let pid = l.split_whitespace().last().unwrap_or("");
+                pid.is_empty() || !Path::new("/proc").join(pid).exists()
+            })
+            .map(str::to_string)
+            .collect()
     };
-    count(&["ps", "-aq", "--filter", "label=monorepo.verify.run"])
-        + count(&["network", "ls", "-q", "--filter", "label=monorepo.verify.run"])
-        + count(&["volume", "ls", "-q", "--filter", "label=monorepo.verify.run"])
+    let fmt = "{{.Name}} {{.Label \"monorepo.verify.pid\"}}";
+    let mut left = gone(&["ps", "-a", "--filter", "label=monorepo.verify.run", "--format", "{{.Names}} {{.Status}} {{.Label \"monorepo.verify.pid\"}}"]);
+    left.extend(gone(&["network", "ls", "--filter", "label=monorepo.verify.run", "--format", fmt]));
+    left.extend(gone(&["volume", "ls", "--filter", "label=monorepo.verify.run", "--format", fmt]));
+    if !left.is_empty() {
+        eprintln!("left behind: {left:?}");
+    }
+    left.len()
 }
 
 fn json(o: &Output) -> serde_json::Value {
