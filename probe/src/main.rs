@@ -177,13 +177,17 @@ fn main() {
             let secs: u64 = args[1].parse().unwrap_or(60);
             let spec = parse_spec(&args[2]);
             let t = Instant::now();
+            // Short waits first (a service that is almost up costs little
+            // extra), then every 200 ms: an attempt on loopback is cheap.
+            let mut pause = Duration::from_millis(25);
             loop {
                 let o = run(&spec);
                 if matches!(o, Outcome::Ok(_)) || t.elapsed() > Duration::from_secs(secs) {
                     report(&spec, &o, t.elapsed());
                     std::process::exit(if matches!(o, Outcome::Ok(_)) { 0 } else { 1 });
                 }
-                std::thread::sleep(Duration::from_millis(250));
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(200));
             }
         }
         _ => {

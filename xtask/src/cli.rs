@@ -144,6 +144,9 @@ pub struct VerifyArgs {
     /// Seconds to wait for each service to answer
     #[arg(long, value_name = "secs", default_value_t = 120)]
     pub timeout: u64,
+    /// The image builder: BuildKit when the daemon has it (auto), or one of them
+    #[arg(long, value_enum, default_value_t = crate::docker::buildkit::Choice::Auto)]
+    pub builder: crate::docker::buildkit::Choice,
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! The Docker Engine API (bollard) as `verify` and `images` use it: the
 //! connection, build contexts as tars (honouring `.dockerignore`), image
-//! builds with a content-addressed cache, container logs and cleanup.
+//! builds with a content-addressed cache (classic in images.rs, BuildKit in
+//! buildkit.rs), container logs and cleanup.
 
+pub mod buildkit;
 mod connection;
 mod context;
 mod images;

@@ -37,25 +37,32 @@ pub async fn sweep(d: &Docker, run: Option<&str>) -> usize {
         ids.iter().map(|id| d.remove_container(id, Some(q::RemoveContainerOptions { force: true, v: true, ..Default::default() }))),
     )
     .await;
-    let nets = d.list_networks(Some(q::ListNetworksOptions { filters: Some(filters.clone()) })).await.unwrap_or_default();
-    let ids: Vec<String> = nets
-        .into_iter()
-        .filter(|n| run.is_some() || !alive(n.labels.as_ref().and_then(|l| l.get(PID_LABEL))))
-        .filter_map(|n| n.id)
-        .collect();
-    removed += futures_util::future::join_all(ids.iter().map(|id| d.remove_network(id))).await.iter().filter(|r| r.is_ok()).count();
-    let vols = d.list_volumes(Some(q::ListVolumesOptions { filters: Some(filters) })).await.ok();
-    let names: Vec<String> = vols
-        .and_then(|v| v.volumes)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|v| run.is_some() || !alive(v.labels.get(PID_LABEL)))
-        .map(|v| v.name)
-        .collect();
-    removed += futures_util::future::join_all(names.iter().map(|n| d.remove_volume(n, None::<q::RemoveVolumeOptions>)))
-        .await
-        .iter()
-        .filter(|r| r.is_ok())
-        .count();
+    // Then networks and volumes, together.
+    let nets = async {
+        let nets = d.list_networks(Some(q::ListNetworksOptions { filters: Some(filters.clone()) })).await.unwrap_or_default();
+        let ids: Vec<String> = nets
+            .into_iter()
+            .filter(|n| run.is_some() || !alive(n.labels.as_ref().and_then(|l| l.get(PID_LABEL))))
+            .filter_map(|n| n.id)
+            .collect();
+        futures_util::future::join_all(ids.iter().map(|id| d.remove_network(id))).await.iter().filter(|r| r.is_ok()).count()
+    };
+    let vols = async {
+        let vols = d.list_volumes(Some(q::ListVolumesOptions { filters: Some(filters.clone()) })).await.ok();
+        let names: Vec<String> = vols
+            .and_then(|v| v.volumes)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|v| run.is_some() || !alive(v.labels.get(PID_LABEL)))
+            .map(|v| v.name)
+            .collect();
+        futures_util::future::join_all(names.iter().map(|n| d.remove_volume(n, None::<q::RemoveVolumeOptions>)))
+            .await
+            .iter()
+            .filter(|r| r.is_ok())
+            .count()
+    };
+    let (n, v) = tokio::join!(nets, vols);
+    removed += n + v;
     removed
 }

@@ -8,6 +8,7 @@ use bollard::Docker;
 
 use super::report::indent;
 use crate::diag::{Diagnostic, Error};
+use crate::docker::buildkit::{self, Builder};
 use crate::docker;
 use crate::model::compose::Service;
 use crate::model::repo::Repo;
@@ -30,52 +31,70 @@ pub(super) async fn pulled_images(d: &Docker, order: &[&Service]) -> Result<Hash
 }
 
 /// Builds (or finds) the image of every service that has a `build:`;
-/// independent builds run together. Returns service -> image reference.
-pub(super) async fn build_images(d: &Docker, repo: &Repo, order: &[&Service]) -> Result<HashMap<String, String>, Error> {
-    let mut images = HashMap::new();
+/// independent builds run together, with `builder` (and, with `fallback`,
+/// the classic builder if the daemon refuses BuildKit). Returns service ->
+/// image reference.
+pub(super) async fn build_images(d: &Docker, repo: &Repo, order: &[&Service], builder: Builder, fallback: bool) -> Result<HashMap<String, String>, Error> {
     let mut jobs = vec![];
     for s in order {
         let Some(b) = &s.build else { continue };
         let ctx = repo.root.join(&b.context);
         let tar = docker::context_tar(&ctx, &b.dockerfile)?;
         let args: HashMap<String, String> = b.args.iter().cloned().collect();
-        // The hash covers the context (Dockerfile included), the
-        // arguments and the identity of the base images they name.
-        let mut sorted: Vec<_> = args.iter().collect();
-        sorted.sort();
-        let mut arg_parts: Vec<String> = vec![];
-        for (k, v) in sorted {
-            arg_parts.push(format!("{k}={v}"));
-            arg_parts.push(docker::image_id(d, v).await.unwrap_or_default());
-        }
-        let mut refs: Vec<&[u8]> = vec![&tar, b.dockerfile.as_bytes()];
-        refs.extend(arg_parts.iter().map(|p| p.as_bytes()));
-        let hash = docker::sha256_hex(&refs);
-        let tag = format!("monorepo-verify/{}:{}", s.name, &hash[..16]);
-        images.insert(s.name.clone(), tag.clone());
-        if docker::image_exists(d, &tag).await {
-            eprintln!("  image  {:<12} cached ({tag})", s.name);
-            continue;
-        }
-        let (name, df) = (s.name.clone(), b.dockerfile.clone());
-        // No build label: the hash is in the tag, and a LABEL is one
-        // more layer commit (seconds on fuse-overlayfs).
-        let labels = HashMap::new();
         jobs.push(async move {
+            // The hash covers the context (Dockerfile included), the
+            // arguments and the identity of the base images they name; it
+            // does not depend on the builder, so either finds the other's.
+            let mut sorted: Vec<_> = args.iter().collect();
+            sorted.sort();
+            let mut arg_parts: Vec<String> = vec![];
+            for (k, v) in sorted {
+                arg_parts.push(format!("{k}={v}"));
+                arg_parts.push(docker::image_id(d, v).await.unwrap_or_default());
+            }
+            let mut refs: Vec<&[u8]> = vec![&tar, b.dockerfile.as_bytes()];
+            refs.extend(arg_parts.iter().map(|p| p.as_bytes()));
+            let hash = docker::sha256_hex(&refs);
+            let tag = format!("monorepo-verify/{}:{}", s.name, &hash[..16]);
+            if docker::image_exists(d, &tag).await {
+                eprintln!("  image  {:<12} cached ({tag})", s.name);
+                return (s.name.clone(), tag, Ok(false));
+            }
+            eprintln!("  image  {:<12} building with {}", s.name, if builder == Builder::BuildKit { "BuildKit" } else { "the classic builder" });
             let t = Instant::now();
-            let r = docker::build(d, &tag, tar, &df, &args, labels).await;
-            (name, tag, t.elapsed(), r)
+            // One line per finished step (BuildKit); the builder's own
+            // bookkeeping steps ([internal] ...) are left out.
+            let name = s.name.clone();
+            let mut on_step = move |st: &buildkit::Step| {
+                if st.name.starts_with("[internal]") {
+                    return;
+                }
+                let how = match (&st.error, st.cached) {
+                    (Some(e), _) => format!("FAILED: {e}"),
+                    (None, true) => "cached".to_string(),
+                    (None, false) => format!("{:.1}s", st.seconds),
+                };
+                eprintln!("  image  {name:<12} {} {how}", st.name);
+            };
+            // No build label: the hash is in the tag, and a LABEL is one
+            // more layer commit (seconds on fuse-overlayfs, classic builder).
+            let r = buildkit::build_image(d, builder, fallback, &tag, tar, &b.dockerfile, &args, HashMap::new(), &mut on_step).await;
+            let r = r.map(|_| {
+                eprintln!("  image  {:<12} built in {:.1}s ({tag})", s.name, t.elapsed().as_secs_f64());
+                true
+            });
+            (s.name.clone(), tag, r)
         });
     }
-    if !jobs.is_empty() {
-        eprintln!("  image  building {} image(s) in parallel...", jobs.len());
-    }
+    let mut images = HashMap::new();
     let mut failed = vec![];
-    for (name, tag, took, r) in futures_util::future::join_all(jobs).await {
+    for (name, tag, r) in futures_util::future::join_all(jobs).await {
         match r {
-            Ok(()) => {
-                eprintln!("  image  {name:<12} built in {:.1}s ({tag})", took.as_secs_f64());
-                docker::remove_older_tags(d, &tag).await;
+            Ok(built) => {
+                if built {
+                    docker::remove_older_tags(d, &tag).await;
+                }
+                images.insert(name, tag);
             }
             Err(log) => failed.push(format!("building `{name}` failed:\n{}", indent(&log))),
         }
@@ -85,4 +104,3 @@ pub(super) async fn build_images(d: &Docker, repo: &Repo, order: &[&Service]) ->
     }
     Ok(images)
 }
-

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::check;
 use crate::model::compose::Service;
+use crate::docker::buildkit::{self, Builder, Choice};
 use crate::docker::{self, RUN_LABEL};
 use matrix::{Cell, Target};
 use run::{is_secret_name, Phases, Run};
@@ -70,26 +71,32 @@ pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
             }
         }
     }
-    let mut run = Run { id, root: root.to_path_buf(), d: d.clone(), containers: BTreeMap::new(), networks: BTreeMap::new(), secrets };
+    let mut run = Run { id, root: root.to_path_buf(), d: d.clone(), containers: BTreeMap::new(), networks: BTreeMap::new(), secrets, reaping: Default::default() };
     eprintln!("verify: run {} ({} services)", run.id, repo.compose.services.len());
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| Diagnostic::error(format!("cannot install a SIGTERM handler: {e}")))?;
-    let result = tokio::select! {
-        r = body(&repo, &mut run, &o, &mut phases) => r,
-        _ = tokio::signal::ctrl_c() => Err(Diagnostic::error("interrupted (SIGINT)")),
-        _ = term.recv() => Err(Diagnostic::error("interrupted (SIGTERM)")),
+    let (result, interrupted) = tokio::select! {
+        r = body(&repo, &mut run, &o, &mut phases) => (r, false),
+        _ = tokio::signal::ctrl_c() => (Err(Diagnostic::error("interrupted (SIGINT)")), true),
+        _ = term.recv() => (Err(Diagnostic::error("interrupted (SIGTERM)")), true),
     };
+    // The report is out; what is left is removal, and the command exits
+    // only when nothing of this run is left.
     let t = Instant::now();
+    run.reaped().await;
     if o.keep && result.is_ok() {
         eprintln!("verify: --keep: the stack of run {} is still up. Remove it with:", run.id);
         eprintln!("  docker rm -f $(docker ps -aq --filter label={RUN_LABEL}={}) && docker network prune -f --filter label={RUN_LABEL}={} && docker volume prune -f --filter label={RUN_LABEL}={}", run.id, run.id, run.id);
     } else {
-        // Twice: a create that was in flight when we were interrupted may
-        // land after the first sweep.
         docker::sweep(&d, Some(&run.id)).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        docker::sweep(&d, Some(&run.id)).await;
+        if interrupted {
+            // Again: a create that was in flight when we were interrupted
+            // may land after the first sweep. (A run that ended by itself
+            // has nothing in flight.)
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            docker::sweep(&d, Some(&run.id)).await;
+        }
     }
     phases.add("cleanup", t);
     let code = result?;
@@ -113,25 +120,24 @@ fn services_to_run<'a>(repo: &'a Repo, o: &Opts) -> Vec<&'a Service> {
 
 async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Result<Exit, Error> {
     let order = services_to_run(repo, o);
-    // 1-2. Networks, volumes and images; what needs no build starts meanwhile.
+    // 1. Networks and volumes, all at once.
     let t = Instant::now();
     let volumes = stack::create_networks_and_volumes(repo, run).await?;
-    let (probe_image, probe_bin) = probe::ensure_image(&run.d, &repo.root).await?;
-    let images = start_while_building(repo, run, &order, &volumes).await?;
-    phases.add("images", t);
-    // 3. The rest, level by level of depends_on.
-    let t = Instant::now();
-    let rest: Vec<&Service> = order.iter().copied().filter(|s| !run.containers.contains_key(&s.name)).collect();
-    let late = start_levels(repo, run, &rest, &images, &volumes).await?;
-    run.containers.extend(late);
-    let nginx_port = stack::nginx_port(run).await;
-    phases.add("start", t);
-    // 4. Readiness: every container answers its own protocol, from inside.
-    let t = Instant::now();
+    let (builder, why) = buildkit::choose(&run.d, o.builder).await;
+    eprintln!("verify: images built with {why}");
+    let fallback = o.builder == Choice::Auto;
+    let (probe_image, probe_bin) = probe::ensure_image(&run.d, &repo.root, builder).await?;
+    // 2-4. Images, start, readiness.
     let targets: Vec<Target> = order.iter().filter_map(|s| matrix::target(repo, s)).collect();
-    let all_ready = wait_ready(run, &probe_image, &targets, o.timeout).await;
-    phases.add("ready", t);
-    if !all_ready {
+    let (started, ready, built_at, started_at) = start_while_building(repo, run, &order, &volumes, &probe_image, &targets, builder, fallback, o.timeout, t).await?;
+    run.containers.extend(started);
+    // The phases as seen on the line of work that ends last (the one that
+    // builds); Postgres and Redis start and get ready inside them.
+    phases.push("images", built_at);
+    phases.push("start", started_at.saturating_sub(built_at));
+    phases.push("ready", t.elapsed().saturating_sub(started_at));
+    let nginx_port = stack::nginx_port(run).await;
+    if !report_ready(run, &targets, ready).await {
         return Ok(Exit::Findings);
     }
     // 5-6. The matrix from each backend service's namespace, and the public
@@ -151,34 +157,77 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
     write_report(run, o, &cells)
 }
 
-/// Pulled images are resolved, the rest built, while the containers that
-/// need no build (Postgres, Redis) start. Returns service -> image.
-async fn start_while_building(repo: &Repo, run: &mut Run, order: &[&Service], volumes: &BTreeMap<String, String>) -> Result<HashMap<String, String>, Error> {
-    let d = run.d.clone();
+type Ready = Vec<(String, Result<u128, String>)>;
+
+/// Two lines of work at once. Early: start what needs no build (Postgres,
+/// Redis) and wait until it answers. Late: build the images, create their
+/// containers (creation has no order), start them level by level of
+/// depends_on once the early ones run, and wait until they answer. Each
+/// readiness wait begins as soon as its container runs. Returns the
+/// containers, the readiness of each target, and when (since `t`, the
+/// start of the images phase) the builds and the starts were done.
+#[allow(clippy::too_many_arguments)]
+async fn start_while_building(
+    repo: &Repo,
+    run: &Run,
+    order: &[&Service],
+    volumes: &BTreeMap<String, String>,
+    probe_image: &str,
+    targets: &[Target],
+    builder: Builder,
+    fallback: bool,
+    timeout: u64,
+    t: Instant,
+) -> Result<(Vec<(String, String)>, Ready, Duration, Duration), Error> {
+    let d = &run.d;
     let prebuilt: Vec<&Service> = order
         .iter()
         .copied()
         .filter(|s| s.build.is_none() && s.depends_on.iter().all(|(x, _)| repo.compose.service(x).is_some_and(|x| x.build.is_none())))
         .collect();
-    let mut images = pulled_images(&d, order).await?;
-    let (built, early) = {
-        let (run_ref, images_ref): (&Run, &HashMap<String, String>) = (run, &images);
-        tokio::join!(build_images(&d, repo, order), start_levels(repo, run_ref, &prebuilt, images_ref, volumes))
+    let rest: Vec<&Service> = order.iter().copied().filter(|s| !prebuilt.iter().any(|p| p.name == s.name)).collect();
+    let pulled = pulled_images(d, order).await?;
+    // Readiness: every container answers its own protocol, from inside.
+    let waits = |started: Vec<(String, String)>| async move {
+        let w = targets.iter().filter_map(|tg| {
+            let cid = started.iter().find(|(n, _)| *n == tg.service)?.1.clone();
+            Some(async move { (tg.service.clone(), probe::wait_ready(d, run, probe_image, tg, &cid, timeout).await) })
+        });
+        futures_util::future::join_all(w).await
     };
-    images.extend(built?);
-    run.containers.extend(early?);
-    Ok(images)
+    let (early_started, gate) = tokio::sync::oneshot::channel::<()>();
+    let early = async {
+        let started = start_levels(repo, run, &prebuilt, &pulled, volumes, async {}).await?;
+        let _ = early_started.send(());
+        let ready = waits(started.clone()).await;
+        Ok::<_, Error>((started, ready))
+    };
+    let late = async {
+        let mut images = pulled.clone();
+        images.extend(build_images(d, repo, order, builder, fallback).await?);
+        let built_at = t.elapsed();
+        let started = start_levels(repo, run, &rest, &images, volumes, async {
+            let _ = gate.await;
+        })
+        .await?;
+        let started_at = t.elapsed();
+        let ready = waits(started.clone()).await;
+        Ok::<_, Error>((started, ready, built_at, started_at))
+    };
+    let ((mut started, mut ready), (late, late_ready, built_at, started_at)) = tokio::try_join!(early, late)?;
+    started.extend(late);
+    ready.extend(late_ready);
+    Ok((started, ready, built_at, started_at))
 }
 
-/// Waits for every target; reports the ones that never answered, with
-/// their last log lines. True when all are ready.
-async fn wait_ready(run: &Run, probe_image: &str, targets: &[Target], timeout: u64) -> bool {
-    let waits = targets.iter().map(|tg| probe::wait_ready(&run.d, run, probe_image, tg, timeout));
-    let ready = futures_util::future::join_all(waits).await;
+/// Prints how long each target took to answer; reports the ones that never
+/// did, with their last log lines. True when all are ready.
+async fn report_ready(run: &Run, targets: &[Target], ready: Ready) -> bool {
+    let ready: HashMap<String, Result<u128, String>> = ready.into_iter().collect();
     let mut not_ready = vec![];
-    for (tg, r) in targets.iter().zip(ready) {
-        match r {
-            Ok(ms) => eprintln!("  ready  {:<12} {:.1}s", tg.service, ms as f64 / 1000.0),
+    for tg in targets {
+        match &ready[&tg.service] {
+            Ok(ms) => eprintln!("  ready  {:<12} {:.1}s", tg.service, *ms as f64 / 1000.0),
             Err(why) => {
                 let logs = docker::logs(&run.d, &run.containers[&tg.service], 15).await;
                 not_ready.push(format!("{} never became ready: {}\n    last log lines of {}:\n{}", tg.service, why, tg.service, indent(&logs)));

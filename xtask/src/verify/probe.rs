@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters as q;
 use bollard::Docker;
+use futures_util::StreamExt;
 
 use crate::model::compose::Service;
+use crate::docker::buildkit::{self, Builder};
 use crate::docker::{self, Tar, HASH_LABEL};
 use crate::model::repo::Repo;
 use super::matrix::{env_of, pct, Cell, Outcome, Target};
@@ -39,7 +41,7 @@ pub fn probe_binary(root: &Path) -> Result<PathBuf, Error> {
 }
 
 /// Returns the probe image's tag and the binary (also run on the host).
-pub async fn ensure_image(d: &Docker, root: &Path) -> Result<(String, PathBuf), Error> {
+pub async fn ensure_image(d: &Docker, root: &Path, builder: Builder) -> Result<(String, PathBuf), Error> {
     let bin_path = probe_binary(root)?;
     let bin = std::fs::read(&bin_path).map_err(|e| Diagnostic::error(format!("{}: {e}", bin_path.display())))?;
     let hash = docker::sha256_hex(&[&bin]);
@@ -50,25 +52,30 @@ pub async fn ensure_image(d: &Docker, root: &Path) -> Result<(String, PathBuf), 
     let mut tar = Tar::default();
     tar.file("Dockerfile", b"FROM scratch\nCOPY probe /probe\nUSER 65534:65534\nENTRYPOINT [\"/probe\"]\n", 0o644, 0);
     tar.file("probe", &bin, 0o755, 0);
-    docker::build(d, &tag, tar.finish(), "Dockerfile", &HashMap::new(), HashMap::from([(HASH_LABEL.to_string(), hash)]))
+    let labels = HashMap::from([(HASH_LABEL.to_string(), hash)]);
+    buildkit::build_image(d, builder, true, &tag, tar.finish(), "Dockerfile", &HashMap::new(), labels, &mut |_| {})
         .await
         .map_err(|log| Diagnostic::error(format!("building the probe image failed:\n{log}")))?;
     Ok((tag, bin_path))
 }
 
 /// Starts a probe container in `ns`'s network namespace. It adds no
-/// capabilities (drops them all) and mounts nothing from the host.
-async fn start_probe(d: &Docker, run: &Run, image: &str, ns: &str, cmd: Vec<String>, root: &Path) -> Result<String, String> {
+/// capabilities (drops them all) and mounts nothing from the host. The CA
+/// certificate is copied in only when a TLS target needs it (one API call
+/// less for the readiness probes of Postgres and Redis).
+async fn start_probe(d: &Docker, run: &Run, image: &str, ns: &str, cmd: Vec<String>, with_ca: bool) -> Result<String, String> {
     let mut labels = run.labels();
     labels.insert("monorepo.verify.probe".into(), "1".into());
     let c = d.create_container(None::<q::CreateContainerOptions>, probe_body(image, ns, cmd, labels)).await.map_err(|e| format!("creating the probe: {e}"))?;
-    let ca = std::fs::read(root.join(crate::plan::certs::TRUST)).unwrap_or_default();
-    let mut tar = Tar::default();
-    tar.dir("etc/probe", 0o755, 65534);
-    tar.file("etc/probe/ca.pem", &ca, 0o444, 65534);
-    d.upload_to_container(&c.id, Some(q::UploadToContainerOptions { path: "/".into(), ..Default::default() }), bollard::body_full(tar.finish().into()))
-        .await
-        .map_err(|e| format!("copying the CA into the probe: {e}"))?;
+    if with_ca {
+        let ca = std::fs::read(run.root().join(crate::plan::certs::TRUST)).unwrap_or_default();
+        let mut tar = Tar::default();
+        tar.dir("etc/probe", 0o755, 65534);
+        tar.file("etc/probe/ca.pem", &ca, 0o444, 65534);
+        d.upload_to_container(&c.id, Some(q::UploadToContainerOptions { path: "/".into(), ..Default::default() }), bollard::body_full(tar.finish().into()))
+            .await
+            .map_err(|e| format!("copying the CA into the probe: {e}"))?;
+    }
     d.start_container(&c.id, None::<q::StartContainerOptions>).await.map_err(|e| format!("starting the probe: {e}"))?;
     Ok(c.id)
 }
@@ -88,56 +95,64 @@ fn probe_body(image: &str, ns: &str, cmd: Vec<String>, labels: HashMap<String, S
     }
 }
 
-async fn running(d: &Docker, id: &str) -> (bool, i64) {
-    match d.inspect_container(id, None::<q::InspectContainerOptions>).await {
-        Ok(i) => {
-            let st = i.state.unwrap_or_default();
-            (st.running.unwrap_or(false), st.exit_code.unwrap_or(-1))
-        }
-        Err(_) => (false, -1),
+/// The exit code of `id` once it is not running: the daemon answers the
+/// moment it stops (no polling). `None` if the wait itself failed.
+async fn exited(d: &Docker, id: &str) -> Option<i64> {
+    let mut s = d.wait_container(id, Some(q::WaitContainerOptions { condition: "not-running".into() }));
+    match s.next().await {
+        Some(Ok(r)) => Some(r.status_code),
+        Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Some(code),
+        _ => None,
     }
 }
 
-async fn remove(d: &Docker, id: &str) {
-    let _ = d.remove_container(id, Some(q::RemoveContainerOptions { force: true, ..Default::default() })).await;
+/// The exit code of `id` if it is not running now.
+async fn exited_now(d: &Docker, id: &str) -> Option<i64> {
+    let st = d.inspect_container(id, None::<q::InspectContainerOptions>).await.ok()?.state?;
+    if st.running == Some(true) {
+        None
+    } else {
+        Some(st.exit_code.unwrap_or(-1))
+    }
 }
 
 async fn stdout_of(d: &Docker, id: &str) -> String {
     docker::logs(d, id, 1000).await
 }
 
-/// Waits until `t` answers its own protocol from inside its namespace, or
-/// its container exits, or `timeout` passes. Returns the milliseconds taken.
-pub async fn wait_ready(d: &Docker, run: &Run, image: &str, t: &Target, timeout: u64) -> Result<u128, String> {
+/// Waits until `t` (container `cid`) answers its own protocol from inside
+/// its namespace, or its container exits, or `timeout` passes. Returns the
+/// milliseconds taken. The probe container is removed in the background.
+pub async fn wait_ready(d: &Docker, run: &Run, image: &str, t: &Target, cid: &str, timeout: u64) -> Result<u128, String> {
     let start = Instant::now();
-    let cid = run_container(run, &t.service)?;
     let spec = t.spec(&format!("ready:{}", t.service), "127.0.0.1", &HashMap::new());
-    let pid = match start_probe(d, run, image, &cid, vec!["wait".into(), timeout.to_string(), spec], run.root()).await {
+    let pid = match start_probe(d, run, image, cid, vec!["wait".into(), timeout.to_string(), spec], t.tls).await {
         Ok(p) => p,
         Err(e) => {
             // The usual cause: the service died before the probe could join it.
-            let (alive, code) = running(d, &cid).await;
-            return Err(if alive { e } else { format!("its container exited (code {code})") });
+            return Err(match exited_now(d, cid).await {
+                Some(code) => format!("its container exited (code {code})"),
+                None => e,
+            });
         }
     };
     let deadline = Duration::from_secs(timeout + 10);
-    let result = loop {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let (alive, code) = running(d, &cid).await;
-        if !alive {
-            break Err(format!("its container exited (code {code})"));
-        }
-        let (probing, pcode) = running(d, &pid).await;
-        if !probing {
+    let result = tokio::select! {
+        code = exited(d, &pid) => {
             let out = stdout_of(d, &pid).await;
             let detail = parse_lines(&out).into_iter().next().map(|(_, _, d)| d).unwrap_or(out);
-            break if pcode == 0 { Ok(start.elapsed().as_millis()) } else { Err(format!("no answer on port {} after {timeout}s: {detail}", t.port)) };
+            if code == Some(0) {
+                Ok(start.elapsed().as_millis())
+            } else if let Some(c) = exited_now(d, cid).await {
+                Err(format!("its container exited (code {c})"))
+            } else {
+                Err(format!("no answer on port {} after {timeout}s: {detail}", t.port))
+            }
         }
-        if start.elapsed() > deadline {
-            break Err(format!("timed out after {timeout}s"));
-        }
+        code = exited(d, cid) => Err(format!("its container exited (code {})", code.unwrap_or(-1))),
+        _ = tokio::time::sleep(deadline) => Err(format!("timed out after {timeout}s")),
     };
-    remove(d, &pid).await;
+    run.reap(&pid);
     result
 }
 
@@ -183,13 +198,11 @@ pub async fn matrix_row(d: &Docker, run: &Run, repo: &Repo, image: &str, src: &S
     }
     let mut cmd = vec!["check".to_string()];
     cmd.extend(specs);
-    let pid = start_probe(d, run, image, &cid, cmd, run.root()).await.map_err(Diagnostic::error)?;
-    let start = Instant::now();
-    while running(d, &pid).await.0 && start.elapsed() < Duration::from_secs(120) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let with_ca = targets.iter().any(|t| t.tls && t.service != src.name);
+    let pid = start_probe(d, run, image, &cid, cmd, with_ca).await.map_err(Diagnostic::error)?;
+    let _ = tokio::time::timeout(Duration::from_secs(120), exited(d, &pid)).await;
     let out = stdout_of(d, &pid).await;
-    remove(d, &pid).await;
+    run.reap(&pid);
     let results = parse_lines(&out);
     for c in cells.iter_mut() {
         let id = format!("{}->{}", c.source, c.target);

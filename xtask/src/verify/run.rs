@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bollard::Docker;
 
@@ -17,6 +17,9 @@ impl Phases {
     pub(super) fn add(&mut self, name: &'static str, since: Instant) {
         self.0.push((name, since.elapsed().as_secs_f64()));
     }
+    pub(super) fn push(&mut self, name: &'static str, d: Duration) {
+        self.0.push((name, d.as_secs_f64()));
+    }
 }
 
 pub struct Run {
@@ -28,6 +31,9 @@ pub struct Run {
     /// compose network name -> docker network name
     pub(super) networks: BTreeMap<String, String>,
     pub(super) secrets: Vec<String>,
+    /// Removals of finished probe containers, running in the background;
+    /// awaited before the final sweep.
+    pub(super) reaping: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Run {
@@ -39,6 +45,20 @@ impl Run {
     }
     pub fn root(&self) -> &Path {
         &self.root
+    }
+    /// Removes a container that has done its work, off the critical path.
+    pub fn reap(&self, id: &str) {
+        let (d, id) = (self.d.clone(), id.to_string());
+        let h = tokio::spawn(async move {
+            let opts = bollard::query_parameters::RemoveContainerOptions { force: true, v: true, ..Default::default() };
+            let _ = d.remove_container(&id, Some(opts)).await;
+        });
+        self.reaping.lock().unwrap_or_else(|e| e.into_inner()).push(h);
+    }
+    /// Waits for the background removals.
+    pub(super) async fn reaped(&self) {
+        let handles: Vec<_> = std::mem::take(&mut *self.reaping.lock().unwrap_or_else(|e| e.into_inner()));
+        futures_util::future::join_all(handles).await;
     }
     pub(super) fn name(&self, what: &str) -> String {
         format!("mr-{}-{what}", self.id)

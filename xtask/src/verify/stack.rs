@@ -14,26 +14,34 @@ use crate::docker::Tar;
 use crate::model::compose::Service;
 use crate::model::repo::Repo;
 
-/// The run's networks and volumes (named and labelled with its id).
-/// Returns compose volume -> docker volume.
+/// The run's networks and volumes (named and labelled with its id), all
+/// created at once. Returns compose volume -> docker volume.
 pub(super) async fn create_networks_and_volumes(repo: &Repo, run: &mut Run) -> Result<BTreeMap<String, String>, Error> {
     let d = run.d.clone();
-    for (n, _) in &repo.compose.networks {
-        let name = run.name(n);
-        d.create_network(NetworkCreateRequest { name: name.clone(), labels: Some(run.labels()), ..Default::default() })
-            .await
-            .map_err(|e| Diagnostic::error(format!("creating network {name}: {e}")))?;
-        run.networks.insert(n.clone(), name);
+    let nets = repo.compose.networks.iter().map(|(n, _)| {
+        let (d, name, labels) = (&d, run.name(n), run.labels());
+        async move {
+            d.create_network(NetworkCreateRequest { name: name.clone(), labels: Some(labels), ..Default::default() })
+                .await
+                .map_err(|e| Diagnostic::error(format!("creating network {name}: {e}")))?;
+            Ok::<_, Error>((n.clone(), name))
+        }
+    });
+    let vols = repo.compose.volumes.iter().map(|(v, _)| {
+        let (d, name, labels) = (&d, run.name(v), run.labels());
+        async move {
+            d.create_volume(VolumeCreateRequest { name: Some(name.clone()), labels: Some(labels), ..Default::default() })
+                .await
+                .map_err(|e| Diagnostic::error(format!("creating volume {name}: {e}")))?;
+            Ok::<_, Error>((v.clone(), name))
+        }
+    });
+    let (nets, vols) = tokio::join!(futures_util::future::join_all(nets), futures_util::future::join_all(vols));
+    for r in nets {
+        let (n, name) = r?;
+        run.networks.insert(n, name);
     }
-    let mut volumes = BTreeMap::new();
-    for (v, _) in &repo.compose.volumes {
-        let name = run.name(v);
-        d.create_volume(VolumeCreateRequest { name: Some(name.clone()), labels: Some(run.labels()), ..Default::default() })
-            .await
-            .map_err(|e| Diagnostic::error(format!("creating volume {name}: {e}")))?;
-        volumes.insert(v.clone(), name);
-    }
-    Ok(volumes)
+    vols.into_iter().collect()
 }
 
 /// The host port NGINX's 443 was published on, once it runs.
@@ -65,36 +73,38 @@ pub(super) fn start_order<'a>(services: &'a [Service], wanted: &[String]) -> Vec
     out
 }
 
-/// Creates and starts `batch` level by level of depends_on (a service after
-/// what it depends on); the containers of one level start together.
+/// Creates every container of `batch` at once (creation has no order),
+/// then, once `gate` is through, starts them level by level of depends_on
+/// (a service after what it depends on); one level starts together.
 pub(super) async fn start_levels(
     repo: &Repo,
     run: &Run,
     batch: &[&Service],
     images: &HashMap<String, String>,
     volumes: &BTreeMap<String, String>,
+    gate: impl std::future::Future<Output = ()>,
 ) -> Result<Vec<(String, String)>, Error> {
     let mut depth: HashMap<&str, usize> = HashMap::new();
     for s in batch {
         let dd = s.depends_on.iter().filter_map(|(x, _)| depth.get(x.as_str())).max().map_or(0, |m| m + 1);
         depth.insert(&s.name, dd);
     }
+    let creates = batch.iter().map(|s| async move { Ok::<_, Error>((s.name.clone(), create_container(repo, run, s, &images[&s.name], volumes).await?)) });
+    let mut created = vec![];
+    for r in futures_util::future::join_all(creates).await {
+        created.push(r?);
+    }
+    gate.await;
     let levels = depth.values().max().map_or(0, |m| m + 1);
-    let mut out = vec![];
     for level in 0..levels {
-        let starts = batch.iter().filter(|s| depth[s.name.as_str()] == level).map(|s| async move {
-            let cid = create_container(repo, run, s, &images[&s.name], volumes).await?;
-            run.d
-                .start_container(&cid, None::<q::StartContainerOptions>)
-                .await
-                .map_err(|e| Diagnostic::error(format!("starting `{}`: {e}", s.name)))?;
-            Ok::<_, Error>((s.name.clone(), cid))
+        let starts = created.iter().filter(|(n, _)| depth[n.as_str()] == level).map(|(n, cid)| async move {
+            run.d.start_container(cid, None::<q::StartContainerOptions>).await.map_err(|e| Diagnostic::error(format!("starting `{n}`: {e}")))
         });
         for r in futures_util::future::join_all(starts).await {
-            out.push(r?);
+            r?;
         }
     }
-    Ok(out)
+    Ok(created)
 }
 
 /// The user a container runs as, for the owner of uploaded keys.
