@@ -45,6 +45,15 @@ if ! docker compose version 2>/dev/null | grep -q "v2\."; then
   docker compose version >/dev/null
 fi
 
+# kubernetes-validate carries the Kubernetes JSON schemas, so `cargo xtask
+# export k8s` output is validated offline (xtask/tests/export.rs). Through
+# `python3 -m pip` so it lands with the python3 on PATH (CI's may be pyenv's).
+kubernetes_validate=1.37.0
+if ! command -v kubernetes-validate >/dev/null || ! kubernetes-validate --version 2>/dev/null | grep -q "$kubernetes_validate"; then
+  echo "setup: installing kubernetes-validate $kubernetes_validate (PyPI)"
+  python3 -m pip install -q "kubernetes-validate==$kubernetes_validate"
+fi
+
 docker info >/dev/null 2>&1 || { echo "setup: the Docker daemon is not reachable; start it first" >&2; exit 2; }
 
 cargo build --quiet -p xtask

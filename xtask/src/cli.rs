@@ -64,6 +64,8 @@ pub enum Command {
     },
     /// Build, start and prove reachability end to end (Docker API)
     Verify(VerifyArgs),
+    /// Deployment files for an orchestrator: deploy/swarm/stack.yml or deploy/k8s/
+    Export(ExportArgs),
     /// Local stand-ins for the base images
     Images {
         #[command(subcommand)]
@@ -79,6 +81,28 @@ pub enum Command {
 pub enum ImagesCommand {
     /// Build local stand-ins for the base images from Debian packages (no registry needed)
     Bootstrap,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// What to write: swarm (deploy/swarm/stack.yml) or k8s (deploy/k8s/)
+    #[arg(value_enum)]
+    pub target: ExportTarget,
+    /// Write nothing; exit 1 when the files are out of date (k8s: or the NetworkPolicies differ from the matrix)
+    #[arg(long, conflicts_with = "dry_run")]
+    pub check: bool,
+    /// Print the change as a diff and write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Image prefix for the services built here (default: EXPORT_REGISTRY from the environment or .env, else localhost:5000/monorepo)
+    #[arg(long, value_name = "prefix")]
+    pub registry: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportTarget {
+    Swarm,
+    K8s,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

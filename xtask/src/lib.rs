@@ -8,6 +8,7 @@ pub mod cmd;
 pub mod diag;
 pub mod docker;
 pub mod edit;
+pub mod export;
 pub mod model;
 pub mod plan;
 #[cfg(test)]

@@ -59,6 +59,7 @@ fn run(cli: Cli) -> Result<Exit, Diagnostic> {
             Ok(Exit::findings_unless(findings.is_empty()))
         }
         Command::Images { command: ImagesCommand::Bootstrap } => block_on(cmd::images::bootstrap(&root(cli.root)?)).map(|()| Exit::Ok),
+        Command::Export(e) => cmd::export::run(&root(cli.root)?, &e),
         Command::Verify(v) => block_on(verify::verify(&root(cli.root)?, v)),
     }
 }

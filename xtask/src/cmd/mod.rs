@@ -4,6 +4,7 @@
 
 pub mod add;
 pub mod certs;
+pub mod export;
 pub mod images;
 pub mod list;
 pub mod remove;

@@ -15,7 +15,7 @@ use crate::model::compose::Service;
 use crate::docker::buildkit::{self, Builder};
 use crate::docker::{self, Tar, HASH_LABEL};
 use crate::model::repo::Repo;
-use super::matrix::{env_of, pct, Cell, Outcome, Target};
+use super::matrix::{self, env_of, pct, Cell, Outcome, Target};
 use super::run::Run;
 use crate::diag::{Diagnostic, Error};
 
@@ -193,7 +193,7 @@ pub async fn matrix_row(d: &Docker, run: &Run, repo: &Repo, image: &str, src: &S
     for t in targets.iter().filter(|t| t.service != src.name) {
         let id = format!("{}->{}", src.name, t.service);
         specs.push(t.spec(&id, &t.service, &env));
-        let expected = t.networks.iter().any(|n| src.on_network(n));
+        let expected = repo.compose.service(&t.service).is_some_and(|ts| matrix::reaches(src, ts));
         cells.push(Cell { source: src.name.clone(), target: t.service.clone(), port: t.port, expected, outcome: Outcome::Missing, detail: String::new(), hint: None, logs: vec![] });
     }
     let mut cmd = vec!["check".to_string()];
