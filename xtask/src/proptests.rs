@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 
-use crate::{cnf, compose, nginx, yaml};
+use crate::model::{cnf, compose, nginx, yaml};
 
 fn none(_: &str) -> Option<String> {
     None
@@ -87,8 +87,8 @@ proptest! {
         let _ = compose::Compose::parse(&s, &none);
         let _ = cnf::Cnf::parse(&s);
         let _ = nginx::parse_routes(&s, "f");
-        let _ = crate::cargo_toml::parse(&s);
-        let _ = crate::der::parse(&bytes);
+        let _ = crate::model::cargo_toml::parse(&s);
+        let _ = crate::model::der::parse(&bytes);
     }
 
     #[test]

@@ -1,13 +1,13 @@
 //! The templates of a new service folder and the compose entry that goes
 //! with it. Golden files in `xtask/tests/golden/` pin their output.
 
-use crate::compose::{self, ServiceSpec};
-use crate::repo::SERVICES_DIR;
+use crate::model::compose::{self, ServiceSpec};
+use crate::model::repo::SERVICES_DIR;
 
-const DOCKERFILE: &str = include_str!("../templates/Dockerfile.tmpl");
-const SERVER: &str = include_str!("../templates/server.py.tmpl");
-const REQUIREMENTS: &str = include_str!("../templates/requirements.txt.tmpl");
-const ENV: &str = include_str!("../templates/service.env.tmpl");
+const DOCKERFILE: &str = include_str!("../../templates/Dockerfile.tmpl");
+const SERVER: &str = include_str!("../../templates/server.py.tmpl");
+const REQUIREMENTS: &str = include_str!("../../templates/requirements.txt.tmpl");
+const ENV: &str = include_str!("../../templates/service.env.tmpl");
 
 /// The user the service images run as (`USER` in the Dockerfile template).
 pub const APP_UID: u32 = 10001;
@@ -171,7 +171,7 @@ mod tests {
             let mut outputs: Vec<(String, String)> = files(&o).into_iter().map(|(p, c)| (p.rsplit('/').next().unwrap().to_string(), c)).collect();
             outputs.push(("compose-entry.yml".into(), compose_entry(&o, 2)));
             if let Some(p) = &o.public {
-                outputs.push(("location.conf".into(), crate::nginx::render_location(&o.name, p, o.port, o.https, o.protocol() == "grpc")));
+                outputs.push(("location.conf".into(), crate::model::nginx::render_location(&o.name, p, o.port, o.https, o.protocol() == "grpc")));
             }
             for (name, content) in outputs {
                 let path = dir.join(case).join(&name);

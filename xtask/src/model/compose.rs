@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::yaml::{self, Node, Value};
+use crate::model::yaml::{self, Node, Value};
 use crate::Error;
 
 pub const FILE: &str = "docker-compose.yml";

@@ -2,16 +2,18 @@
 //! Each loads the repository model, plans every file into one `Txn`, then
 //! prints the plan (`--dry-run`) or commits it under the repository lock.
 
+pub mod images;
+
 use std::path::Path;
 
-use crate::certs;
-use crate::cnf::{self, Cnf};
-use crate::compose::{self, Compose};
-use crate::nginx;
-use crate::repo::{Repo, RESERVED, SERVICES_DIR};
-use crate::scaffold::{self, Options};
-use crate::sync;
-use crate::txn::{self, Txn};
+use crate::plan::certs;
+use crate::model::cnf::{self, Cnf};
+use crate::model::compose::{self, Compose};
+use crate::model::nginx;
+use crate::model::repo::{Repo, RESERVED, SERVICES_DIR};
+use crate::plan::scaffold::{self, Options};
+use crate::plan::sync;
+use crate::plan::txn::{self, Txn};
 use crate::Error;
 
 pub fn validate_name(name: &str) -> Result<(), Error> {

@@ -1,11 +1,11 @@
 //! `sync`: derives `[alt_names]`, the NGINX endpoint files and the workspace
 //! members from the services' compose entries, and plans the rewrite.
 
-use crate::cargo_toml;
-use crate::cnf;
-use crate::nginx;
-use crate::repo::Repo;
-use crate::txn::Txn;
+use crate::model::cargo_toml;
+use crate::model::cnf;
+use crate::model::nginx;
+use crate::model::repo::Repo;
+use crate::plan::txn::Txn;
 use crate::Error;
 
 /// Marks endpoint files that `sync` owns (and may rewrite or delete).
