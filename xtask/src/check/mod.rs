@@ -36,6 +36,7 @@ pub const RULES: &[(&str, &str, &str)] = &[
     ("MR013", "certificates", "the certificates exist, cover [alt_names], and do not expire within 30 days"),
     ("MR014", "nginx-endpoint", "every public path has an NGINX endpoint that proxies to the service's container name and port"),
     ("MR015", "sync", "`cargo xtask sync --check` is clean"),
+    ("MR016", "names", "service keys, public paths, volumes, env files, build contexts and [alt_names] values follow the safe grammars (model/names.rs)"),
 ];
 
 fn f(id: &'static str, file: &str, line: usize, msg: impl Into<String>, fix: impl Into<String>) -> Finding {
@@ -43,6 +44,12 @@ fn f(id: &'static str, file: &str, line: usize, msg: impl Into<String>, fix: imp
 }
 
 pub fn run(repo: &Repo) -> Result<Vec<Finding>, Error> {
+    // MR016 first: the other rules read paths made from these names, so a
+    // repository with a bad one gets only these findings.
+    let gate: Vec<Finding> = repo.name_problems().into_iter().map(|p| Finding { id: "MR016", file: p.file, line: p.line, msg: p.msg, fix: p.fix }).collect();
+    if !gate.is_empty() {
+        return Ok(gate);
+    }
     let mut out = vec![];
     let cf = compose::FILE;
     let c = &repo.compose;

@@ -16,17 +16,10 @@ use crate::plan::sync;
 use crate::plan::txn::{self, Txn};
 use crate::Error;
 
+use crate::model::names;
+
 pub fn validate_name(name: &str) -> Result<(), Error> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && !name.ends_with('-')
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !ok {
-        return Err(Error::input(format!(
-            "`{name}` is not a valid service name: it must be a DNS label (lowercase letters, digits and '-', starting with a letter, not ending with '-', at most 63 characters)\n  fix: pick a name like `billing` or `user-events`"
-        )));
-    }
+    names::service(name).map_err(|e| Error::input(format!("{e}\n  fix: pick a name like `billing` or `user-events`")))?;
     if RESERVED.contains(&name) {
         return Err(Error::input(format!("`{name}` is reserved (it names a folder of src/, an infrastructure service or a network)\n  fix: pick another name")));
     }
@@ -35,18 +28,31 @@ pub fn validate_name(name: &str) -> Result<(), Error> {
 
 fn parse_volume(v: &str) -> Result<(String, String), Error> {
     let (name, path) = v.split_once(':').unwrap_or((v, ""));
-    let name_ok = !name.is_empty() && name.starts_with(|c: char| c.is_ascii_alphanumeric()) && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-    if !name_ok || !path.starts_with('/') || path.contains(':') {
-        return Err(Error::input(format!("--volume `{v}`: expected `<name>:<absolute container path>`\n  fix: e.g. `--volume billing-data:/var/lib/billing`")));
-    }
+    names::volume(name).and_then(|_| names::container_path(path)).map_err(|e| {
+        Error::input(format!("--volume {v:?}: {e}; expected `<name>:<absolute container path>`\n  fix: e.g. `--volume billing-data:/var/lib/billing`"))
+    })?;
     Ok((name.to_string(), path.to_string()))
 }
 
 fn validate_public(path: &str) -> Result<(), Error> {
-    if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || "{};'\"#$".contains(c)) {
-        return Err(Error::input(format!("--public `{path}`: not a URL path\n  fix: give a path like `/api/billing/`")));
+    names::public_path(path).map_err(|e| Error::input(format!("--public: {e}\n  fix: give a path like `/api/billing/`")))
+}
+
+/// Hides the values of secret-looking variables (`verify::is_secret_name`)
+/// in a diff, as verify hides them in its logs: `--dry-run` output is
+/// shared in terminals and CI logs. Certificates are already named only.
+pub fn mask_secrets(diff: &str) -> String {
+    let mut out = String::with_capacity(diff.len());
+    for line in diff.split_inclusive('\n') {
+        let (mark, body) = line.split_at(line.chars().next().filter(|c| "+- ".contains(*c)).map_or(0, |_| 1));
+        match body.split_once('=') {
+            Some((k, v)) if !line.starts_with("+++") && !line.starts_with("---") && crate::verify::is_secret_name(k.trim()) && !v.trim().is_empty() => {
+                out.push_str(&format!("{mark}{k}=****{}", if line.ends_with('\n') { "\n" } else { "" }));
+            }
+            _ => out.push_str(line),
+        }
     }
-    Ok(())
+    out
 }
 
 fn used_ports(c: &Compose) -> Vec<u32> {
@@ -177,6 +183,7 @@ pub fn plan_add(repo: &Repo, o: &Options) -> Result<(Txn, Vec<String>), Error> {
 pub fn add(root: &Path, a: &AddArgs) -> Result<(), Error> {
     let _lock = if a.dry_run { None } else { Some(txn::lock(root)?) };
     let repo = Repo::load(root)?;
+    repo.refuse_untrusted()?;
     let o = resolve_add(&repo, a)?;
     let (t, report) = plan_add(&repo, &o)?;
     finish(t, a.dry_run, &format!("added service `{}` on port {}", o.name, o.port), &report)
@@ -184,7 +191,7 @@ pub fn add(root: &Path, a: &AddArgs) -> Result<(), Error> {
 
 fn finish(t: Txn, dry_run: bool, what: &str, report: &[String]) -> Result<(), Error> {
     if dry_run {
-        print!("{}", t.diff());
+        print!("{}", mask_secrets(&t.diff()));
         println!("dry run: {} file(s) would change; nothing was written", t.paths().len());
         return Ok(());
     }
@@ -204,6 +211,7 @@ fn finish(t: Txn, dry_run: bool, what: &str, report: &[String]) -> Result<(), Er
 pub fn remove(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(), Error> {
     let _lock = if dry_run { None } else { Some(txn::lock(root)?) };
     let repo = Repo::load(root)?;
+    repo.refuse_untrusted()?;
     let Some(svc) = repo.compose.service(name) else {
         return Err(Error::input(format!("no service `{name}` in {}\n  fix: `cargo xtask list` shows the services", compose::FILE)));
     };
@@ -237,7 +245,8 @@ pub fn remove(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Resul
         report = certs::plan(&mut t, &Cnf::parse(&cnf_text)?, &https, false)?;
     }
     if !keep_files {
-        let dir = repo.root.join(SERVICES_DIR).join(name);
+        names::service(name).map_err(|e| Error::input(format!("{e}\n  fix: name a service of {}", compose::FILE)))?;
+        let dir = names::join(&repo.root, &format!("{SERVICES_DIR}/{name}")).map_err(|e| Error::input(format!("{e}\n  fix: name a service of {}", compose::FILE)))?;
         let mut stack = vec![dir];
         while let Some(d) = stack.pop() {
             for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
@@ -257,13 +266,14 @@ pub fn remove(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Resul
 pub fn sync(root: &Path, check: bool) -> Result<bool, Error> {
     let _lock = if check { None } else { Some(txn::lock(root)?) };
     let repo = Repo::load(root)?;
+    repo.refuse_untrusted()?;
     let t = sync::plan(&repo)?;
     if t.is_empty() {
         println!("sync: everything is up to date");
         return Ok(true);
     }
     if check {
-        print!("{}", t.diff());
+        print!("{}", mask_secrets(&t.diff()));
         println!("sync --check: {} file(s) out of date; run `cargo xtask sync`", t.paths().len());
         return Ok(false);
     }
@@ -277,6 +287,7 @@ pub fn sync(root: &Path, check: bool) -> Result<bool, Error> {
 pub fn certs(root: &Path, force: bool) -> Result<(), Error> {
     let _lock = txn::lock(root)?;
     let repo = Repo::load(root)?;
+    repo.refuse_untrusted()?;
     let mut t = Txn::new(&repo.root);
     let report = certs::plan(&mut t, &repo.cnf, &repo.wanted_alt_names(), force)?;
     t.commit()?;

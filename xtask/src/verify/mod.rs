@@ -15,7 +15,7 @@ use bollard::Docker;
 
 use crate::check;
 use crate::model::compose::Service;
-use crate::docker::{self, Tar, PID_LABEL, RUN_LABEL};
+use crate::docker::{self, Tar, HOST_LABEL, PID_LABEL, RUN_LABEL};
 use probe::{Cell, Target};
 use crate::model::repo::Repo;
 use crate::Error;
@@ -51,7 +51,7 @@ pub struct Run {
 
 impl Run {
     pub fn labels(&self) -> HashMap<String, String> {
-        HashMap::from([(RUN_LABEL.to_string(), self.id.clone()), (PID_LABEL.to_string(), std::process::id().to_string())])
+        HashMap::from([(RUN_LABEL.to_string(), self.id.clone()), (PID_LABEL.to_string(), std::process::id().to_string()), (HOST_LABEL.to_string(), docker::hostname())])
     }
     pub fn container(&self, service: &str) -> Option<String> {
         self.containers.get(service).cloned()
