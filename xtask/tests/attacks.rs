@@ -43,11 +43,13 @@ fn backend_block(key: &str, labels: &str) -> String {
     )
 }
 
+type Setup = Box<dyn Fn(&Path) -> Option<String>>;
+
 struct Case {
     name: String,
     /// Breaks the copy; returns the `file:line` every refusal must name
     /// (None: an argument, no file).
-    setup: Box<dyn Fn(&Path) -> Option<String>>,
+    setup: Setup,
     /// (arguments, expected exit code)
     runs: Vec<(Vec<String>, i32)>,
 }

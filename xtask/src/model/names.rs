@@ -5,8 +5,8 @@
 //! file:line and the fix.
 //!
 //! Grammars (documented here and in `--help` errors):
-//! - service: a DNS label, `[a-z0-9-]{1,63}`, not starting or ending with
-//!   `-`, and not a plain scalar YAML 1.1 or 1.2 would read as anything but
+//! - service: a DNS label, `[a-z0-9-]{1,63}`, starting with a letter (so
+//!   never a number), not ending with `-`, and not a plain scalar YAML 1.1 or 1.2 would read as anything but
 //!   a string (`true`, `no`, `~`, `1e3`, `.inf`...): compose keys and
 //!   container names are written unquoted.
 //! - public path: `^/([A-Za-z0-9._~-]+/)*$` without `.` or `..` segments:
@@ -40,12 +40,12 @@ pub fn yaml_word(s: &str) -> bool {
 pub fn service(name: &str) -> Result<(), String> {
     let label = !name.is_empty()
         && name.len() <= 63
-        && !name.starts_with('-')
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
         && !name.ends_with('-')
         && name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-');
     if !label {
         return Err(format!(
-            "{:?} is not a valid service name: it must be a DNS label (lowercase letters, digits and '-', not starting or ending with '-', 1-63 characters)",
+            "{:?} is not a valid service name: it must be a DNS label (lowercase letters, digits and '-', starting with a letter, not ending with '-', 1-63 characters)",
             name
         ));
     }
@@ -118,63 +118,6 @@ pub fn join(root: &Path, rel: &str) -> Result<PathBuf, String> {
         }
     }
     Ok(root.join(p))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    #[test]
-    fn yaml_words_are_not_names() {
-        for w in ["true", "False", "null", "yes", "on", "off", "no", "y", "n", "~", "1", "0x1", "1e3", ".inf", ".nan", "0o7", "1_000", "1:20", "-1"] {
-            assert!(yaml_word(w), "{w}");
-            assert!(service(w).is_err(), "{w}");
-        }
-        for n in ["billing", "user-events", "a1", "1a", "x"] {
-            assert!(!yaml_word(n), "{n}");
-            assert!(service(n).is_ok(), "{n}");
-        }
-    }
-
-    #[test]
-    fn public_paths() {
-        for ok in ["/", "/api/", "/api/billing/", "/a.b_c~d-e/"] {
-            assert!(public_path(ok).is_ok(), "{ok}");
-        }
-        for bad in ["", "api/", "/api", "/a/../b/", "/./", "//", "/a b/", "/a\x01b/", "/a/\\x20/", "/a/{/", "/a;/", "/a%20/", "/a/\n/"] {
-            assert!(public_path(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn join_refuses_leaving() {
-        let r = Path::new("/repo");
-        assert_eq!(join(r, "src/backend_services/a").unwrap(), Path::new("/repo/src/backend_services/a"));
-        for bad in ["../x", "a/../../x", "/etc", "a\0b", ""] {
-            assert!(join(r, bad).is_err(), "{bad:?}");
-        }
-    }
-
-    proptest! {
-        #[test]
-        fn accepted_names_are_safe_everywhere(s in ".{0,70}") {
-            if service(&s).is_ok() {
-                prop_assert!(join(Path::new("/r"), &s).is_ok());
-                prop_assert!(host(&s).is_ok());
-                prop_assert!(s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-'));
-            }
-            if public_path(&s).is_ok() {
-                let forbidden = "{};$\"'\\#";
-                prop_assert!(!s.chars().any(|c| c.is_whitespace() || c.is_control() || forbidden.contains(c)));
-                prop_assert!(!s.split('/').any(|seg| seg == ".."));
-            }
-            if let Ok(p) = join(Path::new("/r"), &s) {
-                prop_assert!(p.starts_with("/r"));
-                prop_assert!(!p.components().any(|c| c == Component::ParentDir));
-            }
-        }
-    }
 }
 
 // --- the repository's own names ------------------------------------------
@@ -263,6 +206,64 @@ impl Repo {
         match self.name_problems().into_iter().next() {
             None => Ok(()),
             Some(p) => Err(Error::input(format!("{}:{}: {}\n  fix: {}\n  (nothing was written)", p.file, p.line, p.msg, p.fix))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn yaml_words_are_not_names() {
+        for w in ["true", "False", "null", "yes", "on", "off", "no", "y", "n", "~", "1", "0x1", "1e3", ".inf", ".nan", "0o7", "1_000", "1:20", "-1"] {
+            assert!(yaml_word(w), "{w}");
+            assert!(service(w).is_err(), "{w}");
+        }
+        assert!(service("1a").is_err(), "a leading digit");
+        for n in ["billing", "user-events", "a1", "x"] {
+            assert!(!yaml_word(n), "{n}");
+            assert!(service(n).is_ok(), "{n}");
+        }
+    }
+
+    #[test]
+    fn public_paths() {
+        for ok in ["/", "/api/", "/api/billing/", "/a.b_c~d-e/"] {
+            assert!(public_path(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "api/", "/api", "/a/../b/", "/./", "//", "/a b/", "/a\x01b/", "/a/\\x20/", "/a/{/", "/a;/", "/a%20/", "/a/\n/"] {
+            assert!(public_path(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn join_refuses_leaving() {
+        let r = Path::new("/repo");
+        assert_eq!(join(r, "src/backend_services/a").unwrap(), Path::new("/repo/src/backend_services/a"));
+        for bad in ["../x", "a/../../x", "/etc", "a\0b", ""] {
+            assert!(join(r, bad).is_err(), "{bad:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn accepted_names_are_safe_everywhere(s in ".{0,70}") {
+            if service(&s).is_ok() {
+                prop_assert!(join(Path::new("/r"), &s).is_ok());
+                prop_assert!(host(&s).is_ok());
+                prop_assert!(s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-'));
+            }
+            if public_path(&s).is_ok() {
+                let forbidden = "{};$\"'\\#";
+                prop_assert!(!s.chars().any(|c| c.is_whitespace() || c.is_control() || forbidden.contains(c)));
+                prop_assert!(!s.split('/').any(|seg| seg == ".."));
+            }
+            if let Ok(p) = join(Path::new("/r"), &s) {
+                prop_assert!(p.starts_with("/r"));
+                prop_assert!(!p.components().any(|c| c == Component::ParentDir));
+            }
         }
     }
 }
