@@ -2,51 +2,27 @@
 //! Each loads the repository model, plans every file into one `Txn`, then
 //! prints the plan (`--dry-run`) or commits it under the repository lock.
 
+pub mod add;
+pub mod certs;
 pub mod images;
+pub mod list;
+pub mod remove;
+pub mod sync;
 
-use std::path::Path;
-
-use crate::plan::certs;
-use crate::model::cnf::{self, Cnf};
-use crate::model::compose::{self, Compose};
-use crate::model::nginx;
-use crate::model::repo::{Repo, RESERVED, SERVICES_DIR};
-use crate::plan::scaffold::{self, Options};
-use crate::plan::sync;
-use crate::plan::txn::{self, Txn};
+use crate::plan::certs as cert_plan;
+use crate::plan::txn::Txn;
 use crate::Error;
 
-use crate::model::names;
-
-pub fn validate_name(name: &str) -> Result<(), Error> {
-    names::service(name).map_err(|e| Error::input(format!("{e}\n  fix: pick a name like `billing` or `user-events`")))?;
-    if RESERVED.contains(&name) {
-        return Err(Error::input(format!("`{name}` is reserved (it names a folder of src/, an infrastructure service or a network)\n  fix: pick another name")));
-    }
-    Ok(())
-}
-
-fn parse_volume(v: &str) -> Result<(String, String), Error> {
-    let (name, path) = v.split_once(':').unwrap_or((v, ""));
-    names::volume(name).and_then(|_| names::container_path(path)).map_err(|e| {
-        Error::input(format!("--volume {v:?}: {e}; expected `<name>:<absolute container path>`\n  fix: e.g. `--volume billing-data:/var/lib/billing`"))
-    })?;
-    Ok((name.to_string(), path.to_string()))
-}
-
-fn validate_public(path: &str) -> Result<(), Error> {
-    names::public_path(path).map_err(|e| Error::input(format!("--public: {e}\n  fix: give a path like `/api/billing/`")))
-}
-
-/// Hides the values of secret-looking variables (`verify::is_secret_name`)
-/// in a diff, as verify hides them in its logs: `--dry-run` output is
-/// shared in terminals and CI logs. Certificates are already named only.
+/// Hides the values of secret-looking variables (`is_secret_name`, as
+/// verify hides them in its logs) in a diff: `--dry-run` output lands in
+/// terminals and CI logs. Certificates are already named only.
 pub fn mask_secrets(diff: &str) -> String {
     let mut out = String::with_capacity(diff.len());
     for line in diff.split_inclusive('\n') {
+        let header = line.starts_with("+++") || line.starts_with("---");
         let (mark, body) = line.split_at(line.chars().next().filter(|c| "+- ".contains(*c)).map_or(0, |_| 1));
         match body.split_once('=') {
-            Some((k, v)) if !line.starts_with("+++") && !line.starts_with("---") && crate::verify::is_secret_name(k.trim()) && !v.trim().is_empty() => {
+            Some((k, v)) if !header && crate::verify::run::is_secret_name(k.trim()) && !v.trim().is_empty() => {
                 out.push_str(&format!("{mark}{k}=****{}", if line.ends_with('\n') { "\n" } else { "" }));
             }
             _ => out.push_str(line),
@@ -55,140 +31,7 @@ pub fn mask_secrets(diff: &str) -> String {
     out
 }
 
-fn used_ports(c: &Compose) -> Vec<u32> {
-    c.services.iter().flat_map(|s| s.ports.iter().flat_map(|p| [Some(p.container), p.host])).flatten().collect()
-}
-
-/// Raw flags of `add-service`, before they are checked against the repo.
-#[derive(Default)]
-pub struct AddArgs {
-    pub name: String,
-    pub grpc: bool,
-    pub pg: bool,
-    pub redis: bool,
-    pub https: bool,
-    pub public: Option<String>,
-    pub port: Option<u32>,
-    pub depends_on: Vec<String>,
-    pub volumes: Vec<String>,
-    pub entry: Option<String>,
-    pub dry_run: bool,
-}
-
-/// Checks the request against the repository and returns the options.
-pub fn resolve_add(repo: &Repo, a: &AddArgs) -> Result<Options, Error> {
-    let name = &a.name;
-    validate_name(name)?;
-    if let Some(s) = repo.compose.service(name) {
-        return Err(Error::input(format!("{}:{}: service `{name}` already exists\n  fix: pick another name, or `cargo xtask remove-service {name}` first", compose::FILE, s.line)));
-    }
-    if repo.service_dirs.iter().any(|d| d == name) {
-        return Err(Error::input(format!("{SERVICES_DIR}/{name}/ already exists\n  fix: pick another name, or remove that folder")));
-    }
-    let used = used_ports(&repo.compose);
-    let port = match a.port {
-        Some(p) if !(1..=65535).contains(&p) => {
-            return Err(Error::input(format!("--port {p} is out of range\n  fix: use a port from 1 to 65535")))
-        }
-        Some(p) => {
-            if let Some(s) = repo.compose.services.iter().find(|s| s.ports.iter().any(|x| x.host == Some(p) || x.container == p)) {
-                let line = s.ports.iter().find(|x| x.host == Some(p) || x.container == p).unwrap().line;
-                return Err(Error::input(format!("{}:{line}: port {p} is already taken by `{}`\n  fix: pick a free port, or leave out --port to get the next free one", compose::FILE, s.name)));
-            }
-            p as u16
-        }
-        None => (50051u32..=65535).find(|p| !used.contains(p)).ok_or_else(|| Error::input("no free port from 50051 up\n  fix: pass --port"))? as u16,
-    };
-    for d in &a.depends_on {
-        if repo.compose.service(d).is_none() {
-            return Err(Error::input(format!("--depends-on `{d}`: no such service in {}\n  fix: name one of: {}", compose::FILE, repo.compose.services.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "))));
-        }
-    }
-    if let Some(p) = &a.public {
-        validate_public(p)?;
-        if let Some(r) = repo.routes.iter().find(|r| &r.path == p) {
-            return Err(Error::input(format!("{}:{}: path `{p}` is already routed to {}\n  fix: pick another --public path", r.file, r.line, r.host)));
-        }
-        if let Some(s) = repo.backend().find(|s| s.public_path() == Some(p.as_str())) {
-            return Err(Error::input(format!("{}:{}: path `{p}` is already the public path of `{}`\n  fix: pick another --public path", compose::FILE, s.line, s.name)));
-        }
-    }
-    let mut volumes = vec![];
-    for v in &a.volumes {
-        volumes.push(parse_volume(v)?);
-    }
-    let entry = a.entry.clone().unwrap_or_else(|| "server.py".into());
-    if entry != "server.py" && entry != "main.py" {
-        return Err(Error::input(format!("--entry `{entry}`: must be server.py or main.py")));
-    }
-    Ok(Options {
-        name: name.clone(),
-        grpc: a.grpc,
-        pg: a.pg,
-        redis: a.redis,
-        https: a.https,
-        public: a.public.clone(),
-        port,
-        depends_on: a.depends_on.clone(),
-        volumes,
-        entry,
-    })
-}
-
-/// Plans the whole addition into one transaction.
-pub fn plan_add(repo: &Repo, o: &Options) -> Result<(Txn, Vec<String>), Error> {
-    let mut t = Txn::new(&repo.root);
-    for (path, content) in scaffold::files(o) {
-        t.write(&path, content)?;
-    }
-    let unit = compose::indent_unit(&repo.compose_text);
-    let mut text = compose::insert_entry(&repo.compose_text, "services", &scaffold::compose_entry(o, unit))?;
-    let pad = " ".repeat(unit);
-    for net in o.networks() {
-        if !repo.compose.networks.iter().any(|(n, _)| *n == net) {
-            text = compose::insert_entry(&text, "networks", &format!("{pad}{net}:\n"))?;
-        }
-    }
-    for (v, _) in &o.volumes {
-        let declared = repo.compose.volumes.iter().any(|(n, _)| n == v);
-        if !declared && !text.contains(&format!("\n{pad}{v}:\n")) {
-            text = compose::insert_entry(&text, "volumes", &format!("{pad}{v}:\n"))?;
-        }
-    }
-    // Read back what we wrote: the new entry must parse to what was asked.
-    let env = |k: &str| repo.env(k);
-    let parsed = Compose::parse(&text, &env).map_err(|e| Error::failure(format!("internal error: the edited compose file does not parse: {e}")))?;
-    let s = parsed.service(&o.name).ok_or_else(|| Error::failure("internal error: the new service is missing after the edit"))?;
-    assert_eq!(s.port(), Some(o.port));
-    t.write(compose::FILE, text)?;
-
-    let mut cnf_text = repo.cnf_text.clone();
-    if o.https {
-        cnf_text = cnf::add_dns(&cnf_text, &repo.cnf, &o.name);
-        t.write(cnf::FILE, cnf_text.clone())?;
-    }
-    if let Some(p) = &o.public {
-        t.write(&nginx::location_file(&o.name), nginx::render_location(&o.name, p, o.port, o.https, o.protocol() == "grpc"))?;
-    }
-    let mut report = vec![];
-    if o.https {
-        let cnf = Cnf::parse(&cnf_text)?;
-        let mut https = repo.wanted_alt_names();
-        https.push(o.name.clone());
-        report = certs::plan(&mut t, &cnf, &https, false)?;
-    }
-    Ok((t, report))
-}
-
-pub fn add(root: &Path, a: &AddArgs) -> Result<(), Error> {
-    let _lock = if a.dry_run { None } else { Some(txn::lock(root)?) };
-    let repo = Repo::load(root)?;
-    repo.refuse_untrusted()?;
-    let o = resolve_add(&repo, a)?;
-    let (t, report) = plan_add(&repo, &o)?;
-    finish(t, a.dry_run, &format!("added service `{}` on port {}", o.name, o.port), &report)
-}
-
+/// Prints the plan (`--dry-run`) or commits it and says what was written.
 fn finish(t: Txn, dry_run: bool, what: &str, report: &[String]) -> Result<(), Error> {
     if dry_run {
         print!("{}", mask_secrets(&t.diff()));
@@ -198,7 +41,7 @@ fn finish(t: Txn, dry_run: bool, what: &str, report: &[String]) -> Result<(), Er
     let written = t.commit()?;
     println!("{what}");
     for p in &written {
-        if !p.starts_with(certs::DIR) {
+        if !p.starts_with(cert_plan::DIR) {
             println!("  wrote {p}");
         }
     }
@@ -207,142 +50,3 @@ fn finish(t: Txn, dry_run: bool, what: &str, report: &[String]) -> Result<(), Er
     }
     Ok(())
 }
-
-pub fn remove(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(), Error> {
-    let _lock = if dry_run { None } else { Some(txn::lock(root)?) };
-    let repo = Repo::load(root)?;
-    repo.refuse_untrusted()?;
-    let Some(svc) = repo.compose.service(name) else {
-        return Err(Error::input(format!("no service `{name}` in {}\n  fix: `cargo xtask list` shows the services", compose::FILE)));
-    };
-    let dependents: Vec<&str> = repo.compose.services.iter().filter(|s| s.depends(name)).map(|s| s.name.as_str()).collect();
-    if !dependents.is_empty() {
-        return Err(Error::input(format!("`{name}` is a dependency of: {}\n  fix: remove it from their depends_on first", dependents.join(", "))));
-    }
-    let mut t = Txn::new(&repo.root);
-    let mut text = compose::remove_entry(&repo.compose_text, "services", name, false)
-        .ok_or_else(|| Error::failure(format!("{}:{}: cannot find the block of `{name}` to remove", compose::FILE, svc.line)))?;
-    for m in svc.volumes.iter().filter(|m| m.named) {
-        let shared = repo.compose.services.iter().any(|s| s.name != name && s.volumes.iter().any(|o| o.named && o.source == m.source));
-        if !shared {
-            if let Some(t2) = compose::remove_entry(&text, "volumes", &m.source, true) {
-                text = t2;
-            }
-        }
-    }
-    t.write(compose::FILE, text)?;
-    let mut cnf_text = repo.cnf_text.clone();
-    let lines: Vec<usize> = repo.cnf.alt_names.iter().filter(|a| a.kind == "DNS" && a.value == name).map(|a| a.line).collect();
-    if !lines.is_empty() {
-        cnf_text = cnf::remove_lines(&cnf_text, &lines);
-        t.write(cnf::FILE, cnf_text.clone())?;
-    }
-    t.delete(&nginx::location_file(name))?;
-    certs::remove_service(&mut t, name)?;
-    let mut report = vec![];
-    if !lines.is_empty() && repo.root.join(certs::CA_CERT).exists() {
-        let https: Vec<String> = repo.wanted_alt_names().into_iter().filter(|n| n != name).collect();
-        report = certs::plan(&mut t, &Cnf::parse(&cnf_text)?, &https, false)?;
-    }
-    if !keep_files {
-        names::service(name).map_err(|e| Error::input(format!("{e}\n  fix: name a service of {}", compose::FILE)))?;
-        let dir = names::join(&repo.root, &format!("{SERVICES_DIR}/{name}")).map_err(|e| Error::input(format!("{e}\n  fix: name a service of {}", compose::FILE)))?;
-        let mut stack = vec![dir];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else {
-                    t.delete(&p.strip_prefix(&repo.root).unwrap().to_string_lossy())?;
-                }
-            }
-        }
-    }
-    finish(t, dry_run, &format!("removed service `{name}`"), &report)
-}
-
-/// `sync`: returns true when everything was already in sync.
-pub fn sync(root: &Path, check: bool) -> Result<bool, Error> {
-    let _lock = if check { None } else { Some(txn::lock(root)?) };
-    let repo = Repo::load(root)?;
-    repo.refuse_untrusted()?;
-    let t = sync::plan(&repo)?;
-    if t.is_empty() {
-        println!("sync: everything is up to date");
-        return Ok(true);
-    }
-    if check {
-        print!("{}", mask_secrets(&t.diff()));
-        println!("sync --check: {} file(s) out of date; run `cargo xtask sync`", t.paths().len());
-        return Ok(false);
-    }
-    let written = t.commit()?;
-    for p in written {
-        println!("  wrote {p}");
-    }
-    Ok(false)
-}
-
-pub fn certs(root: &Path, force: bool) -> Result<(), Error> {
-    let _lock = txn::lock(root)?;
-    let repo = Repo::load(root)?;
-    repo.refuse_untrusted()?;
-    let mut t = Txn::new(&repo.root);
-    let report = certs::plan(&mut t, &repo.cnf, &repo.wanted_alt_names(), force)?;
-    t.commit()?;
-    if report.is_empty() {
-        println!("certs: all certificates are current");
-    }
-    for r in report {
-        println!("  {r}");
-    }
-    Ok(())
-}
-
-pub fn list(root: &Path, json: bool) -> Result<(), Error> {
-    let repo = Repo::load(root)?;
-    let rows: Vec<serde_json::Value> = repo
-        .compose
-        .services
-        .iter()
-        .map(|s| {
-            serde_json::json!({
-                "name": s.name,
-                "ports": s.ports.iter().map(|p| match p.host { Some(h) => format!("{h}:{}", p.container), None => p.container.to_string() }).collect::<Vec<_>>(),
-                "networks": s.networks.iter().map(|n| n.0.clone()).collect::<Vec<_>>(),
-                "https": s.https(),
-                "public": s.public_path(),
-                "depends_on": s.depends_on.iter().map(|n| n.0.clone()).collect::<Vec<_>>(),
-                "backend": s.is_backend(),
-            })
-        })
-        .collect();
-    if json {
-        println!("{}", serde_json::to_string_pretty(&rows).unwrap());
-        return Ok(());
-    }
-    let cols = ["SERVICE", "PORTS", "NETWORKS", "HTTPS", "PUBLIC", "DEPENDS_ON"];
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            let join = |k: &str| r[k].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect::<Vec<_>>().join(",");
-            vec![
-                r["name"].as_str().unwrap().to_string(),
-                join("ports"),
-                join("networks"),
-                if r["https"].as_bool().unwrap() { "yes".into() } else { "-".into() },
-                r["public"].as_str().unwrap_or("-").to_string(),
-                join("depends_on"),
-            ]
-        })
-        .collect();
-    let widths: Vec<usize> = (0..cols.len()).map(|i| cells.iter().map(|c| c[i].len().max(1)).chain([cols[i].len()]).max().unwrap()).collect();
-    let line = |c: Vec<String>| c.iter().enumerate().map(|(i, v)| format!("{:w$}", if v.is_empty() { "-" } else { v }, w = widths[i])).collect::<Vec<_>>().join("  ").trim_end().to_string();
-    println!("{}", line(cols.iter().map(|s| s.to_string()).collect()));
-    for c in cells {
-        println!("{}", line(c));
-    }
-    Ok(())
-}
-

@@ -124,7 +124,7 @@ pub fn join(root: &Path, rel: &str) -> Result<PathBuf, String> {
 
 use crate::model::compose::{self, LABEL_PUBLIC};
 use crate::model::{cnf, repo::Repo};
-use crate::Error;
+use crate::diag::{Diagnostic, Error};
 
 /// A name read from a file that the gate refuses: where, what, the fix.
 pub struct Problem {
@@ -205,7 +205,7 @@ impl Repo {
     pub fn refuse_untrusted(&self) -> Result<(), Error> {
         match self.name_problems().into_iter().next() {
             None => Ok(()),
-            Some(p) => Err(Error::input(format!("{}:{}: {}\n  fix: {}\n  (nothing was written)", p.file, p.line, p.msg, p.fix))),
+            Some(p) => Err(Diagnostic::error(format!("{}:{}: {} (nothing was written)", p.file, p.line, p.msg)).fix(p.fix)),
         }
     }
 }
