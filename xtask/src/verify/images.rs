@@ -21,10 +21,8 @@ pub(super) async fn pulled_images(d: &Docker, order: &[&Service]) -> Result<Hash
             return Err(Diagnostic::error(format!("service `{}` has neither build nor image", s.name)));
         };
         if !docker::image_exists(d, img).await {
-            return Err(Diagnostic::error(format!(
-                "image `{img}` of `{}` is not on this machine and verify does not pull\n  fix: `docker pull {img}`, or on a machine without a registry `cargo xtask images bootstrap`",
-                s.name
-            )));
+            return Err(Diagnostic::error(format!("image `{img}` of `{}` is not on this machine and verify does not pull", s.name))
+                .fix(format!("`docker pull {img}`, or on a machine without a registry `cargo xtask images bootstrap`")));
         }
         images.insert(s.name.clone(), img.clone());
     }

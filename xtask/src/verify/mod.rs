@@ -24,7 +24,7 @@ use images::{build_images, pulled_images};
 use stack::{start_levels, start_order};
 use report::indent;
 use crate::model::repo::Repo;
-use crate::diag::{Diagnostic, Error};
+use crate::diag::{did_you_mean, Diagnostic, Error};
 
 pub use crate::cli::VerifyArgs as Opts;
 use crate::cli::Format;
@@ -43,7 +43,12 @@ pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
     }
     for s in &o.only {
         if repo.compose.service(s).is_none() {
-            return Err(Diagnostic::error(format!("--only `{s}`: no such service")));
+            let names: Vec<&str> = repo.compose.services.iter().map(|s| s.name.as_str()).collect();
+            let e = Diagnostic::error(format!("--only `{s}`: no such service"));
+            return Err(match did_you_mean(s, &names) {
+                Some(near) => e.fix(format!("did you mean `{near}`?")),
+                None => e.fix(format!("name one of: {}", names.join(", "))),
+            });
         }
     }
     phases.add("check", t);
