@@ -196,6 +196,33 @@ fn file_cases(outside: &Path) -> Vec<Case> {
     out
 }
 
+fn link_cases(outside: &Path) -> Vec<Case> {
+    let mut out = vec![];
+    // A link inside a service folder: remove-service followed it and
+    // deleted the files of the folder it points to.
+    let o = outside.to_path_buf();
+    out.push(Case {
+        name: "service-folder-holds-a-link-outside".into(),
+        setup: Box::new(move |r| {
+            std::os::unix::fs::symlink(&o, r.join("src/backend_services/gateway/evil")).unwrap();
+            Some("src/backend_services/gateway/evil".into())
+        }),
+        runs: vec![(v(&["remove-service", "gateway"]), 2)],
+    });
+    let o = outside.to_path_buf();
+    out.push(Case {
+        name: "service-folder-is-a-link-outside".into(),
+        setup: Box::new(move |r| {
+            let d = r.join("src/backend_services/gateway");
+            std::fs::rename(&d, r.join("gateway-moved")).unwrap();
+            std::os::unix::fs::symlink(&o, &d).unwrap();
+            Some("src/backend_services/gateway".into())
+        }),
+        runs: vec![(v(&["remove-service", "gateway"]), 2)],
+    });
+    out
+}
+
 fn arg_cases() -> Vec<Case> {
     let mut out = vec![];
     let add = |extra: &[&str]| {
@@ -236,6 +263,7 @@ fn every_attack_is_refused_with_file_and_line_and_changes_nothing() {
     std::fs::write(outside.join("zz/keep.txt"), "keep").unwrap();
     let outside_before = snapshot_meta(&outside);
     let mut cases = file_cases(&outside);
+    cases.extend(link_cases(&outside));
     cases.extend(arg_cases());
     let (mut runs, mut failures) = (0, vec![]);
     for case in &cases {

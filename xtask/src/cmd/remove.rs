@@ -59,11 +59,24 @@ pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(
         // function that refuses paths leaving the repository.
         crate::model::names::service(name).map_err(|e| Diagnostic::error(e).fix(format!("name a service of {}", compose::FILE)))?;
         let dir = crate::model::names::join(&repo.root, &format!("{SERVICES_DIR}/{name}")).map_err(|e| Diagnostic::error(e).fix(format!("name a service of {}", compose::FILE)))?;
+        // Symlinks are never followed (a link to /etc inside the folder
+        // would make this delete /etc's files) nor deleted: refused.
+        let link = |p: &std::path::Path| -> Result<(), Error> {
+            let rel = p.strip_prefix(&repo.root).unwrap_or(p).display().to_string();
+            Err(Diagnostic::error(format!("{rel} is a symlink; remove-service does not follow or delete links (nothing was written)"))
+                .fix("remove the link yourself, or pass --keep-files"))
+        };
+        if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
+            return link(&dir);
+        }
         let mut stack = vec![dir];
         while let Some(d) = stack.pop() {
             for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
                 let p = e.path();
-                if p.is_dir() {
+                let ft = e.file_type().map_err(|er| Diagnostic::error(format!("{}: {er}", p.display())))?;
+                if ft.is_symlink() {
+                    return link(&p);
+                } else if ft.is_dir() {
                     stack.push(p);
                 } else {
                     t.delete(&p.strip_prefix(&repo.root).unwrap().to_string_lossy())?;
