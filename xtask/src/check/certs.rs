@@ -27,7 +27,7 @@ pub fn alt_names(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(), Error> {
 /// MR013: the certificates exist, cover [alt_names], and do not expire soon.
 pub fn certificates(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(), Error> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let read = |rel: &str| std::fs::read_to_string(repo.root.join(rel)).ok().and_then(|p| der::parse(&der::pem_to_der(&p)?));
+    let read = |rel: &str| crate::model::repo::read_bounded(&repo.root.join(rel)).ok().and_then(|b| der::parse(&der::pem_to_der(&String::from_utf8(b).ok()?)?));
     let ca = read(certs::CA_CERT);
     let ca_ski = ca.as_ref().and_then(|c| c.subject_key_id.as_deref());
     for leaf in certs::wanted(&repo.cnf, &repo.wanted_alt_names()) {

@@ -33,13 +33,28 @@ pub const RULES: &[(Rule, Check)] = &[
     (Rule::Certificates, certs::certificates),
     (Rule::NginxEndpoint, routes::nginx_endpoint),
     (Rule::Sync, routes::sync),
+    (Rule::Names, names),
 ];
+
+/// MR016: the names the input gate refuses (`model/names.rs`).
+fn names(repo: &Repo, out: &mut Vec<Finding>) -> Result<(), Error> {
+    out.extend(repo.name_problems().into_iter().map(|p| Diagnostic::finding(Rule::Names, &p.file, p.line, p.msg, p.fix)));
+    Ok(())
+}
 
 /// Runs every rule. Findings come in rule order, each rule's in file order.
 pub fn run(repo: &Repo) -> Result<Vec<Finding>, Error> {
+    // MR016 first: the other rules read paths made from these names, so a
+    // repository with a bad one gets only these findings.
     let mut out = vec![];
-    for (_, check) in RULES {
-        check(repo, &mut out)?;
+    names(repo, &mut out)?;
+    if !out.is_empty() {
+        return Ok(out);
+    }
+    for (rule, check) in RULES {
+        if *rule != Rule::Names {
+            check(repo, &mut out)?;
+        }
     }
     Ok(out)
 }

@@ -16,6 +16,7 @@ use crate::diag::{did_you_mean, Diagnostic, Error};
 pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(), Error> {
     let _lock = if dry_run { txn::lock_shared(root)? } else { txn::lock(root)? };
     let repo = Repo::load(root)?;
+    repo.refuse_untrusted()?;
     let Some(svc) = repo.compose.service(name) else {
         let names: Vec<&str> = repo.compose.services.iter().map(|s| s.name.as_str()).collect();
         let fix = match did_you_mean(name, &names) {
@@ -54,13 +55,28 @@ pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(
         report = certs::plan(&mut t, &repo.cnf.reparse(&cnf_text)?, &https, false)?;
     }
     if !keep_files {
-        let dir = repo.root.join(SERVICES_DIR).join(name);
+        // The folder is found by name: only a DNS label, joined by the one
+        // function that refuses paths leaving the repository.
+        crate::model::names::service(name).map_err(|e| Diagnostic::error(e).fix(format!("name a service of {}", compose::FILE)))?;
+        let dir = crate::model::names::join(&repo.root, &format!("{SERVICES_DIR}/{name}")).map_err(|e| Diagnostic::error(e).fix(format!("name a service of {}", compose::FILE)))?;
+        // Symlinks are never followed (a link to /etc inside the folder
+        // would make this delete /etc's files) nor deleted: refused.
+        let link = |p: &std::path::Path| -> Result<(), Error> {
+            let rel = p.strip_prefix(&repo.root).unwrap_or(p).display().to_string();
+            Err(Diagnostic::error(format!("{rel} is a symlink; remove-service does not follow or delete links (nothing was written)"))
+                .fix("remove the link yourself, or pass --keep-files"))
+        };
+        if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
+            return link(&dir);
+        }
         let mut stack = vec![dir];
         while let Some(d) = stack.pop() {
             for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
                 let p = e.path();
-                // A link (even to a folder) is deleted as a link, never followed.
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                let ft = e.file_type().map_err(|er| Diagnostic::error(format!("{}: {er}", p.display())))?;
+                if ft.is_symlink() {
+                    return link(&p);
+                } else if ft.is_dir() {
                     stack.push(p);
                 } else {
                     t.delete(&p.strip_prefix(&repo.root).unwrap().to_string_lossy())?;

@@ -18,9 +18,14 @@ pub fn plan(repo: &Repo) -> Result<Txn, Error> {
     let mut wanted_files = vec![];
     for s in repo.backend() {
         let (Some(path), Some(port)) = (s.public_path(), s.port()) else { continue };
+        // Only names and paths the gate accepts reach an NGINX file
+        // (Repo::refuse_untrusted has already refused the repository).
+        if crate::model::names::service(&s.name).is_err() || crate::model::names::public_path(path).is_err() {
+            continue;
+        }
         let file = nginx::location_file(&s.name);
         wanted_files.push(file.clone());
-        let current = std::fs::read_to_string(repo.root.join(&file)).ok();
+        let current = crate::model::repo::read_bounded(&repo.root.join(&file)).ok().map(|b| String::from_utf8_lossy(&b).into_owned());
         // A file the user wrote (no marker on its first line) is theirs.
         if current.as_deref().is_some_and(|t| !edit::nginx::is_generated(&s.name, t)) {
             continue;
@@ -40,7 +45,7 @@ pub fn plan(repo: &Repo) -> Result<Txn, Error> {
         if service.contains('/') || wanted_files.contains(&f) {
             continue;
         }
-        let text = std::fs::read_to_string(repo.root.join(&f)).unwrap_or_default();
+        let text = crate::model::repo::read_bounded(&repo.root.join(&f)).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
         if edit::nginx::is_generated(service, &text) {
             txn.delete(&f)?;
         }

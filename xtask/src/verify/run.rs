@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 
-use crate::docker::{PID_LABEL, RUN_LABEL};
+use crate::docker::{self, HOST_LABEL, PID_LABEL, RUN_LABEL};
 use crate::model::repo::Repo;
 
 /// Wall time of each phase, for the report and the benchmarks.
@@ -53,7 +53,7 @@ impl Run {
         Run { id, root: repo.root.clone(), d, containers: BTreeMap::new(), networks: BTreeMap::new(), secrets, reaping: Default::default() }
     }
     pub fn labels(&self) -> HashMap<String, String> {
-        HashMap::from([(RUN_LABEL.to_string(), self.id.clone()), (PID_LABEL.to_string(), std::process::id().to_string())])
+        HashMap::from([(RUN_LABEL.to_string(), self.id.clone()), (PID_LABEL.to_string(), std::process::id().to_string()), (HOST_LABEL.to_string(), docker::hostname())])
     }
     pub fn container(&self, service: &str) -> Option<String> {
         self.containers.get(service).cloned()
