@@ -10,12 +10,12 @@ use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters as q;
 use bollard::Docker;
 
-use crate::cnf;
-use crate::compose::Service;
+use crate::model::cnf;
+use crate::model::compose::Service;
 use crate::docker::{self, Tar, HASH_LABEL};
-use crate::repo::Repo;
+use crate::model::repo::Repo;
 use crate::verify::Run;
-use crate::Error;
+use crate::diag::{Diagnostic, Error};
 
 pub const PROBE_TARGET: &str = "x86_64-unknown-linux-gnu";
 /// Where the CA certificate goes inside a probe container.
@@ -130,9 +130,9 @@ pub fn probe_binary(root: &Path) -> Result<PathBuf, Error> {
         .args(["build", "--quiet", "--release", "-p", "probe", "--target", PROBE_TARGET])
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
         .status()
-        .map_err(|e| Error::failure(format!("cannot run cargo to build the probe: {e}")))?;
+        .map_err(|e| Diagnostic::error(format!("cannot run cargo to build the probe: {e}")))?;
     if !status.success() {
-        return Err(Error::failure("building the probe failed (see cargo's output above)"));
+        return Err(Diagnostic::error("building the probe failed (see cargo's output above)"));
     }
     Ok(root.join(format!("target/{PROBE_TARGET}/release/probe")))
 }
@@ -140,7 +140,7 @@ pub fn probe_binary(root: &Path) -> Result<PathBuf, Error> {
 /// Returns the probe image's tag and the binary (also run on the host).
 pub async fn ensure_image(d: &Docker, root: &Path) -> Result<(String, PathBuf), Error> {
     let bin_path = probe_binary(root)?;
-    let bin = std::fs::read(&bin_path).map_err(|e| Error::failure(format!("{}: {e}", bin_path.display())))?;
+    let bin = std::fs::read(&bin_path).map_err(|e| Diagnostic::error(format!("{}: {e}", bin_path.display())))?;
     let hash = docker::sha256_hex(&[&bin]);
     let tag = format!("monorepo-local/probe:{}", &hash[..12]);
     if docker::image_exists(d, &tag).await {
@@ -151,7 +151,7 @@ pub async fn ensure_image(d: &Docker, root: &Path) -> Result<(String, PathBuf), 
     tar.file("probe", &bin, 0o755, 0);
     docker::build(d, &tag, tar.finish(), "Dockerfile", &HashMap::new(), HashMap::from([(HASH_LABEL.to_string(), hash)]))
         .await
-        .map_err(|log| Error::failure(format!("building the probe image failed:\n{log}")))?;
+        .map_err(|log| Diagnostic::error(format!("building the probe image failed:\n{log}")))?;
     Ok((tag, bin_path))
 }
 
@@ -161,7 +161,7 @@ async fn start_probe(d: &Docker, run: &Run, image: &str, ns: &str, cmd: Vec<Stri
     let mut labels = run.labels();
     labels.insert("monorepo.verify.probe".into(), "1".into());
     let c = d.create_container(None::<q::CreateContainerOptions>, probe_body(image, ns, cmd, labels)).await.map_err(|e| format!("creating the probe: {e}"))?;
-    let ca = std::fs::read(root.join(crate::certs::TRUST)).unwrap_or_default();
+    let ca = std::fs::read(root.join(crate::plan::certs::TRUST)).unwrap_or_default();
     let mut tar = Tar::default();
     tar.dir("etc/probe", 0o755, 65534);
     tar.file("etc/probe/ca.pem", &ca, 0o444, 65534);
@@ -270,7 +270,7 @@ fn tls_hint(repo: &Repo, detail: &str, name: &str) -> Option<String> {
 /// One row of the matrix: every target probed from `src`'s namespace.
 pub async fn matrix_row(d: &Docker, run: &Run, repo: &Repo, image: &str, src: &Service, targets: &[Target]) -> Result<Vec<Cell>, Error> {
     let env = env_of(repo, src);
-    let cid = run_container(run, &src.name).map_err(Error::failure)?;
+    let cid = run_container(run, &src.name).map_err(Diagnostic::error)?;
     let mut specs = vec![];
     let mut cells = vec![];
     for t in targets.iter().filter(|t| t.service != src.name) {
@@ -281,7 +281,7 @@ pub async fn matrix_row(d: &Docker, run: &Run, repo: &Repo, image: &str, src: &S
     }
     let mut cmd = vec!["check".to_string()];
     cmd.extend(specs);
-    let pid = start_probe(d, run, image, &cid, cmd, run.root()).await.map_err(Error::failure)?;
+    let pid = start_probe(d, run, image, &cid, cmd, run.root()).await.map_err(Diagnostic::error)?;
     let start = Instant::now();
     while running(d, &pid).await.0 && start.elapsed() < Duration::from_secs(120) {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -315,7 +315,7 @@ pub async fn matrix_row(d: &Docker, run: &Run, repo: &Repo, image: &str, src: &S
 /// for `localhost`.
 pub fn nginx_routes(repo: &Repo, bin: &Path, port: u16, order: &[&Service]) -> Vec<Cell> {
     let mut cells = vec![];
-    let ca = repo.root.join(crate::certs::TRUST);
+    let ca = repo.root.join(crate::plan::certs::TRUST);
     for s in order.iter().filter(|s| s.is_backend()) {
         let Some(path) = s.public_path() else { continue };
         let full = format!("{}/healthz", path.trim_end_matches('/'));

@@ -14,10 +14,10 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
-use crate::cnf::Cnf;
-use crate::der::{self, CertInfo};
-use crate::txn::Txn;
-use crate::Error;
+use crate::model::cnf::Cnf;
+use crate::model::der::{self, CertInfo};
+use crate::plan::txn::Txn;
+use crate::diag::{Diagnostic, Error};
 
 pub const DIR: &str = "certs";
 pub const CA_CERT: &str = "certs/ca/ca.pem";
@@ -104,7 +104,7 @@ pub fn plan(txn: &mut Txn, cnf: &Cnf, https_services: &[String], force: bool) ->
     let now = OffsetDateTime::now_utc();
     let now_s = now.unix_timestamp();
     let mut report = vec![];
-    let fail = |e: rcgen::Error| Error::failure(format!("certificate generation failed: {e}"));
+    let fail = |e: rcgen::Error| Diagnostic::error(format!("certificate generation failed: {e}"));
 
     // The CA: reused while its key loads and it has 30 days left.
     let ca_info = read_info(txn, CA_CERT);
@@ -162,7 +162,7 @@ pub fn plan(txn: &mut Txn, cnf: &Cnf, https_services: &[String], force: bool) ->
         if leaf.dir != SERVER_DIR {
             // Bind-mounted by `docker-compose up` into a container that runs
             // as the template's non-root user: that user must own the key.
-            txn.chown(&format!("{}/key.pem", leaf.dir), crate::scaffold::APP_UID);
+            txn.chown(&format!("{}/key.pem", leaf.dir), crate::plan::scaffold::APP_UID);
         }
         report.push(format!("{cert_rel}: {} ({reason})", leaf.dns.join(", ")));
     }

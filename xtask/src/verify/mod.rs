@@ -3,6 +3,8 @@
 //! and proves from inside each service's network namespace that it reaches
 //! exactly what its networks say it should. See ARCHITECTURE.md.
 
+pub mod probe;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -12,19 +14,15 @@ use bollard::query_parameters as q;
 use bollard::Docker;
 
 use crate::check;
-use crate::compose::Service;
+use crate::model::compose::Service;
 use crate::docker::{self, Tar, PID_LABEL, RUN_LABEL};
-use crate::probes::{self, Cell, Target};
-use crate::repo::Repo;
-use crate::Error;
+use probe::{Cell, Target};
+use crate::model::repo::Repo;
+use crate::diag::{Diagnostic, Error};
 
-pub struct Opts {
-    pub only: Vec<String>,
-    pub json: bool,
-    pub junit: Option<PathBuf>,
-    pub keep: bool,
-    pub timeout: u64,
-}
+pub use crate::cli::VerifyArgs as Opts;
+use crate::cli::Format;
+use crate::diag::Exit;
 
 /// Wall time of each phase, for the report and the benchmarks.
 #[derive(Default)]
@@ -75,7 +73,7 @@ pub fn is_secret_name(k: &str) -> bool {
     ["PASSWORD", "SECRET", "TOKEN", "PASSWD", "API_KEY", "PRIVATE_KEY"].iter().any(|p| k.contains(p))
 }
 
-pub async fn verify(root: &Path, o: Opts) -> Result<u8, Error> {
+pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
     let t_all = Instant::now();
     let mut phases = Phases::default();
     let t = Instant::now();
@@ -84,11 +82,11 @@ pub async fn verify(root: &Path, o: Opts) -> Result<u8, Error> {
     if !findings.is_empty() {
         eprint!("{}", check::render_human(&findings));
         eprintln!("verify: the static check failed; fix the findings above first");
-        return Ok(1);
+        return Ok(Exit::Findings);
     }
     for s in &o.only {
         if repo.compose.service(s).is_none() {
-            return Err(Error::input(format!("--only `{s}`: no such service")));
+            return Err(Diagnostic::error(format!("--only `{s}`: no such service")));
         }
     }
     phases.add("check", t);
@@ -110,11 +108,11 @@ pub async fn verify(root: &Path, o: Opts) -> Result<u8, Error> {
     eprintln!("verify: run {} ({} services)", run.id, repo.compose.services.len());
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| Error::failure(format!("cannot install a SIGTERM handler: {e}")))?;
+        .map_err(|e| Diagnostic::error(format!("cannot install a SIGTERM handler: {e}")))?;
     let result = tokio::select! {
         r = body(&repo, &mut run, &o, &mut phases) => r,
-        _ = tokio::signal::ctrl_c() => Err(Error::failure("interrupted (SIGINT)")),
-        _ = term.recv() => Err(Error::failure("interrupted (SIGTERM)")),
+        _ = tokio::signal::ctrl_c() => Err(Diagnostic::error("interrupted (SIGINT)")),
+        _ = term.recv() => Err(Diagnostic::error("interrupted (SIGTERM)")),
     };
     let t = Instant::now();
     if o.keep && result.is_ok() {
@@ -154,7 +152,7 @@ fn start_order<'a>(services: &'a [Service], wanted: &[String]) -> Vec<&'a Servic
     out
 }
 
-async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Result<u8, Error> {
+async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Result<Exit, Error> {
     let d = run.d.clone();
     // Which services run: the --only ones (or all) and what they depend on,
     // plus the infrastructure every matrix targets.
@@ -173,7 +171,7 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
         let name = run.name(n);
         d.create_network(NetworkCreateRequest { name: name.clone(), labels: Some(run.labels()), ..Default::default() })
             .await
-            .map_err(|e| Error::failure(format!("creating network {name}: {e}")))?;
+            .map_err(|e| Diagnostic::error(format!("creating network {name}: {e}")))?;
         run.networks.insert(n.clone(), name);
     }
     let mut volumes = BTreeMap::new();
@@ -181,13 +179,13 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
         let name = run.name(v);
         d.create_volume(VolumeCreateRequest { name: Some(name.clone()), labels: Some(run.labels()), ..Default::default() })
             .await
-            .map_err(|e| Error::failure(format!("creating volume {name}: {e}")))?;
+            .map_err(|e| Diagnostic::error(format!("creating volume {name}: {e}")))?;
         volumes.insert(v.clone(), name);
     }
 
     // 2. Images. What needs no build (Postgres, Redis) starts meanwhile, so
     // its initialisation overlaps the builds.
-    let (probe_image, probe_bin) = probes::ensure_image(&d, &repo.root).await?;
+    let (probe_image, probe_bin) = probe::ensure_image(&d, &repo.root).await?;
     let prebuilt: Vec<&Service> = order
         .iter()
         .copied()
@@ -221,8 +219,8 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
 
     // 4. Readiness: every container answers its own protocol, from inside.
     let t = Instant::now();
-    let targets: Vec<Target> = order.iter().filter_map(|s| probes::target(repo, s)).collect();
-    let waits = targets.iter().map(|tg| probes::wait_ready(&d, run, &probe_image, tg, o.timeout));
+    let targets: Vec<Target> = order.iter().filter_map(|s| probe::target(repo, s)).collect();
+    let waits = targets.iter().map(|tg| probe::wait_ready(&d, run, &probe_image, tg, o.timeout));
     let ready = futures_util::future::join_all(waits).await;
     let mut not_ready = vec![];
     for (tg, r) in targets.iter().zip(ready) {
@@ -239,20 +237,20 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
         for n in &not_ready {
             eprintln!("verify: {}", run.mask(n));
         }
-        return Ok(1);
+        return Ok(Exit::Findings);
     }
 
     // 5. The matrix, from each backend service's namespace.
     let t = Instant::now();
     let sources: Vec<&Service> = order.iter().copied().filter(|s| s.is_backend() && (o.only.is_empty() || o.only.contains(&s.name))).collect();
     let mut cells: Vec<Cell> = vec![];
-    let runs = sources.iter().map(|src| probes::matrix_row(&d, run, repo, &probe_image, src, &targets));
+    let runs = sources.iter().map(|src| probe::matrix_row(&d, run, repo, &probe_image, src, &targets));
     for row in futures_util::future::join_all(runs).await {
         cells.extend(row?);
     }
     // 6. Public routes through NGINX, from the host.
     if let Some(port) = nginx_port {
-        cells.extend(probes::nginx_routes(repo, &probe_bin, port, &order));
+        cells.extend(probe::nginx_routes(repo, &probe_bin, port, &order));
     }
     phases.add("probes", t);
 
@@ -272,16 +270,16 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
         }
     }
     let failed = cells.iter().filter(|c| !c.matches()).count();
-    if o.json {
-        println!("{}", probes::render_json(&run.id, &cells));
+    if o.format == Format::Json {
+        println!("{}", probe::render_json(&run.id, &cells));
     } else {
-        print!("{}", probes::render_matrix(&cells));
+        print!("{}", probe::render_matrix(&cells));
     }
     if let Some(j) = &o.junit {
-        std::fs::write(j, probes::render_junit(&cells)).map_err(|e| Error::failure(format!("{}: {e}", j.display())))?;
+        std::fs::write(j, probe::render_junit(&cells)).map_err(|e| Diagnostic::error(format!("{}: {e}", j.display())))?;
     }
     eprintln!("verify: {} probe(s), {} mismatch(es)", cells.len(), failed);
-    Ok(if failed == 0 { 0 } else { 1 })
+    Ok(Exit::findings_unless(failed == 0))
 }
 
 fn indent(s: &str) -> String {
@@ -310,7 +308,7 @@ async fn start_levels(
             run.d
                 .start_container(&cid, None::<q::StartContainerOptions>)
                 .await
-                .map_err(|e| Error::failure(format!("starting `{}`: {e}", s.name)))?;
+                .map_err(|e| Diagnostic::error(format!("starting `{}`: {e}", s.name)))?;
             Ok::<_, Error>((s.name.clone(), cid))
         });
         for r in futures_util::future::join_all(starts).await {
@@ -326,10 +324,10 @@ async fn pulled_images(d: &Docker, order: &[&Service]) -> Result<HashMap<String,
     let mut images = HashMap::new();
     for s in order.iter().filter(|s| s.build.is_none()) {
         let Some(img) = &s.image else {
-            return Err(Error::input(format!("service `{}` has neither build nor image", s.name)));
+            return Err(Diagnostic::error(format!("service `{}` has neither build nor image", s.name)));
         };
         if !docker::image_exists(d, img).await {
-            return Err(Error::input(format!(
+            return Err(Diagnostic::error(format!(
                 "image `{img}` of `{}` is not on this machine and verify does not pull\n  fix: `docker pull {img}`, or on a machine without a registry `cargo xtask images bootstrap`",
                 s.name
             )));
@@ -391,7 +389,7 @@ async fn build_images(d: &Docker, repo: &Repo, order: &[&Service]) -> Result<Has
         }
     }
     if !failed.is_empty() {
-        return Err(Error::failure(failed.join("\n")));
+        return Err(Diagnostic::error(failed.join("\n")));
     }
     Ok(images)
 }
@@ -407,13 +405,13 @@ async fn create_container(repo: &Repo, run: &Run, s: &Service, image: &str, volu
     let env_vars: Vec<String> = repo
         .service_env(s)
         .into_iter()
-        .map(|(k, v)| format!("{k}={}", crate::compose::interpolate(&v, &|x| repo.env(x))))
+        .map(|(k, v)| format!("{k}={}", crate::model::compose::interpolate(&v, &|x| repo.env(x))))
         .collect();
     let mut binds = vec![];
     let mut uploads: Vec<(PathBuf, String)> = vec![];
     for m in &s.volumes {
         if m.named {
-            let vol = volumes.get(&m.source).ok_or_else(|| Error::input(format!("service `{}`: volume `{}` is not declared", s.name, m.source)))?;
+            let vol = volumes.get(&m.source).ok_or_else(|| Diagnostic::error(format!("service `{}`: volume `{}` is not declared", s.name, m.source)))?;
             binds.push(format!("{vol}:{}", m.target));
         } else if m.source.starts_with("./certs/") {
             // Keys are uploaded (owned by the container's user, 0400)
@@ -453,12 +451,12 @@ async fn create_container(repo: &Repo, run: &Run, s: &Service, image: &str, volu
     let created = d
         .create_container(Some(q::CreateContainerOptions { name: Some(name.clone()), ..Default::default() }), body)
         .await
-        .map_err(|e| Error::failure(format!("creating container for `{}`: {e}", s.name)))?;
+        .map_err(|e| Diagnostic::error(format!("creating container for `{}`: {e}", s.name)))?;
     // API 1.41 attaches one network at create; the others are connected before start.
     for (n, _) in s.networks.iter().skip(1) {
         d.connect_network(&run.networks[n], NetworkConnectRequest { container: created.id.clone(), endpoint_config: Some(endpoint(&s.name)) })
             .await
-            .map_err(|e| Error::failure(format!("connecting `{}` to {n}: {e}", s.name)))?;
+            .map_err(|e| Diagnostic::error(format!("connecting `{}` to {n}: {e}", s.name)))?;
     }
     if !uploads.is_empty() {
         let uid = image_uid(d, image).await;
@@ -467,18 +465,18 @@ async fn create_container(repo: &Repo, run: &Run, s: &Service, image: &str, volu
             let target = target.trim_end_matches(":ro").trim_end_matches(":rw").trim_start_matches('/');
             tar.dir(target, 0o755, uid);
             let Ok(rd) = std::fs::read_dir(src) else {
-                return Err(Error::input(format!("service `{}` mounts {} which does not exist\n  fix: run `cargo xtask certs`", s.name, src.display())));
+                return Err(Diagnostic::error(format!("service `{}` mounts {} which does not exist", s.name, src.display())).fix("run `cargo xtask certs`"));
             };
             for e in rd.flatten() {
                 let fname = e.file_name().to_string_lossy().into_owned();
-                let data = std::fs::read(e.path()).map_err(|er| Error::failure(format!("{}: {er}", e.path().display())))?;
+                let data = std::fs::read(e.path()).map_err(|er| Diagnostic::error(format!("{}: {er}", e.path().display())))?;
                 let mode = if fname.contains("key") { 0o400 } else { 0o444 };
                 tar.file(&format!("{target}/{fname}"), &data, mode, uid);
             }
         }
         d.upload_to_container(&created.id, Some(q::UploadToContainerOptions { path: "/".into(), ..Default::default() }), bollard::body_full(tar.finish().into()))
             .await
-            .map_err(|e| Error::failure(format!("copying certificates into `{}`: {e}", s.name)))?;
+            .map_err(|e| Diagnostic::error(format!("copying certificates into `{}`: {e}", s.name)))?;
     }
     Ok(created.id)
 }

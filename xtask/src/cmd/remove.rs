@@ -1,0 +1,66 @@
+//! `remove-service`: the exact reverse of `add-service`, planned the same way.
+
+use std::path::Path;
+
+use crate::plan::certs;
+use crate::model::cnf::{self, Cnf};
+use crate::edit::compose as edit_compose;
+use crate::model::compose::{self};
+use crate::model::nginx;
+use crate::model::repo::{Repo, SERVICES_DIR};
+use crate::plan::txn::{self, Txn};
+use crate::edit;
+use crate::diag::{Diagnostic, Error};
+
+
+pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(), Error> {
+    let _lock = if dry_run { None } else { Some(txn::lock(root)?) };
+    let repo = Repo::load(root)?;
+    let Some(svc) = repo.compose.service(name) else {
+        return Err(Diagnostic::error(format!("no service `{name}` in {}", compose::FILE)).fix("`cargo xtask list` shows the services"));
+    };
+    let dependents: Vec<&str> = repo.compose.services.iter().filter(|s| s.depends(name)).map(|s| s.name.as_str()).collect();
+    if !dependents.is_empty() {
+        return Err(Diagnostic::error(format!("`{name}` is a dependency of: {}", dependents.join(", "))).fix("remove it from their depends_on first"));
+    }
+    let mut t = Txn::new(&repo.root);
+    let mut text = edit_compose::remove_entry(&repo.compose_text, "services", name, false)
+        .ok_or_else(|| Diagnostic::error(format!("{}:{}: cannot find the block of `{name}` to remove", compose::FILE, svc.line)))?;
+    for m in svc.volumes.iter().filter(|m| m.named) {
+        let shared = repo.compose.services.iter().any(|s| s.name != name && s.volumes.iter().any(|o| o.named && o.source == m.source));
+        if !shared {
+            if let Some(t2) = edit_compose::remove_entry(&text, "volumes", &m.source, true) {
+                text = t2;
+            }
+        }
+    }
+    t.write(compose::FILE, text)?;
+    let mut cnf_text = repo.cnf_text.clone();
+    let lines: Vec<usize> = repo.cnf.alt_names.iter().filter(|a| a.kind == "DNS" && a.value == name).map(|a| a.line).collect();
+    if !lines.is_empty() {
+        cnf_text = edit::cnf::remove_lines(&cnf_text, &lines);
+        t.write(cnf::FILE, cnf_text.clone())?;
+    }
+    t.delete(&nginx::location_file(name))?;
+    certs::remove_service(&mut t, name)?;
+    let mut report = vec![];
+    if !lines.is_empty() && repo.root.join(certs::CA_CERT).exists() {
+        let https: Vec<String> = repo.wanted_alt_names().into_iter().filter(|n| n != name).collect();
+        report = certs::plan(&mut t, &Cnf::parse(&cnf_text)?, &https, false)?;
+    }
+    if !keep_files {
+        let dir = repo.root.join(SERVICES_DIR).join(name);
+        let mut stack = vec![dir];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    t.delete(&p.strip_prefix(&repo.root).unwrap().to_string_lossy())?;
+                }
+            }
+        }
+    }
+    super::finish(t, dry_run, &format!("removed service `{name}`"), &report)
+}
