@@ -18,20 +18,11 @@ use common::*;
 /// One verify at a time: the machine has two cores, and timeouts are real.
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// The probe, built once as verify builds it (the host's triple, wherever
+/// cargo puts it), then passed to each run.
 fn probe_bin() -> String {
     static BIN: OnceLock<String> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let ws = workspace();
-        let st = Command::new(env!("CARGO"))
-            .current_dir(&ws)
-            .args(["build", "--quiet", "--release", "-p", "probe", "--target", "x86_64-unknown-linux-gnu"])
-            .env("RUSTFLAGS", "-C target-feature=+crt-static")
-            .status()
-            .unwrap();
-        assert!(st.success(), "building the probe failed");
-        ws.join("target/x86_64-unknown-linux-gnu/release/probe").display().to_string()
-    })
-    .clone()
+    BIN.get_or_init(|| xtask::verify::probe_build::build(&workspace()).expect("building the probe").display().to_string()).clone()
 }
 
 fn prepared(tag: &str) -> Copy {
@@ -232,4 +223,36 @@ fn interrupting_verify_leaves_nothing_behind() {
     // And the next run starts clean and passes.
     let o = verify(&c.root, &[]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+/// A fresh clone: no certificates, and a CARGO_TARGET_DIR elsewhere (as in
+/// CI caches and dev containers). verify builds the probe where cargo puts
+/// it, makes the certificates itself and says so.
+#[test]
+fn a_fresh_clone_with_cargo_target_dir_elsewhere_passes() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(docker_available(), "these tests need the Docker daemon (see README: setup)");
+    let c = copy("vfresh");
+    assert!(!c.root.join("certs").exists());
+    let target = std::env::temp_dir().join(format!("xtask-it-target-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&target);
+    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["--root", c.root.to_str().unwrap(), "verify", "--only", "redis"])
+        .env("CARGO_TARGET_DIR", &target)
+        .env("RUSTFLAGS", "-C debuginfo=0")
+        .env_remove("XTASK_PROBE_BIN")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .output()
+        .unwrap();
+    let out = text(&o);
+    let _ = std::fs::remove_dir_all(&target);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("verify: made the missing or stale certificates (as `cargo xtask certs` does):"), "{out}");
+    assert!(out.contains("certs/server/cert.pem"), "{out}");
+    assert!(c.root.join("certs/trust/ca.pem").is_file() && c.root.join("certs/services/accounts/key.pem").is_file());
+    assert!(!c.root.join("target").exists(), "the probe must be built in CARGO_TARGET_DIR, not <repo>/target");
+    assert_eq!(leftovers(), 0);
+    // What verify made is what check wants.
+    let o = xtask(&c.root, &["check"]);
+    assert!(o.status.success(), "{}", text(&o));
 }

@@ -4,6 +4,7 @@
 //! exactly what its networks say it should. See ARCHITECTURE.md.
 
 pub mod probe;
+pub mod probe_build;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -77,6 +78,7 @@ pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
     let t_all = Instant::now();
     let mut phases = Phases::default();
     let t = Instant::now();
+    crate::cmd::certs::ensure(root, "verify")?;
     let repo = Repo::load(root)?;
     let findings = check::run(&repo)?;
     if !findings.is_empty() {

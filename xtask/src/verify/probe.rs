@@ -17,7 +17,6 @@ use crate::model::repo::Repo;
 use crate::verify::Run;
 use crate::diag::{Diagnostic, Error};
 
-pub const PROBE_TARGET: &str = "x86_64-unknown-linux-gnu";
 /// Where the CA certificate goes inside a probe container.
 const PROBE_CA: &str = "/etc/probe/ca.pem";
 
@@ -118,23 +117,14 @@ impl Target {
     }
 }
 
-/// Builds the static probe (once per source change; cargo decides) and its
-/// FROM-scratch image. `XTASK_PROBE_BIN` names a prebuilt binary instead.
+/// Builds the static probe (once per source change; cargo decides) for the
+/// host's Linux architecture, wherever cargo puts it (`probe_build`).
+/// `XTASK_PROBE_BIN` names a prebuilt binary instead.
 pub fn probe_binary(root: &Path) -> Result<PathBuf, Error> {
     if let Ok(p) = std::env::var("XTASK_PROBE_BIN") {
         return Ok(PathBuf::from(p));
     }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .current_dir(root)
-        .args(["build", "--quiet", "--release", "-p", "probe", "--target", PROBE_TARGET])
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
-        .status()
-        .map_err(|e| Diagnostic::error(format!("cannot run cargo to build the probe: {e}")))?;
-    if !status.success() {
-        return Err(Diagnostic::error("building the probe failed (see cargo's output above)"));
-    }
-    Ok(root.join(format!("target/{PROBE_TARGET}/release/probe")))
+    super::probe_build::build(root)
 }
 
 /// Returns the probe image's tag and the binary (also run on the host).
