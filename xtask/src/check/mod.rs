@@ -7,6 +7,7 @@ use crate::model::cnf;
 use crate::model::compose::{self, Service};
 use crate::model::der;
 use crate::model::repo::{Repo, SERVICES_DIR};
+use crate::plan::proto;
 use crate::plan::sync;
 use crate::Error;
 
@@ -36,6 +37,7 @@ pub const RULES: &[(&str, &str, &str)] = &[
     ("MR013", "certificates", "the certificates exist, cover [alt_names], and do not expire within 30 days"),
     ("MR014", "nginx-endpoint", "every public path has an NGINX endpoint that proxies to the service's container name and port"),
     ("MR015", "sync", "`cargo xtask sync --check` is clean"),
+    ("MR016", "proto-generated", "src/common/gen is what `cargo xtask proto` makes from src/proto"),
 ];
 
 fn f(id: &'static str, file: &str, line: usize, msg: impl Into<String>, fix: impl Into<String>) -> Finding {
@@ -186,6 +188,20 @@ pub fn run(repo: &Repo) -> Result<Vec<Finding>, Error> {
     let plan = sync::plan(repo)?;
     for p in plan.paths() {
         out.push(f("MR015", &p, 0, "out of date with the compose file", "run `cargo xtask sync` (see `cargo xtask sync --check` for the diff)"));
+    }
+
+    // MR016: the generator's own --check decides (the same bytes CI makes).
+    match proto::check(&repo.root) {
+        proto::Staleness::Current => {}
+        proto::Staleness::Stale(files) => {
+            for (p, why) in files {
+                out.push(f("MR016", &p, 0, format!("generated code is stale: {why}"), "run `cargo xtask proto`"));
+            }
+        }
+        proto::Staleness::Unknown(why) => {
+            let fix = if why.starts_with("protoc failed") { "fix the .proto file protoc names, then run `cargo xtask proto`" } else { proto::INSTALL };
+            out.push(f("MR016", proto::GEN_DIR, 0, format!("cannot check the generated code: {why}"), fix));
+        }
     }
     Ok(out)
 }
