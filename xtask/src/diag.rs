@@ -105,6 +105,17 @@ pub fn rules_table() -> String {
     s
 }
 
+/// The candidate closest to a mistyped `name`, if one is close enough
+/// (the same measure and threshold clap uses for commands).
+pub fn did_you_mean<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (strsim::jaro(name, c), *c))
+        .filter(|(score, _)| *score > 0.7)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
 /// What is wrong, where, and the fix. `line` and `column` are 1-based; 0
 /// means "the whole file" (or no position known).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,5 +228,11 @@ mod tests {
         let f = Diagnostic::finding(Rule::Ports, "f.yml", 0, "m", "x");
         assert_eq!(f.to_string(), "MR005 f.yml: m\n  fix: x");
         assert_eq!(f.to_json()["id"], "MR005");
+    }
+
+    #[test]
+    fn suggests_near_names_only() {
+        assert_eq!(did_you_mean("acounts", &["postgres", "accounts", "gateway"]), Some("accounts"));
+        assert_eq!(did_you_mean("zzz", &["postgres", "accounts"]), None);
     }
 }

@@ -1,6 +1,6 @@
 //! The static commands, run as the real binary on a temporary copy of this
-//! repository and held against the real oracles: docker compose (v2), openssl,
-//! and `nginx -t` in the NGINX image.
+//! repository and held against the real oracles: docker compose (v2) and
+//! openssl. None needs the Docker daemon (`nginx -t` is in `nginx_t.rs`).
 
 mod common;
 
@@ -287,22 +287,6 @@ fn concurrent_adds_lose_no_update() {
     let cnf = std::fs::read_to_string(c.root.join("openssl.cnf")).unwrap();
     assert!(cnf.contains("= alpha\n") && cnf.contains("= beta\n"));
     ok(&xtask(&c.root, &["check"]));
-}
-
-#[test]
-fn nginx_config_passes_nginx_t_in_the_nginx_image() {
-    assert!(docker_available(), "this test needs the Docker daemon (see README: setup)");
-    let c = copy("nginxt");
-    ok(&xtask(&c.root, &["add-service", "billing", "--https", "--public", "/billing/"]));
-    ok(&xtask(&c.root, &["add-service", "events", "--grpc", "--public", "/events/"]));
-    let image = env_image("NGINX_IMAGE", "nginx");
-    let vol = |p: &str, t: &str| format!("{}:{t}:ro", c.root.join(p).display());
-    let o = Command::new("docker")
-        .args(["run", "--rm", "--network", "none", "-v", &vol("nginx/nginx.conf", "/etc/nginx/nginx.conf"), "-v", &vol("nginx/locations", "/etc/nginx/locations"), "-v", &vol("certs/server", "/etc/nginx/certs"), &image, "nginx", "-t"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "nginx -t failed:\n{}", text(&o));
-    assert!(text(&o).contains("test is successful"), "{}", text(&o));
 }
 
 /// `add-service --grpc`: its .proto, a server that implements it and the

@@ -13,7 +13,7 @@ use crate::plan::proto;
 use crate::plan::scaffold::{self, Options};
 use crate::plan::txn::{self, Txn};
 use crate::edit;
-use crate::diag::{Diagnostic, Error};
+use crate::diag::{did_you_mean, Diagnostic, Error};
 
 use crate::cli::AddArgs;
 
@@ -57,7 +57,9 @@ pub fn resolve_add(repo: &Repo, a: &AddArgs) -> Result<Options, Error> {
     let name = &a.name;
     validate_name(name)?;
     if let Some(s) = repo.compose.service(name) {
-        return Err(Diagnostic::error(format!("{}:{}: service `{name}` already exists\n  fix: pick another name, or `cargo xtask remove-service {name}` first", compose::FILE, s.line)));
+        return Err(Diagnostic::error(format!("service `{name}` already exists"))
+            .at(compose::FILE, s.line)
+            .fix(format!("pick another name, or `cargo xtask remove-service {name}` first")));
     }
     if repo.service_dirs.iter().any(|d| d == name) {
         return Err(Diagnostic::error(format!("{SERVICES_DIR}/{name}/ already exists")).fix("pick another name, or remove that folder"));
@@ -78,7 +80,12 @@ pub fn resolve_add(repo: &Repo, a: &AddArgs) -> Result<Options, Error> {
     };
     for d in &a.depends_on {
         if repo.compose.service(d).is_none() {
-            return Err(Diagnostic::error(format!("--depends-on `{d}`: no such service in {}\n  fix: name one of: {}", compose::FILE, repo.compose.services.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "))));
+            let names: Vec<&str> = repo.compose.services.iter().map(|s| s.name.as_str()).collect();
+            let fix = match did_you_mean(d, &names) {
+                Some(near) => format!("did you mean `{near}`? (the services: {})", names.join(", ")),
+                None => format!("name one of: {}", names.join(", ")),
+            };
+            return Err(Diagnostic::error(format!("--depends-on `{d}`: no such service in {}", compose::FILE)).fix(fix));
         }
     }
     if let Some(p) = &a.public {

@@ -12,14 +12,19 @@ use crate::plan::proto;
 use crate::plan::scaffold;
 use crate::plan::txn::{self, Txn};
 use crate::edit;
-use crate::diag::{Diagnostic, Error};
+use crate::diag::{did_you_mean, Diagnostic, Error};
 
 
 pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(), Error> {
     let _lock = if dry_run { None } else { Some(txn::lock(root)?) };
     let repo = Repo::load(root)?;
     let Some(svc) = repo.compose.service(name) else {
-        return Err(Diagnostic::error(format!("no service `{name}` in {}", compose::FILE)).fix("`cargo xtask list` shows the services"));
+        let names: Vec<&str> = repo.compose.services.iter().map(|s| s.name.as_str()).collect();
+        let fix = match did_you_mean(name, &names) {
+            Some(near) => format!("did you mean `{near}`? (`cargo xtask list` shows the services)"),
+            None => "`cargo xtask list` shows the services".to_string(),
+        };
+        return Err(Diagnostic::error(format!("no service `{name}` in {}", compose::FILE)).fix(fix));
     };
     let dependents: Vec<&str> = repo.compose.services.iter().filter(|s| s.depends(name)).map(|s| s.name.as_str()).collect();
     if !dependents.is_empty() {

@@ -252,9 +252,8 @@ pub fn lock(root: &Path) -> Result<Lock, Error> {
             return Ok(Lock(f));
         }
         if start.elapsed() > std::time::Duration::from_secs(60) {
-            return Err(Diagnostic::error(
-                "another xtask command has held .xtask.lock for 60 s\n  fix: wait for it to finish, then run the command again".to_string(),
-            ));
+            return Err(Diagnostic::error("another xtask command has held .xtask.lock for 60 s")
+                .fix("wait for it to finish, then run the command again"));
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
