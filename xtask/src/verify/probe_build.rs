@@ -48,10 +48,10 @@ pub fn rustflags_env(encoded: Option<&str>, plain: Option<&str>) -> (&'static st
 pub fn executable_from_messages(stdout: &str) -> Option<PathBuf> {
     stdout
         .lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "probe")
-        .filter_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .last()
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
 }
 
 /// `cargo build --release -p probe --target <host>`; cargo decides whether
