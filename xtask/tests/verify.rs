@@ -256,3 +256,38 @@ fn a_fresh_clone_with_cargo_target_dir_elsewhere_passes() {
     let o = xtask(&c.root, &["check"]);
     assert!(o.status.success(), "{}", text(&o));
 }
+
+/// A real mismatch in the matrix: accounts listens on 127.0.0.1 only, so
+/// the static check passes and its readiness probe (inside its own
+/// namespace) answers, but gateway, on the same network, is refused. The
+/// report, the JSON and the JUnit <failure> all name it and the fix.
+#[test]
+fn a_service_on_loopback_only_is_a_mismatch_in_report_json_and_junit() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let c = prepared("vloop");
+    edit(&c.root, "src/common/serve.py", "def start_grpc(cfg, checks, services=(), host: str = \"0.0.0.0\"):", "def start_grpc(cfg, checks, services=(), host: str = \"127.0.0.1\"):");
+    ok_check(&c.root);
+    let junit = c.root.join("verify.xml");
+    let o = verify(&c.root, &["--format", "json", "--junit", junit.to_str().unwrap(), "--timeout", "60"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let v = json(&o);
+    assert_eq!(v["ok"], false);
+    let m = cell(&v, "gateway", "accounts");
+    assert_eq!((m["expected"].as_str(), m["outcome"].as_str(), m["ok"].as_bool()), (Some("reachable"), Some("refused"), Some(false)), "{m}");
+    let hint = m["hint"].as_str().unwrap_or_default();
+    assert!(hint.contains("`accounts` answers inside its own container but refused `gateway` on port 50051 over grpc-network: it listens on 127.0.0.1 only; bind 0.0.0.0"), "{m}");
+    // Only that pair fails; what accounts itself reaches is fine.
+    let bad: Vec<String> = v["cells"].as_array().unwrap().iter().filter(|c| c["ok"] == false).map(|c| format!("{}->{}", c["source"], c["target"])).collect();
+    assert_eq!(bad, ["\"gateway\"->\"accounts\""], "{v}");
+    assert_eq!(cell(&v, "accounts", "postgres")["outcome"], "ok");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("failures=\"1\""), "{xml}");
+    let tc = xml.split("<testcase").find(|t| t.contains("name=\"gateway -&gt; accounts:50051 (reachable)\"")).unwrap_or_else(|| panic!("{xml}"));
+    assert!(tc.contains("<failure message=\"got refused\">") && tc.contains("listens on 127.0.0.1 only") && tc.contains("</failure>"), "{tc}");
+    assert_eq!(leftovers(), 0);
+}
+
+fn ok_check(root: &Path) {
+    let o = xtask(root, &["check"]);
+    assert!(o.status.success(), "the static check must pass for this case: {}", text(&o));
+}

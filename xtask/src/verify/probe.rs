@@ -190,9 +190,16 @@ pub async fn matrix_row(d: &Docker, run: &Run, repo: &Repo, image: &str, src: &S
             }
             None => c.detail = format!("the probe gave no answer: {}", out.trim()),
         }
-        if !c.matches() && c.expected && c.hint.is_none() && c.outcome.blocked() {
+        if !c.matches() && c.expected && c.hint.is_none() {
+            // Expected means they share a network, and the target answered
+            // its readiness probe on 127.0.0.1 in its own namespace.
             let t = targets.iter().find(|t| t.service == c.target).unwrap();
-            c.hint = Some(format!("`{}` shares no network with `{}` ({}); add one of them to its networks in docker-compose.yml", c.source, c.target, t.networks.join(", ")));
+            let shared: Vec<&str> = t.networks.iter().filter(|n| src.on_network(n)).map(String::as_str).collect();
+            c.hint = match c.outcome {
+                Outcome::Refused => Some(format!("`{}` answers inside its own container but refused `{}` on port {} over {}: it listens on 127.0.0.1 only; bind 0.0.0.0 (every interface) in its server", c.target, c.source, c.port, shared.join(", "))),
+                Outcome::Unresolved => Some(format!("`{}` does not resolve from `{}` though both are on {}: check its container_name and network aliases in docker-compose.yml", c.target, c.source, shared.join(", "))),
+                _ => None,
+            };
         }
         if !c.matches() && !c.expected {
             c.hint = Some(format!("`{}` reached `{}` though their networks say it must not", c.source, c.target));
