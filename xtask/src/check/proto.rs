@@ -4,6 +4,11 @@ use crate::diag::{Diagnostic, Error, Rule};
 use crate::model::repo::Repo;
 use crate::plan::proto::{self, Staleness};
 
+/// The MR016 finding that says the generator could not run (no protoc).
+pub fn unknown(f: &Diagnostic) -> bool {
+    f.rule == Some(Rule::ProtoGenerated) && f.file == proto::GEN_DIR
+}
+
 /// MR016: src/common/gen is what `cargo xtask proto` makes from src/proto.
 /// The generator's own `--check` decides (the same bytes CI makes); a
 /// machine that cannot run it gets a finding that says what to install.

@@ -37,7 +37,7 @@ pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
     let t = Instant::now();
     crate::cmd::certs::ensure(root, "verify")?;
     let repo = Repo::load(root)?;
-    let findings = check::run(&repo)?;
+    let findings = check::verify_findings(check::run(&repo)?);
     if !findings.is_empty() {
         eprint!("{}", check::render_human(&findings));
         eprintln!("verify: the static check failed; fix the findings above first");
