@@ -20,7 +20,7 @@ use crate::check;
 use crate::model::compose::Service;
 use crate::docker::{self, RUN_LABEL};
 use matrix::{Cell, Target};
-use run::{is_secret_name, Phases, Run};
+use run::{Phases, Run};
 use images::{build_images, pulled_images};
 use stack::{start_levels, start_order};
 use report::indent;
@@ -37,21 +37,8 @@ pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
     let t = Instant::now();
     crate::cmd::certs::ensure(root, "verify")?;
     let repo = Repo::load(root)?;
-    let findings = check::verify_findings(check::run(&repo)?);
-    if !findings.is_empty() {
-        eprint!("{}", check::render_human(&findings));
-        eprintln!("verify: the static check failed; fix the findings above first");
+    if !preflight(&repo, &o)? {
         return Ok(Exit::Findings);
-    }
-    for s in &o.only {
-        if repo.compose.service(s).is_none() {
-            let names: Vec<&str> = repo.compose.services.iter().map(|s| s.name.as_str()).collect();
-            let e = Diagnostic::error(format!("--only `{s}`: no such service"));
-            return Err(match did_you_mean(s, &names) {
-                Some(near) => e.fix(format!("did you mean `{near}`?")),
-                None => e.fix(format!("name one of: {}", names.join(", "))),
-            });
-        }
     }
     phases.add("check", t);
     let d = docker::connect().await?;
@@ -59,16 +46,7 @@ pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
     if swept > 0 {
         eprintln!("verify: removed {swept} object(s) left by an earlier interrupted run");
     }
-    let id = format!("{:x}{:04x}", std::process::id(), (time::OffsetDateTime::now_utc().unix_timestamp() & 0xffff) as u16);
-    let mut secrets = vec![];
-    for s in &repo.compose.services {
-        for (k, v) in repo.service_env(s) {
-            if is_secret_name(&k) && v.len() >= 4 {
-                secrets.push(v);
-            }
-        }
-    }
-    let mut run = Run { id, root: root.to_path_buf(), d: d.clone(), containers: BTreeMap::new(), networks: BTreeMap::new(), secrets };
+    let mut run = Run::new(&repo, d.clone());
     eprintln!("verify: run {} ({} services)", run.id, repo.compose.services.len());
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -94,6 +72,26 @@ pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
     let breakdown: Vec<String> = phases.0.iter().map(|(n, s)| format!("{n} {s:.1}s")).collect();
     eprintln!("verify: {:.1}s ({})", t_all.elapsed().as_secs_f64(), breakdown.join(", "));
     Ok(code)
+}
+
+/// The static check must be clean and every --only name a service.
+/// False (after printing the findings) when the check is not clean.
+fn preflight(repo: &Repo, o: &Opts) -> Result<bool, Error> {
+    let findings = check::verify_findings(check::run(repo)?);
+    if !findings.is_empty() {
+        eprint!("{}", check::render_human(&findings));
+        eprintln!("verify: the static check failed; fix the findings above first");
+        return Ok(false);
+    }
+    let names: Vec<&str> = repo.compose.services.iter().map(|s| s.name.as_str()).collect();
+    if let Some(s) = o.only.iter().find(|s| !names.contains(&s.as_str())) {
+        let e = Diagnostic::error(format!("--only `{s}`: no such service"));
+        return Err(match did_you_mean(s, &names) {
+            Some(near) => e.fix(format!("did you mean `{near}`?")),
+            None => e.fix(format!("name one of: {}", names.join(", "))),
+        });
+    }
+    Ok(true)
 }
 
 /// The services that run: the --only ones (or all) and what they depend

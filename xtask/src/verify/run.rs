@@ -8,6 +8,7 @@ use std::time::Instant;
 use bollard::Docker;
 
 use crate::docker::{PID_LABEL, RUN_LABEL};
+use crate::model::repo::Repo;
 
 /// Wall time of each phase, for the report and the benchmarks.
 #[derive(Default)]
@@ -31,6 +32,20 @@ pub struct Run {
 }
 
 impl Run {
+    /// A new run: its id from our pid and the clock, and the values of
+    /// every secret-looking variable, to mask in what we print.
+    pub fn new(repo: &Repo, d: Docker) -> Run {
+        let id = format!("{:x}{:04x}", std::process::id(), (time::OffsetDateTime::now_utc().unix_timestamp() & 0xffff) as u16);
+        let mut secrets = vec![];
+        for s in &repo.compose.services {
+            for (k, v) in repo.service_env(s) {
+                if is_secret_name(&k) && v.len() >= 4 {
+                    secrets.push(v);
+                }
+            }
+        }
+        Run { id, root: repo.root.clone(), d, containers: BTreeMap::new(), networks: BTreeMap::new(), secrets }
+    }
     pub fn labels(&self) -> HashMap<String, String> {
         HashMap::from([(RUN_LABEL.to_string(), self.id.clone()), (PID_LABEL.to_string(), std::process::id().to_string())])
     }

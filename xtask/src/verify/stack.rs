@@ -103,13 +103,11 @@ async fn image_uid(d: &Docker, image: &str) -> u32 {
     user.split(':').next().and_then(|u| u.parse().ok()).unwrap_or(0)
 }
 
-async fn create_container(repo: &Repo, run: &Run, s: &Service, image: &str, volumes: &BTreeMap<String, String>) -> Result<String, Error> {
-    let d = &run.d;
-    let env_vars: Vec<String> = repo
-        .service_env(s)
-        .into_iter()
-        .map(|(k, v)| format!("{k}={}", crate::model::compose::interpolate(&v, &|x| repo.env(x))))
-        .collect();
+/// A service's mounts as binds (named volumes of the run, host paths) and
+/// uploads (certificates: owned by the container's user, 0400, rather than
+/// bind-mounted, so a non-root service can read them).
+#[allow(clippy::type_complexity)]
+fn mounts(repo: &Repo, s: &Service, volumes: &BTreeMap<String, String>) -> Result<(Vec<String>, Vec<(PathBuf, String)>), Error> {
     let mut binds = vec![];
     let mut uploads: Vec<(PathBuf, String)> = vec![];
     for m in &s.volumes {
@@ -117,14 +115,23 @@ async fn create_container(repo: &Repo, run: &Run, s: &Service, image: &str, volu
             let vol = volumes.get(&m.source).ok_or_else(|| Diagnostic::error(format!("service `{}`: volume `{}` is not declared", s.name, m.source)))?;
             binds.push(format!("{vol}:{}", m.target));
         } else if m.source.starts_with("./certs/") {
-            // Keys are uploaded (owned by the container's user, 0400)
-            // rather than bind-mounted, so a non-root service can read them.
             uploads.push((repo.root.join(&m.source), m.target.clone()));
         } else {
             let src = if m.source.starts_with('/') { PathBuf::from(&m.source) } else { repo.root.join(&m.source) };
             binds.push(format!("{}:{}", src.display(), m.target));
         }
     }
+    Ok((binds, uploads))
+}
+
+async fn create_container(repo: &Repo, run: &Run, s: &Service, image: &str, volumes: &BTreeMap<String, String>) -> Result<String, Error> {
+    let d = &run.d;
+    let env_vars: Vec<String> = repo
+        .service_env(s)
+        .into_iter()
+        .map(|(k, v)| format!("{k}={}", crate::model::compose::interpolate(&v, &|x| repo.env(x))))
+        .collect();
+    let (binds, uploads) = mounts(repo, s, volumes)?;
     let mut labels = run.labels();
     labels.insert("monorepo.verify.service".into(), s.name.clone());
     let first_net = s.networks.first().map(|(n, _)| run.networks[n].clone());
@@ -162,24 +169,30 @@ async fn create_container(repo: &Repo, run: &Run, s: &Service, image: &str, volu
             .map_err(|e| Diagnostic::error(format!("connecting `{}` to {n}: {e}", s.name)))?;
     }
     if !uploads.is_empty() {
-        let uid = image_uid(d, image).await;
-        let mut tar = Tar::default();
-        for (src, target) in &uploads {
-            let target = target.trim_end_matches(":ro").trim_end_matches(":rw").trim_start_matches('/');
-            tar.dir(target, 0o755, uid);
-            let Ok(rd) = std::fs::read_dir(src) else {
-                return Err(Diagnostic::error(format!("service `{}` mounts {} which does not exist", s.name, src.display())).fix("run `cargo xtask certs`"));
-            };
-            for e in rd.flatten() {
-                let fname = e.file_name().to_string_lossy().into_owned();
-                let data = std::fs::read(e.path()).map_err(|er| Diagnostic::error(format!("{}: {er}", e.path().display())))?;
-                let mode = if fname.contains("key") { 0o400 } else { 0o444 };
-                tar.file(&format!("{target}/{fname}"), &data, mode, uid);
-            }
-        }
-        d.upload_to_container(&created.id, Some(q::UploadToContainerOptions { path: "/".into(), ..Default::default() }), bollard::body_full(tar.finish().into()))
-            .await
-            .map_err(|e| Diagnostic::error(format!("copying certificates into `{}`: {e}", s.name)))?;
+        upload(d, &created.id, s, image, &uploads).await?;
     }
     Ok(created.id)
+}
+
+/// Copies the certificate folders into the container before it starts.
+async fn upload(d: &Docker, id: &str, s: &Service, image: &str, uploads: &[(PathBuf, String)]) -> Result<(), Error> {
+    let uid = image_uid(d, image).await;
+    let mut tar = Tar::default();
+    for (src, target) in uploads {
+        let target = target.trim_end_matches(":ro").trim_end_matches(":rw").trim_start_matches('/');
+        tar.dir(target, 0o755, uid);
+        let Ok(rd) = std::fs::read_dir(src) else {
+            return Err(Diagnostic::error(format!("service `{}` mounts {} which does not exist", s.name, src.display())).fix("run `cargo xtask certs`"));
+        };
+        for e in rd.flatten() {
+            let fname = e.file_name().to_string_lossy().into_owned();
+            let data = std::fs::read(e.path()).map_err(|er| Diagnostic::error(format!("{}: {er}", e.path().display())))?;
+            let mode = if fname.contains("key") { 0o400 } else { 0o444 };
+            tar.file(&format!("{target}/{fname}"), &data, mode, uid);
+        }
+    }
+    d.upload_to_container(id, Some(q::UploadToContainerOptions { path: "/".into(), ..Default::default() }), bollard::body_full(tar.finish().into()))
+        .await
+        .map_err(|e| Diagnostic::error(format!("copying certificates into `{}`: {e}", s.name)))?;
+    Ok(())
 }
