@@ -25,8 +25,10 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-XTASK = os.path.join(ROOT, "target", "debug", "xtask")
-PROBE = os.path.join(ROOT, "target", "x86_64-unknown-linux-gnu", "release", "probe")
+# Where cargo put them (CARGO_TARGET_DIR, the host's triple): set by main()
+# and ensure_probe() from cargo's JSON messages (cargo_exe).
+XTASK = None
+PROBE = None
 ROWS = []
 
 
@@ -272,9 +274,23 @@ def verify_run(root, *args):
     return dt, rss, phases
 
 
+def cargo_exe(args, name, env=None):
+    """Builds with cargo and returns the executable `name` as cargo names it."""
+    import json
+    out = subprocess.run(["cargo", "build", "--quiet", "--message-format=json-render-diagnostics", *args],
+                         cwd=ROOT, env=dict(os.environ, **(env or {})), stdout=subprocess.PIPE, text=True, check=True).stdout
+    exes = [m["executable"] for m in map(json.loads, out.splitlines())
+            if m.get("reason") == "compiler-artifact" and m["target"]["name"] == name and m.get("executable")]
+    return exes[-1]
+
+
 def ensure_probe():
-    run(["cargo", "build", "--quiet", "--release", "-p", "probe", "--target", "x86_64-unknown-linux-gnu"],
-        cwd=ROOT, env={"RUSTFLAGS": "-C target-feature=+crt-static"})
+    # The same build as verify's (xtask/src/verify/probe_build.rs): the
+    # host's Linux triple, the user's RUSTFLAGS plus +crt-static.
+    global PROBE
+    triple = {"x86_64": "x86_64-unknown-linux-gnu", "aarch64": "aarch64-unknown-linux-gnu"}[os.uname().machine]
+    flags = (os.environ.get("RUSTFLAGS", "") + " -C target-feature=+crt-static").strip()
+    PROBE = cargo_exe(["--release", "-p", "probe", "--target", triple], "probe", {"RUSTFLAGS": flags})
 
 
 def spread(xs):
@@ -374,7 +390,8 @@ def main():
     for w in wanted:
         if w not in SECTIONS:
             raise SystemExit(f"unknown section {w}; choose from {', '.join(SECTIONS)}")
-    run(["cargo", "build", "--quiet", "-p", "xtask"], cwd=ROOT)
+    global XTASK
+    XTASK = cargo_exe(["-p", "xtask"], "xtask")
     for w in wanted:
         SECTIONS[w]()
     print()

@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Generates the Python messages and gRPC stubs of src/proto into src/common/gen.
 
-    python3 scripts/gen_proto.py [--check] [--root DIR]
+    python3 scripts/gen_proto.py [--check] [--root DIR] [--out DIR]
 
 Without --check: regenerates src/common/gen/ from every src/proto/**/*.proto
 and replaces the folder as a whole (a crash leaves the old one or the new one,
 never a mix). With --check: regenerates into a temporary folder, compares the
 bytes with src/common/gen/ and lists the stale files (changed, missing or
 extra) without writing anything. --root is the repository (default: this
-script's parent folder's parent).
+script's parent folder's parent). --out DIR writes the package into DIR (new
+or empty) instead and compares nothing: `cargo xtask add-service --grpc`
+generates there and puts the files into its own all-or-nothing change.
 
 Exit codes: 0 up to date / written; 1 stale (--check); 2 failure (no protoc,
 the wrong protoc version, a protoc error).
@@ -146,11 +148,18 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--check", action="store_true", help="compare only; exit 1 listing stale files")
     ap.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent, help="the repository")
+    ap.add_argument("--out", type=Path, help="write the package into this new or empty folder; compare nothing")
     args = ap.parse_args(argv)
     root = args.root.resolve()
     target = root / OUT_DIR
     try:
         check_tools()
+        if args.out:
+            args.out.mkdir(parents=True, exist_ok=True)
+            if any(args.out.iterdir()):
+                raise Failure(f"--out {args.out}: not empty")
+            generate(root, args.out.resolve())
+            return 0
         # The temporary folder sits next to the target so the final rename
         # stays on one file system.
         with tempfile.TemporaryDirectory(prefix=".gen-", dir=target.parent) as tmp:

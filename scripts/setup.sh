@@ -13,7 +13,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v openssl >/dev/null || need+=(openssl)
 command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 command -v protoc >/dev/null || need+=(protobuf-compiler)

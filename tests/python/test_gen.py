@@ -121,3 +121,21 @@ def test_protoc_error_is_exit_2(tmp_path):
     r = subprocess.run([*GEN, "--root", str(root)], capture_output=True, text=True)
     assert r.returncode == 2 and "broken.proto" in r.stderr
     assert (root / "src/common/gen/accounts/v1/accounts_pb2.py").exists()
+
+
+@needs_protoc
+def test_out_writes_the_package_elsewhere_and_touches_nothing(tmp_path):
+    """--out DIR: what `cargo xtask add-service --grpc` stages into its transaction."""
+    root = copy_repo(tmp_path / "repo")
+    before = {p: p.read_bytes() for p in (root / "src/common/gen").rglob("*.py")}
+    out = tmp_path / "out"
+    r = subprocess.run([*GEN, "--root", str(root), "--out", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    made = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.py"))
+    assert made == sorted(p.relative_to(ROOT / "src/common/gen").as_posix() for p in (ROOT / "src/common/gen").rglob("*.py"))
+    for rel in made:
+        assert (out / rel).read_bytes() == (ROOT / "src/common/gen" / rel).read_bytes()
+    assert {p: p.read_bytes() for p in (root / "src/common/gen").rglob("*.py")} == before
+    # A folder with something in it is refused.
+    r = subprocess.run([*GEN, "--root", str(root), "--out", str(out)], capture_output=True, text=True)
+    assert r.returncode == 2 and "not empty" in r.stderr

@@ -49,6 +49,12 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Generate the Python messages and gRPC stubs of src/proto into src/common/gen
+    Proto {
+        /// Only compare: list the stale files and exit 1
+        #[arg(long)]
+        check: bool,
+    },
     /// The static house rules
     Check {
         #[arg(long, value_enum, default_value_t = Format::Human)]

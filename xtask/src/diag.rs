@@ -94,6 +94,7 @@ rules! {
     NginxEndpoint = "MR014", "nginx-endpoint", "every public path has an NGINX endpoint that proxies to the service's container name and port";
     Sync = "MR015", "sync", "`cargo xtask sync --check` is clean";
     Names = "MR016", "names", "service keys, public paths, volumes, env files, build contexts and [alt_names] values follow the safe grammars (model/names.rs)";
+    ProtoGenerated = "MR017", "proto-generated", "src/common/gen is what `cargo xtask proto` makes from src/proto";
 }
 
 /// The rules as a Markdown table (the README embeds it; a test keeps it current).

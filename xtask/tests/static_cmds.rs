@@ -288,3 +288,92 @@ fn concurrent_adds_lose_no_update() {
     assert!(cnf.contains("= alpha\n") && cnf.contains("= beta\n"));
     ok(&xtask(&c.root, &["check"]));
 }
+
+/// `add-service --grpc`: its .proto, a server that implements it and the
+/// generated code, in one transaction; remove gives back every byte.
+#[test]
+fn grpc_service_gets_its_proto_and_generated_code_in_one_change() {
+    let c = copy("grpcapi");
+    ok(&xtask(&c.root, &["certs"]));
+    let before = snapshot(&c.root);
+    let o = xtask(&c.root, &["add-service", "user-events", "--grpc", "--pg"]);
+    ok(&o);
+    let out = text(&o);
+    for f in ["src/proto/user_events/v1/user_events.proto", "src/common/gen/user_events/v1/user_events_pb2.py", "src/common/gen/user_events/v1/user_events_pb2_grpc.py", "src/common/gen/user_events/__init__.py"] {
+        assert!(out.contains(&format!("wrote {f}\n")), "{f} not written:\n{out}");
+    }
+    let server = std::fs::read_to_string(c.root.join("src/backend_services/user-events/server.py")).unwrap();
+    assert!(server.contains("class UserEvents(user_events_pb2_grpc.UserEventsServicer):"), "{server}");
+    // The generator and our rules agree the code is current, and Python imports it.
+    ok(&xtask(&c.root, &["proto", "--check"]));
+    ok(&xtask(&c.root, &["check"]));
+    let py = Command::new("/usr/bin/python3") // where setup.sh installs python3-grpcio
+        .current_dir(c.root.join("src"))
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .args(["-c", "from common.gen.user_events.v1 import user_events_pb2 as p, user_events_pb2_grpc as g; print(p.DESCRIPTOR.services_by_name['UserEvents'].full_name, g.UserEventsStub)"])
+        .output()
+        .unwrap();
+    ok(&py);
+    assert!(text(&py).contains("user_events.v1.UserEvents"), "{}", text(&py));
+
+    ok(&xtask(&c.root, &["remove-service", "user-events"]));
+    assert_same(&before, &snapshot(&c.root), "add --grpc then remove");
+    assert!(!c.root.join("src/proto/user_events").exists() && !c.root.join("src/common/gen/user_events").exists());
+
+    // A Python keyword cannot be a package; a name whose proto folder exists is refused.
+    let o = xtask(&c.root, &["add-service", "import", "--grpc"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("`import` is a Python keyword"), "{}", text(&o));
+    std::fs::create_dir_all(c.root.join("src/proto/audit")).unwrap();
+    let o = xtask(&c.root, &["add-service", "audit", "--grpc"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("src/proto/audit/ already exists"), "{}", text(&o));
+    std::fs::remove_dir(c.root.join("src/proto/audit")).unwrap();
+    assert_same(&before, &snapshot(&c.root), "refused adds");
+}
+
+/// A PATH with python3 but no protoc.
+fn path_without_protoc(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("xtask-noprotoc-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    std::os::unix::fs::symlink("/usr/bin/python3", d.join("python3")).unwrap();
+    d
+}
+
+#[test]
+fn generated_code_stale_or_uncheckable_is_a_finding_and_proto_fixes_it() {
+    let c = copy("protocheck");
+    ok(&xtask(&c.root, &["certs"]));
+    let pb = c.root.join("src/common/gen/accounts/v1/accounts_pb2.py");
+    let mut t = std::fs::read_to_string(&pb).unwrap();
+    t.push_str("# edited by hand\n");
+    std::fs::write(&pb, t).unwrap();
+    let o = xtask(&c.root, &["check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("MR017 src/common/gen/accounts/v1/accounts_pb2.py: generated code is stale: differs\n  fix: run `cargo xtask proto`"), "{}", text(&o));
+    let o = xtask(&c.root, &["check", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["findings"][0]["id"], "MR017");
+    // proto --check passes the generator's exit code and lines through.
+    let o = xtask(&c.root, &["proto", "--check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("src/common/gen/accounts/v1/accounts_pb2.py: differs"), "{}", text(&o));
+    ok(&xtask(&c.root, &["proto"]));
+    ok(&xtask(&c.root, &["check"]));
+
+    // No protoc: a finding that says how to install it (check), exit 2 (proto, add-service --grpc).
+    let bin = path_without_protoc("check");
+    let env = [("PATH", bin.to_str().unwrap())];
+    let o = xtask_env(&c.root, &["check"], &env);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("MR017 src/common/gen: cannot check the generated code: cannot run `protoc --version`") && text(&o).contains("apt-get install protobuf-compiler protobuf-compiler-grpc"), "{}", text(&o));
+    let o = xtask_env(&c.root, &["proto"], &env);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let before = snapshot(&c.root);
+    let o = xtask_env(&c.root, &["add-service", "ledger", "--grpc"], &env);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("generating the gRPC code failed") && text(&o).contains("protobuf-compiler"), "{}", text(&o));
+    assert_same(&before, &snapshot(&c.root), "add --grpc without protoc");
+    let _ = std::fs::remove_dir_all(&bin);
+}

@@ -18,20 +18,11 @@ use common::*;
 /// One verify at a time: the machine has two cores, and timeouts are real.
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// The probe, built once as verify builds it (the host's triple, wherever
+/// cargo puts it), then passed to each run.
 fn probe_bin() -> String {
     static BIN: OnceLock<String> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let ws = workspace();
-        let st = Command::new(env!("CARGO"))
-            .current_dir(&ws)
-            .args(["build", "--quiet", "--release", "-p", "probe", "--target", "x86_64-unknown-linux-gnu"])
-            .env("RUSTFLAGS", "-C target-feature=+crt-static")
-            .status()
-            .unwrap();
-        assert!(st.success(), "building the probe failed");
-        ws.join("target/x86_64-unknown-linux-gnu/release/probe").display().to_string()
-    })
-    .clone()
+    BIN.get_or_init(|| xtask::verify::probe_build::build(&workspace()).expect("building the probe").display().to_string()).clone()
 }
 
 fn prepared(tag: &str) -> Copy {
@@ -275,4 +266,71 @@ fn interrupting_verify_leaves_nothing_behind() {
     // And the next run starts clean and passes.
     let o = verify(&c.root, &[]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+/// A fresh clone: no certificates, and a CARGO_TARGET_DIR elsewhere (as in
+/// CI caches and dev containers). verify builds the probe where cargo puts
+/// it, makes the certificates itself and says so.
+#[test]
+fn a_fresh_clone_with_cargo_target_dir_elsewhere_passes() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(docker_available(), "these tests need the Docker daemon (see README: setup)");
+    let c = copy("vfresh");
+    assert!(!c.root.join("certs").exists());
+    let target = std::env::temp_dir().join(format!("xtask-it-target-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&target);
+    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["--root", c.root.to_str().unwrap(), "verify", "--only", "redis"])
+        .env("CARGO_TARGET_DIR", &target)
+        .env("RUSTFLAGS", "-C debuginfo=0")
+        .env_remove("XTASK_PROBE_BIN")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .output()
+        .unwrap();
+    let out = text(&o);
+    let _ = std::fs::remove_dir_all(&target);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("verify: made the missing or stale certificates (as `cargo xtask certs` does):"), "{out}");
+    assert!(out.contains("certs/server/cert.pem"), "{out}");
+    assert!(c.root.join("certs/trust/ca.pem").is_file() && c.root.join("certs/services/accounts/key.pem").is_file());
+    assert!(!c.root.join("target").exists(), "the probe must be built in CARGO_TARGET_DIR, not <repo>/target");
+    assert_eq!(leftovers(), 0);
+    // What verify made is what check wants.
+    let o = xtask(&c.root, &["check"]);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+/// A real mismatch in the matrix: accounts listens on 127.0.0.1 only, so
+/// the static check passes and its readiness probe (inside its own
+/// namespace) answers, but gateway, on the same network, is refused. The
+/// report, the JSON and the JUnit <failure> all name it and the fix.
+#[test]
+fn a_service_on_loopback_only_is_a_mismatch_in_report_json_and_junit() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let c = prepared("vloop");
+    edit(&c.root, "src/common/serve.py", "def start_grpc(cfg, checks, services=(), host: str = \"0.0.0.0\"):", "def start_grpc(cfg, checks, services=(), host: str = \"127.0.0.1\"):");
+    ok_check(&c.root);
+    let junit = c.root.join("verify.xml");
+    let o = verify(&c.root, &["--format", "json", "--junit", junit.to_str().unwrap(), "--timeout", "60"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let v = json(&o);
+    assert_eq!(v["ok"], false);
+    let m = cell(&v, "gateway", "accounts");
+    assert_eq!((m["expected"].as_str(), m["outcome"].as_str(), m["ok"].as_bool()), (Some("reachable"), Some("refused"), Some(false)), "{m}");
+    let hint = m["hint"].as_str().unwrap_or_default();
+    assert!(hint.contains("`accounts` answers inside its own container but refused `gateway` on port 50051 over grpc-network: it listens on 127.0.0.1 only; bind 0.0.0.0"), "{m}");
+    // Only that pair fails; what accounts itself reaches is fine.
+    let bad: Vec<String> = v["cells"].as_array().unwrap().iter().filter(|c| c["ok"] == false).map(|c| format!("{}->{}", c["source"], c["target"])).collect();
+    assert_eq!(bad, ["\"gateway\"->\"accounts\""], "{v}");
+    assert_eq!(cell(&v, "accounts", "postgres")["outcome"], "ok");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("failures=\"1\""), "{xml}");
+    let tc = xml.split("<testcase").find(|t| t.contains("name=\"gateway -&gt; accounts:50051 (reachable)\"")).unwrap_or_else(|| panic!("{xml}"));
+    assert!(tc.contains("<failure message=\"got refused\">") && tc.contains("listens on 127.0.0.1 only") && tc.contains("</failure>"), "{tc}");
+    assert_eq!(leftovers(), 0);
+}
+
+fn ok_check(root: &Path) {
+    let o = xtask(root, &["check"]);
+    assert!(o.status.success(), "the static check must pass for this case: {}", text(&o));
 }

@@ -6,6 +6,7 @@
 mod certs;
 mod compose;
 mod folders;
+mod proto;
 mod routes;
 
 use crate::diag::{Diagnostic, Error, Rule};
@@ -34,6 +35,7 @@ pub const RULES: &[(Rule, Check)] = &[
     (Rule::NginxEndpoint, routes::nginx_endpoint),
     (Rule::Sync, routes::sync),
     (Rule::Names, names),
+    (Rule::ProtoGenerated, proto::generated),
 ];
 
 /// MR016: the names the input gate refuses (`model/names.rs`).
@@ -59,6 +61,17 @@ pub fn run(repo: &Repo) -> Result<Vec<Finding>, Error> {
     Ok(out)
 }
 
+/// The findings that stop `verify`. A machine without protoc cannot tell
+/// whether the committed generated code is current (MR017); verify does not
+/// need protoc to build and prove the stack, so that one is a warning there.
+pub fn verify_findings(findings: Vec<Finding>) -> Vec<Finding> {
+    let (warn, stop): (Vec<Finding>, Vec<Finding>) = findings.into_iter().partition(proto::unknown);
+    for w in warn {
+        eprintln!("verify: warning (not a failure here): {w}");
+    }
+    stop
+}
+
 pub fn render_human(findings: &[Finding]) -> String {
     let mut s = String::new();
     for x in findings {
@@ -78,6 +91,14 @@ pub fn render_json(findings: &[Finding]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verify_is_not_stopped_by_a_missing_protoc_but_by_stale_code() {
+        let missing = Diagnostic::finding(Rule::ProtoGenerated, crate::plan::proto::GEN_DIR, 0, "cannot check the generated code: no protoc", "install");
+        let stale = Diagnostic::finding(Rule::ProtoGenerated, "src/common/gen/a/v1/a_pb2.py", 0, "generated code is stale: differs", "run `cargo xtask proto`");
+        let other = Diagnostic::finding(Rule::Ports, "docker-compose.yml", 3, "m", "f");
+        assert_eq!(verify_findings(vec![missing, stale.clone(), other.clone()]), vec![stale, other]);
+    }
 
     #[test]
     fn every_rule_has_one_check_in_id_order() {

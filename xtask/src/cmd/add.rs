@@ -9,6 +9,7 @@ use crate::edit::compose as edit_compose;
 use crate::model::compose::{self, Compose};
 use crate::model::nginx;
 use crate::model::repo::{Repo, RESERVED, SERVICES_DIR};
+use crate::plan::proto;
 use crate::plan::scaffold::{self, Options};
 use crate::plan::txn::{self, Txn};
 use crate::edit;
@@ -95,6 +96,17 @@ pub fn resolve_add(repo: &Repo, a: &AddArgs) -> Result<Options, Error> {
     if entry != "server.py" && entry != "main.py" {
         return Err(Diagnostic::error(format!("--entry `{entry}`: must be server.py or main.py")));
     }
+    if a.grpc && a.public.is_none() {
+        let pkg = scaffold::proto_pkg(name);
+        if scaffold::PYTHON_KEYWORDS.contains(&pkg.as_str()) {
+            return Err(Diagnostic::error(format!("`{name}` cannot name a gRPC service: its package `{pkg}` is a Python keyword, so `common.gen.{pkg}.v1` could not be imported")).fix(format!("pick another name, e.g. `{name}-svc`")));
+        }
+        for dir in [format!("{}/{pkg}", proto::PROTO_DIR), format!("{}/{pkg}", proto::GEN_DIR)] {
+            if repo.root.join(&dir).exists() {
+                return Err(Diagnostic::error(format!("{dir}/ already exists: the API of `{name}` would mix with what is there")).fix("pick another name, or remove that folder"));
+            }
+        }
+    }
     Ok(Options {
         name: name.clone(),
         grpc: a.grpc,
@@ -114,6 +126,10 @@ pub fn plan_add(repo: &Repo, o: &Options) -> Result<(Txn, Vec<String>), Error> {
     let mut t = Txn::new(&repo.root);
     for (path, content) in scaffold::files(o) {
         t.write(&path, content)?;
+    }
+    if o.serves_api() {
+        // Its generated code lands in the same transaction as the .proto.
+        proto::plan(&mut t, &repo.root, &[scaffold::proto_file(&o.name)])?;
     }
     let unit = edit_compose::indent_unit(&repo.compose_text);
     let mut text = edit_compose::insert_entry(&repo.compose_text, "services", &scaffold::compose_entry(o, unit))?;

@@ -9,17 +9,38 @@ use crate::diag::Error;
 
 
 pub fn run(root: &Path, force: bool) -> Result<(), Error> {
+    let report = make(root, force)?;
+    if report.is_empty() {
+        println!("certs: all certificates are current");
+    }
+    for r in report {
+        println!("  {r}");
+    }
+    Ok(())
+}
+
+/// Makes what is missing or stale (all leaves with `force`), under the
+/// repository lock; returns one line per certificate made.
+pub fn make(root: &Path, force: bool) -> Result<Vec<String>, Error> {
     let _lock = txn::lock(root)?;
     let repo = Repo::load(root)?;
     repo.refuse_untrusted()?;
     let mut t = Txn::new(&repo.root);
     let report = certs::plan(&mut t, &repo.cnf, &repo.wanted_alt_names(), force)?;
     t.commit()?;
-    if report.is_empty() {
-        println!("certs: all certificates are current");
-    }
-    for r in report {
-        println!("  {r}");
+    Ok(report)
+}
+
+/// For commands that use the certificates (verify): they are derived
+/// files, so make the missing or stale ones as `certs` would, and say so on
+/// stderr (stdout may be a JSON report).
+pub fn ensure(root: &Path, who: &str) -> Result<(), Error> {
+    let report = make(root, false)?;
+    if !report.is_empty() {
+        eprintln!("{who}: made the missing or stale certificates (as `cargo xtask certs` does):");
+        for r in report {
+            eprintln!("  cert  {r}");
+        }
     }
     Ok(())
 }

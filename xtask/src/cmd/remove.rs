@@ -8,6 +8,8 @@ use crate::edit::compose as edit_compose;
 use crate::model::compose::{self};
 use crate::model::nginx;
 use crate::model::repo::{Repo, SERVICES_DIR};
+use crate::plan::proto;
+use crate::plan::scaffold;
 use crate::plan::txn::{self, Txn};
 use crate::edit;
 use crate::diag::{did_you_mean, Diagnostic, Error};
@@ -69,6 +71,14 @@ pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(
         if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
             return link(&dir);
         }
+        let protos = own_protos(&repo.root, name);
+        if !protos.is_empty() {
+            for p in &protos {
+                t.delete(p)?;
+            }
+            // Its generated code goes in the same transaction.
+            proto::plan(&mut t, &repo.root, &protos)?;
+        }
         let mut stack = vec![dir];
         while let Some(d) = stack.pop() {
             for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
@@ -85,4 +95,32 @@ pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(
         }
     }
     super::finish(t, dry_run, &format!("removed service `{name}`"), &report)
+}
+
+/// The service's API files as `add-service --grpc` wrote them: everything
+/// under `src/proto/<pkg>/` when each file there is a .proto of package
+/// `<pkg>.…`; otherwise (the folder is shared with another API, e.g. a
+/// service named `grpc` beside grpc.health) only `<pkg>/v1/<pkg>.proto`.
+fn own_protos(root: &Path, name: &str) -> Vec<String> {
+    let pkg = scaffold::proto_pkg(name);
+    let base = format!("{}/{pkg}", proto::PROTO_DIR);
+    let mut files = vec![];
+    let mut stack = vec![root.join(&base)];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    let own = |rel: &String| rel.ends_with(".proto") && std::fs::read_to_string(root.join(rel)).is_ok_and(|t| t.lines().any(|l| l.trim().starts_with(&format!("package {pkg}."))));
+    if files.iter().all(own) {
+        files.sort();
+        return files;
+    }
+    let single = scaffold::proto_file(name);
+    files.into_iter().filter(|f| *f == single).collect()
 }

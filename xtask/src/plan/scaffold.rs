@@ -6,6 +6,8 @@ use crate::model::repo::SERVICES_DIR;
 
 const DOCKERFILE: &str = include_str!("../../templates/Dockerfile.tmpl");
 const SERVER: &str = include_str!("../../templates/server.py.tmpl");
+const GRPC_SERVER: &str = include_str!("../../templates/grpc_server.py.tmpl");
+const PROTO: &str = include_str!("../../templates/service.proto.tmpl");
 const REQUIREMENTS: &str = include_str!("../../templates/requirements.txt.tmpl");
 const ENV: &str = include_str!("../../templates/service.env.tmpl");
 
@@ -71,7 +73,36 @@ impl Options {
     pub fn dir(&self) -> String {
         format!("{SERVICES_DIR}/{}", self.name)
     }
+    /// `--grpc` on a service that serves gRPC (not a public HTTP one that
+    /// only calls gRPC): it gets an API of its own, a `.proto` and a server
+    /// that implements it.
+    pub fn serves_api(&self) -> bool {
+        self.grpc && self.protocol() == "grpc"
+    }
 }
+
+/// The service's Python/proto package: the name with `-` as `_`.
+pub fn proto_pkg(name: &str) -> String {
+    name.replace('-', "_")
+}
+
+/// The gRPC service's class: CamelCase of the name's `-` parts.
+pub fn service_class(name: &str) -> String {
+    name.split('-').filter(|p| !p.is_empty()).map(|p| p[..1].to_ascii_uppercase() + &p[1..]).collect()
+}
+
+/// Where its `.proto` goes.
+pub fn proto_file(name: &str) -> String {
+    let pkg = proto_pkg(name);
+    format!("src/proto/{pkg}/v1/{pkg}.proto")
+}
+
+/// Python's keywords (the lowercase ones a service name can spell): a
+/// package named so cannot be imported (`from common.gen.class.v1 ...`).
+pub const PYTHON_KEYWORDS: &[&str] = &[
+    "and", "as", "assert", "async", "await", "break", "class", "continue", "def", "del", "elif", "else", "except", "finally", "for", "from",
+    "global", "if", "import", "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return", "try", "while", "with", "yield",
+];
 
 fn fill(t: &str, vars: &[(&str, String)]) -> String {
     let mut s = t.to_string();
@@ -83,14 +114,16 @@ fn fill(t: &str, vars: &[(&str, String)]) -> String {
 
 /// The files of the service folder: (repository-relative path, content).
 pub fn files(o: &Options) -> Vec<(String, String)> {
-    let mut reqs = vec!["grpcio>=1.51"];
-    let mut imports = vec!["grpc"];
+    // Pinned as the example services pin them; protobuf for the generated
+    // code every service imports (common.gen, the health service).
+    let mut reqs = vec!["grpcio==1.71.0", "protobuf==5.29.4"];
+    let mut imports = vec!["grpc", "google.protobuf"];
     if o.pg {
-        reqs.push("psycopg2-binary>=2.9");
+        reqs.push("psycopg2-binary==2.9.10");
         imports.push("psycopg2");
     }
     if o.redis {
-        reqs.push("redis>=4.3");
+        reqs.push("redis==5.2.1");
         imports.push("redis");
     }
     let mut extra = vec![];
@@ -115,14 +148,21 @@ pub fn files(o: &Options) -> Vec<(String, String)> {
         ("imports", imports.join(", ")),
         ("requirements", reqs.join("\n")),
         ("extra", extra.join("\n")),
+        ("proto_pkg", proto_pkg(&o.name)),
+        ("service_class", service_class(&o.name)),
     ];
     let dir = o.dir();
-    vec![
-        (format!("{dir}/{}", o.entry), fill(SERVER, &vars)),
+    let server = if o.serves_api() { GRPC_SERVER } else { SERVER };
+    let mut files = vec![
+        (format!("{dir}/{}", o.entry), fill(server, &vars)),
         (format!("{dir}/Dockerfile"), fill(DOCKERFILE, &vars)),
         (format!("{dir}/requirements.txt"), fill(REQUIREMENTS, &vars)),
         (format!("{dir}/service.env"), fill(ENV, &vars)),
-    ]
+    ];
+    if o.serves_api() {
+        files.push((proto_file(&o.name), fill(PROTO, &vars)));
+    }
+    files
 }
 
 /// The compose entry, rendered with the file's own indentation step.
@@ -216,12 +256,15 @@ mod tests {
     fn templates_match_golden_files() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
         let cases = [
-            ("grpc-pg-redis-https", Options { name: "billing".into(), grpc: true, pg: true, redis: true, https: true, public: None, port: 50100, depends_on: vec!["accounts".into()], volumes: vec![("billing-data".into(), "/var/lib/billing".into())], entry: "server.py".into() }),
+            ("grpc-pg-redis-https", Options { name: "billing-events".into(), grpc: true, pg: true, redis: true, https: true, public: None, port: 50100, depends_on: vec!["accounts".into()], volumes: vec![("billing-data".into(), "/var/lib/billing".into())], entry: "server.py".into() }),
             ("public-http", Options { name: "web".into(), public: Some("/web/".into()), port: 8081, entry: "main.py".into(), ..Default::default() }),
         ];
         let update = std::env::var_os("UPDATE_GOLDEN").is_some();
         for (case, o) in cases {
             let mut outputs: Vec<(String, String)> = files(&o).into_iter().map(|(p, c)| (p.rsplit('/').next().unwrap().to_string(), c)).collect();
+            for (name, content) in &outputs {
+                assert!(!content.contains("{{"), "{case}/{name}: a placeholder is left:\n{content}");
+            }
             outputs.push(("compose-entry.yml".into(), compose_entry(&o, 2)));
             if let Some(p) = &o.public {
                 outputs.push(("location.conf".into(), crate::edit::nginx::render_location(&o.name, p, o.port, o.https, o.protocol() == "grpc")));

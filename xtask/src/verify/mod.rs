@@ -6,6 +6,7 @@
 pub mod images;
 pub mod matrix;
 pub mod probe;
+pub mod probe_build;
 pub mod report;
 pub mod run;
 pub mod stack;
@@ -35,6 +36,7 @@ pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
     let t_all = Instant::now();
     let mut phases = Phases::default();
     let t = Instant::now();
+    crate::cmd::certs::ensure(root, "verify")?;
     // Recover an interrupted change and read a whole one, not half of it.
     let repo = {
         let _lock = crate::plan::txn::lock_shared(root)?;
@@ -86,7 +88,7 @@ pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
 /// The static check must be clean and every --only name a service.
 /// False (after printing the findings) when the check is not clean.
 fn preflight(repo: &Repo, o: &Opts) -> Result<bool, Error> {
-    let findings = check::run(repo)?;
+    let findings = check::verify_findings(check::run(repo)?);
     if !findings.is_empty() {
         eprint!("{}", check::render_human(&findings));
         eprintln!("verify: the static check failed; fix the findings above first");

@@ -19,25 +19,14 @@ use super::matrix::{self, env_of, pct, Cell, Outcome, Target};
 use super::run::Run;
 use crate::diag::{Diagnostic, Error};
 
-pub const PROBE_TARGET: &str = "x86_64-unknown-linux-gnu";
-
-/// Builds the static probe (once per source change; cargo decides) and its
-/// FROM-scratch image. `XTASK_PROBE_BIN` names a prebuilt binary instead.
+/// Builds the static probe (once per source change; cargo decides) for the
+/// host's Linux architecture, wherever cargo puts it (`probe_build`).
+/// `XTASK_PROBE_BIN` names a prebuilt binary instead.
 pub fn probe_binary(root: &Path) -> Result<PathBuf, Error> {
     if let Ok(p) = std::env::var("XTASK_PROBE_BIN") {
         return Ok(PathBuf::from(p));
     }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .current_dir(root)
-        .args(["build", "--quiet", "--release", "-p", "probe", "--target", PROBE_TARGET])
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
-        .status()
-        .map_err(|e| Diagnostic::error(format!("cannot run cargo to build the probe: {e}")))?;
-    if !status.success() {
-        return Err(Diagnostic::error("building the probe failed (see cargo's output above)"));
-    }
-    Ok(root.join(format!("target/{PROBE_TARGET}/release/probe")))
+    super::probe_build::build(root)
 }
 
 /// Returns the probe image's tag and the binary (also run on the host).
@@ -214,9 +203,16 @@ pub async fn matrix_row(d: &Docker, run: &Run, repo: &Repo, image: &str, src: &S
             }
             None => c.detail = format!("the probe gave no answer: {}", out.trim()),
         }
-        if !c.matches() && c.expected && c.hint.is_none() && c.outcome.blocked() {
+        if !c.matches() && c.expected && c.hint.is_none() {
+            // Expected means they share a network, and the target answered
+            // its readiness probe on 127.0.0.1 in its own namespace.
             let t = targets.iter().find(|t| t.service == c.target).unwrap();
-            c.hint = Some(format!("`{}` shares no network with `{}` ({}); add one of them to its networks in docker-compose.yml", c.source, c.target, t.networks.join(", ")));
+            let shared: Vec<&str> = t.networks.iter().filter(|n| src.on_network(n)).map(String::as_str).collect();
+            c.hint = match c.outcome {
+                Outcome::Refused => Some(format!("`{}` answers inside its own container but refused `{}` on port {} over {}: it listens on 127.0.0.1 only; bind 0.0.0.0 (every interface) in its server", c.target, c.source, c.port, shared.join(", "))),
+                Outcome::Unresolved => Some(format!("`{}` does not resolve from `{}` though both are on {}: check its container_name and network aliases in docker-compose.yml", c.target, c.source, shared.join(", "))),
+                _ => None,
+            };
         }
         if !c.matches() && !c.expected {
             c.hint = Some(format!("`{}` reached `{}` though their networks say it must not", c.source, c.target));
