@@ -123,7 +123,7 @@ pub fn join(root: &Path, rel: &str) -> Result<PathBuf, String> {
 // --- the repository's own names ------------------------------------------
 
 use crate::model::compose::{self, LABEL_PUBLIC};
-use crate::model::{cnf, repo::Repo};
+use crate::model::repo::Repo;
 use crate::diag::{Diagnostic, Error};
 
 /// A name read from a file that the gate refuses: where, what, the fix.
@@ -190,10 +190,15 @@ impl Repo {
         for a in &self.cnf.alt_names {
             let r = match a.kind.as_str() {
                 "DNS" => host(&a.value),
-                _ => a.value.parse::<std::net::IpAddr>().map(|_| ()).map_err(|_| format!("{:?} is not an IP address", a.value)),
+                "IP" => a.value.parse::<std::net::IpAddr>().map(|_| ()).map_err(|_| format!("{:?} is not an IP address", a.value)),
+                // email, URI, RID, dirName, otherName are kept as written and
+                // never become a name, path or directive: only control
+                // characters are refused (they would reach a log line).
+                _ if a.value.chars().any(char::is_control) => Err(format!("{:?} holds a control character", a.value)),
+                _ => Ok(()),
             };
             if let Err(e) = r {
-                p(cnf::FILE, a.line, format!("[alt_names] {}.{}: {e}", a.kind, a.index), "write a host name or an IP address");
+                p(&a.file, a.line, format!("[alt_names] {}.{}: {e}", a.kind, a.index), "write a host name or an IP address");
             }
         }
         out
