@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use fsnap::*;
 
-const ADD: &[&str] = &["add-service", "n", "--grpc", "--pg", "--redis", "--https", "--public", "/n/"];
+const ADD: &[&str] = &["add-service", "nsvc", "--grpc", "--pg", "--redis", "--https", "--public", "/nsvc/"];
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_xtask")
@@ -240,17 +240,17 @@ fn a_kill_at_any_moment_leaves_the_old_or_the_new_state() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let fx = fixture(&dir, "kill");
-    let add_n = |root: &Path| ok(&run(root, ADD, &[]), "add n");
+    let add_n = |root: &Path| ok(&run(root, ADD, &[]), "add nsvc");
     let cases = vec![
         case(&dir, &fx, "add-service", ADD, |_| {}),
-        case(&dir, &fx, "remove-service", &["remove-service", "n"], add_n),
+        case(&dir, &fx, "remove-service", &["remove-service", "nsvc"], add_n),
         case(&dir, &fx, "sync", &["sync"], |root: &Path| {
             add_n(root);
             // Hand edits that make sync write three files: two branches both
             // took DNS.5, an endpoint file was lost, a Rust service appeared.
             let cnf = std::fs::read_to_string(root.join("openssl.cnf")).unwrap();
-            std::fs::write(root.join("openssl.cnf"), cnf.replace("DNS.4 = n\n", "DNS.4 = n\nDNS.4 = other\n")).unwrap();
-            std::fs::remove_file(root.join("nginx/locations/n.conf")).unwrap();
+            std::fs::write(root.join("openssl.cnf"), cnf.replace("DNS.4 = nsvc\n", "DNS.4 = nsvc\nDNS.4 = other\n")).unwrap();
+            std::fs::remove_file(root.join("nginx/locations/nsvc.conf")).unwrap();
             std::fs::create_dir_all(root.join("src/backend_services/rusty")).unwrap();
             std::fs::write(root.join("src/backend_services/rusty/Cargo.toml"), "[package]\nname = \"rusty\"\n").unwrap();
         }),

@@ -26,36 +26,36 @@ fn owner_mode(p: &Path) -> (u32, u32) {
 fn failed_remove_service_puts_keys_back_with_their_mode_and_owner() {
     let c = copy("txn-rm-rollback");
     ok(&xtask(&c.root, &["certs"]));
-    ok(&xtask(&c.root, &["add-service", "n", "--grpc", "--https", "--public", "/n/"]));
-    let key = c.root.join("certs/services/n/key.pem");
+    ok(&xtask(&c.root, &["add-service", "nsvc", "--grpc", "--https", "--public", "/nsvc/"]));
+    let key = c.root.join("certs/services/nsvc/key.pem");
     let want_owner = if is_root() { 10001 } else { unsafe { libc::geteuid() } };
     assert_eq!(owner_mode(&key), (want_owner, 0o600), "the service key as add-service leaves it");
     let before = snap(&c.root);
     // Fail at the last step before the commit marker (every file already
     // deleted or replaced), then at a rename in the middle.
-    for at in ["commit", "rmdir:src/backend_services/n", "unlink:certs/services/n/key.pem", "rename:certs/server/cert.pem"] {
-        let o = xtask_env(&c.root, &["remove-service", "n"], &[("XTASK_FAIL_AT", at)]);
+    for at in ["commit", "rmdir:src/backend_services/nsvc", "unlink:certs/services/nsvc/key.pem", "rename:certs/server/cert.pem"] {
+        let o = xtask_env(&c.root, &["remove-service", "nsvc"], &[("XTASK_FAIL_AT", at)]);
         assert_eq!(o.status.code(), Some(2), "{at}: {}", text(&o));
         assert!(text(&o).contains("put back"), "{at}: {}", text(&o));
         assert_snap_eq(&before, &snap(&c.root), &format!("remove-service failing at {at}"));
         assert_eq!(owner_mode(&key), (want_owner, 0o600), "{at}: the key came back exposed");
     }
-    ok(&xtask(&c.root, &["remove-service", "n"]));
-    assert!(!c.root.join("src/backend_services/n").exists() && !c.root.join("certs/services/n").exists());
+    ok(&xtask(&c.root, &["remove-service", "nsvc"]));
+    assert!(!c.root.join("src/backend_services/nsvc").exists() && !c.root.join("certs/services/nsvc").exists());
 }
 
 #[test]
 fn failed_certs_puts_every_key_back() {
     let c = copy("txn-certs-rollback");
     ok(&xtask(&c.root, &["certs"]));
-    ok(&xtask(&c.root, &["add-service", "n", "--https"]));
+    ok(&xtask(&c.root, &["add-service", "nsvc", "--https"]));
     let before = snap(&c.root);
-    for at in ["commit", "rename:certs/services/n/key.pem", "journal"] {
+    for at in ["commit", "rename:certs/services/nsvc/key.pem", "journal"] {
         let o = xtask_env(&c.root, &["certs", "--force"], &[("XTASK_FAIL_AT", at)]);
         assert_eq!(o.status.code(), Some(2), "{at}: {}", text(&o));
         assert_snap_eq(&before, &snap(&c.root), &format!("certs --force failing at {at}"));
     }
-    for k in ["certs/ca/ca.key", "certs/server/key.pem", "certs/services/n/key.pem", "certs/services/accounts/key.pem"] {
+    for k in ["certs/ca/ca.key", "certs/server/key.pem", "certs/services/nsvc/key.pem", "certs/services/accounts/key.pem"] {
         assert_eq!(owner_mode(&c.root.join(k)).1, 0o600, "{k}");
     }
     ok(&xtask(&c.root, &["certs", "--force"]));
@@ -76,7 +76,7 @@ fn a_planted_link_at_a_new_files_path_cannot_redirect_the_write() {
         let _ = std::fs::remove_file(&link);
         symlink(&target, &link).unwrap();
         let before = snap(&c.root);
-        let o = xtask(&c.root, &["add-service", "n", "--https", "--public", "/n/"]);
+        let o = xtask(&c.root, &["add-service", "nsvc", "--https", "--public", "/nsvc/"]);
         assert_eq!(o.status.code(), Some(2), "{}", text(&o));
         assert!(text(&o).contains("nginx/locations/n.conf"), "the message names the link: {}", text(&o));
         assert_snap_eq(&before, &snap(&c.root), "planted link");
@@ -118,16 +118,16 @@ fn a_linked_compose_file_stays_a_link_and_its_target_gets_the_change() {
         symlink(format!("config/{f}"), c.root.join(f)).unwrap();
     }
     std::fs::set_permissions(c.root.join("config/docker-compose.yml"), std::fs::Permissions::from_mode(0o640)).unwrap();
-    ok(&xtask(&c.root, &["add-service", "n", "--grpc", "--https"]));
+    ok(&xtask(&c.root, &["add-service", "nsvc", "--grpc", "--https"]));
     for f in ["docker-compose.yml", "openssl.cnf"] {
         let m = std::fs::symlink_metadata(c.root.join(f)).unwrap();
         assert!(m.file_type().is_symlink(), "{f} must stay a symlink");
         assert_eq!(std::fs::read_link(c.root.join(f)).unwrap(), Path::new("config").join(f));
     }
-    assert!(std::fs::read_to_string(c.root.join("config/docker-compose.yml")).unwrap().contains("  n:\n"));
-    assert!(std::fs::read_to_string(c.root.join("config/openssl.cnf")).unwrap().contains("= n\n"));
+    assert!(std::fs::read_to_string(c.root.join("config/docker-compose.yml")).unwrap().contains("  nsvc:\n"));
+    assert!(std::fs::read_to_string(c.root.join("config/openssl.cnf")).unwrap().contains("= nsvc\n"));
     assert_eq!(owner_mode(&c.root.join("config/docker-compose.yml")).1, 0o640, "the target keeps its mode");
-    ok(&xtask(&c.root, &["remove-service", "n"]));
+    ok(&xtask(&c.root, &["remove-service", "nsvc"]));
     assert!(std::fs::symlink_metadata(c.root.join("docker-compose.yml")).unwrap().file_type().is_symlink());
     ok(&xtask(&c.root, &["check"]));
 }
@@ -142,7 +142,7 @@ fn a_link_to_outside_the_repository_is_refused_naming_it() {
     symlink(&outside, c.root.join("openssl.cnf")).unwrap();
     let before = snap(&c.root);
     let cnf = std::fs::read(&outside).unwrap();
-    for cmd in [&["add-service", "n", "--https"][..], &["certs", "--force"], &["sync"]] {
+    for cmd in [&["add-service", "nsvc", "--https"][..], &["certs", "--force"], &["sync"]] {
         let o = xtask(&c.root, cmd);
         assert_eq!(o.status.code(), Some(2), "{cmd:?}: {}", text(&o));
         assert!(text(&o).contains("openssl.cnf"), "{cmd:?}: {}", text(&o));
@@ -164,7 +164,7 @@ fn a_folder_without_the_markers_is_refused() {
     // A compose file and openssl.cnf alone do not make a monorepo.
     std::fs::write(d.join("docker-compose.yml"), "services: {}\n").unwrap();
     std::fs::write(d.join("openssl.cnf"), "[ alt_names ]\n").unwrap();
-    for o in [xtask_in(&d.join("sub"), &["add-service", "n"]), xtask_in(&d, &["--root", ".", "sync"]), xtask_in(&d, &["check"])] {
+    for o in [xtask_in(&d.join("sub"), &["add-service", "nsvc"]), xtask_in(&d, &["--root", ".", "sync"]), xtask_in(&d, &["check"])] {
         assert_eq!(o.status.code(), Some(2), "{}", text(&o));
         assert!(text(&o).contains("[workspace]") && text(&o).contains("fix:"), "names the markers: {}", text(&o));
     }
@@ -181,12 +181,12 @@ fn the_nearest_checkout_wins_and_is_named() {
     std::fs::create_dir_all(outer.root.join("vendor")).unwrap();
     clone_tree(&inner_src.root, &inner);
     let outer_before = snap(&outer.root.join("src"));
-    let o = xtask_in(&inner.join("src/backend_services"), &["add-service", "n", "--grpc"]);
+    let o = xtask_in(&inner.join("src/backend_services"), &["add-service", "nsvc", "--grpc"]);
     ok(&o);
     let err = String::from_utf8_lossy(&o.stderr);
     let named = std::fs::canonicalize(&inner).unwrap();
     assert!(err.contains(&format!("{}", named.display())), "names the root it used: {err}");
-    assert!(inner.join("src/backend_services/n/Dockerfile").exists());
+    assert!(inner.join("src/backend_services/nsvc/Dockerfile").exists());
     assert_snap_eq(&outer_before, &snap(&outer.root.join("src")), "the outer checkout");
     // A folder with some markers only (a compose file) is skipped, not used.
     let part = outer.root.join("examples/partial");
