@@ -93,6 +93,7 @@ rules! {
     Certificates = "MR013", "certificates", "the certificates exist, cover [alt_names], and do not expire within 30 days";
     NginxEndpoint = "MR014", "nginx-endpoint", "every public path has an NGINX endpoint that proxies to the service's container name and port";
     Sync = "MR015", "sync", "`cargo xtask sync --check` is clean";
+    Names = "MR016", "names", "service keys, public paths, volumes, env files, build contexts and [alt_names] values follow the safe grammars (model/names.rs)";
 }
 
 /// The rules as a Markdown table (the README embeds it; a test keeps it current).

@@ -33,15 +33,32 @@ pub const RULES: &[(Rule, Check)] = &[
     (Rule::Certificates, certs::certificates),
     (Rule::NginxEndpoint, routes::nginx_endpoint),
     (Rule::Sync, routes::sync),
+    (Rule::Names, names),
 ];
 
 /// Runs every rule. Findings come in rule order, each rule's in file order.
 pub fn run(repo: &Repo) -> Result<Vec<Finding>, Error> {
+    // MR016 first: the other rules read paths made from these names, so a
+    // repository with a bad one gets only these findings.
+    let mut gate = vec![];
+    names(repo, &mut gate)?;
+    if !gate.is_empty() {
+        return Ok(gate);
+    }
     let mut out = vec![];
-    for (_, check) in RULES {
+    for (rule, check) in RULES {
+        if *rule == Rule::Names {
+            continue;
+        }
         check(repo, &mut out)?;
     }
     Ok(out)
+}
+
+/// MR016: the input gate (model/names.rs).
+fn names(repo: &Repo, out: &mut Vec<Finding>) -> Result<(), Error> {
+    out.extend(repo.name_problems().into_iter().map(|p| Diagnostic::finding(Rule::Names, &p.file, p.line, p.msg, p.fix)));
+    Ok(())
 }
 
 pub fn render_human(findings: &[Finding]) -> String {

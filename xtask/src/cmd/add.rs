@@ -16,15 +16,10 @@ use crate::diag::{did_you_mean, Diagnostic, Error};
 
 use crate::cli::AddArgs;
 
+use crate::model::names;
+
 pub fn validate_name(name: &str) -> Result<(), Error> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && !name.ends_with('-')
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !ok {
-        return Err(Diagnostic::error(format!("`{name}` is not a valid service name: it must be a DNS label (lowercase letters, digits and '-', starting with a letter, not ending with '-', at most 63 characters)")).fix("pick a name like `billing` or `user-events`"));
-    }
+    names::service(name).map_err(|e| Diagnostic::error(e).fix("pick a name like `billing` or `user-events`"))?;
     if RESERVED.contains(&name) {
         return Err(Diagnostic::error(format!("`{name}` is reserved (it names a folder of src/, an infrastructure service or a network)")).fix("pick another name"));
     }
@@ -33,18 +28,14 @@ pub fn validate_name(name: &str) -> Result<(), Error> {
 
 fn parse_volume(v: &str) -> Result<(String, String), Error> {
     let (name, path) = v.split_once(':').unwrap_or((v, ""));
-    let name_ok = !name.is_empty() && name.starts_with(|c: char| c.is_ascii_alphanumeric()) && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-    if !name_ok || !path.starts_with('/') || path.contains(':') {
-        return Err(Diagnostic::error(format!("--volume `{v}`: expected `<name>:<absolute container path>`")).fix("e.g. `--volume billing-data:/var/lib/billing`"));
-    }
+    names::volume(name)
+        .and_then(|_| names::container_path(path))
+        .map_err(|e| Diagnostic::error(format!("--volume {v:?}: {e}; expected `<name>:<absolute container path>`")).fix("e.g. `--volume billing-data:/var/lib/billing`"))?;
     Ok((name.to_string(), path.to_string()))
 }
 
 fn validate_public(path: &str) -> Result<(), Error> {
-    if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || "{};'\"#$".contains(c)) {
-        return Err(Diagnostic::error(format!("--public `{path}`: not a URL path")).fix("give a path like `/api/billing/`"));
-    }
-    Ok(())
+    names::public_path(path).map_err(|e| Diagnostic::error(format!("--public: {e}")).fix("give a path like `/api/billing/`"))
 }
 
 fn used_ports(c: &Compose) -> Vec<u32> {
@@ -166,6 +157,7 @@ pub fn plan_add(repo: &Repo, o: &Options) -> Result<(Txn, Vec<String>), Error> {
 pub fn run(root: &Path, a: &AddArgs) -> Result<(), Error> {
     let _lock = if a.dry_run { txn::lock_shared(root)? } else { txn::lock(root)? };
     let repo = Repo::load(root)?;
+    repo.refuse_untrusted()?;
     let o = resolve_add(&repo, a)?;
     let (t, report) = plan_add(&repo, &o)?;
     super::finish(t, a.dry_run, &format!("added service `{}` on port {}", o.name, o.port), &report)

@@ -11,6 +11,7 @@ use crate::diag::Error;
 pub fn run(root: &Path, force: bool) -> Result<(), Error> {
     let _lock = txn::lock(root)?;
     let repo = Repo::load(root)?;
+    repo.refuse_untrusted()?;
     let mut t = Txn::new(&repo.root);
     let report = certs::plan(&mut t, &repo.cnf, &repo.wanted_alt_names(), force)?;
     t.commit()?;

@@ -16,6 +16,7 @@ use crate::diag::{did_you_mean, Diagnostic, Error};
 pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(), Error> {
     let _lock = if dry_run { txn::lock_shared(root)? } else { txn::lock(root)? };
     let repo = Repo::load(root)?;
+    repo.refuse_untrusted()?;
     let Some(svc) = repo.compose.service(name) else {
         let names: Vec<&str> = repo.compose.services.iter().map(|s| s.name.as_str()).collect();
         let fix = match did_you_mean(name, &names) {
@@ -54,7 +55,10 @@ pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(
         report = certs::plan(&mut t, &Cnf::parse(&cnf_text)?, &https, false)?;
     }
     if !keep_files {
-        let dir = repo.root.join(SERVICES_DIR).join(name);
+        // The folder is found by name: only a DNS label, joined by the one
+        // function that refuses paths leaving the repository.
+        crate::model::names::service(name).map_err(|e| Diagnostic::error(e).fix(format!("name a service of {}", compose::FILE)))?;
+        let dir = crate::model::names::join(&repo.root, &format!("{SERVICES_DIR}/{name}")).map_err(|e| Diagnostic::error(e).fix(format!("name a service of {}", compose::FILE)))?;
         let mut stack = vec![dir];
         while let Some(d) = stack.pop() {
             for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {

@@ -12,13 +12,14 @@ use crate::diag::Error;
 pub fn run(root: &Path, check: bool) -> Result<bool, Error> {
     let _lock = if check { txn::lock_shared(root)? } else { txn::lock(root)? };
     let repo = Repo::load(root)?;
+    repo.refuse_untrusted()?;
     let t = sync_plan::plan(&repo)?;
     if t.is_empty() {
         println!("sync: everything is up to date");
         return Ok(true);
     }
     if check {
-        print!("{}", t.diff());
+        print!("{}", super::mask_secrets(&t.diff()));
         println!("sync --check: {} file(s) out of date; run `cargo xtask sync`", t.paths().len());
         return Ok(false);
     }

@@ -10,12 +10,15 @@ mod sweep;
 pub use connection::connect;
 pub use context::{context_tar, sha256_hex, Ignore, Tar};
 pub use images::{build, image_exists, image_id, logs, remove_older_tags};
-pub use sweep::sweep;
+pub use sweep::{hostname, sweep};
 
 /// Every object a verify run creates carries this label (value: run id),
 /// and `monorepo.verify.pid` names the process that owns it.
 pub const RUN_LABEL: &str = "monorepo.verify.run";
 pub const PID_LABEL: &str = "monorepo.verify.pid";
+/// The host whose process `PID_LABEL` names: a pid means nothing on
+/// another machine sharing the daemon.
+pub const HOST_LABEL: &str = "monorepo.verify.host";
 /// Images built by this tool: the hash of what they were built from.
 pub const HASH_LABEL: &str = "monorepo.build.hash";
 

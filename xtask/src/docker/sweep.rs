@@ -6,14 +6,60 @@ use std::collections::HashMap;
 use bollard::query_parameters as q;
 use bollard::Docker;
 
-use super::{PID_LABEL, RUN_LABEL};
+use super::{HOST_LABEL, PID_LABEL, RUN_LABEL};
+
+/// This machine's host name (empty if it cannot be read).
+pub fn hostname() -> String {
+    let mut b = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
+    // when the name fits, and the last byte stays 0 otherwise.
+    let r = unsafe { libc::gethostname(b.as_mut_ptr() as *mut libc::c_char, b.len() - 1) };
+    if r != 0 {
+        return String::new();
+    }
+    String::from_utf8_lossy(&b[..b.iter().position(|c| *c == 0).unwrap_or(0)]).into_owned()
+}
+
+/// What `kill(pid, 0)` says about a process: 0 = it exists and we may
+/// signal it; EPERM = it exists but belongs to another user (alive!);
+/// ESRCH = gone.
+pub fn alive_from_kill(ret: i32, errno: i32) -> bool {
+    ret == 0 || errno == libc::EPERM
+}
+
+/// Whether the run that labelled an object may still be going: a run from
+/// another host (or with no readable pid) is presumed alive and left alone;
+/// on this host its pid decides. `probe(pid)` is `kill(pid, 0)` as
+/// (return value, errno). Our own pid is a dead run's reused pid.
+pub fn run_alive(pid: Option<&str>, host: Option<&str>, this_host: &str, this_pid: i32, probe: impl Fn(i32) -> (i32, i32)) -> bool {
+    if host.is_some_and(|h| h != this_host) {
+        return true;
+    }
+    let Some(pid) = pid.and_then(|p| p.parse::<i32>().ok()).filter(|p| *p > 0) else {
+        // No pid: not ours to judge.
+        return true;
+    };
+    if pid == this_pid {
+        return false;
+    }
+    let (ret, errno) = probe(pid);
+    alive_from_kill(ret, errno)
+}
+
+fn kill0(pid: i32) -> (i32, i32) {
+    // SAFETY: signal 0 only checks existence and permission.
+    let r = unsafe { libc::kill(pid, 0) };
+    (r, if r == 0 { 0 } else { std::io::Error::last_os_error().raw_os_error().unwrap_or(0) })
+}
+
 
 /// Removes every container, network and volume labelled with `run`
 /// (or, with `run = None`, those of runs whose process is gone).
 pub async fn sweep(d: &Docker, run: Option<&str>) -> usize {
-    let alive = |pid: Option<&String>| -> bool {
-        pid.and_then(|p| p.parse::<i32>().ok())
-            .is_some_and(|p| unsafe { libc::kill(p, 0) } == 0 && p != std::process::id() as i32)
+    let this_host = hostname();
+    let alive = |labels: Option<&HashMap<String, String>>| -> bool {
+        let l = |k: &str| labels.and_then(|l| l.get(k)).map(|s| s.as_str());
+        run_alive(l(PID_LABEL), l(HOST_LABEL), &this_host, std::process::id() as i32, kill0)
     };
     let filter = match run {
         Some(r) => format!("{RUN_LABEL}={r}"),
@@ -29,7 +75,7 @@ pub async fn sweep(d: &Docker, run: Option<&str>) -> usize {
     // Containers first (all at once), then what they were using.
     let ids: Vec<String> = cs
         .into_iter()
-        .filter(|c| run.is_some() || !alive(c.labels.as_ref().and_then(|l| l.get(PID_LABEL))))
+        .filter(|c| run.is_some() || !alive(c.labels.as_ref()))
         .filter_map(|c| c.id)
         .collect();
     removed += ids.len();
@@ -40,7 +86,7 @@ pub async fn sweep(d: &Docker, run: Option<&str>) -> usize {
     let nets = d.list_networks(Some(q::ListNetworksOptions { filters: Some(filters.clone()) })).await.unwrap_or_default();
     let ids: Vec<String> = nets
         .into_iter()
-        .filter(|n| run.is_some() || !alive(n.labels.as_ref().and_then(|l| l.get(PID_LABEL))))
+        .filter(|n| run.is_some() || !alive(n.labels.as_ref()))
         .filter_map(|n| n.id)
         .collect();
     removed += futures_util::future::join_all(ids.iter().map(|id| d.remove_network(id))).await.iter().filter(|r| r.is_ok()).count();
@@ -49,7 +95,7 @@ pub async fn sweep(d: &Docker, run: Option<&str>) -> usize {
         .and_then(|v| v.volumes)
         .unwrap_or_default()
         .into_iter()
-        .filter(|v| run.is_some() || !alive(v.labels.get(PID_LABEL)))
+        .filter(|v| run.is_some() || !alive(Some(&v.labels)))
         .map(|v| v.name)
         .collect();
     removed += futures_util::future::join_all(names.iter().map(|n| d.remove_volume(n, None::<q::RemoveVolumeOptions>)))
@@ -58,4 +104,24 @@ pub async fn sweep(d: &Docker, run: Option<&str>) -> usize {
         .filter(|r| r.is_ok())
         .count();
     removed
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn eperm_means_alive_esrch_means_gone() {
+        use super::{alive_from_kill, run_alive};
+        assert!(alive_from_kill(0, 0));
+        assert!(alive_from_kill(-1, libc::EPERM), "another user's live run must not be swept");
+        assert!(!alive_from_kill(-1, libc::ESRCH));
+        let eperm = |_| (-1, libc::EPERM);
+        let esrch = |_| (-1, libc::ESRCH);
+        assert!(run_alive(Some("42"), Some("me"), "me", 7, eperm));
+        assert!(!run_alive(Some("42"), Some("me"), "me", 7, esrch));
+        assert!(!run_alive(Some("42"), None, "me", 7, esrch), "runs from before the host label: the pid decides");
+        assert!(run_alive(Some("42"), Some("other"), "me", 7, esrch), "a pid of another host says nothing");
+        assert!(run_alive(None, Some("me"), "me", 7, esrch));
+        assert!(run_alive(Some("-1"), Some("me"), "me", 7, esrch), "kill(-1, 0) would ask about every process");
+        assert!(!run_alive(Some("7"), Some("me"), "me", 7, eperm), "our own pid: a dead run's, reused");
+    }
 }

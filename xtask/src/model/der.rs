@@ -1,6 +1,9 @@
 //! Just enough X.509 DER reading to tell whether a certificate is stale:
 //! its validity, its subjectAltName DNS/IP names and its key identifiers.
-//! (rcgen only writes certificates; its x509-parser feature costs 18 crates.)
+//! (rcgen only writes certificates; its x509-parser feature costs 18 crates
+//! and ~10 s of a cold build that must stay under 60 s, for the few fields
+//! read here. Every subjectAltName type is read: a SAN the reader skipped
+//! would make a certificate stale forever.)
 
 #[derive(Debug, Default, Clone)]
 pub struct CertInfo {
@@ -8,7 +11,10 @@ pub struct CertInfo {
     /// Unix seconds.
     pub not_after: i64,
     pub dns: Vec<String>,
+    /// IPv4 and IPv6 addresses, as `std::net::IpAddr` prints them.
     pub ips: Vec<String>,
+    pub emails: Vec<String>,
+    pub uris: Vec<String>,
     pub subject_key_id: Option<Vec<u8>>,
     pub authority_key_id: Option<Vec<u8>>,
     pub is_ca: bool,
@@ -93,10 +99,12 @@ pub fn parse(der: &[u8]) -> Option<CertInfo> {
                 let (names, _) = read(value)?;
                 for n in children(names.body)? {
                     match n.tag {
+                        0x81 => info.emails.push(String::from_utf8_lossy(n.body).into_owned()),
                         0x82 => info.dns.push(String::from_utf8_lossy(n.body).into_owned()),
-                        0x87 if n.body.len() == 4 => {
-                            info.ips.push(n.body.iter().map(|b| b.to_string()).collect::<Vec<_>>().join("."))
-                        }
+                        0x86 => info.uris.push(String::from_utf8_lossy(n.body).into_owned()),
+                        0x87 => info.ips.push(ip_text(n.body)?),
+                        // otherName, x400, directoryName, ediParty, registeredID:
+                        // never written by this tool; kept out of the comparison.
                         _ => {}
                     }
                 }
@@ -114,6 +122,22 @@ pub fn parse(der: &[u8]) -> Option<CertInfo> {
         }
     }
     Some(info)
+}
+
+/// An iPAddress SAN: 4 bytes (IPv4) or 16 (IPv6); anything else is malformed.
+fn ip_text(b: &[u8]) -> Option<String> {
+    let ip: std::net::IpAddr = match b.len() {
+        4 => <[u8; 4]>::try_from(b).ok()?.into(),
+        16 => <[u8; 16]>::try_from(b).ok()?.into(),
+        _ => return None,
+    };
+    Some(ip.to_string())
+}
+
+/// An IP address written by a user, as `ip_text` prints it (`::0001` and
+/// `::1` are the same SAN).
+pub fn canonical_ip(s: &str) -> String {
+    s.trim().parse::<std::net::IpAddr>().map(|i| i.to_string()).unwrap_or_else(|_| s.to_string())
 }
 
 /// The DER of the first certificate in a PEM text.
@@ -148,6 +172,30 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_san_type_is_read_back() {
+        let mut p = rcgen::CertificateParams::new(vec!["a.example".to_string(), "::1".to_string(), "127.0.0.1".to_string(), "fe80::1:2".to_string()]).unwrap();
+        p.subject_alt_names.push(rcgen::SanType::Rfc822Name("ops@example.com".try_into().unwrap()));
+        p.subject_alt_names.push(rcgen::SanType::URI("https://a.example/x".try_into().unwrap()));
+        let k = rcgen::KeyPair::generate().unwrap();
+        let c = p.self_signed(&k).unwrap();
+        let i = super::parse(c.der()).unwrap();
+        assert_eq!(i.dns, ["a.example"]);
+        assert_eq!(i.ips, ["::1", "127.0.0.1", "fe80::1:2"]);
+        assert_eq!(i.emails, ["ops@example.com"]);
+        assert_eq!(i.uris, ["https://a.example/x"]);
+        assert_eq!(super::canonical_ip("0:0::0001"), "::1");
+    }
+
+    #[test]
+    fn truncated_certificates_never_panic() {
+        let k = rcgen::KeyPair::generate().unwrap();
+        let c = rcgen::CertificateParams::new(vec!["::1".to_string()]).unwrap().self_signed(&k).unwrap();
+        for n in 0..c.der().len() {
+            let _ = super::parse(&c.der()[..n]);
+        }
+    }
+
     #[test]
     fn civil_days() {
         assert_eq!(super::days_from_civil(1970, 1, 1), 0);

@@ -4,6 +4,7 @@ pub mod cargo_toml;
 pub mod cnf;
 pub mod compose;
 pub mod der;
+pub mod names;
 pub mod nginx;
 pub mod repo;
 pub mod yaml;

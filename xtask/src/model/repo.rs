@@ -18,8 +18,49 @@ pub const RESERVED: &[&str] = &[
     "common", "proto", "postgres", "redis", "nginx", "grpc-network", "pg-network", "redis-network", "web-network",
     "xtask", "probe", "certs",
 ];
-/// Larger inputs are refused: nothing this tool edits is legitimately that big.
-const MAX_FILE: u64 = 4 << 20;
+/// Larger inputs are refused: nothing this tool edits or reads (compose,
+/// openssl.cnf, NGINX configs, `.env` and env files, Cargo.toml) is
+/// legitimately that big.
+pub const MAX_FILE: u64 = 4 << 20;
+
+/// Why `path` must not be read: not a regular file (a FIFO would block
+/// the reader forever, a device could be endless) or over `MAX_FILE`.
+/// Follows symlinks (read_text has already refused those that leave).
+pub fn check_file(path: &Path) -> Result<(), String> {
+    let m = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("cannot read: {e}")),
+    };
+    check_meta(&m)
+}
+
+fn check_meta(m: &std::fs::Metadata) -> Result<(), String> {
+    if !m.is_file() {
+        return Err("is not a regular file (a FIFO, socket, device or folder); refusing to read it".into());
+    }
+    if m.len() > MAX_FILE {
+        return Err(format!("is {} bytes, over the {MAX_FILE}-byte (4 MiB) limit", m.len()));
+    }
+    Ok(())
+}
+
+/// Reads a file that must be regular and at most `MAX_FILE` bytes. Opened
+/// with O_NONBLOCK so that a FIFO put in place after a stat cannot block
+/// the open; checked again on the open descriptor; read through `take` so
+/// a file that grows is still bounded.
+pub fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(|e| format!("cannot read: {e}"))?;
+    check_meta(&f.metadata().map_err(|e| format!("cannot read: {e}"))?)?;
+    let mut bytes = vec![];
+    f.take(MAX_FILE + 1).read_to_end(&mut bytes).map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err(format!("grew over the {MAX_FILE}-byte (4 MiB) limit while being read"));
+    }
+    Ok(bytes)
+}
 
 pub struct Repo {
     pub root: PathBuf,
@@ -50,11 +91,7 @@ pub fn read_text(root: &Path, rel: &str) -> Result<String, Error> {
             )).fix("replace the link with the file itself"));
         }
     }
-    let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
-    if len > MAX_FILE {
-        return Err(Diagnostic::error(format!("{rel}:1: is {len} bytes, over the {MAX_FILE}-byte limit")).fix("this file should be small; check that the right file is in place"));
-    }
-    let bytes = std::fs::read(&p).map_err(|e| Diagnostic::error(format!("{rel}: cannot read: {e}")))?;
+    let bytes = read_bounded(&p).map_err(|e| Diagnostic::error(format!("{rel}:1: {e}")).fix("this file should be a small regular text file; check that the right file is in place"))?;
     String::from_utf8(bytes).map_err(|e| {
         let upto = e.utf8_error().valid_up_to();
         let line = e.as_bytes()[..upto].iter().filter(|b| **b == b'\n').count() + 1;
@@ -131,8 +168,8 @@ pub fn find_root(given: Option<&Path>, start: &Path) -> Result<PathBuf, Error> {
 
 impl Repo {
     pub fn load(root: &Path) -> Result<Repo, Error> {
-        let dotenv = match std::fs::read_to_string(root.join(".env")) {
-            Ok(t) => parse_dotenv(&t),
+        let dotenv = match std::fs::symlink_metadata(root.join(".env")) {
+            Ok(_) => parse_dotenv(&read_text(root, ".env")?),
             Err(_) => BTreeMap::new(),
         };
         let compose_text = read_text(root, compose::FILE)?;
@@ -189,7 +226,10 @@ impl Repo {
     pub fn service_env(&self, s: &compose::Service) -> Vec<(String, String)> {
         let mut out = vec![];
         for (f, _) in &s.env_file {
-            if let Ok(t) = std::fs::read_to_string(self.root.join(f)) {
+            // The gate (names::Repo::name_problems) reports bad env files;
+            // here they only contribute nothing.
+            let Ok(p) = crate::model::names::join(&self.root, f) else { continue };
+            if let Ok(t) = read_bounded(&p).map(|b| String::from_utf8_lossy(&b).into_owned()) {
                 out.extend(parse_dotenv(&t));
             }
         }

@@ -48,6 +48,11 @@ pub fn wanted(cnf: &Cnf, https_services: &[String]) -> Vec<Leaf> {
         ips: cnf.alt_names.iter().filter(|a| a.kind == "IP").map(|a| a.value.clone()).collect(),
     }];
     for s in https_services {
+        // The callers have refused bad names (Repo::refuse_untrusted); a
+        // name that is no DNS label never becomes a folder here.
+        if crate::model::names::service(s).is_err() {
+            continue;
+        }
         out.push(Leaf { dir: service_dir(s), dns: vec![s.clone()], ips: vec![] });
     }
     out
@@ -80,7 +85,7 @@ pub fn stale_reason(leaf: &Leaf, info: Option<&CertInfo>, ca_ski: Option<&[u8]>,
     want.sort();
     let mut have = info.dns.clone();
     have.sort();
-    let mut want_ip = leaf.ips.clone();
+    let mut want_ip: Vec<String> = leaf.ips.iter().map(|i| der::canonical_ip(i)).collect();
     want_ip.sort();
     let mut have_ip = info.ips.clone();
     have_ip.sort();
@@ -171,6 +176,7 @@ pub fn plan(txn: &mut Txn, cnf: &Cnf, https_services: &[String], force: bool) ->
 
 /// Plans removal of a service's certificate folder.
 pub fn remove_service(txn: &mut Txn, name: &str) -> Result<(), Error> {
+    crate::model::names::service(name).map_err(|e| crate::diag::Diagnostic::error(e).fix("name a service of docker-compose.yml"))?;
     for f in ["cert.pem", "key.pem", "ca.pem"] {
         txn.delete(&format!("{}/{f}", service_dir(name)))?;
     }

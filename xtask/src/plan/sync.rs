@@ -21,6 +21,11 @@ pub fn plan(repo: &Repo) -> Result<Txn, Error> {
     let mut wanted_files = vec![];
     for s in repo.backend() {
         let (Some(path), Some(port)) = (s.public_path(), s.port()) else { continue };
+        // Only names and paths the gate accepts reach an NGINX file
+        // (Repo::refuse_untrusted has already refused the repository).
+        if crate::model::names::service(&s.name).is_err() || crate::model::names::public_path(path).is_err() {
+            continue;
+        }
         let file = nginx::location_file(&s.name);
         // A path routed in a hand-written config is the user's; leave it.
         if repo.routes.iter().any(|r| r.path == path && r.file != file) {
@@ -31,7 +36,7 @@ pub fn plan(repo: &Repo) -> Result<Txn, Error> {
     }
     for f in nginx::conf_files(&repo.root) {
         if f.starts_with(nginx::LOCATIONS) && !wanted_files.contains(&f) {
-            let text = std::fs::read_to_string(repo.root.join(&f)).unwrap_or_default();
+            let text = crate::model::repo::read_bounded(&repo.root.join(&f)).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
             if text.contains(GENERATED) {
                 txn.delete(&f)?;
             }

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use bollard::Docker;
 
-use crate::docker::{PID_LABEL, RUN_LABEL};
+use crate::docker::{self, HOST_LABEL, PID_LABEL, RUN_LABEL};
 
 /// Wall time of each phase, for the report and the benchmarks.
 #[derive(Default)]
@@ -32,7 +32,7 @@ pub struct Run {
 
 impl Run {
     pub fn labels(&self) -> HashMap<String, String> {
-        HashMap::from([(RUN_LABEL.to_string(), self.id.clone()), (PID_LABEL.to_string(), std::process::id().to_string())])
+        HashMap::from([(RUN_LABEL.to_string(), self.id.clone()), (PID_LABEL.to_string(), std::process::id().to_string()), (HOST_LABEL.to_string(), docker::hostname())])
     }
     pub fn container(&self, service: &str) -> Option<String> {
         self.containers.get(service).cloned()

@@ -109,3 +109,101 @@ pub fn env_image(key: &str, default: &str) -> String {
         .and_then(|t| t.lines().find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string)))
         .unwrap_or_else(|| default.to_string())
 }
+
+/// One filesystem entry as the attack tests compare it: kind, bytes (or
+/// link target), mode, owner.
+#[derive(Debug, PartialEq, Eq, Clone)]
+pub struct Entry {
+    pub kind: &'static str,
+    pub data: Vec<u8>,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Every entry under `root` (directories, files, symlinks; `certs/`
+/// included), except the lock and `target/`. Symlinks are not followed.
+pub fn snapshot_meta(root: &Path) -> BTreeMap<String, Entry> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            if rel == ".xtask.lock" || rel == "target" {
+                continue;
+            }
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let ft = m.file_type();
+            let (kind, data) = if ft.is_symlink() {
+                ("symlink", std::fs::read_link(&p).unwrap().into_os_string().into_encoded_bytes())
+            } else if ft.is_dir() {
+                stack.push(p.clone());
+                ("dir", vec![])
+            } else if ft.is_file() {
+                ("file", std::fs::read(&p).unwrap_or_default())
+            } else {
+                ("special", vec![])
+            };
+            out.insert(rel, Entry { kind, data, mode: m.mode() & 0o7777, uid: m.uid(), gid: m.gid() });
+        }
+    }
+    out
+}
+
+/// What differs between two `snapshot_meta`s, or None.
+pub fn diff_meta(a: &BTreeMap<String, Entry>, b: &BTreeMap<String, Entry>) -> Option<String> {
+    let added: Vec<&String> = b.keys().filter(|k| !a.contains_key(*k)).collect();
+    let gone: Vec<&String> = a.keys().filter(|k| !b.contains_key(*k)).collect();
+    if !added.is_empty() || !gone.is_empty() {
+        return Some(format!("entries added {added:?}, removed {gone:?}"));
+    }
+    for (k, v) in a {
+        let w = &b[k];
+        if v.kind != w.kind || v.data != w.data {
+            return Some(format!("{k} changed ({} -> {})", v.kind, w.kind));
+        }
+        if v.mode != w.mode || v.uid != w.uid || v.gid != w.gid {
+            return Some(format!("{k} mode/owner changed: {:o} {}:{} -> {:o} {}:{}", v.mode, v.uid, v.gid, w.mode, w.uid, w.gid));
+        }
+    }
+    None
+}
+
+pub fn assert_same_meta(a: &BTreeMap<String, Entry>, b: &BTreeMap<String, Entry>, what: &str) {
+    if let Some(d) = diff_meta(a, b) {
+        panic!("{what}: {d}");
+    }
+}
+
+/// Runs the xtask, killing it after `secs`: a hang fails the test instead
+/// of stalling the suite. Returns (exit code, output); None if it hung.
+pub fn xtask_timeout(root: &Path, args: &[&str], secs: u64) -> (Option<i32>, String) {
+    use std::io::Read;
+    let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run xtask");
+    let t = std::time::Instant::now();
+    loop {
+        if let Some(st) = c.try_wait().unwrap() {
+            let (mut o, mut e) = (String::new(), String::new());
+            c.stdout.take().unwrap().read_to_string(&mut o).ok();
+            c.stderr.take().unwrap().read_to_string(&mut e).ok();
+            return (st.code(), format!("{o}{e}"));
+        }
+        if t.elapsed() > std::time::Duration::from_secs(secs) {
+            let _ = c.kill();
+            let _ = c.wait();
+            return (None, format!("{args:?} hung for {secs} s and was killed"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
