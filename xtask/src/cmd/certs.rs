@@ -14,6 +14,8 @@ pub fn run(root: &Path, force: bool) -> Result<(), Error> {
     repo.refuse_untrusted()?;
     let mut t = Txn::new(&repo.root);
     let report = certs::plan(&mut t, &repo.cnf, &repo.wanted_alt_names(), force)?;
+    // The data-layer credentials are made per checkout like the keys.
+    crate::plan::datalayer::plan(&mut t, &repo.root, &repo.compose)?;
     t.commit()?;
     if report.is_empty() {
         println!("certs: all certificates are current");

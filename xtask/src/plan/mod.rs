@@ -2,6 +2,7 @@
 //! what `sync` derives, and the certificates.
 
 pub mod certs;
+pub mod datalayer;
 pub mod scaffold;
 pub mod sync;
 pub mod journal;

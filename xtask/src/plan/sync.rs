@@ -42,5 +42,6 @@ pub fn plan(repo: &Repo) -> Result<Txn, Error> {
             }
         }
     }
+    crate::plan::datalayer::plan(&mut txn, &repo.root, &repo.compose)?;
     Ok(txn)
 }
