@@ -5,6 +5,7 @@
 
 mod certs;
 mod compose;
+mod datalayer;
 mod folders;
 mod routes;
 
@@ -34,6 +35,8 @@ pub const RULES: &[(Rule, Check)] = &[
     (Rule::NginxEndpoint, routes::nginx_endpoint),
     (Rule::Sync, routes::sync),
     (Rule::Names, names),
+    (Rule::OwnDataUsers, datalayer::own_data_users),
+    (Rule::CommittedCredentials, datalayer::committed_credentials),
 ];
 
 /// Runs every rule. Findings come in rule order, each rule's in file order.

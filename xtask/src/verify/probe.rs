@@ -59,7 +59,7 @@ pub async fn ensure_image(d: &Docker, root: &Path) -> Result<(String, PathBuf), 
 
 /// Starts a probe container in `ns`'s network namespace. It adds no
 /// capabilities (drops them all) and mounts nothing from the host.
-async fn start_probe(d: &Docker, run: &Run, image: &str, ns: &str, cmd: Vec<String>, root: &Path) -> Result<String, String> {
+pub(super) async fn start_probe(d: &Docker, run: &Run, image: &str, ns: &str, cmd: Vec<String>, root: &Path) -> Result<String, String> {
     let mut labels = run.labels();
     labels.insert("monorepo.verify.probe".into(), "1".into());
     let c = d.create_container(None::<q::CreateContainerOptions>, probe_body(image, ns, cmd, labels)).await.map_err(|e| format!("creating the probe: {e}"))?;
@@ -89,7 +89,7 @@ fn probe_body(image: &str, ns: &str, cmd: Vec<String>, labels: HashMap<String, S
     }
 }
 
-async fn running(d: &Docker, id: &str) -> (bool, i64) {
+pub(super) async fn running(d: &Docker, id: &str) -> (bool, i64) {
     match d.inspect_container(id, None::<q::InspectContainerOptions>).await {
         Ok(i) => {
             let st = i.state.unwrap_or_default();
@@ -99,11 +99,11 @@ async fn running(d: &Docker, id: &str) -> (bool, i64) {
     }
 }
 
-async fn remove(d: &Docker, id: &str) {
+pub(super) async fn remove(d: &Docker, id: &str) {
     let _ = d.remove_container(id, Some(q::RemoveContainerOptions { force: true, ..Default::default() })).await;
 }
 
-async fn stdout_of(d: &Docker, id: &str) -> String {
+pub(super) async fn stdout_of(d: &Docker, id: &str) -> String {
     docker::logs(d, id, 1000).await
 }
 
@@ -142,12 +142,12 @@ pub async fn wait_ready(d: &Docker, run: &Run, image: &str, t: &Target, timeout:
     result
 }
 
-fn run_container(run: &Run, service: &str) -> Result<String, String> {
+pub(super) fn run_container(run: &Run, service: &str) -> Result<String, String> {
     run.container(service).ok_or_else(|| format!("`{service}` has no container"))
 }
 
 /// (id, outcome, detail) of each JSON line the probe printed.
-fn parse_lines(out: &str) -> Vec<(String, String, String)> {
+pub(super) fn parse_lines(out: &str) -> Vec<(String, String, String)> {
     out.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l.trim()).ok())
         .map(|v| {
