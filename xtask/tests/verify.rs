@@ -263,3 +263,18 @@ fn interrupting_verify_leaves_nothing_behind() {
     let o = verify(&c.root, &[]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
+
+/// A Redis ACL widened to `~*` by hand: verify fails before starting
+/// anything, because the ACL file is derived (MR015 names it; `sync`
+/// restores it). The probe side of the same cell is unit-tested in
+/// verify/datalayer.rs and probe/src/redis.rs.
+#[test]
+fn a_widened_redis_acl_fails_verify() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let c = prepared("vacl");
+    edit(&c.root, "secrets/redis/users.acl", "~accounts:*", "~*");
+    let o = verify(&c.root, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("MR015 secrets/redis/users.acl"), "{}", text(&o));
+    assert_eq!(leftovers(), 0);
+}
