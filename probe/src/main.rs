@@ -11,6 +11,11 @@
 //!        probe wait <secs> <spec> retry one spec until it succeeds
 //! A spec is `kind=grpc&host=accounts&port=50051&tls=1&ca=/ca.pem&name=accounts`
 //! (percent-encoded values). Kinds: pg, redis, grpc, http.
+//! Data-layer modes: `kind=pg&user=&password=&db=` reports `denied` for
+//! SQLSTATE 42501 (no privilege, e.g. no CONNECT on that database);
+//! `kind=redis&user=&password=&key=` SETs and GETs `key` as that ACL user and
+//! reports `denied` for NOPERM. Both report `unresolved`/`refused` when the
+//! server is not reachable at all, so a refusal is never a network failure.
 //!
 //! One module per protocol (`pg`, `redis`, `grpc`, `http`, `tls`); `wire`
 //! holds what they share, including the bounds on every read: a broken or
@@ -65,6 +70,8 @@ enum Outcome {
     Unresolved(String),
     Refused(String),
     Failed(String),
+    /// The server refused on purpose: Postgres SQLSTATE 42501, Redis NOPERM.
+    Denied(String),
 }
 
 fn json_str(s: &str) -> String {
@@ -116,7 +123,8 @@ fn run(spec: &Spec) -> Outcome {
     };
     let r = match get(spec, "kind") {
         "pg" => pg::postgres(&mut s, get(spec, "user"), get(spec, "password"), get(spec, "db")),
-        "redis" => redis::redis(&mut s, get(spec, "password")),
+        "redis" if !get(spec, "key").is_empty() => redis::redis_key(&mut s, get(spec, "user"), get(spec, "password"), get(spec, "key")),
+        "redis" => redis::redis(&mut s, get(spec, "user"), get(spec, "password"), get(spec, "noauth_ok") == "1"),
         "grpc" => grpc::grpc_health(&mut s, get(spec, "host"), get(spec, "tls") == "1"),
         "http" => http::http_get(&mut s, get(spec, "host"), get(spec, "path"), get(spec, "expect")),
         "tcp" => Ok("connected".into()),
@@ -124,6 +132,7 @@ fn run(spec: &Spec) -> Outcome {
     };
     match r {
         Ok(d) => Outcome::Ok(d),
+        Err(e) if e.starts_with(pg::DENIED) || e.starts_with(redis::DENIED) => Outcome::Denied(e),
         Err(e) => Outcome::Failed(e),
     }
 }
@@ -134,6 +143,7 @@ fn report(spec: &Spec, o: &Outcome, elapsed: Duration) {
         Outcome::Unresolved(d) => ("unresolved", d),
         Outcome::Refused(d) => ("refused", d),
         Outcome::Failed(d) => ("failed", d),
+        Outcome::Denied(d) => ("denied", d),
     };
     println!(
         "{{\"id\":{},\"outcome\":\"{outcome}\",\"detail\":{},\"ms\":{}}}",

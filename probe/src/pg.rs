@@ -30,7 +30,23 @@ pub fn read_message(s: &mut dyn ReadWrite) -> Result<(u8, Vec<u8>), String> {
     Ok((h[0], read_n(s, len - 4, "postgres read")?))
 }
 
+/// SQLSTATE 42501 insufficient_privilege: the server refused on purpose
+/// (e.g. no CONNECT on the database). `denied` marks it in the error text.
+pub const DENIED: &str = "denied:";
+
+/// The SQLSTATE of an ErrorResponse.
+pub fn sqlstate(b: &[u8]) -> String {
+    b.split(|c| *c == 0).find_map(|f| f.strip_prefix(b"C")).map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default()
+}
+
 fn error_text(b: &[u8]) -> String {
+    if sqlstate(b) == "42501" {
+        return format!("{DENIED} {}", plain_error_text(b));
+    }
+    plain_error_text(b)
+}
+
+fn plain_error_text(b: &[u8]) -> String {
     let mut msg = String::new();
     for f in b.split(|c| *c == 0) {
         if let Some((&k, v)) = f.split_first() {

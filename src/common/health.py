@@ -22,10 +22,10 @@ def check_postgres(pg: dict) -> None:
         conn.close()
 
 
-def check_redis(url: str) -> None:
+def check_redis(url: str, auth=None) -> None:
     import redis
 
-    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, **(auth or {}))
     try:
         if not client.ping():
             raise RuntimeError("PING was not answered")
@@ -39,7 +39,7 @@ def dependency_checks(cfg) -> list:
     if cfg.pg:
         checks.append(("postgres", lambda: check_postgres(cfg.pg)))
     if cfg.redis_url:
-        checks.append(("redis", lambda: check_redis(cfg.redis_url)))
+        checks.append(("redis", lambda: check_redis(cfg.redis_url, cfg.redis_auth)))
     return checks
 
 

@@ -19,8 +19,21 @@ class Settings:
     tls_ca: str
     pg: dict
     redis_url: str
+    # The service's own Redis ACL user (keys `<service>:*`); empty: the URL's.
+    redis_username: str = ""
+    redis_password: str = ""
     # Seconds in-flight requests get to finish after SIGTERM.
     stop_grace: float = 1.0
+
+    @property
+    def redis_auth(self) -> dict:
+        """username/password for redis.Redis.from_url (the URL holds none)."""
+        auth = {}
+        if self.redis_username:
+            auth["username"] = self.redis_username
+        if self.redis_password:
+            auth["password"] = self.redis_password
+        return auth
 
     @property
     def tls(self) -> bool:
@@ -74,5 +87,7 @@ def load(env=None) -> Settings:
         tls_ca=env.get("TLS_CA", ""),
         pg=pg,
         redis_url=env.get("REDIS_URL", ""),
+        redis_username=env.get("REDIS_USERNAME", ""),
+        redis_password=env.get("REDIS_PASSWORD", ""),
         stop_grace=stop_grace,
     )

@@ -83,7 +83,7 @@ def test_real_store(postgres, redis_url):
     store.migrate()
     store.migrate()  # idempotent
     store.check_migrated()
-    redis.Redis.from_url(redis_url).delete("account:1", "account:new")
+    redis.Redis.from_url(redis_url).delete("accounts:account:1", "accounts:account:new")
     assert store.get("1") == ("Ada Lovelace", "postgres")
     assert store.get("1") == ("Ada Lovelace", "redis")
     assert store.get("nope") is None

@@ -377,3 +377,25 @@ fn generated_code_stale_or_uncheckable_is_a_finding_and_proto_fixes_it() {
     assert_same(&before, &snapshot(&c.root), "add --grpc without protoc");
     let _ = std::fs::remove_dir_all(&bin);
 }
+
+/// MR018: two services given the same Postgres role fail check, naming both;
+/// add-service --pg --redis gives the new one its own role, user and secrets.
+#[test]
+fn a_shared_data_role_fails_check_naming_both() {
+    let c = copy("dlshare");
+    ok(&xtask(&c.root, &["certs"]));
+    ok(&xtask(&c.root, &["add-service", "billing", "--pg", "--redis"]));
+    let env = std::fs::read_to_string(c.root.join("secrets/billing.env")).unwrap();
+    assert!(env.contains("PGPASSWORD=") && env.contains("REDIS_PASSWORD="));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(c.root.join("secrets/billing.env")).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(std::fs::read_to_string(c.root.join("datalayer/postgres/10-service-roles.sh")).unwrap().contains("service_role billing"));
+    ok(&xtask(&c.root, &["check"]));
+    let p = c.root.join("src/backend_services/billing/service.env");
+    std::fs::write(&p, std::fs::read_to_string(&p).unwrap().replace("PGUSER=billing", "PGUSER=accounts")).unwrap();
+    let o = xtask(&c.root, &["check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("MR018") && text(&o).contains("`accounts` and `billing` share the Postgres role `accounts`"), "{}", text(&o));
+    ok(&xtask(&c.root, &["remove-service", "billing"]));
+    assert!(!c.root.join("secrets/billing.env").exists());
+}

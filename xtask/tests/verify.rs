@@ -95,7 +95,8 @@ fn the_example_stack_passes_and_reports_json_and_junit() {
     // Reachable where a network is shared, and spoken to in its protocol.
     let pg = cell(&v, "accounts", "postgres");
     assert_eq!((pg["expected"].as_str(), pg["outcome"].as_str()), (Some("reachable"), Some("ok")));
-    assert!(pg["detail"].as_str().unwrap().contains("query answered as app@app"), "{pg}");
+    // Each service logs in as its own role to its own database.
+    assert!(pg["detail"].as_str().unwrap().contains("query answered as accounts@accounts"), "{pg}");
     assert!(cell(&v, "accounts", "redis")["detail"].as_str().unwrap().contains("PONG"));
     assert!(cell(&v, "gateway", "accounts")["detail"].as_str().unwrap().contains("SERVING"));
     // Unreachable where none is: the name does not even resolve.
@@ -105,18 +106,44 @@ fn the_example_stack_passes_and_reports_json_and_junit() {
     // Through NGINX from the host, answered by the gateway itself.
     let route = cell(&v, "host", "nginx/api/");
     assert_eq!(route["outcome"], "ok", "{route}");
+    // The data layer, as its own kind of cell: own database and keys
+    // allowed, the admin database and an unowned prefix refused by the server.
+    let data = v["data_cells"].as_array().unwrap();
+    let dcell = |src: &str, store: &str, res: &str| data.iter().find(|c| c["source"] == src && c["store"] == store && c["resource"] == res).unwrap_or_else(|| panic!("no data cell {src} {store} {res}: {v}"));
+    assert_eq!(dcell("accounts", "postgres", "db accounts")["outcome"], "allowed");
+    let admin = dcell("accounts", "postgres", "db app");
+    assert_eq!((admin["expected"].as_str(), admin["outcome"].as_str()), (Some("denied"), Some("denied")), "{admin}");
+    assert!(admin["detail"].as_str().unwrap().contains("42501"), "{admin}");
+    assert_eq!(dcell("accounts", "redis", "key accounts:xtask-verify")["outcome"], "allowed");
+    let other = dcell("accounts", "redis", "key xtask-verify-unowned:xtask-verify");
+    assert!(other["detail"].as_str().unwrap().contains("NOPERM"), "{other}");
+    assert!(data.iter().all(|c| c["kind"] == "datalayer" && c["ok"] == true), "{v}");
     let xml = std::fs::read_to_string(&junit).unwrap();
-    assert_eq!(xml.matches("<testcase").count(), v["cells"].as_array().unwrap().len());
+    assert_eq!(xml.matches("<testcase").count(), v["cells"].as_array().unwrap().len() + data.len());
+    assert_eq!(xml.matches("classname=\"datalayer.").count(), data.len());
     assert!(xml.contains("failures=\"0\""));
     // No secret in the report, and nothing left behind.
-    assert!(!text(&o).contains("app-dev-password"), "a secret leaked into the output");
+    for s in secret_values(&c.root) {
+        assert!(!text(&o).contains(&s) && !xml.contains(&s), "a secret leaked into the output");
+    }
     assert_eq!(leftovers(), 0, "verify left containers, networks or volumes behind");
-    images_are_non_root_and_hold_no_secret(&text(&o));
+    images_are_non_root_and_hold_no_secret(&text(&o), &c.root);
+}
+
+/// Every password under `root`'s secrets/ (the per-checkout credentials).
+fn secret_values(root: &Path) -> Vec<String> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(root.join("secrets")).unwrap().flatten() {
+        let Ok(t) = std::fs::read_to_string(e.path()) else { continue };
+        out.extend(t.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split_once('=')).map(|(_, v)| v.to_string()).filter(|v| v.len() >= 16));
+    }
+    assert!(out.len() >= 3, "secrets/ holds the accounts and postgres passwords");
+    out
 }
 
 /// The service images verify built: a non-root user, and no private key or
 /// env-file secret in any layer.
-fn images_are_non_root_and_hold_no_secret(verify_output: &str) {
+fn images_are_non_root_and_hold_no_secret(verify_output: &str, root: &Path) {
     // The images this run used, as verify names them: "(monorepo-verify/<svc>:<hash>)".
     let images: Vec<String> = verify_output
         .match_indices("(monorepo-verify/")
@@ -124,7 +151,10 @@ fn images_are_non_root_and_hold_no_secret(verify_output: &str) {
         .collect();
     assert!(!images.is_empty(), "{verify_output}");
     // What must never be in a layer: our private keys and env-file secrets.
+    // The data-layer credentials of this checkout (secrets/), and the old
+    // committed password, which must not come back.
     let mut needles = vec!["app-dev-password".to_string()];
+    needles.extend(secret_values(root));
     for k in ["certs/ca/ca.key", "certs/services/accounts/key.pem", "certs/server/key.pem"] {
         if let Ok(pem) = std::fs::read_to_string(workspace().join(k)) {
             needles.push(pem.lines().nth(1).unwrap_or_default().to_string());
@@ -333,4 +363,21 @@ fn a_service_on_loopback_only_is_a_mismatch_in_report_json_and_junit() {
 fn ok_check(root: &Path) {
     let o = xtask(root, &["check"]);
     assert!(o.status.success(), "the static check must pass for this case: {}", text(&o));
+}
+
+/// A Redis ACL widened to `~*` by hand: verify fails before starting
+/// anything, because the ACL file is derived (MR015 names it; `sync`
+/// restores it). The probe side of the same cell is unit-tested in
+/// verify/datalayer.rs and probe/src/redis.rs.
+#[test]
+fn a_widened_redis_acl_fails_verify() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let c = prepared("vacl");
+    edit(&c.root, "secrets/redis/users.acl", "~accounts:*", "~*");
+    let o = verify(&c.root, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("MR015 secrets/redis/users.acl"), "{}", text(&o));
+    // It stops at the static check, before creating anything (no
+    // leftovers() here: it counts every helper's runs on a shared daemon).
+    assert!(!text(&o).contains("verify: run "), "{}", text(&o));
 }

@@ -34,7 +34,7 @@ class Store:
 
         self.cfg = cfg
         self.redis_error = redis.RedisError
-        self.cache = redis.Redis.from_url(cfg.redis_url, socket_timeout=2, socket_connect_timeout=2) if cfg.redis_url else None
+        self.cache = redis.Redis.from_url(cfg.redis_url, socket_timeout=2, socket_connect_timeout=2, **cfg.redis_auth) if cfg.redis_url else None
         self.migrated = threading.Event()
 
     def _connect(self):
@@ -93,7 +93,8 @@ class Store:
 
     def get(self, account_id: str):
         """(name, source) or None."""
-        key = f"account:{account_id}"
+        # Under the service's own prefix: its ACL user may touch only `accounts:*`.
+        key = f"accounts:account:{account_id}"
         name = self._cache("get", key)
         if name is not None:
             return name.decode(), "redis"

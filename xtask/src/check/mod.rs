@@ -5,6 +5,7 @@
 
 mod certs;
 mod compose;
+mod datalayer;
 mod folders;
 mod proto;
 mod routes;
@@ -36,6 +37,8 @@ pub const RULES: &[(Rule, Check)] = &[
     (Rule::Sync, routes::sync),
     (Rule::Names, names),
     (Rule::ProtoGenerated, proto::generated),
+    (Rule::OwnDataUsers, datalayer::own_data_users),
+    (Rule::CommittedCredentials, datalayer::committed_credentials),
 ];
 
 /// MR016: the names the input gate refuses (`model/names.rs`).

@@ -151,6 +151,8 @@ pub fn plan_add(repo: &Repo, o: &Options) -> Result<(Txn, Vec<String>), Error> {
     let s = parsed.service(&o.name).ok_or_else(|| Diagnostic::error("internal error: the new service is missing after the edit"))?;
     assert_eq!(s.port(), Some(o.port));
     t.write(compose::FILE, text)?;
+    // Its role, database, ACL user and credentials (and the derived files).
+    crate::plan::datalayer::plan(&mut t, &repo.root, &parsed)?;
 
     let mut cnf_text = repo.cnf_text.clone();
     if o.https {

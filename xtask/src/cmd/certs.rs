@@ -27,6 +27,8 @@ pub fn make(root: &Path, force: bool) -> Result<Vec<String>, Error> {
     repo.refuse_untrusted()?;
     let mut t = Txn::new(&repo.root);
     let report = certs::plan(&mut t, &repo.cnf, &repo.wanted_alt_names(), force)?;
+    // The data-layer credentials are made per checkout like the keys.
+    crate::plan::datalayer::plan(&mut t, &repo.root, &repo.compose)?;
     t.commit()?;
     Ok(report)
 }

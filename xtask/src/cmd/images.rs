@@ -46,6 +46,19 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   if [ "$DB" != postgres ]; then
     echo "CREATE DATABASE \"$DB\";" | as_pg "$BIN/postgres" --single -D "$PGDATA" postgres >/dev/null
   fi
+  # As the official image: /docker-entrypoint-initdb.d/*.sh and *.sql, once,
+  # against a server on the local socket only, as the superuser.
+  if [ -n "$(find /docker-entrypoint-initdb.d -maxdepth 1 \( -name '*.sh' -o -name '*.sql' \) 2>/dev/null)" ]; then
+    export PATH="$BIN:$PATH" PGHOST=/run/postgresql POSTGRES_USER="${POSTGRES_USER:-postgres}" POSTGRES_DB="$DB"
+    as_pg "$BIN/pg_ctl" -D "$PGDATA" -o "-c listen_addresses='' -c unix_socket_directories=/run/postgresql" -w start >/dev/null
+    for f in /docker-entrypoint-initdb.d/*; do
+      case "$f" in
+        *.sh) echo "entrypoint: running $f"; as_pg sh "$f" ;;
+        *.sql) echo "entrypoint: running $f"; as_pg psql -v ON_ERROR_STOP=1 --no-psqlrc -q --username "$POSTGRES_USER" --dbname "$DB" -f "$f" ;;
+      esac
+    done
+    as_pg "$BIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null
+  fi
 fi
 exec setpriv --reuid=postgres --regid=postgres --init-groups "$BIN/postgres" -D "$PGDATA"
 "#;

@@ -42,7 +42,11 @@ pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(
             }
         }
     }
+    let env = |k: &str| repo.env(k);
+    let parsed = compose::Compose::parse(&text, &env).map_err(|e| Diagnostic::error(format!("internal error: the edited compose file does not parse: {e}")))?;
     t.write(compose::FILE, text)?;
+    // Its role, ACL user and credentials go with it.
+    crate::plan::datalayer::plan(&mut t, &repo.root, &parsed)?;
     let mut cnf_text = repo.cnf_text.clone();
     let lines: Vec<usize> = repo.cnf.alt_names.iter().filter(|a| a.kind == "DNS" && a.value == name && a.file == cnf::FILE).flat_map(|a| a.lines()).collect();
     if !lines.is_empty() {

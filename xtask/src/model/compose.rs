@@ -34,6 +34,9 @@ pub struct Service {
     pub environment: Vec<(String, String, usize)>,
     pub labels: BTreeMap<String, String>,
     pub has_healthcheck: bool,
+    /// `command:` as a list (a string is split on whitespace, as Compose does
+    /// for plain words); empty when the image's own CMD runs.
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -333,6 +336,12 @@ impl Compose {
             s.labels = key_values(v, "a label")?.into_iter().map(|(k, v, _)| (k, v)).collect();
         }
         s.has_healthcheck = n.get("healthcheck").is_some();
+        if let Some(c) = n.get("command") {
+            s.command = match &c.value {
+                Value::Scalar(x) => interpolate(x, env).split_whitespace().map(String::from).collect(),
+                _ => names(c, "command")?.into_iter().map(|(x, _)| interpolate(&x, env)).collect(),
+            };
+        }
         Ok(s)
     }
 

@@ -3,6 +3,7 @@
 
 pub mod certs;
 pub mod proto;
+pub mod datalayer;
 pub mod scaffold;
 pub mod sync;
 pub mod journal;

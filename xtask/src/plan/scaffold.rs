@@ -135,10 +135,12 @@ pub fn files(o: &Options) -> Vec<(String, String)> {
     }
     extra.push("TLS_CA=/run/trust/ca.pem".to_string());
     if o.pg {
-        extra.push("PGHOST=postgres\nPGPORT=5432\nPGUSER=app\nPGPASSWORD=app-dev-password\nPGDATABASE=app".to_string());
+        // Its own role and database; PGPASSWORD is in secrets/<name>.env.
+        extra.push(format!("PGHOST=postgres\nPGPORT=5432\nPGUSER={n}\nPGDATABASE={n}", n = o.name));
     }
     if o.redis {
-        extra.push("REDIS_URL=redis://redis:6379/0".to_string());
+        // Its own ACL user on keys `<name>:*`; REDIS_PASSWORD is in secrets/<name>.env.
+        extra.push(format!("REDIS_URL=redis://redis:6379/0\nREDIS_USERNAME={}", o.name));
     }
     let vars = [
         ("name", o.name.clone()),
@@ -187,7 +189,14 @@ pub fn compose_entry(o: &Options, unit: usize) -> String {
         volumes,
         depends_on: o.depends(),
         labels,
-        env_file: format!("{}/service.env", o.dir()),
+        env_file: {
+            let mut e = vec![format!("{}/service.env", o.dir())];
+            if o.pg || o.redis {
+                // The credentials, made per checkout (plan/datalayer.rs).
+                e.push(crate::plan::datalayer::secrets_file(&o.name));
+            }
+            e
+        },
         dockerfile: format!("backend_services/{}/Dockerfile", o.name),
     };
     render_service(&spec, unit)
@@ -202,7 +211,7 @@ pub struct ServiceSpec {
     pub volumes: Vec<(String, String)>,
     pub depends_on: Vec<String>,
     pub labels: Vec<(String, String)>,
-    pub env_file: String,
+    pub env_file: Vec<String>,
     pub dockerfile: String,
 }
 
@@ -236,7 +245,10 @@ pub fn render_service(spec: &ServiceSpec, unit: usize) -> String {
             s += &format!("{i3}- {d}\n");
         }
     }
-    s += &format!("{i2}env_file:\n{i3}- {}\n", spec.env_file);
+    s += &format!("{i2}env_file:\n");
+    for e in &spec.env_file {
+        s += &format!("{i3}- {e}\n");
+    }
     if !spec.labels.is_empty() {
         s += &format!("{i2}labels:\n");
         for (k, v) in &spec.labels {

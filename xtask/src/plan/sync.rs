@@ -50,5 +50,6 @@ pub fn plan(repo: &Repo) -> Result<Txn, Error> {
             txn.delete(&f)?;
         }
     }
+    crate::plan::datalayer::plan(&mut txn, &repo.root, &repo.compose)?;
     Ok(txn)
 }

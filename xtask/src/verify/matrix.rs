@@ -164,8 +164,17 @@ impl Target {
             kv.push(("db", cred("PGDATABASE", "POSTGRES_DB", &user)));
         }
         if self.kind == Kind::Redis {
-            if let Some(p) = src_env.get("REDIS_PASSWORD") {
-                kv.push(("password", p.clone()));
+            match src_env.get("REDIS_PASSWORD") {
+                Some(p) => {
+                    kv.push(("password", p.clone()));
+                    if let Some(u) = src_env.get("REDIS_USERNAME") {
+                        kv.push(("user", u.clone()));
+                    }
+                }
+                // No credentials (readiness, or a source that uses no Redis):
+                // NOAUTH from a server whose default user is off still
+                // proves it answers the protocol.
+                None => kv.push(("noauth_ok", "1".into())),
             }
         }
         kv.iter().map(|(k, v)| format!("{k}={}", pct(v))).collect::<Vec<_>>().join("&")

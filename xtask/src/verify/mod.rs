@@ -3,6 +3,7 @@
 //! and proves from inside each service's network namespace that it reaches
 //! exactly what its networks say it should. See ARCHITECTURE.md.
 
+pub mod datalayer;
 pub mod images;
 pub mod matrix;
 pub mod probe;
@@ -153,8 +154,15 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
         cells.extend(probe::nginx_routes(repo, &probe_bin, port, &order));
     }
     phases.add("probes", t);
+    // 7. The data layer: own database and keys allowed, others' refused.
+    let t = Instant::now();
+    let mut data = datalayer::probe_all(&run.d, run, repo, &probe_image, &sources).await?;
+    for c in data.iter_mut() {
+        c.detail = run.mask(&c.detail);
+    }
+    phases.add("datalayer", t);
     attach_logs_and_mask(run, &mut cells).await;
-    write_report(run, o, &cells)
+    write_report(run, o, &cells, &data)
 }
 
 type Ready = Vec<(String, Result<u128, String>)>;
@@ -258,16 +266,17 @@ async fn attach_logs_and_mask(run: &Run, cells: &mut [Cell]) {
     }
 }
 
-fn write_report(run: &Run, o: &Opts, cells: &[Cell]) -> Result<Exit, Error> {
-    let failed = cells.iter().filter(|c| !c.matches()).count();
+fn write_report(run: &Run, o: &Opts, cells: &[Cell], data: &[datalayer::DataCell]) -> Result<Exit, Error> {
+    let failed = cells.iter().filter(|c| !c.matches()).count() + data.iter().filter(|c| !c.matches()).count();
     if o.format == Format::Json {
-        println!("{}", report::render_json(&run.id, cells));
+        println!("{}", report::render_json(&run.id, cells, data));
     } else {
         print!("{}", report::render_matrix(cells));
+        print!("{}", datalayer::render_text(data));
     }
     if let Some(j) = &o.junit {
-        std::fs::write(j, report::render_junit(cells)).map_err(|e| Diagnostic::error(format!("{}: {e}", j.display())))?;
+        std::fs::write(j, report::render_junit(cells, data)).map_err(|e| Diagnostic::error(format!("{}: {e}", j.display())))?;
     }
-    eprintln!("verify: {} probe(s), {} mismatch(es)", cells.len(), failed);
+    eprintln!("verify: {} probe(s) ({} data-layer), {} mismatch(es)", cells.len() + data.len(), data.len(), failed);
     Ok(Exit::findings_unless(failed == 0))
 }

@@ -52,7 +52,7 @@ pub async fn ensure_image(d: &Docker, root: &Path, builder: Builder) -> Result<(
 /// capabilities (drops them all) and mounts nothing from the host. The CA
 /// certificate is copied in only when a TLS target needs it (one API call
 /// less for the readiness probes of Postgres and Redis).
-async fn start_probe(d: &Docker, run: &Run, image: &str, ns: &str, cmd: Vec<String>, with_ca: bool) -> Result<String, String> {
+pub(super) async fn start_probe(d: &Docker, run: &Run, image: &str, ns: &str, cmd: Vec<String>, with_ca: bool) -> Result<String, String> {
     let mut labels = run.labels();
     labels.insert("monorepo.verify.probe".into(), "1".into());
     let c = d.create_container(None::<q::CreateContainerOptions>, probe_body(image, ns, cmd, labels)).await.map_err(|e| format!("creating the probe: {e}"))?;
@@ -86,7 +86,7 @@ fn probe_body(image: &str, ns: &str, cmd: Vec<String>, labels: HashMap<String, S
 
 /// The exit code of `id` once it is not running: the daemon answers the
 /// moment it stops (no polling). `None` if the wait itself failed.
-async fn exited(d: &Docker, id: &str) -> Option<i64> {
+pub(super) async fn exited(d: &Docker, id: &str) -> Option<i64> {
     let mut s = d.wait_container(id, Some(q::WaitContainerOptions { condition: "not-running".into() }));
     match s.next().await {
         Some(Ok(r)) => Some(r.status_code),
@@ -105,7 +105,7 @@ async fn exited_now(d: &Docker, id: &str) -> Option<i64> {
     }
 }
 
-async fn stdout_of(d: &Docker, id: &str) -> String {
+pub(super) async fn stdout_of(d: &Docker, id: &str) -> String {
     docker::logs(d, id, 1000).await
 }
 
@@ -145,12 +145,12 @@ pub async fn wait_ready(d: &Docker, run: &Run, image: &str, t: &Target, cid: &st
     result
 }
 
-fn run_container(run: &Run, service: &str) -> Result<String, String> {
+pub(super) fn run_container(run: &Run, service: &str) -> Result<String, String> {
     run.container(service).ok_or_else(|| format!("`{service}` has no container"))
 }
 
 /// (id, outcome, detail) of each JSON line the probe printed.
-fn parse_lines(out: &str) -> Vec<(String, String, String)> {
+pub(super) fn parse_lines(out: &str) -> Vec<(String, String, String)> {
     out.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l.trim()).ok())
         .map(|v| {

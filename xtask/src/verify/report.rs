@@ -1,5 +1,6 @@
 //! The verify report: the matrix as text, JSON and JUnit.
 
+use super::datalayer::{self, DataCell};
 use super::matrix::{Cell, Outcome};
 
 pub fn render_matrix(cells: &[Cell]) -> String {
@@ -64,28 +65,32 @@ pub fn render_matrix(cells: &[Cell]) -> String {
     out
 }
 
-pub fn render_json(run: &str, cells: &[Cell]) -> String {
+/// `cells` are the network cells (`kind: "network"`), `data_cells` the
+/// data-layer ones (`kind: "datalayer"`); `ok` covers both.
+pub fn render_json(run: &str, cells: &[Cell], data: &[DataCell]) -> String {
     let v: Vec<serde_json::Value> = cells
         .iter()
         .map(|c| {
             serde_json::json!({
-                "source": c.source, "target": c.target, "port": c.port,
+                "kind": "network", "source": c.source, "target": c.target, "port": c.port,
                 "expected": if c.expected { "reachable" } else { "unreachable" },
                 "outcome": c.outcome.as_str(), "ok": c.matches(), "detail": c.detail, "hint": c.hint,
                 "logs": c.logs.iter().map(|(w, l)| serde_json::json!({"container": w, "lines": l})).collect::<Vec<_>>(),
             })
         })
         .collect();
-    serde_json::to_string_pretty(&serde_json::json!({"run": run, "ok": cells.iter().all(|c| c.matches()), "cells": v})).unwrap()
+    let ok = cells.iter().all(|c| c.matches()) && data.iter().all(|c| c.matches());
+    let d: Vec<serde_json::Value> = data.iter().map(datalayer::to_json).collect();
+    serde_json::to_string_pretty(&serde_json::json!({"run": run, "ok": ok, "cells": v, "data_cells": d})).unwrap()
 }
 
 fn xml(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-pub fn render_junit(cells: &[Cell]) -> String {
-    let failures = cells.iter().filter(|c| !c.matches()).count();
-    let mut s = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"verify\" tests=\"{}\" failures=\"{failures}\">\n", cells.len());
+pub fn render_junit(cells: &[Cell], data: &[DataCell]) -> String {
+    let failures = cells.iter().filter(|c| !c.matches()).count() + data.iter().filter(|c| !c.matches()).count();
+    let mut s = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"verify\" tests=\"{}\" failures=\"{failures}\">\n", cells.len() + data.len());
     for c in cells {
         let name = format!("{} -> {}:{} ({})", c.source, c.target, c.port, if c.expected { "reachable" } else { "unreachable" });
         s += &format!("  <testcase classname=\"reachability.{}\" name=\"{}\"", xml(&c.source), xml(&name));
@@ -95,6 +100,7 @@ pub fn render_junit(cells: &[Cell]) -> String {
             s += &format!(">\n    <failure message=\"{}\">{}</failure>\n  </testcase>\n", xml(&format!("got {}", c.outcome)), xml(&format!("{}\n{}", c.detail, c.hint.clone().unwrap_or_default())));
         }
     }
+    s += &datalayer::junit_cases(data);
     s + "</testsuite>\n"
 }
 

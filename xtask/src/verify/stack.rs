@@ -156,6 +156,7 @@ async fn create_container(repo: &Repo, run: &Run, s: &Service, image: &str, volu
         image: Some(image.to_string()),
         hostname: Some(s.name.clone()),
         env: Some(env_vars),
+        cmd: (!s.command.is_empty()).then(|| s.command.clone()),
         labels: Some(labels),
         exposed_ports: port_bindings.as_ref().map(|_| vec!["443/tcp".to_string()]),
         host_config: Some(HostConfig {
