@@ -1,24 +1,18 @@
 //! `cargo xtask`: the monorepo's build automation. See ARCHITECTURE.md.
 
-mod cargo_toml;
-mod certs;
 mod check;
-mod cnf;
-mod commands;
-mod compose;
-mod der;
+mod cmd;
 mod docker;
-mod images;
-mod nginx;
+mod edit;
+mod model;
+mod plan;
 #[cfg(test)]
 mod proptests;
-mod probes;
-mod repo;
-mod scaffold;
-mod sync;
-mod txn;
 mod verify;
-mod yaml;
+
+use cmd as commands;
+use cmd::images;
+use model::repo;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -3,7 +3,9 @@
 
 use proptest::prelude::*;
 
-use crate::{cnf, compose, nginx, yaml};
+use crate::edit;
+use crate::edit::compose as edit_compose;
+use crate::model::{cnf, compose, nginx, yaml};
 
 fn none(_: &str) -> Option<String> {
     None
@@ -45,14 +47,14 @@ proptest! {
     #[test]
     fn compose_add_then_remove_is_identity(src in compose_file(), name in "[a-z][a-z0-9]{0,8}-new") {
         let block = format!("  {name}:\n    image: x\n    networks:\n      - pg-network\n");
-        let added = compose::insert_entry(&src, "services", &block).unwrap();
+        let added = edit_compose::insert_entry(&src, "services", &block).unwrap();
         let c = compose::Compose::parse(&added, &none).unwrap();
         prop_assert!(c.service(&name).is_some());
         let before = compose::Compose::parse(&src, &none).unwrap();
         prop_assert_eq!(c.services.len(), before.services.len() + 1);
-        prop_assert_eq!(compose::remove_entry(&added, "services", &name, false).unwrap(), src.clone());
-        let vols = compose::insert_entry(&src, "volumes", &format!("  {name}-data:\n")).unwrap();
-        prop_assert_eq!(compose::remove_entry(&vols, "volumes", &format!("{name}-data"), true).unwrap(), src);
+        prop_assert_eq!(edit_compose::remove_entry(&added, "services", &name, false).unwrap(), src.clone());
+        let vols = edit_compose::insert_entry(&src, "volumes", &format!("  {name}-data:\n")).unwrap();
+        prop_assert_eq!(edit_compose::remove_entry(&vols, "volumes", &format!("{name}-data"), true).unwrap(), src);
     }
 
     #[test]
@@ -63,16 +65,16 @@ proptest! {
         }
         src.push_str("\n[ other ]\nk = v\n");
         let c = cnf::Cnf::parse(&src).unwrap();
-        let added = cnf::add_dns(&src, &c, "zz-new");
+        let added = edit::cnf::add_dns(&src, &c, "zz-new");
         let c2 = cnf::Cnf::parse(&added).unwrap();
         let a = c2.dns("zz-new").unwrap();
         prop_assert_eq!(a.index as usize, names.len() + 1);
-        prop_assert_eq!(cnf::remove_lines(&added, &[a.line]), src);
+        prop_assert_eq!(edit::cnf::remove_lines(&added, &[a.line]), src);
     }
 
     #[test]
     fn nginx_locations_parse_back(name in "[a-z][a-z0-9-]{0,20}", path in "/[a-z0-9/_-]{0,20}", port in 1u16.., https in any::<bool>(), grpc in any::<bool>()) {
-        let loc = nginx::render_location(&name, &path, port, https, grpc);
+        let loc = edit::nginx::render_location(&name, &path, port, https, grpc);
         let routes = nginx::parse_routes(&loc, "x.conf").unwrap();
         prop_assert_eq!(routes.len(), 1);
         prop_assert_eq!(&routes[0].host, &name);
@@ -87,14 +89,14 @@ proptest! {
         let _ = compose::Compose::parse(&s, &none);
         let _ = cnf::Cnf::parse(&s);
         let _ = nginx::parse_routes(&s, "f");
-        let _ = crate::cargo_toml::parse(&s);
-        let _ = crate::der::parse(&bytes);
+        let _ = crate::model::cargo_toml::parse(&s);
+        let _ = crate::model::der::parse(&bytes);
     }
 
     #[test]
     fn parsers_never_panic_on_yamlish_text(s in "[a-z:\\-\\[\\]{}&*!|>'\" \n#,]{0,200}") {
         let _ = compose::Compose::parse(&s, &none);
-        let _ = compose::insert_entry(&s, "services", "  x:\n    image: y\n");
-        let _ = compose::remove_entry(&s, "services", "x", true);
+        let _ = edit_compose::insert_entry(&s, "services", "  x:\n    image: y\n");
+        let _ = edit_compose::remove_entry(&s, "services", "x", true);
     }
 }

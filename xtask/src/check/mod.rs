@@ -2,12 +2,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::certs;
-use crate::cnf;
-use crate::compose::{self, Service};
-use crate::der;
-use crate::repo::{Repo, SERVICES_DIR};
-use crate::sync;
+use crate::plan::certs;
+use crate::model::cnf;
+use crate::model::compose::{self, Service};
+use crate::model::der;
+use crate::model::repo::{Repo, SERVICES_DIR};
+use crate::plan::sync;
 use crate::Error;
 
 #[derive(Debug, Clone)]

@@ -3,6 +3,8 @@
 //! and proves from inside each service's network namespace that it reaches
 //! exactly what its networks say it should. See ARCHITECTURE.md.
 
+pub mod probe;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -12,10 +14,10 @@ use bollard::query_parameters as q;
 use bollard::Docker;
 
 use crate::check;
-use crate::compose::Service;
+use crate::model::compose::Service;
 use crate::docker::{self, Tar, PID_LABEL, RUN_LABEL};
-use crate::probes::{self, Cell, Target};
-use crate::repo::Repo;
+use probe::{Cell, Target};
+use crate::model::repo::Repo;
 use crate::Error;
 
 pub struct Opts {
@@ -187,7 +189,7 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
 
     // 2. Images. What needs no build (Postgres, Redis) starts meanwhile, so
     // its initialisation overlaps the builds.
-    let (probe_image, probe_bin) = probes::ensure_image(&d, &repo.root).await?;
+    let (probe_image, probe_bin) = probe::ensure_image(&d, &repo.root).await?;
     let prebuilt: Vec<&Service> = order
         .iter()
         .copied()
@@ -221,8 +223,8 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
 
     // 4. Readiness: every container answers its own protocol, from inside.
     let t = Instant::now();
-    let targets: Vec<Target> = order.iter().filter_map(|s| probes::target(repo, s)).collect();
-    let waits = targets.iter().map(|tg| probes::wait_ready(&d, run, &probe_image, tg, o.timeout));
+    let targets: Vec<Target> = order.iter().filter_map(|s| probe::target(repo, s)).collect();
+    let waits = targets.iter().map(|tg| probe::wait_ready(&d, run, &probe_image, tg, o.timeout));
     let ready = futures_util::future::join_all(waits).await;
     let mut not_ready = vec![];
     for (tg, r) in targets.iter().zip(ready) {
@@ -246,13 +248,13 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
     let t = Instant::now();
     let sources: Vec<&Service> = order.iter().copied().filter(|s| s.is_backend() && (o.only.is_empty() || o.only.contains(&s.name))).collect();
     let mut cells: Vec<Cell> = vec![];
-    let runs = sources.iter().map(|src| probes::matrix_row(&d, run, repo, &probe_image, src, &targets));
+    let runs = sources.iter().map(|src| probe::matrix_row(&d, run, repo, &probe_image, src, &targets));
     for row in futures_util::future::join_all(runs).await {
         cells.extend(row?);
     }
     // 6. Public routes through NGINX, from the host.
     if let Some(port) = nginx_port {
-        cells.extend(probes::nginx_routes(repo, &probe_bin, port, &order));
+        cells.extend(probe::nginx_routes(repo, &probe_bin, port, &order));
     }
     phases.add("probes", t);
 
@@ -273,12 +275,12 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
     }
     let failed = cells.iter().filter(|c| !c.matches()).count();
     if o.json {
-        println!("{}", probes::render_json(&run.id, &cells));
+        println!("{}", probe::render_json(&run.id, &cells));
     } else {
-        print!("{}", probes::render_matrix(&cells));
+        print!("{}", probe::render_matrix(&cells));
     }
     if let Some(j) = &o.junit {
-        std::fs::write(j, probes::render_junit(&cells)).map_err(|e| Error::failure(format!("{}: {e}", j.display())))?;
+        std::fs::write(j, probe::render_junit(&cells)).map_err(|e| Error::failure(format!("{}: {e}", j.display())))?;
     }
     eprintln!("verify: {} probe(s), {} mismatch(es)", cells.len(), failed);
     Ok(if failed == 0 { 0 } else { 1 })
@@ -407,7 +409,7 @@ async fn create_container(repo: &Repo, run: &Run, s: &Service, image: &str, volu
     let env_vars: Vec<String> = repo
         .service_env(s)
         .into_iter()
-        .map(|(k, v)| format!("{k}={}", crate::compose::interpolate(&v, &|x| repo.env(x))))
+        .map(|(k, v)| format!("{k}={}", crate::model::compose::interpolate(&v, &|x| repo.env(x))))
         .collect();
     let mut binds = vec![];
     let mut uploads: Vec<(PathBuf, String)> = vec![];

@@ -11,7 +11,7 @@ use bollard::query_parameters as q;
 use futures_util::StreamExt;
 
 use crate::docker::{self, Tar, HASH_LABEL};
-use crate::txn::Txn;
+use crate::plan::txn::Txn;
 use crate::Error;
 
 const PACKAGES: &[&str] = &[

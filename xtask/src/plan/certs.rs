@@ -14,9 +14,9 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
-use crate::cnf::Cnf;
-use crate::der::{self, CertInfo};
-use crate::txn::Txn;
+use crate::model::cnf::Cnf;
+use crate::model::der::{self, CertInfo};
+use crate::plan::txn::Txn;
 use crate::Error;
 
 pub const DIR: &str = "certs";
@@ -162,7 +162,7 @@ pub fn plan(txn: &mut Txn, cnf: &Cnf, https_services: &[String], force: bool) ->
         if leaf.dir != SERVER_DIR {
             // Bind-mounted by `docker-compose up` into a container that runs
             // as the template's non-root user: that user must own the key.
-            txn.chown(&format!("{}/key.pem", leaf.dir), crate::scaffold::APP_UID);
+            txn.chown(&format!("{}/key.pem", leaf.dir), crate::plan::scaffold::APP_UID);
         }
         report.push(format!("{cert_rel}: {} ({reason})", leaf.dns.join(", ")));
     }

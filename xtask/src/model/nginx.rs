@@ -207,34 +207,6 @@ pub fn location_file(service: &str) -> String {
     format!("{LOCATIONS}/{service}.conf")
 }
 
-/// The endpoint file for a public service. NGINX resolves the upstream at
-/// request time (variables + `resolver`), so a stopped service gives a 502
-/// for its path instead of stopping NGINX from starting at all.
-pub fn render_location(service: &str, path: &str, port: u16, https: bool, grpc: bool) -> String {
-    let scheme = match (grpc, https) {
-        (false, false) => "http",
-        (false, true) => "https",
-        (true, false) => "grpc",
-        (true, true) => "grpcs",
-    };
-    let pass = if grpc { "grpc_pass" } else { "proxy_pass" };
-    let var = format!("${}_upstream", service.replace('-', "_"));
-    let mut s = format!(
-        "# Public endpoint of `{service}`. Written by `cargo xtask add-service`; `cargo xtask sync` keeps it current.\nlocation {path} {{\n    set {var} {service}:{port};\n    {pass} {scheme}://{var};\n"
-    );
-    if !grpc {
-        s += "    proxy_set_header Host $host;\n    proxy_set_header X-Forwarded-Proto $scheme;\n";
-    }
-    if https {
-        let p = if grpc { "grpc" } else { "proxy" };
-        s += &format!(
-            "    {p}_ssl_verify on;\n    {p}_ssl_trusted_certificate /etc/nginx/certs/ca.pem;\n    {p}_ssl_name {service};\n    {p}_ssl_server_name on;\n"
-        );
-    }
-    s += "}\n";
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,13 +217,6 @@ mod tests {
         let r = parse_routes(src, "nginx/x.conf").unwrap();
         assert_eq!(r.len(), 1);
         assert_eq!((r[0].path.as_str(), r[0].host.as_str(), r[0].port, r[0].line), ("/api/", "gateway", 8080, 4));
-    }
-
-    #[test]
-    fn rendered_location_parses_back() {
-        let s = render_location("acc", "/acc/", 50051, true, false);
-        let r = parse_routes(&s, "f").unwrap();
-        assert_eq!((r[0].scheme.as_str(), r[0].host.as_str(), r[0].port), ("https", "acc", 50051));
     }
 
     #[test]

@@ -2,16 +2,20 @@
 //! Each loads the repository model, plans every file into one `Txn`, then
 //! prints the plan (`--dry-run`) or commits it under the repository lock.
 
+pub mod images;
+
 use std::path::Path;
 
-use crate::certs;
-use crate::cnf::{self, Cnf};
-use crate::compose::{self, Compose};
-use crate::nginx;
-use crate::repo::{Repo, RESERVED, SERVICES_DIR};
-use crate::scaffold::{self, Options};
-use crate::sync;
-use crate::txn::{self, Txn};
+use crate::plan::certs;
+use crate::model::cnf::{self, Cnf};
+use crate::edit::compose as edit_compose;
+use crate::model::compose::{self, Compose};
+use crate::model::nginx;
+use crate::model::repo::{Repo, RESERVED, SERVICES_DIR};
+use crate::plan::scaffold::{self, Options};
+use crate::plan::sync;
+use crate::plan::txn::{self, Txn};
+use crate::edit;
 use crate::Error;
 
 pub fn validate_name(name: &str) -> Result<(), Error> {
@@ -133,18 +137,18 @@ pub fn plan_add(repo: &Repo, o: &Options) -> Result<(Txn, Vec<String>), Error> {
     for (path, content) in scaffold::files(o) {
         t.write(&path, content)?;
     }
-    let unit = compose::indent_unit(&repo.compose_text);
-    let mut text = compose::insert_entry(&repo.compose_text, "services", &scaffold::compose_entry(o, unit))?;
+    let unit = edit_compose::indent_unit(&repo.compose_text);
+    let mut text = edit_compose::insert_entry(&repo.compose_text, "services", &scaffold::compose_entry(o, unit))?;
     let pad = " ".repeat(unit);
     for net in o.networks() {
         if !repo.compose.networks.iter().any(|(n, _)| *n == net) {
-            text = compose::insert_entry(&text, "networks", &format!("{pad}{net}:\n"))?;
+            text = edit_compose::insert_entry(&text, "networks", &format!("{pad}{net}:\n"))?;
         }
     }
     for (v, _) in &o.volumes {
         let declared = repo.compose.volumes.iter().any(|(n, _)| n == v);
         if !declared && !text.contains(&format!("\n{pad}{v}:\n")) {
-            text = compose::insert_entry(&text, "volumes", &format!("{pad}{v}:\n"))?;
+            text = edit_compose::insert_entry(&text, "volumes", &format!("{pad}{v}:\n"))?;
         }
     }
     // Read back what we wrote: the new entry must parse to what was asked.
@@ -156,11 +160,11 @@ pub fn plan_add(repo: &Repo, o: &Options) -> Result<(Txn, Vec<String>), Error> {
 
     let mut cnf_text = repo.cnf_text.clone();
     if o.https {
-        cnf_text = cnf::add_dns(&cnf_text, &repo.cnf, &o.name);
+        cnf_text = edit::cnf::add_dns(&cnf_text, &repo.cnf, &o.name);
         t.write(cnf::FILE, cnf_text.clone())?;
     }
     if let Some(p) = &o.public {
-        t.write(&nginx::location_file(&o.name), nginx::render_location(&o.name, p, o.port, o.https, o.protocol() == "grpc"))?;
+        t.write(&nginx::location_file(&o.name), edit::nginx::render_location(&o.name, p, o.port, o.https, o.protocol() == "grpc"))?;
     }
     let mut report = vec![];
     if o.https {
@@ -210,12 +214,12 @@ pub fn remove(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Resul
         return Err(Error::input(format!("`{name}` is a dependency of: {}\n  fix: remove it from their depends_on first", dependents.join(", "))));
     }
     let mut t = Txn::new(&repo.root);
-    let mut text = compose::remove_entry(&repo.compose_text, "services", name, false)
+    let mut text = edit_compose::remove_entry(&repo.compose_text, "services", name, false)
         .ok_or_else(|| Error::failure(format!("{}:{}: cannot find the block of `{name}` to remove", compose::FILE, svc.line)))?;
     for m in svc.volumes.iter().filter(|m| m.named) {
         let shared = repo.compose.services.iter().any(|s| s.name != name && s.volumes.iter().any(|o| o.named && o.source == m.source));
         if !shared {
-            if let Some(t2) = compose::remove_entry(&text, "volumes", &m.source, true) {
+            if let Some(t2) = edit_compose::remove_entry(&text, "volumes", &m.source, true) {
                 text = t2;
             }
         }
@@ -224,7 +228,7 @@ pub fn remove(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Resul
     let mut cnf_text = repo.cnf_text.clone();
     let lines: Vec<usize> = repo.cnf.alt_names.iter().filter(|a| a.kind == "DNS" && a.value == name).map(|a| a.line).collect();
     if !lines.is_empty() {
-        cnf_text = cnf::remove_lines(&cnf_text, &lines);
+        cnf_text = edit::cnf::remove_lines(&cnf_text, &lines);
         t.write(cnf::FILE, cnf_text.clone())?;
     }
     t.delete(&nginx::location_file(name))?;

@@ -1,13 +1,13 @@
 //! The templates of a new service folder and the compose entry that goes
 //! with it. Golden files in `xtask/tests/golden/` pin their output.
 
-use crate::compose::{self, ServiceSpec};
-use crate::repo::SERVICES_DIR;
+use crate::model::compose;
+use crate::model::repo::SERVICES_DIR;
 
-const DOCKERFILE: &str = include_str!("../templates/Dockerfile.tmpl");
-const SERVER: &str = include_str!("../templates/server.py.tmpl");
-const REQUIREMENTS: &str = include_str!("../templates/requirements.txt.tmpl");
-const ENV: &str = include_str!("../templates/service.env.tmpl");
+const DOCKERFILE: &str = include_str!("../../templates/Dockerfile.tmpl");
+const SERVER: &str = include_str!("../../templates/server.py.tmpl");
+const REQUIREMENTS: &str = include_str!("../../templates/requirements.txt.tmpl");
+const ENV: &str = include_str!("../../templates/service.env.tmpl");
 
 /// The user the service images run as (`USER` in the Dockerfile template).
 pub const APP_UID: u32 = 10001;
@@ -150,7 +150,60 @@ pub fn compose_entry(o: &Options, unit: usize) -> String {
         env_file: format!("{}/service.env", o.dir()),
         dockerfile: format!("backend_services/{}/Dockerfile", o.name),
     };
-    compose::render_service(&spec, unit)
+    render_service(&spec, unit)
+}
+
+/// What `add-service` writes for one service. Rendered with the file's own
+/// indentation step.
+pub struct ServiceSpec {
+    pub name: String,
+    pub port: u16,
+    pub networks: Vec<String>,
+    pub volumes: Vec<(String, String)>,
+    pub depends_on: Vec<String>,
+    pub labels: Vec<(String, String)>,
+    pub env_file: String,
+    pub dockerfile: String,
+}
+
+pub fn render_service(spec: &ServiceSpec, unit: usize) -> String {
+    let i1 = " ".repeat(unit);
+    let i2 = " ".repeat(unit * 2);
+    let i3 = " ".repeat(unit * 3);
+    let i4 = " ".repeat(unit * 4);
+    let mut s = format!("{i1}{}:\n", spec.name);
+    s += &format!("{i2}build:\n{i3}context: ./src\n{i3}dockerfile: {}\n", spec.dockerfile);
+    s += &format!("{i3}args:\n{i4}PYTHON_IMAGE: ${{PYTHON_IMAGE:-python:3.12-slim}}\n");
+    s += &format!("{i2}container_name: {}\n", spec.name);
+    s += &format!("{i2}ports:\n{i3}- \"{p}:{p}\"\n", p = spec.port);
+    s += &format!("{i2}networks:\n");
+    for n in &spec.networks {
+        s += &format!("{i3}- {n}\n");
+    }
+    if spec.volumes.is_empty() {
+        s += &format!("{i2}volumes: []\n");
+    } else {
+        s += &format!("{i2}volumes:\n");
+        for (v, p) in &spec.volumes {
+            s += &format!("{i3}- {v}:{p}\n");
+        }
+    }
+    if spec.depends_on.is_empty() {
+        s += &format!("{i2}depends_on: []\n");
+    } else {
+        s += &format!("{i2}depends_on:\n");
+        for d in &spec.depends_on {
+            s += &format!("{i3}- {d}\n");
+        }
+    }
+    s += &format!("{i2}env_file:\n{i3}- {}\n", spec.env_file);
+    if !spec.labels.is_empty() {
+        s += &format!("{i2}labels:\n");
+        for (k, v) in &spec.labels {
+            s += &format!("{i3}{k}: \"{v}\"\n");
+        }
+    }
+    s
 }
 
 #[cfg(test)]
@@ -171,7 +224,7 @@ mod tests {
             let mut outputs: Vec<(String, String)> = files(&o).into_iter().map(|(p, c)| (p.rsplit('/').next().unwrap().to_string(), c)).collect();
             outputs.push(("compose-entry.yml".into(), compose_entry(&o, 2)));
             if let Some(p) = &o.public {
-                outputs.push(("location.conf".into(), crate::nginx::render_location(&o.name, p, o.port, o.https, o.protocol() == "grpc")));
+                outputs.push(("location.conf".into(), crate::edit::nginx::render_location(&o.name, p, o.port, o.https, o.protocol() == "grpc")));
             }
             for (name, content) in outputs {
                 let path = dir.join(case).join(&name);

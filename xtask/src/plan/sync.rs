@@ -1,11 +1,12 @@
 //! `sync`: derives `[alt_names]`, the NGINX endpoint files and the workspace
 //! members from the services' compose entries, and plans the rewrite.
 
-use crate::cargo_toml;
-use crate::cnf;
-use crate::nginx;
-use crate::repo::Repo;
-use crate::txn::Txn;
+use crate::model::cargo_toml;
+use crate::model::cnf;
+use crate::model::nginx;
+use crate::model::repo::Repo;
+use crate::plan::txn::Txn;
+use crate::edit;
 use crate::Error;
 
 /// Marks endpoint files that `sync` owns (and may rewrite or delete).
@@ -13,9 +14,9 @@ pub const GENERATED: &str = "Written by `cargo xtask add-service`";
 
 pub fn plan(repo: &Repo) -> Result<Txn, Error> {
     let mut txn = Txn::new(&repo.root);
-    let cnf_new = cnf::sync_alt_names(&repo.cnf_text, &repo.cnf, &repo.wanted_alt_names());
+    let cnf_new = edit::cnf::sync_alt_names(&repo.cnf_text, &repo.cnf, &repo.wanted_alt_names());
     txn.write(cnf::FILE, cnf_new)?;
-    txn.write(cargo_toml::FILE, cargo_toml::sync(&repo.cargo_text, &repo.members, &repo.wanted_members()))?;
+    txn.write(cargo_toml::FILE, edit::cargo_toml::sync(&repo.cargo_text, &repo.members, &repo.wanted_members()))?;
 
     let mut wanted_files = vec![];
     for s in repo.backend() {
@@ -25,7 +26,7 @@ pub fn plan(repo: &Repo) -> Result<Txn, Error> {
         if repo.routes.iter().any(|r| r.path == path && r.file != file) {
             continue;
         }
-        txn.write(&file, nginx::render_location(&s.name, path, port, s.https(), s.protocol() == "grpc"))?;
+        txn.write(&file, edit::nginx::render_location(&s.name, path, port, s.https(), s.protocol() == "grpc"))?;
         wanted_files.push(file);
     }
     for f in nginx::conf_files(&repo.root) {

@@ -10,10 +10,10 @@ use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters as q;
 use bollard::Docker;
 
-use crate::cnf;
-use crate::compose::Service;
+use crate::model::cnf;
+use crate::model::compose::Service;
 use crate::docker::{self, Tar, HASH_LABEL};
-use crate::repo::Repo;
+use crate::model::repo::Repo;
 use crate::verify::Run;
 use crate::Error;
 
@@ -161,7 +161,7 @@ async fn start_probe(d: &Docker, run: &Run, image: &str, ns: &str, cmd: Vec<Stri
     let mut labels = run.labels();
     labels.insert("monorepo.verify.probe".into(), "1".into());
     let c = d.create_container(None::<q::CreateContainerOptions>, probe_body(image, ns, cmd, labels)).await.map_err(|e| format!("creating the probe: {e}"))?;
-    let ca = std::fs::read(root.join(crate::certs::TRUST)).unwrap_or_default();
+    let ca = std::fs::read(root.join(crate::plan::certs::TRUST)).unwrap_or_default();
     let mut tar = Tar::default();
     tar.dir("etc/probe", 0o755, 65534);
     tar.file("etc/probe/ca.pem", &ca, 0o444, 65534);
@@ -315,7 +315,7 @@ pub async fn matrix_row(d: &Docker, run: &Run, repo: &Repo, image: &str, src: &S
 /// for `localhost`.
 pub fn nginx_routes(repo: &Repo, bin: &Path, port: u16, order: &[&Service]) -> Vec<Cell> {
     let mut cells = vec![];
-    let ca = repo.root.join(crate::certs::TRUST);
+    let ca = repo.root.join(crate::plan::certs::TRUST);
     for s in order.iter().filter(|s| s.is_backend()) {
         let Some(path) = s.public_path() else { continue };
         let full = format!("{}/healthz", path.trim_end_matches('/'));

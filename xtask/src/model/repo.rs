@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::cargo_toml::{self, Members};
-use crate::cnf::{self, Cnf};
-use crate::compose::{self, Compose};
-use crate::nginx::{self, Route};
+use crate::model::cargo_toml::{self, Members};
+use crate::model::cnf::{self, Cnf};
+use crate::model::compose::{self, Compose};
+use crate::model::nginx::{self, Route};
 use crate::Error;
 
 pub const SERVICES_DIR: &str = "src/backend_services";

@@ -1,0 +1,243 @@
+//! `docker-compose.yml` text edits: insert and remove a top-level entry by
+//! splicing lines, without touching any other byte of the file. Each works
+//! on the text and finds its place from a fresh look at the lines.
+
+use crate::model::compose::err;
+use crate::Error;
+
+fn indent_of(line: &str) -> usize {
+    line.len() - line.trim_start_matches(' ').len()
+}
+
+fn is_content(line: &str) -> bool {
+    let t = line.trim();
+    !t.is_empty() && !t.starts_with('#')
+}
+
+/// Index (0-based) of the last line of the block that starts at `start`:
+/// everything indented deeper than the key, comments included, up to the
+/// last content line.
+fn block_end(lines: &[&str], start: usize) -> usize {
+    let key_indent = indent_of(lines[start]);
+    let mut end = start;
+    for (i, l) in lines.iter().enumerate().skip(start + 1) {
+        if !is_content(l) {
+            if !l.trim().is_empty() && indent_of(l) > key_indent {
+                end = i;
+            }
+            continue;
+        }
+        if indent_of(l) <= key_indent {
+            break;
+        }
+        end = i;
+    }
+    // Trailing comment lines belong to what follows unless deeper-indented
+    // content came after them; trim back to the last content line.
+    while end > start && !is_content(lines[end]) {
+        end -= 1;
+    }
+    end
+}
+
+fn split_lines(text: &str) -> Vec<&str> {
+    text.split_inclusive('\n').collect()
+}
+
+/// Finds a top-level key's line index, e.g. `services:`.
+fn top_key(lines: &[&str], key: &str) -> Option<usize> {
+    lines.iter().position(|l| {
+        l.starts_with(key) && l[key.len()..].trim_start().starts_with(':') && !l.starts_with(' ')
+    })
+}
+
+/// Indentation of the children of the block that begins at `idx`, or
+/// `default` when the block has none.
+fn child_indent(lines: &[&str], idx: usize, default: usize) -> usize {
+    lines[idx + 1..]
+        .iter()
+        .find(|l| is_content(l))
+        .map(|l| indent_of(l))
+        .filter(|i| *i > indent_of(lines[idx]))
+        .unwrap_or(default)
+}
+
+/// The indentation step used in the file (2 unless the file says otherwise).
+pub fn indent_unit(text: &str) -> usize {
+    let lines = split_lines(text);
+    top_key(&lines, "services").map(|i| child_indent(&lines, i, 2)).unwrap_or(2).max(1)
+}
+
+fn ensure_newline(s: &mut String) {
+    if !s.is_empty() && !s.ends_with('\n') {
+        s.push('\n');
+    }
+}
+
+/// Inserts `block` (already indented) as the last entry of a top-level
+/// mapping `section`, creating the section at the end of the file if absent.
+/// Keeps the file's habit of blank lines between entries.
+pub fn insert_entry(text: &str, section: &str, block: &str) -> Result<String, Error> {
+    let lines = split_lines(text);
+    let Some(sec) = top_key(&lines, section) else {
+        let mut out = text.to_string();
+        ensure_newline(&mut out);
+        let blank = if out.is_empty() || out.ends_with("\n\n") { "" } else { "\n" };
+        return Ok(format!("{out}{blank}{section}:\n{block}"));
+    };
+    let rest = lines[sec].trim_start_matches(section).trim_start().trim_start_matches(':').trim();
+    if !(rest.is_empty() || rest.starts_with('#')) {
+        return Err(err(
+            sec + 1,
+            format!("top-level `{section}:` is written inline (`{}`)", lines[sec].trim_end()),
+            &format!("write `{section}:` on its own line with one entry per line below it"),
+        ));
+    }
+    let entry_indent = child_indent(&lines, sec, 0);
+    let entries: Vec<usize> = (sec + 1..lines.len())
+        .take_while(|&i| !is_content(lines[i]) || indent_of(lines[i]) > 0)
+        .filter(|&i| is_content(lines[i]) && indent_of(lines[i]) == entry_indent)
+        .collect();
+    let mut out = String::new();
+    match entries.last() {
+        None => {
+            for l in &lines[..=sec] {
+                out.push_str(l);
+            }
+            ensure_newline(&mut out);
+            out.push_str(block);
+            for l in &lines[sec + 1..] {
+                out.push_str(l);
+            }
+        }
+        Some(&last) => {
+            let end = block_end(&lines, last);
+            // Entries separated by blank lines get a blank line before the new one.
+            let spaced = entries.len() >= 2 && lines[entries[entries.len() - 1] - 1].trim().is_empty();
+            for l in &lines[..=end] {
+                out.push_str(l);
+            }
+            ensure_newline(&mut out);
+            if spaced {
+                out.push('\n');
+            }
+            out.push_str(block);
+            for l in &lines[end + 1..] {
+                out.push_str(l);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Removes the entry `name` from the top-level mapping `section`, with the
+/// blank line that `insert_entry` put before it. With `drop_empty`, a
+/// section left empty goes too (as `insert_entry` creates missing ones);
+/// `services:` always stays.
+pub fn remove_entry(text: &str, section: &str, name: &str, drop_empty: bool) -> Option<String> {
+    let lines = split_lines(text);
+    let sec = top_key(&lines, section)?;
+    let entry_indent = child_indent(&lines, sec, 0);
+    let mut entries = vec![];
+    for i in sec + 1..lines.len() {
+        if is_content(lines[i]) && indent_of(lines[i]) == 0 {
+            break;
+        }
+        if is_content(lines[i]) && indent_of(lines[i]) == entry_indent {
+            entries.push(i);
+        }
+    }
+    let key_matches = |l: &str| {
+        let t = l.trim_start();
+        let t = t.strip_prefix('"').and_then(|t| t.strip_prefix(name)).and_then(|t| t.strip_prefix('"'))
+            .or_else(|| t.strip_prefix('\'').and_then(|t| t.strip_prefix(name)).and_then(|t| t.strip_prefix('\'')))
+            .or_else(|| t.strip_prefix(name));
+        t.is_some_and(|t| t.trim_start().starts_with(':'))
+    };
+    let start = *entries.iter().find(|&&i| key_matches(lines[i]))?;
+    let end = block_end(&lines, start);
+    let (mut from, to) = (start, end);
+    if entries.len() == 1 && drop_empty {
+        // Last entry: drop the section header as well, and the blank line
+        // that `insert_entry` put before a section it created.
+        from = sec;
+        let after_is_end = lines[to + 1..].iter().all(|l| l.trim().is_empty());
+        if from > 0 && lines[from - 1].trim().is_empty() && after_is_end {
+            from -= 1;
+        }
+    } else if from > 0 && lines[from - 1].trim().is_empty() {
+        let next_is_sibling = lines
+            .get(to + 1)
+            .is_some_and(|l| is_content(l) && indent_of(l) == entry_indent);
+        if !next_is_sibling {
+            from -= 1;
+        }
+    }
+    let mut out = String::new();
+    for (i, l) in lines.iter().enumerate() {
+        if i < from || i > to {
+            out.push_str(l);
+        }
+    }
+    // A block that was the last thing in the file leaves no dangling text.
+    if !text.ends_with('\n') && out.ends_with('\n') && to + 1 >= lines.len() {
+        out.pop();
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::compose::Compose;
+
+    const SAMPLE: &str = "\
+# Our stack.
+x-common: &common
+  restart: unless-stopped   # keep this comment
+
+services:
+  postgres:
+    <<: *common
+    image: ${POSTGRES_IMAGE:-postgres:16}
+    networks: [pg-network]
+
+  api:
+    build: {context: ./src, dockerfile: backend_services/api/Dockerfile}
+    container_name: 'api'
+    ports:
+      - \"8000:8000\"   # public
+    networks:
+      - pg-network
+    depends_on:
+      postgres:
+        condition: service_started
+# trailing comment about networks
+networks:
+  pg-network: {}
+";
+
+    fn none(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn insert_then_remove_is_identity() {
+        let block = "  new:\n    image: x\n";
+        let added = insert_entry(SAMPLE, "services", block).unwrap();
+        assert!(added.contains("        condition: service_started\n\n  new:\n    image: x\n# trailing"), "{added}");
+        Compose::parse(&added, &none).unwrap().service("new").unwrap();
+        assert_eq!(remove_entry(&added, "services", "new", false).unwrap(), SAMPLE);
+
+        let vols = insert_entry(SAMPLE, "volumes", "  data:\n").unwrap();
+        assert!(vols.ends_with("  pg-network: {}\n\nvolumes:\n  data:\n"), "{vols}");
+        assert_eq!(remove_entry(&vols, "volumes", "data", true).unwrap(), SAMPLE);
+    }
+
+    #[test]
+    fn removes_a_middle_entry() {
+        let removed = remove_entry(SAMPLE, "services", "postgres", false).unwrap();
+        assert!(removed.contains("services:\n\n  api:\n"), "{removed}");
+        assert!(!removed.contains("POSTGRES_IMAGE"));
+    }
+}

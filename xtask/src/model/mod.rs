@@ -1,0 +1,9 @@
+//! Read-only views of the repository's files, with the lines they came from.
+
+pub mod cargo_toml;
+pub mod cnf;
+pub mod compose;
+pub mod der;
+pub mod nginx;
+pub mod repo;
+pub mod yaml;

@@ -1,0 +1,7 @@
+//! What a command will write: the transaction, a new service's files,
+//! what `sync` derives, and the certificates.
+
+pub mod certs;
+pub mod scaffold;
+pub mod sync;
+pub mod txn;
