@@ -63,7 +63,7 @@ pub fn run(repo: &Repo) -> Result<Vec<Finding>, Error> {
         }
     }
 
-    let mut host_ports: BTreeMap<u32, (&str, usize)> = BTreeMap::new();
+    let mut host_ports: BTreeMap<(u32, String), Vec<(String, &str, usize)>> = BTreeMap::new();
     for s in &c.services {
         // MR003
         if let Some(b) = &s.build {
@@ -82,20 +82,30 @@ pub fn run(repo: &Repo) -> Result<Vec<Finding>, Error> {
         }
         // MR005
         for p in &s.ports {
-            for v in [Some(p.container), p.host].into_iter().flatten() {
+            for v in [Some(p.container), Some(p.container_end), p.host, p.host_end].into_iter().flatten() {
                 if !(1..=65535).contains(&v) {
                     out.push(f("MR005", cf, p.line, format!("service `{}`: port {v} is out of range", s.name), "use a port from 1 to 65535"));
                 }
             }
-            if let Some(h) = p.host {
-                if let Some((other, l)) = host_ports.insert(h, (&s.name, p.line)) {
-                    out.push(f("MR005", cf, p.line, format!("host port {h} of `{}` is already published by `{other}` (line {l})", s.name), "pick a free port"));
+            // A host port is taken per protocol (53/tcp and 53/udp are two)
+            // and per address (127.0.0.1:80 and 127.0.0.2:80 are two; an
+            // unbound one takes every address). A host range mapped onto a
+            // single container port lets Docker pick one: nothing fixed.
+            for (_, published) in p.expand() {
+                let Some(h) = published.and_then(|h| h.parse::<u32>().ok()) else { continue };
+                let key = (h, p.protocol.clone());
+                let any = |ip: &str| ip.is_empty() || ip == "0.0.0.0" || ip == "::";
+                let clash = host_ports.get(&key).into_iter().flatten().find(|(ip, ..)| any(ip) || any(&p.host_ip) || *ip == p.host_ip).cloned();
+                if let Some((_, other, l)) = clash {
+                    out.push(f("MR005", cf, p.line, format!("host port {h}/{} of `{}` is already published by `{other}` (line {l})", p.protocol, s.name), "pick a free port"));
                 }
+                host_ports.entry(key).or_default().push((p.host_ip.clone(), s.name.as_str(), p.line));
             }
         }
         // MR006 / MR007
         for (n, l) in &s.networks {
-            if !c.networks.iter().any(|(d, _)| d == n) {
+            // `default` is the network Compose makes for every project.
+            if n != "default" && !c.networks.iter().any(|(d, _)| d == n) {
                 out.push(f("MR006", cf, *l, format!("service `{}` joins undeclared network `{n}`", s.name), format!("declare `{n}:` under the top-level `networks:`")));
             }
         }

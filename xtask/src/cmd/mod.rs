@@ -52,7 +52,19 @@ fn validate_public(path: &str) -> Result<(), Error> {
 }
 
 fn used_ports(c: &Compose) -> Vec<u32> {
-    c.services.iter().flat_map(|s| s.ports.iter().flat_map(|p| [Some(p.container), p.host])).flatten().collect()
+    let mut out = vec![];
+    for p in c.services.iter().flat_map(|s| &s.ports) {
+        out.extend(p.container..=p.container_end);
+        if let Some(h) = p.host {
+            out.extend(h..=p.host_end.unwrap_or(h));
+        }
+    }
+    out
+}
+
+/// Whether a port entry uses port `p` (host or container side, ranges included).
+fn takes(x: &compose::Port, p: u32) -> bool {
+    (x.container..=x.container_end).contains(&p) || x.host.is_some_and(|h| (h..=x.host_end.unwrap_or(h)).contains(&p))
 }
 
 /// Raw flags of `add-service`, before they are checked against the repo.
@@ -87,8 +99,8 @@ pub fn resolve_add(repo: &Repo, a: &AddArgs) -> Result<Options, Error> {
             return Err(Error::input(format!("--port {p} is out of range\n  fix: use a port from 1 to 65535")))
         }
         Some(p) => {
-            if let Some(s) = repo.compose.services.iter().find(|s| s.ports.iter().any(|x| x.host == Some(p) || x.container == p)) {
-                let line = s.ports.iter().find(|x| x.host == Some(p) || x.container == p).unwrap().line;
+            if let Some(s) = repo.compose.services.iter().find(|s| s.ports.iter().any(|x| takes(x, p))) {
+                let line = s.ports.iter().find(|x| takes(x, p)).unwrap().line;
                 return Err(Error::input(format!("{}:{line}: port {p} is already taken by `{}`\n  fix: pick a free port, or leave out --port to get the next free one", compose::FILE, s.name)));
             }
             p as u16
@@ -300,7 +312,13 @@ pub fn list(root: &Path, json: bool) -> Result<(), Error> {
         .map(|s| {
             serde_json::json!({
                 "name": s.name,
-                "ports": s.ports.iter().map(|p| match p.host { Some(h) => format!("{h}:{}", p.container), None => p.container.to_string() }).collect::<Vec<_>>(),
+                // As `docker compose config --format json` writes them.
+                "ports": s.ports.iter().flat_map(|p| p.expand().into_iter().map(move |(target, published)| {
+                    let mut o = serde_json::json!({"target": target, "protocol": p.protocol});
+                    if let Some(h) = published { o["published"] = h.into(); }
+                    if !p.host_ip.is_empty() { o["host_ip"] = p.host_ip.clone().into(); }
+                    o
+                })).collect::<Vec<_>>(),
                 "networks": s.networks.iter().map(|n| n.0.clone()).collect::<Vec<_>>(),
                 "https": s.https(),
                 "public": s.public_path(),
@@ -320,7 +338,11 @@ pub fn list(root: &Path, json: bool) -> Result<(), Error> {
             let join = |k: &str| r[k].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect::<Vec<_>>().join(",");
             vec![
                 r["name"].as_str().unwrap().to_string(),
-                join("ports"),
+                r["ports"].as_array().unwrap().iter().map(|p| {
+                    let ip = p["host_ip"].as_str().map(|i| format!("{i}:")).unwrap_or_default();
+                    let proto = if p["protocol"] == "tcp" { String::new() } else { format!("/{}", p["protocol"].as_str().unwrap_or("")) };
+                    match p["published"].as_str() { Some(h) => format!("{ip}{h}:{}{proto}", p["target"]), None => format!("{}{proto}", p["target"]) }
+                }).collect::<Vec<_>>().join(","),
                 join("networks"),
                 if r["https"].as_bool().unwrap() { "yes".into() } else { "-".into() },
                 r["public"].as_str().unwrap_or("-").to_string(),
