@@ -44,7 +44,7 @@ fn f(id: &'static str, file: &str, line: usize, msg: impl Into<String>, fix: imp
 
 pub fn run(repo: &Repo) -> Result<Vec<Finding>, Error> {
     let mut out = vec![];
-    let cf = compose::FILE;
+    let cf = repo.compose_file.as_str();
     let c = &repo.compose;
     let names: BTreeSet<&str> = c.services.iter().map(|s| s.name.as_str()).collect();
 
@@ -63,7 +63,7 @@ pub fn run(repo: &Repo) -> Result<Vec<Finding>, Error> {
         }
     }
 
-    let mut host_ports: BTreeMap<(u32, String), Vec<(String, &str, usize)>> = BTreeMap::new();
+    let mut host_ports: HostPorts = BTreeMap::new();
     for s in &c.services {
         // MR003
         if let Some(b) = &s.build {
@@ -87,20 +87,7 @@ pub fn run(repo: &Repo) -> Result<Vec<Finding>, Error> {
                     out.push(f("MR005", cf, p.line, format!("service `{}`: port {v} is out of range", s.name), "use a port from 1 to 65535"));
                 }
             }
-            // A host port is taken per protocol (53/tcp and 53/udp are two)
-            // and per address (127.0.0.1:80 and 127.0.0.2:80 are two; an
-            // unbound one takes every address). A host range mapped onto a
-            // single container port lets Docker pick one: nothing fixed.
-            for (_, published) in p.expand() {
-                let Some(h) = published.and_then(|h| h.parse::<u32>().ok()) else { continue };
-                let key = (h, p.protocol.clone());
-                let any = |ip: &str| ip.is_empty() || ip == "0.0.0.0" || ip == "::";
-                let clash = host_ports.get(&key).into_iter().flatten().find(|(ip, ..)| any(ip) || any(&p.host_ip) || *ip == p.host_ip).cloned();
-                if let Some((_, other, l)) = clash {
-                    out.push(f("MR005", cf, p.line, format!("host port {h}/{} of `{}` is already published by `{other}` (line {l})", p.protocol, s.name), "pick a free port"));
-                }
-                host_ports.entry(key).or_default().push((p.host_ip.clone(), s.name.as_str(), p.line));
-            }
+            publish(&mut host_ports, &mut out, cf, &s.name, p);
         }
         // MR006 / MR007
         for (n, l) in &s.networks {
@@ -141,6 +128,14 @@ pub fn run(repo: &Repo) -> Result<Vec<Finding>, Error> {
             let is_grpc_addr = k.ends_with("_GRPC_ADDR") || k.ends_with("_GRPC_TARGET");
             if is_grpc_addr && peer.name != s.name && !(s.on_network("grpc-network") && peer.on_network("grpc-network")) {
                 out.push(f("MR011", cf, s.line, format!("service `{}` calls `{}` over gRPC ({k}) but they do not share grpc-network", s.name, peer.name), "add `- grpc-network` to both services' networks"));
+            }
+        }
+    }
+    // MR005 across the override file, which Compose merges (ports append).
+    if let Some((of, oc)) = &repo.override_file {
+        for s in &oc.services {
+            for p in &s.ports {
+                publish(&mut host_ports, &mut out, of, &s.name, p);
             }
         }
     }
@@ -198,6 +193,26 @@ pub fn run(repo: &Repo) -> Result<Vec<Finding>, Error> {
         out.push(f("MR015", &p, 0, "out of date with the compose file", "run `cargo xtask sync` (see `cargo xtask sync --check` for the diff)"));
     }
     Ok(out)
+}
+
+type HostPorts<'a> = BTreeMap<(u32, String), Vec<(String, &'a str, usize)>>;
+
+/// MR005: records the host ports `p` publishes, reporting a clash.
+/// A host port is taken per protocol (53/tcp and 53/udp are two) and per
+/// address (127.0.0.1:80 and 127.0.0.2:80 are two; an unbound one takes
+/// every address). A host range mapped onto a single container port lets
+/// Docker pick one: nothing fixed.
+fn publish<'a>(host_ports: &mut HostPorts<'a>, out: &mut Vec<Finding>, file: &str, svc: &'a str, p: &compose::Port) {
+    for (_, published) in p.expand() {
+        let Some(h) = published.and_then(|h| h.parse::<u32>().ok()) else { continue };
+        let key = (h, p.protocol.clone());
+        let any = |ip: &str| ip.is_empty() || ip == "0.0.0.0" || ip == "::";
+        let clash = host_ports.get(&key).into_iter().flatten().find(|(ip, ..)| any(ip) || any(&p.host_ip) || *ip == p.host_ip).cloned();
+        if let Some((_, other, l)) = clash {
+            out.push(f("MR005", file, p.line, format!("host port {h}/{} of `{svc}` is already published by `{other}` (line {l})", p.protocol), "pick a free port"));
+        }
+        host_ports.entry(key).or_default().push((p.host_ip.clone(), svc, p.line));
+    }
 }
 
 fn find_cycle(services: &[Service]) -> Option<Vec<String>> {

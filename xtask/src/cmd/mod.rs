@@ -90,6 +90,17 @@ pub fn resolve_add(repo: &Repo, a: &AddArgs) -> Result<Options, Error> {
     if let Some(s) = repo.compose.service(name) {
         return Err(Error::input(format!("{}:{}: service `{name}` already exists\n  fix: pick another name, or `cargo xtask remove-service {name}` first", compose::FILE, s.line)));
     }
+    // --pg / --redis name the infrastructure service: without it, the
+    // depends_on would be invalid compose and the service could not reach
+    // its database. Refused rather than silently omitted.
+    for (flag, infra, on) in [("--pg", "postgres", a.pg), ("--redis", "redis", a.redis)] {
+        if on && repo.compose.service(infra).is_none() {
+            return Err(Error::input(format!(
+                "{}: {flag} needs a `{infra}` service, and there is none\n  fix: add a `{infra}` service to {} first (this repository's compose file shows one), or leave out {flag}",
+                repo.compose_file, repo.compose_file
+            )));
+        }
+    }
     if repo.service_dirs.iter().any(|d| d == name) {
         return Err(Error::input(format!("{SERVICES_DIR}/{name}/ already exists\n  fix: pick another name, or remove that folder")));
     }
@@ -149,26 +160,36 @@ pub fn plan_add(repo: &Repo, o: &Options) -> Result<(Txn, Vec<String>), Error> {
     for (path, content) in scaffold::files(o) {
         t.write(&path, content)?;
     }
-    let unit = edit_compose::indent_unit(&repo.compose_text);
-    let mut text = edit_compose::insert_entry(&repo.compose_text, "services", &scaffold::compose_entry(o, unit))?;
-    let pad = " ".repeat(unit);
+    let (form, plain) = edit_compose::Form::plain(&repo.compose_text);
+    let unit = edit_compose::indent_unit(&plain);
+    let mut text = edit_compose::insert_entry(&plain, "services", &scaffold::compose_entry(o, unit))?;
+    let mut change = edit_compose::Change { added: vec![("services", o.name.clone())], removed: vec![] };
+    // Declarations take their own section's indentation, not the services'.
     for net in o.networks() {
         if !repo.compose.networks.iter().any(|(n, _)| *n == net) {
+            let pad = " ".repeat(edit_compose::section_indent(&text, "networks", unit));
             text = edit_compose::insert_entry(&text, "networks", &format!("{pad}{net}:\n"))?;
+            change.added.push(("networks", net));
         }
     }
     for (v, _) in &o.volumes {
-        let declared = repo.compose.volumes.iter().any(|(n, _)| n == v);
-        if !declared && !text.contains(&format!("\n{pad}{v}:\n")) {
+        if !repo.compose.volumes.iter().any(|(n, _)| n == v) && !change.added.iter().any(|(s, n)| *s == "volumes" && n == v) {
+            let pad = " ".repeat(edit_compose::section_indent(&text, "volumes", unit));
             text = edit_compose::insert_entry(&text, "volumes", &format!("{pad}{v}:\n"))?;
+            change.added.push(("volumes", v.clone()));
         }
     }
-    // Read back what we wrote: the new entry must parse to what was asked.
+    // Read back what we wrote: exactly the intended change, and the new
+    // entry parses to what was asked.
+    edit_compose::verify_edit(&plain, &text, &change, &repo.compose_file)?;
     let env = |k: &str| repo.env(k);
     let parsed = Compose::parse(&text, &env).map_err(|e| Error::failure(format!("internal error: the edited compose file does not parse: {e}")))?;
     let s = parsed.service(&o.name).ok_or_else(|| Error::failure("internal error: the new service is missing after the edit"))?;
-    assert_eq!(s.port(), Some(o.port));
-    t.write(compose::FILE, text)?;
+    if s.port() != Some(o.port) {
+        return Err(Error::failure(format!("internal error: the new service's port reads back as {:?}, not {}", s.port(), o.port)));
+    }
+    let text = form.restore(&text);
+    t.write(&repo.compose_file, text)?;
 
     let mut cnf_text = repo.cnf_text.clone();
     if o.https {
@@ -221,22 +242,54 @@ pub fn remove(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Resul
     let Some(svc) = repo.compose.service(name) else {
         return Err(Error::input(format!("no service `{name}` in {}\n  fix: `cargo xtask list` shows the services", compose::FILE)));
     };
-    let dependents: Vec<&str> = repo.compose.services.iter().filter(|s| s.depends(name)).map(|s| s.name.as_str()).collect();
-    if !dependents.is_empty() {
-        return Err(Error::input(format!("`{name}` is a dependency of: {}\n  fix: remove it from their depends_on first", dependents.join(", "))));
+    // Anything that still names the service keeps it: refuse, naming each place.
+    let cf = &repo.compose_file;
+    let mut uses: Vec<String> = vec![];
+    for s in repo.compose.services.iter().filter(|s| s.name != name) {
+        for (d, l) in s.depends_on.iter().filter(|(d, _)| d == name) {
+            uses.push(format!("{cf}:{l}: `{}` depends_on `{d}`", s.name));
+        }
+        for (_, key, l) in s.refs.iter().filter(|(d, ..)| d == name) {
+            uses.push(format!("{cf}:{l}: `{}` names it in {key}", s.name));
+        }
+    }
+    let (form, plain) = edit_compose::Form::plain(&repo.compose_text);
+    uses.extend(edit_compose::anchors_used_outside(&plain, name).into_iter().map(|(a, l)| format!("{cf}:{l}: alias `*{a}` refers to an anchor defined in `{name}`")));
+    if !uses.is_empty() {
+        return Err(Error::input(format!("`{name}` is still referred to:\n  {}\n  fix: remove those references first, then remove `{name}`", uses.join("\n  "))));
     }
     let mut t = Txn::new(&repo.root);
-    let mut text = edit_compose::remove_entry(&repo.compose_text, "services", name, false)
-        .ok_or_else(|| Error::failure(format!("{}:{}: cannot find the block of `{name}` to remove", compose::FILE, svc.line)))?;
+    let mut text = edit_compose::remove_entry(&plain, "services", name, false)
+        .ok_or_else(|| Error::failure(format!("{cf}:{}: cannot find the block of `{name}` to remove", svc.line)))?;
+    let mut change = edit_compose::Change { added: vec![], removed: vec![("services", name.to_string())] };
+    // The mirror of add-service: a declaration goes only when no other
+    // service uses it and it is exactly what add-service writes (a bare
+    // `name:`); anything a user wrote (`driver: local`, a comment) stays.
+    let unit = edit_compose::indent_unit(&plain);
+    let others = || repo.compose.services.iter().filter(|s| s.name != name);
+    let mut drop: Vec<(&str, String)> = vec![];
+    for (n, _) in &svc.networks {
+        if n != "default" && !others().any(|s| s.on_network(n)) {
+            drop.push(("networks", n.clone()));
+        }
+    }
     for m in svc.volumes.iter().filter(|m| m.named) {
-        let shared = repo.compose.services.iter().any(|s| s.name != name && s.volumes.iter().any(|o| o.named && o.source == m.source));
-        if !shared {
-            if let Some(t2) = edit_compose::remove_entry(&text, "volumes", &m.source, true) {
+        if !others().any(|s| s.volumes.iter().any(|o| o.named && o.source == m.source)) && !drop.contains(&("volumes", m.source.clone())) {
+            drop.push(("volumes", m.source.clone()));
+        }
+    }
+    for (sec, n) in drop {
+        let pad = " ".repeat(edit_compose::section_indent(&text, sec, unit));
+        if edit_compose::entry_text(&text, sec, &n).as_deref() == Some(format!("{pad}{n}:\n").as_str()) {
+            if let Some(t2) = edit_compose::remove_entry(&text, sec, &n, true) {
                 text = t2;
+                change.removed.push((sec, n));
             }
         }
     }
-    t.write(compose::FILE, text)?;
+    edit_compose::verify_edit(&plain, &text, &change, cf)?;
+    let text = form.restore(&text);
+    t.write(&repo.compose_file, text)?;
     let mut cnf_text = repo.cnf_text.clone();
     let lines: Vec<usize> = repo.cnf.alt_names.iter().filter(|a| a.kind == "DNS" && a.value == name).map(|a| a.line).collect();
     if !lines.is_empty() {

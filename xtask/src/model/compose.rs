@@ -7,6 +7,10 @@ use crate::model::yaml::{self, Node, Value};
 use crate::Error;
 
 pub const FILE: &str = "docker-compose.yml";
+/// The names Compose looks for, in its order; the first that exists is used.
+pub const FILES: &[&str] = &["compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml"];
+/// The override files Compose merges over the first found, same order.
+pub const OVERRIDES: &[&str] = &["compose.override.yaml", "compose.override.yml", "docker-compose.override.yaml", "docker-compose.override.yml"];
 pub const LABEL_HTTPS: &str = "monorepo.https";
 pub const LABEL_PUBLIC: &str = "monorepo.public-path";
 pub const LABEL_PROTOCOL: &str = "monorepo.protocol";
@@ -99,9 +103,6 @@ impl Service {
     }
     pub fn on_network(&self, net: &str) -> bool {
         self.networks.iter().any(|(n, _)| n == net)
-    }
-    pub fn depends(&self, other: &str) -> bool {
-        self.depends_on.iter().any(|(n, _)| n == other)
     }
     /// The port the service listens on inside its container.
     pub fn port(&self) -> Option<u16> {
@@ -399,6 +400,16 @@ fn key_values(v: &Node, what: &str) -> Result<Vec<(String, String, usize)>, Erro
 }
 
 impl Compose {
+    /// `parse`, with messages naming `file` (the file Compose would use).
+    pub fn parse_file(text: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Compose, Error> {
+        Compose::parse(text, env).map_err(|mut e| {
+            if file != FILE {
+                e.msg = e.msg.replacen(&format!("{FILE}:"), &format!("{file}:"), 1);
+            }
+            e
+        })
+    }
+
     pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Compose, Error> {
         let root = yaml::parse(text)
             .map_err(|e| {

@@ -23,7 +23,11 @@ const MAX_FILE: u64 = 4 << 20;
 
 pub struct Repo {
     pub root: PathBuf,
+    /// The compose file used (`compose::FILES`, first found) and its text.
+    pub compose_file: String,
     pub compose_text: String,
+    /// The override file beside it, if any (read by `check`).
+    pub override_file: Option<(String, Compose)>,
     pub compose: Compose,
     pub cnf_text: String,
     pub cnf: Cnf,
@@ -82,7 +86,7 @@ pub fn parse_dotenv(text: &str) -> BTreeMap<String, String> {
 pub fn find_root(start: &Path) -> Result<PathBuf, Error> {
     let mut d = start.to_path_buf();
     loop {
-        if d.join(compose::FILE).exists() && d.join(cnf::FILE).exists() {
+        if compose::FILES.iter().any(|f| d.join(f).exists()) && d.join(cnf::FILE).exists() {
             return Ok(d);
         }
         if !d.pop() {
@@ -102,9 +106,14 @@ impl Repo {
             Ok(t) => parse_dotenv(&t),
             Err(_) => BTreeMap::new(),
         };
-        let compose_text = read_text(root, compose::FILE)?;
+        let compose_file = compose::FILES.iter().find(|f| root.join(f).exists()).copied().unwrap_or(compose::FILE).to_string();
+        let compose_text = read_text(root, &compose_file)?;
         let env = |k: &str| std::env::var(k).ok().or_else(|| dotenv.get(k).cloned());
-        let compose = Compose::parse(&compose_text, &env)?;
+        let compose = Compose::parse_file(&compose_text, &compose_file, &env)?;
+        let override_file = match compose::OVERRIDES.iter().find(|f| root.join(f).exists()) {
+            Some(f) => Some((f.to_string(), Compose::parse_file(&read_text(root, f)?, f, &env)?)),
+            None => None,
+        };
         let cnf_text = read_text(root, cnf::FILE)?;
         let cnf = Cnf::parse(&cnf_text)?;
         let cargo_text = read_text(root, cargo_toml::FILE)?;
@@ -122,7 +131,7 @@ impl Repo {
             }
         }
         service_dirs.sort();
-        Ok(Repo { root: root.to_path_buf(), compose_text, compose, cnf_text, cnf, cargo_text, members, routes, service_dirs, dotenv })
+        Ok(Repo { root: root.to_path_buf(), compose_file, compose_text, override_file, compose, cnf_text, cnf, cargo_text, members, routes, service_dirs, dotenv })
     }
 
     pub fn env(&self, k: &str) -> Option<String> {
