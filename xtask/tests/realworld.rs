@@ -78,6 +78,7 @@ fn reader_accepts_what_compose_accepts_and_edits_round_trip() {
         let c = copy(&format!("rw-reader-{name}"));
         let env = std::fs::read_to_string(c.root.join(".env")).unwrap_or_default();
         write(&c.root, ".env", &format!("{env}BIND=9000\n"));
+        write(&c.root, "y.env", "Y=1\n");
         with_services(&c.root, extra);
         compose_ok(&c.root, "docker-compose.yml").unwrap_or_else(|e| panic!("{name}: the case itself must be valid compose: {e}"));
         let o = xtask(&c.root, &["list", "--format", "json"]);
@@ -120,7 +121,7 @@ fn declarations_use_their_section_indentation_and_mirror_exactly() {
     let c = copy("rw-sections");
     // Services at 4 spaces, networks and volumes at 2; a user-written
     // `data:` that add-service reuses and remove-service must keep.
-    let file = "services:\n    db:\n        image: busybox\n        volumes:\n            - data:/d\nvolumes:\n  data:\n    driver: local\n  other:\nnetworks:\n  web-network:\n";
+    let file = "services:\n    postgres:\n        image: busybox\n    db:\n        image: busybox\n        networks: [web-network]\n        volumes:\n            - data:/d\nvolumes:\n  data:\n    driver: local\n  other:\nnetworks:\n  web-network:\n";
     write(&c.root, "docker-compose.yml", file);
     let mid = roundtrip(&c.root, "docker-compose.yml", &["--grpc", "--pg", "--volume", "data:/data", "--volume", "zz-data:/zz", "--public", "/zz/"]);
     assert!(mid.contains("\n  zz-data:\n"), "{mid}");
@@ -148,7 +149,8 @@ fn remove_refuses_while_referenced_and_takes_its_comment_block() {
         compose_ok(&c.root, "docker-compose.yml").unwrap_or_else(|e| panic!("{name}: case must be valid: {e}"));
         let o = xtask(&c.root, &["remove-service", "target"]);
         assert_eq!(code(&o), 2, "{name}: remove must refuse:\n{}", text(&o));
-        let first = t.lines().position(|l| l == r.lines().next().unwrap()).unwrap() + 1;
+        let user = t.lines().position(|l| l == "  user:").unwrap();
+        let first = user + t.lines().skip(user).position(|l| l == r.lines().next().unwrap()).unwrap() + 1;
         let lines: Vec<usize> = (first..first + r.lines().count()).collect();
         assert!(lines.iter().any(|l| text(&o).contains(&format!("docker-compose.yml:{l}"))), "{name}: must name one of lines {lines:?}:\n{}", text(&o));
         assert_eq!(std::fs::read_to_string(c.root.join("docker-compose.yml")).unwrap(), t, "{name}: nothing written");
@@ -181,6 +183,7 @@ fn pg_without_postgres_is_refused_with_the_fix() {
 #[test]
 fn check_has_no_false_positives_on_protocols_and_the_default_network() {
     let c = copy("rw-check");
+    assert_eq!(code(&xtask(&c.root, &["certs"])), 0);
     with_services(&c.root, "  dns:\n    image: busybox\n    container_name: dns\n    ports:\n      - \"53:53/tcp\"\n      - \"53:53/udp\"\n    networks:\n      - default\n");
     let o = xtask(&c.root, &["check"]);
     let out = text(&o);
@@ -233,5 +236,5 @@ fn alias_bomb_and_deep_nesting_exit_2_with_file_and_line() {
     write(&c.root, "docker-compose.yml", &deep);
     let o = xtask(&c.root, &["list"]);
     assert_eq!(code(&o), 2, "{}", text(&o));
-    assert!(text(&o).contains("docker-compose.yml:4") && text(&o).contains("nest"), "{}", text(&o));
+    assert!(text(&o).contains("docker-compose.yml:4") && text(&o).contains("nested"), "{}", text(&o));
 }

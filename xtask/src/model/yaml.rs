@@ -147,7 +147,10 @@ fn parse_exact(src: &str) -> Result<Option<Node>, YamlError> {
         let (ev, span) = ev.map_err(|e| YamlError {
             line: e.marker().line(),
             col: e.marker().col() + 1,
-            msg: e.info().to_string(),
+            msg: match e.info() {
+                m if m.contains("recursion limit") => format!("collections nested too deep ({m})"),
+                m => m.to_string(),
+            },
         })?;
         let (line, col) = (span.start.line(), span.start.col() + 1);
         let (node, size) = match ev {
