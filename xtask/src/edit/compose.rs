@@ -140,11 +140,11 @@ pub fn remove_entry(text: &str, section: &str, name: &str, drop_empty: bool) -> 
     let sec = top_key(&lines, section)?;
     let entry_indent = child_indent(&lines, sec, 0);
     let mut entries = vec![];
-    for i in sec + 1..lines.len() {
-        if is_content(lines[i]) && indent_of(lines[i]) == 0 {
+    for (i, l) in lines.iter().enumerate().skip(sec + 1) {
+        if is_content(l) && indent_of(l) == 0 {
             break;
         }
-        if is_content(lines[i]) && indent_of(lines[i]) == entry_indent {
+        if is_content(l) && indent_of(l) == entry_indent {
             entries.push(i);
         }
     }
