@@ -35,8 +35,11 @@ fn overlay(from: &Path, to: &Path) {
 }
 
 /// (case, the file its message must name, how to break the copy)
-fn cases() -> Vec<(String, &'static str, Box<dyn Fn(&Path)>)> {
-    let mut out: Vec<(String, &'static str, Box<dyn Fn(&Path)>)> = vec![];
+/// (case, the file its message must name, how to break the copy)
+type Case = (String, &'static str, Box<dyn Fn(&Path)>);
+
+fn cases() -> Vec<Case> {
+    let mut out: Vec<Case> = vec![];
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(corpus()).unwrap().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
     dirs.sort();
     for d in dirs {
