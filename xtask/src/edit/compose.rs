@@ -331,9 +331,13 @@ pub fn verify_edit(old: &str, new: &str, change: &Change, file: &str) -> Result<
         let (x, y) = (a.get(&k), b.get(&k));
         if let Some(sec) = ["services", "networks", "volumes"].into_iter().find(|s| *s == k) {
             let (x, y) = (x.unwrap_or(&empty), y.unwrap_or(&empty));
-            let (kx, ky) = (if x.is_null() { vec![] } else { keys(x) }, if y.is_null() { vec![] } else { keys(y) });
-            for e in kx.iter().chain(ky.iter().filter(|e| !kx.contains(e))) {
-                match (x.get(e), y.get(e)) {
+            // Maps by key: a lookup per entry would be quadratic in services.
+            let entries = |n: &'_ yaml::Node| -> std::collections::HashMap<String, yaml::Node> {
+                n.as_map().unwrap_or_default().iter().filter_map(|(k, v)| k.as_str().map(|k| (k.to_string(), v.clone()))).collect()
+            };
+            let (mx, my) = (entries(x), entries(y));
+            for e in mx.keys().chain(my.keys().filter(|e| !mx.contains_key(*e))) {
+                match (mx.get(e), my.get(e)) {
                     (Some(p), Some(q)) if same(p, q) => {}
                     (None, Some(_)) if change.added.iter().any(|(s, n)| *s == sec && n == e) => {}
                     (Some(_), None) if change.removed.iter().any(|(s, n)| *s == sec && n == e) => {}
