@@ -1,78 +1,22 @@
-//! `cargo xtask`: the monorepo's build automation. See ARCHITECTURE.md.
-
-mod check;
-mod cmd;
-mod docker;
-mod edit;
-mod model;
-mod plan;
-#[cfg(test)]
-mod proptests;
-mod verify;
-
-use cmd as commands;
-use cmd::images;
-use model::repo;
+//! `cargo xtask`: parse the command line (`cli`), run the command, and turn
+//! the outcome into an exit code (`diag::Exit`). See ARCHITECTURE.md.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// An error for the user: what is wrong, where (file:line), and the fix.
-/// Every error exits 2; `check` and `sync --check` findings exit 1.
-#[derive(Debug)]
-pub struct Error {
-    msg: String,
-}
-
-impl Error {
-    pub fn input(msg: impl Into<String>) -> Error {
-        Error { msg: msg.into() }
-    }
-    pub fn failure(msg: impl Into<String>) -> Error {
-        Error { msg: msg.into() }
-    }
-}
-
-impl std::fmt::Display for Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str(&self.msg)
-    }
-}
-
-impl From<lexopt::Error> for Error {
-    fn from(e: lexopt::Error) -> Error {
-        Error::input(format!("{e}\n  fix: see `cargo xtask --help`"))
-    }
-}
-
-const HELP: &str = "\
-cargo xtask: build automation for the backend-services monorepo
-
-USAGE: cargo xtask [--root <dir>] <command> [options]
-
-COMMANDS:
-  add-service <name>      add a service: folder, compose entry, certs, NGINX endpoint
-      --grpc --pg --redis --https --public <path> --port <n>
-      --depends-on <service>... --volume <name>:<path>... --entry server.py|main.py --dry-run
-  remove-service <name>   the exact reverse of add-service [--keep-files] [--dry-run]
-  sync [--check]          rewrite [alt_names], NGINX endpoints and workspace members
-  certs [--force]         (re)generate the local CA and certificates
-  check [--format human|json]   the static house rules (--rules lists them)
-  list [--format human|json]    the services
-  verify [--only <service>...] [--format human|json] [--junit <file>] [--keep] [--timeout <secs>]
-                          build, start and prove reachability end to end (Docker API)
-  images bootstrap        build local stand-ins for the base images (no registry needed)
-  help                    this text
-
-Exit codes: 0 ok, 1 findings (check, sync --check), 2 bad input or failure.
-";
+use clap::{CommandFactory, Parser};
+use xtask::cli::{Cli, Command, Format, ImagesCommand};
+use xtask::diag::{Diagnostic, Exit};
+use xtask::{check, cmd, diag, model, verify};
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(code) => ExitCode::from(code),
+    // clap prints its own usage errors (exit 2) and --help/--version (exit 0).
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code.into(),
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(2)
+            e.severity.exit().into()
         }
     }
 }
@@ -81,152 +25,39 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime").block_on(f)
 }
 
-fn format_flag(p: &mut lexopt::Parser) -> Result<bool, Error> {
-    use lexopt::ValueExt;
-    let v = p.value()?.string()?;
-    match v.as_str() {
-        "json" => Ok(true),
-        "human" => Ok(false),
-        _ => Err(Error::input(format!("--format `{v}`: expected human or json"))),
+fn root(given: Option<PathBuf>) -> Result<PathBuf, Diagnostic> {
+    match given {
+        Some(r) => Ok(r),
+        None => model::repo::find_root(&std::env::current_dir().map_err(|e| Diagnostic::error(e.to_string()))?),
     }
 }
 
-fn run() -> Result<u8, Error> {
-    use lexopt::prelude::*;
-    let mut p = lexopt::Parser::from_env();
-    let mut root: Option<PathBuf> = None;
-    let cmd = loop {
-        match p.next()? {
-            Some(Long("root")) => root = Some(p.value()?.into()),
-            Some(Short('h') | Long("help")) | None => {
-                print!("{HELP}");
-                return Ok(0);
-            }
-            Some(Value(v)) => break v.string()?,
-            Some(a) => return Err(a.unexpected().into()),
-        }
+fn run(cli: Cli) -> Result<Exit, Diagnostic> {
+    let Some(command) = cli.command else {
+        Cli::command().print_help().ok();
+        return Ok(Exit::Ok);
     };
-    let root = match root {
-        Some(r) => r,
-        None => repo::find_root(&std::env::current_dir().map_err(|e| Error::input(e.to_string()))?)?,
-    };
-    match cmd.as_str() {
-        "add-service" => {
-            let mut a = commands::AddArgs::default();
-            let mut name = None;
-            while let Some(arg) = p.next()? {
-                match arg {
-                    Long("grpc") => a.grpc = true,
-                    Long("pg") => a.pg = true,
-                    Long("redis") => a.redis = true,
-                    Long("https") => a.https = true,
-                    Long("dry-run") => a.dry_run = true,
-                    Long("public") => a.public = Some(p.value()?.string()?),
-                    Long("port") => {
-                        let v = p.value()?.string()?;
-                        a.port = Some(v.parse().map_err(|_| Error::input(format!("--port `{v}`: not a number\n  fix: use a port from 1 to 65535")))?);
-                    }
-                    Long("depends-on") => a.depends_on.push(p.value()?.string()?),
-                    Long("volume") => a.volumes.push(p.value()?.string()?),
-                    Long("entry") => a.entry = Some(p.value()?.string()?),
-                    Value(v) if name.is_none() => name = Some(v.string()?),
-                    _ => return Err(arg.unexpected().into()),
-                }
-            }
-            a.name = name.ok_or_else(|| Error::input("add-service needs a name\n  fix: cargo xtask add-service <name> [flags]"))?;
-            commands::add(&root, &a)?;
-            Ok(0)
+    match command {
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "cargo-xtask", &mut std::io::stdout());
+            Ok(Exit::Ok)
         }
-        "remove-service" => {
-            let (mut name, mut keep, mut dry) = (None, false, false);
-            while let Some(arg) = p.next()? {
-                match arg {
-                    Long("keep-files") => keep = true,
-                    Long("dry-run") => dry = true,
-                    Value(v) if name.is_none() => name = Some(v.string()?),
-                    _ => return Err(arg.unexpected().into()),
-                }
-            }
-            let name = name.ok_or_else(|| Error::input("remove-service needs a name"))?;
-            commands::remove(&root, &name, keep, dry)?;
-            Ok(0)
+        Command::Check { rules: true, .. } => {
+            print!("{}", diag::rules_table());
+            Ok(Exit::Ok)
         }
-        "sync" => {
-            let mut check = false;
-            while let Some(arg) = p.next()? {
-                match arg {
-                    Long("check") => check = true,
-                    _ => return Err(arg.unexpected().into()),
-                }
-            }
-            let clean = commands::sync(&root, check)?;
-            Ok(if check && !clean { 1 } else { 0 })
-        }
-        "certs" => {
-            let mut force = false;
-            while let Some(arg) = p.next()? {
-                match arg {
-                    Long("force") => force = true,
-                    _ => return Err(arg.unexpected().into()),
-                }
-            }
-            commands::certs(&root, force)?;
-            Ok(0)
-        }
-        "check" | "list" => {
-            let mut json = false;
-            while let Some(arg) = p.next()? {
-                match arg {
-                    Long("format") => json = format_flag(&mut p)?,
-                    Long("rules") if cmd == "check" => {
-                        print!("{}", check::rules_table());
-                        return Ok(0);
-                    }
-                    _ => return Err(arg.unexpected().into()),
-                }
-            }
-            if cmd == "list" {
-                commands::list(&root, json)?;
-                return Ok(0);
-            }
-            let repo = repo::Repo::load(&root)?;
+        Command::AddService(a) => cmd::add::run(&root(cli.root)?, &a).map(|()| Exit::Ok),
+        Command::RemoveService { name, keep_files, dry_run } => cmd::remove::run(&root(cli.root)?, &name, keep_files, dry_run).map(|()| Exit::Ok),
+        Command::Sync { check } => cmd::sync::run(&root(cli.root)?, check).map(|clean| Exit::findings_unless(clean || !check)),
+        Command::Certs { force } => cmd::certs::run(&root(cli.root)?, force).map(|()| Exit::Ok),
+        Command::List { format } => cmd::list::run(&root(cli.root)?, format == Format::Json).map(|()| Exit::Ok),
+        Command::Check { format, .. } => {
+            let repo = model::repo::Repo::load(&root(cli.root)?)?;
             let findings = check::run(&repo)?;
-            print!("{}", if json { check::render_json(&findings) } else { check::render_human(&findings) });
-            Ok(if findings.is_empty() { 0 } else { 1 })
+            print!("{}", if format == Format::Json { check::render_json(&findings) } else { check::render_human(&findings) });
+            Ok(Exit::findings_unless(findings.is_empty()))
         }
-        "images" => {
-            let sub = match p.next()? {
-                Some(Value(v)) => v.string()?,
-                _ => return Err(Error::input("usage: cargo xtask images bootstrap")),
-            };
-            if sub != "bootstrap" {
-                return Err(Error::input(format!("unknown `images {sub}`\n  fix: cargo xtask images bootstrap")));
-            }
-            block_on(images::bootstrap(&root))?;
-            Ok(0)
-        }
-        "verify" => {
-            let mut o = verify::Opts { only: vec![], json: false, junit: None, keep: false, timeout: 120 };
-            while let Some(arg) = p.next()? {
-                match arg {
-                    Long("only") => o.only.push(p.value()?.string()?),
-                    Long("format") => o.json = format_flag(&mut p)?,
-                    Long("junit") => o.junit = Some(p.value()?.into()),
-                    Long("keep") => o.keep = true,
-                    Long("timeout") => {
-                        let v = p.value()?.string()?;
-                        o.timeout = v.parse().map_err(|_| Error::input(format!("--timeout `{v}`: not a number of seconds")))?;
-                    }
-                    Value(v) if !o.only.is_empty() => o.only.push(v.string()?),
-                    _ => return Err(arg.unexpected().into()),
-                }
-            }
-            block_on(verify::verify(&root, o))
-        }
-        "help" => {
-            print!("{HELP}");
-            Ok(0)
-        }
-        other => Err(Error::input(format!("unknown command `{other}`\n  fix: see `cargo xtask --help`"))),
+        Command::Images { command: ImagesCommand::Bootstrap } => block_on(cmd::images::bootstrap(&root(cli.root)?)).map(|()| Exit::Ok),
+        Command::Verify(v) => block_on(verify::verify(&root(cli.root)?, v)),
     }
 }

@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 
 use crate::docker::{self, Tar, HASH_LABEL};
 use crate::plan::txn::Txn;
-use crate::Error;
+use crate::diag::{Diagnostic, Error};
 
 const PACKAGES: &[&str] = &[
     "ca-certificates",
@@ -145,7 +145,7 @@ pub async fn bootstrap(root: &Path) -> Result<(), Error> {
         let labels = HashMap::from([(HASH_LABEL.to_string(), hash.clone())]);
         docker::build(&d, &tag, tar.finish(), "Dockerfile", &HashMap::new(), labels)
             .await
-            .map_err(|log| Error::failure(format!("building {tag} failed:\n{log}")))?;
+            .map_err(|log| Diagnostic::error(format!("building {tag} failed:\n{log}")))?;
     }
     let vals: Vec<(String, String)> = STAND_INS.iter().map(|s| (s.env.to_string(), tag_for(s.name, &hash))).collect();
     let old = std::fs::read_to_string(root.join(".env")).unwrap_or_else(|_| {
@@ -168,7 +168,7 @@ pub async fn bootstrap(root: &Path) -> Result<(), Error> {
 
 async fn import_rootfs(d: &bollard::Docker, root: &Path, suite: &str, tag: &str) -> Result<(), Error> {
     let dir = root.join("target/xtask");
-    std::fs::create_dir_all(&dir).map_err(|e| Error::failure(format!("{}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir).map_err(|e| Diagnostic::error(format!("{}: {e}", dir.display())))?;
     let tarball = dir.join("rootfs.tar");
     println!("images: mmdebstrap {suite} with {} (from this machine's apt sources)", PACKAGES.join(","));
     let t = std::time::Instant::now();
@@ -176,13 +176,13 @@ async fn import_rootfs(d: &bollard::Docker, root: &Path, suite: &str, tag: &str)
         .args(["--quiet", "--variant=minbase", &format!("--include={}", PACKAGES.join(",")), suite])
         .arg(&tarball)
         .status()
-        .map_err(|e| Error::input(format!("cannot run mmdebstrap: {e}\n  fix: apt-get install mmdebstrap")))?;
+        .map_err(|e| Diagnostic::error(format!("cannot run mmdebstrap: {e}")).fix("apt-get install mmdebstrap"))?;
     if !status.success() {
-        return Err(Error::failure(format!("mmdebstrap failed ({status}); see its output above")));
+        return Err(Diagnostic::error(format!("mmdebstrap failed ({status}); see its output above")));
     }
     println!("images: root filesystem built in {:.1}s; importing as {tag}", t.elapsed().as_secs_f64());
     let (repo, tagname) = tag.split_once(':').unwrap();
-    let file = std::fs::File::open(&tarball).map_err(|e| Error::failure(format!("{}: {e}", tarball.display())))?;
+    let file = std::fs::File::open(&tarball).map_err(|e| Diagnostic::error(format!("{}: {e}", tarball.display())))?;
     // Stream the tarball in 1 MiB chunks rather than holding ~500 MB.
     let body = futures_util::stream::unfold(file, |mut f| async move {
         use std::io::Read;
@@ -200,7 +200,7 @@ async fn import_rootfs(d: &bollard::Docker, root: &Path, suite: &str, tag: &str)
     let mut s = d.create_image(Some(opts), Some(bollard::body_try_stream(body)), None);
     while let Some(r) = s.next().await {
         if let Err(e) = r {
-            return Err(Error::failure(format!("importing the root filesystem failed: {e}")));
+            return Err(Diagnostic::error(format!("importing the root filesystem failed: {e}")));
         }
     }
     let _ = std::fs::remove_file(&tarball);

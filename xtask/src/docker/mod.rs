@@ -9,7 +9,7 @@ use bollard::query_parameters as q;
 use bollard::Docker;
 use futures_util::StreamExt;
 
-use crate::Error;
+use crate::diag::{Diagnostic, Error};
 
 /// Every object a verify run creates carries this label (value: run id),
 /// and `monorepo.verify.pid` names the process that owns it.
@@ -22,14 +22,12 @@ pub async fn connect() -> Result<Docker, Error> {
     let sock = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
     if let Some(path) = sock.strip_prefix("unix://") {
         if !Path::new(path).exists() {
-            return Err(Error::input(format!(
-                "the Docker daemon socket {path} does not exist\n  fix: start the Docker daemon (e.g. `systemctl start docker`) or set DOCKER_HOST"
-            )));
+            return Err(Diagnostic::error(format!("the Docker daemon socket {path} does not exist")).fix("start the Docker daemon (e.g. `systemctl start docker`) or set DOCKER_HOST"));
         }
     }
-    let d = Docker::connect_with_local_defaults().map_err(|e| Error::input(format!("cannot connect to Docker: {e}")))?;
+    let d = Docker::connect_with_local_defaults().map_err(|e| Diagnostic::error(format!("cannot connect to Docker: {e}")))?;
     d.negotiate_version().await.map_err(|e| {
-        Error::input(format!("the Docker daemon at {sock} does not answer: {e}\n  fix: start the daemon, or check that you may use its socket"))
+        Diagnostic::error(format!("the Docker daemon at {sock} does not answer: {e}")).fix("start the daemon, or check that you may use its socket")
     })
 }
 
@@ -155,7 +153,7 @@ pub fn context_tar(ctx: &Path, dockerfile: &str) -> Result<Vec<u8>, Error> {
     let mut files = vec![];
     let mut stack = vec![ctx.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let rd = std::fs::read_dir(&d).map_err(|e| Error::input(format!("{}: cannot read build context: {e}", d.display())))?;
+        let rd = std::fs::read_dir(&d).map_err(|e| Diagnostic::error(format!("{}: cannot read build context: {e}", d.display())))?;
         for e in rd.flatten() {
             let p = e.path();
             let rel = p.strip_prefix(ctx).unwrap().to_string_lossy().into_owned();
@@ -174,7 +172,7 @@ pub fn context_tar(ctx: &Path, dockerfile: &str) -> Result<Vec<u8>, Error> {
     files.sort();
     let mut tar = Tar::default();
     for (rel, p) in files {
-        let data = std::fs::read(&p).map_err(|e| Error::input(format!("{}: {e}", p.display())))?;
+        let data = std::fs::read(&p).map_err(|e| Diagnostic::error(format!("{}: {e}", p.display())))?;
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&p).map(|m| m.permissions().mode() & 0o777).unwrap_or(0o644);
         tar.file(&rel, &data, mode, 0);

@@ -4,7 +4,7 @@
 
 use crate::model::compose::err;
 use crate::model::yaml;
-use crate::Error;
+use crate::{Diagnostic, Error};
 
 fn indent_of(line: &str) -> usize {
     line.len() - line.trim_start_matches(' ').len()
@@ -316,9 +316,9 @@ pub struct Change<'a> {
 /// bug in the editor, reported with a request for the file.
 pub fn verify_edit(old: &str, new: &str, change: &Change, file: &str) -> Result<(), Error> {
     let bug = |what: String| {
-        Error::failure(format!(
-            "{file}: internal check failed: the edit would also change {what}; nothing was written\n  fix: this is a bug in xtask: please report it with a copy of {file}"
-        ))
+        Diagnostic::error(format!("internal check failed: the edit would also change {what}; nothing was written"))
+            .at(file, 0)
+            .fix(format!("this is a bug in xtask: please report it with a copy of {file}"))
     };
     let parse = |t: &str| yaml::parse(t).map_err(|e| bug(format!("the YAML syntax (line {}: {})", e.line, e.msg)));
     let (a, b) = (parse(old)?, parse(new)?);

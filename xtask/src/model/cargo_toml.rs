@@ -2,7 +2,7 @@
 //! line. Services written in Rust (a `Cargo.toml` in their folder) are
 //! workspace members; everything else in the file is left alone.
 
-use crate::Error;
+use crate::diag::{Diagnostic, Error};
 
 pub const FILE: &str = "Cargo.toml";
 
@@ -40,9 +40,7 @@ pub fn parse(text: &str) -> Result<Members, Error> {
         }
         let Some(rhs) = t.split_once('=').map(|x| x.1.trim()) else { continue };
         let bad = |line: usize| {
-            Error::input(format!(
-                "{FILE}:{line}: cannot read `members`\n  fix: write it as `members = [` with one quoted path per line and `]` on its own line"
-            ))
+            Diagnostic::error(format!("{FILE}:{line}: cannot read `members`")).fix("write it as `members = [` with one quoted path per line and `]` on its own line")
         };
         let Some(rest) = rhs.strip_prefix('[') else { return Err(bad(i + 1)) };
         if let Some(inner) = rest.strip_suffix(']') {
@@ -68,7 +66,5 @@ pub fn parse(text: &str) -> Result<Members, Error> {
         }
         return Err(bad(i + 1));
     }
-    Err(Error::input(format!(
-        "{FILE}:1: no `members` under `[workspace]`\n  fix: add `members = [\"xtask\"]` under `[workspace]`"
-    )))
+    Err(Diagnostic::error(format!("{FILE}:1: no `members` under `[workspace]`")).fix("add `members = [\"xtask\"]` under `[workspace]`"))
 }

@@ -1,7 +1,7 @@
 //! `openssl.cnf`: reads `[alt_names]` and edits its `DNS.N` lines one line
 //! at a time, so every other line stays as the user wrote it.
 
-use crate::Error;
+use crate::diag::{Diagnostic, Error};
 
 pub const FILE: &str = "openssl.cnf";
 
@@ -43,10 +43,9 @@ impl Cnf {
             }
             if line.starts_with('[') {
                 let Some(name) = section_name(line) else {
-                    return Err(Error::input(format!(
-                        "{FILE}:{}: malformed section header `{line}`\n  fix: write it as `[ name ]`",
+                    return Err(Diagnostic::error(format!("{FILE}:{}: malformed section header `{line}`",
                         i + 1
-                    )));
+                    )).fix("write it as `[ name ]`"));
                 };
                 section = name.to_string();
                 if section == "alt_names" {
@@ -55,10 +54,9 @@ impl Cnf {
                 continue;
             }
             let Some((k, v)) = line.split_once('=') else {
-                return Err(Error::input(format!(
-                    "{FILE}:{}: `{line}` is not a `key = value` line\n  fix: write `key = value` or comment it out with `#`",
+                return Err(Diagnostic::error(format!("{FILE}:{}: `{line}` is not a `key = value` line",
                     i + 1
-                )));
+                )).fix("write `key = value` or comment it out with `#`"));
             };
             let (k, v) = (k.trim(), v.trim());
             if section.as_str() == "alt_names" {
@@ -68,18 +66,15 @@ impl Cnf {
                     Some((kind, n.parse::<u32>().ok()?))
                 });
                 let Some((kind, index)) = parsed.filter(|_| !v.is_empty() && !v.contains(char::is_whitespace)) else {
-                    return Err(Error::input(format!(
-                        "{FILE}:{}: malformed alt name `{line}`\n  fix: write `DNS.<number> = <name>` (or `IP.<number> = <address>`)",
+                    return Err(Diagnostic::error(format!("{FILE}:{}: malformed alt name `{line}`",
                         i + 1
-                    )));
+                    )).fix("write `DNS.<number> = <name>` (or `IP.<number> = <address>`)"));
                 };
                 alt_names.push(AltName { kind, index, value: v.to_string(), line: i + 1 });
             }
         }
         let section_line = section_line.ok_or_else(|| {
-            Error::input(format!(
-                "{FILE}:1: no `[ alt_names ]` section\n  fix: add `[ alt_names ]` with `DNS.1 = localhost`, and `subjectAltName = @alt_names` under `[ v3_req ]`"
-            ))
+            Diagnostic::error(format!("{FILE}:1: no `[ alt_names ]` section")).fix("add `[ alt_names ]` with `DNS.1 = localhost`, and `subjectAltName = @alt_names` under `[ v3_req ]`")
         })?;
         Ok(Cnf { alt_names, section_line })
     }

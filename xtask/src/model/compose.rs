@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::model::yaml::{self, Node, Value};
-use crate::Error;
+use crate::diag::{Diagnostic, Error};
 
 pub const FILE: &str = "docker-compose.yml";
 /// The names Compose looks for, in its order; the first that exists is used.
@@ -115,7 +115,7 @@ impl Service {
 }
 
 pub(crate) fn err(line: usize, msg: impl std::fmt::Display, fix: &str) -> Error {
-    Error::input(format!("{FILE}:{line}: {msg}\n  fix: {fix}"))
+    Diagnostic::error(msg.to_string()).at(FILE, line).fix(fix)
 }
 
 /// Expands variables as Compose does: `$VAR`, `${VAR}`, `${VAR:-d}`,
@@ -403,8 +403,8 @@ impl Compose {
     /// `parse`, with messages naming `file` (the file Compose would use).
     pub fn parse_file(text: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Compose, Error> {
         Compose::parse(text, env).map_err(|mut e| {
-            if file != FILE {
-                e.msg = e.msg.replacen(&format!("{FILE}:"), &format!("{file}:"), 1);
+            if e.file == FILE {
+                e.file = file.to_string();
             }
             e
         })
@@ -420,7 +420,7 @@ impl Compose {
                 } else {
                     "correct the YAML syntax (`docker-compose config` shows the same error)"
                 };
-                Error::input(format!("{FILE}:{}:{}: {}\n  fix: {fix}", e.line, e.col, e.msg))
+                Diagnostic::error(e.msg).at(FILE, e.line).col(e.col).fix(fix)
             })?
             .ok_or_else(|| err(1, "the file is empty", "add a `services:` mapping"))?;
         if root.as_map().is_none() {

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::Error;
+use crate::diag::{Diagnostic, Error};
 
 pub const DIR: &str = "nginx";
 pub const LOCATIONS: &str = "nginx/locations";
@@ -74,7 +74,7 @@ fn tokenize(src: &str, file: &str) -> Result<Vec<Tok>, Error> {
                     word.push(d);
                 }
                 if !closed {
-                    return Err(Error::input(format!("{file}:{start}: unterminated quoted string\n  fix: close the quote")));
+                    return Err(Diagnostic::error(format!("{file}:{start}: unterminated quoted string")).fix("close the quote"));
                 }
                 toks.push(Tok::Word(std::mem::take(&mut word), start));
             }
@@ -115,7 +115,7 @@ pub fn parse_routes(src: &str, file: &str) -> Result<Vec<Route>, Error> {
             }
             Tok::Open(l) => {
                 if words.is_empty() {
-                    return Err(Error::input(format!("{file}:{l}: `{{` without a directive\n  fix: remove the stray brace")));
+                    return Err(Diagnostic::error(format!("{file}:{l}: `{{` without a directive")).fix("remove the stray brace"));
                 }
                 stack.push((std::mem::take(&mut words), first_line));
             }
@@ -158,28 +158,25 @@ pub fn parse_routes(src: &str, file: &str) -> Result<Vec<Route>, Error> {
             }
             Tok::Close(l) => {
                 if !words.is_empty() {
-                    return Err(Error::input(format!(
-                        "{file}:{first_line}: directive `{}` has no `;`\n  fix: end it with `;`",
+                    return Err(Diagnostic::error(format!("{file}:{first_line}: directive `{}` has no `;`",
                         words.join(" ")
-                    )));
+                    )).fix("end it with `;`"));
                 }
                 if stack.pop().is_none() {
-                    return Err(Error::input(format!("{file}:{l}: unbalanced `}}`\n  fix: remove it or add the matching `{{`")));
+                    return Err(Diagnostic::error(format!("{file}:{l}: unbalanced `}}`")).fix("remove it or add the matching `{`"));
                 }
             }
         }
     }
     if let Some((d, l)) = stack.last() {
-        return Err(Error::input(format!(
-            "{file}:{l}: block `{}` is never closed\n  fix: add the matching `}}`",
+        return Err(Diagnostic::error(format!("{file}:{l}: block `{}` is never closed",
             d.join(" ")
-        )));
+        )).fix("add the matching `}}`"));
     }
     if !words.is_empty() {
-        return Err(Error::input(format!(
-            "{file}:{first_line}: directive `{}` has no `;`\n  fix: end it with `;`",
+        return Err(Diagnostic::error(format!("{file}:{first_line}: directive `{}` has no `;`",
             words.join(" ")
-        )));
+        )).fix("end it with `;`"));
     }
     Ok(routes)
 }

@@ -9,7 +9,7 @@ use crate::model::cargo_toml::{self, Members};
 use crate::model::cnf::{self, Cnf};
 use crate::model::compose::{self, Compose};
 use crate::model::nginx::{self, Route};
-use crate::Error;
+use crate::diag::{Diagnostic, Error};
 
 pub const SERVICES_DIR: &str = "src/backend_services";
 /// Names a service may not take: folders of `src/`, the infrastructure
@@ -44,28 +44,25 @@ pub struct Repo {
 /// links that leave the repository, huge files, non-UTF-8 bytes.
 pub fn read_text(root: &Path, rel: &str) -> Result<String, Error> {
     let p = root.join(rel);
-    let meta = std::fs::symlink_metadata(&p).map_err(|e| Error::input(format!("{rel}: cannot read: {e}")))?;
+    let meta = std::fs::symlink_metadata(&p).map_err(|e| Diagnostic::error(format!("{rel}: cannot read: {e}")))?;
     if meta.file_type().is_symlink() {
-        let real = std::fs::canonicalize(&p).map_err(|e| Error::input(format!("{rel}:1: broken symlink: {e}")))?;
+        let real = std::fs::canonicalize(&p).map_err(|e| Diagnostic::error(format!("{rel}:1: broken symlink: {e}")))?;
         let root_real = std::fs::canonicalize(root).unwrap_or(root.to_path_buf());
         if !real.starts_with(&root_real) {
-            return Err(Error::input(format!(
-                "{rel}:1: is a symlink to {}, outside the repository\n  fix: replace the link with the file itself",
+            return Err(Diagnostic::error(format!("{rel}:1: is a symlink to {}, outside the repository",
                 real.display()
-            )));
+            )).fix("replace the link with the file itself"));
         }
     }
     let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
     if len > MAX_FILE {
-        return Err(Error::input(format!(
-            "{rel}:1: is {len} bytes, over the {MAX_FILE}-byte limit\n  fix: this file should be small; check that the right file is in place"
-        )));
+        return Err(Diagnostic::error(format!("{rel}:1: is {len} bytes, over the {MAX_FILE}-byte limit")).fix("this file should be small; check that the right file is in place"));
     }
-    let bytes = std::fs::read(&p).map_err(|e| Error::input(format!("{rel}: cannot read: {e}")))?;
+    let bytes = std::fs::read(&p).map_err(|e| Diagnostic::error(format!("{rel}: cannot read: {e}")))?;
     String::from_utf8(bytes).map_err(|e| {
         let upto = e.utf8_error().valid_up_to();
         let line = e.as_bytes()[..upto].iter().filter(|b| **b == b'\n').count() + 1;
-        Error::input(format!("{rel}:{line}: is not UTF-8 text\n  fix: save the file as UTF-8"))
+        Diagnostic::error(format!("{rel}:{line}: is not UTF-8 text")).fix("save the file as UTF-8")
     })
 }
 
@@ -90,12 +87,11 @@ pub fn find_root(start: &Path) -> Result<PathBuf, Error> {
             return Ok(d);
         }
         if !d.pop() {
-            return Err(Error::input(format!(
-                "no {} and {} in {} or above\n  fix: run inside the monorepo, or pass --root <dir>",
+            return Err(Diagnostic::error(format!("no {} and {} in {} or above",
                 compose::FILE,
                 cnf::FILE,
                 start.display()
-            )));
+            )).fix("run inside the monorepo, or pass --root <dir>"));
         }
     }
 }

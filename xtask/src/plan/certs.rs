@@ -17,7 +17,7 @@ use time::{Duration, OffsetDateTime};
 use crate::model::cnf::Cnf;
 use crate::model::der::{self, CertInfo};
 use crate::plan::txn::Txn;
-use crate::Error;
+use crate::diag::{Diagnostic, Error};
 
 pub const DIR: &str = "certs";
 pub const CA_CERT: &str = "certs/ca/ca.pem";
@@ -104,7 +104,7 @@ pub fn plan(txn: &mut Txn, cnf: &Cnf, https_services: &[String], force: bool) ->
     let now = OffsetDateTime::now_utc();
     let now_s = now.unix_timestamp();
     let mut report = vec![];
-    let fail = |e: rcgen::Error| Error::failure(format!("certificate generation failed: {e}"));
+    let fail = |e: rcgen::Error| Diagnostic::error(format!("certificate generation failed: {e}"));
 
     // The CA: reused while its key loads and it has 30 days left.
     let ca_info = read_info(txn, CA_CERT);

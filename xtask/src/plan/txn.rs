@@ -8,7 +8,7 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::Error;
+use crate::diag::{Diagnostic, Error};
 
 #[derive(Debug)]
 struct Change {
@@ -35,7 +35,7 @@ impl Txn {
         match fs::read(self.root.join(rel)) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::input(format!("{rel}: cannot read: {e}"))),
+            Err(e) => Err(Diagnostic::error(format!("{rel}: cannot read: {e}"))),
         }
     }
 
@@ -157,7 +157,7 @@ impl Txn {
                 Ok(tmp) => staged.push((tmp, target)),
                 Err(e) => {
                     cleanup(&staged, &created_dirs);
-                    return Err(Error::failure(format!(
+                    return Err(Diagnostic::error(format!(
                         "{}: cannot write: {e}\n  nothing was changed; fix the permissions or free space and run the command again",
                         c.rel
                     )));
@@ -193,7 +193,7 @@ impl Txn {
                     }
                 }
                 cleanup(&staged[next_staged..], &created_dirs);
-                return Err(Error::failure(format!(
+                return Err(Diagnostic::error(format!(
                     "{}: cannot write: {e}\n  every file was put back as it was; fix the cause and run the command again",
                     c.rel
                 )));
@@ -244,7 +244,7 @@ pub fn lock(root: &Path) -> Result<Lock, Error> {
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|e| Error::failure(format!("{}: cannot open lock file: {e}", path.display())))?;
+        .map_err(|e| Diagnostic::error(format!("{}: cannot open lock file: {e}", path.display())))?;
     let start = std::time::Instant::now();
     loop {
         // SAFETY: flock on a file descriptor we own.
@@ -252,7 +252,7 @@ pub fn lock(root: &Path) -> Result<Lock, Error> {
             return Ok(Lock(f));
         }
         if start.elapsed() > std::time::Duration::from_secs(60) {
-            return Err(Error::failure(
+            return Err(Diagnostic::error(
                 "another xtask command has held .xtask.lock for 60 s\n  fix: wait for it to finish, then run the command again".to_string(),
             ));
         }

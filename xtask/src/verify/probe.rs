@@ -1,6 +1,6 @@
-//! The probes of `verify`: the expected reachability of every (source,
-//! target) pair, derived from the compose networks; running the static
-//! probe (`probe/`) inside a service's network namespace; and the report.
+//! Running the static probe (`probe/`): its binary and FROM-scratch image,
+//! probe containers in a service's network namespace, readiness, one
+//! matrix row per source, and the NGINX routes from the host.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,109 +14,11 @@ use crate::model::cnf;
 use crate::model::compose::Service;
 use crate::docker::{self, Tar, HASH_LABEL};
 use crate::model::repo::Repo;
-use crate::verify::Run;
-use crate::Error;
+use super::matrix::{env_of, pct, Cell, Outcome, Target};
+use super::run::Run;
+use crate::diag::{Diagnostic, Error};
 
 pub const PROBE_TARGET: &str = "x86_64-unknown-linux-gnu";
-/// Where the CA certificate goes inside a probe container.
-const PROBE_CA: &str = "/etc/probe/ca.pem";
-
-/// Something a probe can reach: a service, its port and its protocol.
-#[derive(Debug, Clone)]
-pub struct Target {
-    pub service: String,
-    pub port: u16,
-    /// pg, redis, grpc, http
-    pub kind: &'static str,
-    pub tls: bool,
-    pub path: String,
-    pub networks: Vec<String>,
-    /// Credentials the server itself was given (Postgres).
-    pub creds: Vec<(String, String)>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Cell {
-    pub source: String,
-    pub target: String,
-    pub port: u16,
-    pub expected: bool,
-    /// ok, unresolved, refused, failed
-    pub outcome: String,
-    pub detail: String,
-    pub hint: Option<String>,
-    pub logs: Vec<(String, String)>,
-}
-
-impl Cell {
-    pub fn matches(&self) -> bool {
-        if self.expected {
-            self.outcome == "ok"
-        } else {
-            self.outcome == "unresolved" || self.outcome == "refused"
-        }
-    }
-}
-
-fn pct(s: &str) -> String {
-    s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_./:".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
-        .collect()
-}
-
-fn env_of(repo: &Repo, s: &Service) -> HashMap<String, String> {
-    repo.service_env(s).into_iter().collect()
-}
-
-pub fn target(repo: &Repo, s: &Service) -> Option<Target> {
-    let networks: Vec<String> = s.networks.iter().map(|(n, _)| n.clone()).collect();
-    let env = env_of(repo, s);
-    let port = s.port()?;
-    let (kind, tls, path, port) = match s.name.as_str() {
-        "postgres" => ("pg", false, String::new(), port),
-        "redis" => ("redis", false, String::new(), port),
-        "nginx" => ("http", true, "/nginx-health".to_string(), port),
-        _ if s.protocol() == "http" => ("http", s.https(), "/healthz".to_string(), port),
-        _ => ("grpc", s.https(), String::new(), port),
-    };
-    let creds = ["POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"]
-        .iter()
-        .filter_map(|k| env.get(*k).map(|v| (k.to_string(), v.clone())))
-        .collect();
-    Some(Target { service: s.name.clone(), port, kind, tls, path, networks, creds })
-}
-
-impl Target {
-    /// The probe spec for reaching this target at `host`, with the
-    /// credentials `src_env` (the source service's settings) carries.
-    pub fn spec(&self, id: &str, host: &str, src_env: &HashMap<String, String>) -> String {
-        let mut kv: Vec<(&str, String)> = vec![("id", id.into()), ("kind", self.kind.into()), ("host", host.into()), ("port", self.port.to_string())];
-        if self.tls {
-            kv.extend([("tls", "1".into()), ("ca", PROBE_CA.into()), ("name", self.service.clone())]);
-        }
-        if !self.path.is_empty() {
-            kv.push(("path", self.path.clone()));
-        }
-        if self.kind == "http" && self.service != "nginx" {
-            kv.push(("expect", format!("\"service\": \"{}\"", self.service)));
-        }
-        let cred = |src: &str, own: &str, default: &str| -> String {
-            src_env.get(src).cloned().or_else(|| self.creds.iter().find(|(k, _)| k == own).map(|(_, v)| v.clone())).unwrap_or(default.into())
-        };
-        if self.kind == "pg" {
-            kv.push(("user", cred("PGUSER", "POSTGRES_USER", "postgres")));
-            kv.push(("password", cred("PGPASSWORD", "POSTGRES_PASSWORD", "")));
-            let user = kv.iter().find(|(k, _)| *k == "user").unwrap().1.clone();
-            kv.push(("db", cred("PGDATABASE", "POSTGRES_DB", &user)));
-        }
-        if self.kind == "redis" {
-            if let Some(p) = src_env.get("REDIS_PASSWORD") {
-                kv.push(("password", p.clone()));
-            }
-        }
-        kv.iter().map(|(k, v)| format!("{k}={}", pct(v))).collect::<Vec<_>>().join("&")
-    }
-}
 
 /// Builds the static probe (once per source change; cargo decides) and its
 /// FROM-scratch image. `XTASK_PROBE_BIN` names a prebuilt binary instead.
@@ -130,9 +32,9 @@ pub fn probe_binary(root: &Path) -> Result<PathBuf, Error> {
         .args(["build", "--quiet", "--release", "-p", "probe", "--target", PROBE_TARGET])
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
         .status()
-        .map_err(|e| Error::failure(format!("cannot run cargo to build the probe: {e}")))?;
+        .map_err(|e| Diagnostic::error(format!("cannot run cargo to build the probe: {e}")))?;
     if !status.success() {
-        return Err(Error::failure("building the probe failed (see cargo's output above)"));
+        return Err(Diagnostic::error("building the probe failed (see cargo's output above)"));
     }
     Ok(root.join(format!("target/{PROBE_TARGET}/release/probe")))
 }
@@ -140,7 +42,7 @@ pub fn probe_binary(root: &Path) -> Result<PathBuf, Error> {
 /// Returns the probe image's tag and the binary (also run on the host).
 pub async fn ensure_image(d: &Docker, root: &Path) -> Result<(String, PathBuf), Error> {
     let bin_path = probe_binary(root)?;
-    let bin = std::fs::read(&bin_path).map_err(|e| Error::failure(format!("{}: {e}", bin_path.display())))?;
+    let bin = std::fs::read(&bin_path).map_err(|e| Diagnostic::error(format!("{}: {e}", bin_path.display())))?;
     let hash = docker::sha256_hex(&[&bin]);
     let tag = format!("monorepo-local/probe:{}", &hash[..12]);
     if docker::image_exists(d, &tag).await {
@@ -151,7 +53,7 @@ pub async fn ensure_image(d: &Docker, root: &Path) -> Result<(String, PathBuf), 
     tar.file("probe", &bin, 0o755, 0);
     docker::build(d, &tag, tar.finish(), "Dockerfile", &HashMap::new(), HashMap::from([(HASH_LABEL.to_string(), hash)]))
         .await
-        .map_err(|log| Error::failure(format!("building the probe image failed:\n{log}")))?;
+        .map_err(|log| Diagnostic::error(format!("building the probe image failed:\n{log}")))?;
     Ok((tag, bin_path))
 }
 
@@ -270,18 +172,18 @@ fn tls_hint(repo: &Repo, detail: &str, name: &str) -> Option<String> {
 /// One row of the matrix: every target probed from `src`'s namespace.
 pub async fn matrix_row(d: &Docker, run: &Run, repo: &Repo, image: &str, src: &Service, targets: &[Target]) -> Result<Vec<Cell>, Error> {
     let env = env_of(repo, src);
-    let cid = run_container(run, &src.name).map_err(Error::failure)?;
+    let cid = run_container(run, &src.name).map_err(Diagnostic::error)?;
     let mut specs = vec![];
     let mut cells = vec![];
     for t in targets.iter().filter(|t| t.service != src.name) {
         let id = format!("{}->{}", src.name, t.service);
         specs.push(t.spec(&id, &t.service, &env));
         let expected = t.networks.iter().any(|n| src.on_network(n));
-        cells.push(Cell { source: src.name.clone(), target: t.service.clone(), port: t.port, expected, outcome: "missing".into(), detail: String::new(), hint: None, logs: vec![] });
+        cells.push(Cell { source: src.name.clone(), target: t.service.clone(), port: t.port, expected, outcome: Outcome::Missing, detail: String::new(), hint: None, logs: vec![] });
     }
     let mut cmd = vec!["check".to_string()];
     cmd.extend(specs);
-    let pid = start_probe(d, run, image, &cid, cmd, run.root()).await.map_err(Error::failure)?;
+    let pid = start_probe(d, run, image, &cid, cmd, run.root()).await.map_err(Diagnostic::error)?;
     let start = Instant::now();
     while running(d, &pid).await.0 && start.elapsed() < Duration::from_secs(120) {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -293,13 +195,13 @@ pub async fn matrix_row(d: &Docker, run: &Run, repo: &Repo, image: &str, src: &S
         let id = format!("{}->{}", c.source, c.target);
         match results.iter().find(|(i, _, _)| *i == id) {
             Some((_, outcome, detail)) => {
-                c.outcome = outcome.clone();
+                c.outcome = Outcome::parse(outcome);
                 c.detail = detail.clone();
                 c.hint = tls_hint(repo, detail, &c.target);
             }
             None => c.detail = format!("the probe gave no answer: {}", out.trim()),
         }
-        if !c.matches() && c.expected && c.hint.is_none() && (c.outcome == "unresolved" || c.outcome == "refused") {
+        if !c.matches() && c.expected && c.hint.is_none() && c.outcome.blocked() {
             let t = targets.iter().find(|t| t.service == c.target).unwrap();
             c.hint = Some(format!("`{}` shares no network with `{}` ({}); add one of them to its networks in docker-compose.yml", c.source, c.target, t.networks.join(", ")));
         }
@@ -336,14 +238,14 @@ pub fn nginx_routes(repo: &Repo, bin: &Path, port: u16, order: &[&Service]) -> V
         .collect::<Vec<_>>()
         .join("&");
         // NGINX may still be resolving the upstream: retry briefly.
-        let mut last = (String::from("failed"), String::new());
+        let mut last = (Outcome::Failed, String::new());
         for _ in 0..20 {
             let out = std::process::Command::new(bin).args(["check", &spec]).output();
             let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
             if let Some((_, o, d)) = parse_lines(&text).into_iter().next() {
-                last = (o, d);
+                last = (Outcome::parse(&o), d);
             }
-            if last.0 == "ok" {
+            if last.0 == Outcome::Ok {
                 break;
             }
             std::thread::sleep(Duration::from_millis(250));
@@ -362,98 +264,6 @@ pub fn nginx_routes(repo: &Repo, bin: &Path, port: u16, order: &[&Service]) -> V
     cells
 }
 
-pub fn render_matrix(cells: &[Cell]) -> String {
-    let color = std::env::var_os("NO_COLOR").is_none() && unsafe { libc::isatty(1) } == 1;
-    let mut sources: Vec<&str> = vec![];
-    let mut targets: Vec<&str> = vec![];
-    for c in cells.iter().filter(|c| c.source != "host") {
-        if !sources.contains(&c.source.as_str()) {
-            sources.push(&c.source);
-        }
-        if !targets.contains(&c.target.as_str()) {
-            targets.push(&c.target);
-        }
-    }
-    let w0 = sources.iter().map(|s| s.len()).max().unwrap_or(6).max(6);
-    let wc = targets.iter().map(|s| s.len()).max().unwrap_or(8).max(16);
-    let mut out = format!("\nreachability (expected/actual; `reach` = must connect and speak the protocol, `block` = must not connect)\n{:w0$}", "source");
-    for t in &targets {
-        out += &format!("  {t:wc$}");
-    }
-    out += "\n";
-    for s in &sources {
-        out += &format!("{s:w0$}");
-        for t in &targets {
-            let txt = match cells.iter().find(|c| c.source == *s && c.target == *t) {
-                None => "-".to_string(),
-                Some(c) => {
-                    let want = if c.expected { "reach" } else { "block" };
-                    let got = if c.outcome == "ok" { "reach" } else if c.outcome == "failed" { "error" } else { "block" };
-                    if c.matches() { format!("{want}/{got} ok") } else { format!("{want}/{got} FAIL") }
-                }
-            };
-            let padded = format!("{txt:wc$}");
-            let bad = txt.ends_with("FAIL");
-            out += &format!("  {}", if bad && color { format!("\x1b[1;31m{padded}\x1b[0m") } else { padded });
-        }
-        out += "\n";
-    }
-    for c in cells.iter().filter(|c| c.source == "host") {
-        out += &format!("host -> {} via https: {}\n", c.target, if c.matches() { "ok" } else { "FAIL" });
-    }
-    let failed: Vec<&Cell> = cells.iter().filter(|c| !c.matches()).collect();
-    if !failed.is_empty() {
-        out += "\nfailures:\n";
-        for c in failed {
-            out += &format!("- {} -> {}:{} expected {}, got {}: {}\n", c.source, c.target, c.port, if c.expected { "reachable" } else { "unreachable" }, c.outcome, c.detail);
-            if let Some(h) = &c.hint {
-                out += &format!("  fix: {h}\n");
-            }
-            for (who, l) in &c.logs {
-                out += &format!("  last log lines of {who}:\n");
-                for line in l.lines() {
-                    out += &format!("    {line}\n");
-                }
-            }
-        }
-    }
-    out
-}
-
-pub fn render_json(run: &str, cells: &[Cell]) -> String {
-    let v: Vec<serde_json::Value> = cells
-        .iter()
-        .map(|c| {
-            serde_json::json!({
-                "source": c.source, "target": c.target, "port": c.port,
-                "expected": if c.expected { "reachable" } else { "unreachable" },
-                "outcome": c.outcome, "ok": c.matches(), "detail": c.detail, "hint": c.hint,
-                "logs": c.logs.iter().map(|(w, l)| serde_json::json!({"container": w, "lines": l})).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    serde_json::to_string_pretty(&serde_json::json!({"run": run, "ok": cells.iter().all(|c| c.matches()), "cells": v})).unwrap()
-}
-
-fn xml(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
-pub fn render_junit(cells: &[Cell]) -> String {
-    let failures = cells.iter().filter(|c| !c.matches()).count();
-    let mut s = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"verify\" tests=\"{}\" failures=\"{failures}\">\n", cells.len());
-    for c in cells {
-        let name = format!("{} -> {}:{} ({})", c.source, c.target, c.port, if c.expected { "reachable" } else { "unreachable" });
-        s += &format!("  <testcase classname=\"reachability.{}\" name=\"{}\"", xml(&c.source), xml(&name));
-        if c.matches() {
-            s += "/>\n";
-        } else {
-            s += &format!(">\n    <failure message=\"{}\">{}</failure>\n  </testcase>\n", xml(&format!("got {}", c.outcome)), xml(&format!("{}\n{}", c.detail, c.hint.clone().unwrap_or_default())));
-        }
-    }
-    s + "</testsuite>\n"
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -465,14 +275,5 @@ mod tests {
         assert_eq!(h.cap_drop, Some(vec!["ALL".to_string()]));
         assert!(h.cap_add.is_none() && h.binds.is_none() && h.mounts.is_none() && h.privileged.is_none());
         assert_eq!(h.network_mode.as_deref(), Some("container:abc"));
-    }
-
-    #[test]
-    fn matrix_cells_match_on_expectation() {
-        let cell = |expected: bool, outcome: &str| Cell { source: "a".into(), target: "b".into(), port: 1, expected, outcome: outcome.into(), detail: String::new(), hint: None, logs: vec![] };
-        assert!(cell(true, "ok").matches());
-        assert!(!cell(true, "refused").matches());
-        assert!(cell(false, "unresolved").matches() && cell(false, "refused").matches());
-        assert!(!cell(false, "ok").matches() && !cell(false, "failed").matches());
     }
 }

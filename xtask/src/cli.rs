@@ -1,0 +1,179 @@
+//! The command line, declared once with clap's derive: the parser, the
+//! per-command `--help`, "did you mean" for commands, `--version` and shell
+//! completions all come from these types. `main.rs` dispatches on them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    version,
+    about = "cargo xtask: build automation for the backend-services monorepo",
+    after_help = "Exit codes: 0 ok, 1 findings (check, sync --check, verify), 2 bad input or failure."
+)]
+pub struct Cli {
+    /// The repository root (default: the nearest folder above with docker-compose.yml and openssl.cnf)
+    #[arg(long, value_name = "dir", global = true)]
+    pub root: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Add a service: folder, compose entry, certs, NGINX endpoint
+    AddService(AddArgs),
+    /// The exact reverse of add-service; refuses while other services depend on it
+    RemoveService {
+        /// The service to remove
+        name: String,
+        /// Keep src/backend_services/<name>/
+        #[arg(long)]
+        keep_files: bool,
+        /// Print the change as a diff and write nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Rewrite [alt_names], NGINX endpoints and workspace members from the compose entries
+    Sync {
+        /// Print the diff and exit 1 instead of writing
+        #[arg(long)]
+        check: bool,
+    },
+    /// (Re)generate the local CA and the certificates that are stale
+    Certs {
+        /// Regenerate every leaf certificate (the CA is kept)
+        #[arg(long)]
+        force: bool,
+    },
+    /// The static house rules
+    Check {
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// Print the rule table (the README embeds it)
+        #[arg(long)]
+        rules: bool,
+    },
+    /// The services
+    List {
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Build, start and prove reachability end to end (Docker API)
+    Verify(VerifyArgs),
+    /// Local stand-ins for the base images
+    Images {
+        #[command(subcommand)]
+        command: ImagesCommand,
+    },
+    /// Print a shell completion script
+    Completions {
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImagesCommand {
+    /// Build local stand-ins for the base images from Debian packages (no registry needed)
+    Bootstrap,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct AddArgs {
+    /// The service's name (a DNS label: lowercase letters, digits, `-`)
+    pub name: String,
+    /// It serves gRPC (joins grpc-network)
+    #[arg(long)]
+    pub grpc: bool,
+    /// It uses Postgres (joins pg-network, depends on postgres)
+    #[arg(long)]
+    pub pg: bool,
+    /// It uses Redis (joins redis-network, depends on redis)
+    #[arg(long)]
+    pub redis: bool,
+    /// It is served over https (DNS.N in openssl.cnf, its own certificate)
+    #[arg(long)]
+    pub https: bool,
+    /// A public HTTP API behind NGINX at this path, e.g. /billing/
+    #[arg(long, value_name = "path")]
+    pub public: Option<String>,
+    /// Its port (default: the next free one)
+    #[arg(long, value_name = "n", value_parser = parse_port)]
+    pub port: Option<u32>,
+    /// A service it depends on (repeatable)
+    #[arg(long, value_name = "service")]
+    pub depends_on: Vec<String>,
+    /// A named volume to mount, as name:path (repeatable)
+    #[arg(long = "volume", value_name = "name:path")]
+    pub volumes: Vec<String>,
+    /// The entry point file
+    #[arg(long, value_name = "server.py|main.py")]
+    pub entry: Option<String>,
+    /// Print the change as a diff and write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// A number; the range is checked with the rest of the request.
+fn parse_port(v: &str) -> Result<u32, String> {
+    v.parse().map_err(|_| format!("`{v}` is not a number; use a port from 1 to 65535"))
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// Only these services (and what they depend on)
+    #[arg(long, value_name = "service", num_args = 1..)]
+    pub only: Vec<String>,
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+    /// Also write a JUnit report here
+    #[arg(long, value_name = "file")]
+    pub junit: Option<PathBuf>,
+    /// Leave the stack running
+    #[arg(long)]
+    pub keep: bool,
+    /// Seconds to wait for each service to answer
+    #[arg(long, value_name = "secs", default_value_t = 120)]
+    pub timeout: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_declaration_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_like_before() {
+        let c = Cli::try_parse_from(["x", "--root", "/r", "verify", "--only", "a", "b", "--timeout", "5"]).unwrap();
+        assert_eq!(c.root.as_deref(), Some(std::path::Path::new("/r")));
+        let Some(Command::Verify(v)) = c.command else { panic!() };
+        assert_eq!((v.only, v.timeout), (vec!["a".to_string(), "b".to_string()], 5));
+        let c = Cli::try_parse_from(["x", "add-service", "b", "--depends-on", "a", "--depends-on", "c", "--port", "70000"]).unwrap();
+        let Some(Command::AddService(a)) = c.command else { panic!() };
+        assert_eq!((a.depends_on.len(), a.port), (2, Some(70000)));
+    }
+
+    #[test]
+    fn suggests_commands_and_answers_help() {
+        let e = Cli::try_parse_from(["x", "verfy"]).unwrap_err();
+        assert!(e.to_string().contains("verify"), "{e}");
+        assert_eq!(e.exit_code(), 2);
+        let e = Cli::try_parse_from(["x", "add-service", "--help"]).unwrap_err();
+        assert_eq!(e.exit_code(), 0);
+        assert!(e.to_string().contains("--depends-on"), "{e}");
+    }
+}

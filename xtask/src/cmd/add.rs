@@ -1,0 +1,200 @@
+//! `add-service`: check the request against the model, plan every file
+//! into one `Txn`, read the compose text back, then diff or commit.
+
+use std::path::Path;
+
+use crate::plan::certs;
+use crate::model::cnf::{self, Cnf};
+use crate::edit::compose as edit_compose;
+use crate::model::compose::{self, Compose};
+use crate::model::nginx;
+use crate::model::repo::{Repo, RESERVED, SERVICES_DIR};
+use crate::plan::scaffold::{self, Options};
+use crate::plan::txn::{self, Txn};
+use crate::edit;
+use crate::diag::{Diagnostic, Error};
+
+use crate::cli::AddArgs;
+
+pub fn validate_name(name: &str) -> Result<(), Error> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && !name.ends_with('-')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !ok {
+        return Err(Diagnostic::error(format!("`{name}` is not a valid service name: it must be a DNS label (lowercase letters, digits and '-', starting with a letter, not ending with '-', at most 63 characters)")).fix("pick a name like `billing` or `user-events`"));
+    }
+    if RESERVED.contains(&name) {
+        return Err(Diagnostic::error(format!("`{name}` is reserved (it names a folder of src/, an infrastructure service or a network)")).fix("pick another name"));
+    }
+    Ok(())
+}
+
+fn parse_volume(v: &str) -> Result<(String, String), Error> {
+    let (name, path) = v.split_once(':').unwrap_or((v, ""));
+    let name_ok = !name.is_empty() && name.starts_with(|c: char| c.is_ascii_alphanumeric()) && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if !name_ok || !path.starts_with('/') || path.contains(':') {
+        return Err(Diagnostic::error(format!("--volume `{v}`: expected `<name>:<absolute container path>`")).fix("e.g. `--volume billing-data:/var/lib/billing`"));
+    }
+    Ok((name.to_string(), path.to_string()))
+}
+
+fn validate_public(path: &str) -> Result<(), Error> {
+    if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || "{};'\"#$".contains(c)) {
+        return Err(Diagnostic::error(format!("--public `{path}`: not a URL path")).fix("give a path like `/api/billing/`"));
+    }
+    Ok(())
+}
+
+/// Every port some service uses, host or container side, ranges included
+/// (a table by port: one pass, whatever the number of services).
+fn used_ports(c: &Compose) -> Vec<bool> {
+    let mut used = vec![false; 65536];
+    let mut mark = |a: u32, b: u32| (a.min(65535)..=b.min(65535)).for_each(|p| used[p as usize] = true);
+    for p in c.services.iter().flat_map(|s| &s.ports) {
+        mark(p.container, p.container_end);
+        if let Some(h) = p.host {
+            mark(h, p.host_end.unwrap_or(h));
+        }
+    }
+    used
+}
+
+/// Whether a port entry uses port `p` (host or container side, ranges included).
+fn takes(x: &compose::Port, p: u32) -> bool {
+    (x.container..=x.container_end).contains(&p) || x.host.is_some_and(|h| (h..=x.host_end.unwrap_or(h)).contains(&p))
+}
+
+/// Checks the request against the repository and returns the options.
+pub fn resolve_add(repo: &Repo, a: &AddArgs) -> Result<Options, Error> {
+    let name = &a.name;
+    validate_name(name)?;
+    if let Some(s) = repo.compose.service(name) {
+        return Err(Diagnostic::error(format!("service `{name}` already exists")).at(&repo.compose_file, s.line).fix(format!("pick another name, or `cargo xtask remove-service {name}` first")));
+    }
+    // --pg / --redis name the infrastructure service: without it, the
+    // depends_on would be invalid compose and the service could not reach
+    // its database. Refused rather than silently omitted.
+    for (flag, infra, on) in [("--pg", "postgres", a.pg), ("--redis", "redis", a.redis)] {
+        if on && repo.compose.service(infra).is_none() {
+            return Err(Diagnostic::error(format!("{flag} needs a `{infra}` service, and there is none"))
+                .at(&repo.compose_file, 0)
+                .fix(format!("add a `{infra}` service to {} first (this repository's compose file shows one), or leave out {flag}", repo.compose_file)));
+        }
+    }
+    if repo.service_dirs.iter().any(|d| d == name) {
+        return Err(Diagnostic::error(format!("{SERVICES_DIR}/{name}/ already exists")).fix("pick another name, or remove that folder"));
+    }
+    let used = used_ports(&repo.compose);
+    let port = match a.port {
+        Some(p) if !(1..=65535).contains(&p) => {
+            return Err(Diagnostic::error(format!("--port {p} is out of range")).fix("use a port from 1 to 65535"))
+        }
+        Some(p) => {
+            if let Some(s) = repo.compose.services.iter().find(|s| s.ports.iter().any(|x| takes(x, p))) {
+                let line = s.ports.iter().find(|x| takes(x, p)).unwrap().line;
+                return Err(Diagnostic::error(format!("port {p} is already taken by `{}`", s.name)).at(&repo.compose_file, line).fix("pick a free port, or leave out --port to get the next free one"));
+            }
+            p as u16
+        }
+        None => (50051u32..=65535).find(|p| !used[*p as usize]).ok_or_else(|| Diagnostic::error("no free port from 50051 up").fix("pass --port"))? as u16,
+    };
+    for d in &a.depends_on {
+        if repo.compose.service(d).is_none() {
+            return Err(Diagnostic::error(format!("--depends-on `{d}`: no such service in {}", repo.compose_file)).fix(format!("name one of: {}", repo.compose.services.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "))));
+        }
+    }
+    if let Some(p) = &a.public {
+        validate_public(p)?;
+        if let Some(r) = repo.routes.iter().find(|r| &r.path == p) {
+            return Err(Diagnostic::error(format!("path `{p}` is already routed to {}", r.host)).at(&r.file, r.line).fix("pick another --public path"));
+        }
+        if let Some(s) = repo.backend().find(|s| s.public_path() == Some(p.as_str())) {
+            return Err(Diagnostic::error(format!("path `{p}` is already the public path of `{}`", s.name)).at(&repo.compose_file, s.line).fix("pick another --public path"));
+        }
+    }
+    let mut volumes = vec![];
+    for v in &a.volumes {
+        volumes.push(parse_volume(v)?);
+    }
+    let entry = a.entry.clone().unwrap_or_else(|| "server.py".into());
+    if entry != "server.py" && entry != "main.py" {
+        return Err(Diagnostic::error(format!("--entry `{entry}`: must be server.py or main.py")));
+    }
+    Ok(Options {
+        name: name.clone(),
+        grpc: a.grpc,
+        pg: a.pg,
+        redis: a.redis,
+        https: a.https,
+        public: a.public.clone(),
+        port,
+        depends_on: a.depends_on.clone(),
+        volumes,
+        entry,
+    })
+}
+
+/// Plans the whole addition into one transaction.
+pub fn plan_add(repo: &Repo, o: &Options) -> Result<(Txn, Vec<String>), Error> {
+    let mut t = Txn::new(&repo.root);
+    for (path, content) in scaffold::files(o) {
+        t.write(&path, content)?;
+    }
+    let (form, plain) = edit_compose::Form::plain(&repo.compose_text);
+    let unit = edit_compose::indent_unit(&plain);
+    let mut text = edit_compose::insert_entry(&plain, "services", &scaffold::compose_entry(o, unit))?;
+    let mut change = edit_compose::Change { added: vec![("services", o.name.clone())], removed: vec![] };
+    // Declarations take their own section's indentation, not the services'.
+    for net in o.networks() {
+        if !repo.compose.networks.iter().any(|(n, _)| *n == net) {
+            let pad = " ".repeat(edit_compose::section_indent(&text, "networks", unit));
+            text = edit_compose::insert_entry(&text, "networks", &format!("{pad}{net}:\n"))?;
+            change.added.push(("networks", net));
+        }
+    }
+    for (v, _) in &o.volumes {
+        if !repo.compose.volumes.iter().any(|(n, _)| n == v) && !change.added.iter().any(|(s, n)| *s == "volumes" && n == v) {
+            let pad = " ".repeat(edit_compose::section_indent(&text, "volumes", unit));
+            text = edit_compose::insert_entry(&text, "volumes", &format!("{pad}{v}:\n"))?;
+            change.added.push(("volumes", v.clone()));
+        }
+    }
+    // Read back what we wrote: exactly the intended change, and the new
+    // entry parses to what was asked.
+    edit_compose::verify_edit(&plain, &text, &change, &repo.compose_file)?;
+    let env = |k: &str| repo.env(k);
+    let parsed = Compose::parse(&text, &env).map_err(|e| Diagnostic::error(format!("internal error: the edited compose file does not parse: {e}")))?;
+    let s = parsed.service(&o.name).ok_or_else(|| Diagnostic::error("internal error: the new service is missing after the edit"))?;
+    if s.port() != Some(o.port) {
+        return Err(Diagnostic::error(format!("internal error: the new service's port reads back as {:?}, not {}", s.port(), o.port)));
+    }
+    let text = form.restore(&text);
+    t.write(&repo.compose_file, text)?;
+
+    let mut cnf_text = repo.cnf_text.clone();
+    if o.https {
+        cnf_text = edit::cnf::add_dns(&cnf_text, &repo.cnf, &o.name);
+        t.write(cnf::FILE, cnf_text.clone())?;
+    }
+    if let Some(p) = &o.public {
+        t.write(&nginx::location_file(&o.name), edit::nginx::render_location(&o.name, p, o.port, o.https, o.protocol() == "grpc"))?;
+    }
+    let mut report = vec![];
+    if o.https {
+        let cnf = Cnf::parse(&cnf_text)?;
+        let mut https = repo.wanted_alt_names();
+        https.push(o.name.clone());
+        report = certs::plan(&mut t, &cnf, &https, false)?;
+    }
+    Ok((t, report))
+}
+
+pub fn run(root: &Path, a: &AddArgs) -> Result<(), Error> {
+    let _lock = if a.dry_run { None } else { Some(txn::lock(root)?) };
+    let repo = Repo::load(root)?;
+    let o = resolve_add(&repo, a)?;
+    let (t, report) = plan_add(&repo, &o)?;
+    super::finish(t, a.dry_run, &format!("added service `{}` on port {}", o.name, o.port), &report)
+}

@@ -1,0 +1,97 @@
+//! `remove-service`: the exact reverse of `add-service`, planned the same way.
+
+use std::path::Path;
+
+use crate::plan::certs;
+use crate::model::cnf::{self, Cnf};
+use crate::edit::compose as edit_compose;
+use crate::model::nginx;
+use crate::model::repo::{Repo, SERVICES_DIR};
+use crate::plan::txn::{self, Txn};
+use crate::edit;
+use crate::diag::{Diagnostic, Error};
+
+
+pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(), Error> {
+    let _lock = if dry_run { None } else { Some(txn::lock(root)?) };
+    let repo = Repo::load(root)?;
+    let Some(svc) = repo.compose.service(name) else {
+        return Err(Diagnostic::error(format!("no service `{name}` in {}", repo.compose_file)).fix("`cargo xtask list` shows the services"));
+    };
+    // Anything that still names the service keeps it: refuse, naming each place.
+    let cf = &repo.compose_file;
+    let mut uses: Vec<String> = vec![];
+    for s in repo.compose.services.iter().filter(|s| s.name != name) {
+        for (d, l) in s.depends_on.iter().filter(|(d, _)| d == name) {
+            uses.push(format!("{cf}:{l}: `{}` depends_on `{d}`", s.name));
+        }
+        for (_, key, l) in s.refs.iter().filter(|(d, ..)| d == name) {
+            uses.push(format!("{cf}:{l}: `{}` names it in {key}", s.name));
+        }
+    }
+    let (form, plain) = edit_compose::Form::plain(&repo.compose_text);
+    uses.extend(edit_compose::anchors_used_outside(&plain, name).into_iter().map(|(a, l)| format!("{cf}:{l}: alias `*{a}` refers to an anchor defined in `{name}`")));
+    if !uses.is_empty() {
+        return Err(Diagnostic::error(format!("`{name}` is still referred to:\n  {}", uses.join("\n  "))).fix(format!("remove those references first, then remove `{name}`")));
+    }
+    let mut t = Txn::new(&repo.root);
+    let mut text = edit_compose::remove_entry(&plain, "services", name, false)
+        .ok_or_else(|| Diagnostic::error(format!("cannot find the block of `{name}` to remove")).at(cf, svc.line))?;
+    let mut change = edit_compose::Change { added: vec![], removed: vec![("services", name.to_string())] };
+    // The mirror of add-service: a declaration goes only when no other
+    // service uses it and it is exactly what add-service writes (a bare
+    // `name:`); anything a user wrote (`driver: local`, a comment) stays.
+    let unit = edit_compose::indent_unit(&plain);
+    let others = || repo.compose.services.iter().filter(|s| s.name != name);
+    let mut drop: Vec<(&str, String)> = vec![];
+    for (n, _) in &svc.networks {
+        if n != "default" && !others().any(|s| s.on_network(n)) {
+            drop.push(("networks", n.clone()));
+        }
+    }
+    for m in svc.volumes.iter().filter(|m| m.named) {
+        if !others().any(|s| s.volumes.iter().any(|o| o.named && o.source == m.source)) && !drop.contains(&("volumes", m.source.clone())) {
+            drop.push(("volumes", m.source.clone()));
+        }
+    }
+    for (sec, n) in drop {
+        let pad = " ".repeat(edit_compose::section_indent(&text, sec, unit));
+        if edit_compose::entry_text(&text, sec, &n).as_deref() == Some(format!("{pad}{n}:\n").as_str()) {
+            if let Some(t2) = edit_compose::remove_entry(&text, sec, &n, true) {
+                text = t2;
+                change.removed.push((sec, n));
+            }
+        }
+    }
+    edit_compose::verify_edit(&plain, &text, &change, cf)?;
+    let text = form.restore(&text);
+    t.write(&repo.compose_file, text)?;
+    let mut cnf_text = repo.cnf_text.clone();
+    let lines: Vec<usize> = repo.cnf.alt_names.iter().filter(|a| a.kind == "DNS" && a.value == name).map(|a| a.line).collect();
+    if !lines.is_empty() {
+        cnf_text = edit::cnf::remove_lines(&cnf_text, &lines);
+        t.write(cnf::FILE, cnf_text.clone())?;
+    }
+    t.delete(&nginx::location_file(name))?;
+    certs::remove_service(&mut t, name)?;
+    let mut report = vec![];
+    if !lines.is_empty() && repo.root.join(certs::CA_CERT).exists() {
+        let https: Vec<String> = repo.wanted_alt_names().into_iter().filter(|n| n != name).collect();
+        report = certs::plan(&mut t, &Cnf::parse(&cnf_text)?, &https, false)?;
+    }
+    if !keep_files {
+        let dir = repo.root.join(SERVICES_DIR).join(name);
+        let mut stack = vec![dir];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    t.delete(&p.strip_prefix(&repo.root).unwrap().to_string_lossy())?;
+                }
+            }
+        }
+    }
+    super::finish(t, dry_run, &format!("removed service `{name}`"), &report)
+}

@@ -1,0 +1,220 @@
+//! One `Diagnostic` for everything the tool tells the user is wrong: errors
+//! (bad input, a failure) and `check` findings. Each says what is wrong,
+//! where (file:line[:column]) and the fix. The rule table and the exit codes
+//! are decided here, once.
+
+use std::fmt;
+
+/// How serious a diagnostic is; decides the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// Bad input or a failure: nothing was written; exit 2.
+    Error,
+    /// A house rule is broken (`check`); exit 1.
+    Finding,
+}
+
+/// The process exit codes: 0 ok, 1 findings, 2 bad input or failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Ok = 0,
+    Findings = 1,
+    Failure = 2,
+}
+
+impl Exit {
+    /// Ok when `clean`, else Findings (`check`, `sync --check`, `verify`).
+    pub fn findings_unless(clean: bool) -> Exit {
+        if clean {
+            Exit::Ok
+        } else {
+            Exit::Findings
+        }
+    }
+}
+
+impl From<Exit> for std::process::ExitCode {
+    fn from(e: Exit) -> Self {
+        std::process::ExitCode::from(e as u8)
+    }
+}
+
+impl Severity {
+    pub fn exit(self) -> Exit {
+        match self {
+            Severity::Error => Exit::Failure,
+            Severity::Finding => Exit::Findings,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Finding => "finding",
+        }
+    }
+}
+
+macro_rules! rules {
+    ($($v:ident = $id:literal, $name:literal, $what:literal;)*) => {
+        /// The static house rules, each with a stable ID. `check --rules`
+        /// and the README's table are made from this list.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Rule { $($v),* }
+
+        impl Rule {
+            pub const ALL: &'static [Rule] = &[$(Rule::$v),*];
+            pub fn id(self) -> &'static str {
+                match self { $(Rule::$v => $id),* }
+            }
+            pub fn name(self) -> &'static str {
+                match self { $(Rule::$v => $name),* }
+            }
+            /// What the rule checks, in one line.
+            pub fn checks(self) -> &'static str {
+                match self { $(Rule::$v => $what),* }
+            }
+        }
+    };
+}
+
+rules! {
+    ServiceFolder = "MR001", "service-folder", "a service folder has server.py or main.py, and a Dockerfile";
+    FolderInCompose = "MR002", "folder-in-compose", "every folder under src/backend_services/ has a compose entry";
+    BuildContext = "MR003", "build-context", "every compose build context and Dockerfile exists";
+    ContainerName = "MR004", "container-name", "container_name equals the service key";
+    Ports = "MR005", "ports", "host ports are published once, and every port is in 1-65535";
+    NetworksDeclared = "MR006", "networks-declared", "every network a service joins is declared at the top level";
+    VolumesDeclared = "MR007", "volumes-declared", "every named volume a service mounts is declared at the top level";
+    DependsOn = "MR008", "depends-on", "depends_on names existing services, with no cycle";
+    EnvFile = "MR009", "env-file", "every env_file exists";
+    DataNetworks = "MR010", "data-networks", "a service that depends on postgres or redis is on pg-network or redis-network";
+    GrpcNetwork = "MR011", "grpc-network", "a service whose environment names another service's gRPC address shares grpc-network with it";
+    AltNames = "MR012", "alt-names", "every https service has a DNS.N in openssl.cnf, and the N are unique";
+    Certificates = "MR013", "certificates", "the certificates exist, cover [alt_names], and do not expire within 30 days";
+    NginxEndpoint = "MR014", "nginx-endpoint", "every public path has an NGINX endpoint that proxies to the service's container name and port";
+    Sync = "MR015", "sync", "`cargo xtask sync --check` is clean";
+}
+
+/// The rules as a Markdown table (the README embeds it; a test keeps it current).
+pub fn rules_table() -> String {
+    let mut s = String::from("| ID | rule | checks |\n|---|---|---|\n");
+    for r in Rule::ALL {
+        s += &format!("| {} | {} | {} |\n", r.id(), r.name(), r.checks());
+    }
+    s
+}
+
+/// What is wrong, where, and the fix. `line` and `column` are 1-based; 0
+/// means "the whole file" (or no position known).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub rule: Option<Rule>,
+    pub severity: Severity,
+    /// Repository-relative path; empty when the message is not about a file.
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    pub fix: Option<String>,
+}
+
+/// The error type of every fallible function: a diagnostic of severity Error.
+pub type Error = Diagnostic;
+
+impl Diagnostic {
+    /// Bad input or a failure. Add the place with `at` and the fix with `fix`.
+    pub fn error(message: impl Into<String>) -> Diagnostic {
+        Diagnostic { rule: None, severity: Severity::Error, file: String::new(), line: 0, column: 0, message: message.into(), fix: None }
+    }
+
+    /// A broken house rule found by `check`.
+    pub fn finding(rule: Rule, file: &str, line: usize, message: impl Into<String>, fix: impl Into<String>) -> Diagnostic {
+        Diagnostic { rule: Some(rule), severity: Severity::Finding, file: file.to_string(), line, column: 0, message: message.into(), fix: Some(fix.into()) }
+    }
+
+    pub fn at(mut self, file: &str, line: usize) -> Diagnostic {
+        self.file = file.to_string();
+        self.line = line;
+        self
+    }
+
+    pub fn col(mut self, column: usize) -> Diagnostic {
+        self.column = column;
+        self
+    }
+
+    pub fn fix(mut self, fix: impl Into<String>) -> Diagnostic {
+        self.fix = Some(fix.into());
+        self
+    }
+
+    /// `file:line:column`, as much of it as is known.
+    pub fn location(&self) -> String {
+        match (self.line, self.column) {
+            _ if self.file.is_empty() => String::new(),
+            (0, _) => self.file.clone(),
+            (l, 0) => format!("{}:{l}", self.file),
+            (l, c) => format!("{}:{l}:{c}", self.file),
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.rule.map(Rule::id),
+            "rule": self.rule.map(Rule::name),
+            "severity": self.severity.as_str(),
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+            "message": self.message,
+            "fix": self.fix,
+        })
+    }
+}
+
+/// `file:line: message` then `  fix: …` on its own line; `check` puts the
+/// rule ID first, `main` puts `error: ` first.
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        if let Some(r) = self.rule {
+            write!(f, "{} ", r.id())?;
+        }
+        let loc = self.location();
+        if !loc.is_empty() {
+            write!(f, "{loc}: ")?;
+        }
+        f.write_str(&self.message)?;
+        if let Some(fix) = &self.fix {
+            write!(f, "\n  fix: {fix}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Diagnostic {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_ids_and_names_are_unique_and_numbered_in_order() {
+        let ids: std::collections::BTreeSet<_> = Rule::ALL.iter().map(|r| r.id()).collect();
+        let names: std::collections::BTreeSet<_> = Rule::ALL.iter().map(|r| r.name()).collect();
+        assert_eq!(ids.len(), Rule::ALL.len());
+        assert_eq!(names.len(), Rule::ALL.len());
+        for (i, r) in Rule::ALL.iter().enumerate() {
+            assert_eq!(r.id(), format!("MR{:03}", i + 1));
+        }
+    }
+
+    #[test]
+    fn renders_place_and_fix() {
+        let e = Diagnostic::error("bad").at("f.yml", 3).col(7).fix("do this");
+        assert_eq!(e.to_string(), "f.yml:3:7: bad\n  fix: do this");
+        assert_eq!(e.severity.exit(), Exit::Failure);
+        let f = Diagnostic::finding(Rule::Ports, "f.yml", 0, "m", "x");
+        assert_eq!(f.to_string(), "MR005 f.yml: m\n  fix: x");
+        assert_eq!(f.to_json()["id"], "MR005");
+    }
+}
