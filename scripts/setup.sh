@@ -4,7 +4,10 @@
 #    compose` CLI plugin, the oracle for compose files), openssl, mmdebstrap;
 #  - base images: the official ones when they are on the machine, otherwise
 #    local stand-ins built from Debian packages (no registry needed);
-#  - the development certificates.
+#  - the development certificates;
+#  - for the Python tests and scripts/gen_proto.py: Debian's python3-* packages
+#    (importable by /usr/bin/python3, not by a pyenv python3), protoc 3.21 and
+#    the gRPC Python plugin.
 # Safe to run again: every step skips what is already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +16,10 @@ need=()
 command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v openssl >/dev/null || need+=(openssl)
 command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
+command -v protoc >/dev/null || need+=(protobuf-compiler)
+command -v grpc_python_plugin >/dev/null || need+=(protobuf-compiler-grpc)
+/usr/bin/python3 -c "import pytest, grpc, google.protobuf, psycopg2, redis" 2>/dev/null ||
+  need+=(python3-pytest python3-grpcio python3-protobuf python3-psycopg2 python3-redis)
 if ((${#need[@]})); then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"

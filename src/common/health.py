@@ -1,12 +1,12 @@
-"""grpc.health.v1.Health (see src/proto/grpc/health/v1/health.proto) and the
+"""grpc.health.v1.Health (src/proto/grpc/health/v1/health.proto) and the
 dependency checks behind it: a service is SERVING only while every database
 and cache it uses answers."""
 
 import logging
 
-from common import pb
+from common.gen.grpc.health.v1 import health_pb2, health_pb2_grpc
 
-UNKNOWN, SERVING, NOT_SERVING = 0, 1, 2
+Status = health_pb2.HealthCheckResponse
 SERVICE = "grpc.health.v1.Health"
 
 
@@ -34,6 +34,7 @@ def check_redis(url: str) -> None:
 
 
 def dependency_checks(cfg) -> list:
+    """[(name, fn)]: each fn raises while its dependency is unreachable."""
     checks = []
     if cfg.pg:
         checks.append(("postgres", lambda: check_postgres(cfg.pg)))
@@ -43,27 +44,27 @@ def dependency_checks(cfg) -> list:
 
 
 def status(checks) -> int:
+    """SERVING, or NOT_SERVING at the first check that fails."""
     for name, check in checks:
         try:
             check()
         except Exception as e:  # any failure means not serving
             logging.warning("health: %s unreachable: %s", name, e)
-            return NOT_SERVING
-    return SERVING
+            return Status.NOT_SERVING
+    return Status.SERVING
 
 
-def grpc_handler(checks):
-    """A generic handler serving Health/Check with the given checks."""
-    import grpc
+class HealthServicer(health_pb2_grpc.HealthServicer):
+    """Check for the server as a whole (service "") and for each service it
+    serves by full name; any other name is NOT_FOUND, as the protocol says."""
 
-    def check(request: bytes, context) -> bytes:
-        return pb.encode({1: status(checks)})
+    def __init__(self, checks, services=()):
+        self.checks = checks
+        self.services = {"", SERVICE, *services}
 
-    return grpc.method_handlers_generic_handler(
-        SERVICE,
-        {
-            "Check": grpc.unary_unary_rpc_method_handler(
-                check, request_deserializer=lambda b: b, response_serializer=lambda b: b
-            )
-        },
-    )
+    def Check(self, request, context):
+        import grpc
+
+        if request.service not in self.services:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
+        return health_pb2.HealthCheckResponse(status=status(self.checks))

@@ -1,8 +1,7 @@
-"""Client side of gRPC calls between services."""
+"""Client side of gRPC calls between services: channels for the generated
+stubs (common.gen.*_pb2_grpc)."""
 
 import grpc
-
-from common import pb
 
 
 def channel(target: str, ca_file: str = "", server_name: str = ""):
@@ -14,8 +13,3 @@ def channel(target: str, ca_file: str = "", server_name: str = ""):
         options = [("grpc.ssl_target_name_override", server_name)] if server_name else []
         return grpc.secure_channel(target, creds, options=options)
     return grpc.insecure_channel(target)
-
-
-def unary(chan, method: str, fields: dict, timeout: float = 3.0) -> dict:
-    call = chan.unary_unary(method, request_serializer=lambda b: b, response_deserializer=lambda b: b)
-    return pb.decode(call(pb.encode(fields), timeout=timeout))

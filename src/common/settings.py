@@ -4,6 +4,10 @@ import dataclasses
 import os
 
 
+class SettingsError(ValueError):
+    """A setting has a value the service cannot run with; the message names it."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
     name: str
@@ -15,31 +19,60 @@ class Settings:
     tls_ca: str
     pg: dict
     redis_url: str
+    # Seconds in-flight requests get to finish after SIGTERM.
+    stop_grace: float = 1.0
 
     @property
     def tls(self) -> bool:
         return bool(self.tls_cert and self.tls_key)
 
 
+def _int(env, key: str, default: str, lo: int, hi: int) -> int:
+    raw = env.get(key, default)
+    try:
+        n = int(raw)
+    except ValueError:
+        raise SettingsError(f"{key}={raw!r}: not an integer (want {lo}-{hi})") from None
+    if not lo <= n <= hi:
+        raise SettingsError(f"{key}={raw!r}: out of range (want {lo}-{hi})")
+    return n
+
+
 def load(env=None) -> Settings:
+    """Raises SettingsError for a malformed value, naming the variable."""
     env = os.environ if env is None else env
     pg = {}
     if env.get("PGHOST"):
         pg = {
             "host": env["PGHOST"],
-            "port": int(env.get("PGPORT", "5432")),
+            "port": _int(env, "PGPORT", "5432", 1, 65535),
             "user": env.get("PGUSER", "app"),
             "password": env.get("PGPASSWORD", ""),
             "dbname": env.get("PGDATABASE", "app"),
         }
+    protocol = env.get("PROTOCOL", "grpc")
+    if protocol not in ("grpc", "http"):
+        raise SettingsError(f"PROTOCOL={protocol!r}: want grpc or http")
+    tls_cert, tls_key = env.get("TLS_CERT", ""), env.get("TLS_KEY", "")
+    if bool(tls_cert) != bool(tls_key):
+        raise SettingsError("TLS_CERT and TLS_KEY go together: set both (TLS) or neither (plaintext)")
+    raw_grace = env.get("STOP_GRACE", "1.0")
+    try:
+        stop_grace = float(raw_grace)
+    except ValueError:
+        stop_grace = -1.0
+    if not 0 <= stop_grace <= 60:
+        raise SettingsError(f"STOP_GRACE={raw_grace!r}: want seconds in 0-60")
     return Settings(
         name=env.get("SERVICE_NAME", "service"),
-        port=int(env.get("PORT", "50051")),
-        protocol=env.get("PROTOCOL", "grpc"),
+        # 0 lets the system pick a free port (tests).
+        port=_int(env, "PORT", "50051", 0, 65535),
+        protocol=protocol,
         public_path=env.get("PUBLIC_PATH", ""),
-        tls_cert=env.get("TLS_CERT", ""),
-        tls_key=env.get("TLS_KEY", ""),
+        tls_cert=tls_cert,
+        tls_key=tls_key,
         tls_ca=env.get("TLS_CA", ""),
         pg=pg,
         redis_url=env.get("REDIS_URL", ""),
+        stop_grace=stop_grace,
     )

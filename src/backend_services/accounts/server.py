@@ -1,86 +1,177 @@
 """accounts: the account store, served over gRPC with TLS.
 
-accounts.v1.Accounts/GetAccount (src/proto/accounts/v1/accounts.proto) reads
-an account from Postgres and caches it in Redis for a minute. The health
-check reports NOT_SERVING while Postgres or Redis is unreachable.
+accounts.v1.Accounts (src/proto/accounts/v1/accounts.proto, generated code in
+common.gen.accounts.v1): GetAccount reads an account from Postgres and caches
+it in Redis for a minute, CreateAccount adds one, ListAccounts pages through
+them in id order. The health check reports NOT_SERVING until the table exists
+and while Postgres or Redis is unreachable. SIGTERM stops it cleanly.
 """
 
 import logging
-import time
+import threading
 
 import grpc
 
-from common import health, log, pb, serve, settings
+from common import health, log, serve, settings
+from common.gen.accounts.v1 import accounts_pb2, accounts_pb2_grpc
 
 SEED = [("1", "Ada Lovelace"), ("2", "Alan Turing")]
+CACHE_SECONDS = 60
+MAX_ID, MAX_NAME = 64, 200
+DEFAULT_PAGE, MAX_PAGE = 50, 100
 
 
-def connect_pg(cfg):
-    import psycopg2
-
-    return psycopg2.connect(connect_timeout=3, **cfg.pg)
+class Unavailable(Exception):
+    """The store cannot answer now (Postgres is down); the caller may retry."""
 
 
-def migrate(cfg) -> None:
-    """Creates and seeds the table; retried until Postgres is up."""
-    for attempt in range(60):
+class Store:
+    """Postgres holds the accounts; Redis caches reads. A Redis failure only
+    costs the cache; a Postgres failure raises Unavailable."""
+
+    def __init__(self, cfg):
+        import redis
+
+        self.cfg = cfg
+        self.redis_error = redis.RedisError
+        self.cache = redis.Redis.from_url(cfg.redis_url, socket_timeout=2, socket_connect_timeout=2) if cfg.redis_url else None
+        self.migrated = threading.Event()
+
+    def _connect(self):
+        import psycopg2
+
         try:
-            conn = connect_pg(cfg)
+            return psycopg2.connect(connect_timeout=3, **self.cfg.pg)
+        except psycopg2.OperationalError as e:
+            raise Unavailable(f"postgres: {e}".strip()) from e
+
+    def _query(self, sql, args=(), write=False):
+        import psycopg2
+
+        conn = self._connect()
+        try:
             with conn, conn.cursor() as cur:
-                cur.execute("CREATE TABLE IF NOT EXISTS accounts (id TEXT PRIMARY KEY, name TEXT NOT NULL)")
-                cur.executemany("INSERT INTO accounts VALUES (%s, %s) ON CONFLICT (id) DO NOTHING", SEED)
-            conn.close()
-            return
-        except Exception as e:
-            logging.info("waiting for postgres (%s): %s", attempt, e)
-            time.sleep(1)
-    logging.error("postgres never became reachable; serving NOT_SERVING")
-
-
-def accounts_handler(cfg):
-    import redis
-
-    cache = redis.Redis.from_url(cfg.redis_url, socket_timeout=2)
-
-    def get_account(request: bytes, context) -> bytes:
-        account_id = pb.decode(request).get(1, "")
-        key = f"account:{account_id}"
-        try:
-            name = cache.get(key)
-            if name is not None:
-                return pb.encode({1: account_id, 2: name.decode(), 3: "redis"})
-        except redis.RedisError as e:
-            logging.warning("cache unavailable: %s", e)
-        conn = connect_pg(cfg)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT name FROM accounts WHERE id = %s", (account_id,))
-                row = cur.fetchone()
+                cur.execute(sql, args)
+                return cur.rowcount if write else cur.fetchall()
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as e:
+            raise Unavailable(f"postgres: {e}".strip()) from e
         finally:
             conn.close()
-        if row is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"no account {account_id!r}")
-        try:
-            cache.setex(key, 60, row[0])
-        except redis.RedisError:
-            pass
-        return pb.encode({1: account_id, 2: row[0], 3: "postgres"})
 
-    return grpc.method_handlers_generic_handler(
-        "accounts.v1.Accounts",
-        {
-            "GetAccount": grpc.unary_unary_rpc_method_handler(
-                get_account, request_deserializer=lambda b: b, response_serializer=lambda b: b
-            )
-        },
-    )
+    def migrate(self) -> None:
+        """Creates and seeds the table."""
+        self._query("CREATE TABLE IF NOT EXISTS accounts (id TEXT PRIMARY KEY, name TEXT NOT NULL)", write=True)
+        for row in SEED:
+            self._query("INSERT INTO accounts VALUES (%s, %s) ON CONFLICT (id) DO NOTHING", row, write=True)
+        self.migrated.set()
+
+    def migrate_until_done(self) -> None:
+        """Retries migrate() every second until it works or the service stops."""
+        attempt = 0
+        while not serve.stopping():
+            try:
+                self.migrate()
+                logging.info("accounts table ready")
+                return
+            except Exception as e:
+                attempt += 1
+                logging.info("waiting for postgres (attempt %d): %s", attempt, e)
+                serve.sleep(1)
+
+    def check_migrated(self) -> None:
+        if not self.migrated.is_set():
+            raise RuntimeError("the accounts table is not ready yet")
+
+    def _cache(self, op, *args):
+        if self.cache is None:
+            return None
+        try:
+            return getattr(self.cache, op)(*args)
+        except self.redis_error as e:
+            logging.warning("cache unavailable: %s", e)
+            return None
+
+    def get(self, account_id: str):
+        """(name, source) or None."""
+        key = f"account:{account_id}"
+        name = self._cache("get", key)
+        if name is not None:
+            return name.decode(), "redis"
+        rows = self._query("SELECT name FROM accounts WHERE id = %s", (account_id,))
+        if not rows:
+            return None
+        self._cache("setex", key, CACHE_SECONDS, rows[0][0])
+        return rows[0][0], "postgres"
+
+    def create(self, account_id: str, name: str) -> bool:
+        """False when the id is taken."""
+        return self._query("INSERT INTO accounts VALUES (%s, %s) ON CONFLICT (id) DO NOTHING", (account_id, name), write=True) == 1
+
+    def list(self, after_id: str, limit: int):
+        """[(id, name)] in id order, after `after_id`."""
+        return self._query("SELECT id, name FROM accounts WHERE id > %s ORDER BY id LIMIT %s", (after_id, limit))
+
+
+def _valid(context, field: str, value: str, limit: int) -> str:
+    if not value or len(value) > limit:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{field} must be 1-{limit} characters")
+    return value
+
+
+class Accounts(accounts_pb2_grpc.AccountsServicer):
+    """accounts.v1.Accounts over a Store (anything with get/create/list)."""
+
+    def __init__(self, store):
+        self.store = store
+
+    def _call(self, context, fn, *args):
+        try:
+            return fn(*args)
+        except Unavailable as e:
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
+
+    def GetAccount(self, request, context):
+        account_id = _valid(context, "id", request.id, MAX_ID)
+        found = self._call(context, self.store.get, account_id)
+        if found is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"no account {account_id!r}")
+        name, source = found
+        return accounts_pb2.Account(id=account_id, name=name, source=source)
+
+    def CreateAccount(self, request, context):
+        account_id = _valid(context, "id", request.id, MAX_ID)
+        name = _valid(context, "name", request.name, MAX_NAME)
+        if not self._call(context, self.store.create, account_id, name):
+            context.abort(grpc.StatusCode.ALREADY_EXISTS, f"account {account_id!r} exists")
+        return accounts_pb2.Account(id=account_id, name=name, source="postgres")
+
+    def ListAccounts(self, request, context):
+        if request.limit < 0:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"limit must not be negative (got {request.limit})")
+        limit = min(request.limit or DEFAULT_PAGE, MAX_PAGE)
+        # One more than asked tells whether there is a next page.
+        rows = self._call(context, self.store.list, request.after_id, limit + 1)
+        page = rows[:limit]
+        reply = accounts_pb2.ListAccountsResponse(
+            accounts=[accounts_pb2.Account(id=i, name=n, source="postgres") for i, n in page]
+        )
+        if len(rows) > limit:
+            reply.next_after_id = page[-1][0]
+        return reply
+
+
+SERVICE_NAME = accounts_pb2.DESCRIPTOR.services_by_name["Accounts"].full_name
 
 
 def main() -> None:
     cfg = settings.load()
     log.setup(cfg.name)
-    migrate(cfg)
-    serve.run(cfg, grpc_handlers=[accounts_handler(cfg)])
+    store = Store(cfg)
+    serve.handle_signals()
+    threading.Thread(target=store.migrate_until_done, daemon=True).start()
+    checks = [("schema", store.check_migrated), *health.dependency_checks(cfg)]
+    service = serve.GrpcService(accounts_pb2_grpc.add_AccountsServicer_to_server, Accounts(store), SERVICE_NAME)
+    serve.run(cfg, grpc_services=[service], checks=checks)
 
 
 if __name__ == "__main__":

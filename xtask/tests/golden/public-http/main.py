@@ -2,6 +2,7 @@
 
 Settings come from the environment (see service.env); the health check
 reports NOT_SERVING while a dependency (Postgres, Redis) is unreachable.
+SIGTERM stops it cleanly (requests in flight get STOP_GRACE seconds).
 """
 
 from common import log, serve, settings
