@@ -149,7 +149,8 @@ fn find_cycle(services: &[Service]) -> Option<Vec<String>> {
 /// MR009: every env_file exists.
 pub fn env_file(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(), Error> {
     for s in &repo.compose.services {
-        for (e, l) in s.env_file.iter().filter(|(e, _)| !repo.root.join(e).is_file()) {
+        // An env_file marked `required: false` may be missing.
+        for (e, l) in s.env_file.iter().filter(|(e, _)| !s.env_file_optional.contains(e) && !repo.root.join(e).is_file()) {
             out.push(finding_in(&repo.compose_file, Rule::EnvFile, *l, format!("service `{}`: env_file `{e}` does not exist", s.name), format!("create {e}")));
         }
     }

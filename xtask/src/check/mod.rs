@@ -108,7 +108,8 @@ pub fn run(repo: &Repo) -> Result<Vec<Finding>, Error> {
             }
         }
         // MR009
-        for (e, l) in &s.env_file {
+        // An env_file marked `required: false` may be missing.
+        for (e, l) in s.env_file.iter().filter(|(e, _)| !s.env_file_optional.contains(e)) {
             if !repo.root.join(e).is_file() {
                 out.push(f("MR009", cf, *l, format!("service `{}`: env_file `{e}` does not exist", s.name), format!("create {e}")));
             }

@@ -101,6 +101,14 @@ pub fn resolve_add(repo: &Repo, a: &AddArgs) -> Result<Options, Error> {
         None => (50051u32..=65535).find(|p| !used[*p as usize]).ok_or_else(|| Diagnostic::error("no free port from 50051 up").fix("pass --port"))? as u16,
     };
     for d in &a.depends_on {
+        // The new service has no profiles, so it always runs: a dependency
+        // that runs only under a profile would be invalid compose whenever
+        // that profile is off.
+        if let Some(s) = repo.compose.service(d).filter(|s| !s.profiles.is_empty()) {
+            return Err(Diagnostic::error(format!("--depends-on `{d}`: `{d}` runs only with profile {}, and the new service always runs", s.profiles.join(", ")))
+                .at(&repo.compose_file, s.line)
+                .fix("depend on a service without `profiles:`, or add the dependency by hand together with a profile"));
+        }
         if repo.compose.service(d).is_none() {
             return Err(Diagnostic::error(format!("--depends-on `{d}`: no such service in {}", repo.compose_file)).fix(format!("name one of: {}", repo.compose.services.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "))));
         }

@@ -35,7 +35,10 @@ pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(
         return Err(Diagnostic::error(format!("`{name}` is still referred to:\n  {}", uses.join("\n  "))).fix(format!("remove those references first, then remove `{name}`")));
     }
     let mut t = Txn::new(&repo.root);
-    let mut text = edit_compose::remove_entry(&plain, "services", name, false)
+    // The last service takes `services:` with it: the mirror of add-service
+    // in a file that has none (one that only `include`s others).
+    let last = repo.compose.services.len() == 1;
+    let mut text = edit_compose::remove_entry(&plain, "services", name, last)
         .ok_or_else(|| Diagnostic::error(format!("cannot find the block of `{name}` to remove")).at(cf, svc.line))?;
     let mut change = edit_compose::Change { added: vec![], removed: vec![("services", name.to_string())] };
     // The mirror of add-service: a declaration goes only when no other

@@ -83,7 +83,10 @@ pub fn insert_entry(text: &str, section: &str, block: &str) -> Result<String, Er
     let Some(sec) = top_key(&lines, section) else {
         let mut out = text.to_string();
         ensure_newline(&mut out);
-        let blank = if out.is_empty() || out.ends_with("\n\n") { "" } else { "\n" };
+        // Always one blank line before a section appended here, even after
+        // a blank line the user left at the end: remove_entry takes exactly
+        // that one back, so add then remove gives back every byte.
+        let blank = if out.is_empty() { "" } else { "\n" };
         return Ok(format!("{out}{blank}{section}:\n{block}"));
     };
     let rest = lines[sec].trim_start_matches(section).trim_start().trim_start_matches(':').trim();
@@ -133,8 +136,7 @@ pub fn insert_entry(text: &str, section: &str, block: &str) -> Result<String, Er
 
 /// Removes the entry `name` from the top-level mapping `section`, with the
 /// blank line that `insert_entry` put before it. With `drop_empty`, a
-/// section left empty goes too (as `insert_entry` creates missing ones);
-/// `services:` always stays.
+/// section left empty goes too (as `insert_entry` creates missing ones).
 pub fn remove_entry(text: &str, section: &str, name: &str, drop_empty: bool) -> Option<String> {
     let lines = split_lines(text);
     let sec = top_key(&lines, section)?;
@@ -167,8 +169,11 @@ pub fn remove_entry(text: &str, section: &str, name: &str, drop_empty: bool) -> 
         // Last entry: drop the section header as well, and the blank line
         // that `insert_entry` put before a section it created.
         from = sec;
-        let after_is_end = lines[to + 1..].iter().all(|l| l.trim().is_empty());
-        if from > 0 && lines[from - 1].trim().is_empty() && after_is_end {
+        // Sections are appended one after another, each after a blank
+        // line: that blank goes when the end of the file or another blank
+        // line follows (never a blank line that separates two sections).
+        let after_is_blank = lines.get(to + 1).is_none_or(|l| l.trim().is_empty());
+        if from > 0 && lines[from - 1].trim().is_empty() && after_is_blank {
             from -= 1;
         }
     } else if from > 0 && lines[from - 1].trim().is_empty() {

@@ -43,6 +43,8 @@ pub struct Service {
     pub environment: Vec<(String, String, usize)>,
     pub labels: BTreeMap<String, String>,
     pub has_healthcheck: bool,
+    /// `profiles:`: the service runs only when one of them is enabled.
+    pub profiles: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -426,9 +428,10 @@ impl Compose {
         if root.as_map().is_none() {
             return Err(err(root.line, format!("the top level is {}, not a mapping", root.kind()), "start the file with `services:`"));
         }
-        let services_node = root
-            .get("services")
-            .ok_or_else(|| err(1, "no `services:` key", "add a top-level `services:` mapping"))?;
+        // A file without `services:` is valid Compose (one that only
+        // `include`s others, say): it has no services of its own.
+        let null = yaml::Node { value: yaml::Value::Scalar(String::new()), line: 1, col: 1, flow: false };
+        let services_node = root.get("services").unwrap_or(&null);
         let mut services = Vec::new();
         if !services_node.is_null() {
             let Some(entries) = services_node.as_map() else {
@@ -496,6 +499,9 @@ impl Compose {
             s.labels = key_values(v, "a label")?.into_iter().map(|(k, v, _)| (k, v)).collect();
         }
         s.has_healthcheck = n.get("healthcheck").is_some();
+        if let Some(v) = n.get("profiles") {
+            s.profiles = v.as_seq().unwrap_or_default().iter().filter_map(|p| p.as_str().map(str::to_string)).collect();
+        }
         Ok(s)
     }
 
