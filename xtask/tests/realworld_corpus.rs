@@ -384,3 +384,57 @@ fn corpus_reads_round_trips_and_checks_without_false_positives() {
     println!("{} files; false positives: {false_positives}; missed findings: {missed}", rows.len());
     assert!(failures.is_empty(), "{} failure(s):\n{}", failures.len(), failures.join("\n"));
 }
+
+/// `list --format json` against `docker compose config --format json` (all
+/// profiles on) over the corpus: for each service of the file, the ports
+/// (target, published, protocol, host IP; ranges expanded, as Compose
+/// writes them), the networks (Compose's implicit `default` when the file
+/// names none and sets no network_mode) and depends_on (Compose adds the
+/// services named by links, volumes_from and network_mode/ipc/pid
+/// `service:`; the comparison adds them on our side from the file).
+#[test]
+fn list_agrees_with_compose_config_on_ports_networks_and_depends_on() {
+    if !docker_available() {
+        eprintln!("skipped: no Docker daemon / compose plugin");
+        return;
+    }
+    let mut failures = vec![];
+    let (mut services, mut ports) = (0, 0);
+    for (i, (case, file)) in cases().into_iter().enumerate() {
+        let (_g, root, name) = setup(&case, &file, false, Form::Lf, &format!("corpuslist{i}"));
+        let ours: Value = serde_json::from_str(&run_ok(&root, &["list", "--format", "json"]).unwrap()).unwrap();
+        let theirs = compose_model_with(&root, &name, &["--profile", "*"]).unwrap();
+        for s in ours.as_array().unwrap() {
+            let n = s["name"].as_str().unwrap();
+            let t = &theirs["services"][n];
+            services += 1;
+            let key = |p: &Value| (p["target"].as_u64(), p["published"].as_str().map(str::to_string), p["protocol"].as_str().unwrap_or("tcp").to_string(), p["host_ip"].as_str().unwrap_or("").to_string());
+            let mut a: Vec<_> = s["ports"].as_array().unwrap().iter().map(key).collect();
+            let mut b: Vec<_> = t["ports"].as_array().map(|v| v.iter().map(key).collect()).unwrap_or_default();
+            a.sort();
+            b.sort();
+            ports += b.len();
+            if a != b {
+                failures.push(format!("{case}/{file} `{n}` ports: list {a:?}, compose {b:?}"));
+            }
+            let mut a: Vec<String> = s["networks"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+            // A `provider:` service runs no container and joins no network.
+            if a.is_empty() && t.get("network_mode").is_none() && t.get("provider").is_none() {
+                a.push("default".into());
+            }
+            let mut b: Vec<String> = t["networks"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+            a.sort();
+            b.sort();
+            if a != b {
+                failures.push(format!("{case}/{file} `{n}` networks: list {a:?}, compose {b:?}"));
+            }
+            let a: BTreeSet<String> = s["depends_on"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+            let b: BTreeSet<String> = t["depends_on"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+            if a != b {
+                failures.push(format!("{case}/{file} `{n}` depends_on: list {a:?}, compose {b:?}"));
+            }
+        }
+    }
+    println!("list vs docker compose config: {services} services, {ports} port entries, {} disagreement(s)", failures.len());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -2,15 +2,46 @@
 
 use std::path::Path;
 
+use crate::model::compose::{Compose, Service};
 use crate::model::repo::Repo;
 use crate::diag::Error;
 
 
+/// The service as Compose sees it after `extends`: the base's ports come
+/// first, then its own; networks and depends_on are the union. The base may
+/// live in another file (relative to the repository root) and extend again.
+fn resolved(root: &Path, c: &Compose, s: &Service, env: &dyn Fn(&str) -> Option<String>, depth: usize) -> Service {
+    let mut out = s.clone();
+    let Some((file, base)) = &s.extends else { return out };
+    if depth > 10 {
+        return out;
+    }
+    let other = file.as_ref().and_then(|f| std::fs::read_to_string(root.join(f)).ok()).and_then(|t| Compose::parse(&t, env).ok());
+    let (dir, owner) = match (&other, file) {
+        (Some(o), Some(f)) => (root.join(f).parent().unwrap_or(root).to_path_buf(), o),
+        _ => (root.to_path_buf(), c),
+    };
+    let Some(b) = owner.service(base) else { return out };
+    let b = resolved(&dir, owner, b, env, depth + 1);
+    out.ports = b.ports.iter().chain(&s.ports).cloned().collect();
+    for n in &b.networks {
+        if !out.networks.iter().any(|x| x.0 == n.0) {
+            out.networks.push(n.clone());
+        }
+    }
+    for d in &b.depends_on {
+        if !out.depends_on.iter().any(|x| x.0 == d.0) {
+            out.depends_on.push(d.clone());
+        }
+    }
+    out
+}
+
 pub fn run(root: &Path, json: bool) -> Result<(), Error> {
     let repo = Repo::load(root)?;
-    let rows: Vec<serde_json::Value> = repo
-        .compose
-        .services
+    let env = |k: &str| repo.env(k);
+    let services: Vec<Service> = repo.compose.services.iter().map(|s| resolved(&repo.root, &repo.compose, s, &env, 0)).collect();
+    let rows: Vec<serde_json::Value> = services
         .iter()
         .map(|s| {
             serde_json::json!({

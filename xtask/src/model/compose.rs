@@ -43,6 +43,8 @@ pub struct Service {
     pub environment: Vec<(String, String, usize)>,
     pub labels: BTreeMap<String, String>,
     pub has_healthcheck: bool,
+    /// `extends:` as (file, service); no file means this file.
+    pub extends: Option<(Option<String>, String)>,
     /// `profiles:`: the service runs only when one of them is enabled.
     pub profiles: Vec<String>,
 }
@@ -499,6 +501,12 @@ impl Compose {
             s.labels = key_values(v, "a label")?.into_iter().map(|(k, v, _)| (k, v)).collect();
         }
         s.has_healthcheck = n.get("healthcheck").is_some();
+        if let Some(e) = n.get("extends") {
+            s.extends = match e.as_str() {
+                Some(x) => Some((None, x.to_string())),
+                None => e.get("service").and_then(|x| x.as_str()).map(|x| (e.get("file").and_then(|f| f.as_str()).map(str::to_string), x.to_string())),
+            };
+        }
         if let Some(v) = n.get("profiles") {
             s.profiles = v.as_seq().unwrap_or_default().iter().filter_map(|p| p.as_str().map(str::to_string)).collect();
         }
