@@ -20,6 +20,9 @@ pub const RESERVED: &[&str] = &[
 ];
 /// Larger inputs are refused: nothing this tool edits is legitimately that big.
 const MAX_FILE: u64 = 4 << 20;
+/// The compose file has its own limit: 120k services written out in full
+/// are about 15 MB, and parsing is linear, so 64 MiB is still quick.
+const MAX_COMPOSE_FILE: u64 = 64 << 20;
 
 pub struct Repo {
     pub root: PathBuf,
@@ -43,6 +46,11 @@ pub struct Repo {
 /// Reads a repository file as UTF-8 text, refusing what we must not edit:
 /// links that leave the repository, huge files, non-UTF-8 bytes.
 pub fn read_text(root: &Path, rel: &str) -> Result<String, Error> {
+    read_text_max(root, rel, MAX_FILE)
+}
+
+/// `read_text` with a size limit of its own (the compose files).
+pub fn read_text_max(root: &Path, rel: &str, max: u64) -> Result<String, Error> {
     let p = root.join(rel);
     let meta = std::fs::symlink_metadata(&p).map_err(|e| Diagnostic::error(format!("{rel}: cannot read: {e}")))?;
     if meta.file_type().is_symlink() {
@@ -55,8 +63,8 @@ pub fn read_text(root: &Path, rel: &str) -> Result<String, Error> {
         }
     }
     let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
-    if len > MAX_FILE {
-        return Err(Diagnostic::error(format!("{rel}:1: is {len} bytes, over the {MAX_FILE}-byte limit")).fix("this file should be small; check that the right file is in place"));
+    if len > max {
+        return Err(Diagnostic::error(format!("{rel}:1: is {len} bytes, over the {max}-byte limit")).fix("this file should be small; check that the right file is in place"));
     }
     let bytes = std::fs::read(&p).map_err(|e| Diagnostic::error(format!("{rel}: cannot read: {e}")))?;
     String::from_utf8(bytes).map_err(|e| {
@@ -103,11 +111,11 @@ impl Repo {
             Err(_) => BTreeMap::new(),
         };
         let compose_file = compose::FILES.iter().find(|f| root.join(f).exists()).copied().unwrap_or(compose::FILE).to_string();
-        let compose_text = read_text(root, &compose_file)?;
+        let compose_text = read_text_max(root, &compose_file, MAX_COMPOSE_FILE)?;
         let env = |k: &str| std::env::var(k).ok().or_else(|| dotenv.get(k).cloned());
         let compose = Compose::parse_file(&compose_text, &compose_file, &env)?;
         let override_file = match compose::OVERRIDES.iter().find(|f| root.join(f).exists()) {
-            Some(f) => Some((f.to_string(), Compose::parse_file(&read_text(root, f)?, f, &env)?)),
+            Some(f) => Some((f.to_string(), Compose::parse_file(&read_text_max(root, f, MAX_COMPOSE_FILE)?, f, &env)?)),
             None => None,
         };
         let cnf_text = read_text(root, cnf::FILE)?;
