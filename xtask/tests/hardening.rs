@@ -54,11 +54,11 @@ fn cases() -> Vec<Case> {
         out.push((name, file, Box::new(move |root: &Path| overlay(&d, root))));
     }
     out.push((
-        "huge-compose-10MB".into(),
+        "huge-compose-65MB".into(),
         "docker-compose.yml",
         Box::new(|root: &Path| {
             let mut t = std::fs::read_to_string(root.join("docker-compose.yml")).unwrap();
-            while t.len() < 10 << 20 {
+            while t.len() < 65 << 20 {
                 t.push_str("# padding padding padding padding padding padding padding padding\n");
             }
             std::fs::write(root.join("docker-compose.yml"), t).unwrap();
