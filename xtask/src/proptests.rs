@@ -169,3 +169,100 @@ proptest! {
         let _ = edit_compose::remove_entry(&s, "services", "x", true);
     }
 }
+
+/// Pieces of every syntax of issue 14, points 1-3, for `wide_compose_file`.
+const PORTS: &[&str] = &[
+    "\"8080:80\"", "\"$BIND:80/tcp\"", "\"3001-3005\"", "\"9000-9001:9000-9001\"", "'${MIN:-20000}-${MAX:-20050}:20000-20050/udp'",
+    "\"127.0.0.1::50052\"", "\"[::1]:7000:70\"", "\"53:53/udp\"", "7100",
+];
+const ENVS: &[&str] = &["\"${A}\"", "\"$A\"", "\"${A:-d}\"", "\"${A-d}\"", "\"${A:+x}\"", "\"${A+x}\"", "\"${A:?e}\"", "\"${A?e}\"", "\"$$A\"", "\"${A:-${B:-n}}\""];
+
+/// A compose file built from those pieces: 2- or 4-space indentation,
+/// networks/volumes sections at their own indentation (or absent), long and
+/// short port syntax, every interpolation form, both env_file forms, both
+/// depends_on forms, a flow sequence closed at its key's indentation.
+fn wide_compose_file() -> impl Strategy<Value = (String, u8)> {
+    (
+        proptest::collection::vec((0..PORTS.len(), 0..ENVS.len(), any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()), 1..5),
+        prop_oneof![Just(2usize), Just(4usize)],
+        prop_oneof![Just(0usize), Just(1usize), Just(2usize), Just(4usize)],
+        0u8..3,
+        any::<bool>(),
+    )
+        .prop_map(|(svcs, unit, sec_pad, form, final_nl)| {
+            let p = |n: usize| " ".repeat(n * unit);
+            let mut s = String::from("services:\n");
+            for (i, (port, env, long_port, env_long, dep_map, flow)) in svcs.iter().enumerate() {
+                s += &format!("{}s{i}:\n{}image: busybox\n{}ports:\n", p(1), p(2), p(2));
+                if *long_port {
+                    s += &format!("{}- target: 80\n{}  published: \"{}\"\n{}  protocol: udp\n", p(3), p(3), 7000 + i, p(3));
+                } else {
+                    s += &format!("{}- {}\n", p(3), PORTS[*port]);
+                }
+                s += &format!("{}environment:\n{}X: {}\n", p(2), p(3), ENVS[*env]);
+                if *env_long {
+                    s += &format!("{}env_file:\n{}- path: ./x.env\n{}  required: false\n", p(2), p(3), p(3));
+                } else {
+                    s += &format!("{}env_file: [./y.env]\n", p(2));
+                }
+                if i > 0 {
+                    if *dep_map {
+                        s += &format!("{}depends_on:\n{}s0:\n{}condition: service_started\n", p(2), p(3), p(4));
+                    } else {
+                        s += &format!("{}depends_on: [s0]\n", p(2));
+                    }
+                }
+                if *flow {
+                    s += &format!("{}command: [\n{}\"sh\", \"-c\", \"true\"\n{}]\n", p(2), p(3), p(2));
+                }
+                s += &format!("{}networks: [pg-network]\n", p(2));
+            }
+            if sec_pad > 0 {
+                s += &format!("networks:\n{}pg-network:\nvolumes:\n{}data:\n{}driver: local\n", " ".repeat(sec_pad), " ".repeat(sec_pad), " ".repeat(sec_pad * 2));
+            }
+            if !final_nl {
+                s.pop();
+            }
+            let s = match form {
+                1 => s.replace('\n', "\r\n"),
+                2 => format!("\u{feff}{s}"),
+                _ => s,
+            };
+            (s, form)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+
+    /// Read, then add a service and its declarations the way add-service
+    /// does (each section's own indentation, the file's own form), then
+    /// remove them: every byte comes back, and each step reads.
+    #[test]
+    fn every_syntax_reads_and_add_remove_is_identity((src, _form) in wide_compose_file(), name in "[a-z][a-z0-9]{0,8}-new") {
+        let env = |k: &str| match k { "BIND" => Some("9000".to_string()), "A" => Some("1".to_string()), _ => None };
+        let (form, plain) = edit_compose::Form::plain(&src);
+        let before = compose::Compose::parse(&plain, &env).unwrap();
+        let unit = edit_compose::indent_unit(&plain);
+        let pad = " ".repeat(unit);
+        let block = format!("{pad}{name}:\n{pad}{pad}image: x\n{pad}{pad}networks:\n{pad}{pad}{pad}- grpc-network\n{pad}{pad}volumes:\n{pad}{pad}{pad}- {name}-data:/d\n");
+        let mut text = edit_compose::insert_entry(&plain, "services", &block).unwrap();
+        for (sec, n) in [("networks", "grpc-network".to_string()), ("volumes", format!("{name}-data"))] {
+            let sp = " ".repeat(edit_compose::section_indent(&text, sec, unit));
+            text = edit_compose::insert_entry(&text, sec, &format!("{sp}{n}:\n")).unwrap();
+        }
+        let change = edit_compose::Change { added: vec![("services", name.clone()), ("networks", "grpc-network".into()), ("volumes", format!("{name}-data"))], removed: vec![] };
+        edit_compose::verify_edit(&plain, &text, &change, "docker-compose.yml").unwrap();
+        let mid = compose::Compose::parse(&text, &env).unwrap();
+        prop_assert_eq!(mid.services.len(), before.services.len() + 1);
+        let written = form.restore(&text);
+        // Remove, from the written bytes, as remove-service does.
+        let (form2, plain2) = edit_compose::Form::plain(&written);
+        let mut back = edit_compose::remove_entry(&plain2, "services", &name, false).unwrap();
+        // In remove-service's order: networks, then volumes.
+        for (sec, n) in [("networks", "grpc-network".to_string()), ("volumes", format!("{name}-data"))] {
+            back = edit_compose::remove_entry(&back, sec, &n, true).unwrap();
+        }
+        prop_assert_eq!(form2.restore(&back), src);
+    }
+}

@@ -35,7 +35,7 @@ fn overlay(from: &Path, to: &Path) {
 }
 
 /// (case, the file its message must name, how to break the copy)
-/// (name, what the error must mention, how to break the copy).
+/// (case, the file its message must name, how to break the copy)
 type Case = (String, &'static str, Box<dyn Fn(&Path)>);
 
 fn cases() -> Vec<Case> {
@@ -54,11 +54,11 @@ fn cases() -> Vec<Case> {
         out.push((name, file, Box::new(move |root: &Path| overlay(&d, root))));
     }
     out.push((
-        "huge-compose-10MB".into(),
+        "huge-compose-65MB".into(),
         "docker-compose.yml",
         Box::new(|root: &Path| {
             let mut t = std::fs::read_to_string(root.join("docker-compose.yml")).unwrap();
-            while t.len() < 10 << 20 {
+            while t.len() < 65 << 20 {
                 t.push_str("# padding padding padding padding padding padding padding padding\n");
             }
             std::fs::write(root.join("docker-compose.yml"), t).unwrap();

@@ -39,8 +39,23 @@ fn validate_public(path: &str) -> Result<(), Error> {
     names::public_path(path).map_err(|e| Diagnostic::error(format!("--public: {e}")).fix("give a path like `/api/billing/`"))
 }
 
-fn used_ports(c: &Compose) -> Vec<u32> {
-    c.services.iter().flat_map(|s| s.ports.iter().flat_map(|p| [Some(p.container), p.host])).flatten().collect()
+/// Every port some service uses, host or container side, ranges included
+/// (a table by port: one pass, whatever the number of services).
+fn used_ports(c: &Compose) -> Vec<bool> {
+    let mut used = vec![false; 65536];
+    let mut mark = |a: u32, b: u32| (a.min(65535)..=b.min(65535)).for_each(|p| used[p as usize] = true);
+    for p in c.services.iter().flat_map(|s| &s.ports) {
+        mark(p.container, p.container_end);
+        if let Some(h) = p.host {
+            mark(h, p.host_end.unwrap_or(h));
+        }
+    }
+    used
+}
+
+/// Whether a port entry uses port `p` (host or container side, ranges included).
+fn takes(x: &compose::Port, p: u32) -> bool {
+    (x.container..=x.container_end).contains(&p) || x.host.is_some_and(|h| (h..=x.host_end.unwrap_or(h)).contains(&p))
 }
 
 /// Checks the request against the repository and returns the options.
@@ -48,9 +63,17 @@ pub fn resolve_add(repo: &Repo, a: &AddArgs) -> Result<Options, Error> {
     let name = &a.name;
     validate_name(name)?;
     if let Some(s) = repo.compose.service(name) {
-        return Err(Diagnostic::error(format!("service `{name}` already exists"))
-            .at(compose::FILE, s.line)
-            .fix(format!("pick another name, or `cargo xtask remove-service {name}` first")));
+        return Err(Diagnostic::error(format!("service `{name}` already exists")).at(&repo.compose_file, s.line).fix(format!("pick another name, or `cargo xtask remove-service {name}` first")));
+    }
+    // --pg / --redis name the infrastructure service: without it, the
+    // depends_on would be invalid compose and the service could not reach
+    // its database. Refused rather than silently omitted.
+    for (flag, infra, on) in [("--pg", "postgres", a.pg), ("--redis", "redis", a.redis)] {
+        if on && repo.compose.service(infra).is_none() {
+            return Err(Diagnostic::error(format!("{flag} needs a `{infra}` service, and there is none"))
+                .at(&repo.compose_file, 0)
+                .fix(format!("add a `{infra}` service to {} first (this repository's compose file shows one), or leave out {flag}", repo.compose_file)));
+        }
     }
     if repo.service_dirs.iter().any(|d| d == name) {
         return Err(Diagnostic::error(format!("{SERVICES_DIR}/{name}/ already exists")).fix("pick another name, or remove that folder"));
@@ -61,31 +84,39 @@ pub fn resolve_add(repo: &Repo, a: &AddArgs) -> Result<Options, Error> {
             return Err(Diagnostic::error(format!("--port {p} is out of range")).fix("use a port from 1 to 65535"))
         }
         Some(p) => {
-            if let Some(s) = repo.compose.services.iter().find(|s| s.ports.iter().any(|x| x.host == Some(p) || x.container == p)) {
-                let line = s.ports.iter().find(|x| x.host == Some(p) || x.container == p).unwrap().line;
-                return Err(Diagnostic::error(format!("{}:{line}: port {p} is already taken by `{}`", compose::FILE, s.name)).fix("pick a free port, or leave out --port to get the next free one"));
+            if let Some(s) = repo.compose.services.iter().find(|s| s.ports.iter().any(|x| takes(x, p))) {
+                let line = s.ports.iter().find(|x| takes(x, p)).unwrap().line;
+                return Err(Diagnostic::error(format!("port {p} is already taken by `{}`", s.name)).at(&repo.compose_file, line).fix("pick a free port, or leave out --port to get the next free one"));
             }
             p as u16
         }
-        None => (50051u32..=65535).find(|p| !used.contains(p)).ok_or_else(|| Diagnostic::error("no free port from 50051 up").fix("pass --port"))? as u16,
+        None => (50051u32..=65535).find(|p| !used[*p as usize]).ok_or_else(|| Diagnostic::error("no free port from 50051 up").fix("pass --port"))? as u16,
     };
     for d in &a.depends_on {
+        // The new service has no profiles, so it always runs: a dependency
+        // that runs only under a profile would be invalid compose whenever
+        // that profile is off.
+        if let Some(s) = repo.compose.service(d).filter(|s| !s.profiles.is_empty()) {
+            return Err(Diagnostic::error(format!("--depends-on `{d}`: `{d}` runs only with profile {}, and the new service always runs", s.profiles.join(", ")))
+                .at(&repo.compose_file, s.line)
+                .fix("depend on a service without `profiles:`, or add the dependency by hand together with a profile"));
+        }
         if repo.compose.service(d).is_none() {
             let names: Vec<&str> = repo.compose.services.iter().map(|s| s.name.as_str()).collect();
             let fix = match did_you_mean(d, &names) {
                 Some(near) => format!("did you mean `{near}`? (the services: {})", names.join(", ")),
                 None => format!("name one of: {}", names.join(", ")),
             };
-            return Err(Diagnostic::error(format!("--depends-on `{d}`: no such service in {}", compose::FILE)).fix(fix));
+            return Err(Diagnostic::error(format!("--depends-on `{d}`: no such service in {}", repo.compose_file)).fix(fix));
         }
     }
     if let Some(p) = &a.public {
         validate_public(p)?;
         if let Some(r) = repo.nginx.conflict(p, "") {
-            return Err(Diagnostic::error(format!("{}:{}: path `{p}` is already routed to {}", r.file, r.line, r.host)).fix("pick another --public path"));
+            return Err(Diagnostic::error(format!("path `{p}` is already routed to {}", r.host)).at(&r.file, r.line).fix("pick another --public path"));
         }
         if let Some(s) = repo.backend().find(|s| s.public_path() == Some(p.as_str())) {
-            return Err(Diagnostic::error(format!("{}:{}: path `{p}` is already the public path of `{}`", compose::FILE, s.line, s.name)).fix("pick another --public path"));
+            return Err(Diagnostic::error(format!("path `{p}` is already the public path of `{}`", s.name)).at(&repo.compose_file, s.line).fix("pick another --public path"));
         }
     }
     let mut volumes = vec![];
@@ -131,26 +162,36 @@ pub fn plan_add(repo: &Repo, o: &Options) -> Result<(Txn, Vec<String>), Error> {
         // Its generated code lands in the same transaction as the .proto.
         proto::plan(&mut t, &repo.root, &[scaffold::proto_file(&o.name)])?;
     }
-    let unit = edit_compose::indent_unit(&repo.compose_text);
-    let mut text = edit_compose::insert_entry(&repo.compose_text, "services", &scaffold::compose_entry(o, unit))?;
-    let pad = " ".repeat(unit);
+    let (form, plain) = edit_compose::Form::plain(&repo.compose_text);
+    let unit = edit_compose::indent_unit(&plain);
+    let mut text = edit_compose::insert_entry(&plain, "services", &scaffold::compose_entry(o, unit))?;
+    let mut change = edit_compose::Change { added: vec![("services", o.name.clone())], removed: vec![] };
+    // Declarations take their own section's indentation, not the services'.
     for net in o.networks() {
         if !repo.compose.networks.iter().any(|(n, _)| *n == net) {
+            let pad = " ".repeat(edit_compose::section_indent(&text, "networks", unit));
             text = edit_compose::insert_entry(&text, "networks", &format!("{pad}{net}:\n"))?;
+            change.added.push(("networks", net));
         }
     }
     for (v, _) in &o.volumes {
-        let declared = repo.compose.volumes.iter().any(|(n, _)| n == v);
-        if !declared && !text.contains(&format!("\n{pad}{v}:\n")) {
+        if !repo.compose.volumes.iter().any(|(n, _)| n == v) && !change.added.iter().any(|(s, n)| *s == "volumes" && n == v) {
+            let pad = " ".repeat(edit_compose::section_indent(&text, "volumes", unit));
             text = edit_compose::insert_entry(&text, "volumes", &format!("{pad}{v}:\n"))?;
+            change.added.push(("volumes", v.clone()));
         }
     }
-    // Read back what we wrote: the new entry must parse to what was asked.
+    // Read back what we wrote: exactly the intended change, and the new
+    // entry parses to what was asked.
+    edit_compose::verify_edit(&plain, &text, &change, &repo.compose_file)?;
     let env = |k: &str| repo.env(k);
     let parsed = Compose::parse(&text, &env).map_err(|e| Diagnostic::error(format!("internal error: the edited compose file does not parse: {e}")))?;
     let s = parsed.service(&o.name).ok_or_else(|| Diagnostic::error("internal error: the new service is missing after the edit"))?;
-    assert_eq!(s.port(), Some(o.port));
-    t.write(compose::FILE, text)?;
+    if s.port() != Some(o.port) {
+        return Err(Diagnostic::error(format!("internal error: the new service's port reads back as {:?}, not {}", s.port(), o.port)));
+    }
+    let text = form.restore(&text);
+    t.write(&repo.compose_file, text)?;
     // Its role, database, ACL user and credentials (and the derived files).
     crate::plan::datalayer::plan(&mut t, &repo.root, &parsed)?;
 

@@ -2,21 +2,58 @@
 
 use std::path::Path;
 
+use crate::model::compose::{Compose, Service};
 use crate::model::repo::Repo;
 use crate::diag::Error;
 
 
+/// The service as Compose sees it after `extends`: the base's ports come
+/// first, then its own; networks and depends_on are the union. The base may
+/// live in another file (relative to the repository root) and extend again.
+fn resolved(root: &Path, c: &Compose, s: &Service, env: &dyn Fn(&str) -> Option<String>, depth: usize) -> Service {
+    let mut out = s.clone();
+    let Some((file, base)) = &s.extends else { return out };
+    if depth > 10 {
+        return out;
+    }
+    let other = file.as_ref().and_then(|f| std::fs::read_to_string(root.join(f)).ok()).and_then(|t| Compose::parse(&t, env).ok());
+    let (dir, owner) = match (&other, file) {
+        (Some(o), Some(f)) => (root.join(f).parent().unwrap_or(root).to_path_buf(), o),
+        _ => (root.to_path_buf(), c),
+    };
+    let Some(b) = owner.service(base) else { return out };
+    let b = resolved(&dir, owner, b, env, depth + 1);
+    out.ports = b.ports.iter().chain(&s.ports).cloned().collect();
+    for n in &b.networks {
+        if !out.networks.iter().any(|x| x.0 == n.0) {
+            out.networks.push(n.clone());
+        }
+    }
+    for d in &b.depends_on {
+        if !out.depends_on.iter().any(|x| x.0 == d.0) {
+            out.depends_on.push(d.clone());
+        }
+    }
+    out
+}
+
 pub fn run(root: &Path, json: bool) -> Result<(), Error> {
     let _lock = crate::plan::txn::lock_shared(root)?;
     let repo = Repo::load(root)?;
-    let rows: Vec<serde_json::Value> = repo
-        .compose
-        .services
+    let env = |k: &str| repo.env(k);
+    let services: Vec<Service> = repo.compose.services.iter().map(|s| resolved(&repo.root, &repo.compose, s, &env, 0)).collect();
+    let rows: Vec<serde_json::Value> = services
         .iter()
         .map(|s| {
             serde_json::json!({
                 "name": s.name,
-                "ports": s.ports.iter().map(|p| match p.host { Some(h) => format!("{h}:{}", p.container), None => p.container.to_string() }).collect::<Vec<_>>(),
+                // As `docker compose config --format json` writes them.
+                "ports": s.ports.iter().flat_map(|p| p.expand().into_iter().map(move |(target, published)| {
+                    let mut o = serde_json::json!({"target": target, "protocol": p.protocol});
+                    if let Some(h) = published { o["published"] = h.into(); }
+                    if !p.host_ip.is_empty() { o["host_ip"] = p.host_ip.clone().into(); }
+                    o
+                })).collect::<Vec<_>>(),
                 "networks": s.networks.iter().map(|n| n.0.clone()).collect::<Vec<_>>(),
                 "https": s.https(),
                 "public": s.public_path(),
@@ -36,7 +73,11 @@ pub fn run(root: &Path, json: bool) -> Result<(), Error> {
             let join = |k: &str| r[k].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect::<Vec<_>>().join(",");
             vec![
                 r["name"].as_str().unwrap().to_string(),
-                join("ports"),
+                r["ports"].as_array().unwrap().iter().map(|p| {
+                    let ip = p["host_ip"].as_str().map(|i| format!("{i}:")).unwrap_or_default();
+                    let proto = if p["protocol"] == "tcp" { String::new() } else { format!("/{}", p["protocol"].as_str().unwrap_or("")) };
+                    match p["published"].as_str() { Some(h) => format!("{ip}{h}:{}{proto}", p["target"]), None => format!("{}{proto}", p["target"]) }
+                }).collect::<Vec<_>>().join(","),
                 join("networks"),
                 if r["https"].as_bool().unwrap() { "yes".into() } else { "-".into() },
                 r["public"].as_str().unwrap_or("-").to_string(),
@@ -52,3 +93,4 @@ pub fn run(root: &Path, json: bool) -> Result<(), Error> {
     }
     Ok(())
 }
+

@@ -5,7 +5,6 @@ use std::path::Path;
 use crate::plan::certs;
 use crate::model::cnf;
 use crate::edit::compose as edit_compose;
-use crate::model::compose::{self};
 use crate::model::nginx;
 use crate::model::repo::{Repo, SERVICES_DIR};
 use crate::plan::proto;
@@ -25,26 +24,61 @@ pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(
             Some(near) => format!("did you mean `{near}`? (`cargo xtask list` shows the services)"),
             None => "`cargo xtask list` shows the services".to_string(),
         };
-        return Err(Diagnostic::error(format!("no service `{name}` in {}", compose::FILE)).fix(fix));
+        return Err(Diagnostic::error(format!("no service `{name}` in {}", repo.compose_file)).fix(fix));
     };
-    let dependents: Vec<&str> = repo.compose.services.iter().filter(|s| s.depends(name)).map(|s| s.name.as_str()).collect();
-    if !dependents.is_empty() {
-        return Err(Diagnostic::error(format!("`{name}` is a dependency of: {}", dependents.join(", "))).fix("remove it from their depends_on first"));
+    // Anything that still names the service keeps it: refuse, naming each place.
+    let cf = &repo.compose_file;
+    let mut uses: Vec<String> = vec![];
+    for s in repo.compose.services.iter().filter(|s| s.name != name) {
+        for (d, l) in s.depends_on.iter().filter(|(d, _)| d == name) {
+            uses.push(format!("{cf}:{l}: `{}` depends_on `{d}`", s.name));
+        }
+        for (_, key, l) in s.refs.iter().filter(|(d, ..)| d == name) {
+            uses.push(format!("{cf}:{l}: `{}` names it in {key}", s.name));
+        }
+    }
+    let (form, plain) = edit_compose::Form::plain(&repo.compose_text);
+    uses.extend(edit_compose::anchors_used_outside(&plain, name).into_iter().map(|(a, l)| format!("{cf}:{l}: alias `*{a}` refers to an anchor defined in `{name}`")));
+    if !uses.is_empty() {
+        return Err(Diagnostic::error(format!("`{name}` is still referred to:\n  {}", uses.join("\n  "))).fix(format!("remove those references first, then remove `{name}`")));
     }
     let mut t = Txn::new(&repo.root);
-    let mut text = edit_compose::remove_entry(&repo.compose_text, "services", name, false)
-        .ok_or_else(|| Diagnostic::error(format!("{}:{}: cannot find the block of `{name}` to remove", compose::FILE, svc.line)))?;
+    // The last service takes `services:` with it: the mirror of add-service
+    // in a file that has none (one that only `include`s others).
+    let last = repo.compose.services.len() == 1;
+    let mut text = edit_compose::remove_entry(&plain, "services", name, last)
+        .ok_or_else(|| Diagnostic::error(format!("cannot find the block of `{name}` to remove")).at(cf, svc.line))?;
+    let mut change = edit_compose::Change { added: vec![], removed: vec![("services", name.to_string())] };
+    // The mirror of add-service: a declaration goes only when no other
+    // service uses it and it is exactly what add-service writes (a bare
+    // `name:`); anything a user wrote (`driver: local`, a comment) stays.
+    let unit = edit_compose::indent_unit(&plain);
+    let others = || repo.compose.services.iter().filter(|s| s.name != name);
+    let mut drop: Vec<(&str, String)> = vec![];
+    for (n, _) in &svc.networks {
+        if n != "default" && !others().any(|s| s.on_network(n)) {
+            drop.push(("networks", n.clone()));
+        }
+    }
     for m in svc.volumes.iter().filter(|m| m.named) {
-        let shared = repo.compose.services.iter().any(|s| s.name != name && s.volumes.iter().any(|o| o.named && o.source == m.source));
-        if !shared {
-            if let Some(t2) = edit_compose::remove_entry(&text, "volumes", &m.source, true) {
+        if !others().any(|s| s.volumes.iter().any(|o| o.named && o.source == m.source)) && !drop.contains(&("volumes", m.source.clone())) {
+            drop.push(("volumes", m.source.clone()));
+        }
+    }
+    for (sec, n) in drop {
+        let pad = " ".repeat(edit_compose::section_indent(&text, sec, unit));
+        if edit_compose::entry_text(&text, sec, &n).as_deref() == Some(format!("{pad}{n}:\n").as_str()) {
+            if let Some(t2) = edit_compose::remove_entry(&text, sec, &n, true) {
                 text = t2;
+                change.removed.push((sec, n));
             }
         }
     }
+    edit_compose::verify_edit(&plain, &text, &change, cf)?;
     let env = |k: &str| repo.env(k);
-    let parsed = compose::Compose::parse(&text, &env).map_err(|e| Diagnostic::error(format!("internal error: the edited compose file does not parse: {e}")))?;
-    t.write(compose::FILE, text)?;
+    let parsed = crate::model::compose::Compose::parse(&text, &env).map_err(|e| Diagnostic::error(format!("internal error: the edited compose file does not parse: {e}")))?;
+    let text = form.restore(&text);
+    t.write(&repo.compose_file, text)?;
     // Its role, ACL user and credentials go with it.
     crate::plan::datalayer::plan(&mut t, &repo.root, &parsed)?;
     let mut cnf_text = repo.cnf_text.clone();
@@ -63,8 +97,8 @@ pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(
     if !keep_files {
         // The folder is found by name: only a DNS label, joined by the one
         // function that refuses paths leaving the repository.
-        crate::model::names::service(name).map_err(|e| Diagnostic::error(e).fix(format!("name a service of {}", compose::FILE)))?;
-        let dir = crate::model::names::join(&repo.root, &format!("{SERVICES_DIR}/{name}")).map_err(|e| Diagnostic::error(e).fix(format!("name a service of {}", compose::FILE)))?;
+        crate::model::names::service(name).map_err(|e| Diagnostic::error(e).fix(format!("name a service of {}", repo.compose_file)))?;
+        let dir = crate::model::names::join(&repo.root, &format!("{SERVICES_DIR}/{name}")).map_err(|e| Diagnostic::error(e).fix(format!("name a service of {}", repo.compose_file)))?;
         // Symlinks are never followed (a link to /etc inside the folder
         // would make this delete /etc's files) nor deleted: refused.
         let link = |p: &std::path::Path| -> Result<(), Error> {

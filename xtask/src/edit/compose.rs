@@ -3,7 +3,8 @@
 //! on the text and finds its place from a fresh look at the lines.
 
 use crate::model::compose::err;
-use crate::Error;
+use crate::model::yaml;
+use crate::{Diagnostic, Error};
 
 fn indent_of(line: &str) -> usize {
     line.len() - line.trim_start_matches(' ').len()
@@ -82,7 +83,10 @@ pub fn insert_entry(text: &str, section: &str, block: &str) -> Result<String, Er
     let Some(sec) = top_key(&lines, section) else {
         let mut out = text.to_string();
         ensure_newline(&mut out);
-        let blank = if out.is_empty() || out.ends_with("\n\n") { "" } else { "\n" };
+        // Always one blank line before a section appended here, even after
+        // a blank line the user left at the end: remove_entry takes exactly
+        // that one back, so add then remove gives back every byte.
+        let blank = if out.is_empty() { "" } else { "\n" };
         return Ok(format!("{out}{blank}{section}:\n{block}"));
     };
     let rest = lines[sec].trim_start_matches(section).trim_start().trim_start_matches(':').trim();
@@ -132,8 +136,7 @@ pub fn insert_entry(text: &str, section: &str, block: &str) -> Result<String, Er
 
 /// Removes the entry `name` from the top-level mapping `section`, with the
 /// blank line that `insert_entry` put before it. With `drop_empty`, a
-/// section left empty goes too (as `insert_entry` creates missing ones);
-/// `services:` always stays.
+/// section left empty goes too (as `insert_entry` creates missing ones).
 pub fn remove_entry(text: &str, section: &str, name: &str, drop_empty: bool) -> Option<String> {
     let lines = split_lines(text);
     let sec = top_key(&lines, section)?;
@@ -156,13 +159,21 @@ pub fn remove_entry(text: &str, section: &str, name: &str, drop_empty: bool) -> 
     };
     let start = *entries.iter().find(|&&i| key_matches(lines[i]))?;
     let end = block_end(&lines, start);
+    // The comment block just above the entry (at its indentation) is its own.
+    let mut start = start;
+    while start > sec + 1 && lines[start - 1].trim_start().starts_with('#') && indent_of(lines[start - 1]) == entry_indent {
+        start -= 1;
+    }
     let (mut from, to) = (start, end);
     if entries.len() == 1 && drop_empty {
         // Last entry: drop the section header as well, and the blank line
         // that `insert_entry` put before a section it created.
         from = sec;
-        let after_is_end = lines[to + 1..].iter().all(|l| l.trim().is_empty());
-        if from > 0 && lines[from - 1].trim().is_empty() && after_is_end {
+        // Sections are appended one after another, each after a blank
+        // line: that blank goes when the end of the file or another blank
+        // line follows (never a blank line that separates two sections).
+        let after_is_blank = lines.get(to + 1).is_none_or(|l| l.trim().is_empty());
+        if from > 0 && lines[from - 1].trim().is_empty() && after_is_blank {
             from -= 1;
         }
     } else if from > 0 && lines[from - 1].trim().is_empty() {
@@ -240,4 +251,157 @@ networks:
         assert!(removed.contains("services:\n\n  api:\n"), "{removed}");
         assert!(!removed.contains("POSTGRES_IMAGE"));
     }
+}
+
+/// The text of entry `name` of top-level `section` (key line to block end),
+/// for deciding whether a declaration is exactly what add-service writes.
+pub fn entry_text(text: &str, section: &str, name: &str) -> Option<String> {
+    let lines = split_lines(text);
+    let sec = top_key(&lines, section)?;
+    let entry_indent = child_indent(&lines, sec, 0);
+    let start = (sec + 1..lines.len())
+        .take_while(|&i| !is_content(lines[i]) || indent_of(lines[i]) > 0)
+        .find(|&i| indent_of(lines[i]) == entry_indent && lines[i].trim_start().strip_prefix(name).is_some_and(|r| r.starts_with(':')))?;
+    Some(lines[start..=block_end(&lines, start)].concat())
+}
+
+/// Indentation of the entries of top-level `section`, or `default` when it
+/// is missing or empty: each section keeps its own.
+pub fn section_indent(text: &str, section: &str, default: usize) -> usize {
+    let lines = split_lines(text);
+    top_key(&lines, section).map(|i| child_indent(&lines, i, default)).unwrap_or(default)
+}
+
+/// How a file is written: byte-order mark, CRLF line ends, final newline.
+/// Edits work on the plain form (LF, final newline, no mark) and `restore`
+/// puts the file's own form back, so inserted lines match their neighbours.
+#[derive(Debug, Clone, Copy)]
+pub struct Form {
+    bom: bool,
+    crlf: bool,
+    final_newline: bool,
+}
+
+impl Form {
+    pub fn plain(text: &str) -> (Form, String) {
+        let bom = text.starts_with('\u{feff}');
+        let t = text.strip_prefix('\u{feff}').unwrap_or(text);
+        // CRLF only when every line ends so; a mixed file is left as written.
+        let crlf = t.contains("\r\n") && t.matches('\n').count() == t.matches("\r\n").count();
+        let mut t = if crlf { t.replace("\r\n", "\n") } else { t.to_string() };
+        let final_newline = t.is_empty() || t.ends_with('\n');
+        if !final_newline {
+            t.push('\n');
+        }
+        (Form { bom, crlf, final_newline }, t)
+    }
+    pub fn restore(&self, text: &str) -> String {
+        let mut t = text.to_string();
+        if !self.final_newline && t.ends_with('\n') {
+            t.pop();
+        }
+        if self.crlf {
+            t = t.replace('\n', "\r\n");
+        }
+        if self.bom {
+            t.insert(0, '\u{feff}');
+        }
+        t
+    }
+}
+
+/// The top-level entries an edit may add or remove, by section.
+pub struct Change<'a> {
+    pub added: Vec<(&'a str, String)>,
+    pub removed: Vec<(&'a str, String)>,
+}
+
+/// Every edit checks itself: the models of `old` and `new` must differ by
+/// exactly `change`, every other key equal (lines aside). Anything else is a
+/// bug in the editor, reported with a request for the file.
+pub fn verify_edit(old: &str, new: &str, change: &Change, file: &str) -> Result<(), Error> {
+    let bug = |what: String| {
+        Diagnostic::error(format!("internal check failed: the edit would also change {what}; nothing was written"))
+            .at(file, 0)
+            .fix(format!("this is a bug in xtask: please report it with a copy of {file}"))
+    };
+    let parse = |t: &str| yaml::parse(t).map_err(|e| bug(format!("the YAML syntax (line {}: {})", e.line, e.msg)));
+    let (a, b) = (parse(old)?, parse(new)?);
+    let empty = yaml::Node { value: yaml::Value::Map(vec![]), line: 0, col: 0, flow: false };
+    let (a, b) = (a.unwrap_or(empty.clone()), b.unwrap_or(empty.clone()));
+    let keys = |n: &yaml::Node| -> Vec<String> { n.as_map().unwrap_or_default().iter().filter_map(|(k, _)| k.as_str().map(str::to_string)).collect() };
+    let mut top = keys(&a);
+    top.extend(keys(&b).into_iter().filter(|k| !keys(&a).contains(k)));
+    for k in top {
+        let (x, y) = (a.get(&k), b.get(&k));
+        if let Some(sec) = ["services", "networks", "volumes"].into_iter().find(|s| *s == k) {
+            let (x, y) = (x.unwrap_or(&empty), y.unwrap_or(&empty));
+            // Maps by key: a lookup per entry would be quadratic in services.
+            let entries = |n: &'_ yaml::Node| -> std::collections::HashMap<String, yaml::Node> {
+                n.as_map().unwrap_or_default().iter().filter_map(|(k, v)| k.as_str().map(|k| (k.to_string(), v.clone()))).collect()
+            };
+            let (mx, my) = (entries(x), entries(y));
+            for e in mx.keys().chain(my.keys().filter(|e| !mx.contains_key(*e))) {
+                match (mx.get(e), my.get(e)) {
+                    (Some(p), Some(q)) if same(p, q) => {}
+                    (None, Some(_)) if change.added.iter().any(|(s, n)| *s == sec && n == e) => {}
+                    (Some(_), None) if change.removed.iter().any(|(s, n)| *s == sec && n == e) => {}
+                    _ => return Err(bug(format!("`{sec}.{e}`"))),
+                }
+            }
+        } else if !matches!((x, y), (Some(p), Some(q)) if same(p, q)) {
+            return Err(bug(format!("top-level `{k}`")));
+        }
+    }
+    Ok(())
+}
+
+/// Structural equality, ignoring positions.
+fn same(a: &yaml::Node, b: &yaml::Node) -> bool {
+    match (&a.value, &b.value) {
+        (yaml::Value::Scalar(x), yaml::Value::Scalar(y)) => x == y && a.flow == b.flow,
+        (yaml::Value::Seq(x), yaml::Value::Seq(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q)),
+        (yaml::Value::Map(x), yaml::Value::Map(y)) => x.len() == y.len() && x.iter().zip(y).all(|((k, v), (l, w))| same(k, l) && same(v, w)),
+        _ => false,
+    }
+}
+
+/// Anchors (`&a`) defined inside service `name`'s block and aliased (`*a`)
+/// elsewhere, with the alias's line: removing the block would leave those
+/// aliases dangling. A text scan: quoted `&`/`*` inside the block may give a
+/// false refusal, never a broken file.
+pub fn anchors_used_outside(text: &str, name: &str) -> Vec<(String, usize)> {
+    let lines = split_lines(text);
+    let Some(sec) = top_key(&lines, "services") else { return vec![] };
+    let ind = child_indent(&lines, sec, 0);
+    let Some(start) = (sec + 1..lines.len())
+        .take_while(|&i| !is_content(lines[i]) || indent_of(lines[i]) > 0)
+        .find(|&i| indent_of(lines[i]) == ind && lines[i].trim_start().trim_start_matches(['"', '\'']).strip_prefix(name).is_some_and(|r| r.trim_start_matches(['"', '\'']).starts_with(':')))
+    else {
+        return vec![];
+    };
+    let end = block_end(&lines, start);
+    let tokens = |l: &str, sigil: char| -> Vec<String> {
+        let l = l.split(" #").next().unwrap_or("");
+        let mut out = vec![];
+        let mut prev = ' ';
+        for (i, c) in l.char_indices() {
+            if c == sigil && matches!(prev, ' ' | '[' | ',' | '{') {
+                let n: String = l[i + 1..].chars().take_while(|c| !c.is_whitespace() && !",[]{}".contains(*c)).collect();
+                if !n.is_empty() {
+                    out.push(n);
+                }
+            }
+            prev = c;
+        }
+        out
+    };
+    let defined: Vec<String> = lines[start..=end].iter().flat_map(|l| tokens(l, '&')).collect();
+    let mut out = vec![];
+    for (i, l) in lines.iter().enumerate().filter(|(i, _)| *i < start || *i > end) {
+        for a in tokens(l, '*').into_iter().filter(|a| defined.contains(a)) {
+            out.push((a, i + 1));
+        }
+    }
+    out
 }

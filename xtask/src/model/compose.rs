@@ -7,6 +7,10 @@ use crate::model::yaml::{self, Node, Value};
 use crate::diag::{Diagnostic, Error};
 
 pub const FILE: &str = "docker-compose.yml";
+/// The names Compose looks for, in its order; the first that exists is used.
+pub const FILES: &[&str] = &["compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml"];
+/// The override files Compose merges over the first found, same order.
+pub const OVERRIDES: &[&str] = &["compose.override.yaml", "compose.override.yml", "docker-compose.override.yaml", "docker-compose.override.yml"];
 pub const LABEL_HTTPS: &str = "monorepo.https";
 pub const LABEL_PUBLIC: &str = "monorepo.public-path";
 pub const LABEL_PROTOCOL: &str = "monorepo.protocol";
@@ -31,12 +35,21 @@ pub struct Service {
     pub volumes: Vec<Mount>,
     pub depends_on: Vec<(String, usize)>,
     pub env_file: Vec<(String, usize)>,
+    /// env_file entries marked `required: false` (they may be missing).
+    pub env_file_optional: Vec<String>,
+    /// Other services this one names (links, volumes_from, network_mode,
+    /// ipc, pid `service:x`, extends), with the key and line.
+    pub refs: Vec<(String, &'static str, usize)>,
     pub environment: Vec<(String, String, usize)>,
     pub labels: BTreeMap<String, String>,
     pub has_healthcheck: bool,
     /// `command:` as a list (a string is split on whitespace, as Compose does
     /// for plain words); empty when the image's own CMD runs.
     pub command: Vec<String>,
+    /// `extends:` as (file, service); no file means this file.
+    pub extends: Option<(Option<String>, String)>,
+    /// `profiles:`: the service runs only when one of them is enabled.
+    pub profiles: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -47,12 +60,32 @@ pub struct Build {
     pub line: usize,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Port {
-    /// Kept as written (not clamped) so `check` can report out-of-range ports.
+    /// Kept as written (not clamped) so `check` can report out-of-range
+    /// ports. A range `A-B` is `host`/`container` A with `*_end` B.
     pub host: Option<u32>,
+    pub host_end: Option<u32>,
     pub container: u32,
+    pub container_end: u32,
+    /// `tcp` unless written otherwise.
+    pub protocol: String,
+    pub host_ip: String,
     pub line: usize,
+}
+
+impl Port {
+    /// The entries `docker compose config` makes of this one: a range
+    /// mapped onto a range of the same length becomes one entry per port.
+    pub fn expand(&self) -> Vec<(u32, Option<String>)> {
+        let n = self.container_end - self.container;
+        let host_n = self.host.map(|h| self.host_end.unwrap_or(h) - h);
+        match self.host {
+            Some(h) if host_n == Some(n) => (0..=n).map(|i| (self.container + i, Some((h + i).to_string()))).collect(),
+            Some(h) => (0..=n).map(|i| (self.container + i, Some(match self.host_end { Some(e) if e != h => format!("{h}-{e}"), _ => h.to_string() }))).collect(),
+            None => (0..=n).map(|i| (self.container + i, None)).collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -95,37 +128,78 @@ pub(crate) fn err(line: usize, msg: impl std::fmt::Display, fix: &str) -> Error 
     Diagnostic::error(msg.to_string()).at(FILE, line).fix(fix)
 }
 
-/// Expands `${VAR}`, `${VAR:-default}` and `${VAR-default}` as Compose does.
+/// Expands variables as Compose does: `$VAR`, `${VAR}`, `${VAR:-d}`,
+/// `${VAR-d}`, `${VAR:+x}`, `${VAR+x}`, `${VAR:?err}`, `${VAR?err}` (an
+/// unset required variable expands to nothing: Compose is the judge of
+/// that), defaults that nest further variables, and `$$` for a `$`.
 pub fn interpolate(s: &str, env: &dyn Fn(&str) -> Option<String>) -> String {
+    let b = s.as_bytes();
     let mut out = String::new();
-    let mut rest = s;
-    while let Some(i) = rest.find("${") {
-        out.push_str(&rest[..i]);
-        let Some(end) = rest[i..].find('}') else {
-            out.push_str(&rest[i..]);
-            return out;
+    let mut i = 0;
+    let name_len = |from: usize| b[from..].iter().take_while(|c| c.is_ascii_alphanumeric() || **c == b'_').count();
+    while i < b.len() {
+        let Some(off) = s[i..].find('$') else {
+            out.push_str(&s[i..]);
+            break;
         };
-        let inner = &rest[i + 2..i + end];
-        let (name, default, if_empty) = if let Some(p) = inner.find(":-") {
-            (&inner[..p], Some(&inner[p + 2..]), true)
-        } else if let Some(p) = inner.find('-') {
-            (&inner[..p], Some(&inner[p + 1..]), false)
-        } else {
-            (inner, None, false)
-        };
-        let val = env(name);
-        let use_default = match &val {
-            None => true,
-            Some(v) => if_empty && v.is_empty(),
-        };
-        if use_default {
-            out.push_str(default.unwrap_or(""));
-        } else {
-            out.push_str(&val.unwrap());
+        out.push_str(&s[i..i + off]);
+        i += off;
+        match b.get(i + 1) {
+            Some(b'$') => {
+                out.push('$');
+                i += 2;
+            }
+            Some(b'{') => {
+                // Find the matching brace: defaults may hold `${...}` too.
+                let mut depth = 0;
+                let mut end = None;
+                for (j, c) in b.iter().enumerate().skip(i + 1) {
+                    match c {
+                        b'{' => depth += 1,
+                        b'}' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                end = Some(j);
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                let Some(end) = end else {
+                    out.push_str(&s[i..]);
+                    break;
+                };
+                let inner = &s[i + 2..end];
+                let n = name_len(i + 2);
+                let (name, op) = inner.split_at(n);
+                let val = env(name);
+                let set = val.is_some();
+                let nonempty = val.as_deref().is_some_and(|v| !v.is_empty());
+                let pick = |cond: bool, alt: &str| if cond { interpolate(alt, env) } else { val.clone().unwrap_or_default() };
+                out += &match op {
+                    "" => val.clone().unwrap_or_default(),
+                    _ if op.starts_with(":-") => pick(!nonempty, &op[2..]),
+                    _ if op.starts_with('-') => pick(!set, &op[1..]),
+                    _ if op.starts_with(":+") => if nonempty { interpolate(&op[2..], env) } else { String::new() },
+                    _ if op.starts_with('+') => if set { interpolate(&op[1..], env) } else { String::new() },
+                    _ if op.starts_with(":?") || op.starts_with('?') => val.clone().unwrap_or_default(),
+                    _ => s[i..=end].to_string(),
+                };
+                i = end + 1;
+            }
+            _ => {
+                let n = name_len(i + 1);
+                if n == 0 {
+                    out.push('$');
+                    i += 1;
+                } else {
+                    out += &env(&s[i + 1..i + 1 + n]).unwrap_or_default();
+                    i += 1 + n;
+                }
+            }
         }
-        rest = &rest[i + end + 1..];
     }
-    out.push_str(rest);
     out
 }
 
@@ -140,7 +214,14 @@ fn scalar(n: &Node, what: &str) -> Result<String, Error> {
 /// (Compose accepts both for `networks:` and `depends_on:`).
 fn names(n: &Node, what: &str) -> Result<Vec<(String, usize)>, Error> {
     match &n.value {
-        Value::Seq(items) => items.iter().map(|i| Ok((scalar(i, what)?, i.line))).collect(),
+        Value::Seq(items) => items
+            .iter()
+            .map(|i| match i.get("path") {
+                // env_file's long form: `- path: ./x.env` (`required: false`).
+                Some(p) if what == "env_file" => Ok((scalar(p, what)?, i.line)),
+                _ => Ok((scalar(i, what)?, i.line)),
+            })
+            .collect(),
         Value::Map(_) => Ok(n.keys().into_iter().map(|(k, l)| (k.to_string(), l)).collect()),
         Value::Scalar(_) if n.is_null() => Ok(vec![]),
         Value::Scalar(s) if what == "env_file" => Ok(vec![(s.clone(), n.line)]),
@@ -148,18 +229,48 @@ fn names(n: &Node, what: &str) -> Result<Vec<(String, usize)>, Error> {
     }
 }
 
+/// A short-syntax port: `[[IP:]HOST:]CONTAINER[/PROTO]`, where HOST and
+/// CONTAINER may be ranges `A-B`, HOST may be empty (`127.0.0.1::80`) and
+/// IP may be `[v6]`.
 fn parse_port(s: &str, line: usize, env: Env) -> Result<Port, Error> {
     let s = interpolate(s, env);
-    let s = s.split('/').next().unwrap_or("");
-    let parts: Vec<&str> = s.rsplitn(3, ':').collect();
-    let num = |p: &str| -> Result<u32, Error> {
-        p.parse::<u32>().map_err(|_| err(line, format!("port `{p}` is not a number"), "write `- \"HOST:CONTAINER\"` with numbers"))
+    let (spec, proto) = s.split_once('/').unwrap_or((&s, "tcp"));
+    let bad = |p: &str| err(line, format!("port `{p}` is not a number or a range"), "write `- \"HOST:CONTAINER\"` with numbers (or ranges like `9000-9001`)");
+    let range = |p: &str| -> Result<(u32, u32), Error> {
+        let (a, b) = p.split_once('-').unwrap_or((p, p));
+        let a = a.trim().parse::<u32>().map_err(|_| bad(p))?;
+        let b = b.trim().parse::<u32>().map_err(|_| bad(p))?;
+        if b < a {
+            return Err(bad(p));
+        }
+        Ok((a, b))
     };
-    match parts.as_slice() {
-        [c] => Ok(Port { host: None, container: num(c)?, line }),
-        [c, h, ..] => Ok(Port { host: Some(num(h)?), container: num(c)?, line }),
-        [] => Err(err(line, "empty port", "write `HOST:CONTAINER`")),
-    }
+    // An IPv6 host address is bracketed; take it off before splitting on ':'.
+    let (ip, rest) = match spec.strip_prefix('[') {
+        Some(r) => {
+            let (ip, rest) = r.split_once(']').ok_or_else(|| bad(spec))?;
+            (ip.to_string(), rest.strip_prefix(':').unwrap_or(rest))
+        }
+        None => (String::new(), spec),
+    };
+    let parts: Vec<&str> = rest.rsplitn(3, ':').collect();
+    let (c, h, ip) = match parts.as_slice() {
+        [c] if ip.is_empty() => (*c, None, String::new()),
+        [c, h] if ip.is_empty() => (*c, Some(*h), String::new()),
+        [c, h, i] if ip.is_empty() => (*c, Some(*h), i.to_string()),
+        [c, h] => (*c, Some(*h), ip),
+        [c] => (*c, None, ip),
+        _ => return Err(bad(spec)),
+    };
+    let (container, container_end) = range(c)?;
+    let (host, host_end) = match h.filter(|h| !h.is_empty()) {
+        Some(h) => {
+            let (a, b) = range(h)?;
+            (Some(a), Some(b))
+        }
+        None => (None, None),
+    };
+    Ok(Port { host, host_end, container, container_end, protocol: proto.to_string(), host_ip: ip, line })
 }
 
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -201,15 +312,58 @@ fn read_ports(p: &Node, env: Env) -> Result<Vec<Port>, Error> {
             Value::Map(_) => {
                 let t = item.get("target").and_then(|t| t.as_str()).unwrap_or("");
                 let mut port = parse_port(t, item.line, env)?;
-                if let Some(h) = item.get("published").and_then(|t| t.as_str()) {
+                if let Some(h) = item.get("published").and_then(|t| t.as_str()).filter(|h| !h.is_empty()) {
                     let published = parse_port(h, item.line, env)?;
-                    port.host = published.host.or(Some(published.container));
+                    port.host = Some(published.container);
+                    port.host_end = Some(published.container_end);
+                }
+                if let Some(p) = item.get("protocol").and_then(|t| t.as_str()) {
+                    port.protocol = interpolate(p, env);
+                }
+                if let Some(i) = item.get("host_ip").and_then(|t| t.as_str()) {
+                    port.host_ip = interpolate(i, env);
                 }
                 Ok(port)
             }
             Value::Seq(_) => Err(err(item.line, "a port must be a string", "write `- \"HOST:CONTAINER\"`")),
         })
         .collect()
+}
+
+/// Every other service `n` names outside depends_on.
+fn read_refs(n: &Node) -> Vec<(String, &'static str, usize)> {
+    let mut out = vec![];
+    if let Some(v) = n.get("links") {
+        for i in v.as_seq().unwrap_or_default() {
+            if let Some(x) = i.as_str() {
+                out.push((x.split(':').next().unwrap_or("").to_string(), "links", i.line));
+            }
+        }
+    }
+    if let Some(v) = n.get("volumes_from") {
+        for i in v.as_seq().unwrap_or_default() {
+            if let Some(x) = i.as_str().filter(|x| !x.starts_with("container:")) {
+                out.push((x.split(':').next().unwrap_or("").to_string(), "volumes_from", i.line));
+            }
+        }
+    }
+    for key in ["network_mode", "ipc", "pid"] {
+        if let Some(x) = n.get(key).and_then(|v| v.as_str().and_then(|x| x.strip_prefix("service:")).map(|x| (x, v.line))) {
+            out.push((x.0.to_string(), key, x.1));
+        }
+    }
+    if let Some(e) = n.get("extends") {
+        // Only an extends within this file names one of its services.
+        let svc = match e.as_str() {
+            Some(x) => Some(x),
+            None if e.get("file").is_none() => e.get("service").and_then(|s| s.as_str()),
+            None => None,
+        };
+        if let Some(x) = svc {
+            out.push((x.to_string(), "extends", e.line));
+        }
+    }
+    out
 }
 
 /// `volumes:` of a service, short (`source:target[:mode]`) or long form.
@@ -256,6 +410,16 @@ fn key_values(v: &Node, what: &str) -> Result<Vec<(String, String, usize)>, Erro
 }
 
 impl Compose {
+    /// `parse`, with messages naming `file` (the file Compose would use).
+    pub fn parse_file(text: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Compose, Error> {
+        Compose::parse(text, env).map_err(|mut e| {
+            if e.file == FILE {
+                e.file = file.to_string();
+            }
+            e
+        })
+    }
+
     pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Compose, Error> {
         let root = yaml::parse(text)
             .map_err(|e| {
@@ -272,9 +436,10 @@ impl Compose {
         if root.as_map().is_none() {
             return Err(err(root.line, format!("the top level is {}, not a mapping", root.kind()), "start the file with `services:`"));
         }
-        let services_node = root
-            .get("services")
-            .ok_or_else(|| err(1, "no `services:` key", "add a top-level `services:` mapping"))?;
+        // A file without `services:` is valid Compose (one that only
+        // `include`s others, say): it has no services of its own.
+        let null = yaml::Node { value: yaml::Value::Scalar(String::new()), line: 1, col: 1, flow: false };
+        let services_node = root.get("services").unwrap_or(&null);
         let mut services = Vec::new();
         if !services_node.is_null() {
             let Some(entries) = services_node.as_map() else {
@@ -325,7 +490,13 @@ impl Compose {
         }
         if let Some(v) = n.get("env_file") {
             s.env_file = names(v, "env_file")?;
+            for i in v.as_seq().unwrap_or_default() {
+                if let (Some(p), Some("false")) = (i.get("path").and_then(|p| p.as_str()), i.get("required").and_then(|r| r.as_str())) {
+                    s.env_file_optional.push(p.to_string());
+                }
+            }
         }
+        s.refs = read_refs(n);
         if let Some(v) = n.get("volumes") {
             s.volumes = read_mounts(v)?;
         }
@@ -341,6 +512,15 @@ impl Compose {
                 Value::Scalar(x) => interpolate(x, env).split_whitespace().map(String::from).collect(),
                 _ => names(c, "command")?.into_iter().map(|(x, _)| interpolate(&x, env)).collect(),
             };
+        }
+        if let Some(e) = n.get("extends") {
+            s.extends = match e.as_str() {
+                Some(x) => Some((None, x.to_string())),
+                None => e.get("service").and_then(|x| x.as_str()).map(|x| (e.get("file").and_then(|f| f.as_str()).map(str::to_string), x.to_string())),
+            };
+        }
+        if let Some(v) = n.get("profiles") {
+            s.profiles = v.as_seq().unwrap_or_default().iter().filter_map(|p| p.as_str().map(str::to_string)).collect();
         }
         Ok(s)
     }

@@ -22,6 +22,9 @@ pub const RESERVED: &[&str] = &[
 /// openssl.cnf, NGINX configs, `.env` and env files, Cargo.toml) is
 /// legitimately that big.
 pub const MAX_FILE: u64 = 4 << 20;
+/// The compose file has its own limit: 120k services written out in full
+/// are about 15 MB, and parsing is linear, so 64 MiB is still quick.
+pub const MAX_COMPOSE_FILE: u64 = 64 << 20;
 
 /// Why `path` must not be read: not a regular file (a FIFO would block
 /// the reader forever, a device could be endless) or over `MAX_FILE`.
@@ -32,15 +35,15 @@ pub fn check_file(path: &Path) -> Result<(), String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(format!("cannot read: {e}")),
     };
-    check_meta(&m)
+    check_meta(&m, MAX_FILE)
 }
 
-fn check_meta(m: &std::fs::Metadata) -> Result<(), String> {
+fn check_meta(m: &std::fs::Metadata, max: u64) -> Result<(), String> {
     if !m.is_file() {
         return Err("is not a regular file (a FIFO, socket, device or folder); refusing to read it".into());
     }
-    if m.len() > MAX_FILE {
-        return Err(format!("is {} bytes, over the {MAX_FILE}-byte (4 MiB) limit", m.len()));
+    if m.len() > max {
+        return Err(format!("is {} bytes, over the {max}-byte ({} MiB) limit", m.len(), max >> 20));
     }
     Ok(())
 }
@@ -50,21 +53,30 @@ fn check_meta(m: &std::fs::Metadata) -> Result<(), String> {
 /// the open; checked again on the open descriptor; read through `take` so
 /// a file that grows is still bounded.
 pub fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+    read_bounded_max(path, MAX_FILE)
+}
+
+/// `read_bounded` with another limit (the compose file's).
+pub fn read_bounded_max(path: &Path, max: u64) -> Result<Vec<u8>, String> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(|e| format!("cannot read: {e}"))?;
-    check_meta(&f.metadata().map_err(|e| format!("cannot read: {e}"))?)?;
+    check_meta(&f.metadata().map_err(|e| format!("cannot read: {e}"))?, max)?;
     let mut bytes = vec![];
-    f.take(MAX_FILE + 1).read_to_end(&mut bytes).map_err(|e| format!("cannot read: {e}"))?;
-    if bytes.len() as u64 > MAX_FILE {
-        return Err(format!("grew over the {MAX_FILE}-byte (4 MiB) limit while being read"));
+    f.take(max + 1).read_to_end(&mut bytes).map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > max {
+        return Err(format!("grew over the {max}-byte limit while being read"));
     }
     Ok(bytes)
 }
 
 pub struct Repo {
     pub root: PathBuf,
+    /// The compose file used (`compose::FILES`, first found) and its text.
+    pub compose_file: String,
     pub compose_text: String,
+    /// The override file beside it, if any (read by `check`).
+    pub override_file: Option<(String, Compose)>,
     pub compose: Compose,
     pub cnf_text: String,
     pub cnf: Cnf,
@@ -80,6 +92,11 @@ pub struct Repo {
 /// Reads a repository file as UTF-8 text, refusing what we must not edit:
 /// links that leave the repository, huge files, non-UTF-8 bytes.
 pub fn read_text(root: &Path, rel: &str) -> Result<String, Error> {
+    read_text_max(root, rel, MAX_FILE)
+}
+
+/// `read_text` with a size limit of its own (the compose files).
+pub fn read_text_max(root: &Path, rel: &str, max: u64) -> Result<String, Error> {
     let p = root.join(rel);
     let meta = std::fs::symlink_metadata(&p).map_err(|e| Diagnostic::error(format!("{rel}: cannot read: {e}")))?;
     if meta.file_type().is_symlink() {
@@ -91,7 +108,7 @@ pub fn read_text(root: &Path, rel: &str) -> Result<String, Error> {
             )).fix("replace the link with the file itself"));
         }
     }
-    let bytes = read_bounded(&p).map_err(|e| Diagnostic::error(format!("{rel}:1: {e}")).fix("this file should be a small regular text file; check that the right file is in place"))?;
+    let bytes = read_bounded_max(&p, max).map_err(|e| Diagnostic::error(format!("{rel}:1: {e}")).fix("this file should be a small regular text file; check that the right file is in place"))?;
     String::from_utf8(bytes).map_err(|e| {
         let upto = e.utf8_error().valid_up_to();
         let line = e.as_bytes()[..upto].iter().filter(|b| **b == b'\n').count() + 1;
@@ -114,7 +131,7 @@ pub fn parse_dotenv(text: &str) -> BTreeMap<String, String> {
 
 /// What makes a folder the monorepo's root. All must be there: a compose
 /// file and openssl.cnf alone (an example, a test fixture) are not enough.
-const MARKERS: &str = "`Cargo.toml` with `[workspace]`, `xtask/`, `docker-compose.yml` and `src/backend_services/`";
+const MARKERS: &str = "`Cargo.toml` with `[workspace]`, `xtask/`, a compose file and `src/backend_services/`";
 
 /// The markers `dir` lacks (empty: it is a root).
 fn missing_markers(dir: &Path) -> Vec<&'static str> {
@@ -132,8 +149,8 @@ fn missing_markers(dir: &Path) -> Vec<&'static str> {
     if !dir.join("xtask").is_dir() {
         out.push("`xtask/`");
     }
-    if !dir.join(compose::FILE).is_file() {
-        out.push("`docker-compose.yml`");
+    if !compose::FILES.iter().any(|f| dir.join(f).is_file()) {
+        out.push("a compose file (`compose.yaml`, `compose.yml`, `docker-compose.yaml` or `docker-compose.yml`)");
     }
     if !dir.join(SERVICES_DIR).is_dir() {
         out.push("`src/backend_services/`");
@@ -172,9 +189,14 @@ impl Repo {
             Ok(_) => parse_dotenv(&read_text(root, ".env")?),
             Err(_) => BTreeMap::new(),
         };
-        let compose_text = read_text(root, compose::FILE)?;
+        let compose_file = compose::FILES.iter().find(|f| root.join(f).exists()).copied().unwrap_or(compose::FILE).to_string();
+        let compose_text = read_text_max(root, &compose_file, MAX_COMPOSE_FILE)?;
         let env = |k: &str| std::env::var(k).ok().or_else(|| dotenv.get(k).cloned());
-        let compose = Compose::parse(&compose_text, &env)?;
+        let compose = Compose::parse_file(&compose_text, &compose_file, &env)?;
+        let override_file = match compose::OVERRIDES.iter().find(|f| root.join(f).exists()) {
+            Some(f) => Some((f.to_string(), Compose::parse_file(&read_text_max(root, f, MAX_COMPOSE_FILE)?, f, &env)?)),
+            None => None,
+        };
         let cnf_text = read_text(root, cnf::FILE)?;
         let cnf = Cnf::load(&cnf_text, Some(root))?.usable()?;
         let cargo_text = read_text(root, cargo_toml::FILE)?;
@@ -189,7 +211,7 @@ impl Repo {
             }
         }
         service_dirs.sort();
-        Ok(Repo { root: root.to_path_buf(), compose_text, compose, cnf_text, cnf, cargo_text, members, nginx, service_dirs, dotenv })
+        Ok(Repo { root: root.to_path_buf(), compose_file, compose_text, override_file, compose, cnf_text, cnf, cargo_text, members, nginx, service_dirs, dotenv })
     }
 
     pub fn env(&self, k: &str) -> Option<String> {

@@ -103,35 +103,57 @@ impl Node {
     }
 }
 
-/// Parses one YAML document. Rejects tabs in indentation and duplicate keys,
-/// both of which Compose would reject or silently resolve.
+/// Nesting deeper than this is refused: a compose file nests a handful of
+/// levels, and a hostile one must not exhaust the stack or memory.
+pub const MAX_DEPTH: usize = 100;
+/// Nodes that aliases may copy in all. A compose file reuses small blocks
+/// (`<<: *defaults`); an alias bomb (`&a [*b, *b, ...]` nested) copies
+/// billions, so past this budget the file is refused.
+pub const MAX_ALIAS_NODES: usize = 1_000_000;
+
+/// Parses one YAML document. Rejects duplicate keys (Compose rejects them);
+/// tabs are the parser's business (allowed inside block scalars, refused as
+/// indentation). A byte-order mark is skipped, as Compose skips it.
 pub fn parse(src: &str) -> Result<Option<Node>, YamlError> {
-    for (i, line) in src.lines().enumerate() {
-        let indent: String = line.chars().take_while(|c| *c == ' ' || *c == '\t').collect();
-        if indent.contains('\t') && !line.trim().is_empty() {
-            return Err(YamlError {
-                line: i + 1,
-                col: indent.find('\t').unwrap() + 1,
-                msg: "tab character in indentation (YAML allows only spaces)".into(),
-            });
-        }
+    let src = src.strip_prefix('\u{feff}').unwrap_or(src);
+    match parse_exact(src) {
+        Err(e) if e.msg.contains("indentation") => match relax_flow_indentation(src) {
+            // go-yaml (Compose) accepts a flow collection continued or closed
+            // at its key's indentation; the YAML spec and saphyr do not. The
+            // relaxed copy has the same lines, so lines stay exact.
+            Some(relaxed) => parse_exact(&relaxed).map_err(|_| e),
+            None => Err(e),
+        },
+        r => r,
     }
+}
+
+fn parse_exact(src: &str) -> Result<Option<Node>, YamlError> {
     let mut parser = Parser::new_from_str(src);
     let mut stack: Vec<Frame> = Vec::new();
-    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    // Anchored nodes with their size in nodes, to bound alias expansion.
+    let mut anchors: HashMap<usize, (Node, usize)> = HashMap::new();
+    let mut aliased = 0usize;
     let mut root: Option<Node> = None;
     let mut docs = 0;
-    // Markers count chars; for ASCII text (the usual compose file) they are
-    // byte offsets too. Decided once: per node it would be quadratic.
-    let ascii = src.is_ascii();
+    // Markers count chars. The char at a marker is found through its line
+    // (a table of line starts): constant per node, so parsing stays linear.
+    let line_starts: Vec<usize> = std::iter::once(0).chain(src.match_indices('\n').map(|(i, _)| i + 1)).collect();
+    let char_at = |line: usize, col: usize| -> Option<char> {
+        let start = *line_starts.get(line.checked_sub(1)?)?;
+        src[start..].chars().nth(col)
+    };
     while let Some(ev) = parser.next_event() {
         let (ev, span) = ev.map_err(|e| YamlError {
             line: e.marker().line(),
             col: e.marker().col() + 1,
-            msg: e.info().to_string(),
+            msg: match e.info() {
+                m if m.contains("recursion limit") => format!("collections nested too deep ({m})"),
+                m => m.to_string(),
+            },
         })?;
         let (line, col) = (span.start.line(), span.start.col() + 1);
-        let node = match ev {
+        let (node, size) = match ev {
             Event::DocumentStart(_) => {
                 docs += 1;
                 if docs > 1 {
@@ -143,56 +165,71 @@ pub fn parse(src: &str) -> Result<Option<Node>, YamlError> {
                 let quoted = !matches!(style, ScalarStyle::Plain);
                 let n = Node { value: Value::Scalar(v.into_owned()), line, col, flow: quoted };
                 if anchor > 0 {
-                    anchors.insert(anchor, n.clone());
+                    anchors.insert(anchor, (n.clone(), 1));
                 }
-                n
+                (n, 1)
             }
             Event::Alias(id) => match anchors.get(&id) {
-                Some(n) => n.clone(),
+                Some((n, size)) => {
+                    aliased += size;
+                    if aliased > MAX_ALIAS_NODES {
+                        return Err(YamlError {
+                            line,
+                            col,
+                            msg: format!("aliases expand to more than {MAX_ALIAS_NODES} nodes (an alias bomb?)"),
+                        });
+                    }
+                    (n.clone(), *size)
+                }
                 None => return Err(YamlError { line, col, msg: "alias to an unknown anchor".into() }),
             },
-            Event::SequenceStart(anchor, _) => {
-                let flow = src_char_at(src, ascii, span.start.index()) == Some('[');
-                stack.push(Frame { node: Node { value: Value::Seq(vec![]), line, col, flow }, anchor, key: None });
-                continue;
-            }
-            Event::MappingStart(anchor, _) => {
-                let flow = src_char_at(src, ascii, span.start.index()) == Some('{');
-                stack.push(Frame { node: Node { value: Value::Map(vec![]), line, col, flow }, anchor, key: None });
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                if stack.len() >= MAX_DEPTH {
+                    return Err(YamlError { line, col, msg: format!("collections nested more than {MAX_DEPTH} deep") });
+                }
+                let is_seq = matches!(ev, Event::SequenceStart(..));
+                let c = char_at(line, col - 1);
+                let (value, flow) = if is_seq { (Value::Seq(vec![]), c == Some('[')) } else { (Value::Map(vec![]), c == Some('{')) };
+                stack.push(Frame { node: Node { value, line, col, flow }, anchor, key: None, size: 1, seen: HashMap::new() });
                 continue;
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let f = stack.pop().expect("balanced events");
                 if f.anchor > 0 {
-                    anchors.insert(f.anchor, f.node.clone());
+                    anchors.insert(f.anchor, (f.node.clone(), f.size));
                 }
-                f.node
+                (f.node, f.size)
             }
             _ => continue,
         };
         match stack.last_mut() {
             None => root = Some(node),
-            Some(f) => match &mut f.node.value {
-                Value::Seq(items) => items.push(node),
-                Value::Map(entries) => match f.key.take() {
-                    None => f.key = Some(node),
-                    Some(k) => {
-                        if let Some(ks) = k.as_str() {
-                            if ks != "<<" {
-                                if let Some((prev, _)) = entries.iter().find(|(p, _)| p.as_str() == Some(ks)) {
-                                    return Err(YamlError {
-                                        line: k.line,
-                                        col: k.col,
-                                        msg: format!("duplicate key `{ks}` (first defined on line {})", prev.line),
-                                    });
+            Some(f) => {
+                f.size += size;
+                match &mut f.node.value {
+                    Value::Seq(items) => items.push(node),
+                    Value::Map(entries) => match f.key.take() {
+                        None => f.key = Some(node),
+                        Some(k) => {
+                            if let Some(ks) = k.as_str() {
+                                if ks != "<<" {
+                                    // A set per mapping: a linear search here made
+                                    // 40k services take seconds (quadratic).
+                                    if let Some(prev) = f.seen.insert(ks.to_string(), k.line) {
+                                        return Err(YamlError {
+                                            line: k.line,
+                                            col: k.col,
+                                            msg: format!("duplicate key `{ks}` (first defined on line {prev})"),
+                                        });
+                                    }
                                 }
                             }
+                            entries.push((k, node));
                         }
-                        entries.push((k, node));
-                    }
-                },
-                Value::Scalar(_) => unreachable!(),
-            },
+                    },
+                    Value::Scalar(_) => unreachable!(),
+                }
+            }
         }
     }
     Ok(root)
@@ -202,14 +239,68 @@ struct Frame {
     node: Node,
     anchor: usize,
     key: Option<Node>,
+    /// Nodes in this collection, itself included.
+    size: usize,
+    /// Keys of a mapping so far, with their lines.
+    seen: HashMap<String, usize>,
 }
 
-fn src_char_at(src: &str, ascii: bool, char_index: usize) -> Option<char> {
-    if ascii {
-        src.as_bytes().get(char_index).map(|b| *b as char)
-    } else {
-        src.chars().nth(char_index)
+/// A copy of `src` in which every line that continues a flow collection
+/// (`[` or `{` still open) is indented one column deeper than the line that
+/// opened it, or None when no line needs it. Quotes, comments and block
+/// scalars are skipped so their brackets do not count.
+fn relax_flow_indentation(src: &str) -> Option<String> {
+    let mut out = String::with_capacity(src.len() + 64);
+    let mut depth = 0usize;
+    let mut opener_indent = 0usize;
+    let mut block_scalar: Option<usize> = None;
+    let mut changed = false;
+    for line in src.split_inclusive('\n') {
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        let body = line.trim();
+        if let Some(bi) = block_scalar {
+            if body.is_empty() || indent > bi {
+                out.push_str(line);
+                continue;
+            }
+            block_scalar = None;
+        }
+        if depth > 0 && indent <= opener_indent && !body.is_empty() {
+            out.push_str(&" ".repeat(opener_indent + 1 - indent));
+            changed = true;
+        } else if depth == 0 {
+            opener_indent = indent;
+        }
+        out.push_str(line);
+        let mut quote: Option<char> = None;
+        let mut prev = ' ';
+        let mut chars = body.chars().peekable();
+        while let Some(c) = chars.next() {
+            match quote {
+                Some('"') if c == '\\' => {
+                    chars.next();
+                }
+                Some(q) if c == q => quote = None,
+                Some(_) => {}
+                None => match c {
+                    '#' if prev == ' ' || prev == '\t' => break,
+                    '"' | '\'' if matches!(prev, ' ' | '[' | '{' | ',' | ':' | '-') => quote = Some(c),
+                    '[' | '{' => depth += 1,
+                    ']' | '}' => depth = depth.saturating_sub(1),
+                    _ => {}
+                },
+            }
+            prev = c;
+        }
+        let trimmed = body.split(" #").next().unwrap_or("").trim_end();
+        if depth == 0 && quote.is_none() {
+            let last = trimmed.rsplit([' ', ':']).next().unwrap_or("");
+            if trimmed.ends_with(['|', '>']) || (last.starts_with(['|', '>']) && last.len() <= 3) {
+                block_scalar = Some(indent);
+            }
+        }
     }
+    changed.then_some(out)
 }
 
 #[cfg(test)]
@@ -235,6 +326,31 @@ mod tests {
         assert!(e.msg.contains("duplicate key `a`"), "{}", e.msg);
         let e = parse("a:\n\tb: 1\n").unwrap_err();
         assert_eq!(e.line, 2);
+    }
+
+    #[test]
+    fn compose_quirks_bom_tabs_in_block_scalars_and_loose_flow() {
+        let root = parse("\u{feff}a:\n  b: |\n    x \t y\n     \tz\n  t: [\n    1, 2\n  ]\n  u: {\n  k: v\n  }\n").unwrap().unwrap();
+        let a = root.get("a").unwrap();
+        assert_eq!(a.get("b").unwrap().as_str(), Some("x \t y\n \tz\n"));
+        assert_eq!(a.get("t").unwrap().as_seq().unwrap().len(), 2);
+        assert_eq!(a.get("t").unwrap().line, 5);
+        assert!(a.get("t").unwrap().flow);
+        assert_eq!(a.get("u").unwrap().get("k").unwrap().line, 9);
+    }
+
+    #[test]
+    fn bounds_aliases_and_depth() {
+        let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..9 {
+            bomb += &format!("a{i}: &a{i} [{}]\n", vec![format!("*a{}", i - 1); 9].join(","));
+        }
+        let e = parse(&bomb).unwrap_err();
+        assert!(e.msg.contains("alias bomb") && e.line > 1, "{e:?}");
+        let deep = format!("a: {}{}\n", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        let e = parse(&deep).unwrap_err();
+        assert!(e.msg.contains("nested") && e.line == 1, "{e:?}");
+        parse(&format!("a: {}{}\n", "[".repeat(MAX_DEPTH - 2), "]".repeat(MAX_DEPTH - 2))).unwrap();
     }
 
     #[test]
