@@ -9,6 +9,7 @@ pub mod probe;
 pub mod report;
 pub mod run;
 pub mod stack;
+pub mod swarm;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -56,6 +57,9 @@ pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
         }
     }
     phases.add("check", t);
+    if o.engine == crate::cli::Engine::Swarm {
+        return swarm::verify(repo, o, phases, t_all).await;
+    }
     let d = docker::connect().await?;
     let swept = docker::sweep(&d, None).await;
     if swept > 0 {
