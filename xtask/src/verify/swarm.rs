@@ -78,6 +78,10 @@ pub(super) async fn verify(repo: Repo, o: Opts, mut phases: Phases, t_all: Insta
     let d = docker::connect().await?;
     // One swarm per engine: runs on the same engine take turns.
     let _lock = lock_engine()?;
+    // Listening from here on: a signal during the swarm init is kept and
+    // ends the run right after it, with the cleanup (and the leave).
+    let signal = |k| tokio::signal::unix::signal(k).map_err(|e| Diagnostic::error(format!("cannot install a signal handler: {e}")));
+    let (mut int, mut term) = (signal(tokio::signal::unix::SignalKind::interrupt())?, signal(tokio::signal::unix::SignalKind::terminate())?);
     let id = format!("{:x}{:04x}", std::process::id(), (time::OffsetDateTime::now_utc().unix_timestamp() & 0xffff) as u16);
     let made = take_swarm(&d, &id, o.init_swarm).await?;
     let swept = docker::sweep(&d, None).await;
@@ -94,11 +98,9 @@ pub(super) async fn verify(repo: Repo, o: Opts, mut phases: Phases, t_all: Insta
         .collect();
     let mut run = Run { id, root: repo.root.clone(), d: d.clone(), containers: BTreeMap::new(), networks: BTreeMap::new(), secrets };
     eprintln!("verify: run {} on swarm ({} services)", run.id, repo.compose.services.len());
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| Diagnostic::error(format!("cannot install a SIGTERM handler: {e}")))?;
     let result = tokio::select! {
         r = body(&repo, &mut run, &o, &mut phases) => r,
-        _ = tokio::signal::ctrl_c() => Err(Diagnostic::error("interrupted (SIGINT)")),
+        _ = int.recv() => Err(Diagnostic::error("interrupted (SIGINT)")),
         _ = term.recv() => Err(Diagnostic::error("interrupted (SIGTERM)")),
     };
     let t = Instant::now();
