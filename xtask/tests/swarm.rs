@@ -105,6 +105,10 @@ fn an_engine_in_no_swarm_is_refused_with_the_command_to_make_one() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("not in a swarm") && text(&o).contains("docker swarm init --advertise-addr 127.0.0.1"), "{}", text(&o));
     assert!(text(&o).contains("--init-swarm"), "{}", text(&o));
+    // --init-swarm without --engine swarm is a mistake, not a compose run.
+    let o = verify(&c.root, &["--init-swarm"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--engine swarm"), "{}", text(&o));
     assert_eq!(engine_state(), before);
     assert_eq!(leftovers(), Vec::<String>::new());
 }

@@ -60,6 +60,9 @@ pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
     if o.engine == crate::cli::Engine::Swarm {
         return swarm::verify(repo, o, phases, t_all).await;
     }
+    if o.init_swarm {
+        return Err(Diagnostic::error("--init-swarm makes a swarm for `--engine swarm` only").fix("add `--engine swarm`, or drop --init-swarm"));
+    }
     let d = docker::connect().await?;
     let swept = docker::sweep(&d, None).await;
     if swept > 0 {
