@@ -206,7 +206,27 @@ fn interrupting_a_swarm_verify_leaves_nothing_and_leaves_the_swarm() {
         assert_eq!(leftovers(), Vec::<String>::new(), "left behind after signal {sig} at {ms} ms: {err}");
         assert_eq!(engine_state(), before, "engine not as found after signal {sig} at {ms} ms: {err}");
     }
-    println!("interrupted verify --engine swarm at {} moments; nothing left behind, no swarm left", moments.len());
+    // SIGKILL leaves no chance to clean up: the next run on this engine
+    // finds the swarm labelled with a dead process, removes what that run
+    // made and leaves the swarm, then refuses (it was given no --init-swarm).
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("--root")
+        .arg(&c.root)
+        .args(["verify", "--engine", "swarm", "--init-swarm"])
+        .env("XTASK_PROBE_BIN", &bin)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(9000));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let o = verify(&c.root, &["--engine", "swarm"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("left the one-node swarm that an interrupted `verify --init-swarm`"), "{}", text(&o));
+    assert_eq!(leftovers(), Vec::<String>::new(), "{}", text(&o));
+    assert_eq!(engine_state(), before, "{}", text(&o));
+    println!("interrupted verify --engine swarm at {} moments and killed it once; nothing left behind, no swarm left", moments.len());
 }
 
 /// Leaves the swarm a test made, even when the test fails.
