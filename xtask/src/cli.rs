@@ -177,6 +177,18 @@ pub struct VerifyArgs {
     /// The image builder: BuildKit when the daemon has it (auto), or one of them
     #[arg(long, value_enum, default_value_t = crate::docker::buildkit::Choice::Auto)]
     pub builder: crate::docker::buildkit::Choice,
+    /// Where the stack runs: containers on this engine (compose) or services on its swarm (swarm)
+    #[arg(long, value_enum, default_value_t = Engine::Compose)]
+    pub engine: Engine,
+    /// With --engine swarm on an engine in no swarm: make a one-node swarm for this run and leave it afterwards
+    #[arg(long)]
+    pub init_swarm: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Engine {
+    Compose,
+    Swarm,
 }
 
 #[cfg(test)]
@@ -194,7 +206,10 @@ mod tests {
         let c = Cli::try_parse_from(["x", "--root", "/r", "verify", "--only", "a", "b", "--timeout", "5"]).unwrap();
         assert_eq!(c.root.as_deref(), Some(std::path::Path::new("/r")));
         let Some(Command::Verify(v)) = c.command else { panic!() };
-        assert_eq!((v.only, v.timeout), (vec!["a".to_string(), "b".to_string()], 5));
+        assert_eq!((v.only, v.timeout, v.engine, v.init_swarm), (vec!["a".to_string(), "b".to_string()], 5, Engine::Compose, false));
+        let c = Cli::try_parse_from(["x", "verify", "--engine", "swarm", "--init-swarm"]).unwrap();
+        let Some(Command::Verify(v)) = c.command else { panic!() };
+        assert_eq!((v.engine, v.init_swarm), (Engine::Swarm, true));
         let c = Cli::try_parse_from(["x", "add-service", "b", "--depends-on", "a", "--depends-on", "c", "--port", "70000"]).unwrap();
         let Some(Command::AddService(a)) = c.command else { panic!() };
         assert_eq!((a.depends_on.len(), a.port), (2, Some(70000)));

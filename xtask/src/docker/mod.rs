@@ -12,7 +12,7 @@ mod sweep;
 pub use connection::connect;
 pub use context::{context_tar, sha256_hex, Ignore, Tar};
 pub use images::{build, image_exists, image_id, logs, remove_older_tags};
-pub use sweep::{hostname, sweep};
+pub use sweep::{hostname, remaining, sweep};
 
 /// Every object a verify run creates carries this label (value: run id),
 /// and `monorepo.verify.pid` names the process that owns it.

@@ -11,6 +11,7 @@ pub mod probe_build;
 pub mod report;
 pub mod run;
 pub mod stack;
+pub mod swarm;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -47,6 +48,12 @@ pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
         return Ok(Exit::Findings);
     }
     phases.add("check", t);
+    if o.engine == crate::cli::Engine::Swarm {
+        return swarm::verify(repo, o, phases, t_all).await;
+    }
+    if o.init_swarm {
+        return Err(Diagnostic::error("--init-swarm makes a swarm for `--engine swarm` only").fix("add `--engine swarm`, or drop --init-swarm"));
+    }
     let d = docker::connect().await?;
     let swept = docker::sweep(&d, None).await;
     if swept > 0 {

@@ -108,7 +108,7 @@ pub(super) async fn start_levels(
 }
 
 /// The user a container runs as, for the owner of uploaded keys.
-async fn image_uid(d: &Docker, image: &str) -> u32 {
+pub(super) async fn image_uid(d: &Docker, image: &str) -> u32 {
     let user = d.inspect_image(image).await.ok().and_then(|i| i.config?.user).unwrap_or_default();
     user.split(':').next().and_then(|u| u.parse().ok()).unwrap_or(0)
 }
