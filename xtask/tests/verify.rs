@@ -207,7 +207,8 @@ fn a_container_that_exits_at_once_is_reported_with_its_logs() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = text(&o);
     assert!(out.contains("accounts never became ready: its container exited (code 1)"), "{out}");
-    assert!(out.contains("ValueError"), "the container's logs must be shown: {out}");
+    // The service's own error, from its logs: the setting it refused.
+    assert!(out.contains("SettingsError: PORT='fifty'"), "the container's logs must be shown: {out}");
     assert_eq!(leftovers(), 0);
 }
 
@@ -228,7 +229,7 @@ fn an_https_service_without_its_dns_line_fails_naming_openssl_cnf() {
     edit(&c.root, "openssl.cnf", "DNS.3 = accounts\n", "");
     let o = verify(&c.root, &[]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(text(&o).contains("openssl.cnf:") && text(&o).contains("add `DNS.3 = accounts` under [alt_names]"), "{}", text(&o));
+    assert!(text(&o).contains("openssl.cnf:") && text(&o).contains("add `DNS.3 = accounts` under [ alt_names ]"), "{}", text(&o));
 }
 
 #[test]
