@@ -120,3 +120,69 @@ fn check_catches_policy_mutations() {
     assert_eq!(rc, 1, "{out}");
     assert!(out.contains("accounts -> nginx:443: must not connect (they share no network), but the policies allow it: no policy isolates `nginx` for ingress"), "{out}");
 }
+
+#[test]
+fn data_layer_is_carried_without_its_secrets() {
+    let c = copy("export-datalayer");
+    let committed = common::snapshot(&c.root);
+    let o = xtask(&c.root, &["certs"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    // The per-checkout credentials exist now; exporting again changes nothing.
+    let secrets: Vec<String> = ["secrets/postgres.env", "secrets/accounts.env"]
+        .iter()
+        .flat_map(|f| std::fs::read_to_string(c.root.join(f)).unwrap().lines().filter_map(|l| l.split_once('=').map(|(_, v)| v.to_string())).collect::<Vec<_>>())
+        .collect();
+    assert!(secrets.len() >= 4 && secrets.iter().all(|v| v.len() == 48), "{secrets:?}");
+    for what in ["k8s", "swarm"] {
+        let o = xtask(&c.root, &["export", what]);
+        assert_eq!(code(&o), 0, "{}", text(&o));
+    }
+    let after = common::snapshot(&c.root);
+    for (f, bytes) in after.iter().filter(|(f, _)| f.starts_with("deploy/")) {
+        assert_eq!(committed.get(f), Some(bytes), "{f} changed once secrets/ existed");
+        let t = String::from_utf8_lossy(bytes);
+        assert!(!secrets.iter().any(|s| t.contains(s.as_str())), "{f} holds a per-checkout password");
+    }
+    let k = |f: &str| std::fs::read_to_string(c.root.join("deploy/k8s").join(f)).unwrap();
+    // The init script as a ConfigMap, mounted executable; the ACL as a Secret.
+    assert!(k("datalayer-postgres.configmap.yaml").contains("\"10-service-roles.sh\": |\n    #!/bin/sh\n"));
+    let pg = k("postgres.deployment.yaml");
+    assert!(pg.contains("defaultMode: 365\n            name: \"datalayer-postgres\"") && pg.contains("mountPath: \"/docker-entrypoint-initdb.d\""), "{pg}");
+    assert!(pg.contains("secretRef:\n                name: \"secrets-postgres.env\""), "{pg}");
+    let redis = k("redis.deployment.yaml");
+    assert!(redis.contains("args:\n            - \"redis-server\"\n            - \"/usr/local/etc/redis/redis.conf\""), "{redis}");
+    assert!(redis.contains("subPath: \"redis.conf\"") && redis.contains("secretName: \"secrets-redis\""), "{redis}");
+    let script = k("create-secrets.sh");
+    for line in ["--from-env-file=secrets/postgres.env", "--from-env-file=secrets/accounts.env", "secrets-redis --from-file=secrets/redis/"] {
+        assert!(script.contains(line), "{script}");
+    }
+    // The stack, resolved by Compose: every config and secret file is found.
+    let o = Command::new("docker").args(["compose", "-f"]).arg(c.root.join("deploy/swarm/stack.yml")).args(["config", "--format", "json"]).output().expect("docker compose");
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["services"]["redis"]["command"], serde_json::json!(["redis-server", "/usr/local/etc/redis/redis.conf"]));
+    assert_eq!(v["services"]["postgres"]["configs"][0]["target"], "/docker-entrypoint-initdb.d/10-service-roles.sh");
+    assert_eq!(v["services"]["postgres"]["configs"][0]["mode"], "0555", "Compose reads the mode as octal 0555");
+    assert_eq!(v["services"]["redis"]["secrets"][0]["target"], "/usr/local/etc/redis/acl/users.acl");
+    assert!(v["secrets"]["secrets-redis-users.acl"]["file"].as_str().unwrap().ends_with("/secrets/redis/users.acl"));
+    // env_file is read by the deploying client: the values are in the resolved
+    // model, never in the committed file.
+    let pgpw = &v["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"];
+    assert!(pgpw.as_str().is_some_and(|p| secrets.iter().any(|s| s == p)), "{pgpw}");
+}
+
+#[test]
+fn other_host_folders_are_still_refused() {
+    let c = copy("export-refuse");
+    edit(&c.root, "docker-compose.yml", "      - ./certs/trust:/run/trust:ro\n      - ./certs/services", "      - ./certs/trust:/run/trust:ro\n      - ./nginx:/srv/nginx:ro\n      - ./certs/services");
+    for what in ["k8s", "swarm"] {
+        let o = xtask(&c.root, &["export", what]);
+        assert_eq!(code(&o), 2, "{}", text(&o));
+        assert!(text(&o).contains("service `accounts` bind-mounts `./nginx`, a folder of this machine, which a cluster does not have"), "{}", text(&o));
+    }
+    // Out of datalayer/ by `..` is refused the same way.
+    edit(&c.root, "docker-compose.yml", "./nginx:/srv/nginx:ro", "./datalayer/../nginx:/srv/nginx:ro");
+    let o = xtask(&c.root, &["export", "k8s"]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert!(text(&o).contains("bind-mounts `./datalayer/../nginx`"), "{}", text(&o));
+}

@@ -12,13 +12,17 @@
 //! TLS keys are never written here: the Deployments mount Secrets that
 //! `create-secrets.sh` makes from `certs/` at deploy time (kubectl
 //! `--from-file`), so no private key lands in a committed manifest, and the
-//! manifests do not change when certificates are renewed.
+//! manifests do not change when certificates are renewed. The data layer
+//! likewise: committed files under datalayer/ become ConfigMaps (a mounted
+//! folder one map, a key per file), per-checkout files under secrets/ become
+//! Secrets the script makes (`--from-file`, `--from-env-file` for an
+//! `env_file`, which the container gets through `envFrom`).
 
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use super::{cert_dir, emit, header, image, runtime, unsupported_mount, Opts, Runtime, MARKER};
+use super::{cert_dir, emit, header, host_mount, host_name, image, runtime, HostMount, Opts, Runtime, MARKER};
 use crate::diag::{Diagnostic, Error};
 use crate::model::compose::{Compose, Service};
 use crate::model::nginx;
@@ -63,6 +67,13 @@ pub fn render(repo: &Repo, o: &Opts) -> Result<BTreeMap<String, String>, Error> 
                 json!({"apiVersion": "v1", "kind": "Service", "metadata": meta(&s.name), "spec": {"selector": {NAME_LABEL: s.name}, "ports": p}}),
             );
         }
+        for m in s.volumes.iter().filter(|m| !m.named && cert_dir(m).is_none()) {
+            if let HostMount::Committed { src, files: cf, .. } = host_mount(repo, s, m)? {
+                let data: ConfigData = cf.into_iter().map(|f| (f.name, f.text)).collect();
+                let name = host_name(&src);
+                files_insert_configmap(&mut files, &name, data);
+            }
+        }
         for m in s.volumes.iter().filter(|m| m.named) {
             files.insert(
                 format!("{}.pvc.yaml", m.source),
@@ -73,7 +84,7 @@ pub fn render(repo: &Repo, o: &Opts) -> Result<BTreeMap<String, String>, Error> 
     }
     if compose.service("nginx").is_some() {
         for (name, data) in nginx_configmaps(repo)? {
-            files.insert(format!("{name}.configmap.yaml"), json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(&name), "data": data}));
+            files_insert_configmap(&mut files, &name, data);
         }
     }
     files.insert(
@@ -98,8 +109,18 @@ pub fn render(repo: &Repo, o: &Opts) -> Result<BTreeMap<String, String>, Error> 
     }
     let mut out: BTreeMap<String, String> =
         files.into_iter().map(|(f, v)| (format!("{DIR}/{f}"), format!("{}{}", header("k8s"), emit::to_yaml(&v)))).collect();
-    out.insert(SECRETS_SCRIPT.into(), secrets_script(&compose));
+    out.insert(SECRETS_SCRIPT.into(), secrets_script(repo, &compose)?);
     Ok(out)
+}
+
+fn files_insert_configmap(files: &mut BTreeMap<String, Value>, name: &str, data: ConfigData) {
+    files.insert(format!("{name}.configmap.yaml"), json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(name), "data": data}));
+}
+
+/// An env_file made per checkout (`secrets/<x>.env`): a Secret, not values.
+fn checkout_env(f: &str) -> Option<String> {
+    let f = f.trim_start_matches("./");
+    f.strip_prefix(&format!("{}/", crate::plan::datalayer::SECRETS)).filter(|r| !r.contains("..")).map(|_| f.to_string())
 }
 
 /// The plan: every file of the export, and the deletion of generated files
@@ -176,8 +197,17 @@ fn readiness(repo: &Repo, s: &Service, env: &[(String, String)]) -> Option<Value
 fn deployment(repo: &Repo, s: &Service, o: &Opts) -> Result<Value, Error> {
     let rt = runtime(s);
     let ports = matrix::container_ports(s);
+    // Committed env files are inlined; per-checkout ones (secrets/) are
+    // never read: the container gets them from a Secret (`envFrom`). Where a
+    // variable is in both, `env` wins in Kubernetes while the later file
+    // wins in Compose; the data layer keeps them apart (service.env names
+    // users, secrets/<svc>.env holds passwords; MR019).
+    let mut committed = s.clone();
+    committed.env_file.retain(|(f, _)| checkout_env(f).is_none());
+    let env_from: Vec<Value> =
+        s.env_file.iter().filter_map(|(f, _)| checkout_env(f)).map(|f| json!({"secretRef": {"name": host_name(&f)}})).collect();
     let mut env: Vec<(String, String)> = vec![];
-    for (k, v) in repo.service_env(s) {
+    for (k, v) in repo.service_env(&committed) {
         env.retain(|(n, _)| *n != k);
         env.push((k, v));
     }
@@ -195,7 +225,34 @@ fn deployment(repo: &Repo, s: &Service, o: &Opts) -> Result<Value, Error> {
             // 0440 and the pod's fsGroup: the key is readable by its user only.
             volumes.push(json!({"name": vname, "secret": {"secretName": super::cert_name(&dir), "defaultMode": 0o440}}));
         } else {
-            return Err(unsupported_mount(s, m));
+            let (src, dir, files, exec, secret) = match host_mount(repo, s, m)? {
+                HostMount::Committed { src, dir, files } => {
+                    let exec: Vec<bool> = files.iter().map(|f| f.exec).collect();
+                    (src, dir, files.into_iter().map(|f| f.name).collect::<Vec<_>>(), exec, false)
+                }
+                HostMount::Checkout { src, dir, files } => (src, dir, files, vec![], true),
+            };
+            let name = host_name(&src);
+            if secret {
+                // Like the keys: 0440 and the pod's fsGroup.
+                volumes.push(json!({"name": vname, "secret": {"secretName": name, "defaultMode": 0o440}}));
+            } else {
+                // Read-only for everyone, executable where the committed file
+                // is (the postgres image runs an executable init script).
+                let mut cm = json!({"name": name, "defaultMode": if exec.iter().all(|x| *x) { 0o555 } else { 0o444 }});
+                if exec.iter().any(|x| *x) && !exec.iter().all(|x| *x) {
+                    let items: Vec<Value> = files.iter().zip(&exec).map(|(f, x)| json!({"key": f, "path": f, "mode": if *x { 0o555 } else { 0o444 }})).collect();
+                    cm.as_object_mut().unwrap().insert("items".into(), json!(items));
+                }
+                volumes.push(json!({"name": vname, "configMap": cm}));
+            }
+            let mut mount = json!({"name": vname, "mountPath": m.target, "readOnly": true});
+            if !dir {
+                // One file at its own path, the rest of the folder the image's.
+                mount.as_object_mut().unwrap().insert("subPath".into(), json!(files[0]));
+            }
+            mounts.push(mount);
+            continue;
         }
         mounts.push(json!({"name": vname, "mountPath": m.target, "readOnly": !m.named}));
     }
@@ -240,6 +297,14 @@ fn deployment(repo: &Repo, s: &Service, o: &Opts) -> Result<Value, Error> {
         "volumeMounts": mounts,
     });
     let c = container.as_object_mut().unwrap();
+    if !s.command.is_empty() {
+        // Compose's `command` replaces the image's CMD and keeps its
+        // ENTRYPOINT: that is Kubernetes' `args`.
+        c.insert("args".into(), json!(s.command));
+    }
+    if !env_from.is_empty() {
+        c.insert("envFrom".into(), json!(env_from));
+    }
     if let Some(r) = readiness(repo, s, &env) {
         c.insert("readinessProbe".into(), r);
     }
@@ -313,21 +378,47 @@ fn nginx_configmaps(repo: &Repo) -> Result<Vec<(String, ConfigData)>, Error> {
     Ok(vec![("nginx-conf".into(), conf), ("nginx-locations".into(), locations)])
 }
 
-fn secrets_script(compose: &Compose) -> String {
-    let mut dirs: Vec<String> = compose.services.iter().flat_map(|s| s.volumes.iter().filter_map(cert_dir)).collect();
-    dirs.sort();
-    dirs.dedup();
+fn secrets_script(repo: &Repo, compose: &Compose) -> Result<String, Error> {
+    // (secret name, kubectl source option), each once.
+    let mut made: BTreeMap<String, String> = BTreeMap::new();
+    for s in &compose.services {
+        let mut add = |name: String, from: String, line: usize| -> Result<(), Error> {
+            // Both go into a shell script and a Kubernetes name: keep them to characters that mean nothing to sh.
+            let path = from.split_once('=').map(|(_, p)| p).unwrap_or("");
+            if !super::object_name_ok(&name) || !path.chars().all(|c| c.is_ascii_alphanumeric() || "._/-".contains(c)) {
+                return Err(Diagnostic::error(format!("service `{}`: `{path}` cannot name a Kubernetes Secret", s.name))
+                    .at(crate::model::compose::FILE, line)
+                    .fix("use lowercase letters, digits, `-`, `.` and `/` in the path"));
+            }
+            made.insert(name, from);
+            Ok(())
+        };
+        for m in s.volumes.iter().filter(|m| !m.named) {
+            if let Some(d) = cert_dir(m) {
+                add(super::cert_name(&d), format!("--from-file={d}/"), m.line)?;
+            } else if let HostMount::Checkout { src, dir, .. } = host_mount(repo, s, m)? {
+                add(host_name(&src), format!("--from-file={src}{}", if dir { "/" } else { "" }), m.line)?;
+            }
+        }
+        for (f, line) in &s.env_file {
+            if let Some(f) = checkout_env(f) {
+                add(host_name(&f), format!("--from-env-file={f}"), *line)?;
+            }
+        }
+    }
     let mut out = String::from("#!/bin/sh\n");
     out += &header("k8s");
-    out += "# Makes the Secrets the Deployments mount from the files `cargo xtask certs`\n\
-            # wrote, so no key is ever committed. Run it from the repository root after\n\
-            # `kubectl apply -f deploy/k8s/00-namespace.yaml`; again after renewing certificates.\n\
+    out += "# Makes the Secrets the Deployments use from the files `cargo xtask certs`\n\
+            # wrote (certs/, and the data layer's secrets/), so no key or password is\n\
+            # ever committed. Run it from the repository root after\n\
+            # `kubectl apply -f deploy/k8s/00-namespace.yaml`; again after renewing them.\n\
             set -eu\n";
-    for d in dirs {
+    for (name, from) in made {
+        let path = from.split_once('=').map(|(_, p)| p).unwrap_or("");
         out += &format!(
-            "kubectl -n {NAMESPACE} create secret generic {} --from-file={d}/ --dry-run=client -o yaml | kubectl apply -f -\n",
-            super::cert_name(&d)
+            "[ -e {path} ] || {{ echo \"create-secrets.sh: {path} is missing: run \\`cargo xtask certs\\` first\" >&2; exit 2; }}\n\
+             kubectl -n {NAMESPACE} create secret generic {name} {from} --dry-run=client -o yaml | kubectl apply -f -\n"
         );
     }
-    out
+    Ok(out)
 }

@@ -2,11 +2,15 @@
 //! Images instead of builds, overlay networks named after the compose
 //! networks, `deploy:` (replicas, update and restart policies), the TLS
 //! material as secrets and the NGINX config as configs instead of bind
-//! mounts. Paths are relative to the stack file's folder, as Docker reads them.
+//! mounts. The data layer likewise: committed files under datalayer/ become
+//! configs, per-checkout files under secrets/ become secrets (one per file:
+//! a mounted folder becomes its files at the same paths). Paths are relative
+//! to the stack file's folder, as Docker reads them at deploy time, so
+//! nothing per-checkout is written into the stack file.
 
 use serde_json::{json, Map, Value};
 
-use super::{cert_dir, cert_files, cert_name, emit, header, image, runtime, unsupported_mount, Opts};
+use super::{cert_dir, cert_files, cert_name, emit, header, host_mount, host_name, image, runtime, HostMount, Opts};
 use crate::diag::Error;
 use crate::model::nginx;
 use crate::model::repo::Repo;
@@ -24,6 +28,7 @@ pub fn render(repo: &Repo, o: &Opts) -> Result<String, Error> {
     for s in &compose.services {
         let uid = runtime(s).uid().map(|u| u.to_string()).unwrap_or("0".into());
         let mut svc_secrets = vec![];
+        let mut svc_configs = vec![];
         let mut volumes = vec![];
         for m in &s.volumes {
             if m.named {
@@ -35,10 +40,33 @@ pub fn render(repo: &Repo, o: &Opts) -> Result<String, Error> {
                     svc_secrets.push(json!({"source": name, "target": format!("{}/{f}", m.target.trim_end_matches('/')), "uid": uid, "gid": uid, "mode": 0o440}));
                 }
             } else {
-                return Err(unsupported_mount(s, m));
+                let target = m.target.trim_end_matches('/');
+                match host_mount(repo, s, m)? {
+                    HostMount::Committed { src, dir, files } => {
+                        for f in files {
+                            let (name, file, to) = if dir {
+                                (format!("{}-{}", host_name(&src), f.name), format!("{src}/{}", f.name), format!("{target}/{}", f.name))
+                            } else {
+                                (host_name(&src), src.clone(), target.to_string())
+                            };
+                            configs.insert(name.clone(), json!({"file": format!("{UP}/{file}")}));
+                            svc_configs.push(json!({"source": name, "target": to, "mode": if f.exec { 0o555 } else { 0o444 }}));
+                        }
+                    }
+                    HostMount::Checkout { src, dir, files } => {
+                        for f in files {
+                            let (name, file, to) = if dir {
+                                (format!("{}-{f}", host_name(&src)), format!("{src}/{f}"), format!("{target}/{f}"))
+                            } else {
+                                (host_name(&src), src.clone(), target.to_string())
+                            };
+                            secrets.insert(name.clone(), json!({"file": format!("{UP}/{file}")}));
+                            svc_secrets.push(json!({"source": name, "target": to, "uid": uid, "gid": uid, "mode": 0o440}));
+                        }
+                    }
+                }
             }
         }
-        let mut svc_configs = vec![];
         if s.name == "nginx" {
             for f in nginx::conf_files(&repo.root) {
                 let name = f.replace('/', "-");
@@ -62,6 +90,14 @@ pub fn render(repo: &Repo, o: &Opts) -> Result<String, Error> {
             },
         });
         let m = svc.as_object_mut().unwrap();
+        if !s.command.is_empty() {
+            m.insert("command".into(), json!(s.command));
+        }
+        // env_file stays, per-checkout ones (secrets/<x>.env) too: `docker
+        // stack deploy` reads them on the deploying machine, so their values
+        // never enter this file. Swarm secrets would be files, and the
+        // services, the postgres init script and the images read these
+        // values from the environment (PGPASSWORD, PG_PASSWORD_<ROLE>, ...).
         if !s.env_file.is_empty() {
             m.insert("env_file".into(), json!(s.env_file.iter().map(|(f, _)| format!("{UP}/{}", f.trim_start_matches("./"))).collect::<Vec<_>>()));
         }
