@@ -137,7 +137,7 @@ fn the_example_stack_passes_on_a_one_node_swarm_and_the_engine_is_left_as_found(
     // Reachable where a network is shared, in the protocol, across the overlay.
     let pg = cell(&v, "accounts", "postgres");
     assert_eq!((pg["expected"].as_str(), pg["outcome"].as_str()), (Some("reachable"), Some("ok")));
-    assert!(pg["detail"].as_str().unwrap().contains("query answered as app@app"), "{pg}");
+    assert!(pg["detail"].as_str().unwrap().contains("query answered as accounts@accounts"), "{pg}");
     assert!(cell(&v, "accounts", "redis")["detail"].as_str().unwrap().contains("PONG"));
     // gRPC over TLS: the key came as a swarm secret, the certificate and CA as configs.
     assert!(cell(&v, "gateway", "accounts")["detail"].as_str().unwrap().contains("SERVING"));

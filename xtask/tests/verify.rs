@@ -382,3 +382,48 @@ fn a_widened_redis_acl_fails_verify() {
     // leftovers() here: it counts every helper's runs on a shared daemon).
     assert!(!text(&o).contains("verify: run "), "{}", text(&o));
 }
+
+/// Two services with their own data (issue 11): both pass with every
+/// cross-service cell denied by the servers; then a hand-written grant that
+/// lets `billing` into `accounts`' database makes verify fail, naming the
+/// cell. The grant lives in an init script of the user's own
+/// (`20-grant.sql`), beside the derived one, so the static check is clean
+/// and only the running Postgres can tell.
+#[test]
+fn a_grant_into_another_services_database_fails_naming_the_cell() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let c = prepared("vgrant");
+    let o = xtask(&c.root, &["add-service", "billing", "--pg", "--redis"]);
+    assert!(o.status.success(), "{}", text(&o));
+    ok_check(&c.root);
+    let o = verify(&c.root, &["--format", "json", "--timeout", "90"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v = json(&o);
+    let data = v["data_cells"].as_array().unwrap().clone();
+    let dcell = |data: &[serde_json::Value], src: &str, store: &str, res: &str| {
+        data.iter().find(|c| c["source"] == src && c["store"] == store && c["resource"] == res).cloned().unwrap_or_else(|| panic!("no data cell {src} {store} {res}: {data:?}"))
+    };
+    for (src, other) in [("billing", "accounts"), ("accounts", "billing")] {
+        let db = dcell(&data, src, "postgres", &format!("db {other}"));
+        assert_eq!((db["expected"].as_str(), db["outcome"].as_str()), (Some("denied"), Some("denied")), "{db}");
+        assert!(db["detail"].as_str().unwrap().contains("42501"), "{db}");
+        let key = dcell(&data, src, "redis", &format!("key {other}:xtask-verify"));
+        assert_eq!((key["expected"].as_str(), key["outcome"].as_str()), (Some("denied"), Some("denied")), "{key}");
+        assert!(key["detail"].as_str().unwrap().contains("NOPERM"), "{key}");
+    }
+    assert!(data.iter().all(|c| c["ok"] == true), "{data:?}");
+
+    std::fs::write(c.root.join("datalayer/postgres/20-grant.sql"), "GRANT CONNECT ON DATABASE accounts TO billing;\n").unwrap();
+    ok_check(&c.root);
+    let junit = c.root.join("verify.xml");
+    let o = verify(&c.root, &["--format", "json", "--junit", junit.to_str().unwrap(), "--timeout", "90"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let v = json(&o);
+    let data = v["data_cells"].as_array().unwrap().clone();
+    let bad: Vec<String> = data.iter().filter(|c| c["ok"] == false).map(|c| format!("{} {} {}", c["source"], c["store"], c["resource"])).collect();
+    assert_eq!(bad, ["\"billing\" \"postgres\" \"db accounts\""], "{v}");
+    assert_eq!(dcell(&data, "billing", "postgres", "db accounts")["outcome"], "allowed");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("failures=\"1\"") && xml.contains("classname=\"datalayer.billing\""), "{xml}");
+    assert_eq!(leftovers(), 0);
+}

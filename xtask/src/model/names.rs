@@ -122,7 +122,17 @@ pub fn join(root: &Path, rel: &str) -> Result<PathBuf, String> {
 
 // --- the repository's own names ------------------------------------------
 
-use crate::model::compose::{self, LABEL_PUBLIC};
+use crate::model::compose::LABEL_PUBLIC;
+/// A compose key of a service this tool does not manage: anything Compose
+/// takes, except what could act as a path or break a line (a separator,
+/// a leading dot, a control character).
+pub fn plain_key(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.starts_with('.') || name.chars().any(|c| c == '/' || c == '\\' || c.is_control()) {
+        return Err(format!("`{}` could act as a path: no `/`, `\\`, leading `.` or control characters", name.escape_debug()));
+    }
+    Ok(())
+}
+
 use crate::model::repo::Repo;
 use crate::diag::{Diagnostic, Error};
 
@@ -147,10 +157,17 @@ impl Repo {
     /// (`refuse_untrusted`); `check` reports each one.
     pub fn name_problems(&self) -> Vec<Problem> {
         let mut out = vec![];
-        let cf = compose::FILE;
+        let cf = self.compose_file.as_str();
         let mut p = |file: &str, line: usize, msg: String, fix: &str| out.push(Problem { file: file.into(), line, msg, fix: fix.into() });
         for s in &self.compose.services {
-            if let Err(e) = service(&s.name) {
+            // A service this tool manages (built from src/backend_services/,
+            // served over https or public) has its name turned into a folder,
+            // certificate paths, a DNS entry and an NGINX upstream: a DNS
+            // label. Any other service (the user's traefik, a `from_env`
+            // helper) only needs a key that can never act as a path; its own
+            // bind mounts are the user's business, as in Compose.
+            let managed = s.is_backend() || s.https() || s.public_path().is_some();
+            if let Err(e) = if managed { service(&s.name) } else { plain_key(&s.name) } {
                 p(cf, s.line, format!("service key: {e}"), "rename the service to a DNS label such as `billing` (its folder, container_name and certificates follow the name)");
             }
             if let Some(pp) = s.public_path() {
@@ -174,7 +191,7 @@ impl Repo {
                     p(cf, b.line, format!("service `{}`: build: {e}", s.name.escape_debug()), "build from a folder inside the repository (`context: ./src`)");
                 }
             }
-            for m in &s.volumes {
+            for m in s.volumes.iter().filter(|_| managed) {
                 let r = if m.named {
                     volume(&m.source)
                 } else if m.source.starts_with('.') {
