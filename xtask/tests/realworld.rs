@@ -37,8 +37,10 @@ fn with_services(root: &Path, extra: &str) -> String {
 }
 
 /// add-service with every flag, then remove-service: exit 0 both, the
-/// intermediate file passes Compose, and every byte comes back.
+/// intermediate file passes Compose, and every byte comes back, the
+/// per-checkout `secrets/` included: measured on a set-up checkout.
 fn roundtrip(root: &Path, file: &str, add: &[&str]) -> String {
+    set_up(root);
     let before = snapshot(root);
     let mut args = vec!["add-service", "zz-new"];
     args.extend_from_slice(add);
@@ -80,6 +82,7 @@ fn reader_accepts_what_compose_accepts_and_edits_round_trip() {
         write(&c.root, ".env", &format!("{env}BIND=9000\n"));
         write(&c.root, "y.env", "Y=1\n");
         with_services(&c.root, extra);
+        set_up(&c.root);
         compose_ok(&c.root, "docker-compose.yml").unwrap_or_else(|e| panic!("{name}: the case itself must be valid compose: {e}"));
         let o = xtask(&c.root, &["list", "--format", "json"]);
         if code(&o) != 0 {
@@ -146,6 +149,7 @@ fn remove_refuses_while_referenced_and_takes_its_comment_block() {
     for (name, r) in refs {
         let c = copy(&format!("rw-refs-{name}"));
         let t = with_services(&c.root, &format!("  target:\n    image: busybox\n    healthcheck: &hc\n      test: [\"CMD\", \"true\"]\n\n  user:\n    image: busybox\n{r}"));
+        set_up(&c.root);
         compose_ok(&c.root, "docker-compose.yml").unwrap_or_else(|e| panic!("{name}: case must be valid: {e}"));
         let o = xtask(&c.root, &["remove-service", "target"]);
         assert_eq!(code(&o), 2, "{name}: remove must refuse:\n{}", text(&o));

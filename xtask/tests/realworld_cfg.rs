@@ -123,6 +123,8 @@ fn openssl_cnf_real_grammar_round_trips() {
         openssl_req_ok(&c.root, "openssl.cnf");
         let o = xtask(&c.root, &["check", "--format", "json"]);
         assert_ne!(o.status.code(), Some(2), "{form}: check:\n{}", text(&o));
+        // A set-up checkout: certs/ and the per-checkout secrets/ exist.
+        ok_certs(&c.root);
         let before = snapshot(&c.root);
         let o = xtask(&c.root, &["add-service", "billing", "--https"]);
         assert_eq!(o.status.code(), Some(0), "{form}: add:\n{}", text(&o));
@@ -170,6 +172,8 @@ fn nginx_second_server_with_upstream_keeps_the_endpoint_file() {
     let conf2 = conf.replacen("    server {\n", &format!("{extra}    server {{\n"), 1);
     assert_ne!(conf, conf2);
     std::fs::write(c.root.join("nginx/nginx.conf"), &conf2).unwrap();
+    // A set-up checkout: sync has no per-checkout secrets to make.
+    ok_certs(&c.root);
     let before = snapshot(&c.root);
     let o = xtask(&c.root, &["sync", "--check"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));

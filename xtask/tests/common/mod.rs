@@ -50,6 +50,14 @@ pub fn copy(tag: &str) -> Copy {
     Copy { root }
 }
 
+/// Makes `root` a set-up checkout, as `scripts/setup.sh` leaves one: the
+/// per-checkout derived files `certs/` and `secrets/` (which the compose file
+/// names as env files and bind mounts) exist, as `cargo xtask certs` makes them.
+pub fn set_up(root: &Path) {
+    let o = xtask(root, &["certs"]);
+    assert!(o.status.success(), "certs on {}:\n{}", root.display(), text(&o));
+}
+
 pub fn xtask(root: &Path, args: &[&str]) -> Output {
     xtask_env(root, args, &[])
 }
