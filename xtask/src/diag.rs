@@ -93,7 +93,7 @@ rules! {
     Certificates = "MR013", "certificates", "the certificates exist, cover [alt_names], and do not expire within 30 days";
     NginxEndpoint = "MR014", "nginx-endpoint", "every public path has an NGINX endpoint that proxies to the service's container name and port";
     Sync = "MR015", "sync", "`cargo xtask sync --check` is clean";
-    Names = "MR016", "names", "service keys, public paths, volumes, env files, build contexts and [alt_names] values follow the safe grammars (model/names.rs)";
+    Names = "MR016", "names", "service keys (DNS labels where this tool manages the service), public paths, volumes, env files, build contexts and [alt_names] values follow the safe grammars (model/names.rs)";
     ProtoGenerated = "MR017", "proto-generated", "src/common/gen is what `cargo xtask proto` makes from src/proto";
     OwnDataUsers = "MR018", "own-data-users", "each service that uses Postgres or Redis logs in as its own role / ACL user (its name); no two share one";
     CommittedCredentials = "MR019", "committed-credentials", "no committed env file or compose file sets a PASSWORD/SECRET/TOKEN-like variable to a literal value";
