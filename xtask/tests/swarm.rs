@@ -147,10 +147,20 @@ fn the_example_stack_passes_on_a_one_node_swarm_and_the_engine_is_left_as_found(
     assert_eq!(cell(&v, "accounts", "nginx")["outcome"], "unresolved");
     // Through NGINX (its configuration from swarm configs) from the host.
     assert_eq!(cell(&v, "host", "nginx/api/")["outcome"], "ok");
+    // The data layer on the swarm too: own database and keys allowed, the
+    // rest refused by the servers themselves.
+    let data = v["data_cells"].as_array().unwrap();
+    assert!(!data.is_empty() && data.iter().all(|c| c["ok"] == true), "{v}");
+    assert!(data.iter().any(|c| c["outcome"] == "denied" && c["detail"].as_str().unwrap_or_default().contains("42501")), "{v}");
     let xml = std::fs::read_to_string(&junit).unwrap();
-    assert_eq!(xml.matches("<testcase").count(), v["cells"].as_array().unwrap().len());
+    assert_eq!(xml.matches("<testcase").count(), v["cells"].as_array().unwrap().len() + data.len());
     assert!(xml.contains("failures=\"0\"") && xml.contains(&format!("<property name=\"endpoint_mode\" value=\"{mode}\"/>")), "{xml}");
     assert!(!text(&o).contains("app-dev-password"), "a secret leaked into the output");
+    for line in std::fs::read_to_string(c.root.join("secrets/accounts.env")).unwrap().lines().filter(|l| !l.starts_with('#')) {
+        if let Some((_, secret)) = line.split_once('=') {
+            assert!(secret.len() < 8 || !text(&o).contains(secret), "a per-checkout password leaked into the output");
+        }
+    }
     assert!(!text(&o).contains("are still there"), "{}", text(&o));
     assert_eq!(leftovers(), Vec::<String>::new());
     assert_eq!(engine_state(), before, "the swarm state or the networks changed");
