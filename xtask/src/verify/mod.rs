@@ -148,28 +148,44 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
     if !report_ready(run, &targets, ready).await {
         return Ok(Exit::Findings);
     }
-    // 5-6. The matrix from each backend service's namespace, and the public
-    // routes through NGINX from the host.
+    let (cells, data) = probe_phase(run, repo, o, &order, &targets, &probe_image, &probe_bin, nginx_port, phases).await?;
+    write_report(run, o, &cells, &data)
+}
+
+/// 5-7, for both engines: the matrix from each backend service's namespace,
+/// the public routes through NGINX from the host, and the data-layer cells
+/// (own database and keys allowed, others' refused); secrets masked.
+#[allow(clippy::too_many_arguments)]
+async fn probe_phase(
+    run: &Run,
+    repo: &Repo,
+    o: &Opts,
+    order: &[&Service],
+    targets: &[Target],
+    probe_image: &str,
+    probe_bin: &Path,
+    nginx_port: Option<u16>,
+    phases: &mut Phases,
+) -> Result<(Vec<Cell>, Vec<datalayer::DataCell>), Error> {
     let t = Instant::now();
     let sources: Vec<&Service> = order.iter().copied().filter(|s| s.is_backend() && (o.only.is_empty() || o.only.contains(&s.name))).collect();
     let mut cells: Vec<Cell> = vec![];
-    let rows = sources.iter().map(|src| probe::matrix_row(&run.d, run, repo, &probe_image, src, &targets));
+    let rows = sources.iter().map(|src| probe::matrix_row(&run.d, run, repo, probe_image, src, targets));
     for row in futures_util::future::join_all(rows).await {
         cells.extend(row?);
     }
     if let Some(port) = nginx_port {
-        cells.extend(probe::nginx_routes(repo, &probe_bin, port, &order));
+        cells.extend(probe::nginx_routes(repo, probe_bin, port, order));
     }
     phases.add("probes", t);
-    // 7. The data layer: own database and keys allowed, others' refused.
     let t = Instant::now();
-    let mut data = datalayer::probe_all(&run.d, run, repo, &probe_image, &sources).await?;
+    let mut data = datalayer::probe_all(&run.d, run, repo, probe_image, &sources).await?;
     for c in data.iter_mut() {
         c.detail = run.mask(&c.detail);
     }
     phases.add("datalayer", t);
     attach_logs_and_mask(run, &mut cells).await;
-    write_report(run, o, &cells, &data)
+    Ok((cells, data))
 }
 
 type Ready = Vec<(String, Result<u128, String>)>;

@@ -181,23 +181,9 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
     if !all_ready {
         return Ok(Exit::Findings);
     }
-    // 5-6. The matrix from each source's task, the routes from the host.
-    let t = Instant::now();
-    let sources: Vec<&Service> = order.iter().copied().filter(|s| s.is_backend() && (o.only.is_empty() || o.only.contains(&s.name))).collect();
-    let mut cells: Vec<Cell> = vec![];
-    let rows = sources.iter().map(|src| probe::matrix_row(&run.d, run, repo, &probe_image, src, &targets));
-    for row in futures_util::future::join_all(rows).await {
-        cells.extend(row?);
-    }
-    if let Some(port) = nginx_port {
-        cells.extend(probe::nginx_routes(repo, &probe_bin, port, &order));
-    }
-    phases.add("probes", t);
-    // The data layer: each service's own role, database and ACL user.
-    let t = Instant::now();
-    let data = datalayer::probe_all(&run.d, run, repo, &probe_image, &sources).await?;
-    phases.add("datalayer", t);
-    super::attach_logs_and_mask(run, &mut cells).await;
+    // 5-7. The matrix from each source's task, the routes from the host,
+    // the data layer: the compose engine's phase, unchanged.
+    let (cells, data) = super::probe_phase(run, repo, o, &order, &targets, &probe_image, &probe_bin, nginx_port, phases).await?;
     run.reaped().await;
     write_report(run, o, &cells, &data, &detected)
 }
