@@ -142,21 +142,9 @@ pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(
 fn own_protos(root: &Path, name: &str) -> Vec<String> {
     let pkg = scaffold::proto_pkg(name);
     let base = format!("{}/{pkg}", proto::PROTO_DIR);
-    let mut files = vec![];
-    let mut stack = vec![root.join(&base)];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                files.push(p.strip_prefix(root).unwrap().to_string_lossy().into_owned());
-            }
-        }
-    }
+    let files: Vec<String> = proto::walk(&root.join(&base)).into_iter().map(|f| format!("{base}/{f}")).collect();
     let own = |rel: &String| rel.ends_with(".proto") && std::fs::read_to_string(root.join(rel)).is_ok_and(|t| t.lines().any(|l| l.trim().starts_with(&format!("package {pkg}."))));
     if files.iter().all(own) {
-        files.sort();
         return files;
     }
     let single = scaffold::proto_file(name);

@@ -74,8 +74,8 @@ pub fn parse_stale(stdout: &str) -> Vec<(String, String)> {
     stdout.lines().filter_map(|l| l.split_once(": ")).map(|(p, w)| (p.to_string(), w.to_string())).collect()
 }
 
-/// Every file under `dir` (relative to it), skipping Python's caches.
-fn walk(dir: &Path) -> Vec<String> {
+/// Every file under `dir` (relative to it, sorted), skipping Python's caches.
+pub fn walk(dir: &Path) -> Vec<String> {
     let mut out = vec![];
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
