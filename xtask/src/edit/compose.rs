@@ -200,37 +200,8 @@ pub fn remove_entry(text: &str, section: &str, name: &str, drop_empty: bool) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::compose::tests::{none, SAMPLE};
     use crate::model::compose::Compose;
-
-    const SAMPLE: &str = "\
-# Our stack.
-x-common: &common
-  restart: unless-stopped   # keep this comment
-
-services:
-  postgres:
-    <<: *common
-    image: ${POSTGRES_IMAGE:-postgres:16}
-    networks: [pg-network]
-
-  api:
-    build: {context: ./src, dockerfile: backend_services/api/Dockerfile}
-    container_name: 'api'
-    ports:
-      - \"8000:8000\"   # public
-    networks:
-      - pg-network
-    depends_on:
-      postgres:
-        condition: service_started
-# trailing comment about networks
-networks:
-  pg-network: {}
-";
-
-    fn none(_: &str) -> Option<String> {
-        None
-    }
 
     #[test]
     fn insert_then_remove_is_identity() {

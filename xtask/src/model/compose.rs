@@ -531,10 +531,12 @@ impl Compose {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const SAMPLE: &str = "\
+    /// A compose file with an anchor, a merge key, flow and block forms and
+    /// comments; the editors' tests use it too.
+    pub(crate) const SAMPLE: &str = "\
 # Our stack.
 x-common: &common
   restart: unless-stopped   # keep this comment
@@ -560,7 +562,7 @@ networks:
   pg-network: {}
 ";
 
-    fn none(_: &str) -> Option<String> {
+    pub(crate) fn none(_: &str) -> Option<String> {
         None
     }
 
