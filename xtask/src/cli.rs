@@ -183,6 +183,11 @@ pub struct VerifyArgs {
     /// With --engine swarm on an engine in no swarm: make a one-node swarm for this run and leave it afterwards
     #[arg(long)]
     pub init_swarm: bool,
+    /// Start Postgres from an empty data directory (its init scripts run)
+    /// instead of from the one cached by an earlier run with the same image,
+    /// environment and init scripts
+    #[arg(long)]
+    pub no_seed: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

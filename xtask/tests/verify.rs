@@ -427,3 +427,54 @@ fn a_grant_into_another_services_database_fails_naming_the_cell() {
     assert!(xml.contains("failures=\"1\"") && xml.contains("classname=\"datalayer.billing\""), "{xml}");
     assert_eq!(leftovers(), 0);
 }
+
+/// Postgres starts from the data directory an earlier run cached, until an
+/// input changes (here: a new init script); the cache is private (0700
+/// folder, 0600 tar); a damaged cache file is refused, removed and made
+/// again; `--no-seed` initialises inside the stack.
+#[test]
+fn a_cached_postgres_data_directory_is_used_until_its_inputs_change() {
+    use std::os::unix::fs::PermissionsExt;
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let c = prepared("vseed");
+    let seeds = c.root.join("target/xtask/pg-seed");
+    let tars = || -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(&seeds).map(|r| r.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "tar")).collect()).unwrap_or_default();
+        v.sort();
+        v
+    };
+    let pass = |args: &[&str], want: &str| {
+        let o = verify(&c.root, args);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        assert!(text(&o).contains(want), "expected {want:?} in:\n{}", text(&o));
+        assert!(text(&o).contains("0 mismatch(es)"), "{}", text(&o));
+        o
+    };
+    pass(&[], "initialising it once");
+    let first = tars();
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(std::fs::metadata(&seeds).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(std::fs::metadata(&first[0]).unwrap().permissions().mode() & 0o777, 0o600);
+    // The same inputs: from the cache, and the data cells still hold (the
+    // roles and their rights are in the cached directory).
+    pass(&[], "data directory from the cache");
+    // A new init script is a new key.
+    std::fs::write(c.root.join("datalayer/postgres/20-note.sql"), "COMMENT ON DATABASE app IS 'seeded';\n").unwrap();
+    pass(&[], "initialising it once");
+    let second = tars();
+    assert_eq!(second.len(), 2, "{second:?}");
+    let new = second.iter().find(|p| !first.contains(p)).unwrap().clone();
+    // Damaged (cut short): refused before Postgres starts, removed, named.
+    let len = std::fs::metadata(&new).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&new).unwrap().set_len(len / 2).unwrap();
+    let o = verify(&c.root, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains(&format!("unpacking the cached data directory {}", new.display())) && text(&o).contains("--no-seed"), "{}", text(&o));
+    assert!(!new.exists(), "a damaged seed must not be used again");
+    assert_eq!(leftovers(), 0);
+    pass(&[], "initialising it once");
+    // Without the cache: no seed line at all.
+    let o = pass(&["--no-seed"], "0 mismatch(es)");
+    assert!(!text(&o).contains("  seed   "), "{}", text(&o));
+    assert_eq!(leftovers(), 0);
+}

@@ -6,14 +6,8 @@
 //! server: a network failure is `unreachable`, never a pass.
 
 use std::collections::HashMap;
-use std::time::Duration;
-
-use bollard::Docker;
 
 use super::matrix::{env_of, pct};
-use super::probe::{exited, parse_lines, run_container, start_probe, stdout_of};
-use super::run::Run;
-use crate::diag::{Diagnostic, Error};
 use crate::model::compose::Service;
 use crate::model::repo::Repo;
 use crate::plan::datalayer::{uses_pg, uses_redis};
@@ -131,46 +125,30 @@ pub fn cells_for(repo: &Repo, src: &Service, pg_services: &[&Service], redis_ser
     out
 }
 
-/// Every data-layer cell of `sources`, probed from each one's namespace
-/// (one probe container per source, all sources at once).
-pub async fn probe_all(d: &Docker, run: &Run, repo: &Repo, image: &str, sources: &[&Service]) -> Result<Vec<DataCell>, Error> {
+/// The data-layer cells of `src` and their probe specs (run in the probe
+/// container of its matrix row: one container per source).
+pub fn plan(repo: &Repo, src: &Service) -> Vec<(DataCell, String)> {
     let pg: Vec<&Service> = repo.compose.services.iter().filter(|s| uses_pg(s)).collect();
     let redis: Vec<&Service> = repo.compose.services.iter().filter(|s| uses_redis(s)).collect();
-    let rows = sources.iter().map(|src| {
-        let planned = cells_for(repo, src, &pg, &redis);
-        async move {
-            if planned.is_empty() {
-                return Ok::<_, Error>(vec![]);
+    cells_for(repo, src, &pg, &redis)
+}
+
+/// The planned cells with what the probe printed for them.
+pub fn fill(planned: Vec<(DataCell, String)>, results: &[(String, String, String)], out: &str) -> Vec<DataCell> {
+    let results: HashMap<&str, (&str, &str)> = results.iter().map(|(i, o, dd)| (i.as_str(), (o.as_str(), dd.as_str()))).collect();
+    planned
+        .into_iter()
+        .map(|(mut c, _)| {
+            match results.get(c.name().as_str()) {
+                Some((o, dd)) => {
+                    c.outcome = Access::parse(o);
+                    c.detail = dd.to_string();
+                }
+                None => c.detail = format!("the probe gave no answer: {}", out.trim()),
             }
-            let cid = run_container(run, &src.name).map_err(Diagnostic::error)?;
-            let mut cmd = vec!["check".to_string()];
-            cmd.extend(planned.iter().map(|(_, s)| s.clone()));
-            let pid = start_probe(d, run, image, &cid, cmd, false).await.map_err(Diagnostic::error)?;
-            // The probe bounds each check itself; the daemon says when it exits.
-            let _ = tokio::time::timeout(Duration::from_secs(120), exited(d, &pid)).await;
-            let out = stdout_of(d, &pid).await;
-            run.reap(&pid);
-            let results: HashMap<String, (String, String)> = parse_lines(&out).into_iter().map(|(i, o, dd)| (i, (o, dd))).collect();
-            Ok(planned
-                .into_iter()
-                .map(|(mut c, _)| {
-                    match results.get(&c.name()) {
-                        Some((o, dd)) => {
-                            c.outcome = Access::parse(o);
-                            c.detail = dd.clone();
-                        }
-                        None => c.detail = format!("the probe gave no answer: {}", out.trim()),
-                    }
-                    c
-                })
-                .collect())
-        }
-    });
-    let mut cells = vec![];
-    for r in futures_util::future::join_all(rows).await {
-        cells.extend(r?);
-    }
-    Ok(cells)
+            c
+        })
+        .collect()
 }
 
 /// The fix for a cell that does not match.

@@ -35,72 +35,78 @@ pub(super) async fn pulled_images(d: &Docker, order: &[&Service]) -> Result<Hash
 /// the classic builder if the daemon refuses BuildKit). Returns service ->
 /// image reference.
 pub(super) async fn build_images(d: &Docker, repo: &Repo, order: &[&Service], builder: Builder, fallback: bool) -> Result<HashMap<String, String>, Error> {
-    let mut jobs = vec![];
-    for s in order {
-        let Some(b) = &s.build else { continue };
-        let ctx = repo.root.join(&b.context);
-        let tar = docker::context_tar(&ctx, &b.dockerfile)?;
-        let args: HashMap<String, String> = b.args.iter().cloned().collect();
-        jobs.push(async move {
-            // The hash covers the context (Dockerfile included), the
-            // arguments and the identity of the base images they name; it
-            // does not depend on the builder, so either finds the other's.
-            let mut sorted: Vec<_> = args.iter().collect();
-            sorted.sort();
-            let mut arg_parts: Vec<String> = vec![];
-            for (k, v) in sorted {
-                arg_parts.push(format!("{k}={v}"));
-                arg_parts.push(docker::image_id(d, v).await.unwrap_or_default());
-            }
-            let mut refs: Vec<&[u8]> = vec![&tar, b.dockerfile.as_bytes()];
-            refs.extend(arg_parts.iter().map(|p| p.as_bytes()));
-            let hash = docker::sha256_hex(&refs);
-            let tag = format!("monorepo-verify/{}:{}", s.name, &hash[..16]);
-            if docker::image_exists(d, &tag).await {
-                eprintln!("  image  {:<12} cached ({tag})", s.name);
-                return (s.name.clone(), tag, Ok(false));
-            }
-            eprintln!("  image  {:<12} building with {}", s.name, if builder == Builder::BuildKit { "BuildKit" } else { "the classic builder" });
-            let t = Instant::now();
-            // One line per finished step (BuildKit); the builder's own
-            // bookkeeping steps ([internal] ...) are left out.
-            let name = s.name.clone();
-            let mut on_step = move |st: &buildkit::Step| {
-                if st.name.starts_with("[internal]") {
-                    return;
-                }
-                let how = match (&st.error, st.cached) {
-                    (Some(e), _) => format!("FAILED: {e}"),
-                    (None, true) => "cached".to_string(),
-                    (None, false) => format!("{:.1}s", st.seconds),
-                };
-                eprintln!("  image  {name:<12} {} {how}", st.name);
-            };
-            // No build label: the hash is in the tag, and a LABEL is one
-            // more layer commit (seconds on fuse-overlayfs, classic builder).
-            let r = buildkit::build_image(d, builder, fallback, &tag, tar, &b.dockerfile, &args, HashMap::new(), &mut on_step).await;
-            let r = r.map(|_| {
-                eprintln!("  image  {:<12} built in {:.1}s ({tag})", s.name, t.elapsed().as_secs_f64());
-                true
-            });
-            (s.name.clone(), tag, r)
-        });
-    }
+    let jobs = order.iter().filter(|s| s.build.is_some()).map(|s| build_one(d, repo, s, builder, fallback));
     let mut images = HashMap::new();
     let mut failed = vec![];
-    for (name, tag, r) in futures_util::future::join_all(jobs).await {
+    for (name, r) in futures_util::future::join_all(jobs).await {
         match r {
-            Ok(built) => {
-                if built {
-                    docker::remove_older_tags(d, &tag).await;
-                }
+            Ok(tag) => {
                 images.insert(name, tag);
             }
-            Err(log) => failed.push(format!("building `{name}` failed:\n{}", indent(&log))),
+            Err(why) => failed.push(why),
         }
     }
     if !failed.is_empty() {
         return Err(Diagnostic::error(failed.join("\n")));
     }
     Ok(images)
+}
+
+/// Builds (or finds) the image of `s` (which has a `build:`), cached by
+/// the hash of what it is built from. Returns the service and its image
+/// reference, or what the failed build printed.
+pub(super) async fn build_one(d: &Docker, repo: &Repo, s: &Service, builder: Builder, fallback: bool) -> (String, Result<String, String>) {
+    let Some(b) = &s.build else {
+        return (s.name.clone(), Err(format!("`{}` has no build:", s.name)));
+    };
+    let ctx = repo.root.join(&b.context);
+    let tar = match docker::context_tar(&ctx, &b.dockerfile) {
+        Ok(t) => t,
+        Err(e) => return (s.name.clone(), Err(format!("building `{}` failed: {e}", s.name))),
+    };
+    let args: HashMap<String, String> = b.args.iter().cloned().collect();
+    // The hash covers the context (Dockerfile included), the arguments and
+    // the identity of the base images they name; it does not depend on the
+    // builder, so either finds the other's.
+    let mut sorted: Vec<_> = args.iter().collect();
+    sorted.sort();
+    let mut arg_parts: Vec<String> = vec![];
+    for (k, v) in sorted {
+        arg_parts.push(format!("{k}={v}"));
+        arg_parts.push(docker::image_id(d, v).await.unwrap_or_default());
+    }
+    let mut refs: Vec<&[u8]> = vec![&tar, b.dockerfile.as_bytes()];
+    refs.extend(arg_parts.iter().map(|p| p.as_bytes()));
+    let hash = docker::sha256_hex(&refs);
+    let tag = format!("monorepo-verify/{}:{}", s.name, &hash[..16]);
+    if docker::image_exists(d, &tag).await {
+        eprintln!("  image  {:<12} cached ({tag})", s.name);
+        return (s.name.clone(), Ok(tag));
+    }
+    eprintln!("  image  {:<12} building with {}", s.name, if builder == Builder::BuildKit { "BuildKit" } else { "the classic builder" });
+    let t = Instant::now();
+    // One line per finished step (BuildKit); the builder's own bookkeeping
+    // steps ([internal] ...) are left out.
+    let name = s.name.clone();
+    let mut on_step = move |st: &buildkit::Step| {
+        if st.name.starts_with("[internal]") {
+            return;
+        }
+        let how = match (&st.error, st.cached) {
+            (Some(e), _) => format!("FAILED: {e}"),
+            (None, true) => "cached".to_string(),
+            (None, false) => format!("{:.1}s", st.seconds),
+        };
+        eprintln!("  image  {name:<12} {} {how}", st.name);
+    };
+    // No build label: the hash is in the tag, and a LABEL is one more layer
+    // commit (seconds on fuse-overlayfs, classic builder).
+    match buildkit::build_image(d, builder, fallback, &tag, tar, &b.dockerfile, &args, HashMap::new(), &mut on_step).await {
+        Ok(_) => {
+            eprintln!("  image  {:<12} built in {:.1}s ({tag})", s.name, t.elapsed().as_secs_f64());
+            docker::remove_older_tags(d, &tag).await;
+            (s.name.clone(), Ok(tag))
+        }
+        Err(log) => (s.name.clone(), Err(format!("building `{}` failed:\n{}", s.name, indent(&log)))),
+    }
 }

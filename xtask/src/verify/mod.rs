@@ -6,6 +6,7 @@
 pub mod datalayer;
 pub mod images;
 pub mod matrix;
+pub mod pgseed;
 pub mod probe;
 pub mod probe_build;
 pub mod report;
@@ -24,8 +25,8 @@ use crate::docker::buildkit::{self, Builder, Choice};
 use crate::docker::{self, RUN_LABEL};
 use matrix::{Cell, Target};
 use run::{Phases, Run};
-use images::{build_images, pulled_images};
-use stack::{start_levels, start_order};
+use images::pulled_images;
+use stack::start_order;
 use report::indent;
 use crate::model::repo::Repo;
 use crate::diag::{did_you_mean, Diagnostic, Error};
@@ -137,7 +138,7 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
     let (probe_image, probe_bin) = probe::ensure_image(&run.d, &repo.root, builder).await?;
     // 2-4. Images, start, readiness.
     let targets: Vec<Target> = order.iter().filter_map(|s| matrix::target(repo, s)).collect();
-    let (started, ready, built_at, started_at) = start_while_building(repo, run, &order, &volumes, &probe_image, &targets, builder, fallback, o.timeout, t).await?;
+    let (started, ready, built_at, started_at) = start_stack(repo, run, &order, &volumes, &probe_image, &targets, builder, fallback, o.timeout, o.no_seed, t).await?;
     run.containers.extend(started);
     // The phases as seen on the line of work that ends last (the one that
     // builds); Postgres and Redis start and get ready inside them.
@@ -170,35 +171,43 @@ async fn probe_phase(
     let t = Instant::now();
     let sources: Vec<&Service> = order.iter().copied().filter(|s| s.is_backend() && (o.only.is_empty() || o.only.contains(&s.name))).collect();
     let mut cells: Vec<Cell> = vec![];
-    let rows = sources.iter().map(|src| probe::matrix_row(&run.d, run, repo, probe_image, src, targets));
-    for row in futures_util::future::join_all(rows).await {
-        cells.extend(row?);
+    let mut data: Vec<datalayer::DataCell> = vec![];
+    // One probe container per source: its matrix row and its data-layer cells.
+    let rows = sources.iter().map(|src| async move {
+        let planned = datalayer::plan(repo, src);
+        let extra: Vec<String> = planned.iter().map(|(_, s)| s.clone()).collect();
+        let (row, results, out) = probe::matrix_row(&run.d, run, repo, probe_image, src, targets, &extra).await?;
+        Ok::<_, Error>((row, datalayer::fill(planned, &results, &out)))
+    });
+    for r in futures_util::future::join_all(rows).await {
+        let (row, d) = r?;
+        cells.extend(row);
+        data.extend(d);
     }
     if let Some(port) = nginx_port {
         cells.extend(probe::nginx_routes(repo, probe_bin, port, order));
     }
-    phases.add("probes", t);
-    let t = Instant::now();
-    let mut data = datalayer::probe_all(&run.d, run, repo, probe_image, &sources).await?;
     for c in data.iter_mut() {
         c.detail = run.mask(&c.detail);
     }
-    phases.add("datalayer", t);
+    phases.add("probes", t);
     attach_logs_and_mask(run, &mut cells).await;
     Ok((cells, data))
 }
 
 type Ready = Vec<(String, Result<u128, String>)>;
 
-/// Two lines of work at once. Early: start what needs no build (Postgres,
-/// Redis) and wait until it answers. Late: build the images, create their
-/// containers (creation has no order), start them level by level of
-/// depends_on once the early ones run, and wait until they answer. Each
-/// readiness wait begins as soon as its container runs. Returns the
-/// containers, the readiness of each target, and when (since `t`, the
-/// start of the images phase) the builds and the starts were done.
+/// Every service on its own line of work, as Compose orders them
+/// (depends_on means "started first"): its image (pulled, or built now,
+/// all builds at once), its container (created at once; Postgres from its
+/// cached data directory), its start once what it depends on has started,
+/// then its readiness wait. A service waits for nothing else: NGINX need
+/// not wait for Postgres, nor a built service for another's build.
+/// Returns the containers, the readiness of each target, and when (since
+/// `t`, the start of the images phase) the last build and the last start
+/// were done.
 #[allow(clippy::too_many_arguments)]
-async fn start_while_building(
+async fn start_stack(
     repo: &Repo,
     run: &Run,
     order: &[&Service],
@@ -208,47 +217,67 @@ async fn start_while_building(
     builder: Builder,
     fallback: bool,
     timeout: u64,
+    no_seed: bool,
     t: Instant,
 ) -> Result<(Vec<(String, String)>, Ready, Duration, Duration), Error> {
     let d = &run.d;
-    let prebuilt: Vec<&Service> = order
-        .iter()
-        .copied()
-        .filter(|s| s.build.is_none() && s.depends_on.iter().all(|(x, _)| repo.compose.service(x).is_some_and(|x| x.build.is_none())))
-        .collect();
-    let rest: Vec<&Service> = order.iter().copied().filter(|s| !prebuilt.iter().any(|p| p.name == s.name)).collect();
     let pulled = pulled_images(d, order).await?;
-    // Readiness: every container answers its own protocol, from inside.
-    let waits = |started: Vec<(String, String)>| async move {
-        let w = targets.iter().filter_map(|tg| {
-            let cid = started.iter().find(|(n, _)| *n == tg.service)?.1.clone();
-            Some(async move { (tg.service.clone(), probe::wait_ready(d, run, probe_image, tg, &cid, timeout).await) })
-        });
-        futures_util::future::join_all(w).await
+    let seeding = pgseed::Seeding { probe_image, timeout };
+    let seeding = (!no_seed).then_some(&seeding);
+    // Builds are shared: a failed one is reported with every other failure.
+    let builds: HashMap<String, _> = order
+        .iter()
+        .filter(|s| s.build.is_some())
+        .map(|s| (s.name.clone(), futures_util::FutureExt::shared(Box::pin(async move { images::build_one(d, repo, s, builder, fallback).await.1 }))))
+        .collect();
+    let started: HashMap<&str, tokio::sync::watch::Sender<bool>> = order.iter().map(|s| (s.name.as_str(), tokio::sync::watch::channel(false).0)).collect();
+    let timing = std::sync::Mutex::new((Duration::ZERO, Duration::ZERO));
+    let lines = order.iter().map(|s| {
+        let (builds, started, pulled, timing) = (&builds, &started, &pulled, &timing);
+        async move {
+            let image = match builds.get(&s.name) {
+                Some(b) => {
+                    let tag = b.clone().await.map_err(Diagnostic::error)?;
+                    let mut tm = timing.lock().unwrap_or_else(|e| e.into_inner());
+                    tm.0 = tm.0.max(t.elapsed());
+                    tag
+                }
+                None => pulled[&s.name].clone(),
+            };
+            let cid = stack::create(repo, run, s, &image, volumes, seeding).await?;
+            for (dep, _) in &s.depends_on {
+                if let Some(tx) = started.get(dep.as_str()) {
+                    let mut rx = tx.subscribe();
+                    // The sender lives as long as `started`: this ends when the
+                    // dependency has started (or the whole stack fails).
+                    let _ = rx.wait_for(|up| *up).await;
+                }
+            }
+            stack::start(run, s, &cid).await?;
+            started[s.name.as_str()].send_replace(true);
+            {
+                let mut tm = timing.lock().unwrap_or_else(|e| e.into_inner());
+                tm.1 = tm.1.max(t.elapsed());
+            }
+            let ready = match targets.iter().find(|tg| tg.service == s.name) {
+                Some(tg) => Some((s.name.clone(), probe::wait_ready(d, run, probe_image, tg, &cid, timeout).await)),
+                None => None,
+            };
+            Ok::<_, Error>(((s.name.clone(), cid), ready))
+        }
+    });
+    let results = match futures_util::future::try_join_all(lines).await {
+        Ok(r) => r,
+        Err(e) => {
+            // A failed build: report every failed build, not just the first.
+            let failed: Vec<String> = futures_util::future::join_all(builds.values().cloned()).await.into_iter().filter_map(|r| r.err()).collect();
+            return Err(if failed.len() > 1 { Diagnostic::error(failed.join("\n")) } else { e });
+        }
     };
-    let (early_started, gate) = tokio::sync::oneshot::channel::<()>();
-    let early = async {
-        let started = start_levels(repo, run, &prebuilt, &pulled, volumes, async {}).await?;
-        let _ = early_started.send(());
-        let ready = waits(started.clone()).await;
-        Ok::<_, Error>((started, ready))
-    };
-    let late = async {
-        let mut images = pulled.clone();
-        images.extend(build_images(d, repo, order, builder, fallback).await?);
-        let built_at = t.elapsed();
-        let started = start_levels(repo, run, &rest, &images, volumes, async {
-            let _ = gate.await;
-        })
-        .await?;
-        let started_at = t.elapsed();
-        let ready = waits(started.clone()).await;
-        Ok::<_, Error>((started, ready, built_at, started_at))
-    };
-    let ((mut started, mut ready), (late, late_ready, built_at, started_at)) = tokio::try_join!(early, late)?;
-    started.extend(late);
-    ready.extend(late_ready);
-    Ok((started, ready, built_at, started_at))
+    let (built_at, started_at) = *timing.lock().unwrap_or_else(|e| e.into_inner());
+    let containers = results.iter().map(|(c, _)| c.clone()).collect();
+    let ready = results.into_iter().filter_map(|(_, r)| r).collect();
+    Ok((containers, ready, built_at, started_at))
 }
 
 /// Prints how long each target took to answer; reports the ones that never

@@ -173,8 +173,12 @@ fn tls_hint(repo: &Repo, detail: &str, name: &str) -> Option<String> {
     ))
 }
 
-/// One row of the matrix: every target probed from `src`'s namespace.
-pub async fn matrix_row(d: &Docker, run: &Run, repo: &Repo, image: &str, src: &Service, targets: &[Target]) -> Result<Vec<Cell>, Error> {
+/// One row of the matrix: every target probed from `src`'s namespace, in
+/// one probe container that also runs `extra` specs (the source's
+/// data-layer cells). Returns the cells, and the probe's lines and output
+/// for the extra specs.
+#[allow(clippy::type_complexity)]
+pub async fn matrix_row(d: &Docker, run: &Run, repo: &Repo, image: &str, src: &Service, targets: &[Target], extra: &[String]) -> Result<(Vec<Cell>, Vec<(String, String, String)>, String), Error> {
     let env = env_of(repo, src);
     let cid = run_container(run, &src.name).map_err(Diagnostic::error)?;
     let mut specs = vec![];
@@ -187,6 +191,7 @@ pub async fn matrix_row(d: &Docker, run: &Run, repo: &Repo, image: &str, src: &S
     }
     let mut cmd = vec!["check".to_string()];
     cmd.extend(specs);
+    cmd.extend(extra.iter().cloned());
     let with_ca = targets.iter().any(|t| t.tls && t.service != src.name);
     let pid = start_probe(d, run, image, &cid, cmd, with_ca).await.map_err(Diagnostic::error)?;
     let _ = tokio::time::timeout(Duration::from_secs(120), exited(d, &pid)).await;
@@ -218,7 +223,7 @@ pub async fn matrix_row(d: &Docker, run: &Run, repo: &Repo, image: &str, src: &S
             c.hint = Some(format!("`{}` reached `{}` though their networks say it must not", c.source, c.target));
         }
     }
-    Ok(cells)
+    Ok((cells, results, out))
 }
 
 /// Each public path, requested from the host through NGINX's published

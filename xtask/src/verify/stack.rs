@@ -1,5 +1,5 @@
 //! The stack of a verify run: its networks and volumes, and the containers
-//! created and started level by level of depends_on.
+//! created, and started after what they depend on.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -8,6 +8,7 @@ use bollard::models::{NetworkCreateRequest, VolumeCreateRequest, ContainerCreate
 use bollard::query_parameters as q;
 use bollard::Docker;
 
+use super::pgseed::{self, Seeding};
 use super::run::Run;
 use crate::diag::{Diagnostic, Error};
 use crate::docker::Tar;
@@ -73,38 +74,9 @@ pub(super) fn start_order<'a>(services: &'a [Service], wanted: &[String]) -> Vec
     out
 }
 
-/// Creates every container of `batch` at once (creation has no order),
-/// then, once `gate` is through, starts them level by level of depends_on
-/// (a service after what it depends on); one level starts together.
-pub(super) async fn start_levels(
-    repo: &Repo,
-    run: &Run,
-    batch: &[&Service],
-    images: &HashMap<String, String>,
-    volumes: &BTreeMap<String, String>,
-    gate: impl std::future::Future<Output = ()>,
-) -> Result<Vec<(String, String)>, Error> {
-    let mut depth: HashMap<&str, usize> = HashMap::new();
-    for s in batch {
-        let dd = s.depends_on.iter().filter_map(|(x, _)| depth.get(x.as_str())).max().map_or(0, |m| m + 1);
-        depth.insert(&s.name, dd);
-    }
-    let creates = batch.iter().map(|s| async move { Ok::<_, Error>((s.name.clone(), create_container(repo, run, s, &images[&s.name], volumes).await?)) });
-    let mut created = vec![];
-    for r in futures_util::future::join_all(creates).await {
-        created.push(r?);
-    }
-    gate.await;
-    let levels = depth.values().max().map_or(0, |m| m + 1);
-    for level in 0..levels {
-        let starts = created.iter().filter(|(n, _)| depth[n.as_str()] == level).map(|(n, cid)| async move {
-            run.d.start_container(cid, None::<q::StartContainerOptions>).await.map_err(|e| Diagnostic::error(format!("starting `{n}`: {e}")))
-        });
-        for r in futures_util::future::join_all(starts).await {
-            r?;
-        }
-    }
-    Ok(created)
+/// Starts the container `cid` of `s`.
+pub(super) async fn start(run: &Run, s: &Service, cid: &str) -> Result<(), Error> {
+    run.d.start_container(cid, None::<q::StartContainerOptions>).await.map_err(|e| Diagnostic::error(format!("starting `{}`: {e}", s.name)))
 }
 
 /// The user a container runs as, for the owner of uploaded keys.
@@ -134,8 +106,10 @@ fn mounts(repo: &Repo, s: &Service, volumes: &BTreeMap<String, String>) -> Resul
     Ok((binds, uploads))
 }
 
-async fn create_container(repo: &Repo, run: &Run, s: &Service, image: &str, volumes: &BTreeMap<String, String>) -> Result<String, Error> {
-    let d = &run.d;
+/// What `create_container` sends for `s`: the body (image, environment,
+/// mounts, labels, its first network) and the certificate folders to copy
+/// in before it starts.
+pub(super) fn container_body(repo: &Repo, run: &Run, s: &Service, image: &str, volumes: &BTreeMap<String, String>) -> Result<(ContainerCreateBody, Vec<(PathBuf, String)>), Error> {
     let env_vars: Vec<String> = repo
         .service_env(s)
         .into_iter()
@@ -151,7 +125,6 @@ async fn create_container(repo: &Repo, run: &Run, s: &Service, image: &str, volu
             Some(vec![PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) }]),
         )])
     });
-    let endpoint = |alias: &str| EndpointSettings { aliases: Some(vec![alias.to_string()]), ..Default::default() };
     let body = ContainerCreateBody {
         image: Some(image.to_string()),
         hostname: Some(s.name.clone()),
@@ -168,6 +141,23 @@ async fn create_container(repo: &Repo, run: &Run, s: &Service, image: &str, volu
         networking_config: first_net.as_ref().map(|n| NetworkingConfig { endpoints_config: Some(HashMap::from([(n.clone(), endpoint(&s.name))])) }),
         ..Default::default()
     };
+    Ok((body, uploads))
+}
+
+fn endpoint(alias: &str) -> EndpointSettings {
+    EndpointSettings { aliases: Some(vec![alias.to_string()]), ..Default::default() }
+}
+
+/// Creates the container of `s` (not started): its networks connected, its
+/// certificates copied in, and Postgres's data directory from the cache.
+pub(super) async fn create(repo: &Repo, run: &Run, s: &Service, image: &str, volumes: &BTreeMap<String, String>, seeding: Option<&Seeding<'_>>) -> Result<String, Error> {
+    let d = &run.d;
+    let (body, uploads) = container_body(repo, run, s, image, volumes)?;
+    // Postgres from a cached data directory (made first if there is none).
+    let seed = match seeding.filter(|_| s.name == pgseed::SERVICE) {
+        Some(seeding) => pgseed::prepare(repo, run, s, &body, &uploads, seeding).await?,
+        None => None,
+    };
     let name = run.name(&s.name);
     let created = d
         .create_container(Some(q::CreateContainerOptions { name: Some(name.clone()), ..Default::default() }), body)
@@ -181,6 +171,9 @@ async fn create_container(repo: &Repo, run: &Run, s: &Service, image: &str, volu
     }
     if !uploads.is_empty() {
         upload(d, &created.id, s, image, &uploads).await?;
+    }
+    if let Some(seed) = seed {
+        seed.upload(d, &created.id).await?;
     }
     Ok(created.id)
 }

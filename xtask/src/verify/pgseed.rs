@@ -1,0 +1,386 @@
+//! Postgres from a cached, initialised data directory.
+//!
+//! A fresh Postgres spends seconds in initdb and its init scripts (3 of a
+//! 7 s warm verify on the example stack), and what they leave depends only
+//! on the image, the container's environment and command, and the files
+//! mounted into it. So the first run with a given set of those initialises
+//! a throwaway copy of the container (no network, volumes of its own),
+//! stops it cleanly and keeps its data directory as a tar under
+//! `<target dir>/xtask/pg-seed/<key>.tar` (0600: it holds password
+//! verifiers). Every run then copies that tar into its fresh container
+//! before the start, and the image's entrypoint finds PGDATA initialised
+//! and skips init, as on a dev stack's second `up`. Any change of the
+//! inputs is a new key; `--no-seed` turns the cache off.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use bollard::models::{ContainerCreateBody, HostConfig, VolumeCreateRequest};
+use bollard::query_parameters as q;
+use bollard::Docker;
+use futures_util::StreamExt;
+
+use super::matrix;
+use super::probe;
+use super::report::indent;
+use super::run::Run;
+use crate::diag::{Diagnostic, Error};
+use crate::docker;
+use crate::model::compose::Service;
+use crate::model::repo::Repo;
+
+/// The service whose data directory is seeded (the house rules' name).
+pub const SERVICE: &str = "postgres";
+/// Seeds kept per repository (one per key; the oldest go first).
+const KEEP: usize = 3;
+/// The most bytes of mounted files hashed into a key; a service that
+/// mounts more is not seeded (hashing would cost what seeding saves).
+const HASH_BUDGET: u64 = 64 << 20;
+/// Bumped when what a seed holds or how it is made changes.
+const FORMAT: &str = "pg-seed 1";
+
+pub(super) struct Seeding<'a> {
+    pub probe_image: &'a str,
+    pub timeout: u64,
+}
+
+/// A usable seed: the tar (open: pruning by another run cannot take it
+/// away any more) and the folder it unpacks into.
+pub(super) struct Seed {
+    tar: std::fs::File,
+    file: PathBuf,
+    parent: String,
+}
+
+/// Where the seeds of `root` live: next to its build output.
+pub fn seed_dir(root: &Path) -> PathBuf {
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(t) if Path::new(&t).is_absolute() => PathBuf::from(t),
+        Some(t) => root.join(t),
+        None => root.join("target"),
+    };
+    target.join("xtask").join("pg-seed")
+}
+
+fn say(what: &str) {
+    eprintln!("  seed   {SERVICE:<12} {what}");
+}
+
+/// The seed for the container `body` of `s`, made now if there is none.
+/// `None` (after saying why) when this container cannot be seeded; the
+/// run then initialises it in place, as without the cache.
+pub(super) async fn prepare(repo: &Repo, run: &Run, s: &Service, body: &ContainerCreateBody, uploads: &[(PathBuf, String)], seeding: &Seeding<'_>) -> Result<Option<Seed>, Error> {
+    let d = &run.d;
+    let image = body.image.clone().unwrap_or_default();
+    let inspect = d.inspect_image(&image).await.map_err(|e| Diagnostic::error(format!("inspecting `{image}`: {e}")))?;
+    let env = body.env.clone().unwrap_or_default();
+    let image_env = inspect.config.as_ref().and_then(|c| c.env.clone()).unwrap_or_default();
+    let Some(pgdata) = env.iter().chain(image_env.iter()).find_map(|e| e.strip_prefix("PGDATA=")).map(str::to_string) else {
+        say("not seeded: neither the image nor the service sets PGDATA");
+        return Ok(None);
+    };
+    if !uploads.is_empty() {
+        say("not seeded: certificates are copied into it");
+        return Ok(None);
+    }
+    let binds = body.host_config.as_ref().and_then(|h| h.binds.clone()).unwrap_or_default();
+    let key = match key(inspect.id.as_deref().unwrap_or(&image), &pgdata, &env, body.cmd.as_deref().unwrap_or(&[]), &binds) {
+        Ok(k) => k,
+        Err(why) => {
+            say(&format!("not seeded: {why}"));
+            return Ok(None);
+        }
+    };
+    let parent = Path::new(&pgdata).parent().map(|p| p.display().to_string()).filter(|p| !p.is_empty()).unwrap_or_else(|| "/".into());
+    let dir = seed_dir(&repo.root);
+    let file = dir.join(format!("{key}.tar"));
+    let rel = file.strip_prefix(&repo.root).unwrap_or(&file).display().to_string();
+    if let Ok(tar) = std::fs::File::open(&file) {
+        // Recently used: pruning removes the least recently used first.
+        let _ = tar.set_modified(SystemTime::now());
+        say(&format!("data directory from the cache ({rel})"));
+        return Ok(Some(Seed { tar, file, parent }));
+    }
+    let t = Instant::now();
+    say("no cached data directory for this image, environment and init scripts: initialising it once");
+    make(repo, run, s, body, &pgdata, &dir, &file, seeding).await?;
+    say(&format!("cached in {:.1}s ({rel})", t.elapsed().as_secs_f64()));
+    let tar = std::fs::File::open(&file).map_err(|e| Diagnostic::error(format!("{}: {e}", file.display())))?;
+    prune(&dir, &file);
+    Ok(Some(Seed { tar, file, parent }))
+}
+
+/// The key: the image's id, PGDATA, the environment, the command, and
+/// every mount (a named volume by its target; a host folder or file by
+/// its target, options and content).
+fn key(image_id: &str, pgdata: &str, env: &[String], cmd: &[String], binds: &[String]) -> Result<String, String> {
+    let mut h = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut put = |b: &[u8]| {
+        h.update(&(b.len() as u64).to_le_bytes());
+        h.update(b);
+    };
+    put(FORMAT.as_bytes());
+    put(image_id.as_bytes());
+    put(pgdata.as_bytes());
+    let mut env = env.to_vec();
+    env.sort();
+    for e in &env {
+        put(e.as_bytes());
+    }
+    put(b"cmd");
+    for c in cmd {
+        put(c.as_bytes());
+    }
+    let mut budget = HASH_BUDGET;
+    for b in binds {
+        let (src, rest) = b.split_once(':').ok_or_else(|| format!("a mount without a target: {b}"))?;
+        let target = rest.split(':').next().unwrap_or(rest);
+        put(b"mount");
+        put(rest.as_bytes());
+        if src.starts_with('/') {
+            if pgdata == target || pgdata.starts_with(&format!("{}/", target.trim_end_matches('/'))) {
+                return Err(format!("its data directory {pgdata} is the host folder {src}"));
+            }
+            hash_tree(Path::new(src), &mut put, &mut budget)?;
+        }
+    }
+    let digest = h.finish();
+    Ok(digest.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Names, kinds, modes and bytes of everything under `p` (sorted), within
+/// `budget` bytes.
+fn hash_tree(p: &Path, put: &mut impl FnMut(&[u8]), budget: &mut u64) -> Result<(), String> {
+    let md = std::fs::symlink_metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    put(&md.mode().to_le_bytes());
+    if md.file_type().is_symlink() {
+        let to = std::fs::read_link(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        put(to.as_os_str().as_encoded_bytes());
+        // What the container sees is what the link names.
+        if let Ok(real) = std::fs::canonicalize(p) {
+            return hash_tree(&real, put, budget);
+        }
+        return Ok(());
+    }
+    if md.is_dir() {
+        let mut names: Vec<_> = std::fs::read_dir(p).map_err(|e| format!("{}: {e}", p.display()))?.flatten().map(|e| e.file_name()).collect();
+        names.sort();
+        put(&(names.len() as u64).to_le_bytes());
+        for n in names {
+            put(n.as_encoded_bytes());
+            hash_tree(&p.join(&n), put, budget)?;
+        }
+        return Ok(());
+    }
+    if !md.is_file() {
+        return Err(format!("{} is neither a file nor a folder", p.display()));
+    }
+    if md.len() > *budget {
+        return Err(format!("it mounts more than {} MiB of files", HASH_BUDGET >> 20));
+    }
+    *budget -= md.len();
+    let mut f = std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    let mut buf = Vec::with_capacity(md.len() as usize);
+    f.read_to_end(&mut buf).map_err(|e| format!("{}: {e}", p.display()))?;
+    put(&buf);
+    Ok(())
+}
+
+/// Initialises a throwaway copy of the container (no network, fresh
+/// volumes of its own), waits until it answers, stops it cleanly and
+/// writes its data directory to `file` (whole or not at all).
+#[allow(clippy::too_many_arguments)]
+async fn make(repo: &Repo, run: &Run, s: &Service, body: &ContainerCreateBody, pgdata: &str, dir: &Path, file: &Path, seeding: &Seeding<'_>) -> Result<(), Error> {
+    let d = &run.d;
+    let mut prep = body.clone();
+    let mut binds = vec![];
+    for (i, b) in prep.host_config.as_ref().and_then(|h| h.binds.clone()).unwrap_or_default().into_iter().enumerate() {
+        let (src, rest) = b.split_once(':').unwrap_or((&b, ""));
+        if src.starts_with('/') {
+            binds.push(b.clone());
+            continue;
+        }
+        let vol = run.name(&format!("seed-{i}"));
+        d.create_volume(VolumeCreateRequest { name: Some(vol.clone()), labels: Some(run.labels()), ..Default::default() })
+            .await
+            .map_err(|e| Diagnostic::error(format!("creating volume {vol}: {e}")))?;
+        binds.push(format!("{vol}:{rest}"));
+    }
+    let mut labels = run.labels();
+    labels.insert("monorepo.verify.seed".into(), s.name.clone());
+    prep.labels = Some(labels);
+    prep.exposed_ports = None;
+    prep.networking_config = None;
+    prep.host_config = Some(HostConfig { binds: Some(binds), network_mode: Some("none".into()), ..Default::default() });
+    let name = run.name(&format!("{}-seed", s.name));
+    let id = d
+        .create_container(Some(q::CreateContainerOptions { name: Some(name.clone()), ..Default::default() }), prep)
+        .await
+        .map_err(|e| Diagnostic::error(format!("creating {name}: {e}")))?
+        .id;
+    d.start_container(&id, None::<q::StartContainerOptions>).await.map_err(|e| Diagnostic::error(format!("starting {name}: {e}")))?;
+    let target = matrix::target(repo, s).ok_or_else(|| Diagnostic::error(format!("`{}` publishes no port to probe", s.name)))?;
+    if let Err(why) = probe::wait_ready(d, run, seeding.probe_image, &target, &id, seeding.timeout).await {
+        let logs = docker::logs(d, &id, 15).await;
+        return Err(Diagnostic::error(run.mask(&format!("{} never became ready while initialising its data directory: {why}\n    last log lines:\n{}", s.name, indent(&logs))))
+            .fix("fix what the log lines name (an init script under /docker-entrypoint-initdb.d, a setting); `--no-seed` initialises it inside the stack instead (with its networks)"));
+    }
+    // A clean shutdown (the image's stop signal; SIGKILL only after 60 s):
+    // the tar must be of a cluster that needs no recovery.
+    let _ = d.stop_container(&id, Some(q::StopContainerOptions { t: Some(60), ..Default::default() })).await;
+    let code = probe::exited(d, &id).await;
+    if code != Some(0) {
+        let logs = docker::logs(d, &id, 15).await;
+        return Err(Diagnostic::error(run.mask(&format!("{} did not shut down cleanly after initialising (exit code {code:?})\n    last log lines:\n{}", s.name, indent(&logs))))
+            .fix("`--no-seed` initialises it inside the stack instead"));
+    }
+    let r = download(d, &id, pgdata, dir, file).await;
+    run.reap(&id);
+    r.map_err(|e| Diagnostic::error(format!("caching the data directory of `{}` in {}: {e}", s.name, dir.display())).fix("make the folder writable, or pass `--no-seed`"))
+}
+
+/// PGDATA of the stopped container `id` as a tar, into `file`: written to
+/// a temporary name (0600, created anew), synced, then renamed.
+async fn download(d: &Docker, id: &str, pgdata: &str, dir: &Path, file: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| e.to_string())?;
+    let tmp = dir.join(format!(".{}.tmp-{}", file.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let mut out = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    let mut stream = d.download_from_container(id, Some(q::DownloadFromContainerOptions { path: pgdata.to_string() }));
+    let r: Result<(), String> = async {
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| format!("reading {pgdata}: {e}"))?;
+            out.write_all(&chunk).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        }
+        out.sync_all().map_err(|e| format!("{}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, file).map_err(|e| format!("{}: {e}", file.display()))?;
+        if let Ok(dirf) = std::fs::File::open(dir) {
+            let _ = dirf.sync_all();
+        }
+        Ok(())
+    }
+    .await;
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
+}
+
+/// Keeps the `KEEP` most recently used seeds; removes temporary files of
+/// runs that died while writing one (older than ten minutes).
+fn prune(dir: &Path, keep: &Path) {
+    let mut seeds = vec![];
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        let Ok(md) = e.metadata() else { continue };
+        let modified = md.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.contains(".tmp-") {
+            if modified.elapsed().unwrap_or_default() > Duration::from_secs(600) {
+                let _ = std::fs::remove_file(&p);
+            }
+        } else if name.ends_with(".tar") && p != keep {
+            seeds.push((modified, p));
+        }
+    }
+    seeds.sort();
+    let extra = seeds.len().saturating_sub(KEEP - 1);
+    for (_, p) in seeds.into_iter().take(extra) {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+impl Seed {
+    /// Unpacks the seed into the created (not started) container `id`.
+    pub(super) async fn upload(self, d: &Docker, id: &str) -> Result<(), Error> {
+        let f = self.tar;
+        // Read in 1 MiB pieces: the tar is tens of MiB and verify's memory
+        // stays small. Ownership and modes come from the tar (no copyUIDGID).
+        let chunks = futures_util::stream::unfold(f, |mut f| async move {
+            let mut buf = vec![0u8; 1 << 20];
+            match f.read(&mut buf) {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok(bytes::Bytes::from(buf)), f))
+                }
+                Err(e) => Some((Err(e), f)),
+            }
+        });
+        let opts = q::UploadToContainerOptions { path: self.parent.clone(), ..Default::default() };
+        if let Err(e) = d.upload_to_container(id, Some(opts), bollard::body_try_stream(chunks)).await {
+            // A damaged seed must not be used again.
+            let _ = std::fs::remove_file(&self.file);
+            return Err(Diagnostic::error(format!("unpacking the cached data directory {} into {SERVICE}: {e}; the cache file was removed", self.file.display()))
+                .fix("run verify again (it initialises a new one), or pass `--no-seed`"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(tag: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("xtask-pgseed-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    #[test]
+    fn the_key_changes_with_every_input_and_only_then() {
+        let dir = tmp("key");
+        std::fs::write(dir.join("10-roles.sh"), "echo one\n").unwrap();
+        let bind = format!("{}:/docker-entrypoint-initdb.d:ro", dir.display());
+        let binds = vec!["mr-x-pg-data:/var/lib/postgresql/data".to_string(), bind.clone()];
+        let env = vec!["POSTGRES_PASSWORD=a".to_string(), "POSTGRES_USER=app".to_string()];
+        let k = |img: &str, env: &[String], binds: &[String]| key(img, "/var/lib/postgresql/data", env, &[], binds).unwrap();
+        let base = k("sha256:1", &env, &binds);
+        assert_eq!(base, k("sha256:1", &[env[1].clone(), env[0].clone()], &binds), "the order of the environment does not matter");
+        // The run's own volume names differ from run to run; only targets count.
+        let other_run = vec!["mr-y-pg-data:/var/lib/postgresql/data".to_string(), bind.clone()];
+        assert_eq!(base, k("sha256:1", &env, &other_run));
+        assert_ne!(base, k("sha256:2", &env, &binds), "another image");
+        assert_ne!(base, k("sha256:1", &["POSTGRES_PASSWORD=b".to_string(), env[1].clone()], &binds), "another password");
+        std::fs::write(dir.join("10-roles.sh"), "echo two\n").unwrap();
+        assert_ne!(base, k("sha256:1", &env, &binds), "an edited init script");
+        std::fs::write(dir.join("10-roles.sh"), "echo one\n").unwrap();
+        assert_eq!(base, k("sha256:1", &env, &binds));
+        std::fs::set_permissions(dir.join("10-roles.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_ne!(base, k("sha256:1", &env, &binds), "a mode");
+        std::fs::set_permissions(dir.join("10-roles.sh"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::write(dir.join("20-more.sql"), "").unwrap();
+        assert_ne!(base, k("sha256:1", &env, &binds), "a new, empty script");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_host_folder_as_the_data_directory_is_not_seeded() {
+        let dir = tmp("hostdata");
+        let binds = vec![format!("{}:/var/lib/postgresql/data", dir.display())];
+        let e = key("sha256:1", "/var/lib/postgresql/data/pgdata", &[], &[], &binds).unwrap_err();
+        assert!(e.contains("host folder"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn pruning_keeps_the_newest_and_the_one_in_use() {
+        let dir = tmp("prune");
+        for (i, n) in ["a", "b", "c", "d"].iter().enumerate() {
+            let p = dir.join(format!("{n}.tar"));
+            std::fs::write(&p, "x").unwrap();
+            let f = std::fs::File::options().append(true).open(&p).unwrap();
+            f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(1000 + i as u64)).unwrap();
+        }
+        prune(&dir, &dir.join("a.tar"));
+        let mut left: Vec<String> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        assert_eq!(left, ["a.tar", "c.tar", "d.tar"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
