@@ -302,17 +302,11 @@ class Inputs:
                     self._hash[rel] = (got[0], sha(f.read()), flag)
         return self._hash[rel]
 
-    def proto_path(self, tmp: Path) -> list:
-        """The -I folders of the protoc command for this set."""
-        if not self.overlay and not self.dropped:
-            return [self.root / PROTO_DIR, *self.include]
-        # A planned set: one folder holding exactly its files (links), so a
-        # dropped file cannot be imported and an overlay file wins.
-        d = tmp / "proto"
-        for rel in self.names:
-            (d / rel).parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(os.path.realpath(self.file(rel)), d / rel)
-        return [d, *self.include]
+    def proto_path(self) -> list:
+        """The -I folders of the protoc command for this set: the overlay
+        first, so its files win. A dropped file stays findable in src/proto;
+        generate() refuses any that protoc read."""
+        return [*([self.overlay] if self.overlay else []), self.root / PROTO_DIR, *self.include]
 
 
 # --- generation -------------------------------------------------------------
@@ -321,7 +315,7 @@ def run_protoc(inputs: Inputs, files: list, out: Path, tmp: Path) -> dict:
     """Generates `files` (rewrites not applied yet) into `out`; returns
     protoc's import list of every file it read."""
     ds = tmp / "descriptors.pb"
-    cmd = [PROTOC, *(f"-I{d}" for d in inputs.proto_path(tmp)), f"--python_out={out}", f"--grpc_out={out}",
+    cmd = [PROTOC, *(f"-I{d}" for d in inputs.proto_path()), f"--python_out={out}", f"--grpc_out={out}",
            f"--plugin=protoc-gen-grpc={PLUGIN}", f"--descriptor_set_out={ds}", "--include_imports", *files]
     r = subprocess.run(cmd, cwd=inputs.root, capture_output=True, text=True)
     if r.returncode != 0:
