@@ -2,6 +2,7 @@
 protobuf runtime at hand, and scripts/gen_proto.py itself."""
 
 import shutil
+from hashlib import sha256
 import subprocess
 import sys
 
@@ -139,3 +140,170 @@ def test_out_writes_the_package_elsewhere_and_touches_nothing(tmp_path):
     # A folder with something in it is refused.
     r = subprocess.run([*GEN, "--root", str(root), "--out", str(out)], capture_output=True, text=True)
     assert r.returncode == 2 and "not empty" in r.stderr
+
+
+# --- incremental generation (the cache outside the repository) -------------
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path_factory, monkeypatch):
+    """Each test its own cache folder: never the user's ~/.cache."""
+    d = tmp_path_factory.mktemp("gen-cache")
+    monkeypatch.setenv("GEN_PROTO_CACHE", str(d))
+    return d
+
+
+def gen(root, *args):
+    return subprocess.run([*GEN, "--root", str(root), *args], capture_output=True, text=True)
+
+
+def files(d):
+    return {p.relative_to(d).as_posix(): p.read_bytes() for p in d.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+
+
+SHARED = 'syntax = "proto3";\npackage billing;\nmessage Money {\n  int64 cents = 1;\n}\n'
+INVOICES = ('syntax = "proto3";\npackage billing.v1;\nimport "billing/money.proto";\nimport "google/protobuf/empty.proto";\n'
+            'message Invoice {\n  Money total = 1;\n}\nservice Invoices {\n  rpc Last(google.protobuf.Empty) returns (Invoice);\n}\n')
+
+
+def add_protos(root, n):
+    """n small services, one importing a shared file and a well-known type."""
+    (root / "src/proto/billing/v1").mkdir(parents=True, exist_ok=True)
+    (root / "src/proto/billing/money.proto").write_text(SHARED)
+    (root / "src/proto/billing/v1/invoices.proto").write_text(INVOICES)
+    tmpl = (ROOT / "xtask/templates/service.proto.tmpl").read_text()
+    for i in range(n):
+        name = f"svc-{i}"
+        pkg = name.replace("-", "_")
+        (root / f"src/proto/{pkg}/v1").mkdir(parents=True)
+        text = tmpl.replace("{{name}}", name).replace("{{proto_pkg}}", pkg).replace("{{service_class}}", f"Svc{i}")
+        (root / f"src/proto/{pkg}/v1/{pkg}.proto").write_text(text)
+
+
+@needs_protoc
+def test_hand_edited_generated_file_is_stale_with_a_warm_cache(tmp_path):
+    root = copy_repo(tmp_path)
+    assert gen(root, "--check").returncode == 0  # warms the cache
+    pb = root / "src/common/gen/accounts/v1/accounts_pb2.py"
+    pb.write_bytes(pb.read_bytes().replace(b"DESCRIPTOR", b"DESCRIPTOR ", 1))
+    init = root / "src/common/gen/grpc/health/__init__.py"
+    init.write_text(INIT_EDIT := "# edited\n")
+    r = gen(root, "--check")
+    assert r.returncode == 1
+    assert r.stdout.splitlines() == ["src/common/gen/accounts/v1/accounts_pb2.py: differs",
+                                     "src/common/gen/grpc/health/__init__.py: differs"]
+    assert init.read_text() == INIT_EDIT  # --check writes nothing
+    assert gen(root).returncode == 0
+    assert files(root / "src/common/gen") == files(ROOT / "src/common/gen")
+
+
+@needs_protoc
+def test_an_edited_import_makes_its_importer_stale(tmp_path):
+    root = copy_repo(tmp_path)
+    add_protos(root, 0)
+    assert gen(root).returncode == 0
+    assert gen(root, "--check").returncode == 0
+    importer = root / "src/common/gen/billing/v1/invoices_pb2.py"
+    before = importer.read_bytes()
+    # Money moves to package billing.v1: invoices.proto is unchanged, but
+    # `Money` in it now resolves to .billing.v1.Money, so its code changes.
+    (root / "src/proto/billing/money.proto").write_text(SHARED.replace("package billing;", "package billing.v1;"))
+    r = gen(root, "--check")
+    assert r.returncode == 1
+    assert r.stdout.splitlines() == ["src/common/gen/billing/money_pb2.py: differs",
+                                     "src/common/gen/billing/v1/invoices_pb2.py: differs"]
+    assert gen(root, "--check", "--full").stdout == r.stdout
+    assert gen(root).returncode == 0
+    assert importer.read_bytes() != before and b".billing.v1.Money" in importer.read_bytes()
+
+
+@needs_protoc
+def test_incremental_and_full_give_the_same_bytes(tmp_path):
+    root = copy_repo(tmp_path / "repo")
+    add_protos(root, 6)
+    # Incremental, one step at a time: each run reuses what it can.
+    for i in range(6, 9):
+        add_protos_one = root / f"src/proto/extra_{i}/v1"
+        add_protos_one.mkdir(parents=True)
+        (add_protos_one / f"extra_{i}.proto").write_text(f'syntax = "proto3";\npackage extra_{i}.v1;\nimport "svc_{i - 6}/v1/svc_{i - 6}.proto";\n'
+                                                         f'message E {{ svc_{i - 6}.v1.PingRequest r = 1; }}\n')
+        r = gen(root)
+        assert r.returncode == 0, r.stderr
+    assert gen(root, "--check").returncode == 0
+    full = tmp_path / "full"
+    r = gen(root, "--full", "--out", str(full))
+    assert r.returncode == 0, r.stderr
+    assert files(full) == files(root / "src/common/gen")
+    assert gen(root, "--check", "--full").returncode == 0
+    # The generated package imports and knows its types.
+    r = subprocess.run([sys.executable, "-c", "from common.gen.extra_7.v1 import extra_7_pb2 as e; print(e.E.DESCRIPTOR.fields[0].message_type.full_name)"],
+                       cwd=root / "src", capture_output=True, text=True)
+    assert r.stdout.strip() == "svc_1.v1.PingRequest", r.stderr
+
+
+@needs_protoc
+def test_a_damaged_or_foreign_cache_entry_is_a_miss(tmp_path, own_cache):
+    root = copy_repo(tmp_path)
+    assert gen(root, "--check").returncode == 0
+    entries = sorted(p for p in own_cache.rglob("*") if p.is_file())
+    assert len(entries) == 2  # accounts and health
+    pb = root / "src/common/gen/accounts/v1/accounts_pb2.py"
+    pb.write_text(pb.read_text() + "# injected\n")
+    forged = sha256(pb.read_bytes()).hexdigest()
+    for e in entries:
+        text = e.read_text()
+        if "accounts_pb2.py" in text:
+            # The recorded hash swapped for the edited file's, without a new
+            # checksum (a damaged entry), then truncated: both are misses.
+            good = [l for l in text.splitlines() if l.startswith("out\taccounts/v1/accounts_pb2.py")][0]
+            e.write_text(text.replace(good, f"out\taccounts/v1/accounts_pb2.py\t{forged}"))
+            assert gen(root, "--check").stdout.splitlines() == ["src/common/gen/accounts/v1/accounts_pb2.py: differs"]
+            e.write_text(text[: len(text) // 2])
+            assert gen(root, "--check").returncode == 1
+            health = [x for x in entries if x != e][0]
+            e.write_bytes(health.read_bytes())  # another file's entry under this key
+            assert gen(root, "--check").returncode == 1
+    # A record planted in the repository is just an extra file.
+    (root / "src/common/gen/MANIFEST").write_text(f"accounts/v1/accounts_pb2.py {forged}\n")
+    r = gen(root, "--check")
+    assert r.stdout.splitlines() == ["src/common/gen/MANIFEST: not generated from src/proto (remove it)",
+                                     "src/common/gen/accounts/v1/accounts_pb2.py: differs"]
+    assert gen(root).returncode == 0
+    assert files(root / "src/common/gen") == files(ROOT / "src/common/gen")
+
+
+@needs_protoc
+def test_no_cache_and_an_unwritable_cache_still_work(tmp_path, monkeypatch):
+    root = copy_repo(tmp_path)
+    monkeypatch.setenv("GEN_PROTO_CACHE", "")
+    assert gen(root, "--check").returncode == 0
+    monkeypatch.setenv("GEN_PROTO_CACHE", "/proc/no-such-cache")
+    assert gen(root, "--check").returncode == 0
+
+
+@needs_protoc
+def test_plan_names_the_changes_of_a_planned_proto_set(tmp_path):
+    """--plan/--overlay/--drop: what add-service --grpc and remove-service stage."""
+    root = copy_repo(tmp_path / "repo")
+    before = files(root)
+    overlay = tmp_path / "overlay"
+    (overlay / "ledger/v1").mkdir(parents=True)
+    (overlay / "ledger/v1/ledger.proto").write_text('syntax = "proto3";\npackage ledger.v1;\nmessage Entry { int64 id = 1; }\n')
+    out = tmp_path / "out"
+    r = gen(root, "--plan", str(out), "--overlay", str(overlay), "--drop", "src/proto/accounts/v1/accounts.proto")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "src/common/gen/accounts/__init__.py: not generated from src/proto (remove it)",
+        "src/common/gen/accounts/v1/__init__.py: not generated from src/proto (remove it)",
+        "src/common/gen/accounts/v1/accounts_pb2.py: not generated from src/proto (remove it)",
+        "src/common/gen/accounts/v1/accounts_pb2_grpc.py: not generated from src/proto (remove it)",
+        "src/common/gen/ledger/__init__.py: missing",
+        "src/common/gen/ledger/v1/__init__.py: missing",
+        "src/common/gen/ledger/v1/ledger_pb2.py: missing",
+        "src/common/gen/ledger/v1/ledger_pb2_grpc.py: missing",
+    ]
+    assert b"common.gen.ledger.v1.ledger_pb2" in (out / "ledger/v1/ledger_pb2.py").read_bytes()
+    assert files(root) == before
+    # A dropped file that another still imports is an error.
+    (overlay / "ledger/v1/ledger.proto").write_text('syntax = "proto3";\npackage ledger.v1;\nimport "accounts/v1/accounts.proto";\nmessage Entry { accounts.v1.Account a = 1; }\n')
+    r = gen(root, "--plan", str(tmp_path / "out2"), "--overlay", str(overlay), "--drop", "src/proto/accounts/v1/accounts.proto")
+    assert r.returncode == 2 and "accounts/v1/accounts.proto" in r.stderr, r.stderr
