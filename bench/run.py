@@ -222,6 +222,47 @@ def remove_all_images(project=PROJECT):
         raise SystemExit(f"bench: could not remove {left} (in use?); a cold run would not be cold")
 
 
+def seed_dir(root):
+    """Where verify caches Postgres's initialised data directory
+    (xtask/src/verify/pgseed.rs): removed before a cold run, as BuildKit's
+    cache is for Compose."""
+    target = os.environ.get("CARGO_TARGET_DIR") or "target"
+    return os.path.join(root, target, "xtask", "pg-seed")
+
+
+def engine_floor(root):
+    """What the engine alone takes for the example stack's objects, through
+    the docker CLI with every call of a step in parallel: create its 4
+    networks, create its 5 containers (each service's image, a process that
+    only sleeps, its networks), start them, remove them, remove the
+    networks. No readiness, no probe: a lower bound for verify's and
+    Compose's start and cleanup (the CLI adds its own ~50 ms per call)."""
+    images = {}
+    for line in subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True, text=True).stdout.splitlines():
+        repo = line.split(":")[0]
+        for svc in ("accounts", "gateway", "nginx"):
+            if repo == f"monorepo-verify/{svc}":
+                images[svc] = line
+    env = dict(l.split("=", 1) for l in open(os.path.join(root, ".env")) if "=" in l and not l.startswith("#")) if os.path.exists(os.path.join(root, ".env")) else {}
+    images["postgres"] = env.get("POSTGRES_IMAGE", "postgres:16").strip()
+    images["redis"] = env.get("REDIS_IMAGE", "redis:7").strip()
+    nets = {"postgres": ["pg"], "redis": ["redis"], "nginx": ["web"], "accounts": ["grpc", "pg", "redis"], "gateway": ["grpc", "web"]}
+
+    def par(cmds):
+        ps = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for c in cmds]
+        for p in ps:
+            p.wait()
+
+    t = time.perf_counter()
+    par([["docker", "network", "create", f"floor-{n}"] for n in ("pg", "redis", "web", "grpc")])
+    par([["docker", "create", "--name", f"floor-{s}", "--network", f"floor-{ns[0]}", "--entrypoint", "sleep", images[s], "60"] for s, ns in nets.items()])
+    par([["docker", "network", "connect", f"floor-{n}", f"floor-{s}"] for s, ns in nets.items() for n in ns[1:]])
+    par([["docker", "start", f"floor-{s}"] for s in nets])
+    par([["docker", "rm", "-f", f"floor-{s}"] for s in nets])
+    par([["docker", "network", "rm", f"floor-{n}"] for n in ("pg", "redis", "web", "grpc")])
+    return time.perf_counter() - t
+
+
 def compose_baseline(root, dc):
     """up --build, wait until every container answers, one exec per pair, down -v -t 1."""
     dc = dc + ["-p", PROJECT]
@@ -315,6 +356,7 @@ def verify():
     cold_phases = []
     for i in range(RUNS):
         remove_all_images()
+        shutil.rmtree(seed_dir(root), ignore_errors=True)
         dt, _, ph = verify_run(root)
         cold["verify"].append(dt)
         cold_phases.append(ph)
@@ -352,6 +394,9 @@ def verify():
                 row(f"verify/{n} {kind}", v / b, "x")
         row(f"verify {kind}: phases (median s)", v, "s", note=breakdown(ph))
     row("verify peak RSS (xtask)", rss, "MiB", target="<100 MiB", ok=rss < 100)
+    floor, fnote = spread([engine_floor(root) for _ in range(RUNS)])
+    b, _ = spread(warm["compose v2"])
+    row("engine floor: the example's 4 networks and 5 containers created, started, removed", floor, "s", note=f"{fnote}; {floor / b:.2f}x the Compose v2 warm baseline")
     remove_all_images()
     shutil.rmtree(root)
 
