@@ -138,7 +138,7 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
     let (probe_image, probe_bin) = probe::ensure_image(&run.d, &repo.root, builder).await?;
     // 2-4. Images, start, readiness.
     let targets: Vec<Target> = order.iter().filter_map(|s| matrix::target(repo, s)).collect();
-    let (started, ready, built_at, started_at) = start_stack(repo, run, &order, &volumes, &probe_image, &targets, builder, fallback, o.timeout, o.no_seed, t).await?;
+    let (started, ready, built_at, started_at) = start_stack(repo, run, &order, &volumes, &probe_image, &targets, builder, fallback, o.timeout, o.no_seed, &row_sources(&order, o), t).await?;
     run.containers.extend(started);
     // The phases as seen on the line of work that ends last (the one that
     // builds); Postgres and Redis start and get ready inside them.
@@ -169,7 +169,8 @@ async fn probe_phase(
     phases: &mut Phases,
 ) -> Result<(Vec<Cell>, Vec<datalayer::DataCell>), Error> {
     let t = Instant::now();
-    let sources: Vec<&Service> = order.iter().copied().filter(|s| s.is_backend() && (o.only.is_empty() || o.only.contains(&s.name))).collect();
+    let names = row_sources(order, o);
+    let sources: Vec<&Service> = order.iter().copied().filter(|s| names.contains(&s.name.as_str())).collect();
     let mut cells: Vec<Cell> = vec![];
     let mut data: Vec<datalayer::DataCell> = vec![];
     // One probe container per source: its matrix row and its data-layer cells.
@@ -197,6 +198,11 @@ async fn probe_phase(
 
 type Ready = Vec<(String, Result<u128, String>)>;
 
+/// The services whose namespaces the matrix is probed from.
+fn row_sources<'a>(order: &[&'a Service], o: &Opts) -> Vec<&'a str> {
+    order.iter().filter(|s| s.is_backend() && (o.only.is_empty() || o.only.contains(&s.name))).map(|s| s.name.as_str()).collect()
+}
+
 /// Every service on its own line of work, as Compose orders them
 /// (depends_on means "started first"): its image (pulled, or built now,
 /// all builds at once), its container (created at once; Postgres from its
@@ -218,6 +224,7 @@ async fn start_stack(
     fallback: bool,
     timeout: u64,
     no_seed: bool,
+    sources: &[&str],
     t: Instant,
 ) -> Result<(Vec<(String, String)>, Ready, Duration, Duration), Error> {
     let d = &run.d;
@@ -245,6 +252,9 @@ async fn start_stack(
                 None => pulled[&s.name].clone(),
             };
             let cid = stack::create(repo, run, s, &image, volumes, seeding).await?;
+            if sources.contains(&s.name.as_str()) {
+                probe::precreate_row(d, run, repo, probe_image, s, &cid, targets).await?;
+            }
             for (dep, _) in &s.depends_on {
                 if let Some(tx) = started.get(dep.as_str()) {
                     let mut rx = tx.subscribe();

@@ -53,6 +53,14 @@ pub async fn ensure_image(d: &Docker, root: &Path, builder: Builder) -> Result<(
 /// certificate is copied in only when a TLS target needs it (one API call
 /// less for the readiness probes of Postgres and Redis).
 pub(super) async fn start_probe(d: &Docker, run: &Run, image: &str, ns: &str, cmd: Vec<String>, with_ca: bool) -> Result<String, String> {
+    let id = create_probe(d, run, image, ns, cmd, with_ca).await?;
+    d.start_container(&id, None::<q::StartContainerOptions>).await.map_err(|e| format!("starting the probe: {e}"))?;
+    Ok(id)
+}
+
+/// A probe container in `ns`'s namespace, created (and given the CA) but
+/// not started: `ns` need only exist, not run.
+async fn create_probe(d: &Docker, run: &Run, image: &str, ns: &str, cmd: Vec<String>, with_ca: bool) -> Result<String, String> {
     let mut labels = run.labels();
     labels.insert("monorepo.verify.probe".into(), "1".into());
     let c = d.create_container(None::<q::CreateContainerOptions>, probe_body(image, ns, cmd, labels)).await.map_err(|e| format!("creating the probe: {e}"))?;
@@ -65,7 +73,6 @@ pub(super) async fn start_probe(d: &Docker, run: &Run, image: &str, ns: &str, cm
             .await
             .map_err(|e| format!("copying the CA into the probe: {e}"))?;
     }
-    d.start_container(&c.id, None::<q::StartContainerOptions>).await.map_err(|e| format!("starting the probe: {e}"))?;
     Ok(c.id)
 }
 
@@ -173,27 +180,50 @@ fn tls_hint(repo: &Repo, detail: &str, name: &str) -> Option<String> {
     ))
 }
 
+/// What the probe container of `src`'s matrix row runs: the cells it
+/// fills, its command (every other target, then `extra`), and whether it
+/// needs the CA.
+fn row_plan(repo: &Repo, src: &Service, targets: &[Target], extra: &[String]) -> (Vec<Cell>, Vec<String>, bool) {
+    let env = env_of(repo, src);
+    let mut cmd = vec!["check".to_string()];
+    let mut cells = vec![];
+    for t in targets.iter().filter(|t| t.service != src.name) {
+        let id = format!("{}->{}", src.name, t.service);
+        cmd.push(t.spec(&id, &t.service, &env));
+        let expected = repo.compose.service(&t.service).is_some_and(|ts| matrix::reaches(src, ts));
+        cells.push(Cell { source: src.name.clone(), target: t.service.clone(), port: t.port, expected, outcome: Outcome::Missing, detail: String::new(), hint: None, logs: vec![] });
+    }
+    cmd.extend(extra.iter().cloned());
+    let with_ca = targets.iter().any(|t| t.tls && t.service != src.name);
+    (cells, cmd, with_ca)
+}
+
+/// Creates the probe container of `src`'s matrix row as soon as `src`'s
+/// own container exists (`cid`), so that the probe phase only starts it.
+pub(super) async fn precreate_row(d: &Docker, run: &Run, repo: &Repo, image: &str, src: &Service, cid: &str, targets: &[Target]) -> Result<(), Error> {
+    let extra: Vec<String> = super::datalayer::plan(repo, src).into_iter().map(|(_, s)| s).collect();
+    let (_, cmd, with_ca) = row_plan(repo, src, targets, &extra);
+    let pid = create_probe(d, run, image, cid, cmd, with_ca).await.map_err(Diagnostic::error)?;
+    run.row_probes.lock().unwrap_or_else(|e| e.into_inner()).insert(src.name.clone(), pid);
+    Ok(())
+}
+
 /// One row of the matrix: every target probed from `src`'s namespace, in
 /// one probe container that also runs `extra` specs (the source's
 /// data-layer cells). Returns the cells, and the probe's lines and output
 /// for the extra specs.
 #[allow(clippy::type_complexity)]
 pub async fn matrix_row(d: &Docker, run: &Run, repo: &Repo, image: &str, src: &Service, targets: &[Target], extra: &[String]) -> Result<(Vec<Cell>, Vec<(String, String, String)>, String), Error> {
-    let env = env_of(repo, src);
     let cid = run_container(run, &src.name).map_err(Diagnostic::error)?;
-    let mut specs = vec![];
-    let mut cells = vec![];
-    for t in targets.iter().filter(|t| t.service != src.name) {
-        let id = format!("{}->{}", src.name, t.service);
-        specs.push(t.spec(&id, &t.service, &env));
-        let expected = repo.compose.service(&t.service).is_some_and(|ts| matrix::reaches(src, ts));
-        cells.push(Cell { source: src.name.clone(), target: t.service.clone(), port: t.port, expected, outcome: Outcome::Missing, detail: String::new(), hint: None, logs: vec![] });
-    }
-    let mut cmd = vec!["check".to_string()];
-    cmd.extend(specs);
-    cmd.extend(extra.iter().cloned());
-    let with_ca = targets.iter().any(|t| t.tls && t.service != src.name);
-    let pid = start_probe(d, run, image, &cid, cmd, with_ca).await.map_err(Diagnostic::error)?;
+    let (mut cells, cmd, with_ca) = row_plan(repo, src, targets, extra);
+    let precreated = run.row_probes.lock().unwrap_or_else(|e| e.into_inner()).remove(&src.name);
+    let pid = match precreated {
+        Some(pid) => {
+            d.start_container(&pid, None::<q::StartContainerOptions>).await.map_err(|e| Diagnostic::error(format!("starting the probe: {e}")))?;
+            pid
+        }
+        None => start_probe(d, run, image, &cid, cmd, with_ca).await.map_err(Diagnostic::error)?,
+    };
     let _ = tokio::time::timeout(Duration::from_secs(120), exited(d, &pid)).await;
     let out = stdout_of(d, &pid).await;
     run.reap(&pid);

@@ -35,6 +35,9 @@ pub struct Run {
     /// Removals of finished probe containers, running in the background;
     /// awaited before the final sweep.
     pub(super) reaping: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Probe containers of matrix rows made ahead of the probe phase
+    /// (source service -> container id).
+    pub(super) row_probes: std::sync::Mutex<HashMap<String, String>>,
 }
 
 impl Run {
@@ -50,7 +53,7 @@ impl Run {
                 }
             }
         }
-        Run { id, root: repo.root.clone(), d, containers: BTreeMap::new(), networks: BTreeMap::new(), secrets, reaping: Default::default() }
+        Run { id, root: repo.root.clone(), d, containers: BTreeMap::new(), networks: BTreeMap::new(), secrets, reaping: Default::default(), row_probes: Default::default() }
     }
     pub fn labels(&self) -> HashMap<String, String> {
         HashMap::from([(RUN_LABEL.to_string(), self.id.clone()), (PID_LABEL.to_string(), std::process::id().to_string()), (HOST_LABEL.to_string(), docker::hostname())])

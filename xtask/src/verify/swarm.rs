@@ -97,7 +97,7 @@ pub(super) async fn verify(repo: Repo, o: Opts, mut phases: Phases, t_all: Insta
         .filter(|(k, v)| is_secret_name(k) && v.len() >= 4)
         .map(|(_, v)| v)
         .collect();
-    let mut run = Run { id, root: repo.root.clone(), d: d.clone(), containers: BTreeMap::new(), networks: BTreeMap::new(), secrets, reaping: Default::default() };
+    let mut run = Run { id, root: repo.root.clone(), d: d.clone(), containers: BTreeMap::new(), networks: BTreeMap::new(), secrets, reaping: Default::default(), row_probes: Default::default() };
     eprintln!("verify: run {} on swarm ({} services)", run.id, repo.compose.services.len());
     let result = tokio::select! {
         r = body(&repo, &mut run, &o, &mut phases) => r,
