@@ -66,7 +66,9 @@ class Store:
         self.migrated.set()
 
     def migrate_until_done(self) -> None:
-        """Retries migrate() every second until it works or the service stops."""
+        """Retries migrate() until it works or the service stops: after 0.1 s,
+        then twice as long each time, at most a second apart (Postgres is
+        often up a moment after this service starts)."""
         attempt = 0
         while not serve.stopping():
             try:
@@ -76,7 +78,7 @@ class Store:
             except Exception as e:
                 attempt += 1
                 logging.info("waiting for postgres (attempt %d): %s", attempt, e)
-                serve.sleep(1)
+                serve.sleep(min(1.0, 0.1 * 2 ** (attempt - 1)))
 
     def check_migrated(self) -> None:
         if not self.migrated.is_set():
