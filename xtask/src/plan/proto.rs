@@ -36,7 +36,10 @@ fn python() -> Command {
     if let Some(p) = std::env::var_os("XTASK_PYTHON").filter(|p| !p.is_empty()) {
         return Command::new(p);
     }
-    match proto_stamp::which("python3").and_then(|shim| pyenv_python(&shim)) {
+    let version = std::env::var("PYENV_VERSION").ok().filter(|v| !v.is_empty());
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let pyenv_dir = std::env::var_os("PYENV_DIR").is_some();
+    match proto_stamp::which("python3").and_then(|shim| pyenv_python(&shim, version, pyenv_dir, &cwd)) {
         Some((exe, bin)) => {
             let mut c = Command::new(exe);
             // As `pyenv exec` does: the version's bin folder first on PATH.
@@ -55,20 +58,20 @@ fn python() -> Command {
 /// `<root>/versions/<v>/bin/python3`. Anything else (PYENV_DIR set,
 /// several versions, `system`, a prefix like `3.11`) keeps the shim, which
 /// stays right whatever pyenv does.
-fn pyenv_python(shim: &Path) -> Option<(PathBuf, PathBuf)> {
+fn pyenv_python(shim: &Path, version: Option<String>, pyenv_dir: bool, cwd: &Path) -> Option<(PathBuf, PathBuf)> {
     let shims = shim.parent()?;
     let root = shims.parent()?;
-    if shims.file_name()? != "shims" || !root.join("libexec/pyenv").is_file() || std::env::var_os("PYENV_DIR").is_some() {
+    if shims.file_name()? != "shims" || !root.join("libexec/pyenv").is_file() || pyenv_dir {
         return None;
     }
-    let named = match std::env::var("PYENV_VERSION") {
-        Ok(v) if !v.is_empty() => v,
-        _ => {
-            let cwd = std::env::current_dir().ok()?;
+    let named = match version {
+        Some(v) => v,
+        None => {
             let file = cwd.ancestors().map(|d| d.join(".python-version")).find(|f| f.is_file()).unwrap_or_else(|| root.join("version"));
-            // pyenv-version-file-read: the words of the file, `#` comments skipped.
+            // pyenv-version-file-read: the first word of each line, empty
+            // lines and `#` comments skipped; several words name several versions.
             let text = std::fs::read_to_string(file).ok()?;
-            let words: Vec<&str> = text.split_whitespace().filter(|w| !w.starts_with('#')).collect();
+            let words: Vec<&str> = text.lines().filter_map(|l| l.split_whitespace().next()).filter(|w| !w.starts_with('#')).collect();
             let [v] = words[..] else { return None };
             v.to_string()
         }
@@ -127,13 +130,13 @@ pub fn check(root: &Path) -> Staleness {
     if proto_stamp::trusted(root) {
         return Staleness::Current;
     }
-    let tmp = TempDir::new("check");
-    let manifest = tmp.0.join("manifest");
-    let stamping = std::fs::create_dir_all(&tmp.0).is_ok() && proto_stamp::cache_dir().is_some();
+    // Without a cache folder or a temporary folder: no stamp, only slower.
+    let tmp = proto_stamp::cache_dir().and_then(|_| TempDir::new("check").ok());
+    let manifest = tmp.as_ref().and_then(|t| t.0.join("manifest").to_str().map(String::from));
     let started = proto_stamp::now();
     let mut args = vec!["--check"];
-    if stamping {
-        args.extend(["--manifest", manifest.to_str().unwrap_or_default()]);
+    if let Some(m) = &manifest {
+        args.extend(["--manifest", m]);
     }
     let o = match script(root, &args, Stdio::piped()) {
         Ok(o) => o,
@@ -141,7 +144,7 @@ pub fn check(root: &Path) -> Staleness {
     };
     match o.status.code() {
         Some(0) => {
-            if let Ok(m) = std::fs::read_to_string(&manifest) {
+            if let Some(m) = manifest.and_then(|m| std::fs::read_to_string(m).ok()) {
                 proto_stamp::record(root, started, &m);
             }
             Staleness::Current
@@ -180,10 +183,14 @@ pub fn walk(dir: &Path) -> Vec<String> {
 struct TempDir(PathBuf);
 
 impl TempDir {
-    /// A new name under the system's temporary folder (not created).
-    fn new(tag: &str) -> TempDir {
+    /// A new folder of ours under the system's temporary folder: made here
+    /// (not found: another user's could hold links), readable by us only.
+    fn new(tag: &str) -> Result<TempDir, Error> {
+        use std::os::unix::fs::DirBuilderExt;
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-        TempDir(std::env::temp_dir().join(format!("xtask-proto-{tag}-{}-{nanos}", std::process::id())))
+        let d = std::env::temp_dir().join(format!("xtask-proto-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::DirBuilder::new().mode(0o700).create(&d).map_err(|e| Diagnostic::error(format!("{}: {e}", d.display())).fix("check the temporary folder ($TMPDIR)"))?;
+        Ok(TempDir(d))
     }
 }
 
@@ -223,7 +230,7 @@ impl Drop for Pending {
 /// `plan`'s first half: starts the generator and returns at once, so the
 /// caller can plan its other files while protoc runs.
 pub fn start(t: &Txn, root: &Path, planned: &[String]) -> Result<Pending, Error> {
-    let tmp = TempDir::new("plan");
+    let tmp = TempDir::new("plan")?;
     let (overlay, out) = (tmp.0.join("overlay"), tmp.0.join("out"));
     let io = |p: &Path, e: std::io::Error| Diagnostic::error(format!("{}: {e}", p.display()));
     std::fs::create_dir_all(&overlay).and_then(|_| std::fs::create_dir_all(&out)).map_err(|e| io(&tmp.0, e))?;
@@ -289,6 +296,38 @@ impl Pending {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pyenv_shim_is_resolved_as_pyenv_would_or_kept() {
+        let root = std::env::temp_dir().join(format!("xtask-pyenv-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let exe = |p: &Path| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, "").unwrap();
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        let (shim, project) = (root.join("pyenv/shims/python3"), root.join("project/sub"));
+        for p in [&shim, &root.join("pyenv/libexec/pyenv"), &root.join("pyenv/versions/3.11.7/bin/python3"), &root.join("pyenv/versions/3.12.1/bin/python3")] {
+            exe(p);
+        }
+        std::fs::create_dir_all(&project).unwrap();
+        std::fs::write(root.join("pyenv/version"), "3.11.7\n").unwrap();
+        let got = |v: Option<&str>, dir: bool| pyenv_python(&shim, v.map(String::from), dir, &project).map(|(e, _)| e);
+        let v = |n: &str| Some(root.join(format!("pyenv/versions/{n}/bin/python3")));
+        assert_eq!(got(None, false), v("3.11.7"), "the global version file");
+        std::fs::write(root.join("project/.python-version"), "# pinned for the CI\n\n3.12.1 # comment\n").unwrap();
+        assert_eq!(got(None, false), v("3.12.1"), "the nearest .python-version wins");
+        assert_eq!(got(Some("3.11.7"), false), v("3.11.7"), "PYENV_VERSION wins");
+        // Whatever pyenv would decide by rules not copied here: the shim.
+        for (ver, dir) in [(Some("3.11.7:3.12.1"), false), (Some("system"), false), (Some("3.11"), false), (Some("../../x"), false), (None, true)] {
+            assert_eq!(got(ver, dir), None, "{ver:?} {dir}");
+        }
+        std::fs::write(root.join("project/.python-version"), "3.12.1\n3.11.7\n").unwrap();
+        assert_eq!(got(None, false), None, "two versions");
+        assert_eq!(pyenv_python(&root.join("project/python3"), None, false, &project), None, "not a shim");
+        let _ = std::fs::remove_dir_all(&root);
+    }
 
     #[test]
     fn stale_lines_become_path_and_reason() {
