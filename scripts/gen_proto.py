@@ -2,7 +2,7 @@
 """Generates the Python messages and gRPC stubs of src/proto into src/common/gen.
 
     python3 scripts/gen_proto.py [--check] [--full] [--root DIR] [--out DIR]
-    python3 scripts/gen_proto.py --plan DIR [--overlay DIR] [--drop REL]...
+    python3 scripts/gen_proto.py --plan DIR [--overlay DIR] [--drop REL]... [--base-current]
 
 Without --check: brings src/common/gen/ up to date with every
 src/proto/**/*.proto and replaces the folder as a whole (a crash leaves the
@@ -16,6 +16,19 @@ files of --overlay (a folder laid out like src/proto) added or replacing
 theirs and the --drop ones (paths under src/proto) removed; it prints the
 `path: why` lines of src/common/gen against that planned set, writes the new
 content of each missing or differing file under DIR, and exits 0.
+
+Two options serve `cargo xtask`'s shortcuts (plan/proto_stamp.rs), which
+skip this script while nothing it reads changed:
+--manifest FILE (with --check): when the code is current, writes one
+`sha256<TAB>path` line for every file the check read and found right (the
+generated files and .proto files as repository paths, the imports found
+outside src/proto as absolute paths), so the caller can stamp exactly them.
+--base-current (with --plan): the caller has proved src/common/gen current
+for src/proto, and the overlay only ADDS .proto files; then protoc runs for
+those alone and only their files are compared, not the whole tree. When an
+added file could change what the others generate (it replaces one, shares
+a module name with one, or shadows an import found outside src/proto), the
+option is ignored and the plan is the full one.
 
 Exit codes: 0 up to date / written / planned; 1 stale (--check); 2 failure
 (no protoc, the wrong protoc version, a protoc error).
@@ -269,8 +282,9 @@ class Inputs:
         self.overlay = overlay
         base = root / PROTO_DIR
         names = set(files_under(base, ".proto"))
-        if overlay:
-            names |= set(files_under(overlay, ".proto"))
+        self.base = set(names)
+        self.overlaid = set(files_under(overlay, ".proto")) if overlay else set()
+        names |= self.overlaid
         self.dropped = {d.removeprefix(f"{PROTO_DIR.as_posix()}/") for d in drop}
         self.names = sorted(names - self.dropped)
         if not self.names:
@@ -278,6 +292,7 @@ class Inputs:
         self.include = default_include()
         self.modules = {module_of(r) for r in self.names}
         self._hash = {}
+        self.external = {}  # imports read outside src/proto: path -> hash
 
     def file(self, rel: str) -> str:
         if self.overlay and os.path.isfile(f"{self.overlay}/{rel}"):
@@ -300,6 +315,8 @@ class Inputs:
                 flag = "-" if got[0] == "proto" else str(module_of(rel) in self.modules)
                 with open(got[1], "rb") as f:
                     self._hash[rel] = (got[0], sha(f.read()), flag)
+                if got[0] != "proto":
+                    self.external[got[1]] = self._hash[rel][1]
         return self._hash[rel]
 
     def proto_path(self) -> list:
@@ -333,20 +350,64 @@ def closure(rel: str, imports: dict) -> list:
     return sorted(seen)
 
 
-def generate(inputs: Inputs, gen: Path, full: bool, cache: Cache) -> tuple:
+def additions_only(inputs: Inputs) -> list:
+    """--base-current: the added .proto files when the planned set only adds
+    files that cannot change what the others generate, else None. protoc's
+    output for a file depends on it and its imports only; none of src/proto
+    can import an added file unless that import resolved before outside
+    src/proto (then the added file shadows it), and the rewrite of an import
+    found outside src/proto depends on whether its module name is one of
+    ours. So: nothing dropped or replaced, no module name shared with an
+    existing file, and no file of an include folder with the module name of
+    an added one."""
+    new = sorted(inputs.overlaid - inputs.base)
+    if inputs.dropped or not new or len(new) != len(inputs.overlaid):
+        return None
+    mods = {module_of(r) for r in inputs.base}
+    for rel in new:
+        if module_of(rel) in mods:
+            return None
+        paths = module_paths(module_of(rel)[:-len("_pb2")])
+        if paths is None or any(os.path.exists(f"{d}/{p}") for d in inputs.include for p in paths):
+            return None
+    return new
+
+
+def module_paths(dotted: str):
+    """Every .proto path whose module_of() is `dotted`_pb2 (each `.` was `/`
+    or `.`, each `_` was `_` or `-`); None past 256 of them."""
+    free = [i for i, c in enumerate(dotted) if c in "._"]
+    if len(free) > 8:
+        return None
+    out = []
+    for bits in range(1 << len(free)):
+        s = list(dotted)
+        for k, i in enumerate(free):
+            if bits >> k & 1:
+                s[i] = "/" if s[i] == "." else "-"
+        out.append("".join(s) + ".proto")
+    return out
+
+
+def generate(inputs: Inputs, gen: Path, full: bool, cache: Cache, only=None) -> tuple:
     """The package as it must be: {rel: bytes or None}, None meaning "the
-    file in `gen` is it" (its recorded hash checked), and the .proto files
-    protoc ran for."""
-    hashes = {rel: inputs.where(rel)[1] for rel in inputs.names}
+    file in `gen` is it" (its recorded hash checked), the .proto files
+    protoc ran for, and {rel: hash} of the files taken from `gen`. With
+    `only` (a list of .proto files), the package of those files alone: the
+    other files are known to be current (--base-current)."""
+    names = inputs.names if only is None else only
+    hashes = {rel: inputs.where(rel)[1] for rel in names}
     # Two .proto files with one output name: protoc must see them together
     # to report it, so no reuse.
     outs = [o for r in inputs.names for o in outputs_of(r)]
     full = full or len(set(outs)) != len(outs)
-    want, redo, mods = {}, [], set()
-    for rel in inputs.names:
+    want, redo, kept = {}, [], {}
+    mods = set() if only is None else {module_of(r) for r in inputs.base}
+    for rel in names:
         hit = None if full else cache.get(rel, hashes[rel])
         if hit and all(inputs.where(p) == (w, h, f) for p, w, h, f in hit[0]) and all(same(f"{gen}/{o}", h) for o, h in hit[1]):
             want.update((o, None) for o, _ in hit[1])
+            kept.update(hit[1])
             mods.update(o[:-3].replace("/", ".") for o, _ in hit[1] if o.endswith("_pb2.py"))
         else:
             redo.append(rel)
@@ -378,7 +439,7 @@ def generate(inputs: Inputs, gen: Path, full: bool, cache: Cache) -> tuple:
             dirs.add(d)
     for d in dirs:
         want[f"{d}/__init__.py" if d else "__init__.py"] = INIT.encode()
-    return want, redo
+    return want, redo, kept
 
 
 def same(path: str, h: str) -> bool:
@@ -438,9 +499,13 @@ def tree(d: Path) -> set:
     return set(files_under(d))
 
 
-def stale(want: dict, old: Path) -> list:
-    """Files of `old` that differ from `want`: (path, why), sorted."""
-    have = tree(old) if old.is_dir() else set()
+def stale(want: dict, old: Path, whole: bool = True) -> list:
+    """Files of `old` that differ from `want`: (path, why), sorted. Not
+    `whole`: only the files of `want` are looked at (--base-current)."""
+    if whole:
+        have = tree(old) if old.is_dir() else set()
+    else:
+        have = {p for p in want if os.path.isfile(f"{old}/{p}")}
     out = [(p, "missing") for p in want.keys() - have] + [(p, EXTRA) for p in have - want.keys()]
     for p in want.keys() & have:
         if want[p] is not None:
@@ -471,6 +536,14 @@ def materialize(want: dict, gen: Path, dest: Path, link: bool) -> None:
             shutil.copyfile(gen / rel, p)
 
 
+def write_manifest(path: Path, inputs: Inputs, want: dict, kept: dict) -> None:
+    """--manifest: `sha256<TAB>path` of every file a current check read."""
+    lines = [f"{inputs.where(r)[1]}\t{PROTO_DIR.as_posix()}/{r}" for r in inputs.names]
+    lines += [f"{kept[p] if b is None else sha(b)}\t{OUT_DIR.as_posix()}/{p}" for p, b in sorted(want.items())]
+    lines += [f"{h}\t{p}" for p, h in sorted(inputs.external.items())]
+    path.write_text("".join(f"{l}\n" for l in lines), encoding="utf-8")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--check", action="store_true", help="compare only; exit 1 listing stale files")
@@ -480,6 +553,8 @@ def main(argv=None) -> int:
     ap.add_argument("--plan", type=Path, help="print the changes a planned .proto set makes; write new files here")
     ap.add_argument("--overlay", type=Path, help="with --plan: .proto files added or replaced (laid out like src/proto)")
     ap.add_argument("--drop", action="append", default=[], help="with --plan: a .proto removed (path under src/proto)")
+    ap.add_argument("--base-current", action="store_true", help="with --plan: src/common/gen is known current; plan only added files")
+    ap.add_argument("--manifest", type=Path, help="with --check: when current, write the hash of every file read here")
     args = ap.parse_args(argv)
     root = args.root.resolve()
     target = root / OUT_DIR
@@ -492,11 +567,14 @@ def main(argv=None) -> int:
             args.out.mkdir(parents=True, exist_ok=True)
             if any(args.out.iterdir()):
                 raise Failure(f"--out {args.out}: not empty")
-            want, _ = generate(inputs, target, args.full, cache)
+            want, _, _ = generate(inputs, target, args.full, cache)
             materialize(want, target, args.out.resolve(), link=False)
             return 0
-        want, _ = generate(inputs, target, args.full, cache)
-        diff = stale(want, target)
+        if (args.base_current and not args.plan) or (args.manifest and not args.check):
+            raise Failure("--base-current goes with --plan, --manifest with --check")
+        only = additions_only(inputs) if args.base_current and not args.full else None
+        want, _, kept = generate(inputs, target, args.full, cache, only)
+        diff = stale(want, target, whole=only is None)
         if args.plan:
             for p, why in diff:
                 print(f"{OUT_DIR / p}: {why}")
@@ -510,6 +588,8 @@ def main(argv=None) -> int:
             if diff:
                 print(f"gen_proto: {len(diff)} stale file(s); run `python3 scripts/gen_proto.py`", file=sys.stderr)
                 return 1
+            if args.manifest:
+                write_manifest(args.manifest, inputs, want, kept)
             print("gen_proto: src/common/gen is up to date")
             return 0
         if not diff:

@@ -2,6 +2,7 @@
 protobuf runtime at hand, and scripts/gen_proto.py itself."""
 
 import shutil
+from pathlib import Path
 from hashlib import sha256
 import subprocess
 import sys
@@ -307,3 +308,60 @@ def test_plan_names_the_changes_of_a_planned_proto_set(tmp_path):
     (overlay / "ledger/v1/ledger.proto").write_text('syntax = "proto3";\npackage ledger.v1;\nimport "accounts/v1/accounts.proto";\nmessage Entry { accounts.v1.Account a = 1; }\n')
     r = gen(root, "--plan", str(tmp_path / "out2"), "--overlay", str(overlay), "--drop", "src/proto/accounts/v1/accounts.proto")
     assert r.returncode == 2 and "accounts/v1/accounts.proto" in r.stderr, r.stderr
+
+
+@needs_protoc
+def test_manifest_names_every_file_a_current_check_read(tmp_path):
+    """--manifest: what `cargo xtask check` stamps (plan/proto_stamp.rs)."""
+    root = copy_repo(tmp_path / "repo")
+    add_protos(root, 1)  # one imports google/protobuf/empty.proto
+    assert gen(root).returncode == 0
+    man = tmp_path / "manifest"
+    assert gen(root, "--check", "--manifest", str(man)).returncode == 0
+    got = dict(reversed(l.split("\t")) for l in man.read_text().splitlines())
+    tree = {f"src/common/gen/{p}" for p in files(root / "src/common/gen")} | {f"src/proto/{p}" for p in files(root / "src/proto")}
+    assert {p for p in got if not p.startswith("/")} == tree
+    for p, h in got.items():
+        assert sha256((root / p if not p.startswith("/") else Path(p)).read_bytes()).hexdigest() == h, p
+    assert [p for p in got if p.startswith("/")] == [p for p in got if p.endswith("/google/protobuf/empty.proto")] != []
+    # Stale: no manifest.
+    man.unlink()
+    (root / "src/common/gen/extra_pb2.py").write_text("")
+    assert gen(root, "--check", "--manifest", str(man)).returncode == 1 and not man.exists()
+
+
+@needs_protoc
+def test_base_current_plans_only_the_added_files_and_the_same_bytes(tmp_path):
+    """--plan --base-current: what `add-service --grpc` runs when the stamp
+    proves src/common/gen current; ignored when an added file could change
+    the others."""
+    root = copy_repo(tmp_path / "repo")
+    overlay = tmp_path / "overlay"
+    (overlay / "ledger/v1").mkdir(parents=True)
+    (overlay / "ledger/v1/ledger.proto").write_text('syntax = "proto3";\npackage ledger.v1;\nimport "accounts/v1/accounts.proto";\n'
+                                                    'message Entry { accounts.v1.Account a = 1; }\n')
+    fast, full = tmp_path / "fast", tmp_path / "full"
+    r = gen(root, "--plan", str(fast), "--overlay", str(overlay), "--base-current")
+    assert r.returncode == 0, r.stderr
+    assert gen(root, "--plan", str(full), "--overlay", str(overlay)).stdout == r.stdout
+    assert files(fast) == files(full) and b"from common.gen.accounts.v1 import accounts_pb2" in (fast / "ledger/v1/ledger_pb2.py").read_bytes()
+    # The fast plan trusts the rest: a stale file elsewhere is not its business...
+    (root / "src/common/gen/extra_pb2.py").write_text("")
+    r = gen(root, "--plan", str(tmp_path / "fast2"), "--overlay", str(overlay), "--base-current")
+    assert "extra_pb2" not in r.stdout
+    # ...but an added file that shares a module name with an existing one,
+    # or replaces one, gets the full plan.
+    (overlay / "accounts/v1").mkdir(parents=True)
+    (overlay / "accounts/v1/accounts.proto").write_text('syntax = "proto3";\npackage accounts.v1;\nmessage Account { string id = 1; }\n')
+    r = gen(root, "--plan", str(tmp_path / "fast3"), "--overlay", str(overlay), "--base-current")
+    assert "src/common/gen/extra_pb2.py: not generated from src/proto (remove it)" in r.stdout.splitlines()
+    assert "src/common/gen/accounts/v1/accounts_pb2.py: differs" in r.stdout.splitlines()
+
+
+def test_module_paths_are_every_path_of_one_module_name():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import gen_proto
+    paths = gen_proto.module_paths("a_b.v1")
+    assert sorted(paths) == ["a-b.v1.proto", "a-b/v1.proto", "a_b.v1.proto", "a_b/v1.proto"]
+    assert all(gen_proto.module_of(p) == "a_b.v1_pb2" for p in paths)
+    assert gen_proto.module_paths("a_b_c_d_e.f.g.h.i.j") is None

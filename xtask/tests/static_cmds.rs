@@ -402,3 +402,92 @@ fn a_shared_data_role_fails_check_naming_both() {
     ok(&xtask(&c.root, &["remove-service", "billing"]));
     assert!(!c.root.join("secrets/billing.env").exists());
 }
+
+/// The stamp that lets `check` skip gen_proto.py (plan/proto_stamp.rs):
+/// trusted only while every file is as the last full check saw it. The
+/// generator is run through a wrapper (XTASK_PYTHON) that logs each start.
+#[test]
+fn proto_stamp_skips_the_generator_only_while_nothing_changed() {
+    let c = copy("protostamp");
+    ok(&xtask(&c.root, &["certs"]));
+    let cache = c.root.with_extension("cache");
+    let log = c.root.with_extension("log");
+    let wrapper = c.root.with_extension("py");
+    std::fs::write(&wrapper, format!("#!/bin/sh\necho \"$*\" >> '{}'\nexec /usr/bin/python3 \"$@\"\n", log.display())).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let env = [("GEN_PROTO_CACHE", cache.to_str().unwrap()), ("XTASK_PYTHON", wrapper.to_str().unwrap())];
+    let runs = || std::fs::read_to_string(&log).unwrap_or_default().lines().count();
+    let check = |want: i32| {
+        let o = xtask_env(&c.root, &["check"], &env);
+        assert_eq!(o.status.code(), Some(want), "{}", text(&o));
+        text(&o)
+    };
+    // Files changed less than 2 s before a check are hashed, not trusted on
+    // their stat data; let the copy's files age past that.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    check(0);
+    assert_eq!(runs(), 1);
+    let stamps: Vec<_> = std::fs::read_dir(cache.join("stamps")).unwrap().flatten().map(|e| e.path()).collect();
+    assert_eq!(stamps.len(), 1, "one stamp, outside the repository");
+    check(0);
+    check(0);
+    assert_eq!(runs(), 1, "nothing changed: the generator is skipped");
+
+    // A same-size edit with the mtime put back (`touch -d`): ctime moved.
+    let pb = c.root.join("src/common/gen/accounts/v1/accounts_pb2.py");
+    let good = std::fs::read(&pb).unwrap();
+    let mtime = std::process::Command::new("stat").args(["-c", "%.9Y"]).arg(&pb).output().unwrap();
+    let mtime = format!("@{}", String::from_utf8_lossy(&mtime.stdout).trim());
+    let edited = String::from_utf8(good.clone()).unwrap().replacen("DESCRIPTOR", "DESCRIPTAR", 1);
+    assert_eq!(edited.len(), good.len());
+    std::fs::write(&pb, &edited).unwrap();
+    assert!(std::process::Command::new("touch").arg("-d").arg(&mtime).arg(&pb).status().unwrap().success());
+    assert!(check(1).contains("MR017 src/common/gen/accounts/v1/accounts_pb2.py: generated code is stale: differs"));
+    assert_eq!(runs(), 2);
+    // Put back: the script vouches again; the file is recent, so the next
+    // check trusts it by its hash.
+    std::fs::write(&pb, &good).unwrap();
+    assert!(std::process::Command::new("touch").arg("-d").arg(&mtime).arg(&pb).status().unwrap().success());
+    check(0);
+    check(0);
+    assert_eq!(runs(), 3);
+
+    // A new .proto, then a removed one: each is seen.
+    let extra = c.root.join("src/proto/ledger/v1/ledger.proto");
+    std::fs::create_dir_all(extra.parent().unwrap()).unwrap();
+    std::fs::write(&extra, "syntax = \"proto3\";\npackage ledger.v1;\nmessage Entry { int64 id = 1; }\n").unwrap();
+    assert!(check(1).contains("MR017 src/common/gen/ledger/v1/ledger_pb2.py: generated code is stale: missing"));
+    std::fs::remove_dir_all(c.root.join("src/proto/ledger")).unwrap();
+    check(0); // the stamped state again, file for file: no run needed
+    let accounts = c.root.join("src/proto/accounts/v1/accounts.proto");
+    let proto = std::fs::read(&accounts).unwrap();
+    std::fs::remove_file(&accounts).unwrap();
+    assert!(check(1).contains("MR017 src/common/gen/accounts/v1/accounts_pb2.py: generated code is stale: not generated from src/proto (remove it)"));
+    std::fs::write(&accounts, &proto).unwrap();
+    check(0);
+    let before = runs();
+    assert_eq!(before, 6);
+
+    // A damaged stamp is ignored: the generator runs, and writes a sound one.
+    let stamp = &stamps[0];
+    let text_of = std::fs::read_to_string(stamp).unwrap();
+    std::fs::write(stamp, text_of.replacen("src/proto/accounts/v1/accounts.proto\t", "src/proto/accounts/v1/accounts.proto\t9", 1)).unwrap();
+    check(0);
+    std::fs::write(stamp, &text_of[..text_of.len() / 2]).unwrap();
+    check(0);
+    assert_eq!(runs(), before + 2);
+
+    // With the stamp trusted, add-service --grpc plans only the new files
+    // (--base-current), and they are exactly what a full generation makes.
+    check(0);
+    let base = runs();
+    let o = xtask_env(&c.root, &["add-service", "ledger", "--grpc"], &env);
+    ok(&o);
+    assert!(std::fs::read_to_string(&log).unwrap().lines().nth(base).unwrap().contains("--base-current"), "{}", std::fs::read_to_string(&log).unwrap());
+    let full = Command::new("/usr/bin/python3").arg(c.root.join("scripts/gen_proto.py")).arg("--root").arg(&c.root).args(["--check", "--full"]).env("GEN_PROTO_CACHE", "").output().unwrap();
+    ok(&full);
+    let _ = std::fs::remove_dir_all(&cache);
+    let _ = std::fs::remove_file(&log);
+    let _ = std::fs::remove_file(&wrapper);
+}

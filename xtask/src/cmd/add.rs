@@ -158,10 +158,9 @@ pub fn plan_add(repo: &Repo, o: &Options) -> Result<(Txn, Vec<String>), Error> {
     for (path, content) in scaffold::files(o) {
         t.write(&path, content)?;
     }
-    if o.serves_api() {
-        // Its generated code lands in the same transaction as the .proto.
-        proto::plan(&mut t, &repo.root, &[scaffold::proto_file(&o.name)])?;
-    }
+    // Its generated code lands in the same transaction as the .proto; the
+    // generator runs while the compose edit below is planned and checked.
+    let pending = if o.serves_api() { Some(proto::start(&t, &repo.root, &[scaffold::proto_file(&o.name)])?) } else { None };
     let (form, plain) = edit_compose::Form::plain(&repo.compose_text);
     let unit = edit_compose::indent_unit(&plain);
     let mut text = edit_compose::insert_entry(&plain, "services", &scaffold::compose_entry(o, unit))?;
@@ -191,6 +190,9 @@ pub fn plan_add(repo: &Repo, o: &Options) -> Result<(Txn, Vec<String>), Error> {
         return Err(Diagnostic::error(format!("internal error: the new service's port reads back as {:?}, not {}", s.port(), o.port)));
     }
     let text = form.restore(&text);
+    if let Some(p) = pending {
+        p.finish(&mut t)?;
+    }
     t.write(&repo.compose_file, text)?;
     // Its role, database, ACL user and credentials (and the derived files).
     crate::plan::datalayer::plan(&mut t, &repo.root, &parsed)?;

@@ -3,6 +3,7 @@
 
 pub mod certs;
 pub mod proto;
+pub mod proto_stamp;
 pub mod datalayer;
 pub mod scaffold;
 pub mod sync;
