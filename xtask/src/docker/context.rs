@@ -5,27 +5,37 @@ use std::path::Path;
 
 use crate::diag::{Diagnostic, Error};
 
-/// A minimal ustar writer: regular files and directories, with the owner
-/// and mode we choose (uploads give keys to the container's user).
+/// A minimal ustar writer: regular files, directories and symlinks, with
+/// the owner and mode we choose (uploads give keys to the container's user).
 #[derive(Default)]
 pub struct Tar {
     pub buf: Vec<u8>,
 }
 
 impl Tar {
+    /// ustar's split of `path` into its prefix (155 bytes) and name (100)
+    /// fields; `None` when no `/` allows it (the caller must refuse: a
+    /// cut name would put the file somewhere else).
+    pub fn split(path: &str) -> Option<(&str, &str)> {
+        if path.len() <= 100 {
+            return Some(("", path));
+        }
+        let cut = path.match_indices('/').map(|(i, _)| i).rfind(|&i| i <= 155 && path.len() - i - 1 <= 100)?;
+        Some((&path[..cut], &path[cut + 1..]))
+    }
+
     fn header(&mut self, path: &str, size: usize, mode: u32, uid: u32, kind: u8) {
+        self.header_link(path, size, mode, uid, kind, "");
+    }
+
+    fn header_link(&mut self, path: &str, size: usize, mode: u32, uid: u32, kind: u8, link: &str) {
         let mut h = [0u8; 512];
-        // Long paths split into ustar's prefix (155) and name (100) fields.
-        let (prefix, name) = if path.len() <= 100 {
-            ("", path)
-        } else {
-            let cut = path.match_indices('/').map(|(i, _)| i).rfind(|&i| i <= 155 && path.len() - i - 1 <= 100);
-            match cut {
-                Some(i) => (&path[..i], &path[i + 1..]),
-                None => ("", &path[..100]),
-            }
-        };
-        h[..name.len()].copy_from_slice(name.as_bytes());
+        // Paths this writer is given fit (`split`; callers check what they
+        // read from disk); ours are short.
+        let (prefix, name) = Tar::split(path).unwrap_or(("", path));
+        let name = &name.as_bytes()[..name.len().min(100)];
+        let prefix = &prefix.as_bytes()[..prefix.len().min(155)];
+        h[..name.len()].copy_from_slice(name);
         let oct = |h: &mut [u8], off: usize, len: usize, v: u64| {
             let s = format!("{:0w$o}", v, w = len - 1);
             h[off..off + len - 1].copy_from_slice(s.as_bytes());
@@ -36,9 +46,11 @@ impl Tar {
         oct(&mut h, 124, 12, size as u64);
         oct(&mut h, 136, 12, 0);
         h[156] = kind;
+        let link = &link.as_bytes()[..link.len().min(100)];
+        h[157..157 + link.len()].copy_from_slice(link);
         h[257..263].copy_from_slice(b"ustar\0");
         h[263..265].copy_from_slice(b"00");
-        h[345..345 + prefix.len()].copy_from_slice(prefix.as_bytes());
+        h[345..345 + prefix.len()].copy_from_slice(prefix);
         h[148..156].copy_from_slice(b"        ");
         let sum: u32 = h.iter().map(|b| *b as u32).sum();
         let s = format!("{sum:06o}\0 ");
@@ -55,6 +67,11 @@ impl Tar {
         self.buf.extend_from_slice(data);
         let pad = (512 - data.len() % 512) % 512;
         self.buf.extend(std::iter::repeat_n(0, pad));
+    }
+
+    /// A symlink entry (`target` at most 100 bytes: ustar's linkname field).
+    pub fn symlink(&mut self, path: &str, target: &str) {
+        self.header_link(path, 0, 0o777, 0, b'2', target);
     }
 
     pub fn finish(mut self) -> Vec<u8> {
@@ -134,23 +151,45 @@ pub fn context_tar(ctx: &Path, dockerfile: &str) -> Result<Vec<u8>, Error> {
             if ig.ignored(&rel) && rel != dockerfile && rel != ".dockerignore" {
                 continue;
             }
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                files.push((rel, p));
+            // The entry itself, not what a link names (as the docker CLI
+            // sends it): a link to `..` cannot loop the walk.
+            let Ok(ft) = e.file_type() else { continue };
+            if Tar::split(&rel).is_none() {
+                return Err(Diagnostic::error(format!("{}: the path is too long for the build context's tar (ustar: 100-byte names under 155-byte folders)", p.display())).fix("shorten it, or list it in the context's .dockerignore"));
             }
+            if ft.is_dir() {
+                stack.push(p);
+            } else if ft.is_symlink() || ft.is_file() {
+                files.push((rel, p, ft.is_symlink()));
+            }
+            // FIFOs, sockets and devices are left out: reading a FIFO would
+            // block verify, and no COPY gets content from them.
         }
     }
     files.sort();
     let mut tar = Tar::default();
-    for (rel, p) in files {
-        let data = std::fs::read(&p).map_err(|e| Diagnostic::error(format!("{}: {e}", p.display())))?;
+    for (rel, p, link) in files {
+        if link {
+            let to = std::fs::read_link(&p).map_err(|e| Diagnostic::error(format!("{}: {e}", p.display())))?;
+            let to = to.to_string_lossy();
+            if to.len() > 100 {
+                return Err(Diagnostic::error(format!("{}: the link's target is longer than ustar's 100 bytes", p.display())).fix("shorten it, or list it in the context's .dockerignore"));
+            }
+            tar.symlink(&rel, &to);
+            continue;
+        }
+        let data = crate::model::repo::read_bounded_max(&p, CONTEXT_FILE_MAX)
+            .map_err(|e| Diagnostic::error(format!("{}: {e}", p.display())).fix("list it in the build context's .dockerignore"))?;
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&p).map(|m| m.permissions().mode() & 0o777).unwrap_or(0o644);
         tar.file(&rel, &data, mode, 0);
     }
     Ok(tar.finish())
 }
+
+/// The largest file a build context may hold: the context is built in
+/// memory, and anything larger belongs in .dockerignore or an image.
+pub const CONTEXT_FILE_MAX: u64 = 512 << 20;
 
 pub fn sha256_hex(parts: &[&[u8]]) -> String {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
@@ -196,5 +235,56 @@ mod ctx_tests {
         assert!(text.contains("backend_services/accounts/server.py"));
         let names: Vec<&str> = text.match_indices("service.env\0").map(|(i, _)| &text[i.saturating_sub(40)..i + 11]).collect();
         assert!(names.is_empty(), "env files must not enter the build context: {names:?}");
+    }
+}
+
+#[cfg(test)]
+mod special_file_tests {
+    use std::os::unix::fs::symlink;
+
+    fn ctx(tag: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("xtask-ctx-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("sub")).unwrap();
+        std::fs::write(d.join("Dockerfile"), "FROM scratch\n").unwrap();
+        d
+    }
+
+    /// What `tar tvf` (GNU tar, the oracle) lists.
+    fn listing(tar: &[u8], d: &std::path::Path) -> String {
+        let f = d.with_extension("tar");
+        std::fs::write(&f, tar).unwrap();
+        let o = std::process::Command::new("tar").arg("tvf").arg(&f).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let _ = std::fs::remove_file(&f);
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    #[test]
+    fn links_are_sent_as_links_and_fifos_are_left_out() {
+        let d = ctx("special");
+        // A link back up would loop a walk that followed it; a link out of
+        // the context must not bring what it names in.
+        symlink("..", d.join("sub/up")).unwrap();
+        symlink("/etc/hostname", d.join("outside")).unwrap();
+        let fifo = std::ffi::CString::new(d.join("pipe").to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        let tar = super::context_tar(&d, "Dockerfile").unwrap();
+        let l = listing(&tar, &d);
+        assert!(l.contains("sub/up -> .."), "{l}");
+        assert!(l.contains("outside -> /etc/hostname"), "{l}");
+        assert!(!l.contains("pipe"), "{l}");
+        assert_eq!(l.lines().count(), 3, "{l}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_path_ustar_cannot_hold_is_refused_not_cut() {
+        let d = ctx("long");
+        std::fs::write(d.join(format!("sub/{}", "n".repeat(120))), "x").unwrap();
+        let e = super::context_tar(&d, "Dockerfile").unwrap_err().to_string();
+        assert!(e.contains("too long") && e.contains(".dockerignore"), "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
     }
 }
