@@ -182,9 +182,10 @@ pub fn plan_add(repo: &Repo, o: &Options) -> Result<(Txn, Vec<String>), Error> {
     }
     // Read back what we wrote: exactly the intended change, and the new
     // entry parses to what was asked.
-    edit_compose::verify_edit(&plain, &text, &change, &repo.compose_file)?;
+    let loaded = repo.compose_tree.as_ref().filter(|_| form.is_plain());
+    let tree = edit_compose::verify_edit(&plain, loaded, &text, &change, &repo.compose_file)?;
     let env = |k: &str| repo.env(k);
-    let parsed = Compose::parse(&text, &env).map_err(|e| Diagnostic::error(format!("internal error: the edited compose file does not parse: {e}")))?;
+    let parsed = Compose::from_tree(tree.as_ref(), &env).map_err(|e| Diagnostic::error(format!("internal error: the edited compose file does not parse: {e}")))?;
     let s = parsed.service(&o.name).ok_or_else(|| Diagnostic::error("internal error: the new service is missing after the edit"))?;
     if s.port() != Some(o.port) {
         return Err(Diagnostic::error(format!("internal error: the new service's port reads back as {:?}, not {}", s.port(), o.port)));

@@ -74,9 +74,10 @@ pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(
             }
         }
     }
-    edit_compose::verify_edit(&plain, &text, &change, cf)?;
+    let loaded = repo.compose_tree.as_ref().filter(|_| form.is_plain());
+    let tree = edit_compose::verify_edit(&plain, loaded, &text, &change, cf)?;
     let env = |k: &str| repo.env(k);
-    let parsed = crate::model::compose::Compose::parse(&text, &env).map_err(|e| Diagnostic::error(format!("internal error: the edited compose file does not parse: {e}")))?;
+    let parsed = crate::model::compose::Compose::from_tree(tree.as_ref(), &env).map_err(|e| Diagnostic::error(format!("internal error: the edited compose file does not parse: {e}")))?;
     let text = form.restore(&text);
     t.write(&repo.compose_file, text)?;
     // Its role, ACL user and credentials go with it.
