@@ -252,8 +252,12 @@ proptest! {
             text = edit_compose::insert_entry(&text, sec, &format!("{sp}{n}:\n")).unwrap();
         }
         let change = edit_compose::Change { added: vec![("services", name.clone()), ("networks", "grpc-network".into()), ("volumes", format!("{name}-data"))], removed: vec![] };
-        edit_compose::verify_edit(&plain, &text, &change, "docker-compose.yml").unwrap();
-        let mid = compose::Compose::parse(&text, &env).unwrap();
+        // Both ways: the old text parsed again, and its tree handed over.
+        let tree = edit_compose::verify_edit(&plain, None, &text, &change, "docker-compose.yml").unwrap();
+        let old_tree = compose::Compose::tree(&plain).unwrap();
+        edit_compose::verify_edit(&plain, old_tree.as_ref(), &text, &change, "docker-compose.yml").unwrap();
+        let mid = compose::Compose::from_tree(tree.as_ref(), &env).unwrap();
+        prop_assert_eq!(format!("{:?}", mid), format!("{:?}", compose::Compose::parse(&text, &env).unwrap()));
         prop_assert_eq!(mid.services.len(), before.services.len() + 1);
         let written = form.restore(&text);
         // Remove, from the written bytes, as remove-service does.

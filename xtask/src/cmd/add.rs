@@ -152,15 +152,38 @@ pub fn resolve_add(repo: &Repo, a: &AddArgs) -> Result<Options, Error> {
     })
 }
 
-/// Plans the whole addition into one transaction.
-pub fn plan_add(repo: &Repo, o: &Options) -> Result<(Txn, Vec<String>), Error> {
+/// The generator, started for the `.proto` the request will add before the
+/// repository is read and the request checked: it needs only the name, and
+/// it is the longest step of an added gRPC service (a Python start and
+/// protoc), so it runs while the rest is done. None when the request
+/// cannot serve an API or the start fails: `plan_add` then starts it
+/// itself, where any error is reported in its usual order. A refused
+/// request drops it, which stops it.
+pub fn start_proto(root: &Path, a: &AddArgs) -> Option<proto::Pending> {
+    let serves_api = a.grpc && a.public.is_none();
+    if !serves_api || validate_name(&a.name).is_err() || scaffold::PYTHON_KEYWORDS.contains(&scaffold::proto_pkg(&a.name).as_str()) {
+        return None;
+    }
+    let (path, content) = scaffold::proto(&a.name);
+    let mut t = Txn::new(root);
+    t.write(&path, content).ok()?;
+    proto::start(&t, root, &[path]).ok()
+}
+
+/// Plans the whole addition into one transaction; `early` is the generator
+/// `start_proto` started for this request, if it did.
+pub fn plan_add(repo: &Repo, o: &Options, early: Option<proto::Pending>) -> Result<(Txn, Vec<String>), Error> {
     let mut t = Txn::new(&repo.root);
     for (path, content) in scaffold::files(o) {
         t.write(&path, content)?;
     }
     // Its generated code lands in the same transaction as the .proto; the
     // generator runs while the compose edit below is planned and checked.
-    let pending = if o.serves_api() { Some(proto::start(&t, &repo.root, &[scaffold::proto_file(&o.name)])?) } else { None };
+    let pending = match early {
+        Some(p) if o.serves_api() => Some(p),
+        _ if o.serves_api() => Some(proto::start(&t, &repo.root, &[scaffold::proto_file(&o.name)])?),
+        _ => None,
+    };
     let (form, plain) = edit_compose::Form::plain(&repo.compose_text);
     let unit = edit_compose::indent_unit(&plain);
     let mut text = edit_compose::insert_entry(&plain, "services", &scaffold::compose_entry(o, unit))?;
@@ -182,9 +205,10 @@ pub fn plan_add(repo: &Repo, o: &Options) -> Result<(Txn, Vec<String>), Error> {
     }
     // Read back what we wrote: exactly the intended change, and the new
     // entry parses to what was asked.
-    edit_compose::verify_edit(&plain, &text, &change, &repo.compose_file)?;
+    let loaded = repo.compose_tree.as_ref().filter(|_| form.is_plain());
+    let tree = edit_compose::verify_edit(&plain, loaded, &text, &change, &repo.compose_file)?;
     let env = |k: &str| repo.env(k);
-    let parsed = Compose::parse(&text, &env).map_err(|e| Diagnostic::error(format!("internal error: the edited compose file does not parse: {e}")))?;
+    let parsed = Compose::from_tree(tree.as_ref(), &env).map_err(|e| Diagnostic::error(format!("internal error: the edited compose file does not parse: {e}")))?;
     let s = parsed.service(&o.name).ok_or_else(|| Diagnostic::error("internal error: the new service is missing after the edit"))?;
     if s.port() != Some(o.port) {
         return Err(Diagnostic::error(format!("internal error: the new service's port reads back as {:?}, not {}", s.port(), o.port)));
@@ -217,9 +241,10 @@ pub fn plan_add(repo: &Repo, o: &Options) -> Result<(Txn, Vec<String>), Error> {
 
 pub fn run(root: &Path, a: &AddArgs) -> Result<(), Error> {
     let _lock = if a.dry_run { txn::lock_shared(root)? } else { txn::lock(root)? };
+    let early = start_proto(root, a);
     let repo = Repo::load(root)?;
     repo.refuse_untrusted()?;
     let o = resolve_add(&repo, a)?;
-    let (t, report) = plan_add(&repo, &o)?;
+    let (t, report) = plan_add(&repo, &o, early)?;
     super::finish(t, a.dry_run, &format!("added service `{}` on port {}", o.name, o.port), &report)
 }

@@ -42,6 +42,13 @@ pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(
     if !uses.is_empty() {
         return Err(Diagnostic::error(format!("`{name}` is still referred to:\n  {}", uses.join("\n  "))).fix(format!("remove those references first, then remove `{name}`")));
     }
+    // The generator plans the removal of the service's API while the compose
+    // edit below is made and checked (it is the longest step: a Python start
+    // and a pass over src/common/gen). Started on a scratch plan of the
+    // deletions only; the real ones are planned below in their usual place,
+    // and any error there is reported as before (a failed start here only
+    // means the generator runs there instead).
+    let early = if keep_files { None } else { start_proto(&repo.root, name) };
     let mut t = Txn::new(&repo.root);
     // The last service takes `services:` with it: the mirror of add-service
     // in a file that has none (one that only `include`s others).
@@ -74,9 +81,10 @@ pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(
             }
         }
     }
-    edit_compose::verify_edit(&plain, &text, &change, cf)?;
+    let loaded = repo.compose_tree.as_ref().filter(|_| form.is_plain());
+    let tree = edit_compose::verify_edit(&plain, loaded, &text, &change, cf)?;
     let env = |k: &str| repo.env(k);
-    let parsed = crate::model::compose::Compose::parse(&text, &env).map_err(|e| Diagnostic::error(format!("internal error: the edited compose file does not parse: {e}")))?;
+    let parsed = crate::model::compose::Compose::from_tree(tree.as_ref(), &env).map_err(|e| Diagnostic::error(format!("internal error: the edited compose file does not parse: {e}")))?;
     let text = form.restore(&text);
     t.write(&repo.compose_file, text)?;
     // Its role, ACL user and credentials go with it.
@@ -115,7 +123,10 @@ pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(
                 t.delete(p)?;
             }
             // Its generated code goes in the same transaction.
-            proto::plan(&mut t, &repo.root, &protos)?;
+            match early {
+                Some((p, planned)) if planned == protos => p.finish(&mut t)?,
+                _ => proto::plan(&mut t, &repo.root, &protos)?,
+            }
         }
         let mut stack = vec![dir];
         while let Some(d) = stack.pop() {
@@ -133,6 +144,21 @@ pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(
         }
     }
     super::finish(t, dry_run, &format!("removed service `{name}`"), &report)
+}
+
+/// The generator started for the removal of `name`'s API files, with those
+/// files; None when it has none or the start fails.
+fn start_proto(root: &Path, name: &str) -> Option<(proto::Pending, Vec<String>)> {
+    crate::model::names::service(name).ok()?;
+    let protos = own_protos(root, name);
+    if protos.is_empty() {
+        return None;
+    }
+    let mut t = Txn::new(root);
+    for p in &protos {
+        t.delete(p).ok()?;
+    }
+    Some((proto::start(&t, root, &protos).ok()?, protos))
 }
 
 /// The service's API files as `add-service --grpc` wrote them: everything

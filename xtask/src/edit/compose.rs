@@ -266,6 +266,12 @@ impl Form {
         }
         (Form { bom, crlf, final_newline }, t)
     }
+    /// Whether the plain text is the file's own (a byte-order mark aside,
+    /// which the YAML reader skips): then the file's tree is the plain
+    /// text's, and an edit need not parse it again.
+    pub fn is_plain(&self) -> bool {
+        !self.crlf && self.final_newline
+    }
     pub fn restore(&self, text: &str) -> String {
         let mut t = text.to_string();
         if !self.final_newline && t.ends_with('\n') {
@@ -290,51 +296,54 @@ pub struct Change<'a> {
 /// Every edit checks itself: the models of `old` and `new` must differ by
 /// exactly `change`, every other key equal (lines aside). Anything else is a
 /// bug in the editor, reported with a request for the file.
-pub fn verify_edit(old: &str, new: &str, change: &Change, file: &str) -> Result<(), Error> {
+///
+/// `loaded` is the tree of `old` when the caller holds it already (the file
+/// as `Repo::load` read it, when that is the text edited: `Form::is_plain`),
+/// so only `new` is parsed. Returns the tree of `new`, for the caller's
+/// typed read-back (`Compose::from_tree`) without a third parse.
+pub fn verify_edit(old: &str, loaded: Option<&yaml::Node>, new: &str, change: &Change, file: &str) -> Result<Option<yaml::Node>, Error> {
     let bug = |what: String| {
         Diagnostic::error(format!("internal check failed: the edit would also change {what}; nothing was written"))
             .at(file, 0)
             .fix(format!("this is a bug in xtask: please report it with a copy of {file}"))
     };
     let parse = |t: &str| yaml::parse(t).map_err(|e| bug(format!("the YAML syntax (line {}: {})", e.line, e.msg)));
-    let (a, b) = (parse(old)?, parse(new)?);
+    let parsed_old;
+    let a = match loaded {
+        Some(tree) => Some(tree),
+        None => {
+            parsed_old = parse(old)?;
+            parsed_old.as_ref()
+        }
+    };
+    let new_tree = parse(new)?;
     let empty = yaml::Node { value: yaml::Value::Map(vec![]), line: 0, col: 0, flow: false };
-    let (a, b) = (a.unwrap_or(empty.clone()), b.unwrap_or(empty.clone()));
+    let (a, b) = (a.unwrap_or(&empty), new_tree.as_ref().unwrap_or(&empty));
     let keys = |n: &yaml::Node| -> Vec<String> { n.as_map().unwrap_or_default().iter().filter_map(|(k, _)| k.as_str().map(str::to_string)).collect() };
-    let mut top = keys(&a);
-    top.extend(keys(&b).into_iter().filter(|k| !keys(&a).contains(k)));
+    let mut top = keys(a);
+    top.extend(keys(b).into_iter().filter(|k| !keys(a).contains(k)));
     for k in top {
         let (x, y) = (a.get(&k), b.get(&k));
         if let Some(sec) = ["services", "networks", "volumes"].into_iter().find(|s| *s == k) {
             let (x, y) = (x.unwrap_or(&empty), y.unwrap_or(&empty));
             // Maps by key: a lookup per entry would be quadratic in services.
-            let entries = |n: &'_ yaml::Node| -> std::collections::HashMap<String, yaml::Node> {
-                n.as_map().unwrap_or_default().iter().filter_map(|(k, v)| k.as_str().map(|k| (k.to_string(), v.clone()))).collect()
-            };
+            fn entries(n: &yaml::Node) -> std::collections::HashMap<&str, &yaml::Node> {
+                n.as_map().unwrap_or_default().iter().filter_map(|(k, v)| k.as_str().map(|k| (k, v))).collect()
+            }
             let (mx, my) = (entries(x), entries(y));
             for e in mx.keys().chain(my.keys().filter(|e| !mx.contains_key(*e))) {
                 match (mx.get(e), my.get(e)) {
-                    (Some(p), Some(q)) if same(p, q) => {}
+                    (Some(p), Some(q)) if p.same(q) => {}
                     (None, Some(_)) if change.added.iter().any(|(s, n)| *s == sec && n == e) => {}
                     (Some(_), None) if change.removed.iter().any(|(s, n)| *s == sec && n == e) => {}
                     _ => return Err(bug(format!("`{sec}.{e}`"))),
                 }
             }
-        } else if !matches!((x, y), (Some(p), Some(q)) if same(p, q)) {
+        } else if !matches!((x, y), (Some(p), Some(q)) if p.same(q)) {
             return Err(bug(format!("top-level `{k}`")));
         }
     }
-    Ok(())
-}
-
-/// Structural equality, ignoring positions.
-fn same(a: &yaml::Node, b: &yaml::Node) -> bool {
-    match (&a.value, &b.value) {
-        (yaml::Value::Scalar(x), yaml::Value::Scalar(y)) => x == y && a.flow == b.flow,
-        (yaml::Value::Seq(x), yaml::Value::Seq(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q)),
-        (yaml::Value::Map(x), yaml::Value::Map(y)) => x.len() == y.len() && x.iter().zip(y).all(|((k, v), (l, w))| same(k, l) && same(v, w)),
-        _ => false,
-    }
+    Ok(new_tree)
 }
 
 /// Anchors (`&a`) defined inside service `name`'s block and aliased (`*a`)

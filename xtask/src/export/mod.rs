@@ -44,8 +44,9 @@ impl Opts {
 }
 
 /// The compose file with its own defaults (see the module comment).
+/// Read from the tree `Repo::load` kept: the same text, parsed once.
 pub fn compose(repo: &Repo) -> Result<Compose, Error> {
-    Compose::parse(&repo.compose_text, &|_| None)
+    Compose::from_tree(repo.compose_tree.as_ref(), &|_| None)
 }
 
 /// The image a service runs: its `image:`, or for a built one

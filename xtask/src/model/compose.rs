@@ -412,27 +412,40 @@ fn key_values(v: &Node, what: &str) -> Result<Vec<(String, String, usize)>, Erro
 impl Compose {
     /// `parse`, with messages naming `file` (the file Compose would use).
     pub fn parse_file(text: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Compose, Error> {
-        Compose::parse(text, env).map_err(|mut e| {
-            if e.file == FILE {
-                e.file = file.to_string();
-            }
-            e
-        })
+        Compose::parse(text, env).map_err(|e| Compose::naming(e, file))
+    }
+
+    /// A message of `parse` or `from_tree` about the compose file, naming
+    /// `file` instead of the default name.
+    pub fn naming(mut e: Error, file: &str) -> Error {
+        if e.file == FILE {
+            e.file = file.to_string();
+        }
+        e
     }
 
     pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Compose, Error> {
-        let root = yaml::parse(text)
-            .map_err(|e| {
-                let fix = if e.msg.contains("duplicate key") {
-                    "remove or rename one of the two"
-                } else if e.msg.contains("tab character") {
-                    "indent with spaces"
-                } else {
-                    "correct the YAML syntax (`docker-compose config` shows the same error)"
-                };
-                Diagnostic::error(e.msg).at(FILE, e.line).col(e.col).fix(fix)
-            })?
-            .ok_or_else(|| err(1, "the file is empty", "add a `services:` mapping"))?;
+        Compose::from_tree(Compose::tree(text)?.as_ref(), env)
+    }
+
+    /// The YAML tree of a compose file (None: no document), with Compose's
+    /// messages for bad YAML. `from_tree` reads the services from it.
+    pub fn tree(text: &str) -> Result<Option<Node>, Error> {
+        yaml::parse(text).map_err(|e| {
+            let fix = if e.msg.contains("duplicate key") {
+                "remove or rename one of the two"
+            } else if e.msg.contains("tab character") {
+                "indent with spaces"
+            } else {
+                "correct the YAML syntax (`docker-compose config` shows the same error)"
+            };
+            Diagnostic::error(e.msg).at(FILE, e.line).col(e.col).fix(fix)
+        })
+    }
+
+    /// The typed view of a tree from `tree` (or `edit::compose::verify_edit`).
+    pub fn from_tree(root: Option<&Node>, env: &dyn Fn(&str) -> Option<String>) -> Result<Compose, Error> {
+        let root = root.ok_or_else(|| err(1, "the file is empty", "add a `services:` mapping"))?;
         if root.as_map().is_none() {
             return Err(err(root.line, format!("the top level is {}, not a mapping", root.kind()), "start the file with `services:`"));
         }

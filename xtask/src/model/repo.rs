@@ -9,6 +9,7 @@ use crate::model::cargo_toml::{self, Members};
 use crate::model::cnf::{self, Cnf};
 use crate::model::compose::{self, Compose};
 use crate::model::nginx;
+use crate::model::yaml;
 use crate::diag::{Diagnostic, Error};
 
 pub const SERVICES_DIR: &str = "src/backend_services";
@@ -75,6 +76,8 @@ pub struct Repo {
     /// The compose file used (`compose::FILES`, first found) and its text.
     pub compose_file: String,
     pub compose_text: String,
+    /// The YAML tree of `compose_text` (`compose` is read from it).
+    pub compose_tree: Option<yaml::Node>,
     /// The override file beside it, if any (read by `check`).
     pub override_file: Option<(String, Compose)>,
     pub compose: Compose,
@@ -192,7 +195,10 @@ impl Repo {
         let compose_file = compose::FILES.iter().find(|f| root.join(f).exists()).copied().unwrap_or(compose::FILE).to_string();
         let compose_text = read_text_max(root, &compose_file, MAX_COMPOSE_FILE)?;
         let env = |k: &str| std::env::var(k).ok().or_else(|| dotenv.get(k).cloned());
-        let compose = Compose::parse_file(&compose_text, &compose_file, &env)?;
+        // The tree stays in the model: an edit compares it with the edited
+        // text's instead of parsing this text again.
+        let compose_tree = Compose::tree(&compose_text).map_err(|e| Compose::naming(e, &compose_file))?;
+        let compose = Compose::from_tree(compose_tree.as_ref(), &env).map_err(|e| Compose::naming(e, &compose_file))?;
         let override_file = match compose::OVERRIDES.iter().find(|f| root.join(f).exists()) {
             Some(f) => Some((f.to_string(), Compose::parse_file(&read_text_max(root, f, MAX_COMPOSE_FILE)?, f, &env)?)),
             None => None,
@@ -211,7 +217,7 @@ impl Repo {
             }
         }
         service_dirs.sort();
-        Ok(Repo { root: root.to_path_buf(), compose_file, compose_text, override_file, compose, cnf_text, cnf, cargo_text, members, nginx, service_dirs, dotenv })
+        Ok(Repo { root: root.to_path_buf(), compose_file, compose_text, compose_tree, override_file, compose, cnf_text, cnf, cargo_text, members, nginx, service_dirs, dotenv })
     }
 
     pub fn env(&self, k: &str) -> Option<String> {

@@ -88,7 +88,8 @@ fn keep_or_new(old: &BTreeMap<String, String>, k: &str) -> Result<String, Error>
 pub fn plan(t: &mut Txn, root: &Path, compose: &Compose) -> Result<(), Error> {
     let pg: Vec<&Service> = compose.services.iter().filter(|s| uses_pg(s)).collect();
     let redis: Vec<&Service> = compose.services.iter().filter(|s| uses_redis(s)).collect();
-    let mut wanted = vec![];
+    // A set: a lookup per secrets file below, one file per service.
+    let mut wanted = std::collections::HashSet::new();
     let mut pg_pw = vec![];
     let mut redis_pw = vec![];
     for s in compose.services.iter().filter(|s| uses_pg(s) || uses_redis(s)) {
@@ -106,7 +107,7 @@ pub fn plan(t: &mut Txn, root: &Path, compose: &Compose) -> Result<(), Error> {
             redis_pw.push((s.name.clone(), pw));
         }
         t.write_mode(&rel, text, 0o600)?;
-        wanted.push(rel);
+        wanted.insert(rel);
     }
     if compose.service("postgres").is_some() {
         let old = current(t, PG_ENV);
@@ -116,12 +117,12 @@ pub fn plan(t: &mut Txn, root: &Path, compose: &Compose) -> Result<(), Error> {
             text += &format!("{}={pw}\n", pg_password_var(role));
         }
         t.write_mode(PG_ENV, text, 0o600)?;
-        wanted.push(PG_ENV.to_string());
+        wanted.insert(PG_ENV.to_string());
         t.write_mode(PG_INIT, render_pg_init(&pg.iter().map(|s| s.name.as_str()).collect::<Vec<_>>()), 0o755)?;
     }
     if compose.service("redis").is_some() {
         t.write_mode(REDIS_ACL, render_acl(&redis_pw), 0o644)?;
-        wanted.push(REDIS_ACL.to_string());
+        wanted.insert(REDIS_ACL.to_string());
     }
     let _ = redis;
     // Secrets of services that are gone, or no longer use a store.

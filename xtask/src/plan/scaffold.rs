@@ -162,9 +162,16 @@ pub fn files(o: &Options) -> Vec<(String, String)> {
         (format!("{dir}/service.env"), fill(ENV, &vars)),
     ];
     if o.serves_api() {
-        files.push((proto_file(&o.name), fill(PROTO, &vars)));
+        files.push(proto(&o.name));
     }
     files
+}
+
+/// The `.proto` of a service that serves an API: (path, content). Its name
+/// alone decides it, so add-service can start the generator early.
+pub fn proto(name: &str) -> (String, String) {
+    let vars = [("name", name.to_string()), ("proto_pkg", proto_pkg(name)), ("service_class", service_class(name))];
+    (proto_file(name), fill(PROTO, &vars))
 }
 
 /// The compose entry, rendered with the file's own indentation step.

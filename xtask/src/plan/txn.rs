@@ -4,6 +4,7 @@
 //! diff. Also the repository lock: writers exclusive, readers shared, and
 //! whoever takes it first recovers an interrupted change.
 
+use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
@@ -25,6 +26,9 @@ pub struct Txn {
     /// The root with every link resolved: all paths are checked against it.
     root: PathBuf,
     changes: Vec<Change>,
+    /// Where each path is in `changes`: a plan may hold a file per service
+    /// (the data layer's), and a search per write would be quadratic.
+    index: HashMap<String, usize>,
     /// Files to give to another owner (uid), root only.
     owners: Vec<(String, u32)>,
 }
@@ -32,7 +36,7 @@ pub struct Txn {
 impl Txn {
     pub fn new(root: &Path) -> Txn {
         let root = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
-        Txn { root, changes: vec![], owners: vec![] }
+        Txn { root, changes: vec![], index: HashMap::new(), owners: vec![] }
     }
 
     /// The real path of `rel` inside the root: links on the way (and the
@@ -72,6 +76,15 @@ impl Txn {
         Ok(out)
     }
 
+    fn planned_mut(&mut self, rel: &str) -> Option<&mut Change> {
+        self.index.get(rel).map(|&i| &mut self.changes[i])
+    }
+
+    fn push(&mut self, c: Change) {
+        self.index.insert(c.rel.clone(), self.changes.len());
+        self.changes.push(c);
+    }
+
     fn old(&self, rel: &str) -> Result<Option<Vec<u8>>, Error> {
         match fs::read(self.root.join(rel)) {
             Ok(b) => Ok(Some(b)),
@@ -92,20 +105,20 @@ impl Txn {
 
     fn plan_write(&mut self, rel: &str, content: Vec<u8>, mode: Option<u32>) -> Result<(), Error> {
         let rel = self.resolve(rel, true)?;
-        if let Some(c) = self.changes.iter_mut().find(|c| c.rel == rel) {
+        if let Some(c) = self.planned_mut(&rel) {
             c.new = Some(content);
             c.mode = mode.or(c.mode);
             return Ok(());
         }
         let old = self.old(&rel)?;
-        self.changes.push(Change { rel, old, new: Some(content), mode });
+        self.push(Change { rel, old, new: Some(content), mode });
         Ok(())
     }
 
     /// Plans the deletion of `rel`; a link is deleted, not its target.
     pub fn delete(&mut self, rel: &str) -> Result<(), Error> {
         let rel = self.resolve(rel, false)?;
-        if let Some(c) = self.changes.iter_mut().find(|c| c.rel == rel) {
+        if let Some(c) = self.planned_mut(&rel) {
             c.new = None;
             return Ok(());
         }
@@ -116,7 +129,7 @@ impl Txn {
             Err(_) => None,
         };
         if old.is_some() {
-            self.changes.push(Change { rel, old, new: None, mode: None });
+            self.push(Change { rel, old, new: None, mode: None });
         }
         Ok(())
     }
@@ -132,7 +145,7 @@ impl Txn {
     /// The planned content of `rel` (or what is on disk now).
     pub fn content(&self, rel: &str) -> Result<Option<Vec<u8>>, Error> {
         let rel = self.resolve(rel, true)?;
-        match self.changes.iter().find(|c| c.rel == rel) {
+        match self.index.get(&rel).map(|&i| &self.changes[i]) {
             Some(c) => Ok(c.new.clone()),
             None => self.old(&rel),
         }
