@@ -35,7 +35,7 @@ pub(super) async fn pulled_images(d: &Docker, order: &[&Service]) -> Result<Hash
 /// the classic builder if the daemon refuses BuildKit). Returns service ->
 /// image reference.
 pub(super) async fn build_images(d: &Docker, repo: &Repo, order: &[&Service], builder: Builder, fallback: bool) -> Result<HashMap<String, String>, Error> {
-    let jobs = order.iter().filter(|s| s.build.is_some()).map(|s| build_one(d, repo, s, builder, fallback));
+    let jobs = order.iter().filter(|s| s.build.is_some()).map(|s| build_one(d, repo, s, builder, fallback, &|_| {}));
     let mut images = HashMap::new();
     let mut failed = vec![];
     for (name, r) in futures_util::future::join_all(jobs).await {
@@ -54,15 +54,20 @@ pub(super) async fn build_images(d: &Docker, repo: &Repo, order: &[&Service], bu
 
 /// Builds (or finds) the image of `s` (which has a `build:`), cached by
 /// the hash of what it is built from. Returns the service and its image
-/// reference, or what the failed build printed.
-pub(super) async fn build_one(d: &Docker, repo: &Repo, s: &Service, builder: Builder, fallback: bool) -> (String, Result<String, String>) {
+/// reference, or what the failed build printed. `decided(building)` is
+/// called once, as soon as it is known whether the image must be built.
+pub(super) async fn build_one(d: &Docker, repo: &Repo, s: &Service, builder: Builder, fallback: bool, decided: &(dyn Fn(bool) + Sync)) -> (String, Result<String, String>) {
     let Some(b) = &s.build else {
+        decided(false);
         return (s.name.clone(), Err(format!("`{}` has no build:", s.name)));
     };
     let ctx = repo.root.join(&b.context);
     let tar = match docker::context_tar(&ctx, &b.dockerfile) {
         Ok(t) => t,
-        Err(e) => return (s.name.clone(), Err(format!("building `{}` failed: {e}", s.name))),
+        Err(e) => {
+            decided(false);
+            return (s.name.clone(), Err(format!("building `{}` failed: {e}", s.name)));
+        }
     };
     let args: HashMap<String, String> = b.args.iter().cloned().collect();
     // The hash covers the context (Dockerfile included), the arguments and
@@ -80,9 +85,11 @@ pub(super) async fn build_one(d: &Docker, repo: &Repo, s: &Service, builder: Bui
     let hash = docker::sha256_hex(&refs);
     let tag = format!("monorepo-verify/{}:{}", s.name, &hash[..16]);
     if docker::image_exists(d, &tag).await {
+        decided(false);
         eprintln!("  image  {:<12} cached ({tag})", s.name);
         return (s.name.clone(), Ok(tag));
     }
+    decided(true);
     eprintln!("  image  {:<12} building with {}", s.name, if builder == Builder::BuildKit { "BuildKit" } else { "the classic builder" });
     let t = Instant::now();
     // One line per finished step (BuildKit); the builder's own bookkeeping

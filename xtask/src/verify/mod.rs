@@ -229,13 +229,23 @@ async fn start_stack(
 ) -> Result<(Vec<(String, String)>, Ready, Duration, Duration), Error> {
     let d = &run.d;
     let pulled = pulled_images(d, order).await?;
-    let seeding = pgseed::Seeding { probe_image, timeout };
+    // How many builds know whether they must build, and whether any must.
+    let (decided_tx, decided) = tokio::sync::watch::channel((0usize, false));
+    let decide = |building: bool| {
+        decided_tx.send_modify(|(n, any)| {
+            *n += 1;
+            *any |= building;
+        })
+    };
+    let n_builds = order.iter().filter(|s| s.build.is_some()).count();
+    let seeding = pgseed::Seeding { probe_image, timeout, decided, builds: n_builds };
     let seeding = (!no_seed).then_some(&seeding);
     // Builds are shared: a failed one is reported with every other failure.
+    let decide = &decide;
     let builds: HashMap<String, _> = order
         .iter()
         .filter(|s| s.build.is_some())
-        .map(|s| (s.name.clone(), futures_util::FutureExt::shared(Box::pin(async move { images::build_one(d, repo, s, builder, fallback).await.1 }))))
+        .map(|s| (s.name.clone(), futures_util::FutureExt::shared(Box::pin(async move { images::build_one(d, repo, s, builder, fallback, decide).await.1 }))))
         .collect();
     let started: HashMap<&str, tokio::sync::watch::Sender<bool>> = order.iter().map(|s| (s.name.as_str(), tokio::sync::watch::channel(false).0)).collect();
     let timing = std::sync::Mutex::new((Duration::ZERO, Duration::ZERO));

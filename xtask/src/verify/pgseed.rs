@@ -44,6 +44,10 @@ const FORMAT: &str = "pg-seed 1";
 pub(super) struct Seeding<'a> {
     pub probe_image: &'a str,
     pub timeout: u64,
+    /// (builds that know whether they must build, whether any must).
+    pub decided: tokio::sync::watch::Receiver<(usize, bool)>,
+    /// How many images the run builds or finds.
+    pub builds: usize,
 }
 
 /// A usable seed: the tar (open: pruning by another run cannot take it
@@ -102,6 +106,15 @@ pub(super) async fn prepare(repo: &Repo, run: &Run, s: &Service, body: &Containe
         let _ = tar.set_modified(SystemTime::now());
         say(&format!("data directory from the cache ({rel})"));
         return Ok(Some(Seed { tar, file, parent }));
+    }
+    // A run that builds images waits for them: Postgres initialises in
+    // place in their shadow (on 2 cores, making the seed beside the builds
+    // slowed them), and the next run without builds makes the seed.
+    let mut decided = seeding.decided.clone();
+    let building = decided.wait_for(|(n, _)| *n >= seeding.builds).await.map(|v| v.1).unwrap_or(false);
+    if building {
+        say("no cached data directory; images are being built, so it initialises in place this time (the next run caches it)");
+        return Ok(None);
     }
     let t = Instant::now();
     say("no cached data directory for this image, environment and init scripts: initialising it once");
@@ -311,7 +324,12 @@ impl Seed {
             }
         });
         let opts = q::UploadToContainerOptions { path: self.parent.clone(), ..Default::default() };
-        if let Err(e) = d.upload_to_container(id, Some(opts), bollard::body_try_stream(chunks)).await {
+        let t = Instant::now();
+        let r = d.upload_to_container(id, Some(opts), bollard::body_try_stream(chunks)).await;
+        if std::env::var_os("XTASK_TRACE").is_some() {
+            say(&format!("unpacked in {:.2}s", t.elapsed().as_secs_f64()));
+        }
+        if let Err(e) = r {
             // A damaged seed must not be used again.
             let _ = std::fs::remove_file(&self.file);
             return Err(Diagnostic::error(format!("unpacking the cached data directory {} into {SERVICE}: {e}; the cache file was removed", self.file.display()))
