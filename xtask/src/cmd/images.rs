@@ -197,19 +197,8 @@ async fn import_rootfs(d: &bollard::Docker, root: &Path, suite: &str, tag: &str)
     println!("images: root filesystem built in {:.1}s; importing as {tag}", t.elapsed().as_secs_f64());
     let (repo, tagname) = tag.split_once(':').unwrap();
     let file = std::fs::File::open(&tarball).map_err(|e| Diagnostic::error(format!("{}: {e}", tarball.display())))?;
-    // Stream the tarball in 1 MiB chunks rather than holding ~500 MB.
-    let body = futures_util::stream::unfold(file, |mut f| async move {
-        use std::io::Read;
-        let mut buf = vec![0u8; 1 << 20];
-        match f.read(&mut buf) {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok(bytes::Bytes::from(buf)), f))
-            }
-            Err(e) => Some((Err(e), f)),
-        }
-    });
+    // Streamed in 1 MiB pieces rather than holding ~500 MB.
+    let body = docker::file_chunks(file);
     let opts = q::CreateImageOptions { from_src: Some("-".into()), repo: Some(repo.into()), tag: Some(tagname.into()), ..Default::default() };
     let mut s = d.create_image(Some(opts), Some(bollard::body_try_stream(body)), None);
     while let Some(r) = s.next().await {

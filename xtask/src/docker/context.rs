@@ -191,6 +191,26 @@ pub fn context_tar(ctx: &Path, dockerfile: &str) -> Result<Vec<u8>, Error> {
 /// memory, and anything larger belongs in .dockerignore or an image.
 pub const CONTEXT_FILE_MAX: u64 = 512 << 20;
 
+/// A file as a stream of 1 MiB pieces, for a request body (image imports,
+/// archive uploads): the engine gets tens or hundreds of MiB while our
+/// memory stays small. A read error ends the stream with that error, so
+/// the request fails instead of sending a cut body.
+pub fn file_chunks(file: std::fs::File) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
+    futures_util::stream::unfold(Some(file), |f| async move {
+        use std::io::Read;
+        let mut f = f?;
+        let mut buf = vec![0u8; 1 << 20];
+        match f.read(&mut buf) {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(bytes::Bytes::from(buf)), Some(f)))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    })
+}
+
 pub fn sha256_hex(parts: &[&[u8]]) -> String {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     for p in parts {

@@ -10,7 +10,7 @@ mod images;
 mod sweep;
 
 pub use connection::connect;
-pub use context::{context_tar, sha256_hex, Ignore, Tar};
+pub use context::{context_tar, file_chunks, sha256_hex, Ignore, Tar};
 pub use images::{build, image_exists, image_id, logs, remove_older_tags};
 pub use sweep::{hostname, remaining, sweep};
 

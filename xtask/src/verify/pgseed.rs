@@ -309,20 +309,8 @@ fn prune(dir: &Path, keep: &Path) {
 impl Seed {
     /// Unpacks the seed into the created (not started) container `id`.
     pub(super) async fn upload(self, d: &Docker, id: &str) -> Result<(), Error> {
-        let f = self.tar;
-        // Read in 1 MiB pieces: the tar is tens of MiB and verify's memory
-        // stays small. Ownership and modes come from the tar (no copyUIDGID).
-        let chunks = futures_util::stream::unfold(f, |mut f| async move {
-            let mut buf = vec![0u8; 1 << 20];
-            match f.read(&mut buf) {
-                Ok(0) => None,
-                Ok(n) => {
-                    buf.truncate(n);
-                    Some((Ok(bytes::Bytes::from(buf)), f))
-                }
-                Err(e) => Some((Err(e), f)),
-            }
-        });
+        // Ownership and modes come from the tar (no copyUIDGID).
+        let chunks = docker::file_chunks(self.tar);
         let opts = q::UploadToContainerOptions { path: self.parent.clone(), ..Default::default() };
         let t = Instant::now();
         let r = d.upload_to_container(id, Some(opts), bollard::body_try_stream(chunks)).await;
