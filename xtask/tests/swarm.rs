@@ -11,45 +11,13 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::*;
 
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn probe_bin() -> String {
-    static BIN: OnceLock<String> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let ws = workspace();
-        let st = Command::new(env!("CARGO"))
-            .current_dir(&ws)
-            .args(["build", "--quiet", "--release", "-p", "probe", "--target", "x86_64-unknown-linux-gnu"])
-            .env("RUSTFLAGS", "-C target-feature=+crt-static")
-            .status()
-            .unwrap();
-        assert!(st.success(), "building the probe failed");
-        ws.join("target/x86_64-unknown-linux-gnu/release/probe").display().to_string()
-    })
-    .clone()
-}
-
-fn prepared(tag: &str) -> Copy {
-    assert!(docker_available(), "these tests need the Docker daemon (see README: setup)");
-    let c = copy(tag);
-    let o = xtask(&c.root, &["certs"]);
-    assert!(o.status.success(), "{}", text(&o));
-    c
-}
-
-fn verify(root: &Path, args: &[&str]) -> Output {
-    let bin = probe_bin();
-    let mut all = vec!["verify"];
-    all.extend(args);
-    xtask_env(root, &all, &[("XTASK_PROBE_BIN", &bin)])
-}
 
 fn docker(args: &[&str]) -> String {
     let o = Command::new("docker").args(args).output().unwrap();
@@ -195,20 +163,11 @@ fn interrupting_a_swarm_verify_leaves_nothing_and_leaves_the_swarm() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let before = not_in_a_swarm();
     let c = prepared("swint");
-    let bin = probe_bin();
     // During the swarm init, the networks, the VIP test, the services, readiness, the probes.
     let moments = [300u64, 1200, 3000, 6000, 9000, 12000];
     for (i, ms) in moments.iter().enumerate() {
         let sig = if i == 3 { libc::SIGTERM } else { libc::SIGINT };
-        let child = Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .arg("--root")
-            .arg(&c.root)
-            .args(["verify", "--engine", "swarm", "--init-swarm"])
-            .env("XTASK_PROBE_BIN", &bin)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = spawn_verify(&c.root, &["--engine", "swarm", "--init-swarm"], std::process::Stdio::piped());
         std::thread::sleep(Duration::from_millis(*ms));
         unsafe { libc::kill(child.id() as i32, sig) };
         let out = child.wait_with_output().unwrap();
@@ -219,15 +178,7 @@ fn interrupting_a_swarm_verify_leaves_nothing_and_leaves_the_swarm() {
     // SIGKILL leaves no chance to clean up: the next run on this engine
     // finds the swarm labelled with a dead process, removes what that run
     // made and leaves the swarm, then refuses (it was given no --init-swarm).
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .arg("--root")
-        .arg(&c.root)
-        .args(["verify", "--engine", "swarm", "--init-swarm"])
-        .env("XTASK_PROBE_BIN", &bin)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_verify(&c.root, &["--engine", "swarm", "--init-swarm"], std::process::Stdio::null());
     std::thread::sleep(Duration::from_millis(9000));
     child.kill().unwrap();
     child.wait().unwrap();

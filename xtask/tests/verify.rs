@@ -10,35 +10,13 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use common::*;
 
 /// One verify at a time: the machine has two cores, and timeouts are real.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-/// The probe, built once as verify builds it (the host's triple, wherever
-/// cargo puts it), then passed to each run.
-fn probe_bin() -> String {
-    static BIN: OnceLock<String> = OnceLock::new();
-    BIN.get_or_init(|| xtask::verify::probe_build::build(&workspace()).expect("building the probe").display().to_string()).clone()
-}
-
-fn prepared(tag: &str) -> Copy {
-    assert!(docker_available(), "these tests need the Docker daemon (see README: setup)");
-    let c = copy(tag);
-    let o = xtask(&c.root, &["certs"]);
-    assert!(o.status.success(), "{}", text(&o));
-    c
-}
-
-fn verify(root: &Path, args: &[&str]) -> Output {
-    let bin = probe_bin();
-    let mut all = vec!["verify"];
-    all.extend(args);
-    xtask_env(root, &all, &[("XTASK_PROBE_BIN", &bin)])
-}
 
 fn edit(root: &Path, file: &str, from: &str, to: &str) {
     let p = root.join(file);
@@ -275,19 +253,10 @@ fn an_undeclared_shared_network_passes_and_shows_in_the_report() {
 fn interrupting_verify_leaves_nothing_behind() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let c = prepared("vint");
-    let bin = probe_bin();
     let moments = [200u64, 500, 900, 1300, 1800, 2300, 2900, 3500, 4200, 5000];
     for (i, ms) in moments.iter().enumerate() {
         let sig = if i % 2 == 0 { libc::SIGINT } else { libc::SIGTERM };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .arg("--root")
-            .arg(&c.root)
-            .arg("verify")
-            .env("XTASK_PROBE_BIN", &bin)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_verify(&c.root, &[], std::process::Stdio::null());
         std::thread::sleep(Duration::from_millis(*ms));
         unsafe { libc::kill(child.id() as i32, sig) };
         let st = child.wait().unwrap();

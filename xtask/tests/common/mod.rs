@@ -215,3 +215,42 @@ pub fn xtask_timeout(root: &Path, args: &[&str], secs: u64) -> (Option<i32>, Str
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// The probe, built once per test binary as verify builds it (the host's
+/// triple, wherever cargo puts it), then handed to each verify run.
+pub fn probe_bin() -> String {
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| xtask::verify::probe_build::build(&workspace()).expect("building the probe").display().to_string()).clone()
+}
+
+/// A copy of the repository with its certificates made, for verify.
+pub fn prepared(tag: &str) -> Copy {
+    assert!(docker_available(), "these tests need the Docker daemon (see README: setup)");
+    let c = copy(tag);
+    let o = xtask(&c.root, &["certs"]);
+    assert!(o.status.success(), "{}", text(&o));
+    c
+}
+
+/// `verify <args>` on `root` with the prebuilt probe.
+pub fn verify(root: &Path, args: &[&str]) -> Output {
+    let bin = probe_bin();
+    let mut all = vec!["verify"];
+    all.extend(args);
+    xtask_env(root, &all, &[("XTASK_PROBE_BIN", &bin)])
+}
+
+/// `verify <args>` on `root` started in the background (to be signalled),
+/// stdout discarded, stderr as given.
+pub fn spawn_verify(root: &Path, args: &[&str], stderr: std::process::Stdio) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("--root")
+        .arg(root)
+        .arg("verify")
+        .args(args)
+        .env("XTASK_PROBE_BIN", probe_bin())
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("run xtask verify")
+}
