@@ -58,9 +58,10 @@ fn kill0(pid: i32) -> (i32, i32) {
 /// (or, with `run = None`, those of runs whose process is gone).
 pub async fn sweep(d: &Docker, run: Option<&str>) -> usize {
     let this_host = hostname();
-    let alive = |labels: Option<&HashMap<String, String>>| -> bool {
+    // Ours to remove: every object of `run`, or (no run) those whose run is gone.
+    let ours = |labels: Option<&HashMap<String, String>>| -> bool {
         let l = |k: &str| labels.and_then(|l| l.get(k)).map(|s| s.as_str());
-        run_alive(l(PID_LABEL), l(HOST_LABEL), &this_host, std::process::id() as i32, kill0)
+        run.is_some() || !run_alive(l(PID_LABEL), l(HOST_LABEL), &this_host, std::process::id() as i32, kill0)
     };
     let filter = match run {
         Some(r) => format!("{RUN_LABEL}={r}"),
@@ -68,73 +69,41 @@ pub async fn sweep(d: &Docker, run: Option<&str>) -> usize {
     };
     let mut filters = HashMap::new();
     filters.insert("label".to_string(), vec![filter]);
+    let f = || Some(filters.clone());
+    let ok = |rs: Vec<Result<(), bollard::errors::Error>>| rs.iter().filter(|r| r.is_ok()).count();
     let mut removed = 0;
     // Swarm services first (their tasks' containers go with them); on an
     // engine in no swarm these lists fail, and there is nothing to remove.
-    let svcs = d.list_services(Some(q::ListServicesOptions { filters: Some(filters.clone()), ..Default::default() })).await.unwrap_or_default();
-    let ids: Vec<String> = svcs
-        .into_iter()
-        .filter(|s| run.is_some() || !alive(s.spec.as_ref().and_then(|s| s.labels.as_ref())))
-        .filter_map(|s| s.id)
-        .collect();
-    removed += futures_util::future::join_all(ids.iter().map(|id| d.delete_service(id))).await.iter().filter(|r| r.is_ok()).count();
-    let cs = d
-        .list_containers(Some(q::ListContainersOptions { all: true, filters: Some(filters.clone()), ..Default::default() }))
-        .await
-        .unwrap_or_default();
-    // Containers first (all at once), then what they were using.
-    let ids: Vec<String> = cs
-        .into_iter()
-        .filter(|c| run.is_some() || !alive(c.labels.as_ref()))
-        .filter_map(|c| c.id)
-        .collect();
+    let svcs = d.list_services(Some(q::ListServicesOptions { filters: f(), ..Default::default() })).await.unwrap_or_default();
+    let ids: Vec<String> = svcs.into_iter().filter(|s| ours(s.spec.as_ref().and_then(|s| s.labels.as_ref()))).filter_map(|s| s.id).collect();
+    removed += ok(futures_util::future::join_all(ids.iter().map(|id| d.delete_service(id))).await);
+    // Containers next (all at once; counted whether or not the removal
+    // answered), then what they were using.
+    let cs = d.list_containers(Some(q::ListContainersOptions { all: true, filters: f(), ..Default::default() })).await.unwrap_or_default();
+    let ids: Vec<String> = cs.into_iter().filter(|c| ours(c.labels.as_ref())).filter_map(|c| c.id).collect();
     removed += ids.len();
-    futures_util::future::join_all(
-        ids.iter().map(|id| d.remove_container(id, Some(q::RemoveContainerOptions { force: true, v: true, ..Default::default() }))),
-    )
-    .await;
+    let opts = || Some(q::RemoveContainerOptions { force: true, v: true, ..Default::default() });
+    futures_util::future::join_all(ids.iter().map(|id| d.remove_container(id, opts()))).await;
     // Then networks and volumes, together.
     let nets = async {
-        let nets = d.list_networks(Some(q::ListNetworksOptions { filters: Some(filters.clone()) })).await.unwrap_or_default();
-        let ids: Vec<String> = nets
-            .into_iter()
-            .filter(|n| run.is_some() || !alive(n.labels.as_ref()))
-            .filter_map(|n| n.id)
-            .collect();
-        futures_util::future::join_all(ids.iter().map(|id| d.remove_network(id))).await.iter().filter(|r| r.is_ok()).count()
+        let nets = d.list_networks(Some(q::ListNetworksOptions { filters: f() })).await.unwrap_or_default();
+        let ids: Vec<String> = nets.into_iter().filter(|n| ours(n.labels.as_ref())).filter_map(|n| n.id).collect();
+        ok(futures_util::future::join_all(ids.iter().map(|id| d.remove_network(id))).await)
     };
     let vols = async {
-        let vols = d.list_volumes(Some(q::ListVolumesOptions { filters: Some(filters.clone()) })).await.ok();
-        let names: Vec<String> = vols
-            .and_then(|v| v.volumes)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|v| run.is_some() || !alive(Some(&v.labels)))
-            .map(|v| v.name)
-            .collect();
-        futures_util::future::join_all(names.iter().map(|n| d.remove_volume(n, None::<q::RemoveVolumeOptions>)))
-            .await
-            .iter()
-            .filter(|r| r.is_ok())
-            .count()
+        let vols = d.list_volumes(Some(q::ListVolumesOptions { filters: f() })).await.ok().and_then(|v| v.volumes).unwrap_or_default();
+        let names: Vec<String> = vols.into_iter().filter(|v| ours(Some(&v.labels))).map(|v| v.name).collect();
+        ok(futures_util::future::join_all(names.iter().map(|n| d.remove_volume(n, None::<q::RemoveVolumeOptions>))).await)
     };
     let (n, v) = tokio::join!(nets, vols);
     removed += n + v;
     // Secrets and configs can go once no service uses them.
-    let secrets = d.list_secrets(Some(q::ListSecretsOptions { filters: Some(filters.clone()) })).await.unwrap_or_default();
-    let ids: Vec<String> = secrets
-        .into_iter()
-        .filter(|s| run.is_some() || !alive(s.spec.as_ref().and_then(|s| s.labels.as_ref())))
-        .filter_map(|s| s.id)
-        .collect();
-    removed += futures_util::future::join_all(ids.iter().map(|id| d.delete_secret(id))).await.iter().filter(|r| r.is_ok()).count();
-    let configs = d.list_configs(Some(q::ListConfigsOptions { filters: Some(filters) })).await.unwrap_or_default();
-    let ids: Vec<String> = configs
-        .into_iter()
-        .filter(|s| run.is_some() || !alive(s.spec.as_ref().and_then(|s| s.labels.as_ref())))
-        .filter_map(|s| s.id)
-        .collect();
-    removed += futures_util::future::join_all(ids.iter().map(|id| d.delete_config(id))).await.iter().filter(|r| r.is_ok()).count();
+    let secrets = d.list_secrets(Some(q::ListSecretsOptions { filters: f() })).await.unwrap_or_default();
+    let ids: Vec<String> = secrets.into_iter().filter(|s| ours(s.spec.as_ref().and_then(|s| s.labels.as_ref()))).filter_map(|s| s.id).collect();
+    removed += ok(futures_util::future::join_all(ids.iter().map(|id| d.delete_secret(id))).await);
+    let configs = d.list_configs(Some(q::ListConfigsOptions { filters: f() })).await.unwrap_or_default();
+    let ids: Vec<String> = configs.into_iter().filter(|s| ours(s.spec.as_ref().and_then(|s| s.labels.as_ref()))).filter_map(|s| s.id).collect();
+    removed += ok(futures_util::future::join_all(ids.iter().map(|id| d.delete_config(id))).await);
     removed
 }
 
