@@ -440,6 +440,12 @@ fn a_cached_postgres_data_directory_is_used_until_its_inputs_change() {
         assert_eq!(tmp[0].metadata().unwrap().permissions().mode() & 0o777, 0o600);
         std::fs::remove_file(tmp[0].path()).unwrap();
     }
+    // A data directory over the limit is not cached (none, no temporary
+    // file) and the run goes on, initialising in place.
+    let o = common::xtask_env(&c.root, &["verify"], &[("XTASK_PROBE_BIN", &common::probe_bin()), ("XTASK_SEED_MAX_MB", "1")]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("not seeded: its data directory is over 1 MiB") && text(&o).contains("0 mismatch(es)"), "{}", text(&o));
+    assert!(std::fs::read_dir(&seeds).unwrap().next().is_none(), "{:?}", std::fs::read_dir(&seeds).unwrap().collect::<Vec<_>>());
     let o = pass(&[], "initialising it once");
     assert_eq!(leftovers(), 0, "{}", text(&o));
     let first = tars();

@@ -88,6 +88,10 @@ pub(super) async fn prepare(repo: &Repo, run: &Run, s: &Service, body: &Containe
         say("not seeded: neither the image nor the service sets PGDATA");
         return Ok(None);
     };
+    if let Err(why) = plain_dir(&pgdata) {
+        say(&format!("not seeded: PGDATA `{}` {why}", pgdata.escape_debug()));
+        return Ok(None);
+    }
     if !uploads.is_empty() {
         say("not seeded: certificates are copied into it");
         return Ok(None);
@@ -121,7 +125,10 @@ pub(super) async fn prepare(repo: &Repo, run: &Run, s: &Service, body: &Containe
     }
     let t = Instant::now();
     say("no cached data directory for this image, environment and init scripts: initialising it once");
-    make(repo, run, s, body, &pgdata, &dir, &file, seeding).await?;
+    if !make(repo, run, s, body, &pgdata, &dir, &file, seeding).await? {
+        say(&format!("not seeded: its data directory is over {} MiB (caching it would cost about what it saves)", max_bytes() >> 20));
+        return Ok(None);
+    }
     say(&format!("cached in {:.1}s ({rel})", t.elapsed().as_secs_f64()));
     let tar = std::fs::File::open(&file).map_err(|e| Diagnostic::error(format!("{}: {e}", file.display())))?;
     prune(&dir, &file);
@@ -208,7 +215,7 @@ fn hash_tree(p: &Path, put: &mut impl FnMut(&[u8]), budget: &mut u64) -> Result<
 /// volumes of its own), waits until it answers, stops it cleanly and
 /// writes its data directory to `file` (whole or not at all).
 #[allow(clippy::too_many_arguments)]
-async fn make(repo: &Repo, run: &Run, s: &Service, body: &ContainerCreateBody, pgdata: &str, dir: &Path, file: &Path, seeding: &Seeding<'_>) -> Result<(), Error> {
+async fn make(repo: &Repo, run: &Run, s: &Service, body: &ContainerCreateBody, pgdata: &str, dir: &Path, file: &Path, seeding: &Seeding<'_>) -> Result<bool, Error> {
     let d = &run.d;
     let mut prep = body.clone();
     let mut binds = vec![];
@@ -252,6 +259,7 @@ async fn make(repo: &Repo, run: &Run, s: &Service, body: &ContainerCreateBody, p
         return Err(Diagnostic::error(run.mask(&format!("{} did not shut down cleanly after initialising (exit code {code:?})\n    last log lines:\n{}", s.name, indent(&logs))))
             .fix("`--no-seed` initialises it inside the stack instead"));
     }
+    // Dropped unread past the limit: the daemon stops sending.
     let r = download(d, &id, pgdata, dir, file).await;
     run.reap(&id);
     r.map_err(|e| Diagnostic::error(format!("caching the data directory of `{}` in {}: {e}", s.name, dir.display())).fix("make the folder writable, or pass `--no-seed`"))
@@ -269,19 +277,50 @@ fn spare_wal_segment(path: &str, size: u64) -> bool {
     matches!(dir, "pg_wal" | "pg_xlog") && name.len() == 24 && name.bytes().all(|b| b.is_ascii_hexdigit()) && size <= SEGMENT_MAX
 }
 
+/// An absolute path with no `.` or `..` part: the seed is read from and
+/// unpacked at it, and from its parent.
+fn plain_dir(p: &str) -> Result<(), &'static str> {
+    if !p.starts_with('/') {
+        return Err("is not an absolute path");
+    }
+    if p.chars().any(char::is_control) {
+        return Err("holds a control character");
+    }
+    let parts: Vec<&str> = p.split('/').filter(|c| !c.is_empty()).collect();
+    if parts.is_empty() {
+        return Err("is the root folder");
+    }
+    if parts.iter().any(|c| *c == "." || *c == "..") {
+        return Err("has a `.` or `..` part");
+    }
+    Ok(())
+}
+
+/// The largest data directory cached (1 GiB; `XTASK_SEED_MAX_MB`).
+fn max_bytes() -> u64 {
+    std::env::var("XTASK_SEED_MAX_MB").ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(1024) << 20
+}
+
 /// PGDATA of the stopped container `id` as a tar, into `file`: written to
-/// a temporary name (0600, created anew), synced, then renamed.
-async fn download(d: &Docker, id: &str, pgdata: &str, dir: &Path, file: &Path) -> Result<(), String> {
+/// a temporary name (0600, created anew), synced, then renamed. Ok(false),
+/// with nothing written, when the tar grows past `max_bytes`.
+async fn download(d: &Docker, id: &str, pgdata: &str, dir: &Path, file: &Path) -> Result<bool, String> {
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| e.to_string())?;
     let tmp = dir.join(format!(".{}.tmp-{}", file.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     let mut out = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
     let mut stream = d.download_from_container(id, Some(q::DownloadFromContainerOptions { path: pgdata.to_string() }));
-    let r: Result<(), String> = async {
+    let max = max_bytes();
+    let mut read = 0u64;
+    let r: Result<bool, String> = async {
         let mut f = docker::TarFilter::new(std::io::BufWriter::with_capacity(1 << 20, &mut out), spare_wal_segment, |_: &str, data: &[u8]| data.iter().all(|b| *b == 0));
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| format!("reading {pgdata}: {e}"))?;
+            read += chunk.len() as u64;
+            if read > max {
+                return Ok(false);
+            }
             f.write(&chunk).map_err(|e| format!("{}: {e}", tmp.display()))?;
             crash_point("writing");
         }
@@ -292,10 +331,10 @@ async fn download(d: &Docker, id: &str, pgdata: &str, dir: &Path, file: &Path) -
         if let Ok(dirf) = std::fs::File::open(dir) {
             let _ = dirf.sync_all();
         }
-        Ok(())
+        Ok(true)
     }
     .await;
-    if r.is_err() {
+    if !matches!(r, Ok(true)) {
         let _ = std::fs::remove_file(&tmp);
     }
     r
@@ -392,6 +431,16 @@ mod tests {
         std::fs::write(dir.join("20-more.sql"), "").unwrap();
         assert_ne!(base, k("sha256:1", &env, &binds), "a new, empty script");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn pgdata_must_be_a_plain_absolute_folder() {
+        for p in ["/var/lib/postgresql/data", "/pgdata/", "/a//b"] {
+            assert_eq!(plain_dir(p), Ok(()), "{p}");
+        }
+        for p in ["", "data", "/", "//", "/a/../etc", "/a/./b", "/a\nb", "../x"] {
+            assert!(plain_dir(p).is_err(), "{p:?}");
+        }
     }
 
     #[test]
