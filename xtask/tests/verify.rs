@@ -484,3 +484,35 @@ fn a_cached_postgres_data_directory_is_used_until_its_inputs_change() {
     assert!(!text(&o).contains("  seed   "), "{}", text(&o));
     assert_eq!(leftovers(), 0);
 }
+
+/// What the daemon refuses to remove (here a network that a container of
+/// no run is still on) is retried and then named, never passed over in
+/// silence; once it can go, the retry removes it.
+#[test]
+fn what_the_daemon_refuses_to_remove_is_retried_and_named() {
+    use xtask::docker::{hostname, sweep_until_gone, HOST_LABEL, PID_LABEL, RUN_LABEL};
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(docker_available());
+    let run = format!("held{}", std::process::id());
+    let net = format!("mr-{run}-net");
+    let holder = format!("xtask-test-holder-{}", std::process::id());
+    let docker = |args: &[&str]| {
+        let o = Command::new("docker").args(args).output().unwrap();
+        assert!(o.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    let pid = std::process::id().to_string();
+    docker(&["network", "create", "--label", &format!("{RUN_LABEL}={run}"), "--label", &format!("{PID_LABEL}={pid}"), "--label", &format!("{HOST_LABEL}={}", hostname()), &net]);
+    let image = env_image("PYTHON_IMAGE", "python:3.12-slim");
+    docker(&["run", "-d", "--name", &holder, "--network", &net, &image, "python3", "-c", "import time; time.sleep(120)"]);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let d = rt.block_on(xtask::docker::connect()).unwrap();
+    let t = std::time::Instant::now();
+    let left = rt.block_on(sweep_until_gone(&d, &run, Duration::from_secs(1)));
+    assert!(t.elapsed() >= Duration::from_secs(1), "it retried for its budget");
+    assert_eq!(left, vec![format!("network {net}")]);
+    docker(&["rm", "-f", &holder]);
+    let left = rt.block_on(sweep_until_gone(&d, &run, Duration::from_secs(5)));
+    assert!(left.is_empty(), "{left:?}");
+    let o = Command::new("docker").args(["network", "ls", "-q", "--filter", &format!("name={net}")]).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).trim().is_empty());
+}

@@ -107,6 +107,40 @@ pub async fn sweep(d: &Docker, run: Option<&str>) -> usize {
     removed
 }
 
+/// Sweeps `run`, then again while something of it is left, for up to
+/// `budget` (the daemon can refuse a network whose last endpoint it is
+/// still releasing). What is left after that, as `kind name` lines.
+pub async fn sweep_until_gone(d: &Docker, run: &str, budget: std::time::Duration) -> Vec<String> {
+    let t = std::time::Instant::now();
+    let mut wait = std::time::Duration::from_millis(100);
+    loop {
+        sweep(d, Some(run)).await;
+        let left = remaining_names(d, run).await;
+        if left.is_empty() || t.elapsed() >= budget {
+            return left;
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(std::time::Duration::from_secs(1));
+    }
+}
+
+/// The containers, networks and volumes labelled with `run`, by name.
+async fn remaining_names(d: &Docker, run: &str) -> Vec<String> {
+    let mut filters = HashMap::new();
+    filters.insert("label".to_string(), vec![format!("{RUN_LABEL}={run}")]);
+    let f = || Some(filters.clone());
+    let (cs, ns, vs) = tokio::join!(
+        d.list_containers(Some(q::ListContainersOptions { all: true, filters: f(), ..Default::default() })),
+        d.list_networks(Some(q::ListNetworksOptions { filters: f() })),
+        d.list_volumes(Some(q::ListVolumesOptions { filters: f() })),
+    );
+    let mut left = vec![];
+    left.extend(cs.unwrap_or_default().into_iter().map(|c| format!("container {}", c.names.unwrap_or_default().join(",").trim_start_matches('/'))));
+    left.extend(ns.unwrap_or_default().into_iter().map(|n| format!("network {}", n.name.unwrap_or_default())));
+    left.extend(vs.ok().and_then(|v| v.volumes).unwrap_or_default().into_iter().map(|v| format!("volume {}", v.name)));
+    left
+}
+
 /// How many objects labelled with `run` still exist: containers, networks,
 /// volumes, and (on a swarm manager) services, secrets and configs.
 pub async fn remaining(d: &Docker, run: &str) -> usize {
