@@ -432,7 +432,7 @@ fn a_cached_postgres_data_directory_is_used_until_its_inputs_change() {
     // before the rename: no seed under its name, only a temporary file
     // (0600); the next run sweeps the dead run's containers and makes it.
     for at in ["writing", "renaming"] {
-        let o = common::xtask_env(&c.root, &["verify"], &[("XTASK_PROBE_BIN", &common::probe_bin()), ("XTASK_CRASH_SEED", at)]);
+        let o = verify_env(&c.root, &[], &[("XTASK_CRASH_SEED", at)]);
         assert_eq!(std::os::unix::process::ExitStatusExt::signal(&o.status), Some(9), "{at}: {}", text(&o));
         assert!(tars().is_empty(), "{at}: {:?}", tars());
         let tmp: Vec<_> = std::fs::read_dir(&seeds).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains(".tmp-")).collect();
@@ -442,7 +442,7 @@ fn a_cached_postgres_data_directory_is_used_until_its_inputs_change() {
     }
     // A data directory over the limit is not cached (none, no temporary
     // file) and the run goes on, initialising in place.
-    let o = common::xtask_env(&c.root, &["verify"], &[("XTASK_PROBE_BIN", &common::probe_bin()), ("XTASK_SEED_MAX_MB", "1")]);
+    let o = verify_env(&c.root, &[], &[("XTASK_SEED_MAX_MB", "1")]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(text(&o).contains("not seeded: its data directory is over 1 MiB") && text(&o).contains("0 mismatch(es)"), "{}", text(&o));
     assert!(std::fs::read_dir(&seeds).unwrap().next().is_none(), "{:?}", std::fs::read_dir(&seeds).unwrap().collect::<Vec<_>>());
@@ -507,11 +507,11 @@ fn what_the_daemon_refuses_to_remove_is_retried_and_named() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let d = rt.block_on(xtask::docker::connect()).unwrap();
     let t = std::time::Instant::now();
-    let left = rt.block_on(sweep_until_gone(&d, &run, Duration::from_secs(1)));
+    let left = rt.block_on(sweep_until_gone(&d, &run, Duration::from_secs(1), 1));
     assert!(t.elapsed() >= Duration::from_secs(1), "it retried for its budget");
     assert_eq!(left, vec![format!("network {net}")]);
     docker(&["rm", "-f", &holder]);
-    let left = rt.block_on(sweep_until_gone(&d, &run, Duration::from_secs(5)));
+    let left = rt.block_on(sweep_until_gone(&d, &run, Duration::from_secs(5), 2));
     assert!(left.is_empty(), "{left:?}");
     let o = Command::new("docker").args(["network", "ls", "-q", "--filter", &format!("name={net}")]).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stdout).trim().is_empty());

@@ -3,6 +3,7 @@
 //! networks, volumes, swarm secrets and configs.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use bollard::query_parameters as q;
 use bollard::Docker;
@@ -107,24 +108,39 @@ pub async fn sweep(d: &Docker, run: Option<&str>) -> usize {
     removed
 }
 
-/// Sweeps `run`, then again while something of it is left, for up to
-/// `budget` (the daemon can refuse a network whose last endpoint it is
-/// still releasing). What is left after that, as `kind name` lines.
-pub async fn sweep_until_gone(d: &Docker, run: &str, budget: std::time::Duration) -> Vec<String> {
-    let t = std::time::Instant::now();
-    let mut wait = std::time::Duration::from_millis(100);
+/// Sweeps `run` until `looks` checks in a row, 0.3 s apart, find nothing
+/// of it (a create in flight when verify was interrupted may land after a
+/// clear look), retrying for up to `budget` while something is left (the
+/// daemon can refuse a network whose last endpoint it is still releasing;
+/// an overlay network is in use until its service's tasks are gone). What
+/// is left after that, as `kind name` lines.
+pub async fn sweep_until_gone(d: &Docker, run: &str, budget: Duration, looks: usize) -> Vec<String> {
+    let t = Instant::now();
+    let mut wait = Duration::from_millis(100);
+    let mut clear = 0;
     loop {
         sweep(d, Some(run)).await;
         let left = remaining_names(d, run).await;
-        if left.is_empty() || t.elapsed() >= budget {
+        if left.is_empty() {
+            clear += 1;
+            if clear >= looks {
+                return left;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            continue;
+        }
+        clear = 0;
+        if t.elapsed() >= budget {
             return left;
         }
         tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(std::time::Duration::from_secs(1));
+        wait = (wait * 2).min(Duration::from_secs(1));
     }
 }
 
-/// The containers, networks and volumes labelled with `run`, by name.
+/// Every object labelled with `run` that still exists, as `kind name`:
+/// containers, networks, volumes, and (on a swarm manager) services,
+/// secrets and configs.
 async fn remaining_names(d: &Docker, run: &str) -> Vec<String> {
     let mut filters = HashMap::new();
     filters.insert("label".to_string(), vec![format!("{RUN_LABEL}={run}")]);
@@ -134,35 +150,20 @@ async fn remaining_names(d: &Docker, run: &str) -> Vec<String> {
         d.list_networks(Some(q::ListNetworksOptions { filters: f() })),
         d.list_volumes(Some(q::ListVolumesOptions { filters: f() })),
     );
-    let mut left = vec![];
-    left.extend(cs.unwrap_or_default().into_iter().map(|c| format!("container {}", c.names.unwrap_or_default().join(",").trim_start_matches('/'))));
-    left.extend(ns.unwrap_or_default().into_iter().map(|n| format!("network {}", n.name.unwrap_or_default())));
-    left.extend(vs.ok().and_then(|v| v.volumes).unwrap_or_default().into_iter().map(|v| format!("volume {}", v.name)));
-    left
-}
-
-/// How many objects labelled with `run` still exist: containers, networks,
-/// volumes, and (on a swarm manager) services, secrets and configs.
-pub async fn remaining(d: &Docker, run: &str) -> usize {
-    let mut filters = HashMap::new();
-    filters.insert("label".to_string(), vec![format!("{RUN_LABEL}={run}")]);
-    let f = || Some(filters.clone());
-    let (cs, ns, vs) = tokio::join!(
-        d.list_containers(Some(q::ListContainersOptions { all: true, filters: f(), ..Default::default() })),
-        d.list_networks(Some(q::ListNetworksOptions { filters: f() })),
-        d.list_volumes(Some(q::ListVolumesOptions { filters: f() })),
-    );
+    // On an engine in no swarm these lists fail: there is nothing of them.
     let (ss, sc, cf) = tokio::join!(
         d.list_services(Some(q::ListServicesOptions { filters: f(), ..Default::default() })),
         d.list_secrets(Some(q::ListSecretsOptions { filters: f() })),
         d.list_configs(Some(q::ListConfigsOptions { filters: f() })),
     );
-    cs.map_or(0, |v| v.len())
-        + ns.map_or(0, |v| v.len())
-        + vs.ok().and_then(|v| v.volumes).map_or(0, |v| v.len())
-        + ss.map_or(0, |v| v.len())
-        + sc.map_or(0, |v| v.len())
-        + cf.map_or(0, |v| v.len())
+    let mut left = vec![];
+    left.extend(cs.unwrap_or_default().into_iter().map(|c| format!("container {}", c.names.unwrap_or_default().join(",").trim_start_matches('/'))));
+    left.extend(ns.unwrap_or_default().into_iter().map(|n| format!("network {}", n.name.unwrap_or_default())));
+    left.extend(vs.ok().and_then(|v| v.volumes).unwrap_or_default().into_iter().map(|v| format!("volume {}", v.name)));
+    left.extend(ss.unwrap_or_default().into_iter().map(|v| format!("service {}", v.spec.and_then(|s| s.name).unwrap_or_default())));
+    left.extend(sc.unwrap_or_default().into_iter().map(|v| format!("secret {}", v.spec.and_then(|s| s.name).unwrap_or_default())));
+    left.extend(cf.unwrap_or_default().into_iter().map(|v| format!("config {}", v.spec.and_then(|s| s.name).unwrap_or_default())));
+    left
 }
 
 #[cfg(test)]

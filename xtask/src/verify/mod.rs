@@ -78,16 +78,12 @@ pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
         eprintln!("verify: --keep: the stack of run {} is still up. Remove it with:", run.id);
         eprintln!("  docker rm -f $(docker ps -aq --filter label={RUN_LABEL}={}) && docker network prune -f --filter label={RUN_LABEL}={} && docker volume prune -f --filter label={RUN_LABEL}={}", run.id, run.id, run.id);
     } else {
-        docker::sweep(&d, Some(&run.id)).await;
-        if interrupted {
-            // Again: a create that was in flight when we were interrupted
-            // may land after the first sweep. (A run that ended by itself
-            // has nothing in flight.)
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
         // Checked, not assumed: under load the daemon refused a network
         // whose last endpoint it was still releasing (24 services, 2 cores).
-        let left = docker::sweep_until_gone(&d, &run.id, Duration::from_secs(5)).await;
+        // Interrupted, a second clear look: a create that was in flight may
+        // land after the first. (A run that ended by itself has nothing in
+        // flight.)
+        let left = docker::sweep_until_gone(&d, &run.id, Duration::from_secs(5), if interrupted { 2 } else { 1 }).await;
         if !left.is_empty() {
             eprintln!("verify: warning: the daemon refused to remove {} object(s) of run {} after 5 s of retries: {}", left.len(), run.id, left.join(", "));
             eprintln!("  fix: `docker network rm <name>` (a network that \"has active endpoints\" with no container on it holds a stale endpoint inside the daemon: restarting the daemon clears it); the next verify retries them");

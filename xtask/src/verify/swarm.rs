@@ -290,24 +290,14 @@ async fn leave(d: &Docker, m: &Made) {
     }
 }
 
-/// Removes everything of the run, until a second look finds nothing (a
-/// create in flight when we were interrupted may land after a sweep; an
-/// overlay network is in use until its service's tasks are gone).
+/// Removes everything of the run, until a second look finds nothing, for
+/// up to 18 s (an overlay network is in use until its service's tasks are
+/// gone).
 async fn clean(d: &Docker, id: &str) {
-    let mut clear = 0;
-    for _ in 0..60 {
-        docker::sweep(d, Some(id)).await;
-        if docker::remaining(d, id).await == 0 {
-            clear += 1;
-            if clear == 2 {
-                return;
-            }
-        } else {
-            clear = 0;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+    let left = docker::sweep_until_gone(d, id, Duration::from_secs(18), 2).await;
+    if !left.is_empty() {
+        eprintln!("verify: some objects of run {id} are still there: {}; `docker service|network|secret|config ls --filter label={RUN_LABEL}={id}` lists them", left.join(", "));
     }
-    eprintln!("verify: some objects of run {id} are still there; `docker service|network|secret|config ls --filter label={RUN_LABEL}={id}` lists them");
 }
 
 // ---- the run's swarm objects ----
