@@ -196,17 +196,16 @@ impl<W: Write, H: FnMut(&str, u64) -> bool, D: FnMut(&str, &[u8]) -> bool> TarFi
                 Ok(true)
             }
             _ => {
-                let path = self.ext_path.take().unwrap_or_else(|| header_path(&h));
-                let size = self.ext_size.take().unwrap_or(size);
+                // Read, not taken: a held entry may need more bytes first.
+                let path = self.ext_path.clone().unwrap_or_else(|| header_path(&h));
+                let size = self.ext_size.unwrap_or(size);
                 let regular = typ == b'0' || typ == 0;
                 if regular && (self.hold)(&path, size) {
                     let total = BLOCK + padded(size) as usize;
                     if self.buf.len() < total {
-                        // Come back with more: restore what this call took.
-                        self.ext_path = Some(path);
-                        self.ext_size = Some(size);
                         return Ok(false);
                     }
+                    (self.ext_path, self.ext_size) = (None, None);
                     if (self.drop)(&path, &self.buf[BLOCK..BLOCK + size as usize]) {
                         self.dropped.0 += 1;
                         self.dropped.1 += (self.pending.len() + total) as u64;
@@ -219,6 +218,7 @@ impl<W: Write, H: FnMut(&str, u64) -> bool, D: FnMut(&str, &[u8]) -> bool> TarFi
                     self.buf.drain(..total);
                     return Ok(true);
                 }
+                (self.ext_path, self.ext_size) = (None, None);
                 self.out.write_all(&self.pending)?;
                 self.pending.clear();
                 self.out.write_all(&h)?;

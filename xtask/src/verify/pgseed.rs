@@ -259,7 +259,6 @@ async fn make(repo: &Repo, run: &Run, s: &Service, body: &ContainerCreateBody, p
         return Err(Diagnostic::error(run.mask(&format!("{} did not shut down cleanly after initialising (exit code {code:?})\n    last log lines:\n{}", s.name, indent(&logs))))
             .fix("`--no-seed` initialises it inside the stack instead"));
     }
-    // Dropped unread past the limit: the daemon stops sending.
     let r = download(d, &id, pgdata, dir, file).await;
     run.reap(&id);
     r.map_err(|e| Diagnostic::error(format!("caching the data directory of `{}` in {}: {e}", s.name, dir.display())).fix("make the folder writable, or pass `--no-seed`"))
@@ -319,6 +318,7 @@ async fn download(d: &Docker, id: &str, pgdata: &str, dir: &Path, file: &Path) -
             let chunk = chunk.map_err(|e| format!("reading {pgdata}: {e}"))?;
             read += chunk.len() as u64;
             if read > max {
+                // The stream is dropped unread: the daemon stops sending.
                 return Ok(false);
             }
             f.write(&chunk).map_err(|e| format!("{}: {e}", tmp.display()))?;

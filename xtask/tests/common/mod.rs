@@ -234,10 +234,17 @@ pub fn prepared(tag: &str) -> Copy {
 
 /// `verify <args>` on `root` with the prebuilt probe.
 pub fn verify(root: &Path, args: &[&str]) -> Output {
+    verify_env(root, args, &[])
+}
+
+/// `verify <args>` on `root` with the prebuilt probe and more environment.
+pub fn verify_env(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let bin = probe_bin();
     let mut all = vec!["verify"];
     all.extend(args);
-    xtask_env(root, &all, &[("XTASK_PROBE_BIN", &bin)])
+    let mut env = env.to_vec();
+    env.push(("XTASK_PROBE_BIN", &bin));
+    xtask_env(root, &all, &env)
 }
 
 /// `verify <args>` on `root` started in the background (to be signalled),
