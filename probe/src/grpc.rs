@@ -33,10 +33,17 @@ pub fn read_frame(s: &mut dyn ReadWrite) -> Result<Frame, String> {
     let h = read_n(s, 9, "grpc read (is this a gRPC server? plaintext vs TLS?)")?;
     let len = (h[0] as usize) << 16 | (h[1] as usize) << 8 | h[2] as usize;
     if len > MAX_FRAME {
-        return Err(format!("grpc: frame of {len} bytes, over the {MAX_FRAME}-byte maximum"));
+        return Err(format!(
+            "grpc: frame of {len} bytes, over the {MAX_FRAME}-byte maximum"
+        ));
     }
     let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
-    Ok(Frame { kind: h[3], flags: h[4], stream, payload: read_n(s, len, "grpc read")? })
+    Ok(Frame {
+        kind: h[3],
+        flags: h[4],
+        stream,
+        payload: read_n(s, len, "grpc read")?,
+    })
 }
 
 /// The data of a DATA frame, without its padding (RFC 9113 6.1).
@@ -44,15 +51,23 @@ pub fn data_payload(flags: u8, p: &[u8]) -> Result<&[u8], String> {
     if flags & 0x8 == 0 {
         return Ok(p);
     }
-    let (&pad, rest) = p.split_first().ok_or("grpc: padded DATA frame without a pad length")?;
-    rest.len().checked_sub(pad as usize).map(|n| &rest[..n]).ok_or_else(|| "grpc: DATA padding longer than the frame".into())
+    let (&pad, rest) = p
+        .split_first()
+        .ok_or("grpc: padded DATA frame without a pad length")?;
+    rest.len()
+        .checked_sub(pad as usize)
+        .map(|n| &rest[..n])
+        .ok_or_else(|| "grpc: DATA padding longer than the frame".into())
 }
 
 /// The serving status in a gRPC message (5-byte prefix, then a
 /// HealthCheckResponse whose field 1 is the status).
 pub fn health_status(data: &[u8]) -> Result<u8, String> {
     let Some(msg) = data.get(5..) else {
-        return Err("grpc: Health/Check returned no message (the server answered with an error status)".into());
+        return Err(
+            "grpc: Health/Check returned no message (the server answered with an error status)"
+                .into(),
+        );
     };
     let declared = u32::from_be_bytes([data[1], data[2], data[3], data[4]]) as usize;
     if data[0] != 0 || declared != msg.len() {
@@ -100,7 +115,12 @@ pub fn grpc_health(s: &mut dyn ReadWrite, authority: &str, tls: bool) -> Result<
         match f.kind {
             4 if f.flags & 1 == 0 => io(s.write_all(&frame(4, 1, 0, &[])), "grpc write")?,
             6 if f.flags & 1 == 0 => io(s.write_all(&frame(6, 1, 0, p)), "grpc write")?,
-            7 => return Err(format!("grpc: connection closed by server (GOAWAY {})", String::from_utf8_lossy(p.get(8..).unwrap_or(&[])))),
+            7 => {
+                return Err(format!(
+                    "grpc: connection closed by server (GOAWAY {})",
+                    String::from_utf8_lossy(p.get(8..).unwrap_or(&[]))
+                ))
+            }
             3 if f.stream == 1 => return Err("grpc: stream reset by server".into()),
             0 if f.stream == 1 => {
                 data.extend(data_payload(f.flags, p)?);
@@ -120,7 +140,9 @@ pub fn grpc_health(s: &mut dyn ReadWrite, authority: &str, tls: bool) -> Result<
         }
     }
     if !ended {
-        return Err(format!("grpc: the response did not end within {MAX_FRAMES} frames"));
+        return Err(format!(
+            "grpc: the response did not end within {MAX_FRAMES} frames"
+        ));
     }
     match health_status(&data)? {
         1 => Ok("Health/Check: SERVING".into()),
@@ -146,9 +168,15 @@ mod tests {
     #[test]
     fn serving_is_ok_and_every_truncation_is_an_error() {
         let full = serving();
-        assert_eq!(grpc_health(&mut Script::new(&full), "a", false).unwrap(), "Health/Check: SERVING");
+        assert_eq!(
+            grpc_health(&mut Script::new(&full), "a", false).unwrap(),
+            "Health/Check: SERVING"
+        );
         for n in 0..full.len() {
-            assert!(grpc_health(&mut Script::new(&full[..n]), "a", false).is_err(), "cut at {n}");
+            assert!(
+                grpc_health(&mut Script::new(&full[..n]), "a", false).is_err(),
+                "cut at {n}"
+            );
         }
     }
 
@@ -166,7 +194,9 @@ mod tests {
     #[test]
     fn an_oversized_frame_is_refused_before_it_is_read() {
         let v = [0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 1];
-        assert!(grpc_health(&mut Script::new(&v), "a", false).unwrap_err().contains("over the"));
+        assert!(grpc_health(&mut Script::new(&v), "a", false)
+            .unwrap_err()
+            .contains("over the"));
     }
 
     proptest! {

@@ -27,35 +27,61 @@ pub fn read_response(s: &mut dyn ReadWrite) -> Result<Vec<u8>, String> {
 /// with `HTTP/1.x NNN` and a complete header block is an error.
 pub fn parse_response(resp: &[u8]) -> Result<(u16, String), String> {
     let Some(end) = resp.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return Err(format!("http: no complete response header in {} bytes", resp.len()));
+        return Err(format!(
+            "http: no complete response header in {} bytes",
+            resp.len()
+        ));
     };
     let head = String::from_utf8_lossy(&resp[..end]);
     let status_line = head.lines().next().unwrap_or("");
     let mut parts = status_line.split(' ');
     let (proto, code) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     if !proto.starts_with("HTTP/1.") || code.len() != 3 {
-        return Err(format!("http: not an HTTP/1 status line: {:?}", status_line.chars().take(80).collect::<String>()));
+        return Err(format!(
+            "http: not an HTTP/1 status line: {:?}",
+            status_line.chars().take(80).collect::<String>()
+        ));
     }
-    let status: u16 = code.parse().map_err(|_| format!("http: bad status code {code:?}"))?;
-    Ok((status, String::from_utf8_lossy(&resp[end + 4..]).trim().to_string()))
+    let status: u16 = code
+        .parse()
+        .map_err(|_| format!("http: bad status code {code:?}"))?;
+    Ok((
+        status,
+        String::from_utf8_lossy(&resp[end + 4..]).trim().to_string(),
+    ))
 }
 
-pub fn http_get(s: &mut dyn ReadWrite, host: &str, path: &str, expect: &str) -> Result<String, String> {
+pub fn http_get(
+    s: &mut dyn ReadWrite,
+    host: &str,
+    path: &str,
+    expect: &str,
+) -> Result<String, String> {
     let path = if path.is_empty() { "/" } else { path };
-    if path.bytes().chain(host.bytes()).any(|b| b <= b' ' || b == 0x7f) {
+    if path
+        .bytes()
+        .chain(host.bytes())
+        .any(|b| b <= b' ' || b == 0x7f)
+    {
         return Err(format!("http: refusing a request with whitespace or control characters in {path:?} or {host:?}"));
     }
     let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nUser-Agent: monorepo-probe\r\n\r\n");
     crate::wire::io(s.write_all(req.as_bytes()), "http write")?;
     let (status, body) = parse_response(&read_response(s)?)?;
     if status != 200 {
-        return Err(format!("http: GET {path} answered {status}: {}", body.chars().take(200).collect::<String>()));
+        return Err(format!(
+            "http: GET {path} answered {status}: {}",
+            body.chars().take(200).collect::<String>()
+        ));
     }
     if !expect.is_empty() && !body.contains(expect) {
         let shown: String = body.chars().take(200).collect();
         return Err(format!("http: GET {path} answered 200 but not from the expected service (wanted `{expect}` in {shown:?})"));
     }
-    Ok(format!("GET {path}: 200 {}", body.chars().take(120).collect::<String>()))
+    Ok(format!(
+        "GET {path}: 200 {}",
+        body.chars().take(120).collect::<String>()
+    ))
 }
 
 #[cfg(test)]
@@ -67,7 +93,10 @@ mod tests {
     #[test]
     fn a_200_with_the_expected_body_is_ok() {
         let r = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
-        assert_eq!(http_get(&mut Script::new(r), "h", "/a/", "hell").unwrap(), "GET /a/: 200 hello");
+        assert_eq!(
+            http_get(&mut Script::new(r), "h", "/a/", "hell").unwrap(),
+            "GET /a/: 200 hello"
+        );
         assert!(http_get(&mut Script::new(r), "h", "/a/", "other").is_err());
     }
 
@@ -75,7 +104,10 @@ mod tests {
     fn truncated_headers_are_an_error() {
         let full = b"HTTP/1.1 200 OK\r\nServer: x\r\n\r\n";
         for n in 0..full.len() {
-            assert!(http_get(&mut Script::new(&full[..n]), "h", "/", "").is_err(), "cut at {n}");
+            assert!(
+                http_get(&mut Script::new(&full[..n]), "h", "/", "").is_err(),
+                "cut at {n}"
+            );
         }
     }
 

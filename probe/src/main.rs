@@ -35,7 +35,10 @@ mod wire;
 type Spec = Vec<(String, String)>;
 
 fn get<'a>(s: &'a Spec, k: &str) -> &'a str {
-    s.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str()).unwrap_or("")
+    s.iter()
+        .find(|(a, _)| a == k)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("")
 }
 
 /// Percent-decoding over bytes (a `%` before a multi-byte character, or a
@@ -47,7 +50,10 @@ fn pct_decode(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
-            if let (Some(h), Some(l)) = (b.get(i + 1).and_then(|c| hex(*c)), b.get(i + 2).and_then(|c| hex(*c))) {
+            if let (Some(h), Some(l)) = (
+                b.get(i + 1).and_then(|c| hex(*c)),
+                b.get(i + 2).and_then(|c| hex(*c)),
+            ) {
                 out.push(h << 4 | l);
                 i += 3;
                 continue;
@@ -60,7 +66,10 @@ fn pct_decode(s: &str) -> String {
 }
 
 fn parse_spec(s: &str) -> Spec {
-    s.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), pct_decode(v))).collect()
+    s.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), pct_decode(v)))
+        .collect()
 }
 
 /// How a probe ended. `Unresolved` and `Refused` mean "not reachable";
@@ -97,22 +106,41 @@ fn connect(spec: &Spec) -> Result<Box<dyn Stream>, Outcome> {
     let port: u16 = get(spec, "port").parse().unwrap_or(0);
     let addrs: Vec<_> = match (host, port).to_socket_addrs() {
         Ok(a) => a.collect(),
-        Err(e) => return Err(Outcome::Unresolved(format!("name `{host}` does not resolve: {e}"))),
+        Err(e) => {
+            return Err(Outcome::Unresolved(format!(
+                "name `{host}` does not resolve: {e}"
+            )))
+        }
     };
     let Some(addr) = addrs.first() else {
         return Err(Outcome::Unresolved(format!("name `{host}` has no address")));
     };
     let tcp = match TcpStream::connect_timeout(addr, Duration::from_secs(2)) {
         Ok(t) => t,
-        Err(e) => return Err(Outcome::Refused(format!("connect to {host}:{port} failed: {e}"))),
+        Err(e) => {
+            return Err(Outcome::Refused(format!(
+                "connect to {host}:{port} failed: {e}"
+            )))
+        }
     };
     tcp.set_read_timeout(Some(Duration::from_secs(4))).ok();
     tcp.set_write_timeout(Some(Duration::from_secs(4))).ok();
     if get(spec, "tls") != "1" {
         return Ok(Box::new(wire::Bounded::new(tcp)));
     }
-    let name = if get(spec, "name").is_empty() { host } else { get(spec, "name") };
-    let t = tls::wrap(tcp, get(spec, "ca"), name, get(spec, "kind") == "grpc", &format!("{host}:{port}")).map_err(Outcome::Failed)?;
+    let name = if get(spec, "name").is_empty() {
+        host
+    } else {
+        get(spec, "name")
+    };
+    let t = tls::wrap(
+        tcp,
+        get(spec, "ca"),
+        name,
+        get(spec, "kind") == "grpc",
+        &format!("{host}:{port}"),
+    )
+    .map_err(Outcome::Failed)?;
     Ok(Box::new(wire::Bounded::new(t)))
 }
 
@@ -122,11 +150,31 @@ fn run(spec: &Spec) -> Outcome {
         Err(o) => return o,
     };
     let r = match get(spec, "kind") {
-        "pg" => pg::postgres(&mut s, get(spec, "user"), get(spec, "password"), get(spec, "db")),
-        "redis" if !get(spec, "key").is_empty() => redis::redis_key(&mut s, get(spec, "user"), get(spec, "password"), get(spec, "key")),
-        "redis" => redis::redis(&mut s, get(spec, "user"), get(spec, "password"), get(spec, "noauth_ok") == "1"),
+        "pg" => pg::postgres(
+            &mut s,
+            get(spec, "user"),
+            get(spec, "password"),
+            get(spec, "db"),
+        ),
+        "redis" if !get(spec, "key").is_empty() => redis::redis_key(
+            &mut s,
+            get(spec, "user"),
+            get(spec, "password"),
+            get(spec, "key"),
+        ),
+        "redis" => redis::redis(
+            &mut s,
+            get(spec, "user"),
+            get(spec, "password"),
+            get(spec, "noauth_ok") == "1",
+        ),
         "grpc" => grpc::grpc_health(&mut s, get(spec, "host"), get(spec, "tls") == "1"),
-        "http" => http::http_get(&mut s, get(spec, "host"), get(spec, "path"), get(spec, "expect")),
+        "http" => http::http_get(
+            &mut s,
+            get(spec, "host"),
+            get(spec, "path"),
+            get(spec, "expect"),
+        ),
         "tcp" => Ok("connected".into()),
         k => Err(format!("unknown probe kind `{k}`")),
     };

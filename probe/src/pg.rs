@@ -25,7 +25,9 @@ pub fn read_message(s: &mut dyn ReadWrite) -> Result<(u8, Vec<u8>), String> {
     let h = read_n(s, 5, "postgres read")?;
     let len = u32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize;
     if !(4..=MAX_MESSAGE + 4).contains(&len) {
-        return Err(format!("postgres: bad message length {len} (is this Postgres?)"));
+        return Err(format!(
+            "postgres: bad message length {len} (is this Postgres?)"
+        ));
     }
     Ok((h[0], read_n(s, len - 4, "postgres read")?))
 }
@@ -36,7 +38,10 @@ pub const DENIED: &str = "denied:";
 
 /// The SQLSTATE of an ErrorResponse.
 pub fn sqlstate(b: &[u8]) -> String {
-    b.split(|c| *c == 0).find_map(|f| f.strip_prefix(b"C")).map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default()
+    b.split(|c| *c == 0)
+        .find_map(|f| f.strip_prefix(b"C"))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default()
 }
 
 fn error_text(b: &[u8]) -> String {
@@ -63,15 +68,25 @@ fn plain_error_text(b: &[u8]) -> String {
 pub fn auth(b: &[u8]) -> Result<(u32, &[u8]), String> {
     match b {
         [a, b, c, d, rest @ ..] => Ok((u32::from_be_bytes([*a, *b, *c, *d]), rest)),
-        _ => Err(format!("postgres: authentication message of {} bytes is too short", b.len())),
+        _ => Err(format!(
+            "postgres: authentication message of {} bytes is too short",
+            b.len()
+        )),
     }
 }
 
 /// The server-first SCRAM message: (combined nonce, salt, iterations).
 pub fn scram_server_first(msg: &str, client_nonce: &str) -> Result<(String, Vec<u8>, u32), String> {
-    let attr = |k: &str| msg.split(',').find_map(|p| p.strip_prefix(k)).unwrap_or("").to_string();
+    let attr = |k: &str| {
+        msg.split(',')
+            .find_map(|p| p.strip_prefix(k))
+            .unwrap_or("")
+            .to_string()
+    };
     let (r, salt) = (attr("r="), b64_decode(&attr("s=")));
-    let iters: u32 = attr("i=").parse().map_err(|_| "postgres: bad SCRAM iteration count")?;
+    let iters: u32 = attr("i=")
+        .parse()
+        .map_err(|_| "postgres: bad SCRAM iteration count")?;
     if !r.starts_with(client_nonce) || r.len() == client_nonce.len() {
         return Err("postgres: bad SCRAM server nonce".into());
     }
@@ -97,7 +112,12 @@ pub fn first_column(b: &[u8]) -> Result<String, String> {
 }
 
 /// Logs in (SCRAM-SHA-256 or cleartext) and runs a query.
-pub fn postgres(s: &mut dyn ReadWrite, user: &str, password: &str, db: &str) -> Result<String, String> {
+pub fn postgres(
+    s: &mut dyn ReadWrite,
+    user: &str,
+    password: &str,
+    db: &str,
+) -> Result<String, String> {
     let mut startup = vec![];
     startup.extend(196608u32.to_be_bytes());
     for (k, v) in [("user", user), ("database", db)] {
@@ -178,9 +198,15 @@ pub fn postgres(s: &mut dyn ReadWrite, user: &str, password: &str, db: &str) -> 
         }
     }
     if !ready {
-        return Err(format!("postgres: no ReadyForQuery after {MAX_MESSAGES} messages"));
+        return Err(format!(
+            "postgres: no ReadyForQuery after {MAX_MESSAGES} messages"
+        ));
     }
-    send(s, b'Q', b"SELECT current_user || '@' || current_database()\0")?;
+    send(
+        s,
+        b'Q',
+        b"SELECT current_user || '@' || current_database()\0",
+    )?;
     let mut row = None;
     for _ in 0..MAX_MESSAGES {
         let (tag, b) = read_message(s)?;
@@ -197,7 +223,9 @@ pub fn postgres(s: &mut dyn ReadWrite, user: &str, password: &str, db: &str) -> 
             _ => {}
         }
     }
-    Err(format!("postgres: no ReadyForQuery after {MAX_MESSAGES} messages"))
+    Err(format!(
+        "postgres: no ReadyForQuery after {MAX_MESSAGES} messages"
+    ))
 }
 
 #[cfg(test)]
@@ -251,7 +279,10 @@ mod tests {
     fn every_truncation_of_a_good_session_is_an_error() {
         let full = good_session();
         for n in 0..full.len() {
-            assert!(postgres(&mut Script::new(&full[..n]), "app", "pw", "db").is_err(), "cut at {n}");
+            assert!(
+                postgres(&mut Script::new(&full[..n]), "app", "pw", "db").is_err(),
+                "cut at {n}"
+            );
         }
     }
 

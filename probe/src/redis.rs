@@ -12,7 +12,9 @@ pub fn read_line(s: &mut dyn ReadWrite) -> Result<String, String> {
     let mut b = [0u8; 1];
     while !line.ends_with(b"\r\n") {
         if line.len() >= MAX_LINE {
-            return Err(format!("redis: reply longer than {MAX_LINE} bytes (is this Redis?)"));
+            return Err(format!(
+                "redis: reply longer than {MAX_LINE} bytes (is this Redis?)"
+            ));
         }
         if io(s.read(&mut b), "redis read")? == 0 {
             return Err("redis: connection closed".into());
@@ -37,7 +39,12 @@ pub const DENIED: &str = "denied:";
 
 /// AUTH as `user` (when given), then SET `key` to a fresh value and GET it
 /// back. A `-NOPERM` reply is a refusal (`denied:`), not a broken server.
-pub fn redis_key(s: &mut dyn ReadWrite, user: &str, password: &str, key: &str) -> Result<String, String> {
+pub fn redis_key(
+    s: &mut dyn ReadWrite,
+    user: &str,
+    password: &str,
+    key: &str,
+) -> Result<String, String> {
     auth(s, user, password)?;
     let value = format!("probe-{}", std::process::id());
     io(s.write_all(&command(&["SET", key, &value])), "redis write")?;
@@ -62,7 +69,11 @@ pub fn redis_key(s: &mut dyn ReadWrite, user: &str, password: &str, key: &str) -
 
 fn auth(s: &mut dyn ReadWrite, user: &str, password: &str) -> Result<(), String> {
     if !password.is_empty() {
-        let cmd = if user.is_empty() { command(&["AUTH", password]) } else { command(&["AUTH", user, password]) };
+        let cmd = if user.is_empty() {
+            command(&["AUTH", password])
+        } else {
+            command(&["AUTH", user, password])
+        };
         io(s.write_all(&cmd), "redis write")?;
         let r = read_line(s)?;
         if r != "+OK" {
@@ -72,9 +83,18 @@ fn auth(s: &mut dyn ReadWrite, user: &str, password: &str) -> Result<(), String>
     Ok(())
 }
 
-pub fn redis(s: &mut dyn ReadWrite, user: &str, password: &str, noauth_ok: bool) -> Result<String, String> {
+pub fn redis(
+    s: &mut dyn ReadWrite,
+    user: &str,
+    password: &str,
+    noauth_ok: bool,
+) -> Result<String, String> {
     if !password.is_empty() {
-        let cmd = if user.is_empty() { command(&["AUTH", password]) } else { command(&["AUTH", user, password]) };
+        let cmd = if user.is_empty() {
+            command(&["AUTH", password])
+        } else {
+            command(&["AUTH", user, password])
+        };
         io(s.write_all(&cmd), "redis write")?;
         let r = read_line(s)?;
         if r != "+OK" {
@@ -86,7 +106,9 @@ pub fn redis(s: &mut dyn ReadWrite, user: &str, password: &str, noauth_ok: bool)
         "+PONG" => Ok("PING answered PONG".into()),
         // Readiness without credentials: a server whose default user is off
         // answers the protocol, which is all readiness asks.
-        other if noauth_ok && other.starts_with("-NOAUTH") => Ok("answered NOAUTH (the default user is off)".into()),
+        other if noauth_ok && other.starts_with("-NOAUTH") => {
+            Ok("answered NOAUTH (the default user is off)".into())
+        }
         other => Err(format!("redis: PING answered {other}")),
     }
 }
@@ -102,13 +124,22 @@ mod tests {
         let full = b"+OK\r\n+PONG\r\n";
         assert!(redis(&mut Script::new(full), "", "pw", false).is_ok());
         for n in 0..full.len() {
-            assert!(redis(&mut Script::new(&full[..n]), "", "pw", false).is_err(), "cut at {n}");
+            assert!(
+                redis(&mut Script::new(&full[..n]), "", "pw", false).is_err(),
+                "cut at {n}"
+            );
         }
     }
 
     #[test]
     fn noperm_is_a_denial_and_a_round_trip_is_ok() {
-        let denied = redis_key(&mut Script::new(b"+OK\r\n-NOPERM no permissions\r\n"), "a", "pw", "b:k").unwrap_err();
+        let denied = redis_key(
+            &mut Script::new(b"+OK\r\n-NOPERM no permissions\r\n"),
+            "a",
+            "pw",
+            "b:k",
+        )
+        .unwrap_err();
         assert!(denied.starts_with(DENIED), "{denied}");
         let v = format!("probe-{}", std::process::id());
         let ok = format!("+OK\r\n+OK\r\n${}\r\n{v}\r\n", v.len());

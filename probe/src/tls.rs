@@ -15,7 +15,9 @@ pub fn pem_certs(pem: &str) -> Vec<Vec<u8>> {
     let mut rest = pem;
     while let Some(s) = rest.find("-----BEGIN CERTIFICATE-----") {
         let body = &rest[s + 27..];
-        let Some(e) = body.find("-----END CERTIFICATE-----") else { break };
+        let Some(e) = body.find("-----END CERTIFICATE-----") else {
+            break;
+        };
         out.push(b64_decode(&body[..e]));
         rest = &body[e..];
     }
@@ -26,7 +28,9 @@ fn read_ca(path: &str) -> Result<String, String> {
     use std::io::Read;
     let f = std::fs::File::open(path).map_err(|e| format!("cannot read CA file {path}: {e}"))?;
     let mut text = String::new();
-    f.take(MAX_CA_FILE + 1).read_to_string(&mut text).map_err(|e| format!("cannot read CA file {path}: {e}"))?;
+    f.take(MAX_CA_FILE + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read CA file {path}: {e}"))?;
     if text.len() as u64 > MAX_CA_FILE {
         return Err(format!("CA file {path} is over {MAX_CA_FILE} bytes"));
     }
@@ -35,11 +39,19 @@ fn read_ca(path: &str) -> Result<String, String> {
 
 pub type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
-pub fn wrap(tcp: TcpStream, ca_path: &str, name: &str, h2: bool, peer: &str) -> Result<Tls, String> {
+pub fn wrap(
+    tcp: TcpStream,
+    ca_path: &str,
+    name: &str,
+    h2: bool,
+    peer: &str,
+) -> Result<Tls, String> {
     let ca = read_ca(ca_path)?;
     let mut roots = rustls::RootCertStore::empty();
     for der in pem_certs(&ca) {
-        roots.add(der.into()).map_err(|e| format!("bad CA certificate: {e}"))?;
+        roots
+            .add(der.into())
+            .map_err(|e| format!("bad CA certificate: {e}"))?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
@@ -50,8 +62,10 @@ pub fn wrap(tcp: TcpStream, ca_path: &str, name: &str, h2: bool, peer: &str) -> 
     if h2 {
         cfg.alpn_protocols = vec![b"h2".to_vec()];
     }
-    let server_name = rustls::pki_types::ServerName::try_from(name.to_string()).map_err(|e| format!("bad TLS name {name}: {e}"))?;
-    let conn = rustls::ClientConnection::new(Arc::new(cfg), server_name).map_err(|e| e.to_string())?;
+    let server_name = rustls::pki_types::ServerName::try_from(name.to_string())
+        .map_err(|e| format!("bad TLS name {name}: {e}"))?;
+    let conn =
+        rustls::ClientConnection::new(Arc::new(cfg), server_name).map_err(|e| e.to_string())?;
     let mut tls = rustls::StreamOwned::new(conn, tcp);
     while tls.conn.is_handshaking() {
         if let Err(e) = tls.conn.complete_io(&mut tls.sock) {

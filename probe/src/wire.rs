@@ -32,17 +32,26 @@ impl<S> Bounded<S> {
         Self::with(inner, MAX_READ, DEADLINE)
     }
     pub fn with(inner: S, budget: u64, time: Duration) -> Self {
-        Bounded { inner, left: budget, deadline: Instant::now() + time }
+        Bounded {
+            inner,
+            left: budget,
+            deadline: Instant::now() + time,
+        }
     }
 }
 
 impl<S: Read> Read for Bounded<S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if Instant::now() > self.deadline {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, format!("the peer took over {} s", DEADLINE.as_secs())));
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the peer took over {} s", DEADLINE.as_secs()),
+            ));
         }
         if self.left == 0 {
-            return Err(io::Error::other(format!("the peer sent over {MAX_READ} bytes")));
+            return Err(io::Error::other(format!(
+                "the peer sent over {MAX_READ} bytes"
+            )));
         }
         let n = buf.len().min(self.left.min(usize::MAX as u64) as usize);
         let got = self.inner.read(&mut buf[..n])?;
@@ -75,7 +84,9 @@ pub fn b64_encode(b: &[u8]) -> String {
     const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut o = String::new();
     for c in b.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
         for i in 0..4 {
             if i <= c.len() {
                 o.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
@@ -120,7 +131,10 @@ pub struct Script {
 #[cfg(test)]
 impl Script {
     pub fn new(input: &[u8]) -> Self {
-        Script { input: io::Cursor::new(input.to_vec()), written: vec![] }
+        Script {
+            input: io::Cursor::new(input.to_vec()),
+            written: vec![],
+        }
     }
 }
 
@@ -159,7 +173,10 @@ mod tests {
     fn bounded_stops_at_the_deadline() {
         let mut s = Bounded::with(io::repeat(7), 1 << 30, Duration::ZERO);
         std::thread::sleep(Duration::from_millis(2));
-        assert_eq!(s.read(&mut [0u8; 4]).unwrap_err().kind(), io::ErrorKind::TimedOut);
+        assert_eq!(
+            s.read(&mut [0u8; 4]).unwrap_err().kind(),
+            io::ErrorKind::TimedOut
+        );
     }
 
     proptest! {

@@ -78,9 +78,7 @@ pub enum Command {
         command: ImagesCommand,
     },
     /// Print a shell completion script
-    Completions {
-        shell: clap_complete::Shell,
-    },
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Debug, Subcommand)]
@@ -155,7 +153,8 @@ pub struct AddArgs {
 
 /// A number; the range is checked with the rest of the request.
 fn parse_port(v: &str) -> Result<u32, String> {
-    v.parse().map_err(|_| format!("`{v}` is not a number; use a port from 1 to 65535"))
+    v.parse()
+        .map_err(|_| format!("`{v}` is not a number; use a port from 1 to 65535"))
 }
 
 #[derive(Debug, Clone, Args)]
@@ -208,15 +207,51 @@ mod tests {
 
     #[test]
     fn parses_like_before() {
-        let c = Cli::try_parse_from(["x", "--root", "/r", "verify", "--only", "a", "b", "--timeout", "5"]).unwrap();
+        let c = Cli::try_parse_from([
+            "x",
+            "--root",
+            "/r",
+            "verify",
+            "--only",
+            "a",
+            "b",
+            "--timeout",
+            "5",
+        ])
+        .unwrap();
         assert_eq!(c.root.as_deref(), Some(std::path::Path::new("/r")));
-        let Some(Command::Verify(v)) = c.command else { panic!() };
-        assert_eq!((v.only, v.timeout, v.engine, v.init_swarm), (vec!["a".to_string(), "b".to_string()], 5, Engine::Compose, false));
+        let Some(Command::Verify(v)) = c.command else {
+            panic!()
+        };
+        assert_eq!(
+            (v.only, v.timeout, v.engine, v.init_swarm),
+            (
+                vec!["a".to_string(), "b".to_string()],
+                5,
+                Engine::Compose,
+                false
+            )
+        );
         let c = Cli::try_parse_from(["x", "verify", "--engine", "swarm", "--init-swarm"]).unwrap();
-        let Some(Command::Verify(v)) = c.command else { panic!() };
+        let Some(Command::Verify(v)) = c.command else {
+            panic!()
+        };
         assert_eq!((v.engine, v.init_swarm), (Engine::Swarm, true));
-        let c = Cli::try_parse_from(["x", "add-service", "b", "--depends-on", "a", "--depends-on", "c", "--port", "70000"]).unwrap();
-        let Some(Command::AddService(a)) = c.command else { panic!() };
+        let c = Cli::try_parse_from([
+            "x",
+            "add-service",
+            "b",
+            "--depends-on",
+            "a",
+            "--depends-on",
+            "c",
+            "--port",
+            "70000",
+        ])
+        .unwrap();
+        let Some(Command::AddService(a)) = c.command else {
+            panic!()
+        };
         assert_eq!((a.depends_on.len(), a.port), (2, Some(70000)));
     }
 

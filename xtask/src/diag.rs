@@ -139,12 +139,34 @@ pub type Error = Diagnostic;
 impl Diagnostic {
     /// Bad input or a failure. Add the place with `at` and the fix with `fix`.
     pub fn error(message: impl Into<String>) -> Diagnostic {
-        Diagnostic { rule: None, severity: Severity::Error, file: String::new(), line: 0, column: 0, message: message.into(), fix: None }
+        Diagnostic {
+            rule: None,
+            severity: Severity::Error,
+            file: String::new(),
+            line: 0,
+            column: 0,
+            message: message.into(),
+            fix: None,
+        }
     }
 
     /// A broken house rule found by `check`.
-    pub fn finding(rule: Rule, file: &str, line: usize, message: impl Into<String>, fix: impl Into<String>) -> Diagnostic {
-        Diagnostic { rule: Some(rule), severity: Severity::Finding, file: file.to_string(), line, column: 0, message: message.into(), fix: Some(fix.into()) }
+    pub fn finding(
+        rule: Rule,
+        file: &str,
+        line: usize,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Diagnostic {
+        Diagnostic {
+            rule: Some(rule),
+            severity: Severity::Finding,
+            file: file.to_string(),
+            line,
+            column: 0,
+            message: message.into(),
+            fix: Some(fix.into()),
+        }
     }
 
     pub fn at(mut self, file: &str, line: usize) -> Diagnostic {
@@ -220,14 +242,20 @@ mod tests {
         assert_eq!(names.len(), Rule::ALL.len());
         // Strictly increasing MRnnn; a gap is allowed where a parallel
         // branch holds the number (MR017: `uxp`).
-        let nums: Vec<u32> = Rule::ALL.iter().map(|r| r.id().strip_prefix("MR").unwrap().parse().unwrap()).collect();
+        let nums: Vec<u32> = Rule::ALL
+            .iter()
+            .map(|r| r.id().strip_prefix("MR").unwrap().parse().unwrap())
+            .collect();
         assert!(nums.windows(2).all(|w| w[0] < w[1]), "{nums:?}");
         assert_eq!(nums[0], 1);
     }
 
     #[test]
     fn renders_place_and_fix() {
-        let e = Diagnostic::error("bad").at("f.yml", 3).col(7).fix("do this");
+        let e = Diagnostic::error("bad")
+            .at("f.yml", 3)
+            .col(7)
+            .fix("do this");
         assert_eq!(e.to_string(), "f.yml:3:7: bad\n  fix: do this");
         assert_eq!(e.severity.exit(), Exit::Failure);
         let f = Diagnostic::finding(Rule::Ports, "f.yml", 0, "m", "x");
@@ -237,7 +265,10 @@ mod tests {
 
     #[test]
     fn suggests_near_names_only() {
-        assert_eq!(did_you_mean("acounts", &["postgres", "accounts", "gateway"]), Some("accounts"));
+        assert_eq!(
+            did_you_mean("acounts", &["postgres", "accounts", "gateway"]),
+            Some("accounts")
+        );
         assert_eq!(did_you_mean("zzz", &["postgres", "accounts"]), None);
     }
 }

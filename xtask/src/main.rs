@@ -22,12 +22,18 @@ fn main() -> ExitCode {
 }
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime").block_on(f)
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(f)
 }
 
 /// The root: `--root` or the nearest folder upwards with every marker.
 fn root(given: Option<PathBuf>) -> Result<PathBuf, Diagnostic> {
-    let cwd = std::env::current_dir().map_err(|e| Diagnostic::error(format!("the current folder: {e}")).fix("cd into the monorepo"))?;
+    let cwd = std::env::current_dir().map_err(|e| {
+        Diagnostic::error(format!("the current folder: {e}")).fix("cd into the monorepo")
+    })?;
     model::repo::find_root(given.as_deref(), &cwd)
 }
 
@@ -38,7 +44,12 @@ fn run(cli: Cli) -> Result<Exit, Diagnostic> {
     };
     match command {
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "cargo-xtask", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "cargo-xtask",
+                &mut std::io::stdout(),
+            );
             Ok(Exit::Ok)
         }
         Command::Check { rules: true, .. } => {
@@ -46,8 +57,13 @@ fn run(cli: Cli) -> Result<Exit, Diagnostic> {
             Ok(Exit::Ok)
         }
         Command::AddService(a) => cmd::add::run(&root(cli.root)?, &a).map(|()| Exit::Ok),
-        Command::RemoveService { name, keep_files, dry_run } => cmd::remove::run(&root(cli.root)?, &name, keep_files, dry_run).map(|()| Exit::Ok),
-        Command::Sync { check } => cmd::sync::run(&root(cli.root)?, check).map(|clean| Exit::findings_unless(clean || !check)),
+        Command::RemoveService {
+            name,
+            keep_files,
+            dry_run,
+        } => cmd::remove::run(&root(cli.root)?, &name, keep_files, dry_run).map(|()| Exit::Ok),
+        Command::Sync { check } => cmd::sync::run(&root(cli.root)?, check)
+            .map(|clean| Exit::findings_unless(clean || !check)),
         Command::Proto { check } => {
             let code = xtask::plan::proto::run(&root(cli.root)?, check)?;
             Ok(match code {
@@ -57,16 +73,27 @@ fn run(cli: Cli) -> Result<Exit, Diagnostic> {
             })
         }
         Command::Certs { force } => cmd::certs::run(&root(cli.root)?, force).map(|()| Exit::Ok),
-        Command::List { format } => cmd::list::run(&root(cli.root)?, format == Format::Json).map(|()| Exit::Ok),
+        Command::List { format } => {
+            cmd::list::run(&root(cli.root)?, format == Format::Json).map(|()| Exit::Ok)
+        }
         Command::Check { format, .. } => {
             let root = root(cli.root)?;
             let _lock = xtask::plan::txn::lock_shared(&root)?;
             let repo = model::repo::Repo::load(&root)?;
             let findings = check::run(&repo)?;
-            print!("{}", if format == Format::Json { check::render_json(&findings) } else { check::render_human(&findings) });
+            print!(
+                "{}",
+                if format == Format::Json {
+                    check::render_json(&findings)
+                } else {
+                    check::render_human(&findings)
+                }
+            );
             Ok(Exit::findings_unless(findings.is_empty()))
         }
-        Command::Images { command: ImagesCommand::Bootstrap } => block_on(cmd::images::bootstrap(&root(cli.root)?)).map(|()| Exit::Ok),
+        Command::Images {
+            command: ImagesCommand::Bootstrap,
+        } => block_on(cmd::images::bootstrap(&root(cli.root)?)).map(|()| Exit::Ok),
         Command::Export(e) => cmd::export::run(&root(cli.root)?, &e),
         Command::Verify(v) => block_on(verify::verify(&root(cli.root)?, v)),
     }

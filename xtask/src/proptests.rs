@@ -29,7 +29,9 @@ fn compose_file() -> impl Strategy<Value = String> {
                 if spaced && i > 0 {
                     s.push('\n');
                 }
-                s.push_str(&format!("  {n}:\n    <<: *a\n    image: img/{n}:1   # c\n    networks: [pg-network]\n"));
+                s.push_str(&format!(
+                    "  {n}:\n    <<: *a\n    image: img/{n}:1   # c\n    networks: [pg-network]\n"
+                ));
                 if let Some(c) = &comment {
                     s.push_str(&format!("    # {c}\n"));
                 }
@@ -172,10 +174,28 @@ proptest! {
 
 /// Pieces of every syntax of issue 14, points 1-3, for `wide_compose_file`.
 const PORTS: &[&str] = &[
-    "\"8080:80\"", "\"$BIND:80/tcp\"", "\"3001-3005\"", "\"9000-9001:9000-9001\"", "'${MIN:-20000}-${MAX:-20050}:20000-20050/udp'",
-    "\"127.0.0.1::50052\"", "\"[::1]:7000:70\"", "\"53:53/udp\"", "7100",
+    "\"8080:80\"",
+    "\"$BIND:80/tcp\"",
+    "\"3001-3005\"",
+    "\"9000-9001:9000-9001\"",
+    "'${MIN:-20000}-${MAX:-20050}:20000-20050/udp'",
+    "\"127.0.0.1::50052\"",
+    "\"[::1]:7000:70\"",
+    "\"53:53/udp\"",
+    "7100",
 ];
-const ENVS: &[&str] = &["\"${A}\"", "\"$A\"", "\"${A:-d}\"", "\"${A-d}\"", "\"${A:+x}\"", "\"${A+x}\"", "\"${A:?e}\"", "\"${A?e}\"", "\"$$A\"", "\"${A:-${B:-n}}\""];
+const ENVS: &[&str] = &[
+    "\"${A}\"",
+    "\"$A\"",
+    "\"${A:-d}\"",
+    "\"${A-d}\"",
+    "\"${A:+x}\"",
+    "\"${A+x}\"",
+    "\"${A:?e}\"",
+    "\"${A?e}\"",
+    "\"$$A\"",
+    "\"${A:-${B:-n}}\"",
+];
 
 /// A compose file built from those pieces: 2- or 4-space indentation,
 /// networks/volumes sections at their own indentation (or absent), long and
@@ -183,7 +203,17 @@ const ENVS: &[&str] = &["\"${A}\"", "\"$A\"", "\"${A:-d}\"", "\"${A-d}\"", "\"${
 /// depends_on forms, a flow sequence closed at its key's indentation.
 fn wide_compose_file() -> impl Strategy<Value = (String, u8)> {
     (
-        proptest::collection::vec((0..PORTS.len(), 0..ENVS.len(), any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()), 1..5),
+        proptest::collection::vec(
+            (
+                0..PORTS.len(),
+                0..ENVS.len(),
+                any::<bool>(),
+                any::<bool>(),
+                any::<bool>(),
+                any::<bool>(),
+            ),
+            1..5,
+        ),
         prop_oneof![Just(2usize), Just(4usize)],
         prop_oneof![Just(0usize), Just(1usize), Just(2usize), Just(4usize)],
         0u8..3,
@@ -195,30 +225,56 @@ fn wide_compose_file() -> impl Strategy<Value = (String, u8)> {
             for (i, (port, env, long_port, env_long, dep_map, flow)) in svcs.iter().enumerate() {
                 s += &format!("{}s{i}:\n{}image: busybox\n{}ports:\n", p(1), p(2), p(2));
                 if *long_port {
-                    s += &format!("{}- target: 80\n{}  published: \"{}\"\n{}  protocol: udp\n", p(3), p(3), 7000 + i, p(3));
+                    s += &format!(
+                        "{}- target: 80\n{}  published: \"{}\"\n{}  protocol: udp\n",
+                        p(3),
+                        p(3),
+                        7000 + i,
+                        p(3)
+                    );
                 } else {
                     s += &format!("{}- {}\n", p(3), PORTS[*port]);
                 }
                 s += &format!("{}environment:\n{}X: {}\n", p(2), p(3), ENVS[*env]);
                 if *env_long {
-                    s += &format!("{}env_file:\n{}- path: ./x.env\n{}  required: false\n", p(2), p(3), p(3));
+                    s += &format!(
+                        "{}env_file:\n{}- path: ./x.env\n{}  required: false\n",
+                        p(2),
+                        p(3),
+                        p(3)
+                    );
                 } else {
                     s += &format!("{}env_file: [./y.env]\n", p(2));
                 }
                 if i > 0 {
                     if *dep_map {
-                        s += &format!("{}depends_on:\n{}s0:\n{}condition: service_started\n", p(2), p(3), p(4));
+                        s += &format!(
+                            "{}depends_on:\n{}s0:\n{}condition: service_started\n",
+                            p(2),
+                            p(3),
+                            p(4)
+                        );
                     } else {
                         s += &format!("{}depends_on: [s0]\n", p(2));
                     }
                 }
                 if *flow {
-                    s += &format!("{}command: [\n{}\"sh\", \"-c\", \"true\"\n{}]\n", p(2), p(3), p(2));
+                    s += &format!(
+                        "{}command: [\n{}\"sh\", \"-c\", \"true\"\n{}]\n",
+                        p(2),
+                        p(3),
+                        p(2)
+                    );
                 }
                 s += &format!("{}networks: [pg-network]\n", p(2));
             }
             if sec_pad > 0 {
-                s += &format!("networks:\n{}pg-network:\nvolumes:\n{}data:\n{}driver: local\n", " ".repeat(sec_pad), " ".repeat(sec_pad), " ".repeat(sec_pad * 2));
+                s += &format!(
+                    "networks:\n{}pg-network:\nvolumes:\n{}data:\n{}driver: local\n",
+                    " ".repeat(sec_pad),
+                    " ".repeat(sec_pad),
+                    " ".repeat(sec_pad * 2)
+                );
             }
             if !final_nl {
                 s.pop();

@@ -26,7 +26,10 @@ fn add_service_block(root: &Path, block: &str) -> usize {
 
 fn line_of(root: &Path, file: &str, needle: &str) -> usize {
     let t = std::fs::read_to_string(root.join(file)).unwrap();
-    t.lines().position(|l| l.contains(needle)).unwrap_or_else(|| panic!("{needle:?} not in {file}")) + 1
+    t.lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("{needle:?} not in {file}"))
+        + 1
 }
 
 fn replace(root: &Path, file: &str, from: &str, to: &str) -> usize {
@@ -61,7 +64,17 @@ fn v(a: &[&str]) -> Vec<String> {
 /// The commands that read the repository: writers refuse (2), check finds (1).
 fn all_commands(extra: &[Vec<String>]) -> Vec<(Vec<String>, i32)> {
     let mut out = vec![
-        (v(&["add-service", "zeta", "--grpc", "--https", "--public", "/zeta/"]), 2),
+        (
+            v(&[
+                "add-service",
+                "zeta",
+                "--grpc",
+                "--https",
+                "--public",
+                "/zeta/",
+            ]),
+            2,
+        ),
         (v(&["remove-service", "gateway"]), 2),
         (v(&["sync"]), 2),
         (v(&["certs"]), 2),
@@ -78,7 +91,10 @@ fn file_cases(outside: &Path) -> Vec<Case> {
     out.push(Case {
         name: "compose-key-into-src-common".into(),
         setup: Box::new(|r| {
-            let l = add_service_block(r, &backend_block("\"../../src/common\"", "      monorepo.https: \"true\""));
+            let l = add_service_block(
+                r,
+                &backend_block("\"../../src/common\"", "      monorepo.https: \"true\""),
+            );
             Some(format!("docker-compose.yml:{l}"))
         }),
         runs: all_commands(&[v(&["remove-service", "../../src/common"])]),
@@ -89,17 +105,29 @@ fn file_cases(outside: &Path) -> Vec<Case> {
         name: "compose-key-outside-the-repository".into(),
         setup: Box::new(move |r| {
             let rel = format!("../../../{}", o.file_name().unwrap().to_string_lossy());
-            let l = add_service_block(r, &backend_block(&format!("\"{rel}\""), "      monorepo.https: \"true\"\n      monorepo.public-path: \"/o/\""));
+            let l = add_service_block(
+                r,
+                &backend_block(
+                    &format!("\"{rel}\""),
+                    "      monorepo.https: \"true\"\n      monorepo.public-path: \"/o/\"",
+                ),
+            );
             Some(format!("docker-compose.yml:{l}"))
         }),
         runs: {
-            let rel = format!("../../../{}", outside.file_name().unwrap().to_string_lossy());
+            let rel = format!(
+                "../../../{}",
+                outside.file_name().unwrap().to_string_lossy()
+            );
             all_commands(&[v(&["remove-service", &rel])])
         },
     });
     for (name, label) in [
         // YAML decodes the escapes: the value has spaces, braces and `;`.
-        ("label-public-nginx-injection", r#""/a/\x20\x7b\x20alias\x20/etc/nginx/certs/\x3b\x20\x7d\x20location\x20/b/""#),
+        (
+            "label-public-nginx-injection",
+            r#""/a/\x20\x7b\x20alias\x20/etc/nginx/certs/\x3b\x20\x7d\x20location\x20/b/""#,
+        ),
         ("label-public-control-char", r#""/a\x01b/""#),
         ("label-public-newline", r#""/a/\nb/""#),
         ("label-public-dotdot", r#""/a/../b/""#),
@@ -107,17 +135,27 @@ fn file_cases(outside: &Path) -> Vec<Case> {
         out.push(Case {
             name: name.into(),
             setup: Box::new(move |r| {
-                let l = replace(r, "docker-compose.yml", "monorepo.public-path: \"/api/\"", &format!("monorepo.public-path: {label}"));
+                let l = replace(
+                    r,
+                    "docker-compose.yml",
+                    "monorepo.public-path: \"/api/\"",
+                    &format!("monorepo.public-path: {label}"),
+                );
                 Some(format!("docker-compose.yml:{l}"))
             }),
             runs: all_commands(&[]),
         });
     }
-    for word in ["true", "null", "yes", "on", "off", "no", "1", "~", "0x1", "1e3", ".inf"] {
+    for word in [
+        "true", "null", "yes", "on", "off", "no", "1", "~", "0x1", "1e3", ".inf",
+    ] {
         out.push(Case {
             name: format!("compose-key-yaml-word-{word}"),
             setup: Box::new(move |r| {
-                let l = add_service_block(r, &backend_block(&format!("\"{word}\""), "      monorepo.protocol: \"grpc\""));
+                let l = add_service_block(
+                    r,
+                    &backend_block(&format!("\"{word}\""), "      monorepo.protocol: \"grpc\""),
+                );
                 Some(format!("docker-compose.yml:{l}"))
             }),
             runs: all_commands(&[]),
@@ -126,7 +164,12 @@ fn file_cases(outside: &Path) -> Vec<Case> {
     out.push(Case {
         name: "env-file-outside".into(),
         setup: Box::new(|r| {
-            let l = replace(r, "docker-compose.yml", "- src/backend_services/gateway/service.env", "- ../../../etc/passwd");
+            let l = replace(
+                r,
+                "docker-compose.yml",
+                "- src/backend_services/gateway/service.env",
+                "- ../../../etc/passwd",
+            );
             Some(format!("docker-compose.yml:{l}"))
         }),
         runs: all_commands(&[]),
@@ -137,8 +180,19 @@ fn file_cases(outside: &Path) -> Vec<Case> {
             let t = std::fs::read_to_string(r.join("docker-compose.yml")).unwrap();
             let at = t.find("dockerfile: backend_services/gateway").unwrap();
             let ctx = t[..at].rfind("context: ./src").unwrap();
-            std::fs::write(r.join("docker-compose.yml"), format!("{}context: /etc{}", &t[..ctx], &t[ctx + "context: ./src".len()..])).unwrap();
-            Some(format!("docker-compose.yml:{}", line_of(r, "docker-compose.yml", "context: /etc")))
+            std::fs::write(
+                r.join("docker-compose.yml"),
+                format!(
+                    "{}context: /etc{}",
+                    &t[..ctx],
+                    &t[ctx + "context: ./src".len()..]
+                ),
+            )
+            .unwrap();
+            Some(format!(
+                "docker-compose.yml:{}",
+                line_of(r, "docker-compose.yml", "context: /etc")
+            ))
         }),
         runs: all_commands(&[]),
     });
@@ -169,7 +223,14 @@ fn file_cases(outside: &Path) -> Vec<Case> {
             let f = r.join("src/backend_services/gateway/service.env");
             std::fs::remove_file(&f).unwrap();
             mkfifo(&f);
-            Some(format!("docker-compose.yml:{}", line_of(r, "docker-compose.yml", "- src/backend_services/gateway/service.env")))
+            Some(format!(
+                "docker-compose.yml:{}",
+                line_of(
+                    r,
+                    "docker-compose.yml",
+                    "- src/backend_services/gateway/service.env"
+                )
+            ))
         }),
         runs: all_commands(&[]),
     });
@@ -188,8 +249,19 @@ fn file_cases(outside: &Path) -> Vec<Case> {
     out.push(Case {
         name: "oversized-env-file".into(),
         setup: Box::new(|r| {
-            std::fs::write(r.join("src/backend_services/gateway/service.env"), "X=1\n".repeat(2 << 20)).unwrap();
-            Some(format!("docker-compose.yml:{}", line_of(r, "docker-compose.yml", "- src/backend_services/gateway/service.env")))
+            std::fs::write(
+                r.join("src/backend_services/gateway/service.env"),
+                "X=1\n".repeat(2 << 20),
+            )
+            .unwrap();
+            Some(format!(
+                "docker-compose.yml:{}",
+                line_of(
+                    r,
+                    "docker-compose.yml",
+                    "- src/backend_services/gateway/service.env"
+                )
+            ))
         }),
         runs: all_commands(&[]),
     });
@@ -232,33 +304,76 @@ fn arg_cases() -> Vec<Case> {
     };
     for (name, args) in [
         ("arg-public-control-char", add(&["--public", "/a\x01b/"])),
-        ("arg-public-yaml-escapes", add(&["--public", r"/a/\x20\x7b\x20alias\x20/etc/nginx/certs/\x3b\x20\x7d\x20location\x20/b/"])),
+        (
+            "arg-public-yaml-escapes",
+            add(&[
+                "--public",
+                r"/a/\x20\x7b\x20alias\x20/etc/nginx/certs/\x3b\x20\x7d\x20location\x20/b/",
+            ]),
+        ),
         ("arg-public-dotdot", add(&["--public", "/a/../b/"])),
-        ("arg-public-no-trailing-slash-percent", add(&["--public", "/a%20b/"])),
-        ("arg-volume-newline", add(&["--volume", "data:/x\n      - /etc"])),
-        ("arg-volume-container-path-control", add(&["--volume", "data:/x\x07"])),
-        ("arg-volume-relative-container-path", add(&["--volume", "data:x"])),
-        ("arg-volume-host-path-outside", add(&["--volume", "/etc:/x"])),
+        (
+            "arg-public-no-trailing-slash-percent",
+            add(&["--public", "/a%20b/"]),
+        ),
+        (
+            "arg-volume-newline",
+            add(&["--volume", "data:/x\n      - /etc"]),
+        ),
+        (
+            "arg-volume-container-path-control",
+            add(&["--volume", "data:/x\x07"]),
+        ),
+        (
+            "arg-volume-relative-container-path",
+            add(&["--volume", "data:x"]),
+        ),
+        (
+            "arg-volume-host-path-outside",
+            add(&["--volume", "/etc:/x"]),
+        ),
     ] {
-        out.push(Case { name: name.into(), setup: Box::new(|_| None), runs: vec![(args, 2)] });
+        out.push(Case {
+            name: name.into(),
+            setup: Box::new(|_| None),
+            runs: vec![(args, 2)],
+        });
     }
-    for word in ["true", "null", "yes", "on", "no", "off", "y", "n", "1", "~", "0x1", "1e3", "inf", "nan"] {
-        out.push(Case { name: format!("arg-service-name-{word}"), setup: Box::new(|_| None), runs: vec![(v(&["add-service", word, "--grpc"]), 2)] });
-        out.push(Case { name: format!("arg-volume-name-{word}"), setup: Box::new(|_| None), runs: vec![(add(&["--volume", &format!("{word}:/data")]), 2)] });
+    for word in [
+        "true", "null", "yes", "on", "no", "off", "y", "n", "1", "~", "0x1", "1e3", "inf", "nan",
+    ] {
+        out.push(Case {
+            name: format!("arg-service-name-{word}"),
+            setup: Box::new(|_| None),
+            runs: vec![(v(&["add-service", word, "--grpc"]), 2)],
+        });
+        out.push(Case {
+            name: format!("arg-volume-name-{word}"),
+            setup: Box::new(|_| None),
+            runs: vec![(add(&["--volume", &format!("{word}:/data")]), 2)],
+        });
     }
-    out.push(Case { name: "arg-remove-dotdot".into(), setup: Box::new(|_| None), runs: vec![(v(&["remove-service", "../../../x"]), 2)] });
+    out.push(Case {
+        name: "arg-remove-dotdot".into(),
+        setup: Box::new(|_| None),
+        runs: vec![(v(&["remove-service", "../../../x"]), 2)],
+    });
     out
 }
 
 fn mkfifo(p: &Path) {
-    let st = std::process::Command::new("mkfifo").arg(p).status().unwrap();
+    let st = std::process::Command::new("mkfifo")
+        .arg(p)
+        .status()
+        .unwrap();
     assert!(st.success());
 }
 
 #[test]
 fn every_attack_is_refused_with_file_and_line_and_changes_nothing() {
     // What lives beside the copies: a path-walking name must not touch it.
-    let outside = std::env::temp_dir().join(format!("xtask-attacks-outside-{}", std::process::id()));
+    let outside =
+        std::env::temp_dir().join(format!("xtask-attacks-outside-{}", std::process::id()));
     std::fs::create_dir_all(outside.join("zz")).unwrap();
     std::fs::write(outside.join("zz/keep.txt"), "keep").unwrap();
     let outside_before = snapshot_meta(&outside);
@@ -268,7 +383,12 @@ fn every_attack_is_refused_with_file_and_line_and_changes_nothing() {
     let (mut runs, mut failures) = (0, vec![]);
     for case in &cases {
         let c = copy(&format!("attack-{}", case.name));
-        assert_eq!(xtask(&c.root, &["certs"]).status.code(), Some(0), "{}: certs on the clean copy", case.name);
+        assert_eq!(
+            xtask(&c.root, &["certs"]).status.code(),
+            Some(0),
+            "{}: certs on the clean copy",
+            case.name
+        );
         let want = (case.setup)(&c.root);
         let before = snapshot_meta(&c.root);
         for (args, code) in &case.runs {
@@ -293,23 +413,50 @@ fn every_attack_is_refused_with_file_and_line_and_changes_nothing() {
             if why.is_empty() {
                 println!("ok    {:40} {a:?} -> {code}", case.name);
             } else {
-                println!("FAIL  {:40} {a:?}: {}\n      {}", case.name, why.join("; "), out.lines().last().unwrap_or(""));
+                println!(
+                    "FAIL  {:40} {a:?}: {}\n      {}",
+                    case.name,
+                    why.join("; "),
+                    out.lines().last().unwrap_or("")
+                );
                 failures.push(format!("{} {a:?}: {}", case.name, why.join("; ")));
             }
         }
     }
-    assert_same_meta(&outside_before, &snapshot_meta(&outside), "the folder outside the repository");
+    assert_same_meta(
+        &outside_before,
+        &snapshot_meta(&outside),
+        "the folder outside the repository",
+    );
     let _ = std::fs::remove_dir_all(&outside);
-    println!("attacks: {} cases, {runs} runs, {} failed", cases.len(), failures.len());
-    assert!(failures.is_empty(), "{} of {runs} runs failed:\n{}", failures.len(), failures.join("\n"));
+    println!(
+        "attacks: {} cases, {runs} runs, {} failed",
+        cases.len(),
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {runs} runs failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn dry_run_masks_secret_values() {
     let c = copy("attack-dry-run");
-    let o = xtask(&c.root, &["add-service", "zeta", "--grpc", "--pg", "--dry-run"]);
+    let o = xtask(
+        &c.root,
+        &["add-service", "zeta", "--grpc", "--pg", "--dry-run"],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let out = text(&o);
-    assert!(out.contains("PGPASSWORD="), "the diff shows the variable:\n{out}");
-    assert!(!out.contains("app-dev-password"), "the diff shows a secret value:\n{out}");
+    assert!(
+        out.contains("PGPASSWORD="),
+        "the diff shows the variable:\n{out}"
+    );
+    assert!(
+        !out.contains("app-dev-password"),
+        "the diff shows a secret value:\n{out}"
+    );
 }

@@ -19,7 +19,16 @@ use std::time::{Duration, Instant};
 use common::*;
 use fsnap::*;
 
-const ADD: &[&str] = &["add-service", "nsvc", "--grpc", "--pg", "--redis", "--https", "--public", "/nsvc/"];
+const ADD: &[&str] = &[
+    "add-service",
+    "nsvc",
+    "--grpc",
+    "--pg",
+    "--redis",
+    "--https",
+    "--public",
+    "/nsvc/",
+];
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_xtask")
@@ -27,7 +36,12 @@ fn bin() -> &'static str {
 
 fn run(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(bin());
-    c.arg("--root").arg(root).args(args).env("NO_COLOR", "1").env_remove("XTASK_CRASH_AT").env_remove("XTASK_FAIL_AT");
+    c.arg("--root")
+        .arg(root)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("XTASK_CRASH_AT")
+        .env_remove("XTASK_FAIL_AT");
     for (k, v) in env {
         c.env(k, v);
     }
@@ -35,7 +49,12 @@ fn run(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 fn ok(o: &Output, what: &str) {
-    assert!(o.status.success(), "{what}: exit {:?}:\n{}", o.status.code(), text(o));
+    assert!(
+        o.status.success(),
+        "{what}: exit {:?}:\n{}",
+        o.status.code(),
+        text(o)
+    );
 }
 
 /// A small fixture: this repository without the sources nobody edits, so
@@ -63,7 +82,13 @@ struct Case {
 
 /// Prepares a base repository for one command, runs the command once to
 /// learn its crash points and the state it leaves.
-fn case(dir: &Path, fixture: &Path, name: &'static str, args: &[&'static str], prepare: impl Fn(&Path)) -> Case {
+fn case(
+    dir: &Path,
+    fixture: &Path,
+    name: &'static str,
+    args: &[&'static str],
+    prepare: impl Fn(&Path),
+) -> Case {
     let base = dir.join(format!("base-{name}"));
     clone_tree(fixture, &base);
     prepare(&base);
@@ -79,10 +104,22 @@ fn case(dir: &Path, fixture: &Path, name: &'static str, args: &[&'static str], p
         .filter_map(|l| l.strip_prefix("xtask: crash point "))
         .map(|l| l.split_once(": ").expect("`<n>: <step>`").1.to_string())
         .collect();
-    assert!(steps.len() >= 5, "{name}: too few crash points: {steps:?}\n{}", text(&o));
+    assert!(
+        steps.len() >= 5,
+        "{name}: too few crash points: {steps:?}\n{}",
+        text(&o)
+    );
     let new = snap(&work);
     assert!(old != new, "{name}: the command changed nothing");
-    Case { name, base, args: args.to_vec(), old, new, steps, millis }
+    Case {
+        name,
+        base,
+        args: args.to_vec(),
+        old,
+        new,
+        steps,
+        millis,
+    }
 }
 
 #[derive(Debug, PartialEq)]
@@ -98,7 +135,17 @@ fn unrandom(data: &[u8]) -> String {
         .lines()
         .map(|l| match l.split_once('=') {
             Some((k, _)) if !l.starts_with('#') => format!("{k}=*"),
-            _ => l.split(' ').map(|w| if w.starts_with('#') && w.len() == 65 { "#*" } else { w }).collect::<Vec<_>>().join(" "),
+            _ => l
+                .split(' ')
+                .map(|w| {
+                    if w.starts_with('#') && w.len() == 65 {
+                        "#*"
+                    } else {
+                        w
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -116,8 +163,11 @@ fn classify(c: &Case, got: &Snap) -> Result<Outcome, String> {
         let bad = c.new.iter().find(|(k, want)| {
             let have = &got[*k];
             let old = c.old.get(*k);
-            let random = want.kind == 'f' && k.starts_with("certs/") && old.is_none_or(|o| o.data != want.data);
-            let whole_pem = have.data.starts_with(b"-----BEGIN ") && have.data.ends_with(b"-----\n");
+            let random = want.kind == 'f'
+                && k.starts_with("certs/")
+                && old.is_none_or(|o| o.data != want.data);
+            let whole_pem =
+                have.data.starts_with(b"-----BEGIN ") && have.data.ends_with(b"-----\n");
             // Data-layer passwords are random too: the same variables and
             // ACL lines, whatever the values and hashes.
             let secret = want.kind == 'f' && k.starts_with("secrets/");
@@ -138,7 +188,11 @@ fn classify(c: &Case, got: &Snap) -> Result<Outcome, String> {
     Err(format!(
         "neither old nor new: vs old: {}; vs new: {}",
         first_diff(&c.old, got).unwrap_or_default(),
-        if why.is_empty() { first_diff(&c.new, got).unwrap_or_default() } else { why }
+        if why.is_empty() {
+            first_diff(&c.new, got).unwrap_or_default()
+        } else {
+            why
+        }
     ))
 }
 
@@ -167,13 +221,24 @@ fn one(c: &Case, work: &Path, kill: Kill, t: &Mutex<Tally>) {
         Kill::At(n) => {
             let o = run(work, &c.args, &[("XTASK_CRASH_AT", &n.to_string())]);
             if o.status.signal() != Some(9) {
-                fail(format!("did not die at its crash point: {:?}\n{}", o.status, text(&o)));
+                fail(format!(
+                    "did not die at its crash point: {:?}\n{}",
+                    o.status,
+                    text(&o)
+                ));
                 return;
             }
             o.status
         }
         Kill::After(us) => {
-            let mut ch = Command::new(bin()).arg("--root").arg(work).args(&c.args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+            let mut ch = Command::new(bin())
+                .arg("--root")
+                .arg(work)
+                .args(&c.args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
             std::thread::sleep(Duration::from_micros(*us));
             // SAFETY: the child is ours and not yet reaped.
             unsafe { libc::kill(ch.id() as i32, libc::SIGKILL) };
@@ -184,7 +249,9 @@ fn one(c: &Case, work: &Path, kill: Kill, t: &Mutex<Tally>) {
     // A key is never readable by others, not even in the staging area.
     let exposed = exposed_keys(work);
     if !exposed.is_empty() {
-        fail(format!("keys readable by others after the kill: {exposed:?}"));
+        fail(format!(
+            "keys readable by others after the kill: {exposed:?}"
+        ));
     }
     let pending = work.join(".xtask-txn").exists();
     // Recovery itself is killed too, at one of its first steps, then the
@@ -204,7 +271,10 @@ fn one(c: &Case, work: &Path, kill: Kill, t: &Mutex<Tally>) {
     }
     let said = said_first || String::from_utf8_lossy(&next.stderr).contains("interrupted change");
     if pending && !said {
-        fail(format!("a change was pending but the next command did not say what it recovered:\n{}", text(&next)));
+        fail(format!(
+            "a change was pending but the next command did not say what it recovered:\n{}",
+            text(&next)
+        ));
     }
     let got = snap(work);
     match classify(c, &got) {
@@ -218,7 +288,9 @@ fn one(c: &Case, work: &Path, kill: Kill, t: &Mutex<Tally>) {
                     match classify(c, &snap(work)) {
                         Ok(Outcome::New) => {}
                         Ok(Outcome::Old) => fail("the retried command changed nothing".into()),
-                        Err(e) => fail(format!("the retried command did not reach the new state: {e}")),
+                        Err(e) => fail(format!(
+                            "the retried command did not reach the new state: {e}"
+                        )),
                     }
                 }
             }
@@ -265,22 +337,43 @@ fn a_kill_at_any_moment_leaves_the_old_or_the_new_state() {
     let add_n = |root: &Path| ok(&run(root, ADD, &[]), "add nsvc");
     let cases = vec![
         case(&dir, &fx, "add-service", ADD, |_| {}),
-        case(&dir, &fx, "remove-service", &["remove-service", "nsvc"], add_n),
+        case(
+            &dir,
+            &fx,
+            "remove-service",
+            &["remove-service", "nsvc"],
+            add_n,
+        ),
         case(&dir, &fx, "sync", &["sync"], |root: &Path| {
             add_n(root);
             // Hand edits that make sync write three files: two branches both
             // took DNS.5, an endpoint file was lost, a Rust service appeared.
             let cnf = std::fs::read_to_string(root.join("openssl.cnf")).unwrap();
-            std::fs::write(root.join("openssl.cnf"), cnf.replace("DNS.4 = nsvc\n", "DNS.4 = nsvc\nDNS.4 = other\n")).unwrap();
+            std::fs::write(
+                root.join("openssl.cnf"),
+                cnf.replace("DNS.4 = nsvc\n", "DNS.4 = nsvc\nDNS.4 = other\n"),
+            )
+            .unwrap();
             std::fs::remove_file(root.join("nginx/locations/nsvc.conf")).unwrap();
             std::fs::create_dir_all(root.join("src/backend_services/rusty")).unwrap();
-            std::fs::write(root.join("src/backend_services/rusty/Cargo.toml"), "[package]\nname = \"rusty\"\n").unwrap();
+            std::fs::write(
+                root.join("src/backend_services/rusty/Cargo.toml"),
+                "[package]\nname = \"rusty\"\n",
+            )
+            .unwrap();
         }),
         case(&dir, &fx, "certs", &["certs", "--force"], add_n),
     ];
-    let seed = std::env::var("CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
-    });
+    let seed = std::env::var("CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
     let mut rng = Rng(seed);
     // Every crash point of every command, and 25 random moments each within
     // 1.3x the command's uninterrupted run time.
@@ -331,11 +424,25 @@ fn a_kill_at_any_moment_leaves_the_old_or_the_new_state() {
         total += t.kills + t.failures.len() + t.recovery_kills;
         failures.extend(t.failures.iter().cloned());
     }
-    println!("crash: {total} kills, {} inconsistent, seed {seed}, {:.1} s", failures.len(), started.elapsed().as_secs_f64());
+    println!(
+        "crash: {total} kills, {} inconsistent, seed {seed}, {:.1} s",
+        failures.len(),
+        started.elapsed().as_secs_f64()
+    );
     if failures.is_empty() {
         let _ = std::fs::remove_dir_all(&dir);
     }
-    assert!(failures.is_empty(), "{} of {total} kills left a bad state (seed {seed}); the first:\n{}", failures.len(), failures.iter().take(8).cloned().collect::<Vec<_>>().join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {total} kills left a bad state (seed {seed}); the first:\n{}",
+        failures.len(),
+        failures
+            .iter()
+            .take(8)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     assert!(total >= 200, "only {total} kills");
 }
 
@@ -353,7 +460,22 @@ fn check_beside_a_writer_sees_no_half_change() {
         s.spawn(|| {
             for i in 0..rounds {
                 let name = format!("w{i}");
-                ok(&run(&root, &["add-service", &name, "--grpc", "--pg", "--https", "--public", &format!("/{name}/")], &[]), "add");
+                ok(
+                    &run(
+                        &root,
+                        &[
+                            "add-service",
+                            &name,
+                            "--grpc",
+                            "--pg",
+                            "--https",
+                            "--public",
+                            &format!("/{name}/"),
+                        ],
+                        &[],
+                    ),
+                    "add",
+                );
                 ok(&run(&root, &["remove-service", &name], &[]), "remove");
             }
             done.store(true, Ordering::SeqCst);
@@ -370,7 +492,15 @@ fn check_beside_a_writer_sees_no_half_change() {
             }
         }
     });
-    println!("check beside a writer: {rounds} add+remove rounds, {checks} checks, {} spurious", spurious.len());
+    println!(
+        "check beside a writer: {rounds} add+remove rounds, {checks} checks, {} spurious",
+        spurious.len()
+    );
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(spurious.is_empty(), "{} spurious results, the first:\n{}", spurious.len(), spurious[0]);
+    assert!(
+        spurious.is_empty(),
+        "{} spurious results, the first:\n{}",
+        spurious.len(),
+        spurious[0]
+    );
 }

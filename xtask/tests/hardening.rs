@@ -40,7 +40,12 @@ type Case = (String, &'static str, Box<dyn Fn(&Path)>);
 
 fn cases() -> Vec<Case> {
     let mut out: Vec<Case> = vec![];
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(corpus()).unwrap().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(corpus())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
     dirs.sort();
     for d in dirs {
         let name = d.file_name().unwrap().to_string_lossy().into_owned();
@@ -74,11 +79,17 @@ fn cases() -> Vec<Case> {
             std::os::unix::fs::symlink(&outside, root.join("docker-compose.yml")).unwrap();
         }),
     ));
-    out.push(("empty-openssl-cnf".into(), "openssl.cnf", Box::new(|root: &Path| std::fs::write(root.join("openssl.cnf"), "").unwrap())));
+    out.push((
+        "empty-openssl-cnf".into(),
+        "openssl.cnf",
+        Box::new(|root: &Path| std::fs::write(root.join("openssl.cnf"), "").unwrap()),
+    ));
     out.push((
         "cargo-toml-without-members".into(),
         "Cargo.toml",
-        Box::new(|root: &Path| std::fs::write(root.join("Cargo.toml"), "[workspace]\nresolver = \"2\"\n").unwrap()),
+        Box::new(|root: &Path| {
+            std::fs::write(root.join("Cargo.toml"), "[workspace]\nresolver = \"2\"\n").unwrap()
+        }),
     ));
     out
 }
@@ -94,10 +105,22 @@ fn broken_repositories_exit_2_naming_file_and_line_and_change_nothing() {
         for cmd in COMMANDS {
             let o = xtask(&c.root, cmd);
             let out = text(&o);
-            assert_eq!(o.status.code(), Some(2), "{name}: {cmd:?} should exit 2:\n{out}");
-            let located = out.contains(&format!("{file}:")) && out[out.find(&format!("{file}:")).unwrap() + file.len() + 1..].starts_with(|c: char| c.is_ascii_digit());
-            assert!(located, "{name}: {cmd:?}: the message must name {file}:<line>:\n{out}");
-            assert!(out.contains("fix:"), "{name}: {cmd:?}: the message must say how to fix it:\n{out}");
+            assert_eq!(
+                o.status.code(),
+                Some(2),
+                "{name}: {cmd:?} should exit 2:\n{out}"
+            );
+            let located = out.contains(&format!("{file}:"))
+                && out[out.find(&format!("{file}:")).unwrap() + file.len() + 1..]
+                    .starts_with(|c: char| c.is_ascii_digit());
+            assert!(
+                located,
+                "{name}: {cmd:?}: the message must name {file}:<line>:\n{out}"
+            );
+            assert!(
+                out.contains("fix:"),
+                "{name}: {cmd:?}: the message must say how to fix it:\n{out}"
+            );
             assert_same(&before, &snapshot(&c.root), &format!("{name}: {cmd:?}"));
             tried += 1;
         }
@@ -110,9 +133,17 @@ fn broken_repositories_exit_2_naming_file_and_line_and_change_nothing() {
 fn verify_without_a_docker_socket_says_so_and_exits_2() {
     let c = copy("nodocker");
     assert!(xtask(&c.root, &["certs"]).status.success());
-    let o = xtask_env(&c.root, &["verify"], &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")]);
+    let o = xtask_env(
+        &c.root,
+        &["verify"],
+        &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+    );
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("/nonexistent/docker.sock does not exist") && text(&o).contains("fix:"), "{}", text(&o));
+    assert!(
+        text(&o).contains("/nonexistent/docker.sock does not exist") && text(&o).contains("fix:"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -120,10 +151,19 @@ fn secrets_never_enter_a_build_context() {
     // Service contexts are ./src and ./nginx; env files are excluded, keys
     // live under certs/ outside both.
     let ignore = std::fs::read_to_string(workspace().join("src/.dockerignore")).unwrap();
-    assert!(ignore.lines().any(|l| l.trim() == "**/service.env"), "service.env must be in src/.dockerignore");
+    assert!(
+        ignore.lines().any(|l| l.trim() == "**/service.env"),
+        "service.env must be in src/.dockerignore"
+    );
     let compose = std::fs::read_to_string(workspace().join("docker-compose.yml")).unwrap();
-    for l in compose.lines().filter(|l| l.trim_start().starts_with("context:")) {
+    for l in compose
+        .lines()
+        .filter(|l| l.trim_start().starts_with("context:"))
+    {
         let ctx = l.split(':').nth(1).unwrap().trim();
-        assert!(ctx == "./src" || ctx == "./nginx", "unexpected build context {ctx}");
+        assert!(
+            ctx == "./src" || ctx == "./nginx",
+            "unexpected build context {ctx}"
+        );
     }
 }

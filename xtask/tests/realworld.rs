@@ -11,7 +11,11 @@ use std::process::Command;
 use common::*;
 
 fn compose_ok(root: &Path, file: &str) -> Result<(), String> {
-    let o = Command::new("docker").current_dir(root).args(["compose", "-f", file, "config", "-q"]).output().expect("docker compose (v2)");
+    let o = Command::new("docker")
+        .current_dir(root)
+        .args(["compose", "-f", file, "config", "-q"])
+        .output()
+        .expect("docker compose (v2)");
     if o.status.success() {
         Ok(())
     } else {
@@ -83,14 +87,30 @@ fn reader_accepts_what_compose_accepts_and_edits_round_trip() {
         write(&c.root, "y.env", "Y=1\n");
         with_services(&c.root, extra);
         set_up(&c.root);
-        compose_ok(&c.root, "docker-compose.yml").unwrap_or_else(|e| panic!("{name}: the case itself must be valid compose: {e}"));
+        compose_ok(&c.root, "docker-compose.yml")
+            .unwrap_or_else(|e| panic!("{name}: the case itself must be valid compose: {e}"));
         let o = xtask(&c.root, &["list", "--format", "json"]);
         if code(&o) != 0 {
             failures.push(format!("{name}: list exit {}:\n{}", code(&o), text(&o)));
             continue;
         }
         let r = std::panic::catch_unwind(|| {
-            roundtrip(&c.root, "docker-compose.yml", &["--grpc", "--pg", "--redis", "--https", "--public", "/zz/", "--volume", "zz-data:/data", "--depends-on", "gateway"]);
+            roundtrip(
+                &c.root,
+                "docker-compose.yml",
+                &[
+                    "--grpc",
+                    "--pg",
+                    "--redis",
+                    "--https",
+                    "--public",
+                    "/zz/",
+                    "--volume",
+                    "zz-data:/data",
+                    "--depends-on",
+                    "gateway",
+                ],
+            );
         });
         if r.is_err() {
             failures.push(format!("{name}: round trip failed (see panic above)"));
@@ -102,17 +122,38 @@ fn reader_accepts_what_compose_accepts_and_edits_round_trip() {
 #[test]
 fn byte_order_mark_and_crlf_and_no_final_newline_are_kept() {
     for (name, f) in [
-        ("bom", Box::new(|t: &str| format!("\u{feff}{t}")) as Box<dyn Fn(&str) -> String>),
+        (
+            "bom",
+            Box::new(|t: &str| format!("\u{feff}{t}")) as Box<dyn Fn(&str) -> String>,
+        ),
         ("crlf", Box::new(|t: &str| t.replace('\n', "\r\n"))),
-        ("nofinal", Box::new(|t: &str| t.trim_end_matches('\n').to_string())),
-        ("bom-crlf-nofinal", Box::new(|t: &str| format!("\u{feff}{}", t.replace('\n', "\r\n").trim_end_matches("\r\n")))),
+        (
+            "nofinal",
+            Box::new(|t: &str| t.trim_end_matches('\n').to_string()),
+        ),
+        (
+            "bom-crlf-nofinal",
+            Box::new(|t: &str| {
+                format!(
+                    "\u{feff}{}",
+                    t.replace('\n', "\r\n").trim_end_matches("\r\n")
+                )
+            }),
+        ),
     ] {
         let c = copy(&format!("rw-bytes-{name}"));
         let t = std::fs::read_to_string(c.root.join("docker-compose.yml")).unwrap();
         write(&c.root, "docker-compose.yml", &f(&t));
-        let mid = roundtrip(&c.root, "docker-compose.yml", &["--grpc", "--pg", "--volume", "zz-data:/data"]);
+        let mid = roundtrip(
+            &c.root,
+            "docker-compose.yml",
+            &["--grpc", "--pg", "--volume", "zz-data:/data"],
+        );
         if name.contains("crlf") {
-            assert!(!mid.replace("\r\n", "").contains('\n'), "{name}: an LF line was inserted into a CRLF file:\n{mid:?}");
+            assert!(
+                !mid.replace("\r\n", "").contains('\n'),
+                "{name}: an LF line was inserted into a CRLF file:\n{mid:?}"
+            );
         }
     }
 }
@@ -126,9 +167,25 @@ fn declarations_use_their_section_indentation_and_mirror_exactly() {
     // `data:` that add-service reuses and remove-service must keep.
     let file = "services:\n    postgres:\n        image: busybox\n    db:\n        image: busybox\n        networks: [web-network]\n        volumes:\n            - data:/d\nvolumes:\n  data:\n    driver: local\n  other:\nnetworks:\n  web-network:\n";
     write(&c.root, "docker-compose.yml", file);
-    let mid = roundtrip(&c.root, "docker-compose.yml", &["--grpc", "--pg", "--volume", "data:/data", "--volume", "zz-data:/zz", "--public", "/zz/"]);
+    let mid = roundtrip(
+        &c.root,
+        "docker-compose.yml",
+        &[
+            "--grpc",
+            "--pg",
+            "--volume",
+            "data:/data",
+            "--volume",
+            "zz-data:/zz",
+            "--public",
+            "/zz/",
+        ],
+    );
     assert!(mid.contains("\n  zz-data:\n"), "{mid}");
-    assert!(mid.contains("\n  grpc-network:\n") && mid.contains("\n  pg-network:\n"), "{mid}");
+    assert!(
+        mid.contains("\n  grpc-network:\n") && mid.contains("\n  pg-network:\n"),
+        "{mid}"
+    );
 }
 
 // ---- point 3: remove-service refuses while anything refers to it -----------
@@ -137,7 +194,10 @@ fn declarations_use_their_section_indentation_and_mirror_exactly() {
 fn remove_refuses_while_referenced_and_takes_its_comment_block() {
     let refs: &[(&str, &str)] = &[
         ("depends-list", "    depends_on: [target]\n"),
-        ("depends-map", "    depends_on:\n      target:\n        condition: service_started\n"),
+        (
+            "depends-map",
+            "    depends_on:\n      target:\n        condition: service_started\n",
+        ),
         ("links", "    links:\n      - target:alias\n"),
         ("volumes-from", "    volumes_from: [target]\n"),
         ("network-mode", "    network_mode: service:target\n"),
@@ -150,23 +210,51 @@ fn remove_refuses_while_referenced_and_takes_its_comment_block() {
         let c = copy(&format!("rw-refs-{name}"));
         let t = with_services(&c.root, &format!("  target:\n    image: busybox\n    healthcheck: &hc\n      test: [\"CMD\", \"true\"]\n\n  user:\n    image: busybox\n{r}"));
         set_up(&c.root);
-        compose_ok(&c.root, "docker-compose.yml").unwrap_or_else(|e| panic!("{name}: case must be valid: {e}"));
+        compose_ok(&c.root, "docker-compose.yml")
+            .unwrap_or_else(|e| panic!("{name}: case must be valid: {e}"));
         let o = xtask(&c.root, &["remove-service", "target"]);
         assert_eq!(code(&o), 2, "{name}: remove must refuse:\n{}", text(&o));
         let user = t.lines().position(|l| l == "  user:").unwrap();
-        let first = user + t.lines().skip(user).position(|l| l == r.lines().next().unwrap()).unwrap() + 1;
+        let first = user
+            + t.lines()
+                .skip(user)
+                .position(|l| l == r.lines().next().unwrap())
+                .unwrap()
+            + 1;
         let lines: Vec<usize> = (first..first + r.lines().count()).collect();
-        assert!(lines.iter().any(|l| text(&o).contains(&format!("docker-compose.yml:{l}"))), "{name}: must name one of lines {lines:?}:\n{}", text(&o));
-        assert_eq!(std::fs::read_to_string(c.root.join("docker-compose.yml")).unwrap(), t, "{name}: nothing written");
+        assert!(
+            lines
+                .iter()
+                .any(|l| text(&o).contains(&format!("docker-compose.yml:{l}"))),
+            "{name}: must name one of lines {lines:?}:\n{}",
+            text(&o)
+        );
+        assert_eq!(
+            std::fs::read_to_string(c.root.join("docker-compose.yml")).unwrap(),
+            t,
+            "{name}: nothing written"
+        );
     }
     // The comment block just above a service goes with it.
     let c = copy("rw-comment");
-    let t = with_services(&c.root, "  # The job runner.\n  # Owned by the data team.\n  runner:\n    image: busybox\n");
+    let t = with_services(
+        &c.root,
+        "  # The job runner.\n  # Owned by the data team.\n  runner:\n    image: busybox\n",
+    );
     let o = xtask(&c.root, &["remove-service", "runner"]);
     assert_eq!(code(&o), 0, "{}", text(&o));
     let after = std::fs::read_to_string(c.root.join("docker-compose.yml")).unwrap();
-    assert!(!after.contains("job runner") && !after.contains("data team"), "{after}");
-    assert_eq!(after, t.replace("\n  # The job runner.\n  # Owned by the data team.\n  runner:\n    image: busybox\n", ""));
+    assert!(
+        !after.contains("job runner") && !after.contains("data team"),
+        "{after}"
+    );
+    assert_eq!(
+        after,
+        t.replace(
+            "\n  # The job runner.\n  # Owned by the data team.\n  runner:\n    image: busybox\n",
+            ""
+        )
+    );
 }
 
 // ---- point 4: --pg without a postgres service ------------------------------
@@ -174,11 +262,19 @@ fn remove_refuses_while_referenced_and_takes_its_comment_block() {
 #[test]
 fn pg_without_postgres_is_refused_with_the_fix() {
     let c = copy("rw-nopg");
-    write(&c.root, "docker-compose.yml", "services:\n  app:\n    image: busybox\n");
+    write(
+        &c.root,
+        "docker-compose.yml",
+        "services:\n  app:\n    image: busybox\n",
+    );
     let before = snapshot(&c.root);
     let o = xtask(&c.root, &["add-service", "zz-new", "--pg"]);
     assert_eq!(code(&o), 2, "{}", text(&o));
-    assert!(text(&o).contains("postgres") && text(&o).contains("fix:"), "{}", text(&o));
+    assert!(
+        text(&o).contains("postgres") && text(&o).contains("fix:"),
+        "{}",
+        text(&o)
+    );
     assert_same(&before, &snapshot(&c.root), "refused --pg");
 }
 
@@ -191,7 +287,10 @@ fn check_has_no_false_positives_on_protocols_and_the_default_network() {
     with_services(&c.root, "  dns:\n    image: busybox\n    container_name: dns\n    ports:\n      - \"53:53/tcp\"\n      - \"53:53/udp\"\n    networks:\n      - default\n");
     let o = xtask(&c.root, &["check"]);
     let out = text(&o);
-    assert!(!out.contains("published"), "tcp and udp are two ports:\n{out}");
+    assert!(
+        !out.contains("published"),
+        "tcp and udp are two ports:\n{out}"
+    );
     assert!(!out.contains("undeclared network `default`"), "{out}");
     assert_eq!(code(&o), 0, "{out}");
     // A real duplicate is still found.
@@ -214,7 +313,11 @@ fn finds_compose_yaml_first_and_check_reads_the_override() {
     assert!(mid.contains("zz-new:"));
     assert!(!c.root.join("docker-compose.yml").exists());
     // The override: a port published twice across both files is found.
-    write(&c.root, "compose.override.yaml", "services:\n  redis:\n    ports:\n      - \"5432:1234\"\n");
+    write(
+        &c.root,
+        "compose.override.yaml",
+        "services:\n  redis:\n    ports:\n      - \"5432:1234\"\n",
+    );
     let o = xtask(&c.root, &["check"]);
     assert_eq!(code(&o), 1, "{}", text(&o));
     assert!(text(&o).contains("compose.override.yaml:4"), "{}", text(&o));
@@ -234,11 +337,23 @@ fn alias_bomb_and_deep_nesting_exit_2_with_file_and_line() {
     write(&c.root, "docker-compose.yml", &bomb);
     let o = xtask(&c.root, &["list"]);
     assert_eq!(code(&o), 2, "{}", text(&o));
-    assert!(text(&o).contains("docker-compose.yml:") && text(&o).contains("alias"), "{}", text(&o));
+    assert!(
+        text(&o).contains("docker-compose.yml:") && text(&o).contains("alias"),
+        "{}",
+        text(&o)
+    );
 
-    let deep = format!("services:\n  a:\n    image: busybox\n    labels: {}{}\n", "[".repeat(5000), "]".repeat(5000));
+    let deep = format!(
+        "services:\n  a:\n    image: busybox\n    labels: {}{}\n",
+        "[".repeat(5000),
+        "]".repeat(5000)
+    );
     write(&c.root, "docker-compose.yml", &deep);
     let o = xtask(&c.root, &["list"]);
     assert_eq!(code(&o), 2, "{}", text(&o));
-    assert!(text(&o).contains("docker-compose.yml:4") && text(&o).contains("nested"), "{}", text(&o));
+    assert!(
+        text(&o).contains("docker-compose.yml:4") && text(&o).contains("nested"),
+        "{}",
+        text(&o)
+    );
 }

@@ -38,7 +38,11 @@ fn files(dir: &Path) -> Vec<String> {
 }
 
 fn crlf(b: &[u8]) -> Vec<u8> {
-    String::from_utf8(b.to_vec()).unwrap().replace("\r\n", "\n").replace('\n', "\r\n").into_bytes()
+    String::from_utf8(b.to_vec())
+        .unwrap()
+        .replace("\r\n", "\n")
+        .replace('\n', "\r\n")
+        .into_bytes()
 }
 
 fn run_case(case: &Path, as_crlf: bool) {
@@ -52,14 +56,23 @@ fn run_case(case: &Path, as_crlf: bool) {
         std::fs::write(dst, conv(std::fs::read(case.join("in").join(&f)).unwrap())).unwrap();
     }
     let cmds = std::fs::read_to_string(case.join("cmd")).unwrap();
-    for line in cmds.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
+    for line in cmds
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+    {
         let (args, code) = match line.split_once("=>") {
             Some((a, c)) => (a, c.trim().parse::<i32>().unwrap()),
             None => (line, 0),
         };
         let args: Vec<&str> = args.split_whitespace().collect();
         let o = xtask(&c.root, &args);
-        assert_eq!(o.status.code(), Some(code), "{tag}: `{}` exit:\n{}", args.join(" "), text(&o));
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "{tag}: `{}` exit:\n{}",
+            args.join(" "),
+            text(&o)
+        );
     }
     let out = case.join("out");
     if std::env::var("SNAPSHOTS").as_deref() == Ok("overwrite") && !as_crlf {
@@ -71,9 +84,18 @@ fn run_case(case: &Path, as_crlf: bool) {
     for f in files(&out) {
         // Files the case did not provide keep the repository's own endings.
         let want = std::fs::read(out.join(&f)).unwrap();
-        let want = if case.join("in").join(&f).exists() { conv(want) } else { want };
+        let want = if case.join("in").join(&f).exists() {
+            conv(want)
+        } else {
+            want
+        };
         let got = std::fs::read(c.root.join(&f)).unwrap_or_else(|_| b"<missing>".to_vec());
-        assert!(got == want, "{tag}: {f} differs\n--- want\n{}\n--- got\n{}", String::from_utf8_lossy(&want), String::from_utf8_lossy(&got));
+        assert!(
+            got == want,
+            "{tag}: {f} differs\n--- want\n{}\n--- got\n{}",
+            String::from_utf8_lossy(&want),
+            String::from_utf8_lossy(&got)
+        );
     }
     if let Ok(gone) = std::fs::read_to_string(case.join("gone")) {
         for f in gone.lines().filter(|l| !l.is_empty()) {
@@ -84,7 +106,12 @@ fn run_case(case: &Path, as_crlf: bool) {
 
 #[test]
 fn edit_cases_in_and_out() {
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(edits()).unwrap().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(edits())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
     cases.sort();
     assert!(!cases.is_empty());
     for case in &cases {
@@ -99,10 +126,31 @@ fn edit_cases_in_and_out() {
 fn openssl_req_ok(root: &Path, cnf: &str) {
     let o = Command::new("openssl")
         .current_dir(root)
-        .args(["req", "-x509", "-new", "-nodes", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-keyout", "/dev/null", "-out", "/dev/null", "-days", "1", "-config", cnf])
+        .args([
+            "req",
+            "-x509",
+            "-new",
+            "-nodes",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-keyout",
+            "/dev/null",
+            "-out",
+            "/dev/null",
+            "-days",
+            "1",
+            "-config",
+            cnf,
+        ])
         .output()
         .expect("openssl");
-    assert!(o.status.success(), "openssl req -config {cnf}:\n{}", text(&o));
+    assert!(
+        o.status.success(),
+        "openssl req -config {cnf}:\n{}",
+        text(&o)
+    );
 }
 
 /// The openssl.cnf grammar of `man 5 config` in one file: everything is
@@ -130,11 +178,24 @@ fn openssl_cnf_real_grammar_round_trips() {
         assert_eq!(o.status.code(), Some(0), "{form}: add:\n{}", text(&o));
         let after = std::fs::read_to_string(c.root.join("openssl.cnf")).unwrap();
         let eol = if form == "crlf" { "\r\n" } else { "\n" };
-        assert!(after.contains(&format!("DNS.3 = accounts{eol}DNS.4 = billing")), "{form}:\n{after}");
+        assert!(
+            after.contains(&format!("DNS.3 = accounts{eol}DNS.4 = billing")),
+            "{form}:\n{after}"
+        );
         openssl_req_ok(&c.root, "openssl.cnf");
-        let sans = Command::new("openssl").args(["x509", "-in"]).arg(c.root.join("certs/server/cert.pem")).args(["-noout", "-ext", "subjectAltName"]).output().unwrap();
+        let sans = Command::new("openssl")
+            .args(["x509", "-in"])
+            .arg(c.root.join("certs/server/cert.pem"))
+            .args(["-noout", "-ext", "subjectAltName"])
+            .output()
+            .unwrap();
         let sans = text(&sans);
-        assert!(sans.contains("DNS:longname") && sans.contains("DNS:billing") && sans.contains("IP Address:127.0.0.1"), "{form}: {sans}");
+        assert!(
+            sans.contains("DNS:longname")
+                && sans.contains("DNS:billing")
+                && sans.contains("IP Address:127.0.0.1"),
+            "{form}: {sans}"
+        );
         let o = xtask(&c.root, &["remove-service", "billing"]);
         assert_eq!(o.status.code(), Some(0), "{form}: remove:\n{}", text(&o));
         assert_same(&before, &snapshot(&c.root), form);
@@ -147,16 +208,31 @@ fn openssl_cnf_real_grammar_round_trips() {
 fn openssl_cnf_refuses_only_what_openssl_refuses() {
     let c = copy("cnf-refuse");
     let base = std::fs::read_to_string(c.root.join("openssl.cnf")).unwrap();
-    std::fs::write(c.root.join("openssl.cnf"), base.replace("DNS.2 = nginx", "DNS.two = nginx")).unwrap();
+    std::fs::write(
+        c.root.join("openssl.cnf"),
+        base.replace("DNS.2 = nginx", "DNS.two = nginx"),
+    )
+    .unwrap();
     openssl_req_ok(&c.root, "openssl.cnf");
     let o = xtask(&c.root, &["check"]);
     assert_ne!(o.status.code(), Some(2), "{}", text(&o));
-    for (bad, why) in [("dns.2 = nginx", "dns.2"), ("DNS.2 = ${nowhere}", "nowhere"), ("[ broken", "[ broken")] {
-        std::fs::write(c.root.join("openssl.cnf"), base.replace("DNS.2 = nginx", bad)).unwrap();
+    for (bad, why) in [
+        ("dns.2 = nginx", "dns.2"),
+        ("DNS.2 = ${nowhere}", "nowhere"),
+        ("[ broken", "[ broken"),
+    ] {
+        std::fs::write(
+            c.root.join("openssl.cnf"),
+            base.replace("DNS.2 = nginx", bad),
+        )
+        .unwrap();
         let o = xtask(&c.root, &["check"]);
         let out = text(&o);
         assert_eq!(o.status.code(), Some(2), "{bad}: {out}");
-        assert!(out.contains("openssl.cnf:") && out.contains(why) && out.contains("fix:"), "{bad}: {out}");
+        assert!(
+            out.contains("openssl.cnf:") && out.contains(why) && out.contains("fix:"),
+            "{bad}: {out}"
+        );
     }
 }
 
@@ -183,7 +259,11 @@ fn nginx_second_server_with_upstream_keeps_the_endpoint_file() {
     assert!(c.root.join("nginx/locations/gateway.conf").exists());
     // The generated endpoint replaced by the user's upstream route only.
     std::fs::remove_file(c.root.join("nginx/locations/gateway.conf")).unwrap();
-    std::fs::write(c.root.join("nginx/locations/gateway.conf"), "location /api/ {\n    proxy_pass http://gw;\n}\n").unwrap();
+    std::fs::write(
+        c.root.join("nginx/locations/gateway.conf"),
+        "location /api/ {\n    proxy_pass http://gw;\n}\n",
+    )
+    .unwrap();
     ok_certs(&c.root);
     let o = xtask(&c.root, &["check", "--format", "json"]);
     let out = text(&o);
@@ -222,8 +302,14 @@ fn corpus(kind: &str) -> Vec<(String, String)> {
 }
 
 fn finding_ids(o: &std::process::Output) -> Vec<String> {
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("check --format json:\n{}", text(o)));
-    let mut ids: Vec<String> = v["findings"].as_array().unwrap().iter().map(|f| f["id"].as_str().unwrap_or("?").to_string()).collect();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|_| panic!("check --format json:\n{}", text(o)));
+    let mut ids: Vec<String> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap_or("?").to_string())
+        .collect();
     ids.sort();
     ids.dedup();
     ids
@@ -236,7 +322,11 @@ fn openssl_req_like_validate(dir: &Path, cnf: &str, oracle: &str) -> Result<(), 
     let mut ext = vec![];
     for kv in oracle.split(';').filter(|s| !s.is_empty()) {
         if let Some(e) = kv.strip_prefix("env=") {
-            envs.extend(e.split(',').filter_map(|p| p.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())));
+            envs.extend(
+                e.split(',')
+                    .filter_map(|p| p.split_once('='))
+                    .map(|(k, v)| (k.to_string(), v.to_string())),
+            );
         } else if let Some(x) = kv.strip_prefix("extensions=") {
             ext = vec!["-extensions".to_string(), x.to_string()];
         }
@@ -247,7 +337,22 @@ fn openssl_req_like_validate(dir: &Path, cnf: &str, oracle: &str) -> Result<(), 
         if x509 {
             c.arg("-x509").args(&ext);
         }
-        c.args(["-config", cnf, "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "/dev/null", "-subj", "/CN=x", "-out", "/dev/null"]);
+        c.args([
+            "-config",
+            cnf,
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "/dev/null",
+            "-subj",
+            "/CN=x",
+            "-out",
+            "/dev/null",
+        ]);
         c.envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let o = c.output().expect("openssl");
         if !o.status.success() {
@@ -277,39 +382,85 @@ fn corpus_openssl_cnf() {
     for (file, oracle) in &cases {
         let src = std::fs::read_to_string(realworld().join(file)).unwrap();
         // The unmodified file is valid OpenSSL (validate.sh's oracle).
-        openssl_req_like_validate(&realworld(), file, oracle).unwrap_or_else(|e| panic!("{file} itself: {e}"));
+        openssl_req_like_validate(&realworld(), file, oracle)
+            .unwrap_or_else(|e| panic!("{file} itself: {e}"));
         // Does `openssl req` accept it as this repository uses it (the
         // command in openssl.cnf's header: no -subj, no -extensions)?
         let plain = Command::new("openssl")
             .current_dir(realworld())
-            .args(["req", "-x509", "-new", "-nodes", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-keyout", "/dev/null", "-out", "/dev/null", "-config", file])
+            .args([
+                "req",
+                "-x509",
+                "-new",
+                "-nodes",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-keyout",
+                "/dev/null",
+                "-out",
+                "/dev/null",
+                "-config",
+                file,
+            ])
             .stdin(std::process::Stdio::null())
             .output()
             .unwrap()
             .status
             .success();
         for form in ["lf", "crlf"] {
-            let tag = format!("{}-{form}", Path::new(file).file_stem().unwrap().to_string_lossy());
+            let tag = format!(
+                "{}-{form}",
+                Path::new(file).file_stem().unwrap().to_string_lossy()
+            );
             let c = copy(&format!("rw-cnf-{tag}"));
             ok_certs(&c.root);
-            let body = if form == "crlf" { to_crlf(&src) } else { src.clone() };
+            let body = if form == "crlf" {
+                to_crlf(&src)
+            } else {
+                src.clone()
+            };
             std::fs::write(c.root.join("openssl.cnf"), &body).unwrap();
             let o = xtask(&c.root, &["check", "--format", "json"]);
             if o.status.code() == Some(2) {
                 // Refused at read: only right when openssl req refuses it too.
                 let msg = text(&o);
-                assert!(!plain, "{tag}: refused, but `openssl req -config` accepts it:\n{msg}");
-                assert!(msg.contains("openssl.cnf:") && msg.contains("fix:"), "{tag}: {msg}");
-                let first = msg.lines().find(|l| l.contains("openssl.cnf:")).unwrap_or("").trim().to_string();
+                assert!(
+                    !plain,
+                    "{tag}: refused, but `openssl req -config` accepts it:\n{msg}"
+                );
+                assert!(
+                    msg.contains("openssl.cnf:") && msg.contains("fix:"),
+                    "{tag}: {msg}"
+                );
+                let first = msg
+                    .lines()
+                    .find(|l| l.contains("openssl.cnf:"))
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
                 table.push(format!("| {file} | {form} | refused, as `openssl req -config` without `-subj` refuses it: `{}` | - | - | - |", first.replace('|', "\\|")));
                 continue;
             }
             let ids = finding_ids(&o);
-            let fp: Vec<&String> = ids.iter().filter(|i| !CNF_TRUE_FINDINGS.contains(&i.as_str())).collect();
+            let fp: Vec<&String> = ids
+                .iter()
+                .filter(|i| !CNF_TRUE_FINDINGS.contains(&i.as_str()))
+                .collect();
             false_positives += fp.len();
-            assert!(fp.is_empty(), "{tag}: false positives {fp:?}:\n{}", text(&o));
+            assert!(
+                fp.is_empty(),
+                "{tag}: false positives {fp:?}:\n{}",
+                text(&o)
+            );
             let cnf = xtask::model::cnf::Cnf::load(&body, Some(&c.root)).unwrap();
-            let read = format!("read: {} names in [ {} ]; findings {}", cnf.alt_names.len(), cnf.section, ids.join(", "));
+            let read = format!(
+                "read: {} names in [ {} ]; findings {}",
+                cnf.alt_names.len(),
+                cnf.section,
+                ids.join(", ")
+            );
             let before = snapshot(&c.root);
             let o = xtask(&c.root, &["add-service", "rwtest", "--https"]);
             if cnf.insert_after().is_err() {
@@ -317,29 +468,51 @@ fn corpus_openssl_cnf() {
                 // naming the place and the fix; nothing is written.
                 let msg = text(&o);
                 assert_eq!(o.status.code(), Some(2), "{tag}: {msg}");
-                assert!(msg.contains("openssl.cnf:1") && msg.contains("fix:"), "{tag}: {msg}");
+                assert!(
+                    msg.contains("openssl.cnf:1") && msg.contains("fix:"),
+                    "{tag}: {msg}"
+                );
                 assert_same(&before, &snapshot(&c.root), &tag);
                 table.push(format!("| {file} | {form} | {read} | refused (no names section; exit 2, nothing written) | - | nothing written |"));
                 continue;
             }
             assert_eq!(o.status.code(), Some(0), "{tag}: add:\n{}", text(&o));
             let mid = std::fs::read_to_string(c.root.join("openssl.cnf")).unwrap();
-            let added: Vec<&str> = mid.split_inclusive('\n').filter(|l| !body.contains(*l)).collect();
+            let added: Vec<&str> = mid
+                .split_inclusive('\n')
+                .filter(|l| !body.contains(*l))
+                .collect();
             let eol = if form == "crlf" { "\r\n" } else { "\n" };
             assert_eq!(added.len(), 1, "{tag}: {added:?}");
-            assert!(added[0].starts_with("DNS.") && added[0].ends_with(&format!(" = rwtest{eol}")), "{tag}: {added:?}");
-            openssl_req_like_validate(&c.root, "openssl.cnf", oracle).unwrap_or_else(|e| panic!("{tag}: openssl req refuses the edited file: {e}\n{mid}"));
+            assert!(
+                added[0].starts_with("DNS.") && added[0].ends_with(&format!(" = rwtest{eol}")),
+                "{tag}: {added:?}"
+            );
+            openssl_req_like_validate(&c.root, "openssl.cnf", oracle).unwrap_or_else(|e| {
+                panic!("{tag}: openssl req refuses the edited file: {e}\n{mid}")
+            });
             let o = xtask(&c.root, &["remove-service", "rwtest"]);
             assert_eq!(o.status.code(), Some(0), "{tag}: remove:\n{}", text(&o));
             assert_same(&before, &snapshot(&c.root), &tag);
-            table.push(format!("| {file} | {form} | {read} | `{}` added | ok | every byte back |", added[0].trim_end()));
+            table.push(format!(
+                "| {file} | {form} | {read} | `{}` added | ok | every byte back |",
+                added[0].trim_end()
+            ));
         }
     }
-    println!("{}\nopenssl.cnf corpus: {} files, false positives: {false_positives}", table.join("\n"), cases.len());
+    println!(
+        "{}\nopenssl.cnf corpus: {} files, false positives: {false_positives}",
+        table.join("\n"),
+        cases.len()
+    );
 }
 
 fn count_locations(ds: &[xtask::model::nginx::Directive]) -> usize {
-    ds.iter().map(|d| usize::from(d.args[0] == "location") + d.block.as_deref().map_or(0, count_locations)).sum()
+    ds.iter()
+        .map(|d| {
+            usize::from(d.args[0] == "location") + d.block.as_deref().map_or(0, count_locations)
+        })
+        .sum()
 }
 
 /// The generated endpoint placed where NGINX takes a `location`, for the
@@ -352,7 +525,9 @@ fn with_endpoint(src: &str, context: &str, loc: &str) -> String {
         "server" => format!("{src}\n{loc}"),
         "http" => format!("{src}{server}"),
         _ => {
-            let i = src.rfind('}').expect("a main-context file has an http block");
+            let i = src
+                .rfind('}')
+                .expect("a main-context file has an http block");
             format!("{}{server}{}", &src[..i], &src[i..])
         }
     }
@@ -366,19 +541,33 @@ fn with_endpoint(src: &str, context: &str, loc: &str) -> String {
 /// endpoint in it.
 #[test]
 fn corpus_nginx() {
-    assert!(docker_available(), "this test runs `nginx -t` in the local NGINX image (see README: setup)");
+    assert!(
+        docker_available(),
+        "this test runs `nginx -t` in the local NGINX image (see README: setup)"
+    );
     let cases = corpus("nginx");
     assert!(cases.len() >= 10, "{cases:?}");
-    let oracle_dir = std::env::temp_dir().join(format!("xtask-rw-nginx-oracle-{}", std::process::id()));
+    let oracle_dir =
+        std::env::temp_dir().join(format!("xtask-rw-nginx-oracle-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&oracle_dir);
     std::fs::create_dir_all(oracle_dir.join("nginx")).unwrap();
-    std::fs::copy(realworld().join("validate.sh"), oracle_dir.join("validate.sh")).unwrap();
-    let mut sources = String::from("file\tkind\trole\trepository\tpath\tcommit\tlicence\toracle\tnotes\n");
+    std::fs::copy(
+        realworld().join("validate.sh"),
+        oracle_dir.join("validate.sh"),
+    )
+    .unwrap();
+    let mut sources =
+        String::from("file\tkind\trole\trepository\tpath\tcommit\tlicence\toracle\tnotes\n");
     let mut rows = vec![];
     let mut false_positives = 0;
     for (file, oracle) in &cases {
         let src = std::fs::read_to_string(realworld().join(file)).unwrap();
-        let name = Path::new(file).file_name().unwrap().to_string_lossy().trim_end_matches(".template").to_string();
+        let name = Path::new(file)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .trim_end_matches(".template")
+            .to_string();
         let rel = format!("nginx/conf.d/{name}");
         let ds = xtask::model::nginx::parse(&src, &rel).unwrap_or_else(|e| panic!("{file}: {e}"));
         let mut loc_text = String::new();
@@ -386,31 +575,69 @@ fn corpus_nginx() {
             let tag = format!("{}-{form}", name.trim_end_matches(".conf"));
             let c = copy(&format!("rw-nginx-{tag}"));
             ok_certs(&c.root);
-            let body = if form == "crlf" { to_crlf(&src) } else { src.clone() };
+            let body = if form == "crlf" {
+                to_crlf(&src)
+            } else {
+                src.clone()
+            };
             std::fs::create_dir_all(c.root.join("nginx/conf.d")).unwrap();
             std::fs::write(c.root.join(&rel), &body).unwrap();
             let o = xtask(&c.root, &["check", "--format", "json"]);
-            assert_ne!(o.status.code(), Some(2), "{tag}: check refuses it:\n{}", text(&o));
+            assert_ne!(
+                o.status.code(),
+                Some(2),
+                "{tag}: check refuses it:\n{}",
+                text(&o)
+            );
             let ids = finding_ids(&o);
             false_positives += ids.len();
-            assert!(ids.is_empty(), "{tag}: false positives {ids:?}:\n{}", text(&o));
+            assert!(
+                ids.is_empty(),
+                "{tag}: false positives {ids:?}:\n{}",
+                text(&o)
+            );
             let o = xtask(&c.root, &["sync", "--check"]);
-            assert_eq!(o.status.code(), Some(0), "{tag}: sync --check:\n{}", text(&o));
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "{tag}: sync --check:\n{}",
+                text(&o)
+            );
             let before = snapshot(&c.root);
             let o = xtask(&c.root, &["add-service", "rwtest", "--public", "/rwtest/"]);
             assert_eq!(o.status.code(), Some(0), "{tag}: add:\n{}", text(&o));
-            assert_eq!(std::fs::read_to_string(c.root.join(&rel)).unwrap(), body, "{tag}: the user's config was edited");
+            assert_eq!(
+                std::fs::read_to_string(c.root.join(&rel)).unwrap(),
+                body,
+                "{tag}: the user's config was edited"
+            );
             loc_text = std::fs::read_to_string(c.root.join("nginx/locations/rwtest.conf")).unwrap();
             let o = xtask(&c.root, &["sync", "--check"]);
-            assert_eq!(o.status.code(), Some(0), "{tag}: sync --check after add:\n{}", text(&o));
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "{tag}: sync --check after add:\n{}",
+                text(&o)
+            );
             let o = xtask(&c.root, &["remove-service", "rwtest"]);
             assert_eq!(o.status.code(), Some(0), "{tag}: remove:\n{}", text(&o));
             assert_same(&before, &snapshot(&c.root), &tag);
         }
         // The intermediate state for nginx -t: the case with the endpoint in it.
-        let context = oracle.split(';').find_map(|kv| kv.strip_prefix("context=")).unwrap_or("main");
-        let case = Path::new(file).file_name().unwrap().to_string_lossy().into_owned();
-        std::fs::write(oracle_dir.join("nginx").join(&case), with_endpoint(&src, context, &loc_text)).unwrap();
+        let context = oracle
+            .split(';')
+            .find_map(|kv| kv.strip_prefix("context="))
+            .unwrap_or("main");
+        let case = Path::new(file)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        std::fs::write(
+            oracle_dir.join("nginx").join(&case),
+            with_endpoint(&src, context, &loc_text),
+        )
+        .unwrap();
         sources += &format!("nginx/{case}\tnginx\tcase\t-\t-\t-\t-\t{oracle}\t-\n");
         rows.push((file.clone(), count_locations(&ds)));
     }
@@ -426,10 +653,24 @@ fn corpus_nginx() {
     let _ = std::fs::remove_dir_all(&oracle_dir);
     let mut table = vec!["| file | locations read | check | add --public / remove (LF, CRLF) | nginx -t with the endpoint |".to_string(), "|---|---|---|---|---|".to_string()];
     for (file, locs) in &rows {
-        let case = Path::new(file).file_name().unwrap().to_string_lossy().into_owned();
+        let case = Path::new(file)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         let ok = out.lines().any(|l| l == format!("ok    nginx/{case}"));
-        table.push(format!("| {file} | {locs} | clean | every byte back | {} |", if ok { "ok" } else { "FAIL" }));
+        table.push(format!(
+            "| {file} | {locs} | clean | every byte back | {} |",
+            if ok { "ok" } else { "FAIL" }
+        ));
     }
-    println!("{}\nNGINX corpus: {} files, false positives: {false_positives}", table.join("\n"), cases.len());
-    assert!(o.status.success(), "nginx -t refuses a file with the generated endpoint:\n{out}");
+    println!(
+        "{}\nNGINX corpus: {} files, false positives: {false_positives}",
+        table.join("\n"),
+        cases.len()
+    );
+    assert!(
+        o.status.success(),
+        "nginx -t refuses a file with the generated endpoint:\n{out}"
+    );
 }

@@ -73,7 +73,12 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-const COMPOSE_NAMES: &[&str] = &["compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml"];
+const COMPOSE_NAMES: &[&str] = &[
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yaml",
+    "docker-compose.yml",
+];
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Form {
@@ -87,10 +92,15 @@ fn setup(case: &str, file: &str, merged: bool, form: Form, tag: &str) -> (Copy, 
     let fixture = copy(tag);
     // A case in a subfolder: the repository goes into that subfolder, the
     // case's top folder around it.
-    let sub = Path::new(file).parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf);
+    let sub = Path::new(file)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf);
     let (outer, root) = match &sub {
         Some(s) => {
-            let outer = Copy { root: fixture.root.with_extension("outer") };
+            let outer = Copy {
+                root: fixture.root.with_extension("outer"),
+            };
             let root = outer.root.join(s);
             std::fs::create_dir_all(root.parent().unwrap()).unwrap();
             std::fs::rename(&fixture.root, &root).unwrap();
@@ -107,8 +117,16 @@ fn setup(case: &str, file: &str, merged: bool, form: Form, tag: &str) -> (Copy, 
         Some(_) => copy_dir(&case_dir, &outer.root),
         None => copy_dir(&case_dir, &root),
     }
-    let base = Path::new(file).file_name().unwrap().to_string_lossy().into_owned();
-    let name = if COMPOSE_NAMES.contains(&base.as_str()) { base.clone() } else { "docker-compose.yml".to_string() };
+    let base = Path::new(file)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let name = if COMPOSE_NAMES.contains(&base.as_str()) {
+        base.clone()
+    } else {
+        "docker-compose.yml".to_string()
+    };
     let raw = std::fs::read(case_dir.join(file)).unwrap();
     if name != base {
         std::fs::remove_file(root.join(&base)).unwrap();
@@ -116,8 +134,15 @@ fn setup(case: &str, file: &str, merged: bool, form: Form, tag: &str) -> (Copy, 
     let mut text = String::from_utf8(raw).unwrap().replace("\r\n", "\n");
     if merged {
         std::fs::write(root.join(&name), &text).unwrap();
-        let listed: Value = serde_json::from_slice(&xtask(&root, &["list", "--format", "json"]).stdout).unwrap_or(Value::Null);
-        let own: Vec<String> = listed.as_array().into_iter().flatten().filter_map(|s| s["name"].as_str().map(str::to_string)).collect();
+        let listed: Value =
+            serde_json::from_slice(&xtask(&root, &["list", "--format", "json"]).stdout)
+                .unwrap_or(Value::Null);
+        let own: Vec<String> = listed
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["name"].as_str().map(str::to_string))
+            .collect();
         text = merge(&text, &own);
     }
     let bytes = match form {
@@ -139,7 +164,9 @@ const REPO_SERVICES: &[(&str, &str)] = &[
 /// Lines of the top-level block `key:` as (start, end) line indexes
 /// (`end` exclusive, trailing blank lines and comments left outside).
 fn block(lines: &[&str], key: &str) -> Option<(usize, usize)> {
-    let start = lines.iter().position(|l| l.trim_end() == format!("{key}:") || l.starts_with(&format!("{key}: #")))?;
+    let start = lines
+        .iter()
+        .position(|l| l.trim_end() == format!("{key}:") || l.starts_with(&format!("{key}: #")))?;
     let mut end = start + 1;
     for (i, l) in lines.iter().enumerate().skip(start + 1) {
         let top = !l.is_empty() && !l.starts_with([' ', '\t', '#']);
@@ -154,11 +181,17 @@ fn block(lines: &[&str], key: &str) -> Option<(usize, usize)> {
 }
 
 fn child_indent(lines: &[&str], (s, e): (usize, usize)) -> usize {
-    lines[s + 1..e].iter().find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')).map(|l| l.len() - l.trim_start().len()).unwrap_or(2)
+    lines[s + 1..e]
+        .iter()
+        .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map(|l| l.len() - l.trim_start().len())
+        .unwrap_or(2)
 }
 
 fn indent(body: &str, pad: usize) -> String {
-    body.lines().map(|l| format!("{}{l}\n", " ".repeat(pad))).collect()
+    body.lines()
+        .map(|l| format!("{}{l}\n", " ".repeat(pad)))
+        .collect()
 }
 
 /// Puts this repository's infrastructure into the case's text (see the
@@ -166,13 +199,31 @@ fn indent(body: &str, pad: usize) -> String {
 fn merge(text: &str, own: &[String]) -> String {
     let mut t = text.to_string();
     let has = |t: &str, key: &str| t.lines().any(|l| l.trim_end() == format!("{key}:"));
-    let ours: Vec<(&str, &str)> = REPO_SERVICES.iter().copied().filter(|(n, _)| !own.iter().any(|o| o == n)).collect();
+    let ours: Vec<(&str, &str)> = REPO_SERVICES
+        .iter()
+        .copied()
+        .filter(|(n, _)| !own.iter().any(|o| o == n))
+        .collect();
     // Only the declarations the inserted services use: a bare declaration
     // nothing uses is one remove-service may take with the last user.
     let uses = |n: &str| ours.iter().any(|(_, b)| b.contains(n));
-    let nets: Vec<(&str, &str)> = [("pg-network", "pg-network:\n"), ("redis-network", "redis-network:\n"), ("web-network", "web-network:\n")].into_iter().filter(|(n, _)| uses(n)).collect();
-    let vols: Vec<(&str, &str)> = [("pg-data", "pg-data:\n")].into_iter().filter(|(n, _)| uses(n)).collect();
-    for (sec, entries) in [("services", ours.clone()), ("networks", nets), ("volumes", vols)] {
+    let nets: Vec<(&str, &str)> = [
+        ("pg-network", "pg-network:\n"),
+        ("redis-network", "redis-network:\n"),
+        ("web-network", "web-network:\n"),
+    ]
+    .into_iter()
+    .filter(|(n, _)| uses(n))
+    .collect();
+    let vols: Vec<(&str, &str)> = [("pg-data", "pg-data:\n")]
+        .into_iter()
+        .filter(|(n, _)| uses(n))
+        .collect();
+    for (sec, entries) in [
+        ("services", ours.clone()),
+        ("networks", nets),
+        ("volumes", vols),
+    ] {
         if entries.is_empty() {
             continue;
         }
@@ -185,8 +236,16 @@ fn merge(text: &str, own: &[String]) -> String {
         let lines: Vec<&str> = t.lines().collect();
         let b = block(&lines, sec).unwrap();
         let pad = child_indent(&lines, b);
-        let existing: BTreeSet<String> = lines[b.0 + 1..b.1].iter().filter(|l| l.len() - l.trim_start().len() == pad).map(|l| l.trim().split(':').next().unwrap().to_string()).collect();
-        let add: String = entries.iter().filter(|(n, _)| !existing.contains(*n)).map(|(_, body)| indent(body, pad)).collect();
+        let existing: BTreeSet<String> = lines[b.0 + 1..b.1]
+            .iter()
+            .filter(|l| l.len() - l.trim_start().len() == pad)
+            .map(|l| l.trim().split(':').next().unwrap().to_string())
+            .collect();
+        let add: String = entries
+            .iter()
+            .filter(|(n, _)| !existing.contains(*n))
+            .map(|(_, body)| indent(body, pad))
+            .collect();
         let mut out: Vec<String> = lines[..b.1].iter().map(|l| l.to_string()).collect();
         out.push(add.trim_end_matches('\n').to_string());
         out.extend(lines[b.1..].iter().map(|l| l.to_string()));
@@ -200,7 +259,12 @@ fn run_ok(root: &Path, args: &[&str]) -> Result<String, String> {
     if o.status.success() {
         Ok(String::from_utf8_lossy(&o.stdout).into_owned())
     } else {
-        Err(format!("`{}` exit {:?}: {}", args.join(" "), o.status.code(), text(&o)))
+        Err(format!(
+            "`{}` exit {:?}: {}",
+            args.join(" "),
+            o.status.code(),
+            text(&o)
+        ))
     }
 }
 
@@ -211,9 +275,18 @@ fn compose_model(root: &Path, file: &str) -> Result<Value, String> {
 
 /// `compose_model` with extra global flags (`--profile '*'`: every service).
 fn compose_model_with(root: &Path, file: &str, flags: &[&str]) -> Result<Value, String> {
-    let o = Command::new("docker").current_dir(root).args(["compose", "-f", file, "--project-directory", "."]).args(flags).args(["config", "--format", "json"]).output().expect("docker compose (v2)");
+    let o = Command::new("docker")
+        .current_dir(root)
+        .args(["compose", "-f", file, "--project-directory", "."])
+        .args(flags)
+        .args(["config", "--format", "json"])
+        .output()
+        .expect("docker compose (v2)");
     if !o.status.success() {
-        return Err(format!("docker compose config: {}", String::from_utf8_lossy(&o.stderr)));
+        return Err(format!(
+            "docker compose config: {}",
+            String::from_utf8_lossy(&o.stderr)
+        ));
     }
     serde_json::from_slice(&o.stdout).map_err(|e| e.to_string())
 }
@@ -224,15 +297,30 @@ fn compose_model_with(root: &Path, file: &str, flags: &[&str]) -> Result<Value, 
 /// `secrets/` must come back too.
 fn roundtrip(root: &Path, file: &str) -> Result<(), String> {
     run_ok(root, &["certs"])?;
-    let listed: Value = serde_json::from_str(&run_ok(root, &["list", "--format", "json"])?).map_err(|e| e.to_string())?;
-    let names: Vec<&str> = listed.as_array().unwrap().iter().filter_map(|s| s["name"].as_str()).collect();
+    let listed: Value = serde_json::from_str(&run_ok(root, &["list", "--format", "json"])?)
+        .map_err(|e| e.to_string())?;
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
     let before_model = compose_model(root, file)?;
     // Compose's model holds the services that run without a profile: the
     // new one (which has none) may depend only on those; add-service
     // refuses the others (checked below).
     let active = |n: &&str| before_model["services"].get(*n).is_some();
     let before = snapshot(root);
-    let mut args = vec!["add-service", NEW, "--grpc", "--https", "--public", "/rwcorpus/", "--volume", "rwcorpus-data:/data"];
+    let mut args = vec![
+        "add-service",
+        NEW,
+        "--grpc",
+        "--https",
+        "--public",
+        "/rwcorpus/",
+        "--volume",
+        "rwcorpus-data:/data",
+    ];
     if let Some(first) = names.iter().find(|n| active(n)) {
         args.extend(["--depends-on", first]);
     }
@@ -240,7 +328,10 @@ fn roundtrip(root: &Path, file: &str) -> Result<(), String> {
         let snap = snapshot(root);
         let o = xtask(root, &["add-service", NEW, "--depends-on", profiled]);
         if o.status.code() != Some(2) || snap != snapshot(root) {
-            return Err(format!("--depends-on a profiled service `{profiled}` was not refused: {}", text(&o)));
+            return Err(format!(
+                "--depends-on a profiled service `{profiled}` was not refused: {}",
+                text(&o)
+            ));
         }
     }
     if names.contains(&"postgres") {
@@ -250,17 +341,32 @@ fn roundtrip(root: &Path, file: &str) -> Result<(), String> {
         args.push("--redis");
     }
     run_ok(root, &args)?;
-    let after_model = compose_model(root, file).map_err(|e| format!("after add-service: {e}\n---\n{}", std::fs::read_to_string(root.join(file)).unwrap()))?;
+    let after_model = compose_model(root, file).map_err(|e| {
+        format!(
+            "after add-service: {e}\n---\n{}",
+            std::fs::read_to_string(root.join(file)).unwrap()
+        )
+    })?;
     model_difference(&before_model, &after_model)?;
     run_ok(root, &["remove-service", NEW])?;
     let after = snapshot(root);
     if before != after {
-        let diff: Vec<&String> = before.keys().chain(after.keys()).filter(|k| before.get(*k) != after.get(*k)).collect();
-        let show = |m: &BTreeMap<String, Vec<u8>>, k: &str| String::from_utf8_lossy(m.get(k).map(|v| v.as_slice()).unwrap_or_default()).into_owned();
+        let diff: Vec<&String> = before
+            .keys()
+            .chain(after.keys())
+            .filter(|k| before.get(*k) != after.get(*k))
+            .collect();
+        let show = |m: &BTreeMap<String, Vec<u8>>, k: &str| {
+            String::from_utf8_lossy(m.get(k).map(|v| v.as_slice()).unwrap_or_default()).into_owned()
+        };
         let k = diff[0];
         let (x, y) = (show(&before, k), show(&after, k));
         let at = x.bytes().zip(y.bytes()).take_while(|(a, b)| a == b).count();
-        return Err(format!("add then remove changed {diff:?}; {k} differs from byte {at}: before {:?}, after {:?}", &x[at.saturating_sub(40).min(x.len())..(at + 80).min(x.len())], &y[at.saturating_sub(40).min(y.len())..(at + 80).min(y.len())]));
+        return Err(format!(
+            "add then remove changed {diff:?}; {k} differs from byte {at}: before {:?}, after {:?}",
+            &x[at.saturating_sub(40).min(x.len())..(at + 80).min(x.len())],
+            &y[at.saturating_sub(40).min(y.len())..(at + 80).min(y.len())]
+        ));
     }
     Ok(())
 }
@@ -273,7 +379,13 @@ fn model_difference(a: &Value, b: &Value) -> Result<(), String> {
         return Err("the new service is not in Compose's model".into());
     }
     b["services"].as_object_mut().unwrap().remove(NEW);
-    for (sec, names) in [("networks", &["grpc-network", "pg-network", "redis-network", "web-network"][..]), ("volumes", &["rwcorpus-data"][..])] {
+    for (sec, names) in [
+        (
+            "networks",
+            &["grpc-network", "pg-network", "redis-network", "web-network"][..],
+        ),
+        ("volumes", &["rwcorpus-data"][..]),
+    ] {
         for n in names {
             if a[sec].get(*n).is_none() {
                 if let Some(m) = b.get_mut(sec).and_then(Value::as_object_mut) {
@@ -286,8 +398,16 @@ fn model_difference(a: &Value, b: &Value) -> Result<(), String> {
         }
     }
     if *a != b {
-        let keys: Vec<String> = b.as_object().unwrap().keys().filter(|k| a.get(*k) != b.get(*k)).cloned().collect();
-        return Err(format!("Compose's model changed beyond the new service, in {keys:?}"));
+        let keys: Vec<String> = b
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| a.get(*k) != b.get(*k))
+            .cloned()
+            .collect();
+        return Err(format!(
+            "Compose's model changed beyond the new service, in {keys:?}"
+        ));
     }
     Ok(())
 }
@@ -296,7 +416,8 @@ fn model_difference(a: &Value, b: &Value) -> Result<(), String> {
 /// the file).
 fn findings(root: &Path) -> Result<Vec<String>, String> {
     let o = xtask(root, &["check", "--format", "json"]);
-    let v: Value = serde_json::from_slice(&o.stdout).map_err(|e| format!("check: {e}: {}", text(&o)))?;
+    let v: Value =
+        serde_json::from_slice(&o.stdout).map_err(|e| format!("check: {e}: {}", text(&o)))?;
     Ok(v["findings"]
         .as_array()
         .unwrap()
@@ -316,7 +437,10 @@ fn findings(root: &Path) -> Result<Vec<String>, String> {
 /// certificates and the per-checkout `secrets/` are there and current.
 fn repo_findings(root: &Path) -> Vec<String> {
     let mut out = vec!["MR015 nginx/locations/gateway.conf".to_string()];
-    for e in std::fs::read_dir(root.join("src/backend_services")).unwrap().flatten() {
+    for e in std::fs::read_dir(root.join("src/backend_services"))
+        .unwrap()
+        .flatten()
+    {
         if e.path().is_dir() {
             out.push(format!("MR002 {}", e.file_name().to_string_lossy()));
         }
@@ -345,12 +469,21 @@ fn corpus_reads_round_trips_and_checks_without_false_positives() {
         let mut cells = vec![];
         for merged in [false, true] {
             for form in [Form::Lf, Form::Crlf, Form::Bom] {
-                let (_g, root, name) = setup(&case, &file, merged, form, &format!("corpus{i}{}{form:?}", if merged { "m" } else { "a" }));
+                let (_g, root, name) = setup(
+                    &case,
+                    &file,
+                    merged,
+                    form,
+                    &format!("corpus{i}{}{form:?}", if merged { "m" } else { "a" }),
+                );
                 match roundtrip(&root, &name) {
                     Ok(()) => cells.push("ok"),
                     Err(e) => {
                         cells.push("FAIL");
-                        failures.push(format!("{case}/{file} ({}, {form:?}): {e}", if merged { "merged" } else { "alone" }));
+                        failures.push(format!(
+                            "{case}/{file} ({}, {form:?}): {e}",
+                            if merged { "merged" } else { "alone" }
+                        ));
                     }
                 }
             }
@@ -364,35 +497,94 @@ fn corpus_reads_round_trips_and_checks_without_false_positives() {
         let all = compose_model_with(&root, &name, &["--profile", "*"]).unwrap();
         // Services of `include`d files are those files' own: check holds the
         // rules on the file it edits.
-        let own: Value = serde_json::from_str(&run_ok(&root, &["list", "--format", "json"]).unwrap()).unwrap();
-        let own: BTreeSet<&str> = own.as_array().unwrap().iter().filter_map(|s| s["name"].as_str()).collect();
-        let oracle: BTreeSet<String> = all["services"].as_object().unwrap().iter().filter(|(k, v)| own.contains(k.as_str()) && v["container_name"].as_str() != Some(k.as_str())).map(|(k, _)| format!("MR004 {k}")).collect();
-        let listed: BTreeSet<String> = expected.get(format!("{case}/{file}").as_str()).copied().unwrap_or_default().iter().filter(|f| f.starts_with("MR004")).map(|f| f.to_string()).collect();
+        let own: Value =
+            serde_json::from_str(&run_ok(&root, &["list", "--format", "json"]).unwrap()).unwrap();
+        let own: BTreeSet<&str> = own
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["name"].as_str())
+            .collect();
+        let oracle: BTreeSet<String> = all["services"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, v)| {
+                own.contains(k.as_str()) && v["container_name"].as_str() != Some(k.as_str())
+            })
+            .map(|(k, _)| format!("MR004 {k}"))
+            .collect();
+        let listed: BTreeSet<String> = expected
+            .get(format!("{case}/{file}").as_str())
+            .copied()
+            .unwrap_or_default()
+            .iter()
+            .filter(|f| f.starts_with("MR004"))
+            .map(|f| f.to_string())
+            .collect();
         if oracle != listed {
             failures.push(format!("{case}/{file}: the MR004 list {listed:?} is not what Compose's model says {oracle:?}"));
         }
         let got = findings(&root).unwrap_or_else(|e| vec![format!("ERROR {e}")]);
         let mut want: Vec<String> = repo_findings(&root);
-        want.extend(expected.get(format!("{case}/{file}").as_str()).copied().unwrap_or_default().iter().map(|s| s.to_string()));
+        want.extend(
+            expected
+                .get(format!("{case}/{file}").as_str())
+                .copied()
+                .unwrap_or_default()
+                .iter()
+                .map(|s| s.to_string()),
+        );
         let (mut g, mut w) = (got.clone(), want.clone());
         g.sort();
         w.sort();
         // Multiset difference both ways.
-        let extra: Vec<String> = g.iter().filter(|x| g.iter().filter(|y| y == x).count() > w.iter().filter(|y| y == x).count()).cloned().collect::<BTreeSet<_>>().into_iter().collect();
-        let lacking: Vec<String> = w.iter().filter(|x| w.iter().filter(|y| y == x).count() > g.iter().filter(|y| y == x).count()).cloned().collect::<BTreeSet<_>>().into_iter().collect();
+        let extra: Vec<String> = g
+            .iter()
+            .filter(|x| g.iter().filter(|y| y == x).count() > w.iter().filter(|y| y == x).count())
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let lacking: Vec<String> = w
+            .iter()
+            .filter(|x| w.iter().filter(|y| y == x).count() > g.iter().filter(|y| y == x).count())
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         false_positives += extra.len();
         missed += lacking.len();
         if !extra.is_empty() || !lacking.is_empty() {
             failures.push(format!("{case}/{file}: check reported {extra:?} beyond the expected list, and not {lacking:?}\n  all: {g:?}"));
         }
-        rows.push(format!("{:<58} {:<24} {:<24} {:>3} {:>3} {:>3}", format!("{case}/{file}"), cells[..3].join("/"), cells[3..].join("/"), want.len() - repo_findings(&root).len(), extra.len(), lacking.len()));
+        rows.push(format!(
+            "{:<58} {:<24} {:<24} {:>3} {:>3} {:>3}",
+            format!("{case}/{file}"),
+            cells[..3].join("/"),
+            cells[3..].join("/"),
+            want.len() - repo_findings(&root).len(),
+            extra.len(),
+            lacking.len()
+        ));
     }
-    println!("{:<58} {:<24} {:<24} {:>3} {:>3} {:>3}", "case", "alone LF/CRLF/BOM", "merged LF/CRLF/BOM", "tru", "FP", "FN");
+    println!(
+        "{:<58} {:<24} {:<24} {:>3} {:>3} {:>3}",
+        "case", "alone LF/CRLF/BOM", "merged LF/CRLF/BOM", "tru", "FP", "FN"
+    );
     for r in &rows {
         println!("{r}");
     }
-    println!("{} files; false positives: {false_positives}; missed findings: {missed}", rows.len());
-    assert!(failures.is_empty(), "{} failure(s):\n{}", failures.len(), failures.join("\n"));
+    println!(
+        "{} files; false positives: {false_positives}; missed findings: {missed}",
+        rows.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} failure(s):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 /// `list --format json` against `docker compose config --format json` (all
@@ -412,36 +604,69 @@ fn list_agrees_with_compose_config_on_ports_networks_and_depends_on() {
     let (mut services, mut ports) = (0, 0);
     for (i, (case, file)) in cases().into_iter().enumerate() {
         let (_g, root, name) = setup(&case, &file, false, Form::Lf, &format!("corpuslist{i}"));
-        let ours: Value = serde_json::from_str(&run_ok(&root, &["list", "--format", "json"]).unwrap()).unwrap();
+        let ours: Value =
+            serde_json::from_str(&run_ok(&root, &["list", "--format", "json"]).unwrap()).unwrap();
         let theirs = compose_model_with(&root, &name, &["--profile", "*"]).unwrap();
         for s in ours.as_array().unwrap() {
             let n = s["name"].as_str().unwrap();
             let t = &theirs["services"][n];
             services += 1;
-            let key = |p: &Value| (p["target"].as_u64(), p["published"].as_str().map(str::to_string), p["protocol"].as_str().unwrap_or("tcp").to_string(), p["host_ip"].as_str().unwrap_or("").to_string());
+            let key = |p: &Value| {
+                (
+                    p["target"].as_u64(),
+                    p["published"].as_str().map(str::to_string),
+                    p["protocol"].as_str().unwrap_or("tcp").to_string(),
+                    p["host_ip"].as_str().unwrap_or("").to_string(),
+                )
+            };
             let mut a: Vec<_> = s["ports"].as_array().unwrap().iter().map(key).collect();
-            let mut b: Vec<_> = t["ports"].as_array().map(|v| v.iter().map(key).collect()).unwrap_or_default();
+            let mut b: Vec<_> = t["ports"]
+                .as_array()
+                .map(|v| v.iter().map(key).collect())
+                .unwrap_or_default();
             a.sort();
             b.sort();
             ports += b.len();
             if a != b {
-                failures.push(format!("{case}/{file} `{n}` ports: list {a:?}, compose {b:?}"));
+                failures.push(format!(
+                    "{case}/{file} `{n}` ports: list {a:?}, compose {b:?}"
+                ));
             }
-            let mut a: Vec<String> = s["networks"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+            let mut a: Vec<String> = s["networks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+                .collect();
             // A `provider:` service runs no container and joins no network.
             if a.is_empty() && t.get("network_mode").is_none() && t.get("provider").is_none() {
                 a.push("default".into());
             }
-            let mut b: Vec<String> = t["networks"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+            let mut b: Vec<String> = t["networks"]
+                .as_object()
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default();
             a.sort();
             b.sort();
             if a != b {
-                failures.push(format!("{case}/{file} `{n}` networks: list {a:?}, compose {b:?}"));
+                failures.push(format!(
+                    "{case}/{file} `{n}` networks: list {a:?}, compose {b:?}"
+                ));
             }
-            let a: BTreeSet<String> = s["depends_on"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
-            let b: BTreeSet<String> = t["depends_on"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+            let a: BTreeSet<String> = s["depends_on"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+                .collect();
+            let b: BTreeSet<String> = t["depends_on"]
+                .as_object()
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default();
             if a != b {
-                failures.push(format!("{case}/{file} `{n}` depends_on: list {a:?}, compose {b:?}"));
+                failures.push(format!(
+                    "{case}/{file} `{n}` depends_on: list {a:?}, compose {b:?}"
+                ));
             }
         }
     }

@@ -9,16 +9,33 @@ use std::process::Command;
 use common::*;
 
 fn ok(o: &std::process::Output) {
-    assert!(o.status.success(), "exit {:?}:\n{}", o.status.code(), text(o));
+    assert!(
+        o.status.success(),
+        "exit {:?}:\n{}",
+        o.status.code(),
+        text(o)
+    );
 }
 
 fn compose_config_ok(root: &std::path::Path) {
-    let o = Command::new("docker").current_dir(root).args(["compose", "config", "-q"]).output().expect("docker compose (v2)");
-    assert!(o.status.success(), "docker compose config -q failed:\n{}", text(&o));
+    let o = Command::new("docker")
+        .current_dir(root)
+        .args(["compose", "config", "-q"])
+        .output()
+        .expect("docker compose (v2)");
+    assert!(
+        o.status.success(),
+        "docker compose config -q failed:\n{}",
+        text(&o)
+    );
 }
 
 fn openssl(args: &[&str], root: &std::path::Path) -> String {
-    let o = Command::new("openssl").current_dir(root).args(args).output().expect("openssl");
+    let o = Command::new("openssl")
+        .current_dir(root)
+        .args(args)
+        .output()
+        .expect("openssl");
     assert!(o.status.success(), "openssl {args:?}:\n{}", text(&o));
     text(&o)
 }
@@ -30,16 +47,41 @@ fn add_passes_every_oracle_and_remove_gives_back_every_byte() {
     let before = snapshot(&c.root);
     let ca_before = std::fs::read(c.root.join("certs/ca/ca.pem")).unwrap();
 
-    let o = xtask(&c.root, &["add-service", "billing", "--grpc", "--pg", "--https", "--public", "/billing/", "--volume", "billing-data:/var/lib/billing", "--depends-on", "accounts"]);
+    let o = xtask(
+        &c.root,
+        &[
+            "add-service",
+            "billing",
+            "--grpc",
+            "--pg",
+            "--https",
+            "--public",
+            "/billing/",
+            "--volume",
+            "billing-data:/var/lib/billing",
+            "--depends-on",
+            "accounts",
+        ],
+    );
     ok(&o);
     let out = text(&o);
-    assert!(out.contains("added service `billing` on port 50052"), "{out}");
+    assert!(
+        out.contains("added service `billing` on port 50052"),
+        "{out}"
+    );
 
     // The compose oracle, our own rules, and the listing.
     compose_config_ok(&c.root);
     ok(&xtask(&c.root, &["check"]));
     let compose = std::fs::read_to_string(c.root.join("docker-compose.yml")).unwrap();
-    for want in ["  billing:\n", "    container_name: billing\n", "      - pg-network\n", "      - billing-data:/var/lib/billing\n", "      - postgres\n      - accounts\n", "  billing-data:\n"] {
+    for want in [
+        "  billing:\n",
+        "    container_name: billing\n",
+        "      - pg-network\n",
+        "      - billing-data:/var/lib/billing\n",
+        "      - postgres\n      - accounts\n",
+        "  billing-data:\n",
+    ] {
         assert!(compose.contains(want), "missing {want:?} in\n{compose}");
     }
     // Comments, anchors and flow sequences of the original are untouched.
@@ -50,21 +92,79 @@ fn add_passes_every_oracle_and_remove_gives_back_every_byte() {
     let cnf = std::fs::read_to_string(c.root.join("openssl.cnf")).unwrap();
     assert!(cnf.contains("DNS.3 = accounts\nDNS.4 = billing\n"), "{cnf}");
     let loc = std::fs::read_to_string(c.root.join("nginx/locations/billing.conf")).unwrap();
-    assert!(loc.contains("location /billing/ {") && loc.contains("set $billing_upstream billing:50052;") && loc.contains("proxy_pass https://$billing_upstream;"), "{loc}");
+    assert!(
+        loc.contains("location /billing/ {")
+            && loc.contains("set $billing_upstream billing:50052;")
+            && loc.contains("proxy_pass https://$billing_upstream;"),
+        "{loc}"
+    );
     for f in ["server.py", "Dockerfile", "requirements.txt", "service.env"] {
-        assert!(c.root.join("src/backend_services/billing").join(f).is_file(), "{f}");
+        assert!(
+            c.root
+                .join("src/backend_services/billing")
+                .join(f)
+                .is_file(),
+            "{f}"
+        );
     }
 
     // The certificate oracles: chain, SANs, key modes, CA reused.
-    openssl(&["verify", "-CAfile", "certs/ca/ca.pem", "certs/server/cert.pem", "certs/services/billing/cert.pem"], &c.root);
-    let sans = openssl(&["x509", "-in", "certs/server/cert.pem", "-noout", "-ext", "subjectAltName"], &c.root);
-    assert!(sans.contains("DNS:localhost, DNS:nginx, DNS:accounts, DNS:billing, IP Address:127.0.0.1"), "{sans}");
-    let leaf = openssl(&["x509", "-in", "certs/services/billing/cert.pem", "-noout", "-ext", "subjectAltName"], &c.root);
-    assert!(leaf.contains("DNS:billing") && !leaf.contains("DNS:accounts"), "{leaf}");
-    assert_eq!(std::fs::read(c.root.join("certs/ca/ca.pem")).unwrap(), ca_before, "the CA must be reused");
+    openssl(
+        &[
+            "verify",
+            "-CAfile",
+            "certs/ca/ca.pem",
+            "certs/server/cert.pem",
+            "certs/services/billing/cert.pem",
+        ],
+        &c.root,
+    );
+    let sans = openssl(
+        &[
+            "x509",
+            "-in",
+            "certs/server/cert.pem",
+            "-noout",
+            "-ext",
+            "subjectAltName",
+        ],
+        &c.root,
+    );
+    assert!(
+        sans.contains("DNS:localhost, DNS:nginx, DNS:accounts, DNS:billing, IP Address:127.0.0.1"),
+        "{sans}"
+    );
+    let leaf = openssl(
+        &[
+            "x509",
+            "-in",
+            "certs/services/billing/cert.pem",
+            "-noout",
+            "-ext",
+            "subjectAltName",
+        ],
+        &c.root,
+    );
+    assert!(
+        leaf.contains("DNS:billing") && !leaf.contains("DNS:accounts"),
+        "{leaf}"
+    );
+    assert_eq!(
+        std::fs::read(c.root.join("certs/ca/ca.pem")).unwrap(),
+        ca_before,
+        "the CA must be reused"
+    );
     use std::os::unix::fs::PermissionsExt;
-    for k in ["certs/ca/ca.key", "certs/server/key.pem", "certs/services/billing/key.pem"] {
-        let mode = std::fs::metadata(c.root.join(k)).unwrap().permissions().mode() & 0o777;
+    for k in [
+        "certs/ca/ca.key",
+        "certs/server/key.pem",
+        "certs/services/billing/key.pem",
+    ] {
+        let mode = std::fs::metadata(c.root.join(k))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600, "{k}");
     }
 
@@ -77,7 +177,17 @@ fn add_passes_every_oracle_and_remove_gives_back_every_byte() {
     ok(&xtask(&c.root, &["remove-service", "billing"]));
     assert_same(&before, &snapshot(&c.root), "add then remove");
     assert!(!c.root.join("certs/services/billing").exists());
-    let sans = openssl(&["x509", "-in", "certs/server/cert.pem", "-noout", "-ext", "subjectAltName"], &c.root);
+    let sans = openssl(
+        &[
+            "x509",
+            "-in",
+            "certs/server/cert.pem",
+            "-noout",
+            "-ext",
+            "subjectAltName",
+        ],
+        &c.root,
+    );
     assert!(!sans.contains("billing"), "{sans}");
     ok(&xtask(&c.root, &["check"]));
 }
@@ -86,11 +196,28 @@ fn add_passes_every_oracle_and_remove_gives_back_every_byte() {
 fn dry_run_prints_a_diff_and_writes_nothing() {
     let c = copy("dryrun");
     let before = snapshot(&c.root);
-    let o = xtask(&c.root, &["add-service", "search", "--grpc", "--redis", "--public", "/search/", "--dry-run"]);
+    let o = xtask(
+        &c.root,
+        &[
+            "add-service",
+            "search",
+            "--grpc",
+            "--redis",
+            "--public",
+            "/search/",
+            "--dry-run",
+        ],
+    );
     ok(&o);
     let out = text(&o);
-    assert!(out.contains("--- /dev/null\n+++ b/src/backend_services/search/server.py"), "{out}");
-    assert!(out.contains("--- a/docker-compose.yml\n+++ b/docker-compose.yml"), "{out}");
+    assert!(
+        out.contains("--- /dev/null\n+++ b/src/backend_services/search/server.py"),
+        "{out}"
+    );
+    assert!(
+        out.contains("--- a/docker-compose.yml\n+++ b/docker-compose.yml"),
+        "{out}"
+    );
     assert!(out.contains("+  search:\n"), "{out}");
     assert!(out.contains("+++ b/nginx/locations/search.conf"), "{out}");
     assert_same(&before, &snapshot(&c.root), "dry run");
@@ -139,17 +266,32 @@ fn bad_input_exits_2_and_leaves_every_file_alone() {
     let before = snapshot(&c.root);
     for args in &cases {
         let o = xtask(&c.root, args);
-        assert_eq!(o.status.code(), Some(2), "{args:?} should exit 2:\n{}", text(&o));
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{args:?} should exit 2:\n{}",
+            text(&o)
+        );
         let err = String::from_utf8_lossy(&o.stderr);
-        assert!(err.starts_with("error: ") && err.len() > 20, "{args:?}: unclear message: {err}");
+        assert!(
+            err.starts_with("error: ") && err.len() > 20,
+            "{args:?}: unclear message: {err}"
+        );
         assert_same(&before, &snapshot(&c.root), &format!("{args:?}"));
     }
     // The messages say what is wrong and where.
     let o = xtask(&c.root, &["add-service", "billing", "--port", "50051"]);
-    assert!(text(&o).contains("docker-compose.yml:") && text(&o).contains("taken by `accounts`"), "{}", text(&o));
+    assert!(
+        text(&o).contains("docker-compose.yml:") && text(&o).contains("taken by `accounts`"),
+        "{}",
+        text(&o)
+    );
     let o = xtask(&c.root, &["remove-service", "accounts"]);
     assert!(text(&o).contains("gateway"), "{}", text(&o));
-    println!("bad input: {} cases, each exit 2 with files unchanged", cases.len());
+    println!(
+        "bad input: {} cases, each exit 2 with files unchanged",
+        cases.len()
+    );
 }
 
 #[test]
@@ -159,7 +301,11 @@ fn a_failure_halfway_leaves_the_repository_as_it_was() {
     let before = snapshot(&c.root);
     // Injected: the NGINX endpoint cannot be renamed into place, after the
     // service folder and the compose file were already written.
-    let o = xtask_env(&c.root, &["add-service", "billing", "--https", "--public", "/billing/"], &[("XTASK_FAIL_AT", "rename:nginx/locations/billing.conf")]);
+    let o = xtask_env(
+        &c.root,
+        &["add-service", "billing", "--https", "--public", "/billing/"],
+        &[("XTASK_FAIL_AT", "rename:nginx/locations/billing.conf")],
+    );
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("every file was put back"), "{}", text(&o));
     assert_same(&before, &snapshot(&c.root), "after injected failure");
@@ -167,7 +313,10 @@ fn a_failure_halfway_leaves_the_repository_as_it_was() {
     // Real: the endpoint's path is taken by a folder, so it cannot be written.
     std::fs::create_dir_all(c.root.join("nginx/locations/billing.conf/x")).unwrap();
     let before = snapshot(&c.root);
-    let o = xtask(&c.root, &["add-service", "billing", "--public", "/billing/"]);
+    let o = xtask(
+        &c.root,
+        &["add-service", "billing", "--public", "/billing/"],
+    );
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert_same(&before, &snapshot(&c.root), "after real failure");
 }
@@ -179,21 +328,45 @@ fn sync_renumbers_merged_alt_names_and_check_finds_it() {
     ok(&xtask(&c.root, &["sync", "--check"]));
     // Two branches both added DNS.4; one of them lost its endpoint file.
     let cnf = std::fs::read_to_string(c.root.join("openssl.cnf")).unwrap();
-    std::fs::write(c.root.join("openssl.cnf"), cnf.replace("DNS.3 = accounts\n", "DNS.3 = accounts\nDNS.4 = a\nDNS.4 = b\n")).unwrap();
+    std::fs::write(
+        c.root.join("openssl.cnf"),
+        cnf.replace(
+            "DNS.3 = accounts\n",
+            "DNS.3 = accounts\nDNS.4 = a\nDNS.4 = b\n",
+        ),
+    )
+    .unwrap();
     std::fs::remove_file(c.root.join("nginx/locations/gateway.conf")).unwrap();
     let o = xtask(&c.root, &["check", "--format", "json"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let ids: Vec<&str> = v["findings"].as_array().unwrap().iter().map(|f| f["id"].as_str().unwrap()).collect();
-    assert!(ids.contains(&"MR012") && ids.contains(&"MR014") && ids.contains(&"MR015"), "{ids:?}");
-    let dup = v["findings"].as_array().unwrap().iter().find(|f| f["id"] == "MR012").unwrap();
+    let ids: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&"MR012") && ids.contains(&"MR014") && ids.contains(&"MR015"),
+        "{ids:?}"
+    );
+    let dup = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "MR012")
+        .unwrap();
     assert_eq!(dup["file"], "openssl.cnf");
     assert!(dup["line"].as_u64().unwrap() > 0);
 
     let o = xtask(&c.root, &["sync", "--check"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("-DNS.4 = b\n+DNS.5 = b"), "{}", text(&o));
-    assert!(text(&o).contains("+++ b/nginx/locations/gateway.conf"), "{}", text(&o));
+    assert!(
+        text(&o).contains("+++ b/nginx/locations/gateway.conf"),
+        "{}",
+        text(&o)
+    );
     ok(&xtask(&c.root, &["sync"]));
     ok(&xtask(&c.root, &["sync", "--check"]));
     ok(&xtask(&c.root, &["certs"]));
@@ -208,12 +381,23 @@ fn check_reports_rule_file_line_and_fix() {
     let broken = compose
         .replace("    container_name: gateway\n", "    container_name: gw\n")
         .replace("      - \"8080:8080\"\n", "      - \"5432:8080\"\n")
-        .replace("      - pg-network\n      - redis-network\n", "      - redis-network\n");
+        .replace(
+            "      - pg-network\n      - redis-network\n",
+            "      - redis-network\n",
+        );
     std::fs::write(c.root.join("docker-compose.yml"), broken).unwrap();
     let o = xtask(&c.root, &["check"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = text(&o);
-    for want in ["MR004 docker-compose.yml:", "container_name `gw`", "MR005 docker-compose.yml:", "host port 5432", "MR010 docker-compose.yml:", "not on pg-network", "fix: "] {
+    for want in [
+        "MR004 docker-compose.yml:",
+        "container_name `gw`",
+        "MR005 docker-compose.yml:",
+        "host port 5432",
+        "MR010 docker-compose.yml:",
+        "not on pg-network",
+        "fix: ",
+    ] {
         assert!(out.contains(want), "missing {want:?}:\n{out}");
     }
     // Unreadable input is exit 2, not a finding.
@@ -231,28 +415,74 @@ fn certs_regenerate_only_what_is_stale() {
     assert!(text(&o).contains("new local CA"), "{}", text(&o));
     let o = xtask(&c.root, &["certs"]);
     ok(&o);
-    assert!(text(&o).contains("all certificates are current"), "{}", text(&o));
+    assert!(
+        text(&o).contains("all certificates are current"),
+        "{}",
+        text(&o)
+    );
     let ca = std::fs::read(c.root.join("certs/ca/ca.pem")).unwrap();
     let server = std::fs::read(c.root.join("certs/server/cert.pem")).unwrap();
     let o = xtask(&c.root, &["certs", "--force"]);
     ok(&o);
-    assert_eq!(std::fs::read(c.root.join("certs/ca/ca.pem")).unwrap(), ca, "--force keeps the CA");
-    assert_ne!(std::fs::read(c.root.join("certs/server/cert.pem")).unwrap(), server);
-    let ca_text = openssl(&["x509", "-in", "certs/ca/ca.pem", "-noout", "-text"], &c.root);
-    assert!(ca_text.contains("CA:TRUE, pathlen:0") && ca_text.contains("prime256v1"), "{ca_text}");
-    let dates = openssl(&["x509", "-in", "certs/services/accounts/cert.pem", "-noout", "-startdate", "-enddate"], &c.root);
-    assert!(!dates.contains("4096") && !dates.contains("1975"), "explicit validity, not rcgen's default: {dates}");
+    assert_eq!(
+        std::fs::read(c.root.join("certs/ca/ca.pem")).unwrap(),
+        ca,
+        "--force keeps the CA"
+    );
+    assert_ne!(
+        std::fs::read(c.root.join("certs/server/cert.pem")).unwrap(),
+        server
+    );
+    let ca_text = openssl(
+        &["x509", "-in", "certs/ca/ca.pem", "-noout", "-text"],
+        &c.root,
+    );
+    assert!(
+        ca_text.contains("CA:TRUE, pathlen:0") && ca_text.contains("prime256v1"),
+        "{ca_text}"
+    );
+    let dates = openssl(
+        &[
+            "x509",
+            "-in",
+            "certs/services/accounts/cert.pem",
+            "-noout",
+            "-startdate",
+            "-enddate",
+        ],
+        &c.root,
+    );
+    assert!(
+        !dates.contains("4096") && !dates.contains("1975"),
+        "explicit validity, not rcgen's default: {dates}"
+    );
     // A changed CA makes every leaf stale.
     std::fs::remove_file(c.root.join("certs/ca/ca.key")).unwrap();
     let o = xtask(&c.root, &["certs"]);
     ok(&o);
     assert!(text(&o).contains("signed by another CA"), "{}", text(&o));
-    openssl(&["verify", "-CAfile", "certs/ca/ca.pem", "certs/server/cert.pem", "certs/services/accounts/cert.pem"], &c.root);
+    openssl(
+        &[
+            "verify",
+            "-CAfile",
+            "certs/ca/ca.pem",
+            "certs/server/cert.pem",
+            "certs/services/accounts/cert.pem",
+        ],
+        &c.root,
+    );
     // Keys are ignored by git, and no key is inside any build context.
-    let ig = Command::new("git").current_dir(workspace()).args(["check-ignore", "-q", "certs/ca/ca.key"]).status().unwrap();
+    let ig = Command::new("git")
+        .current_dir(workspace())
+        .args(["check-ignore", "-q", "certs/ca/ca.key"])
+        .status()
+        .unwrap();
     assert!(ig.success(), "certs/ must be git-ignored");
     let compose = std::fs::read_to_string(c.root.join("docker-compose.yml")).unwrap();
-    assert!(!compose.contains("context: .\n") && !compose.contains("context: ./certs"), "no build context may contain certs/");
+    assert!(
+        !compose.contains("context: .\n") && !compose.contains("context: ./certs"),
+        "no build context may contain certs/"
+    );
 }
 
 #[test]
@@ -261,10 +491,20 @@ fn list_shows_every_service() {
     let o = xtask(&c.root, &["list", "--format", "json"]);
     ok(&o);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let gw = v.as_array().unwrap().iter().find(|s| s["name"] == "gateway").unwrap();
+    let gw = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "gateway")
+        .unwrap();
     assert_eq!(gw["public"], "/api/");
     assert_eq!(gw["depends_on"][0], "accounts");
-    let acc = v.as_array().unwrap().iter().find(|s| s["name"] == "accounts").unwrap();
+    let acc = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "accounts")
+        .unwrap();
     assert_eq!(acc["https"], true);
     let o = xtask(&c.root, &["list"]);
     ok(&o);
@@ -278,7 +518,12 @@ fn concurrent_adds_lose_no_update() {
     ok(&xtask(&c.root, &["certs"]));
     let bin = env!("CARGO_BIN_EXE_xtask");
     let spawn = |name: &str, port: &str| {
-        Command::new(bin).arg("--root").arg(&c.root).args(["add-service", name, "--grpc", "--https", "--port", port]).spawn().unwrap()
+        Command::new(bin)
+            .arg("--root")
+            .arg(&c.root)
+            .args(["add-service", name, "--grpc", "--https", "--port", port])
+            .spawn()
+            .unwrap()
     };
     let (mut a, mut b) = (spawn("alpha", "50100"), spawn("beta", "50101"));
     assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
@@ -299,16 +544,34 @@ fn grpc_service_gets_its_proto_and_generated_code_in_one_change() {
     let o = xtask(&c.root, &["add-service", "user-events", "--grpc", "--pg"]);
     ok(&o);
     let out = text(&o);
-    for f in ["src/proto/user_events/v1/user_events.proto", "src/common/gen/user_events/v1/user_events_pb2.py", "src/common/gen/user_events/v1/user_events_pb2_grpc.py", "src/common/gen/user_events/__init__.py"] {
-        assert!(out.contains(&format!("wrote {f}\n")), "{f} not written:\n{out}");
+    for f in [
+        "src/proto/user_events/v1/user_events.proto",
+        "src/common/gen/user_events/v1/user_events_pb2.py",
+        "src/common/gen/user_events/v1/user_events_pb2_grpc.py",
+        "src/common/gen/user_events/__init__.py",
+    ] {
+        assert!(
+            out.contains(&format!("wrote {f}\n")),
+            "{f} not written:\n{out}"
+        );
     }
-    let server = std::fs::read_to_string(c.root.join("src/backend_services/user-events/server.py")).unwrap();
-    assert!(server.contains("class UserEvents(user_events_pb2_grpc.UserEventsServicer):"), "{server}");
+    let server =
+        std::fs::read_to_string(c.root.join("src/backend_services/user-events/server.py")).unwrap();
+    assert!(
+        server.contains("class UserEvents(user_events_pb2_grpc.UserEventsServicer):"),
+        "{server}"
+    );
     // The generator and our rules agree the code is current, and Python imports it.
     ok(&xtask(&c.root, &["proto", "--check"]));
     ok(&xtask(&c.root, &["check"]));
     // What the incremental plan staged is what protoc makes from scratch.
-    let full = Command::new("python3").arg(c.root.join("scripts/gen_proto.py")).arg("--root").arg(&c.root).args(["--check", "--full"]).output().unwrap();
+    let full = Command::new("python3")
+        .arg(c.root.join("scripts/gen_proto.py"))
+        .arg("--root")
+        .arg(&c.root)
+        .args(["--check", "--full"])
+        .output()
+        .unwrap();
     ok(&full);
     let py = Command::new("/usr/bin/python3") // where setup.sh installs python3-grpcio
         .current_dir(c.root.join("src"))
@@ -317,20 +580,35 @@ fn grpc_service_gets_its_proto_and_generated_code_in_one_change() {
         .output()
         .unwrap();
     ok(&py);
-    assert!(text(&py).contains("user_events.v1.UserEvents"), "{}", text(&py));
+    assert!(
+        text(&py).contains("user_events.v1.UserEvents"),
+        "{}",
+        text(&py)
+    );
 
     ok(&xtask(&c.root, &["remove-service", "user-events"]));
     assert_same(&before, &snapshot(&c.root), "add --grpc then remove");
-    assert!(!c.root.join("src/proto/user_events").exists() && !c.root.join("src/common/gen/user_events").exists());
+    assert!(
+        !c.root.join("src/proto/user_events").exists()
+            && !c.root.join("src/common/gen/user_events").exists()
+    );
 
     // A Python keyword cannot be a package; a name whose proto folder exists is refused.
     let o = xtask(&c.root, &["add-service", "import", "--grpc"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("`import` is a Python keyword"), "{}", text(&o));
+    assert!(
+        text(&o).contains("`import` is a Python keyword"),
+        "{}",
+        text(&o)
+    );
     std::fs::create_dir_all(c.root.join("src/proto/audit")).unwrap();
     let o = xtask(&c.root, &["add-service", "audit", "--grpc"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("src/proto/audit/ already exists"), "{}", text(&o));
+    assert!(
+        text(&o).contains("src/proto/audit/ already exists"),
+        "{}",
+        text(&o)
+    );
     std::fs::remove_dir(c.root.join("src/proto/audit")).unwrap();
     assert_same(&before, &snapshot(&c.root), "refused adds");
 }
@@ -361,7 +639,12 @@ fn generated_code_stale_or_uncheckable_is_a_finding_and_proto_fixes_it() {
     // proto --check passes the generator's exit code and lines through.
     let o = xtask(&c.root, &["proto", "--check"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("src/common/gen/accounts/v1/accounts_pb2.py: differs"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .contains("src/common/gen/accounts/v1/accounts_pb2.py: differs"),
+        "{}",
+        text(&o)
+    );
     ok(&xtask(&c.root, &["proto"]));
     ok(&xtask(&c.root, &["check"]));
 
@@ -370,13 +653,24 @@ fn generated_code_stale_or_uncheckable_is_a_finding_and_proto_fixes_it() {
     let env = [("PATH", bin.to_str().unwrap())];
     let o = xtask_env(&c.root, &["check"], &env);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(text(&o).contains("MR017 src/common/gen: cannot check the generated code: cannot run `protoc --version`") && text(&o).contains("apt-get install protobuf-compiler protobuf-compiler-grpc"), "{}", text(&o));
+    assert!(
+        text(&o).contains(
+            "MR017 src/common/gen: cannot check the generated code: cannot run `protoc --version`"
+        ) && text(&o).contains("apt-get install protobuf-compiler protobuf-compiler-grpc"),
+        "{}",
+        text(&o)
+    );
     let o = xtask_env(&c.root, &["proto"], &env);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let before = snapshot(&c.root);
     let o = xtask_env(&c.root, &["add-service", "ledger", "--grpc"], &env);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("generating the gRPC code failed") && text(&o).contains("protobuf-compiler"), "{}", text(&o));
+    assert!(
+        text(&o).contains("generating the gRPC code failed")
+            && text(&o).contains("protobuf-compiler"),
+        "{}",
+        text(&o)
+    );
     assert_same(&before, &snapshot(&c.root), "add --grpc without protoc");
     let _ = std::fs::remove_dir_all(&bin);
 }
@@ -387,18 +681,43 @@ fn generated_code_stale_or_uncheckable_is_a_finding_and_proto_fixes_it() {
 fn a_shared_data_role_fails_check_naming_both() {
     let c = copy("dlshare");
     ok(&xtask(&c.root, &["certs"]));
-    ok(&xtask(&c.root, &["add-service", "billing", "--pg", "--redis"]));
+    ok(&xtask(
+        &c.root,
+        &["add-service", "billing", "--pg", "--redis"],
+    ));
     let env = std::fs::read_to_string(c.root.join("secrets/billing.env")).unwrap();
     assert!(env.contains("PGPASSWORD=") && env.contains("REDIS_PASSWORD="));
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(c.root.join("secrets/billing.env")).unwrap().permissions().mode() & 0o777, 0o600);
-    assert!(std::fs::read_to_string(c.root.join("datalayer/postgres/10-service-roles.sh")).unwrap().contains("service_role billing"));
+    assert_eq!(
+        std::fs::metadata(c.root.join("secrets/billing.env"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    assert!(
+        std::fs::read_to_string(c.root.join("datalayer/postgres/10-service-roles.sh"))
+            .unwrap()
+            .contains("service_role billing")
+    );
     ok(&xtask(&c.root, &["check"]));
     let p = c.root.join("src/backend_services/billing/service.env");
-    std::fs::write(&p, std::fs::read_to_string(&p).unwrap().replace("PGUSER=billing", "PGUSER=accounts")).unwrap();
+    std::fs::write(
+        &p,
+        std::fs::read_to_string(&p)
+            .unwrap()
+            .replace("PGUSER=billing", "PGUSER=accounts"),
+    )
+    .unwrap();
     let o = xtask(&c.root, &["check"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(text(&o).contains("MR018") && text(&o).contains("`accounts` and `billing` share the Postgres role `accounts`"), "{}", text(&o));
+    assert!(
+        text(&o).contains("MR018")
+            && text(&o).contains("`accounts` and `billing` share the Postgres role `accounts`"),
+        "{}",
+        text(&o)
+    );
     ok(&xtask(&c.root, &["remove-service", "billing"]));
     assert!(!c.root.join("secrets/billing.env").exists());
 }
@@ -413,11 +732,26 @@ fn proto_stamp_skips_the_generator_only_while_nothing_changed() {
     let cache = c.root.with_extension("cache");
     let log = c.root.with_extension("log");
     let wrapper = c.root.with_extension("py");
-    std::fs::write(&wrapper, format!("#!/bin/sh\necho \"$*\" >> '{}'\nexec /usr/bin/python3 \"$@\"\n", log.display())).unwrap();
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec /usr/bin/python3 \"$@\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let env = [("GEN_PROTO_CACHE", cache.to_str().unwrap()), ("XTASK_PYTHON", wrapper.to_str().unwrap())];
-    let runs = || std::fs::read_to_string(&log).unwrap_or_default().lines().count();
+    let env = [
+        ("GEN_PROTO_CACHE", cache.to_str().unwrap()),
+        ("XTASK_PYTHON", wrapper.to_str().unwrap()),
+    ];
+    let runs = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
     let check = |want: i32| {
         let o = xtask_env(&c.root, &["check"], &env);
         assert_eq!(o.status.code(), Some(want), "{}", text(&o));
@@ -428,7 +762,11 @@ fn proto_stamp_skips_the_generator_only_while_nothing_changed() {
     std::thread::sleep(std::time::Duration::from_millis(2100));
     check(0);
     assert_eq!(runs(), 1);
-    let stamps: Vec<_> = std::fs::read_dir(cache.join("stamps")).unwrap().flatten().map(|e| e.path()).collect();
+    let stamps: Vec<_> = std::fs::read_dir(cache.join("stamps"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     assert_eq!(stamps.len(), 1, "one stamp, outside the repository");
     check(0);
     check(0);
@@ -437,18 +775,38 @@ fn proto_stamp_skips_the_generator_only_while_nothing_changed() {
     // A same-size edit with the mtime put back (`touch -d`): ctime moved.
     let pb = c.root.join("src/common/gen/accounts/v1/accounts_pb2.py");
     let good = std::fs::read(&pb).unwrap();
-    let mtime = std::process::Command::new("stat").args(["-c", "%.9Y"]).arg(&pb).output().unwrap();
+    let mtime = std::process::Command::new("stat")
+        .args(["-c", "%.9Y"])
+        .arg(&pb)
+        .output()
+        .unwrap();
     let mtime = format!("@{}", String::from_utf8_lossy(&mtime.stdout).trim());
-    let edited = String::from_utf8(good.clone()).unwrap().replacen("DESCRIPTOR", "DESCRIPTAR", 1);
+    let edited = String::from_utf8(good.clone())
+        .unwrap()
+        .replacen("DESCRIPTOR", "DESCRIPTAR", 1);
     assert_eq!(edited.len(), good.len());
     std::fs::write(&pb, &edited).unwrap();
-    assert!(std::process::Command::new("touch").arg("-d").arg(&mtime).arg(&pb).status().unwrap().success());
-    assert!(check(1).contains("MR017 src/common/gen/accounts/v1/accounts_pb2.py: generated code is stale: differs"));
+    assert!(std::process::Command::new("touch")
+        .arg("-d")
+        .arg(&mtime)
+        .arg(&pb)
+        .status()
+        .unwrap()
+        .success());
+    assert!(check(1).contains(
+        "MR017 src/common/gen/accounts/v1/accounts_pb2.py: generated code is stale: differs"
+    ));
     assert_eq!(runs(), 2);
     // Put back: the script vouches again; the file is recent, so the next
     // check trusts it by its hash.
     std::fs::write(&pb, &good).unwrap();
-    assert!(std::process::Command::new("touch").arg("-d").arg(&mtime).arg(&pb).status().unwrap().success());
+    assert!(std::process::Command::new("touch")
+        .arg("-d")
+        .arg(&mtime)
+        .arg(&pb)
+        .status()
+        .unwrap()
+        .success());
     check(0);
     check(0);
     assert_eq!(runs(), 3);
@@ -456,8 +814,14 @@ fn proto_stamp_skips_the_generator_only_while_nothing_changed() {
     // A new .proto, then a removed one: each is seen.
     let extra = c.root.join("src/proto/ledger/v1/ledger.proto");
     std::fs::create_dir_all(extra.parent().unwrap()).unwrap();
-    std::fs::write(&extra, "syntax = \"proto3\";\npackage ledger.v1;\nmessage Entry { int64 id = 1; }\n").unwrap();
-    assert!(check(1).contains("MR017 src/common/gen/ledger/v1/ledger_pb2.py: generated code is stale: missing"));
+    std::fs::write(
+        &extra,
+        "syntax = \"proto3\";\npackage ledger.v1;\nmessage Entry { int64 id = 1; }\n",
+    )
+    .unwrap();
+    assert!(check(1).contains(
+        "MR017 src/common/gen/ledger/v1/ledger_pb2.py: generated code is stale: missing"
+    ));
     std::fs::remove_dir_all(c.root.join("src/proto/ledger")).unwrap();
     check(0); // the stamped state again, file for file: no run needed
     let accounts = c.root.join("src/proto/accounts/v1/accounts.proto");
@@ -472,7 +836,15 @@ fn proto_stamp_skips_the_generator_only_while_nothing_changed() {
     // A damaged stamp is ignored: the generator runs, and writes a sound one.
     let stamp = &stamps[0];
     let text_of = std::fs::read_to_string(stamp).unwrap();
-    std::fs::write(stamp, text_of.replacen("src/proto/accounts/v1/accounts.proto\t", "src/proto/accounts/v1/accounts.proto\t9", 1)).unwrap();
+    std::fs::write(
+        stamp,
+        text_of.replacen(
+            "src/proto/accounts/v1/accounts.proto\t",
+            "src/proto/accounts/v1/accounts.proto\t9",
+            1,
+        ),
+    )
+    .unwrap();
     check(0);
     std::fs::write(stamp, &text_of[..text_of.len() / 2]).unwrap();
     check(0);
@@ -484,8 +856,24 @@ fn proto_stamp_skips_the_generator_only_while_nothing_changed() {
     let base = runs();
     let o = xtask_env(&c.root, &["add-service", "ledger", "--grpc"], &env);
     ok(&o);
-    assert!(std::fs::read_to_string(&log).unwrap().lines().nth(base).unwrap().contains("--base-current"), "{}", std::fs::read_to_string(&log).unwrap());
-    let full = Command::new("/usr/bin/python3").arg(c.root.join("scripts/gen_proto.py")).arg("--root").arg(&c.root).args(["--check", "--full"]).env("GEN_PROTO_CACHE", "").output().unwrap();
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .nth(base)
+            .unwrap()
+            .contains("--base-current"),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let full = Command::new("/usr/bin/python3")
+        .arg(c.root.join("scripts/gen_proto.py"))
+        .arg("--root")
+        .arg(&c.root)
+        .args(["--check", "--full"])
+        .env("GEN_PROTO_CACHE", "")
+        .output()
+        .unwrap();
     ok(&full);
     let _ = std::fs::remove_dir_all(&cache);
     let _ = std::fs::remove_file(&log);

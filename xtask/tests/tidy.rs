@@ -10,17 +10,29 @@ fn readme_rules_table_matches_check_rules() {
     assert!(o.status.success());
     let table = String::from_utf8(o.stdout).unwrap();
     let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
-    assert!(readme.contains(&table), "README's check-rules table is out of date; paste `cargo xtask check --rules`:\n{table}");
+    assert!(
+        readme.contains(&table),
+        "README's check-rules table is out of date; paste `cargo xtask check --rules`:\n{table}"
+    );
 }
 
 #[test]
 fn readme_opens_with_the_two_commands_and_ci_runs_the_test_one() {
     let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
-    let block: Vec<&str> = readme.split("```").nth(1).unwrap().lines().filter(|l| !l.trim().is_empty() && *l != "sh").collect();
+    let block: Vec<&str> = readme
+        .split("```")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty() && *l != "sh")
+        .collect();
     assert_eq!(block.len(), 2, "{block:?}");
     let test_cmd = block[1].split('#').next().unwrap().trim();
     let ci = std::fs::read_to_string(workspace().join(".ci/run")).unwrap();
-    assert!(ci.lines().any(|l| l.trim() == test_cmd), ".ci/run must run `{test_cmd}`");
+    assert!(
+        ci.lines().any(|l| l.trim() == test_cmd),
+        ".ci/run must run `{test_cmd}`"
+    );
 }
 
 #[test]

@@ -7,7 +7,13 @@ use crate::model::compose::{Port, Service};
 use crate::model::repo::Repo;
 
 /// A finding in the compose file Compose uses (`repo.compose_file`).
-fn finding_in(file: &str, rule: Rule, line: usize, msg: String, fix: impl Into<String>) -> Diagnostic {
+fn finding_in(
+    file: &str,
+    rule: Rule,
+    line: usize,
+    msg: String,
+    fix: impl Into<String>,
+) -> Diagnostic {
     Diagnostic::finding(rule, file, line, msg, fix)
 }
 
@@ -17,9 +23,27 @@ pub fn build_context(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(), Error
         let Some(b) = &s.build else { continue };
         let ctx = repo.root.join(&b.context);
         if !ctx.is_dir() {
-            out.push(finding_in(&repo.compose_file, Rule::BuildContext, b.line, format!("service `{}`: build context `{}` does not exist", s.name, b.context), "point `context:` at an existing folder"));
+            out.push(finding_in(
+                &repo.compose_file,
+                Rule::BuildContext,
+                b.line,
+                format!(
+                    "service `{}`: build context `{}` does not exist",
+                    s.name, b.context
+                ),
+                "point `context:` at an existing folder",
+            ));
         } else if !ctx.join(&b.dockerfile).is_file() {
-            out.push(finding_in(&repo.compose_file, Rule::BuildContext, b.line, format!("service `{}`: Dockerfile `{}` not found in `{}`", s.name, b.dockerfile, b.context), "fix `dockerfile:` (it is relative to the context)"));
+            out.push(finding_in(
+                &repo.compose_file,
+                Rule::BuildContext,
+                b.line,
+                format!(
+                    "service `{}`: Dockerfile `{}` not found in `{}`",
+                    s.name, b.dockerfile, b.context
+                ),
+                "fix `dockerfile:` (it is relative to the context)",
+            ));
         }
     }
     Ok(())
@@ -29,8 +53,23 @@ pub fn build_context(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(), Error
 pub fn container_name(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(), Error> {
     for s in &repo.compose.services {
         match &s.container_name {
-            Some((n, l)) if n != &s.name => out.push(finding_in(&repo.compose_file, Rule::ContainerName, *l, format!("service `{}` has container_name `{n}`", s.name), format!("set `container_name: {}`: other services reach it by that name", s.name))),
-            None => out.push(finding_in(&repo.compose_file, Rule::ContainerName, s.line, format!("service `{}` has no container_name", s.name), format!("add `container_name: {}`", s.name))),
+            Some((n, l)) if n != &s.name => out.push(finding_in(
+                &repo.compose_file,
+                Rule::ContainerName,
+                *l,
+                format!("service `{}` has container_name `{n}`", s.name),
+                format!(
+                    "set `container_name: {}`: other services reach it by that name",
+                    s.name
+                ),
+            )),
+            None => out.push(finding_in(
+                &repo.compose_file,
+                Rule::ContainerName,
+                s.line,
+                format!("service `{}` has no container_name", s.name),
+                format!("add `container_name: {}`", s.name),
+            )),
             _ => {}
         }
     }
@@ -43,9 +82,18 @@ pub fn ports(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(), Error> {
     let mut host_ports: HostPorts = BTreeMap::new();
     for s in &repo.compose.services {
         for p in &s.ports {
-            for v in [Some(p.container), Some(p.container_end), p.host, p.host_end].into_iter().flatten() {
+            for v in [Some(p.container), Some(p.container_end), p.host, p.host_end]
+                .into_iter()
+                .flatten()
+            {
                 if !(1..=65535).contains(&v) {
-                    out.push(finding_in(cf, Rule::Ports, p.line, format!("service `{}`: port {v} is out of range", s.name), "use a port from 1 to 65535"));
+                    out.push(finding_in(
+                        cf,
+                        Rule::Ports,
+                        p.line,
+                        format!("service `{}`: port {v} is out of range", s.name),
+                        "use a port from 1 to 65535",
+                    ));
                 }
             }
             publish(&mut host_ports, out, cf, &s.name, p);
@@ -69,16 +117,41 @@ type HostPorts<'a> = BTreeMap<(u32, String), Vec<(String, &'a str, usize)>>;
 /// (127.0.0.1:80 and 127.0.0.2:80 are two; an unbound one takes every
 /// address). A host range mapped onto a single container port lets Docker
 /// pick one: nothing fixed.
-fn publish<'a>(host_ports: &mut HostPorts<'a>, out: &mut Vec<Diagnostic>, file: &str, svc: &'a str, p: &Port) {
+fn publish<'a>(
+    host_ports: &mut HostPorts<'a>,
+    out: &mut Vec<Diagnostic>,
+    file: &str,
+    svc: &'a str,
+    p: &Port,
+) {
     for (_, published) in p.expand() {
-        let Some(h) = published.and_then(|h| h.parse::<u32>().ok()) else { continue };
+        let Some(h) = published.and_then(|h| h.parse::<u32>().ok()) else {
+            continue;
+        };
         let key = (h, p.protocol.clone());
         let any = |ip: &str| ip.is_empty() || ip == "0.0.0.0" || ip == "::";
-        let clash = host_ports.get(&key).into_iter().flatten().find(|(ip, ..)| any(ip) || any(&p.host_ip) || *ip == p.host_ip).cloned();
+        let clash = host_ports
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .find(|(ip, ..)| any(ip) || any(&p.host_ip) || *ip == p.host_ip)
+            .cloned();
         if let Some((_, other, l)) = clash {
-            out.push(finding_in(file, Rule::Ports, p.line, format!("host port {h}/{} of `{svc}` is already published by `{other}` (line {l})", p.protocol), "pick a free port"));
+            out.push(finding_in(
+                file,
+                Rule::Ports,
+                p.line,
+                format!(
+                    "host port {h}/{} of `{svc}` is already published by `{other}` (line {l})",
+                    p.protocol
+                ),
+                "pick a free port",
+            ));
         }
-        host_ports.entry(key).or_default().push((p.host_ip.clone(), svc, p.line));
+        host_ports
+            .entry(key)
+            .or_default()
+            .push((p.host_ip.clone(), svc, p.line));
     }
 }
 
@@ -87,8 +160,18 @@ pub fn networks_declared(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(), E
     let c = &repo.compose;
     for s in &c.services {
         // `default` is the network Compose makes for every project.
-        for (n, l) in s.networks.iter().filter(|(n, _)| n != "default" && !c.networks.iter().any(|(d, _)| d == n)) {
-            out.push(finding_in(&repo.compose_file, Rule::NetworksDeclared, *l, format!("service `{}` joins undeclared network `{n}`", s.name), format!("declare `{n}:` under the top-level `networks:`")));
+        for (n, l) in s
+            .networks
+            .iter()
+            .filter(|(n, _)| n != "default" && !c.networks.iter().any(|(d, _)| d == n))
+        {
+            out.push(finding_in(
+                &repo.compose_file,
+                Rule::NetworksDeclared,
+                *l,
+                format!("service `{}` joins undeclared network `{n}`", s.name),
+                format!("declare `{n}:` under the top-level `networks:`"),
+            ));
         }
     }
     Ok(())
@@ -98,8 +181,21 @@ pub fn networks_declared(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(), E
 pub fn volumes_declared(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(), Error> {
     let c = &repo.compose;
     for s in &c.services {
-        for m in s.volumes.iter().filter(|m| m.named && !c.volumes.iter().any(|(d, _)| d == &m.source)) {
-            out.push(finding_in(&repo.compose_file, Rule::VolumesDeclared, m.line, format!("service `{}` mounts undeclared volume `{}`", s.name, m.source), format!("declare `{}:` under the top-level `volumes:`", m.source)));
+        for m in s
+            .volumes
+            .iter()
+            .filter(|m| m.named && !c.volumes.iter().any(|(d, _)| d == &m.source))
+        {
+            out.push(finding_in(
+                &repo.compose_file,
+                Rule::VolumesDeclared,
+                m.line,
+                format!(
+                    "service `{}` mounts undeclared volume `{}`",
+                    s.name, m.source
+                ),
+                format!("declare `{}:` under the top-level `volumes:`", m.source),
+            ));
         }
     }
     Ok(())
@@ -110,12 +206,24 @@ pub fn depends_on(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(), Error> {
     let c = &repo.compose;
     for s in &c.services {
         for (d, l) in s.depends_on.iter().filter(|(d, _)| c.service(d).is_none()) {
-            out.push(finding_in(&repo.compose_file, Rule::DependsOn, *l, format!("service `{}` depends on unknown service `{d}`", s.name), "name an existing service"));
+            out.push(finding_in(
+                &repo.compose_file,
+                Rule::DependsOn,
+                *l,
+                format!("service `{}` depends on unknown service `{d}`", s.name),
+                "name an existing service",
+            ));
         }
     }
     if let Some(cycle) = find_cycle(&c.services) {
         let line = c.service(&cycle[0]).map(|s| s.line).unwrap_or(0);
-        out.push(finding_in(&repo.compose_file, Rule::DependsOn, line, format!("depends_on cycle: {}", cycle.join(" -> ")), "remove one of the dependencies"));
+        out.push(finding_in(
+            &repo.compose_file,
+            Rule::DependsOn,
+            line,
+            format!("depends_on cycle: {}", cycle.join(" -> ")),
+            "remove one of the dependencies",
+        ));
     }
     Ok(())
 }
@@ -125,7 +233,13 @@ pub fn depends_on(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(), Error> {
 /// `check` quadratic: 40k services took 21 s).
 fn find_cycle(services: &[Service]) -> Option<Vec<String>> {
     use std::collections::{HashMap, HashSet};
-    fn visit<'a>(n: &'a str, by_name: &HashMap<&'a str, &'a Service>, stack: &mut Vec<&'a str>, on_stack: &mut HashSet<&'a str>, done: &mut HashSet<&'a str>) -> Option<Vec<String>> {
+    fn visit<'a>(
+        n: &'a str,
+        by_name: &HashMap<&'a str, &'a Service>,
+        stack: &mut Vec<&'a str>,
+        on_stack: &mut HashSet<&'a str>,
+        done: &mut HashSet<&'a str>,
+    ) -> Option<Vec<String>> {
         if on_stack.contains(n) {
             let i = stack.iter().position(|s| *s == n).unwrap_or(0);
             let mut c: Vec<String> = stack[i..].iter().map(|s| s.to_string()).collect();
@@ -151,15 +265,33 @@ fn find_cycle(services: &[Service]) -> Option<Vec<String>> {
     }
     let by_name: HashMap<&str, &Service> = services.iter().map(|s| (s.name.as_str(), s)).collect();
     let mut done = HashSet::new();
-    services.iter().find_map(|s| visit(&s.name, &by_name, &mut vec![], &mut HashSet::new(), &mut done))
+    services.iter().find_map(|s| {
+        visit(
+            &s.name,
+            &by_name,
+            &mut vec![],
+            &mut HashSet::new(),
+            &mut done,
+        )
+    })
 }
 
 /// MR009: every env_file exists.
 pub fn env_file(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(), Error> {
     for s in &repo.compose.services {
         // An env_file marked `required: false` may be missing.
-        for (e, l) in s.env_file.iter().filter(|(e, _)| !s.env_file_optional.contains(e) && !repo.root.join(e).is_file()) {
-            out.push(finding_in(&repo.compose_file, Rule::EnvFile, *l, format!("service `{}`: env_file `{e}` does not exist", s.name), format!("create {e}")));
+        for (e, l) in s
+            .env_file
+            .iter()
+            .filter(|(e, _)| !s.env_file_optional.contains(e) && !repo.root.join(e).is_file())
+        {
+            out.push(finding_in(
+                &repo.compose_file,
+                Rule::EnvFile,
+                *l,
+                format!("service `{}`: env_file `{e}` does not exist", s.name),
+                format!("create {e}"),
+            ));
         }
     }
     Ok(())
@@ -171,7 +303,13 @@ pub fn data_networks(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(), Error
         for (dep, net) in [("postgres", "pg-network"), ("redis", "redis-network")] {
             if let Some((_, l)) = s.depends_on.iter().find(|(d, _)| d == dep) {
                 if !s.on_network(net) {
-                    out.push(finding_in(&repo.compose_file, Rule::DataNetworks, *l, format!("service `{}` depends on {dep} but is not on {net}", s.name), format!("add `- {net}` to its networks")));
+                    out.push(finding_in(
+                        &repo.compose_file,
+                        Rule::DataNetworks,
+                        *l,
+                        format!("service `{}` depends on {dep} but is not on {net}", s.name),
+                        format!("add `- {net}` to its networks"),
+                    ));
                 }
             }
         }
@@ -185,10 +323,21 @@ pub fn grpc_network(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(), Error>
     let c = &repo.compose;
     for s in &c.services {
         for (k, v) in repo.service_env(s) {
-            let host = v.trim_start_matches("grpcs://").trim_start_matches("grpc://").split(':').next().unwrap_or("").to_string();
-            let Some(peer) = c.service(&host) else { continue };
+            let host = v
+                .trim_start_matches("grpcs://")
+                .trim_start_matches("grpc://")
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .to_string();
+            let Some(peer) = c.service(&host) else {
+                continue;
+            };
             let is_grpc_addr = k.ends_with("_GRPC_ADDR") || k.ends_with("_GRPC_TARGET");
-            if is_grpc_addr && peer.name != s.name && !(s.on_network("grpc-network") && peer.on_network("grpc-network")) {
+            if is_grpc_addr
+                && peer.name != s.name
+                && !(s.on_network("grpc-network") && peer.on_network("grpc-network"))
+            {
                 out.push(finding_in(&repo.compose_file, Rule::GrpcNetwork, s.line, format!("service `{}` calls `{}` over gRPC ({k}) but they do not share grpc-network", s.name, peer.name), "add `- grpc-network` to both services' networks"));
             }
         }

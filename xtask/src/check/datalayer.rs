@@ -12,9 +12,15 @@ use crate::verify::run::is_secret_name;
 /// (file, line) of `key=` in the first env file of `s` that sets it.
 fn env_line(repo: &Repo, s: &compose::Service, key: &str) -> (String, usize) {
     for (f, _) in &s.env_file {
-        let Ok(b) = read_bounded(&repo.root.join(f)) else { continue };
+        let Ok(b) = read_bounded(&repo.root.join(f)) else {
+            continue;
+        };
         let text = String::from_utf8_lossy(&b);
-        if let Some(i) = text.lines().position(|l| l.trim_start().strip_prefix(key).is_some_and(|r| r.trim_start().starts_with('='))) {
+        if let Some(i) = text.lines().position(|l| {
+            l.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|r| r.trim_start().starts_with('='))
+        }) {
             return (f.clone(), i + 1);
         }
     }
@@ -25,7 +31,15 @@ fn env_line(repo: &Repo, s: &compose::Service, key: &str) -> (String, usize) {
 /// (PGUSER = its name, as plan/datalayer.rs creates it), every one that
 /// depends on redis as its own ACL user; no two share one.
 pub fn own_data_users(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(), Error> {
-    for (store, key, default, uses) in [("Postgres role", "PGUSER", "app", uses_pg as fn(&compose::Service) -> bool), ("Redis user", "REDIS_USERNAME", "default", uses_redis)] {
+    for (store, key, default, uses) in [
+        (
+            "Postgres role",
+            "PGUSER",
+            "app",
+            uses_pg as fn(&compose::Service) -> bool,
+        ),
+        ("Redis user", "REDIS_USERNAME", "default", uses_redis),
+    ] {
         let mut by_user: BTreeMap<String, Vec<&compose::Service>> = BTreeMap::new();
         for s in repo.compose.services.iter().filter(|s| uses(s)) {
             let env: BTreeMap<String, String> = repo.service_env(s).into_iter().collect();
@@ -43,7 +57,16 @@ pub fn own_data_users(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(), Erro
                     continue;
                 }
                 let (f, l) = env_line(repo, s, key);
-                out.push(Diagnostic::finding(Rule::OwnDataUsers, &f, l, format!("service `{}` uses the {store} `{user}`, not its own `{}`", s.name, s.name), format!("set {key}={}", s.name)));
+                out.push(Diagnostic::finding(
+                    Rule::OwnDataUsers,
+                    &f,
+                    l,
+                    format!(
+                        "service `{}` uses the {store} `{user}`, not its own `{}`",
+                        s.name, s.name
+                    ),
+                    format!("set {key}={}", s.name),
+                ));
             }
         }
     }
@@ -58,7 +81,11 @@ fn literal(v: &str) -> Option<&str> {
     }
     if let Some(inner) = v.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
         // `${X:-default}`: the default is written in the file.
-        return inner.split_once(":-").or_else(|| inner.split_once('-')).map(|(_, d)| d).filter(|d| !d.is_empty() && !d.starts_with('<'));
+        return inner
+            .split_once(":-")
+            .or_else(|| inner.split_once('-'))
+            .map(|(_, d)| d)
+            .filter(|d| !d.is_empty() && !d.starts_with('<'));
     }
     Some(v)
 }
@@ -67,26 +94,49 @@ fn literal(v: &str) -> Option<&str> {
 /// SECRET, TOKEN, ...) to a literal: env files (`*.env`, `.env*`) and the
 /// compose file. The test fixtures under xtask/tests/ are not the stack.
 pub fn committed_credentials(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(), Error> {
-    let Ok(o) = std::process::Command::new("git").current_dir(&repo.root).args(["ls-files", "-z"]).output() else { return Ok(()) };
+    let Ok(o) = std::process::Command::new("git")
+        .current_dir(&repo.root)
+        .args(["ls-files", "-z"])
+        .output()
+    else {
+        return Ok(());
+    };
     if !o.status.success() {
         return Ok(()); // not a git checkout: nothing is committed
     }
-    for f in o.stdout.split(|b| *b == 0).filter(|f| !f.is_empty()).map(|f| String::from_utf8_lossy(f).into_owned()) {
+    for f in o
+        .stdout
+        .split(|b| *b == 0)
+        .filter(|f| !f.is_empty())
+        .map(|f| String::from_utf8_lossy(f).into_owned())
+    {
         let base = f.rsplit('/').next().unwrap_or(&f);
         let env_like = base.ends_with(".env") || base.starts_with(".env");
         if f.starts_with("xtask/tests/") || !(env_like || f == compose::FILE) {
             continue;
         }
-        let Ok(b) = read_bounded(&repo.root.join(&f)) else { continue };
+        let Ok(b) = read_bounded(&repo.root.join(&f)) else {
+            continue;
+        };
         for (i, line) in String::from_utf8_lossy(&b).lines().enumerate() {
-            let l = line.trim_start().trim_start_matches("- ").trim_start_matches("export ");
+            let l = line
+                .trim_start()
+                .trim_start_matches("- ")
+                .trim_start_matches("export ");
             if l.starts_with('#') {
                 continue;
             }
-            let kv = if env_like { l.split_once('=') } else { l.split_once(':').or_else(|| l.split_once('=')) };
+            let kv = if env_like {
+                l.split_once('=')
+            } else {
+                l.split_once(':').or_else(|| l.split_once('='))
+            };
             let Some((k, v)) = kv else { continue };
             let v = v.split(" #").next().unwrap_or(v);
-            let k_is_var = !k.trim().is_empty() && k.trim().chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            let k_is_var = !k.trim().is_empty()
+                && k.trim()
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_');
             if k_is_var && is_secret_name(k.trim()) && literal(v).is_some() {
                 out.push(Diagnostic::finding(Rule::CommittedCredentials, &f, i + 1, format!("`{}` is set to a literal value in a committed file", k.trim()), "move it to the service's secrets/<service>.env (made per checkout by `cargo xtask certs`, git-ignored) and leave the variable out here"));
             }

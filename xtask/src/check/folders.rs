@@ -10,10 +10,22 @@ pub fn service_folder(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(), Erro
         let dir = repo.root.join(SERVICES_DIR).join(d);
         let rel = format!("{SERVICES_DIR}/{d}");
         if !dir.join("server.py").exists() && !dir.join("main.py").exists() {
-            out.push(Diagnostic::finding(Rule::ServiceFolder, &rel, 0, format!("service `{d}` has no server.py or main.py"), format!("add {rel}/server.py")));
+            out.push(Diagnostic::finding(
+                Rule::ServiceFolder,
+                &rel,
+                0,
+                format!("service `{d}` has no server.py or main.py"),
+                format!("add {rel}/server.py"),
+            ));
         }
         if !dir.join("Dockerfile").exists() {
-            out.push(Diagnostic::finding(Rule::ServiceFolder, &rel, 0, format!("service `{d}` has no Dockerfile"), format!("add {rel}/Dockerfile")));
+            out.push(Diagnostic::finding(
+                Rule::ServiceFolder,
+                &rel,
+                0,
+                format!("service `{d}` has no Dockerfile"),
+                format!("add {rel}/Dockerfile"),
+            ));
         }
     }
     Ok(())
@@ -21,7 +33,11 @@ pub fn service_folder(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(), Erro
 
 /// MR002: every folder under src/backend_services/ has a compose entry.
 pub fn folder_in_compose(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(), Error> {
-    for d in repo.service_dirs.iter().filter(|d| repo.compose.service(d).is_none()) {
+    for d in repo
+        .service_dirs
+        .iter()
+        .filter(|d| repo.compose.service(d).is_none())
+    {
         let rel = format!("{SERVICES_DIR}/{d}");
         out.push(Diagnostic::finding(
             Rule::FolderInCompose,

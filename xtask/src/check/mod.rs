@@ -43,7 +43,11 @@ pub const RULES: &[(Rule, Check)] = &[
 
 /// MR016: the names the input gate refuses (`model/names.rs`).
 fn names(repo: &Repo, out: &mut Vec<Finding>) -> Result<(), Error> {
-    out.extend(repo.name_problems().into_iter().map(|p| Diagnostic::finding(Rule::Names, &p.file, p.line, p.msg, p.fix)));
+    out.extend(
+        repo.name_problems()
+            .into_iter()
+            .map(|p| Diagnostic::finding(Rule::Names, &p.file, p.line, p.msg, p.fix)),
+    );
     Ok(())
 }
 
@@ -80,7 +84,11 @@ pub fn render_human(findings: &[Finding]) -> String {
     for x in findings {
         s += &format!("{x}\n");
     }
-    s += &if findings.is_empty() { "check: clean\n".to_string() } else { format!("check: {} finding(s)\n", findings.len()) };
+    s += &if findings.is_empty() {
+        "check: clean\n".to_string()
+    } else {
+        format!("check: {} finding(s)\n", findings.len())
+    };
     s
 }
 
@@ -88,7 +96,9 @@ pub fn render_human(findings: &[Finding]) -> String {
 /// `id`, `file`, `line`, `message`, `fix` and adds `rule`, `severity`, `column`.
 pub fn render_json(findings: &[Finding]) -> String {
     let v: Vec<serde_json::Value> = findings.iter().map(Diagnostic::to_json).collect();
-    serde_json::to_string_pretty(&serde_json::json!({"findings": v, "clean": findings.is_empty()})).unwrap() + "\n"
+    serde_json::to_string_pretty(&serde_json::json!({"findings": v, "clean": findings.is_empty()}))
+        .unwrap()
+        + "\n"
 }
 
 #[cfg(test)]
@@ -97,10 +107,25 @@ mod tests {
 
     #[test]
     fn verify_is_not_stopped_by_a_missing_protoc_but_by_stale_code() {
-        let missing = Diagnostic::finding(Rule::ProtoGenerated, crate::plan::proto::GEN_DIR, 0, "cannot check the generated code: no protoc", "install");
-        let stale = Diagnostic::finding(Rule::ProtoGenerated, "src/common/gen/a/v1/a_pb2.py", 0, "generated code is stale: differs", "run `cargo xtask proto`");
+        let missing = Diagnostic::finding(
+            Rule::ProtoGenerated,
+            crate::plan::proto::GEN_DIR,
+            0,
+            "cannot check the generated code: no protoc",
+            "install",
+        );
+        let stale = Diagnostic::finding(
+            Rule::ProtoGenerated,
+            "src/common/gen/a/v1/a_pb2.py",
+            0,
+            "generated code is stale: differs",
+            "run `cargo xtask proto`",
+        );
         let other = Diagnostic::finding(Rule::Ports, "docker-compose.yml", 3, "m", "f");
-        assert_eq!(verify_findings(vec![missing, stale.clone(), other.clone()]), vec![stale, other]);
+        assert_eq!(
+            verify_findings(vec![missing, stale.clone(), other.clone()]),
+            vec![stale, other]
+        );
     }
 
     #[test]

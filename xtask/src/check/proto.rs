@@ -17,12 +17,28 @@ pub fn generated(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(), Error> {
         Staleness::Current => {}
         Staleness::Stale(files) => {
             for (p, why) in files {
-                out.push(Diagnostic::finding(Rule::ProtoGenerated, &p, 0, format!("generated code is stale: {why}"), "run `cargo xtask proto`"));
+                out.push(Diagnostic::finding(
+                    Rule::ProtoGenerated,
+                    &p,
+                    0,
+                    format!("generated code is stale: {why}"),
+                    "run `cargo xtask proto`",
+                ));
             }
         }
         Staleness::Unknown(why) => {
-            let fix = if why.starts_with("protoc failed") { "fix the .proto file protoc names, then run `cargo xtask proto`" } else { proto::INSTALL };
-            out.push(Diagnostic::finding(Rule::ProtoGenerated, proto::GEN_DIR, 0, format!("cannot check the generated code: {why}"), fix));
+            let fix = if why.starts_with("protoc failed") {
+                "fix the .proto file protoc names, then run `cargo xtask proto`"
+            } else {
+                proto::INSTALL
+            };
+            out.push(Diagnostic::finding(
+                Rule::ProtoGenerated,
+                proto::GEN_DIR,
+                0,
+                format!("cannot check the generated code: {why}"),
+                fix,
+            ));
         }
     }
     Ok(())

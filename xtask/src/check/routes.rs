@@ -11,16 +11,37 @@ use crate::plan::sync;
 /// it, directly or through an `upstream`'s servers.
 pub fn nginx_endpoint(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(), Error> {
     for s in repo.backend() {
-        let Some(path) = s.public_path() else { continue };
+        let Some(path) = s.public_path() else {
+            continue;
+        };
         let port = s.port().unwrap_or(0);
-        let routes: Vec<_> = repo.nginx.routes.iter().filter(|r| r.path == path && r.modifier != "~" && r.modifier != "~*").collect();
-        if routes.iter().any(|r| r.targets.iter().any(|(h, p)| h == &s.name && *p == port)) {
+        let routes: Vec<_> = repo
+            .nginx
+            .routes
+            .iter()
+            .filter(|r| r.path == path && r.modifier != "~" && r.modifier != "~*")
+            .collect();
+        if routes
+            .iter()
+            .any(|r| r.targets.iter().any(|(h, p)| h == &s.name && *p == port))
+        {
             continue;
         }
         match routes.first() {
-            None => out.push(Diagnostic::finding(Rule::NginxEndpoint, compose::FILE, s.line, format!("public path `{path}` of `{}` has no NGINX location", s.name), "run `cargo xtask sync`")),
+            None => out.push(Diagnostic::finding(
+                Rule::NginxEndpoint,
+                compose::FILE,
+                s.line,
+                format!("public path `{path}` of `{}` has no NGINX location", s.name),
+                "run `cargo xtask sync`",
+            )),
             Some(r) => {
-                let to = r.targets.iter().map(|(h, p)| format!("{h}:{p}")).collect::<Vec<_>>().join(", ");
+                let to = r
+                    .targets
+                    .iter()
+                    .map(|(h, p)| format!("{h}:{p}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 out.push(Diagnostic::finding(
                     Rule::NginxEndpoint,
                     &r.file,
@@ -42,10 +63,25 @@ pub fn sync(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(), Error> {
     match sync::plan(repo) {
         Ok(plan) => {
             for p in plan.paths() {
-                out.push(Diagnostic::finding(Rule::Sync, &p, 0, "out of date with the compose file", "run `cargo xtask sync` (see `cargo xtask sync --check` for the diff)"));
+                out.push(Diagnostic::finding(
+                    Rule::Sync,
+                    &p,
+                    0,
+                    "out of date with the compose file",
+                    "run `cargo xtask sync` (see `cargo xtask sync --check` for the diff)",
+                ));
             }
         }
-        Err(e) => out.push(Diagnostic::finding(Rule::Sync, &e.file, e.line, format!("`cargo xtask sync` cannot bring this up to date: {}", e.message), e.fix.unwrap_or_default())),
+        Err(e) => out.push(Diagnostic::finding(
+            Rule::Sync,
+            &e.file,
+            e.line,
+            format!(
+                "`cargo xtask sync` cannot bring this up to date: {}",
+                e.message
+            ),
+            e.fix.unwrap_or_default(),
+        )),
     }
     Ok(())
 }

@@ -2,11 +2,10 @@
 
 use std::path::Path;
 
-use crate::plan::certs;
-use crate::model::repo::Repo;
-use crate::plan::txn::{self, Txn};
 use crate::diag::Error;
-
+use crate::model::repo::Repo;
+use crate::plan::certs;
+use crate::plan::txn::{self, Txn};
 
 pub fn run(root: &Path, force: bool) -> Result<(), Error> {
     let report = make(root, force)?;

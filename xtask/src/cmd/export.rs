@@ -10,7 +10,11 @@ use crate::plan::txn;
 use crate::verify::matrix;
 
 pub fn run(root: &Path, a: &ExportArgs) -> Result<Exit, Error> {
-    let _lock = if a.check || a.dry_run { None } else { Some(txn::lock(root)?) };
+    let _lock = if a.check || a.dry_run {
+        None
+    } else {
+        Some(txn::lock(root)?)
+    };
     let repo = Repo::load(root)?;
     let o = Opts::new(&repo, a.registry.as_deref())?;
     let (what, t) = match a.target {
@@ -20,7 +24,10 @@ pub fn run(root: &Path, a: &ExportArgs) -> Result<Exit, Error> {
     if !a.check {
         if a.dry_run {
             print!("{}", t.diff());
-            println!("dry run: {} file(s) would change; nothing was written", t.paths().len());
+            println!(
+                "dry run: {} file(s) would change; nothing was written",
+                t.paths().len()
+            );
             return Ok(Exit::Ok);
         }
         if t.is_empty() {
@@ -50,7 +57,10 @@ pub fn run(root: &Path, a: &ExportArgs) -> Result<Exit, Error> {
 /// expected matrix; prints every difference.
 fn check_policies(repo: &Repo) -> Result<bool, Error> {
     let mut files = vec![];
-    for f in k8s::existing(repo).into_iter().filter(|f| f.ends_with(".yaml")) {
+    for f in k8s::existing(repo)
+        .into_iter()
+        .filter(|f| f.ends_with(".yaml"))
+    {
         files.push((f.clone(), crate::model::repo::read_text(&repo.root, &f)?));
     }
     let cluster = policy::Cluster::read(&files)?;
@@ -61,7 +71,10 @@ fn check_policies(repo: &Repo) -> Result<bool, Error> {
         println!("policies: {} cell(s) ({reach} reachable) as docker-compose.yml's networks say, from {} NetworkPolicies", expected.len(), cluster.policies.len());
         return Ok(true);
     }
-    println!("policies: {} difference(s) from docker-compose.yml's networks:", diffs.len());
+    println!(
+        "policies: {} difference(s) from docker-compose.yml's networks:",
+        diffs.len()
+    );
     for d in &diffs {
         println!("- {d}");
     }

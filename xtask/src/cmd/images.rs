@@ -10,9 +10,9 @@ use std::path::Path;
 use bollard::query_parameters as q;
 use futures_util::StreamExt;
 
+use crate::diag::{Diagnostic, Error};
 use crate::docker::{self, Tar, HASH_LABEL};
 use crate::plan::txn::Txn;
-use crate::diag::{Diagnostic, Error};
 
 const PACKAGES: &[&str] = &[
     "ca-certificates",
@@ -91,7 +91,12 @@ const STAND_INS: &[StandIn] = &[
 fn suite() -> String {
     std::fs::read_to_string("/etc/os-release")
         .ok()
-        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("VERSION_CODENAME=").map(|s| s.trim_matches('"').to_string())))
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("VERSION_CODENAME=")
+                    .map(|s| s.trim_matches('"').to_string())
+            })
+        })
         .unwrap_or_else(|| "bookworm".into())
 }
 
@@ -153,14 +158,29 @@ pub async fn bootstrap(root: &Path) -> Result<(), Error> {
         let tag = tag_for(s.name, &hash);
         println!("images: building {tag}");
         let mut tar = Tar::default();
-        tar.file("Dockerfile", s.dockerfile.replace("{rootfs}", &rootfs).as_bytes(), 0o644, 0);
+        tar.file(
+            "Dockerfile",
+            s.dockerfile.replace("{rootfs}", &rootfs).as_bytes(),
+            0o644,
+            0,
+        );
         tar.file("entrypoint.sh", PG_ENTRYPOINT.as_bytes(), 0o755, 0);
         let labels = HashMap::from([(HASH_LABEL.to_string(), hash.clone())]);
-        docker::build(&d, &tag, tar.finish(), "Dockerfile", &HashMap::new(), labels)
-            .await
-            .map_err(|log| Diagnostic::error(format!("building {tag} failed:\n{log}")))?;
+        docker::build(
+            &d,
+            &tag,
+            tar.finish(),
+            "Dockerfile",
+            &HashMap::new(),
+            labels,
+        )
+        .await
+        .map_err(|log| Diagnostic::error(format!("building {tag} failed:\n{log}")))?;
     }
-    let vals: Vec<(String, String)> = STAND_INS.iter().map(|s| (s.env.to_string(), tag_for(s.name, &hash))).collect();
+    let vals: Vec<(String, String)> = STAND_INS
+        .iter()
+        .map(|s| (s.env.to_string(), tag_for(s.name, &hash)))
+        .collect();
     let _lock = crate::plan::txn::lock(root)?;
     let old = std::fs::read_to_string(root.join(".env")).unwrap_or_else(|_| {
         "# Image overrides for machines without a registry, written by `cargo xtask images bootstrap`.\n".into()
@@ -180,30 +200,60 @@ pub async fn bootstrap(root: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-async fn import_rootfs(d: &bollard::Docker, root: &Path, suite: &str, tag: &str) -> Result<(), Error> {
+async fn import_rootfs(
+    d: &bollard::Docker,
+    root: &Path,
+    suite: &str,
+    tag: &str,
+) -> Result<(), Error> {
     let dir = root.join("target/xtask");
-    std::fs::create_dir_all(&dir).map_err(|e| Diagnostic::error(format!("{}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Diagnostic::error(format!("{}: {e}", dir.display())))?;
     let tarball = dir.join("rootfs.tar");
-    println!("images: mmdebstrap {suite} with {} (from this machine's apt sources)", PACKAGES.join(","));
+    println!(
+        "images: mmdebstrap {suite} with {} (from this machine's apt sources)",
+        PACKAGES.join(",")
+    );
     let t = std::time::Instant::now();
     let status = std::process::Command::new("mmdebstrap")
-        .args(["--quiet", "--variant=minbase", &format!("--include={}", PACKAGES.join(",")), suite])
+        .args([
+            "--quiet",
+            "--variant=minbase",
+            &format!("--include={}", PACKAGES.join(",")),
+            suite,
+        ])
         .arg(&tarball)
         .status()
-        .map_err(|e| Diagnostic::error(format!("cannot run mmdebstrap: {e}")).fix("apt-get install mmdebstrap"))?;
+        .map_err(|e| {
+            Diagnostic::error(format!("cannot run mmdebstrap: {e}"))
+                .fix("apt-get install mmdebstrap")
+        })?;
     if !status.success() {
-        return Err(Diagnostic::error(format!("mmdebstrap failed ({status}); see its output above")));
+        return Err(Diagnostic::error(format!(
+            "mmdebstrap failed ({status}); see its output above"
+        )));
     }
-    println!("images: root filesystem built in {:.1}s; importing as {tag}", t.elapsed().as_secs_f64());
+    println!(
+        "images: root filesystem built in {:.1}s; importing as {tag}",
+        t.elapsed().as_secs_f64()
+    );
     let (repo, tagname) = tag.split_once(':').unwrap();
-    let file = std::fs::File::open(&tarball).map_err(|e| Diagnostic::error(format!("{}: {e}", tarball.display())))?;
+    let file = std::fs::File::open(&tarball)
+        .map_err(|e| Diagnostic::error(format!("{}: {e}", tarball.display())))?;
     // Streamed in 1 MiB pieces rather than holding ~500 MB.
     let body = docker::file_chunks(file);
-    let opts = q::CreateImageOptions { from_src: Some("-".into()), repo: Some(repo.into()), tag: Some(tagname.into()), ..Default::default() };
+    let opts = q::CreateImageOptions {
+        from_src: Some("-".into()),
+        repo: Some(repo.into()),
+        tag: Some(tagname.into()),
+        ..Default::default()
+    };
     let mut s = d.create_image(Some(opts), Some(bollard::body_try_stream(body)), None);
     while let Some(r) = s.next().await {
         if let Err(e) = r {
-            return Err(Diagnostic::error(format!("importing the root filesystem failed: {e}")));
+            return Err(Diagnostic::error(format!(
+                "importing the root filesystem failed: {e}"
+            )));
         }
     }
     let _ = std::fs::remove_file(&tarball);
@@ -214,7 +264,10 @@ async fn import_rootfs(d: &bollard::Docker, root: &Path, suite: &str, tag: &str)
 mod tests {
     #[test]
     fn env_lines_are_replaced_in_place() {
-        let out = super::set_env_lines("# c\nA=1\nB=2\n", &[("B".into(), "x".into()), ("C".into(), "y".into())]);
+        let out = super::set_env_lines(
+            "# c\nA=1\nB=2\n",
+            &[("B".into(), "x".into()), ("C".into(), "y".into())],
+        );
         assert_eq!(out, "# c\nA=1\nB=x\nC=y\n");
     }
 }

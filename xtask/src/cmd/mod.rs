@@ -21,10 +21,22 @@ pub fn mask_secrets(diff: &str) -> String {
     let mut out = String::with_capacity(diff.len());
     for line in diff.split_inclusive('\n') {
         let header = line.starts_with("+++") || line.starts_with("---");
-        let (mark, body) = line.split_at(line.chars().next().filter(|c| "+- ".contains(*c)).map_or(0, |_| 1));
+        let (mark, body) = line.split_at(
+            line.chars()
+                .next()
+                .filter(|c| "+- ".contains(*c))
+                .map_or(0, |_| 1),
+        );
         match body.split_once('=') {
-            Some((k, v)) if !header && crate::verify::run::is_secret_name(k.trim()) && !v.trim().is_empty() => {
-                out.push_str(&format!("{mark}{k}=****{}", if line.ends_with('\n') { "\n" } else { "" }));
+            Some((k, v))
+                if !header
+                    && crate::verify::run::is_secret_name(k.trim())
+                    && !v.trim().is_empty() =>
+            {
+                out.push_str(&format!(
+                    "{mark}{k}=****{}",
+                    if line.ends_with('\n') { "\n" } else { "" }
+                ));
             }
             _ => out.push_str(line),
         }
@@ -36,7 +48,10 @@ pub fn mask_secrets(diff: &str) -> String {
 fn finish(t: Txn, dry_run: bool, what: &str, report: &[String]) -> Result<(), Error> {
     if dry_run {
         print!("{}", mask_secrets(&t.diff()));
-        println!("dry run: {} file(s) would change; nothing was written", t.paths().len());
+        println!(
+            "dry run: {} file(s) would change; nothing was written",
+            t.paths().len()
+        );
         return Ok(());
     }
     let written = t.commit()?;

@@ -2,29 +2,39 @@
 
 use std::path::Path;
 
-use crate::plan::certs;
-use crate::model::cnf;
+use crate::diag::{did_you_mean, Diagnostic, Error};
+use crate::edit;
 use crate::edit::compose as edit_compose;
+use crate::model::cnf;
 use crate::model::nginx;
 use crate::model::repo::{Repo, SERVICES_DIR};
+use crate::plan::certs;
 use crate::plan::proto;
 use crate::plan::scaffold;
 use crate::plan::txn::{self, Txn};
-use crate::edit;
-use crate::diag::{did_you_mean, Diagnostic, Error};
-
 
 pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(), Error> {
-    let _lock = if dry_run { txn::lock_shared(root)? } else { txn::lock(root)? };
+    let _lock = if dry_run {
+        txn::lock_shared(root)?
+    } else {
+        txn::lock(root)?
+    };
     let repo = Repo::load(root)?;
     repo.refuse_untrusted()?;
     let Some(svc) = repo.compose.service(name) else {
-        let names: Vec<&str> = repo.compose.services.iter().map(|s| s.name.as_str()).collect();
+        let names: Vec<&str> = repo
+            .compose
+            .services
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
         let fix = match did_you_mean(name, &names) {
             Some(near) => format!("did you mean `{near}`? (`cargo xtask list` shows the services)"),
             None => "`cargo xtask list` shows the services".to_string(),
         };
-        return Err(Diagnostic::error(format!("no service `{name}` in {}", repo.compose_file)).fix(fix));
+        return Err(
+            Diagnostic::error(format!("no service `{name}` in {}", repo.compose_file)).fix(fix),
+        );
     };
     // Anything that still names the service keeps it: refuse, naming each place.
     let cf = &repo.compose_file;
@@ -38,9 +48,21 @@ pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(
         }
     }
     let (form, plain) = edit_compose::Form::plain(&repo.compose_text);
-    uses.extend(edit_compose::anchors_used_outside(&plain, name).into_iter().map(|(a, l)| format!("{cf}:{l}: alias `*{a}` refers to an anchor defined in `{name}`")));
+    uses.extend(
+        edit_compose::anchors_used_outside(&plain, name)
+            .into_iter()
+            .map(|(a, l)| {
+                format!("{cf}:{l}: alias `*{a}` refers to an anchor defined in `{name}`")
+            }),
+    );
     if !uses.is_empty() {
-        return Err(Diagnostic::error(format!("`{name}` is still referred to:\n  {}", uses.join("\n  "))).fix(format!("remove those references first, then remove `{name}`")));
+        return Err(Diagnostic::error(format!(
+            "`{name}` is still referred to:\n  {}",
+            uses.join("\n  ")
+        ))
+        .fix(format!(
+            "remove those references first, then remove `{name}`"
+        )));
     }
     // The generator plans the removal of the service's API while the compose
     // edit below is made and checked (it is the longest step: a Python start
@@ -48,14 +70,22 @@ pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(
     // deletions only; the real ones are planned below in their usual place,
     // and any error there is reported as before (a failed start here only
     // means the generator runs there instead).
-    let early = if keep_files { None } else { start_proto(&repo.root, name) };
+    let early = if keep_files {
+        None
+    } else {
+        start_proto(&repo.root, name)
+    };
     let mut t = Txn::new(&repo.root);
     // The last service takes `services:` with it: the mirror of add-service
     // in a file that has none (one that only `include`s others).
     let last = repo.compose.services.len() == 1;
-    let mut text = edit_compose::remove_entry(&plain, "services", name, last)
-        .ok_or_else(|| Diagnostic::error(format!("cannot find the block of `{name}` to remove")).at(cf, svc.line))?;
-    let mut change = edit_compose::Change { added: vec![], removed: vec![("services", name.to_string())] };
+    let mut text = edit_compose::remove_entry(&plain, "services", name, last).ok_or_else(|| {
+        Diagnostic::error(format!("cannot find the block of `{name}` to remove")).at(cf, svc.line)
+    })?;
+    let mut change = edit_compose::Change {
+        added: vec![],
+        removed: vec![("services", name.to_string())],
+    };
     // The mirror of add-service: a declaration goes only when no other
     // service uses it and it is exactly what add-service writes (a bare
     // `name:`); anything a user wrote (`driver: local`, a comment) stays.
@@ -68,13 +98,17 @@ pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(
         }
     }
     for m in svc.volumes.iter().filter(|m| m.named) {
-        if !others().any(|s| s.volumes.iter().any(|o| o.named && o.source == m.source)) && !drop.contains(&("volumes", m.source.clone())) {
+        if !others().any(|s| s.volumes.iter().any(|o| o.named && o.source == m.source))
+            && !drop.contains(&("volumes", m.source.clone()))
+        {
             drop.push(("volumes", m.source.clone()));
         }
     }
     for (sec, n) in drop {
         let pad = " ".repeat(edit_compose::section_indent(&text, sec, unit));
-        if edit_compose::entry_text(&text, sec, &n).as_deref() == Some(format!("{pad}{n}:\n").as_str()) {
+        if edit_compose::entry_text(&text, sec, &n).as_deref()
+            == Some(format!("{pad}{n}:\n").as_str())
+        {
             if let Some(t2) = edit_compose::remove_entry(&text, sec, &n, true) {
                 text = t2;
                 change.removed.push((sec, n));
@@ -84,13 +118,23 @@ pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(
     let loaded = repo.compose_tree.as_ref().filter(|_| form.is_plain());
     let tree = edit_compose::verify_edit(&plain, loaded, &text, &change, cf)?;
     let env = |k: &str| repo.env(k);
-    let parsed = crate::model::compose::Compose::from_tree(tree.as_ref(), &env).map_err(|e| Diagnostic::error(format!("internal error: the edited compose file does not parse: {e}")))?;
+    let parsed = crate::model::compose::Compose::from_tree(tree.as_ref(), &env).map_err(|e| {
+        Diagnostic::error(format!(
+            "internal error: the edited compose file does not parse: {e}"
+        ))
+    })?;
     let text = form.restore(&text);
     t.write(&repo.compose_file, text)?;
     // Its role, ACL user and credentials go with it.
     crate::plan::datalayer::plan(&mut t, &repo.root, &parsed)?;
     let mut cnf_text = repo.cnf_text.clone();
-    let lines: Vec<usize> = repo.cnf.alt_names.iter().filter(|a| a.kind == "DNS" && a.value == name && a.file == cnf::FILE).flat_map(|a| a.lines()).collect();
+    let lines: Vec<usize> = repo
+        .cnf
+        .alt_names
+        .iter()
+        .filter(|a| a.kind == "DNS" && a.value == name && a.file == cnf::FILE)
+        .flat_map(|a| a.lines())
+        .collect();
     if !lines.is_empty() {
         cnf_text = edit::cnf::remove_lines(&cnf_text, &lines);
         t.write(cnf::FILE, cnf_text.clone())?;
@@ -99,18 +143,31 @@ pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(
     certs::remove_service(&mut t, name)?;
     let mut report = vec![];
     if !lines.is_empty() && repo.root.join(certs::CA_CERT).exists() {
-        let https: Vec<String> = repo.wanted_alt_names().into_iter().filter(|n| n != name).collect();
+        let https: Vec<String> = repo
+            .wanted_alt_names()
+            .into_iter()
+            .filter(|n| n != name)
+            .collect();
         report = certs::plan(&mut t, &repo.cnf.reparse(&cnf_text)?, &https, false)?;
     }
     if !keep_files {
         // The folder is found by name: only a DNS label, joined by the one
         // function that refuses paths leaving the repository.
-        crate::model::names::service(name).map_err(|e| Diagnostic::error(e).fix(format!("name a service of {}", repo.compose_file)))?;
-        let dir = crate::model::names::join(&repo.root, &format!("{SERVICES_DIR}/{name}")).map_err(|e| Diagnostic::error(e).fix(format!("name a service of {}", repo.compose_file)))?;
+        crate::model::names::service(name).map_err(|e| {
+            Diagnostic::error(e).fix(format!("name a service of {}", repo.compose_file))
+        })?;
+        let dir = crate::model::names::join(&repo.root, &format!("{SERVICES_DIR}/{name}"))
+            .map_err(|e| {
+                Diagnostic::error(e).fix(format!("name a service of {}", repo.compose_file))
+            })?;
         // Symlinks are never followed (a link to /etc inside the folder
         // would make this delete /etc's files) nor deleted: refused.
         let link = |p: &std::path::Path| -> Result<(), Error> {
-            let rel = p.strip_prefix(&repo.root).unwrap_or(p).display().to_string();
+            let rel = p
+                .strip_prefix(&repo.root)
+                .unwrap_or(p)
+                .display()
+                .to_string();
             Err(Diagnostic::error(format!("{rel} is a symlink; remove-service does not follow or delete links (nothing was written)"))
                 .fix("remove the link yourself, or pass --keep-files"))
         };
@@ -132,7 +189,9 @@ pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(
         while let Some(d) = stack.pop() {
             for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
                 let p = e.path();
-                let ft = e.file_type().map_err(|er| Diagnostic::error(format!("{}: {er}", p.display())))?;
+                let ft = e
+                    .file_type()
+                    .map_err(|er| Diagnostic::error(format!("{}: {er}", p.display())))?;
                 if ft.is_symlink() {
                     return link(&p);
                 } else if ft.is_dir() {
@@ -168,8 +227,17 @@ fn start_proto(root: &Path, name: &str) -> Option<(proto::Pending, Vec<String>)>
 fn own_protos(root: &Path, name: &str) -> Vec<String> {
     let pkg = scaffold::proto_pkg(name);
     let base = format!("{}/{pkg}", proto::PROTO_DIR);
-    let files: Vec<String> = proto::walk(&root.join(&base)).into_iter().map(|f| format!("{base}/{f}")).collect();
-    let own = |rel: &String| rel.ends_with(".proto") && std::fs::read_to_string(root.join(rel)).is_ok_and(|t| t.lines().any(|l| l.trim().starts_with(&format!("package {pkg}."))));
+    let files: Vec<String> = proto::walk(&root.join(&base))
+        .into_iter()
+        .map(|f| format!("{base}/{f}"))
+        .collect();
+    let own = |rel: &String| {
+        rel.ends_with(".proto")
+            && std::fs::read_to_string(root.join(rel)).is_ok_and(|t| {
+                t.lines()
+                    .any(|l| l.trim().starts_with(&format!("package {pkg}.")))
+            })
+    };
     if files.iter().all(own) {
         return files;
     }

@@ -48,12 +48,21 @@ pub async fn choose(d: &Docker, choice: Choice) -> (Builder, String) {
         Choice::Auto => {
             let v = d.version().await.ok();
             let os = v.as_ref().and_then(|v| v.os.clone()).unwrap_or_default();
-            let api = v.as_ref().and_then(|v| v.api_version.clone()).unwrap_or_default();
-            let (maj, min) = api.split_once('.').map(|(a, b)| (a.parse().unwrap_or(0), b.parse().unwrap_or(0))).unwrap_or((0u32, 0u32));
+            let api = v
+                .as_ref()
+                .and_then(|v| v.api_version.clone())
+                .unwrap_or_default();
+            let (maj, min) = api
+                .split_once('.')
+                .map(|(a, b)| (a.parse().unwrap_or(0), b.parse().unwrap_or(0)))
+                .unwrap_or((0u32, 0u32));
             if os == "linux" && (maj, min) >= (1, 39) {
                 (Builder::BuildKit, format!("BuildKit (daemon API {api})"))
             } else {
-                (Builder::Classic, format!("classic (daemon {os} API {api} has no BuildKit)"))
+                (
+                    Builder::Classic,
+                    format!("classic (daemon {os} API {api} has no BuildKit)"),
+                )
             }
         }
     }
@@ -77,17 +86,27 @@ pub async fn build_image(
 ) -> Result<Builder, String> {
     if builder == Builder::BuildKit {
         // Kept for the classic builder only when it may be needed.
-        let ctx = if fallback { context.clone() } else { std::mem::take(&mut context) };
+        let ctx = if fallback {
+            context.clone()
+        } else {
+            std::mem::take(&mut context)
+        };
         match build(d, tag, ctx, dockerfile, args, labels.clone(), on_step).await {
             Ok(_) => return Ok(Builder::BuildKit),
             Err(Failure::Failed(log)) => return Err(log),
             Err(Failure::Refused(why)) if !fallback => {
-                return Err(format!("BuildKit refused the build: {why}\n  fix: try `--builder classic`"));
+                return Err(format!(
+                    "BuildKit refused the build: {why}\n  fix: try `--builder classic`"
+                ));
             }
-            Err(Failure::Refused(why)) => eprintln!("  image  BuildKit refused the build of {tag} ({why}); using the classic builder"),
+            Err(Failure::Refused(why)) => eprintln!(
+                "  image  BuildKit refused the build of {tag} ({why}); using the classic builder"
+            ),
         }
     }
-    super::build(d, tag, context, dockerfile, args, labels).await.map(|()| Builder::Classic)
+    super::build(d, tag, context, dockerfile, args, labels)
+        .await
+        .map(|()| Builder::Classic)
 }
 
 /// One finished build step, for the progress lines.
@@ -130,14 +149,22 @@ pub async fn build(
         version: BuilderVersion::BuilderBuildKit,
         ..Default::default()
     };
-    let query = serde_urlencoded::to_string(&opts).map_err(|e| Failure::Refused(format!("build options: {e}")))?;
+    let query = serde_urlencoded::to_string(&opts)
+        .map_err(|e| Failure::Refused(format!("build options: {e}")))?;
     let path = format!("/v{}/build?{query}", d.client_version());
     let resp = post(&path, context).await.map_err(Failure::Refused)?;
     let status = resp.status();
     let mut body = resp.into_body();
     if !status.is_success() {
-        let text = body.collect().await.map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned()).unwrap_or_default();
-        return Err(Failure::Refused(format!("the daemon answered {status}: {}", text.trim())));
+        let text = body
+            .collect()
+            .await
+            .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+            .unwrap_or_default();
+        return Err(Failure::Refused(format!(
+            "the daemon answered {status}: {}",
+            text.trim()
+        )));
     }
     let mut progress = Progress::default();
     let mut buf: Vec<u8> = vec![];
@@ -148,22 +175,44 @@ pub async fn build(
         let frame = match body.frame().await {
             None => break,
             Some(Ok(f)) => f,
-            Some(Err(e)) => return Err(Failure::Failed(format!("{log}\nthe build's stream broke: {e}"))),
+            Some(Err(e)) => {
+                return Err(Failure::Failed(format!(
+                    "{log}\nthe build's stream broke: {e}"
+                )))
+            }
         };
-        let Ok(data) = frame.into_data() else { continue };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
         buf.extend_from_slice(&data);
         while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = buf.drain(..=nl).collect();
-            handle_line(&line, &mut progress, &mut log, &mut image, &mut error, on_step);
+            handle_line(
+                &line,
+                &mut progress,
+                &mut log,
+                &mut image,
+                &mut error,
+                on_step,
+            );
         }
     }
     if !buf.is_empty() {
-        handle_line(&buf, &mut progress, &mut log, &mut image, &mut error, on_step);
+        handle_line(
+            &buf,
+            &mut progress,
+            &mut log,
+            &mut image,
+            &mut error,
+            on_step,
+        );
     }
     match (error, image) {
         (Some(e), _) => Err(Failure::Failed(format!("{log}{e}"))),
         (None, Some(id)) => Ok(id),
-        (None, None) => Err(Failure::Failed(format!("{log}the build ended without an image id"))),
+        (None, None) => Err(Failure::Failed(format!(
+            "{log}the build ended without an image id"
+        ))),
     }
 }
 
@@ -175,7 +224,9 @@ fn handle_line(
     error: &mut Option<String>,
     on_step: &mut (dyn FnMut(&Step) + Send),
 ) {
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) else { return };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) else {
+        return;
+    };
     if let Some(e) = v["errorDetail"]["message"].as_str().or(v["error"].as_str()) {
         *error = Some(e.to_string());
     }
@@ -186,7 +237,12 @@ fn handle_line(
         Some("moby.image.id") => *image = v["aux"]["ID"].as_str().map(str::to_string),
         Some("moby.buildkit.trace") => {
             use base64::Engine;
-            let Some(raw) = v["aux"].as_str().and_then(|a| base64::engine::general_purpose::STANDARD.decode(a).ok()) else { return };
+            let Some(raw) = v["aux"]
+                .as_str()
+                .and_then(|a| base64::engine::general_purpose::STANDARD.decode(a).ok())
+            else {
+                return;
+            };
             let status = parse_status(&raw);
             for (vertex, msg) in &status.logs {
                 // The output of RUN steps: kept for the report of a failure.
@@ -222,9 +278,18 @@ impl Progress {
             if !self.done.insert(v.digest.clone()) {
                 continue;
             }
-            let name = if v.name.is_empty() { self.names.get(&v.digest).cloned().unwrap_or_default() } else { v.name };
+            let name = if v.name.is_empty() {
+                self.names.get(&v.digest).cloned().unwrap_or_default()
+            } else {
+                v.name
+            };
             let seconds = v.started.map_or(0.0, |s| (done - s).max(0.0));
-            out.push(Step { name, cached: v.cached, seconds, error: v.error });
+            out.push(Step {
+                name,
+                cached: v.cached,
+                seconds,
+                error: v.error,
+            });
         }
         out
     }
@@ -299,7 +364,9 @@ fn fields(mut b: &[u8]) -> Vec<(u64, Field<'_>)> {
                 continue;
             }
             2 => {
-                let Some(len) = varint(&mut b).map(|l| l as usize) else { break };
+                let Some(len) = varint(&mut b).map(|l| l as usize) else {
+                    break;
+                };
                 if b.len() < len {
                     break;
                 }
@@ -373,7 +440,8 @@ fn parse_status(b: &[u8]) -> Status {
 /// POSTs a build to the daemon bollard talks to (DOCKER_HOST: `unix://` or
 /// `tcp://`, default the local socket) and returns the streaming response.
 async fn post(path: &str, body: Vec<u8>) -> Result<hyper::Response<hyper::body::Incoming>, String> {
-    let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    let host =
+        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
     let req = hyper::Request::post(path)
         .header(hyper::header::HOST, "docker")
         .header(hyper::header::CONTENT_TYPE, "application/x-tar")
@@ -382,16 +450,28 @@ async fn post(path: &str, body: Vec<u8>) -> Result<hyper::Response<hyper::body::
     macro_rules! send {
         ($stream:expr) => {{
             let io = hyper_util::rt::TokioIo::new($stream);
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.map_err(|e| format!("{host}: {e}"))?;
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+                .await
+                .map_err(|e| format!("{host}: {e}"))?;
             tokio::spawn(conn);
-            sender.send_request(req).await.map_err(|e| format!("{host}: {e}"))
+            sender
+                .send_request(req)
+                .await
+                .map_err(|e| format!("{host}: {e}"))
         }};
     }
     if let Some(sock) = host.strip_prefix("unix://") {
-        let s = tokio::net::UnixStream::connect(sock).await.map_err(|e| format!("{sock}: {e}"))?;
+        let s = tokio::net::UnixStream::connect(sock)
+            .await
+            .map_err(|e| format!("{sock}: {e}"))?;
         send!(s)
-    } else if let Some(addr) = host.strip_prefix("tcp://").or_else(|| host.strip_prefix("http://")) {
-        let s = tokio::net::TcpStream::connect(addr.trim_end_matches('/')).await.map_err(|e| format!("{addr}: {e}"))?;
+    } else if let Some(addr) = host
+        .strip_prefix("tcp://")
+        .or_else(|| host.strip_prefix("http://"))
+    {
+        let s = tokio::net::TcpStream::connect(addr.trim_end_matches('/'))
+            .await
+            .map_err(|e| format!("{addr}: {e}"))?;
         send!(s)
     } else {
         Err(format!("DOCKER_HOST={host}: BuildKit builds support unix:// and tcp:// only; use --builder classic"))
@@ -428,7 +508,11 @@ mod tests {
         // Captured from `POST /v1.41/build?version=2` on this project's daemon.
         use base64::Engine;
         let aux = "Cn0KR3NoYTI1Njo3Nzg5ZTMxNDJjYzcwOGQ3MjYwZDNhMzMyZjIyZTI2ZjBlNDQwZDIzN2Y2ODBiYzEzZGM0ODY3Mzc5YjNiZjlhGiRbaW50ZXJuYWxdIGxvYWQgcmVtb3RlIGJ1aWxkIGNvbnRleHQqDAi4gpLYBhDr6LzJAg==";
-        let s = parse_status(&base64::engine::general_purpose::STANDARD.decode(aux).unwrap());
+        let s = parse_status(
+            &base64::engine::general_purpose::STANDARD
+                .decode(aux)
+                .unwrap(),
+        );
         assert_eq!(s.vertexes.len(), 1);
         let v = &s.vertexes[0];
         assert_eq!(v.name, "[internal] load remote build context");
@@ -458,17 +542,33 @@ mod tests {
 
         let mut p = Progress::default();
         let s1 = parse_status(&running);
-        assert_eq!(s1.logs, vec![("sha256:aa".to_string(), b"cc: error\n".to_vec())]);
+        assert_eq!(
+            s1.logs,
+            vec![("sha256:aa".to_string(), b"cc: error\n".to_vec())]
+        );
         assert!(p.update(s1.vertexes).is_empty());
         let steps = p.update(parse_status(&done).vertexes);
-        assert_eq!(steps, vec![Step { name: "[2/3] RUN make".into(), cached: false, seconds: 1.5, error: Some("exit code: 2".into()) }]);
+        assert_eq!(
+            steps,
+            vec![Step {
+                name: "[2/3] RUN make".into(),
+                cached: false,
+                seconds: 1.5,
+                error: Some("exit code: 2".into())
+            }]
+        );
         // The same completion again (dockerd repeats vertexes) is not a new step.
         assert!(p.update(parse_status(&done).vertexes).is_empty());
     }
 
     #[test]
     fn malformed_bytes_end_the_reading_without_panicking() {
-        for b in [&[0xffu8; 12][..], &[0x0a, 0x7f, 0x01], &[0x09, 1, 2], &[0x0a]] {
+        for b in [
+            &[0xffu8; 12][..],
+            &[0x0a, 0x7f, 0x01],
+            &[0x09, 1, 2],
+            &[0x0a],
+        ] {
             let _ = parse_status(b);
         }
     }

@@ -20,7 +20,10 @@ impl Tar {
         if path.len() <= 100 {
             return Some(("", path));
         }
-        let cut = path.match_indices('/').map(|(i, _)| i).rfind(|&i| i <= 155 && path.len() - i - 1 <= 100)?;
+        let cut = path
+            .match_indices('/')
+            .map(|(i, _)| i)
+            .rfind(|&i| i <= 155 && path.len() - i - 1 <= 100)?;
         Some((&path[..cut], &path[cut + 1..]))
     }
 
@@ -59,7 +62,13 @@ impl Tar {
     }
 
     pub fn dir(&mut self, path: &str, mode: u32, uid: u32) {
-        self.header(&format!("{}/", path.trim_end_matches('/')), 0, mode, uid, b'5');
+        self.header(
+            &format!("{}/", path.trim_end_matches('/')),
+            0,
+            mode,
+            uid,
+            b'5',
+        );
     }
 
     pub fn file(&mut self, path: &str, data: &[u8], mode: u32, uid: u32) {
@@ -142,7 +151,9 @@ pub fn context_tar(ctx: &Path, dockerfile: &str) -> Result<Vec<u8>, Error> {
     let mut files = vec![];
     let mut stack = vec![ctx.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let rd = std::fs::read_dir(&d).map_err(|e| Diagnostic::error(format!("{}: cannot read build context: {e}", d.display())))?;
+        let rd = std::fs::read_dir(&d).map_err(|e| {
+            Diagnostic::error(format!("{}: cannot read build context: {e}", d.display()))
+        })?;
         for e in rd.flatten() {
             let p = e.path();
             let rel = p.strip_prefix(ctx).unwrap().to_string_lossy().into_owned();
@@ -170,18 +181,27 @@ pub fn context_tar(ctx: &Path, dockerfile: &str) -> Result<Vec<u8>, Error> {
     let mut tar = Tar::default();
     for (rel, p, link) in files {
         if link {
-            let to = std::fs::read_link(&p).map_err(|e| Diagnostic::error(format!("{}: {e}", p.display())))?;
+            let to = std::fs::read_link(&p)
+                .map_err(|e| Diagnostic::error(format!("{}: {e}", p.display())))?;
             let to = to.to_string_lossy();
             if to.len() > 100 {
-                return Err(Diagnostic::error(format!("{}: the link's target is longer than ustar's 100 bytes", p.display())).fix("shorten it, or list it in the context's .dockerignore"));
+                return Err(Diagnostic::error(format!(
+                    "{}: the link's target is longer than ustar's 100 bytes",
+                    p.display()
+                ))
+                .fix("shorten it, or list it in the context's .dockerignore"));
             }
             tar.symlink(&rel, &to);
             continue;
         }
-        let data = crate::model::repo::read_bounded_max(&p, CONTEXT_FILE_MAX)
-            .map_err(|e| Diagnostic::error(format!("{}: {e}", p.display())).fix("list it in the build context's .dockerignore"))?;
+        let data = crate::model::repo::read_bounded_max(&p, CONTEXT_FILE_MAX).map_err(|e| {
+            Diagnostic::error(format!("{}: {e}", p.display()))
+                .fix("list it in the build context's .dockerignore")
+        })?;
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&p).map(|m| m.permissions().mode() & 0o777).unwrap_or(0o644);
+        let mode = std::fs::metadata(&p)
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or(0o644);
         tar.file(&rel, &data, mode, 0);
     }
     Ok(tar.finish())
@@ -195,7 +215,9 @@ pub const CONTEXT_FILE_MAX: u64 = 512 << 20;
 /// archive uploads): the engine gets tens or hundreds of MiB while our
 /// memory stays small. A read error ends the stream with that error, so
 /// the request fails instead of sending a cut body.
-pub fn file_chunks(file: std::fs::File) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
+pub fn file_chunks(
+    file: std::fs::File,
+) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
     futures_util::stream::unfold(Some(file), |f| async move {
         use std::io::Read;
         let mut f = f?;
@@ -217,7 +239,11 @@ pub fn sha256_hex(parts: &[&[u8]]) -> String {
         ctx.update(&(p.len() as u64).to_le_bytes());
         ctx.update(p);
     }
-    ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    ctx.finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -226,7 +252,11 @@ mod tests {
 
     #[test]
     fn dockerignore_globs() {
-        let ig = Ignore(vec![(true, "**/__pycache__".into()), (true, "*.log".into()), (false, "keep.log".into())]);
+        let ig = Ignore(vec![
+            (true, "**/__pycache__".into()),
+            (true, "*.log".into()),
+            (false, "keep.log".into()),
+        ]);
         assert!(ig.ignored("a/b/__pycache__/x.pyc"));
         assert!(ig.ignored("x.log"));
         assert!(!ig.ignored("keep.log"));
@@ -249,12 +279,21 @@ mod tests {
 mod ctx_tests {
     #[test]
     fn the_service_context_leaves_env_files_out() {
-        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("src");
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .join("src");
         let tar = super::context_tar(&src, "backend_services/accounts/Dockerfile").unwrap();
         let text = String::from_utf8_lossy(&tar);
         assert!(text.contains("backend_services/accounts/server.py"));
-        let names: Vec<&str> = text.match_indices("service.env\0").map(|(i, _)| &text[i.saturating_sub(40)..i + 11]).collect();
-        assert!(names.is_empty(), "env files must not enter the build context: {names:?}");
+        let names: Vec<&str> = text
+            .match_indices("service.env\0")
+            .map(|(i, _)| &text[i.saturating_sub(40)..i + 11])
+            .collect();
+        assert!(
+            names.is_empty(),
+            "env files must not enter the build context: {names:?}"
+        );
     }
 }
 
@@ -274,7 +313,11 @@ mod special_file_tests {
     fn listing(tar: &[u8], d: &std::path::Path) -> String {
         let f = d.with_extension("tar");
         std::fs::write(&f, tar).unwrap();
-        let o = std::process::Command::new("tar").arg("tvf").arg(&f).output().unwrap();
+        let o = std::process::Command::new("tar")
+            .arg("tvf")
+            .arg(&f)
+            .output()
+            .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let _ = std::fs::remove_file(&f);
         String::from_utf8_lossy(&o.stdout).into_owned()
@@ -303,7 +346,9 @@ mod special_file_tests {
     fn a_path_ustar_cannot_hold_is_refused_not_cut() {
         let d = ctx("long");
         std::fs::write(d.join(format!("sub/{}", "n".repeat(120))), "x").unwrap();
-        let e = super::context_tar(&d, "Dockerfile").unwrap_err().to_string();
+        let e = super::context_tar(&d, "Dockerfile")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("too long") && e.contains(".dockerignore"), "{e}");
         std::fs::remove_dir_all(&d).unwrap();
     }

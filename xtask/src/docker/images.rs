@@ -7,7 +7,6 @@ use bollard::query_parameters as q;
 use bollard::Docker;
 use futures_util::StreamExt;
 
-
 pub async fn image_exists(d: &Docker, tag: &str) -> bool {
     d.inspect_image(tag).await.is_ok()
 }
@@ -61,10 +60,18 @@ pub async fn build(
 /// same service), so the cache does not grow with every change. Images
 /// still in use are left alone.
 pub async fn remove_older_tags(d: &Docker, current: &str) {
-    let Some((repo, _)) = current.split_once(':') else { return };
+    let Some((repo, _)) = current.split_once(':') else {
+        return;
+    };
     let mut filters = HashMap::new();
     filters.insert("reference".to_string(), vec![format!("{repo}:*")]);
-    let images = d.list_images(Some(q::ListImagesOptions { filters: Some(filters), ..Default::default() })).await.unwrap_or_default();
+    let images = d
+        .list_images(Some(q::ListImagesOptions {
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_or_default();
     for img in images {
         for t in img.repo_tags.iter().filter(|t| t.as_str() != current) {
             let _ = d.remove_image(t, None::<q::RemoveImageOptions>, None).await;
@@ -74,7 +81,12 @@ pub async fn remove_older_tags(d: &Docker, current: &str) {
 
 /// The last `n` lines a container printed (stdout and stderr).
 pub async fn logs(d: &Docker, id: &str, n: usize) -> String {
-    let opts = q::LogsOptions { stdout: true, stderr: true, tail: n.to_string(), ..Default::default() };
+    let opts = q::LogsOptions {
+        stdout: true,
+        stderr: true,
+        tail: n.to_string(),
+        ..Default::default()
+    };
     let mut s = d.logs(id, Some(opts));
     let mut out = String::new();
     while let Some(Ok(chunk)) = s.next().await {

@@ -25,4 +25,3 @@ pub const PID_LABEL: &str = "monorepo.verify.pid";
 pub const HOST_LABEL: &str = "monorepo.verify.host";
 /// Images built by this tool: the hash of what they were built from.
 pub const HASH_LABEL: &str = "monorepo.build.hash";
-

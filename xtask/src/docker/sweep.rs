@@ -33,7 +33,13 @@ pub fn alive_from_kill(ret: i32, errno: i32) -> bool {
 /// another host (or with no readable pid) is presumed alive and left alone;
 /// on this host its pid decides. `probe(pid)` is `kill(pid, 0)` as
 /// (return value, errno). Our own pid is a dead run's reused pid.
-pub fn run_alive(pid: Option<&str>, host: Option<&str>, this_host: &str, this_pid: i32, probe: impl Fn(i32) -> (i32, i32)) -> bool {
+pub fn run_alive(
+    pid: Option<&str>,
+    host: Option<&str>,
+    this_host: &str,
+    this_pid: i32,
+    probe: impl Fn(i32) -> (i32, i32),
+) -> bool {
     if host.is_some_and(|h| h != this_host) {
         return true;
     }
@@ -51,9 +57,15 @@ pub fn run_alive(pid: Option<&str>, host: Option<&str>, this_host: &str, this_pi
 fn kill0(pid: i32) -> (i32, i32) {
     // SAFETY: signal 0 only checks existence and permission.
     let r = unsafe { libc::kill(pid, 0) };
-    (r, if r == 0 { 0 } else { std::io::Error::last_os_error().raw_os_error().unwrap_or(0) })
+    (
+        r,
+        if r == 0 {
+            0
+        } else {
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+        },
+    )
 }
-
 
 /// Removes every service, container, network, volume, secret and config labelled with `run`
 /// (or, with `run = None`, those of runs whose process is gone).
@@ -62,7 +74,14 @@ pub async fn sweep(d: &Docker, run: Option<&str>) -> usize {
     // Ours to remove: every object of `run`, or (no run) those whose run is gone.
     let ours = |labels: Option<&HashMap<String, String>>| -> bool {
         let l = |k: &str| labels.and_then(|l| l.get(k)).map(|s| s.as_str());
-        run.is_some() || !run_alive(l(PID_LABEL), l(HOST_LABEL), &this_host, std::process::id() as i32, kill0)
+        run.is_some()
+            || !run_alive(
+                l(PID_LABEL),
+                l(HOST_LABEL),
+                &this_host,
+                std::process::id() as i32,
+                kill0,
+            )
     };
     let filter = match run {
         Some(r) => format!("{RUN_LABEL}={r}"),
@@ -75,35 +94,97 @@ pub async fn sweep(d: &Docker, run: Option<&str>) -> usize {
     let mut removed = 0;
     // Swarm services first (their tasks' containers go with them); on an
     // engine in no swarm these lists fail, and there is nothing to remove.
-    let svcs = d.list_services(Some(q::ListServicesOptions { filters: f(), ..Default::default() })).await.unwrap_or_default();
-    let ids: Vec<String> = svcs.into_iter().filter(|s| ours(s.spec.as_ref().and_then(|s| s.labels.as_ref()))).filter_map(|s| s.id).collect();
+    let svcs = d
+        .list_services(Some(q::ListServicesOptions {
+            filters: f(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_or_default();
+    let ids: Vec<String> = svcs
+        .into_iter()
+        .filter(|s| ours(s.spec.as_ref().and_then(|s| s.labels.as_ref())))
+        .filter_map(|s| s.id)
+        .collect();
     removed += ok(futures_util::future::join_all(ids.iter().map(|id| d.delete_service(id))).await);
     // Containers next (all at once; counted whether or not the removal
     // answered), then what they were using.
-    let cs = d.list_containers(Some(q::ListContainersOptions { all: true, filters: f(), ..Default::default() })).await.unwrap_or_default();
-    let ids: Vec<String> = cs.into_iter().filter(|c| ours(c.labels.as_ref())).filter_map(|c| c.id).collect();
+    let cs = d
+        .list_containers(Some(q::ListContainersOptions {
+            all: true,
+            filters: f(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_or_default();
+    let ids: Vec<String> = cs
+        .into_iter()
+        .filter(|c| ours(c.labels.as_ref()))
+        .filter_map(|c| c.id)
+        .collect();
     removed += ids.len();
-    let opts = || Some(q::RemoveContainerOptions { force: true, v: true, ..Default::default() });
+    let opts = || {
+        Some(q::RemoveContainerOptions {
+            force: true,
+            v: true,
+            ..Default::default()
+        })
+    };
     futures_util::future::join_all(ids.iter().map(|id| d.remove_container(id, opts()))).await;
     // Then networks and volumes, together.
     let nets = async {
-        let nets = d.list_networks(Some(q::ListNetworksOptions { filters: f() })).await.unwrap_or_default();
-        let ids: Vec<String> = nets.into_iter().filter(|n| ours(n.labels.as_ref())).filter_map(|n| n.id).collect();
+        let nets = d
+            .list_networks(Some(q::ListNetworksOptions { filters: f() }))
+            .await
+            .unwrap_or_default();
+        let ids: Vec<String> = nets
+            .into_iter()
+            .filter(|n| ours(n.labels.as_ref()))
+            .filter_map(|n| n.id)
+            .collect();
         ok(futures_util::future::join_all(ids.iter().map(|id| d.remove_network(id))).await)
     };
     let vols = async {
-        let vols = d.list_volumes(Some(q::ListVolumesOptions { filters: f() })).await.ok().and_then(|v| v.volumes).unwrap_or_default();
-        let names: Vec<String> = vols.into_iter().filter(|v| ours(Some(&v.labels))).map(|v| v.name).collect();
-        ok(futures_util::future::join_all(names.iter().map(|n| d.remove_volume(n, None::<q::RemoveVolumeOptions>))).await)
+        let vols = d
+            .list_volumes(Some(q::ListVolumesOptions { filters: f() }))
+            .await
+            .ok()
+            .and_then(|v| v.volumes)
+            .unwrap_or_default();
+        let names: Vec<String> = vols
+            .into_iter()
+            .filter(|v| ours(Some(&v.labels)))
+            .map(|v| v.name)
+            .collect();
+        ok(futures_util::future::join_all(
+            names
+                .iter()
+                .map(|n| d.remove_volume(n, None::<q::RemoveVolumeOptions>)),
+        )
+        .await)
     };
     let (n, v) = tokio::join!(nets, vols);
     removed += n + v;
     // Secrets and configs can go once no service uses them.
-    let secrets = d.list_secrets(Some(q::ListSecretsOptions { filters: f() })).await.unwrap_or_default();
-    let ids: Vec<String> = secrets.into_iter().filter(|s| ours(s.spec.as_ref().and_then(|s| s.labels.as_ref()))).filter_map(|s| s.id).collect();
+    let secrets = d
+        .list_secrets(Some(q::ListSecretsOptions { filters: f() }))
+        .await
+        .unwrap_or_default();
+    let ids: Vec<String> = secrets
+        .into_iter()
+        .filter(|s| ours(s.spec.as_ref().and_then(|s| s.labels.as_ref())))
+        .filter_map(|s| s.id)
+        .collect();
     removed += ok(futures_util::future::join_all(ids.iter().map(|id| d.delete_secret(id))).await);
-    let configs = d.list_configs(Some(q::ListConfigsOptions { filters: f() })).await.unwrap_or_default();
-    let ids: Vec<String> = configs.into_iter().filter(|s| ours(s.spec.as_ref().and_then(|s| s.labels.as_ref()))).filter_map(|s| s.id).collect();
+    let configs = d
+        .list_configs(Some(q::ListConfigsOptions { filters: f() }))
+        .await
+        .unwrap_or_default();
+    let ids: Vec<String> = configs
+        .into_iter()
+        .filter(|s| ours(s.spec.as_ref().and_then(|s| s.labels.as_ref())))
+        .filter_map(|s| s.id)
+        .collect();
     removed += ok(futures_util::future::join_all(ids.iter().map(|id| d.delete_config(id))).await);
     removed
 }
@@ -114,7 +195,12 @@ pub async fn sweep(d: &Docker, run: Option<&str>) -> usize {
 /// daemon can refuse a network whose last endpoint it is still releasing;
 /// an overlay network is in use until its service's tasks are gone). What
 /// is left after that, as `kind name` lines.
-pub async fn sweep_until_gone(d: &Docker, run: &str, budget: Duration, looks: usize) -> Vec<String> {
+pub async fn sweep_until_gone(
+    d: &Docker,
+    run: &str,
+    budget: Duration,
+    looks: usize,
+) -> Vec<String> {
     let t = Instant::now();
     let mut wait = Duration::from_millis(100);
     let mut clear = 0;
@@ -146,23 +232,61 @@ async fn remaining_names(d: &Docker, run: &str) -> Vec<String> {
     filters.insert("label".to_string(), vec![format!("{RUN_LABEL}={run}")]);
     let f = || Some(filters.clone());
     let (cs, ns, vs) = tokio::join!(
-        d.list_containers(Some(q::ListContainersOptions { all: true, filters: f(), ..Default::default() })),
+        d.list_containers(Some(q::ListContainersOptions {
+            all: true,
+            filters: f(),
+            ..Default::default()
+        })),
         d.list_networks(Some(q::ListNetworksOptions { filters: f() })),
         d.list_volumes(Some(q::ListVolumesOptions { filters: f() })),
     );
     // On an engine in no swarm these lists fail: there is nothing of them.
     let (ss, sc, cf) = tokio::join!(
-        d.list_services(Some(q::ListServicesOptions { filters: f(), ..Default::default() })),
+        d.list_services(Some(q::ListServicesOptions {
+            filters: f(),
+            ..Default::default()
+        })),
         d.list_secrets(Some(q::ListSecretsOptions { filters: f() })),
         d.list_configs(Some(q::ListConfigsOptions { filters: f() })),
     );
     let mut left = vec![];
-    left.extend(cs.unwrap_or_default().into_iter().map(|c| format!("container {}", c.names.unwrap_or_default().join(",").trim_start_matches('/'))));
-    left.extend(ns.unwrap_or_default().into_iter().map(|n| format!("network {}", n.name.unwrap_or_default())));
-    left.extend(vs.ok().and_then(|v| v.volumes).unwrap_or_default().into_iter().map(|v| format!("volume {}", v.name)));
-    left.extend(ss.unwrap_or_default().into_iter().map(|v| format!("service {}", v.spec.and_then(|s| s.name).unwrap_or_default())));
-    left.extend(sc.unwrap_or_default().into_iter().map(|v| format!("secret {}", v.spec.and_then(|s| s.name).unwrap_or_default())));
-    left.extend(cf.unwrap_or_default().into_iter().map(|v| format!("config {}", v.spec.and_then(|s| s.name).unwrap_or_default())));
+    left.extend(cs.unwrap_or_default().into_iter().map(|c| {
+        format!(
+            "container {}",
+            c.names
+                .unwrap_or_default()
+                .join(",")
+                .trim_start_matches('/')
+        )
+    }));
+    left.extend(
+        ns.unwrap_or_default()
+            .into_iter()
+            .map(|n| format!("network {}", n.name.unwrap_or_default())),
+    );
+    left.extend(
+        vs.ok()
+            .and_then(|v| v.volumes)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| format!("volume {}", v.name)),
+    );
+    left.extend(ss.unwrap_or_default().into_iter().map(|v| {
+        format!(
+            "service {}",
+            v.spec.and_then(|s| s.name).unwrap_or_default()
+        )
+    }));
+    left.extend(
+        sc.unwrap_or_default()
+            .into_iter()
+            .map(|v| format!("secret {}", v.spec.and_then(|s| s.name).unwrap_or_default())),
+    );
+    left.extend(
+        cf.unwrap_or_default()
+            .into_iter()
+            .map(|v| format!("config {}", v.spec.and_then(|s| s.name).unwrap_or_default())),
+    );
     left
 }
 
@@ -172,16 +296,31 @@ mod tests {
     fn eperm_means_alive_esrch_means_gone() {
         use super::{alive_from_kill, run_alive};
         assert!(alive_from_kill(0, 0));
-        assert!(alive_from_kill(-1, libc::EPERM), "another user's live run must not be swept");
+        assert!(
+            alive_from_kill(-1, libc::EPERM),
+            "another user's live run must not be swept"
+        );
         assert!(!alive_from_kill(-1, libc::ESRCH));
         let eperm = |_| (-1, libc::EPERM);
         let esrch = |_| (-1, libc::ESRCH);
         assert!(run_alive(Some("42"), Some("me"), "me", 7, eperm));
         assert!(!run_alive(Some("42"), Some("me"), "me", 7, esrch));
-        assert!(!run_alive(Some("42"), None, "me", 7, esrch), "runs from before the host label: the pid decides");
-        assert!(run_alive(Some("42"), Some("other"), "me", 7, esrch), "a pid of another host says nothing");
+        assert!(
+            !run_alive(Some("42"), None, "me", 7, esrch),
+            "runs from before the host label: the pid decides"
+        );
+        assert!(
+            run_alive(Some("42"), Some("other"), "me", 7, esrch),
+            "a pid of another host says nothing"
+        );
         assert!(run_alive(None, Some("me"), "me", 7, esrch));
-        assert!(run_alive(Some("-1"), Some("me"), "me", 7, esrch), "kill(-1, 0) would ask about every process");
-        assert!(!run_alive(Some("7"), Some("me"), "me", 7, eperm), "our own pid: a dead run's, reused");
+        assert!(
+            run_alive(Some("-1"), Some("me"), "me", 7, esrch),
+            "kill(-1, 0) would ask about every process"
+        );
+        assert!(
+            !run_alive(Some("7"), Some("me"), "me", 7, eperm),
+            "our own pid: a dead run's, reused"
+        );
     }
 }

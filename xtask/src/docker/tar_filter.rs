@@ -53,11 +53,18 @@ fn number(field: &[u8]) -> io::Result<u64> {
     if field.first().is_some_and(|b| b & 0x80 != 0) {
         let mut v: u64 = (field[0] & 0x7f) as u64;
         for b in &field[1..] {
-            v = v.checked_mul(256).and_then(|v| v.checked_add(*b as u64)).ok_or_else(|| err("tar: base-256 size overflows".into()))?;
+            v = v
+                .checked_mul(256)
+                .and_then(|v| v.checked_add(*b as u64))
+                .ok_or_else(|| err("tar: base-256 size overflows".into()))?;
         }
         return Ok(v);
     }
-    let s = field.iter().take_while(|b| **b != 0).map(|b| *b as char).collect::<String>();
+    let s = field
+        .iter()
+        .take_while(|b| **b != 0)
+        .map(|b| *b as char)
+        .collect::<String>();
     let s = s.trim();
     if s.is_empty() {
         return Ok(0);
@@ -85,8 +92,14 @@ fn header_path(h: &[u8]) -> String {
 fn pax(data: &[u8], path: &mut Option<String>, size: &mut Option<u64>) -> io::Result<()> {
     let mut rest = data;
     while !rest.is_empty() && rest[0] != 0 {
-        let sp = rest.iter().position(|b| *b == b' ').ok_or_else(|| err("tar: PAX record without a length".into()))?;
-        let len: usize = std::str::from_utf8(&rest[..sp]).ok().and_then(|s| s.parse().ok()).ok_or_else(|| err("tar: PAX record length is not a number".into()))?;
+        let sp = rest
+            .iter()
+            .position(|b| *b == b' ')
+            .ok_or_else(|| err("tar: PAX record without a length".into()))?;
+        let len: usize = std::str::from_utf8(&rest[..sp])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| err("tar: PAX record length is not a number".into()))?;
         if len <= sp + 1 || len > rest.len() {
             return Err(err("tar: PAX record length out of range".into()));
         }
@@ -94,7 +107,12 @@ fn pax(data: &[u8], path: &mut Option<String>, size: &mut Option<u64>) -> io::Re
         if let Some(v) = rec.strip_prefix(b"path=") {
             *path = Some(String::from_utf8_lossy(v).into_owned());
         } else if let Some(v) = rec.strip_prefix(b"size=") {
-            *size = Some(std::str::from_utf8(v).ok().and_then(|s| s.parse().ok()).ok_or_else(|| err("tar: PAX size is not a number".into()))?);
+            *size = Some(
+                std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| err("tar: PAX size is not a number".into()))?,
+            );
         }
         rest = &rest[len..];
     }
@@ -103,7 +121,17 @@ fn pax(data: &[u8], path: &mut Option<String>, size: &mut Option<u64>) -> io::Re
 
 impl<W: Write, H: FnMut(&str, u64) -> bool, D: FnMut(&str, &[u8]) -> bool> TarFilter<W, H, D> {
     pub fn new(out: W, hold: H, drop: D) -> Self {
-        TarFilter { out, hold, drop, buf: vec![], pending: vec![], ext_path: None, ext_size: None, state: State::Header, dropped: (0, 0) }
+        TarFilter {
+            out,
+            hold,
+            drop,
+            buf: vec![],
+            pending: vec![],
+            ext_path: None,
+            ext_size: None,
+            state: State::Header,
+            dropped: (0, 0),
+        }
     }
 
     /// Takes the next bytes of the stream, in chunks of any size.
@@ -120,7 +148,11 @@ impl<W: Write, H: FnMut(&str, u64) -> bool, D: FnMut(&str, &[u8]) -> bool> TarFi
                     let n = left.min(chunk.len() as u64) as usize;
                     self.out.write_all(&chunk[..n])?;
                     chunk = &chunk[n..];
-                    self.state = if left == n as u64 { State::Header } else { State::Pass(left - n as u64) };
+                    self.state = if left == n as u64 {
+                        State::Header
+                    } else {
+                        State::Pass(left - n as u64)
+                    };
                 }
                 _ => {
                     self.buf.extend_from_slice(chunk);
@@ -143,7 +175,11 @@ impl<W: Write, H: FnMut(&str, u64) -> bool, D: FnMut(&str, &[u8]) -> bool> TarFi
                     let n = left.min(self.buf.len() as u64) as usize;
                     self.out.write_all(&self.buf[..n])?;
                     self.buf.drain(..n);
-                    self.state = if left == n as u64 { State::Header } else { State::Pass(left - n as u64) };
+                    self.state = if left == n as u64 {
+                        State::Header
+                    } else {
+                        State::Pass(left - n as u64)
+                    };
                     if self.buf.is_empty() {
                         return Ok(());
                     }
@@ -171,9 +207,17 @@ impl<W: Write, H: FnMut(&str, u64) -> bool, D: FnMut(&str, &[u8]) -> bool> TarFi
             self.state = State::Rest;
             return Ok(true);
         }
-        let actual = h[..148].iter().chain([b' '; 8].iter()).chain(h[156..].iter()).map(|b| *b as u64).sum::<u64>();
+        let actual = h[..148]
+            .iter()
+            .chain([b' '; 8].iter())
+            .chain(h[156..].iter())
+            .map(|b| *b as u64)
+            .sum::<u64>();
         if number(&h[148..156])? != actual {
-            return Err(err(format!("tar: header checksum mismatch at entry {:?}", header_path(&h))));
+            return Err(err(format!(
+                "tar: header checksum mismatch at entry {:?}",
+                header_path(&h)
+            )));
         }
         let typ = h[156];
         let size = number(&h[124..136])?;
@@ -225,7 +269,11 @@ impl<W: Write, H: FnMut(&str, u64) -> bool, D: FnMut(&str, &[u8]) -> bool> TarFi
                 self.buf.drain(..BLOCK);
                 // Links, directories and the like carry no data (a
                 // hard link's size field may be set: it has none).
-                let data = if matches!(typ, b'1' | b'2' | b'3' | b'4' | b'5' | b'6') { 0 } else { padded(size) };
+                let data = if matches!(typ, b'1' | b'2' | b'3' | b'4' | b'5' | b'6') {
+                    0
+                } else {
+                    padded(size)
+                };
                 if data > 0 {
                     self.state = State::Pass(data);
                 }
@@ -238,9 +286,16 @@ impl<W: Write, H: FnMut(&str, u64) -> bool, D: FnMut(&str, &[u8]) -> bool> TarFi
     pub fn finish(mut self) -> io::Result<W> {
         match self.state {
             State::Rest => {}
-            State::Pass(left) => return Err(err(format!("tar: the stream ended {left} bytes into an entry"))),
+            State::Pass(left) => {
+                return Err(err(format!(
+                    "tar: the stream ended {left} bytes into an entry"
+                )))
+            }
             State::Header if !self.buf.is_empty() || !self.pending.is_empty() => {
-                return Err(err(format!("tar: the stream ended inside a header ({} bytes left over)", self.buf.len() + self.pending.len())))
+                return Err(err(format!(
+                    "tar: the stream ended inside a header ({} bytes left over)",
+                    self.buf.len() + self.pending.len()
+                )))
             }
             // No end-of-archive blocks: GNU tar accepts that, so do we.
             State::Header => {}
@@ -263,7 +318,11 @@ mod tests {
     }
 
     fn filter(input: &[u8], chunk: usize) -> (Vec<u8>, (usize, u64)) {
-        let mut f = TarFilter::new(vec![], |p: &str, _| p.ends_with(".zero") || p.ends_with(".held"), |_: &str, d: &[u8]| d.iter().all(|b| *b == 0));
+        let mut f = TarFilter::new(
+            vec![],
+            |p: &str, _| p.ends_with(".zero") || p.ends_with(".held"),
+            |_: &str, d: &[u8]| d.iter().all(|b| *b == 0),
+        );
         for c in input.chunks(chunk) {
             f.write(c).unwrap();
         }
@@ -289,25 +348,62 @@ mod tests {
         std::fs::hard_link(src.join("kept"), src.join("hard")).unwrap();
         for format in ["gnu", "pax"] {
             let tar = d.join(format!("{format}.tar"));
-            let st = Command::new("tar").args(["--format", format, "-C"]).arg(&src).arg("-cf").arg(&tar).arg(".").status().unwrap();
+            let st = Command::new("tar")
+                .args(["--format", format, "-C"])
+                .arg(&src)
+                .arg("-cf")
+                .arg(&tar)
+                .arg(".")
+                .status()
+                .unwrap();
             assert!(st.success());
             let input = std::fs::read(&tar).unwrap();
             let (whole, dropped) = filter(&input, input.len());
-            assert_eq!(dropped.0, 3, "{format}: x.zero, y.zero (long name) and the empty file");
-            assert_eq!(whole.len() as u64, input.len() as u64 - dropped.1, "{format}");
+            assert_eq!(
+                dropped.0, 3,
+                "{format}: x.zero, y.zero (long name) and the empty file"
+            );
+            assert_eq!(
+                whole.len() as u64,
+                input.len() as u64 - dropped.1,
+                "{format}"
+            );
             for chunk in [1, 7, 511, 512, 513, 4096] {
-                assert_eq!(filter(&input, chunk).0, whole, "{format} in chunks of {chunk}");
+                assert_eq!(
+                    filter(&input, chunk).0,
+                    whole,
+                    "{format} in chunks of {chunk}"
+                );
             }
             let out = d.join(format!("{format}.out.tar"));
             std::fs::write(&out, &whole).unwrap();
             let x = d.join(format!("x-{format}"));
             std::fs::create_dir_all(&x).unwrap();
-            let st = Command::new("tar").arg("-C").arg(&x).arg("-xf").arg(&out).status().unwrap();
+            let st = Command::new("tar")
+                .arg("-C")
+                .arg(&x)
+                .arg("-xf")
+                .arg(&out)
+                .status()
+                .unwrap();
             assert!(st.success(), "{format}: GNU tar reads the filtered archive");
-            assert!(!x.join("x.zero").exists() && !x.join(&long).join("y.zero").exists() && !x.join("empty.zero").exists());
-            assert_eq!(std::fs::read(x.join("z.held")).unwrap(), std::fs::read(src.join("z.held")).unwrap());
-            assert_eq!(std::fs::read(x.join(&long).join("c".repeat(120))).unwrap(), vec![7u8; 513]);
-            assert_eq!(std::fs::read_link(x.join("link")).unwrap(), std::path::Path::new("kept"));
+            assert!(
+                !x.join("x.zero").exists()
+                    && !x.join(&long).join("y.zero").exists()
+                    && !x.join("empty.zero").exists()
+            );
+            assert_eq!(
+                std::fs::read(x.join("z.held")).unwrap(),
+                std::fs::read(src.join("z.held")).unwrap()
+            );
+            assert_eq!(
+                std::fs::read(x.join(&long).join("c".repeat(120))).unwrap(),
+                vec![7u8; 513]
+            );
+            assert_eq!(
+                std::fs::read_link(x.join("link")).unwrap(),
+                std::path::Path::new("kept")
+            );
             assert_eq!(std::fs::read(x.join("hard")).unwrap(), b"data");
         }
         let _ = std::fs::remove_dir_all(&d);
@@ -319,10 +415,22 @@ mod tests {
         std::fs::write(d.join("f.held"), vec![0u8; 2048]).unwrap();
         std::fs::write(d.join("g"), vec![1u8; 2048]).unwrap();
         let tar = d.join("t.tar");
-        assert!(Command::new("tar").arg("-C").arg(&d).args(["-cf"]).arg(&tar).args(["f.held", "g"]).status().unwrap().success());
+        assert!(Command::new("tar")
+            .arg("-C")
+            .arg(&d)
+            .args(["-cf"])
+            .arg(&tar)
+            .args(["f.held", "g"])
+            .status()
+            .unwrap()
+            .success());
         let input = std::fs::read(&tar).unwrap();
         for cut in [100, 512, 1024, 2560 + 100, 2560 + 512 + 10] {
-            let mut f = TarFilter::new(vec![], |p: &str, _| p.ends_with(".held"), |_: &str, d: &[u8]| d.iter().all(|b| *b == 0));
+            let mut f = TarFilter::new(
+                vec![],
+                |p: &str, _| p.ends_with(".held"),
+                |_: &str, d: &[u8]| d.iter().all(|b| *b == 0),
+            );
             f.write(&input[..cut]).unwrap();
             assert!(f.finish().is_err(), "cut at {cut}");
         }

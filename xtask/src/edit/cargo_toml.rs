@@ -13,7 +13,11 @@ use crate::model::cargo_toml::{members_array, parse, parse_doc, Members, FILE};
 use crate::{Diagnostic, Error};
 
 fn prefix(v: &Value) -> String {
-    v.decor().prefix().and_then(|p| p.as_str()).unwrap_or("").to_string()
+    v.decor()
+        .prefix()
+        .and_then(|p| p.as_str())
+        .unwrap_or("")
+        .to_string()
 }
 
 /// Splits decor text at its first newline: (the rest of the previous line
@@ -26,14 +30,22 @@ fn split_nl(s: &str) -> (&str, &str) {
 }
 
 fn suffix(v: &Value) -> String {
-    v.decor().suffix().and_then(|p| p.as_str()).unwrap_or("").to_string()
+    v.decor()
+        .suffix()
+        .and_then(|p| p.as_str())
+        .unwrap_or("")
+        .to_string()
 }
 
 /// The text between the last element and `]`: its suffix (where it is
 /// kept without a trailing comma) plus the array's trailing.
 fn take_end(arr: &mut Array) -> String {
     let n = arr.len();
-    let mut end = if n > 0 { arr.get(n - 1).map(suffix).unwrap_or_default() } else { String::new() };
+    let mut end = if n > 0 {
+        arr.get(n - 1).map(suffix).unwrap_or_default()
+    } else {
+        String::new()
+    };
     end.push_str(arr.trailing().as_str().unwrap_or(""));
     if n > 0 {
         arr.get_mut(n - 1).unwrap().decor_mut().set_suffix("");
@@ -54,13 +66,24 @@ fn remove(arr: &mut Array, i: usize) {
     let (gone_head, gone_tail) = split_nl(&gone);
     if i + 1 < arr.len() {
         let next = prefix(arr.get(i + 1).unwrap());
-        let new = if next.contains('\n') { format!("{gone_head}{}", split_nl(&next).1) } else { format!("{gone_head}{gone_tail}") };
+        let new = if next.contains('\n') {
+            format!("{gone_head}{}", split_nl(&next).1)
+        } else {
+            format!("{gone_head}{gone_tail}")
+        };
         arr.get_mut(i + 1).unwrap().decor_mut().set_prefix(new);
         arr.remove(i);
     } else {
         let t = take_end(arr);
         arr.remove(i);
-        put_end(arr, if t.contains('\n') && i > 0 { format!("{gone_head}{}", split_nl(&t).1) } else { t });
+        put_end(
+            arr,
+            if t.contains('\n') && i > 0 {
+                format!("{gone_head}{}", split_nl(&t).1)
+            } else {
+                t
+            },
+        );
     }
 }
 
@@ -71,7 +94,11 @@ fn push(arr: &mut Array, member: &str, eol: &str) {
     let mut v = Value::from(member);
     let mut end = t.clone();
     if multi_line {
-        let indent = last.as_deref().map(|p| p.rsplit('\n').next().unwrap_or("")).unwrap_or("    ").to_string();
+        let indent = last
+            .as_deref()
+            .map(|p| p.rsplit('\n').next().unwrap_or(""))
+            .unwrap_or("    ")
+            .to_string();
         let (head, tail) = split_nl(&t);
         if t.contains('\n') {
             v.decor_mut().set_prefix(format!("{head}{indent}"));
@@ -80,7 +107,8 @@ fn push(arr: &mut Array, member: &str, eol: &str) {
             v.decor_mut().set_prefix(format!("{eol}{indent}"));
         }
     } else {
-        v.decor_mut().set_prefix(if arr.is_empty() { "" } else { " " });
+        v.decor_mut()
+            .set_prefix(if arr.is_empty() { "" } else { " " });
     }
     v.decor_mut().set_suffix("");
     arr.push_formatted(v);
@@ -91,7 +119,10 @@ fn push(arr: &mut Array, member: &str, eol: &str) {
 /// ones appended). Returns the text unchanged when nothing differs.
 pub fn sync(text: &str, m: &Members, wanted: &[String]) -> Result<String, Error> {
     let add: Vec<&String> = wanted.iter().filter(|w| !m.members.contains(w)).collect();
-    if add.is_empty() && m.members.iter().all(|s| wanted.contains(s)) && m.members.len() == wanted.len() {
+    if add.is_empty()
+        && m.members.iter().all(|s| wanted.contains(s))
+        && m.members.len() == wanted.len()
+    {
         return Ok(text.to_string());
     }
     let eol = if text.contains("\r\n") { "\r\n" } else { "\n" };
@@ -124,7 +155,13 @@ pub fn sync(text: &str, m: &Members, wanted: &[String]) -> Result<String, Error>
     got.sort();
     want.sort();
     if got != want {
-        return Err(Diagnostic::error(format!("internal error: editing {FILE} gave members {:?}, not {:?}", back.members, wanted)).fix(format!("nothing was written; please report this with your {FILE}")));
+        return Err(Diagnostic::error(format!(
+            "internal error: editing {FILE} gave members {:?}, not {:?}",
+            back.members, wanted
+        ))
+        .fix(format!(
+            "nothing was written; please report this with your {FILE}"
+        )));
     }
     Ok(out)
 }
@@ -140,7 +177,10 @@ mod tests {
         let added = sync(src, &m, &w).unwrap();
         assert_eq!(parse(&added).unwrap().members, w, "{added}");
         let back = sync(&added, &parse(&added).unwrap(), &m.members).unwrap();
-        assert_eq!(back, src, "add then remove of {extra} in\n{src}\nvia\n{added}");
+        assert_eq!(
+            back, src,
+            "add then remove of {extra} in\n{src}\nvia\n{added}"
+        );
         added
     }
 
@@ -148,7 +188,10 @@ mod tests {
     fn multi_line_add_remove_round_trip() {
         let src = "[workspace]\n# the members\nmembers = [\n    \"xtask\",  # automation\n    \"probe\", # probes\n]\n\n[profile.dev]\ndebug = 0\n";
         let added = round_trip(src, "src/backend_services/r");
-        assert!(added.contains("    \"probe\", # probes\n    \"src/backend_services/r\",\n]"), "{added}");
+        assert!(
+            added.contains("    \"probe\", # probes\n    \"src/backend_services/r\",\n]"),
+            "{added}"
+        );
         round_trip(&src.replace('\n', "\r\n"), "r");
         round_trip("[workspace]\nmembers = [\n  \"xtask\"\n]\n", "r");
     }
@@ -156,7 +199,10 @@ mod tests {
     #[test]
     fn single_line_keeps_its_comment() {
         let src = "[workspace]\nmembers = [\"xtask\"]  # keep sorted\n";
-        assert_eq!(round_trip(src, "b"), "[workspace]\nmembers = [\"xtask\", \"b\"]  # keep sorted\n");
+        assert_eq!(
+            round_trip(src, "b"),
+            "[workspace]\nmembers = [\"xtask\", \"b\"]  # keep sorted\n"
+        );
         round_trip("[workspace]\nmembers = []\n", "b");
         round_trip("[workspace]\nmembers = [ \"a\" ]\n", "b");
     }
@@ -168,16 +214,35 @@ mod tests {
         let src = "[workspace]\nmembers = [ \"xtask\",\n            \"probe\" ]\n";
         assert_eq!(parse(src).unwrap().members, ["xtask", "probe"]);
         let added = round_trip(src, "c");
-        assert_eq!(added, "[workspace]\nmembers = [ \"xtask\",\n            \"probe\",\n            \"c\" ]\n");
+        assert_eq!(
+            added,
+            "[workspace]\nmembers = [ \"xtask\",\n            \"probe\",\n            \"c\" ]\n"
+        );
         for (src, want) in [
-            ("[workspace]\nmembers = [\"gone\", \"xtask\"]\n", "[workspace]\nmembers = [\"xtask\"]\n"),
-            ("[workspace]\nmembers = [\"xtask\", \"gone\"] # c\n", "[workspace]\nmembers = [\"xtask\"] # c\n"),
-            ("[workspace]\nmembers = [\n    \"gone\", # old\n    \"xtask\", # tool\n]\n", "[workspace]\nmembers = [\n    \"xtask\", # tool\n]\n"),
-            ("[workspace]\nmembers = [\"xtask\", \"xtask\"]\n", "[workspace]\nmembers = [\"xtask\"]\n"),
+            (
+                "[workspace]\nmembers = [\"gone\", \"xtask\"]\n",
+                "[workspace]\nmembers = [\"xtask\"]\n",
+            ),
+            (
+                "[workspace]\nmembers = [\"xtask\", \"gone\"] # c\n",
+                "[workspace]\nmembers = [\"xtask\"] # c\n",
+            ),
+            (
+                "[workspace]\nmembers = [\n    \"gone\", # old\n    \"xtask\", # tool\n]\n",
+                "[workspace]\nmembers = [\n    \"xtask\", # tool\n]\n",
+            ),
+            (
+                "[workspace]\nmembers = [\"xtask\", \"xtask\"]\n",
+                "[workspace]\nmembers = [\"xtask\"]\n",
+            ),
         ] {
             let out = sync(src, &parse(src).unwrap(), &["xtask".into()]).unwrap();
             assert_eq!(out, want);
-            assert_eq!(sync(&out, &parse(&out).unwrap(), &["xtask".into()]).unwrap(), out, "converges");
+            assert_eq!(
+                sync(&out, &parse(&out).unwrap(), &["xtask".into()]).unwrap(),
+                out,
+                "converges"
+            );
         }
     }
 }

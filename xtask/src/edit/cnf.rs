@@ -16,7 +16,11 @@ fn eol(text: &str) -> &'static str {
 /// Adds `DNS.N = name` after the last alt name (or right after the header).
 pub fn add_dns(text: &str, cnf: &Cnf, name: &str) -> Result<String, Error> {
     let after = cnf.insert_after()?;
-    Ok(insert_line(text, after, &format!("DNS.{} = {name}", cnf.next_dns_index())))
+    Ok(insert_line(
+        text,
+        after,
+        &format!("DNS.{} = {name}", cnf.next_dns_index()),
+    ))
 }
 
 fn insert_line(text: &str, after: usize, new: &str) -> String {
@@ -51,7 +55,11 @@ pub fn remove_lines(text: &str, lines: &[usize]) -> String {
     }
     let last_removed = all.last().is_some_and(|l| !l.ends_with('\n')) && lines.contains(&all.len());
     if last_removed && !out.is_empty() {
-        let cut = if out.ends_with("\r\n") { 2 } else { usize::from(out.ends_with('\n')) };
+        let cut = if out.ends_with("\r\n") {
+            2
+        } else {
+            usize::from(out.ends_with('\n'))
+        };
         out.truncate(out.len() - cut);
     }
     out
@@ -66,7 +74,15 @@ pub fn sync_alt_names(text: &str, cnf: &Cnf, wanted: &[String]) -> Result<String
     let mut renumber: Vec<(usize, String, String)> = vec![];
     let mut seen_names: Vec<&str> = vec![];
     let mut seen_keys: Vec<&str> = vec![];
-    let mut next = cnf.next_dns_index().max(cnf.alt_names.iter().filter(|a| a.kind == "IP").map(|a| a.index).max().unwrap_or(0) + 1);
+    let mut next = cnf.next_dns_index().max(
+        cnf.alt_names
+            .iter()
+            .filter(|a| a.kind == "IP")
+            .map(|a| a.index)
+            .max()
+            .unwrap_or(0)
+            + 1,
+    );
     for a in cnf.alt_names.iter().filter(|a| a.file == FILE) {
         if a.kind == "DNS" {
             if seen_names.contains(&a.value.as_str()) {
@@ -115,32 +131,60 @@ mod tests {
         let c = Cnf::parse(SAMPLE).unwrap();
         assert_eq!(c.alt_names.len(), 2);
         let added = add_dns(SAMPLE, &c, "accounts").unwrap();
-        assert!(added.contains("DNS.2 = nginx\nDNS.3 = accounts\n\n# end"), "{added}");
+        assert!(
+            added.contains("DNS.2 = nginx\nDNS.3 = accounts\n\n# end"),
+            "{added}"
+        );
         let c2 = Cnf::parse(&added).unwrap();
-        assert_eq!(remove_lines(&added, &c2.dns("accounts").unwrap().lines()), SAMPLE);
+        assert_eq!(
+            remove_lines(&added, &c2.dns("accounts").unwrap().lines()),
+            SAMPLE
+        );
     }
 
     #[test]
     fn sync_renumbers_duplicates() {
-        let merged = SAMPLE.replace("DNS.2 = nginx\n", "DNS.2 = nginx\nDNS.3 = a\nDNS.3 = b\nDNS.4 = a\n");
+        let merged = SAMPLE.replace(
+            "DNS.2 = nginx\n",
+            "DNS.2 = nginx\nDNS.3 = a\nDNS.3 = b\nDNS.4 = a\n",
+        );
         let c = Cnf::parse(&merged).unwrap();
         let out = sync_alt_names(&merged, &c, &["a".into(), "b".into(), "c".into()]).unwrap();
-        assert!(out.contains("DNS.2 = nginx\nDNS.3 = a\nDNS.5 = b\nDNS.6 = c\n"), "{out}");
+        assert!(
+            out.contains("DNS.2 = nginx\nDNS.3 = a\nDNS.5 = b\nDNS.6 = c\n"),
+            "{out}"
+        );
         // Already in sync: nothing changes.
-        assert_eq!(sync_alt_names(&out, &Cnf::parse(&out).unwrap(), &["a".into()]).unwrap(), out);
+        assert_eq!(
+            sync_alt_names(&out, &Cnf::parse(&out).unwrap(), &["a".into()]).unwrap(),
+            out
+        );
     }
 
     #[test]
     fn crlf_and_no_final_newline_round_trip() {
-        for src in [SAMPLE.replace('\n', "\r\n"), SAMPLE.trim_end().to_string(), "[ alt_names ]\r\nDNS.1 = a".to_string()] {
+        for src in [
+            SAMPLE.replace('\n', "\r\n"),
+            SAMPLE.trim_end().to_string(),
+            "[ alt_names ]\r\nDNS.1 = a".to_string(),
+        ] {
             let c = Cnf::parse(&src).unwrap();
             let added = add_dns(&src, &c, "zz").unwrap();
             if src.contains("\r\n") {
-                assert!(added.contains("zz\r\n") || added.ends_with("\r\nDNS.3 = zz") || added.ends_with("\r\nDNS.2 = zz"), "{added:?}");
+                assert!(
+                    added.contains("zz\r\n")
+                        || added.ends_with("\r\nDNS.3 = zz")
+                        || added.ends_with("\r\nDNS.2 = zz"),
+                    "{added:?}"
+                );
                 assert!(!added.replace("\r\n", "").contains('\n'), "{added:?}");
             }
             let c2 = Cnf::parse(&added).unwrap();
-            assert_eq!(remove_lines(&added, &c2.dns("zz").unwrap().lines()), src, "{src:?}");
+            assert_eq!(
+                remove_lines(&added, &c2.dns("zz").unwrap().lines()),
+                src,
+                "{src:?}"
+            );
         }
     }
 }

@@ -66,7 +66,10 @@ fn child_indent(lines: &[&str], idx: usize, default: usize) -> usize {
 /// The indentation step used in the file (2 unless the file says otherwise).
 pub fn indent_unit(text: &str) -> usize {
     let lines = split_lines(text);
-    top_key(&lines, "services").map(|i| child_indent(&lines, i, 2)).unwrap_or(2).max(1)
+    top_key(&lines, "services")
+        .map(|i| child_indent(&lines, i, 2))
+        .unwrap_or(2)
+        .max(1)
 }
 
 fn ensure_newline(s: &mut String) {
@@ -89,11 +92,18 @@ pub fn insert_entry(text: &str, section: &str, block: &str) -> Result<String, Er
         let blank = if out.is_empty() { "" } else { "\n" };
         return Ok(format!("{out}{blank}{section}:\n{block}"));
     };
-    let rest = lines[sec].trim_start_matches(section).trim_start().trim_start_matches(':').trim();
+    let rest = lines[sec]
+        .trim_start_matches(section)
+        .trim_start()
+        .trim_start_matches(':')
+        .trim();
     if !(rest.is_empty() || rest.starts_with('#')) {
         return Err(err(
             sec + 1,
-            format!("top-level `{section}:` is written inline (`{}`)", lines[sec].trim_end()),
+            format!(
+                "top-level `{section}:` is written inline (`{}`)",
+                lines[sec].trim_end()
+            ),
             &format!("write `{section}:` on its own line with one entry per line below it"),
         ));
     }
@@ -117,7 +127,8 @@ pub fn insert_entry(text: &str, section: &str, block: &str) -> Result<String, Er
         Some(&last) => {
             let end = block_end(&lines, last);
             // Entries separated by blank lines get a blank line before the new one.
-            let spaced = entries.len() >= 2 && lines[entries[entries.len() - 1] - 1].trim().is_empty();
+            let spaced =
+                entries.len() >= 2 && lines[entries[entries.len() - 1] - 1].trim().is_empty();
             for l in &lines[..=end] {
                 out.push_str(l);
             }
@@ -152,8 +163,15 @@ pub fn remove_entry(text: &str, section: &str, name: &str, drop_empty: bool) -> 
     }
     let key_matches = |l: &str| {
         let t = l.trim_start();
-        let t = t.strip_prefix('"').and_then(|t| t.strip_prefix(name)).and_then(|t| t.strip_prefix('"'))
-            .or_else(|| t.strip_prefix('\'').and_then(|t| t.strip_prefix(name)).and_then(|t| t.strip_prefix('\'')))
+        let t = t
+            .strip_prefix('"')
+            .and_then(|t| t.strip_prefix(name))
+            .and_then(|t| t.strip_prefix('"'))
+            .or_else(|| {
+                t.strip_prefix('\'')
+                    .and_then(|t| t.strip_prefix(name))
+                    .and_then(|t| t.strip_prefix('\''))
+            })
             .or_else(|| t.strip_prefix(name));
         t.is_some_and(|t| t.trim_start().starts_with(':'))
     };
@@ -161,7 +179,10 @@ pub fn remove_entry(text: &str, section: &str, name: &str, drop_empty: bool) -> 
     let end = block_end(&lines, start);
     // The comment block just above the entry (at its indentation) is its own.
     let mut start = start;
-    while start > sec + 1 && lines[start - 1].trim_start().starts_with('#') && indent_of(lines[start - 1]) == entry_indent {
+    while start > sec + 1
+        && lines[start - 1].trim_start().starts_with('#')
+        && indent_of(lines[start - 1]) == entry_indent
+    {
         start -= 1;
     }
     let (mut from, to) = (start, end);
@@ -207,13 +228,29 @@ mod tests {
     fn insert_then_remove_is_identity() {
         let block = "  new:\n    image: x\n";
         let added = insert_entry(SAMPLE, "services", block).unwrap();
-        assert!(added.contains("        condition: service_started\n\n  new:\n    image: x\n# trailing"), "{added}");
-        Compose::parse(&added, &none).unwrap().service("new").unwrap();
-        assert_eq!(remove_entry(&added, "services", "new", false).unwrap(), SAMPLE);
+        assert!(
+            added
+                .contains("        condition: service_started\n\n  new:\n    image: x\n# trailing"),
+            "{added}"
+        );
+        Compose::parse(&added, &none)
+            .unwrap()
+            .service("new")
+            .unwrap();
+        assert_eq!(
+            remove_entry(&added, "services", "new", false).unwrap(),
+            SAMPLE
+        );
 
         let vols = insert_entry(SAMPLE, "volumes", "  data:\n").unwrap();
-        assert!(vols.ends_with("  pg-network: {}\n\nvolumes:\n  data:\n"), "{vols}");
-        assert_eq!(remove_entry(&vols, "volumes", "data", true).unwrap(), SAMPLE);
+        assert!(
+            vols.ends_with("  pg-network: {}\n\nvolumes:\n  data:\n"),
+            "{vols}"
+        );
+        assert_eq!(
+            remove_entry(&vols, "volumes", "data", true).unwrap(),
+            SAMPLE
+        );
     }
 
     #[test]
@@ -232,7 +269,13 @@ pub fn entry_text(text: &str, section: &str, name: &str) -> Option<String> {
     let entry_indent = child_indent(&lines, sec, 0);
     let start = (sec + 1..lines.len())
         .take_while(|&i| !is_content(lines[i]) || indent_of(lines[i]) > 0)
-        .find(|&i| indent_of(lines[i]) == entry_indent && lines[i].trim_start().strip_prefix(name).is_some_and(|r| r.starts_with(':')))?;
+        .find(|&i| {
+            indent_of(lines[i]) == entry_indent
+                && lines[i]
+                    .trim_start()
+                    .strip_prefix(name)
+                    .is_some_and(|r| r.starts_with(':'))
+        })?;
     Some(lines[start..=block_end(&lines, start)].concat())
 }
 
@@ -240,7 +283,9 @@ pub fn entry_text(text: &str, section: &str, name: &str) -> Option<String> {
 /// is missing or empty: each section keeps its own.
 pub fn section_indent(text: &str, section: &str, default: usize) -> usize {
     let lines = split_lines(text);
-    top_key(&lines, section).map(|i| child_indent(&lines, i, default)).unwrap_or(default)
+    top_key(&lines, section)
+        .map(|i| child_indent(&lines, i, default))
+        .unwrap_or(default)
 }
 
 /// How a file is written: byte-order mark, CRLF line ends, final newline.
@@ -259,12 +304,23 @@ impl Form {
         let t = text.strip_prefix('\u{feff}').unwrap_or(text);
         // CRLF only when every line ends so; a mixed file is left as written.
         let crlf = t.contains("\r\n") && t.matches('\n').count() == t.matches("\r\n").count();
-        let mut t = if crlf { t.replace("\r\n", "\n") } else { t.to_string() };
+        let mut t = if crlf {
+            t.replace("\r\n", "\n")
+        } else {
+            t.to_string()
+        };
         let final_newline = t.is_empty() || t.ends_with('\n');
         if !final_newline {
             t.push('\n');
         }
-        (Form { bom, crlf, final_newline }, t)
+        (
+            Form {
+                bom,
+                crlf,
+                final_newline,
+            },
+            t,
+        )
     }
     /// Whether the plain text is the file's own (a byte-order mark aside,
     /// which the YAML reader skips): then the file's tree is the plain
@@ -301,13 +357,25 @@ pub struct Change<'a> {
 /// as `Repo::load` read it, when that is the text edited: `Form::is_plain`),
 /// so only `new` is parsed. Returns the tree of `new`, for the caller's
 /// typed read-back (`Compose::from_tree`) without a third parse.
-pub fn verify_edit(old: &str, loaded: Option<&yaml::Node>, new: &str, change: &Change, file: &str) -> Result<Option<yaml::Node>, Error> {
+pub fn verify_edit(
+    old: &str,
+    loaded: Option<&yaml::Node>,
+    new: &str,
+    change: &Change,
+    file: &str,
+) -> Result<Option<yaml::Node>, Error> {
     let bug = |what: String| {
-        Diagnostic::error(format!("internal check failed: the edit would also change {what}; nothing was written"))
-            .at(file, 0)
-            .fix(format!("this is a bug in xtask: please report it with a copy of {file}"))
+        Diagnostic::error(format!(
+            "internal check failed: the edit would also change {what}; nothing was written"
+        ))
+        .at(file, 0)
+        .fix(format!(
+            "this is a bug in xtask: please report it with a copy of {file}"
+        ))
     };
-    let parse = |t: &str| yaml::parse(t).map_err(|e| bug(format!("the YAML syntax (line {}: {})", e.line, e.msg)));
+    let parse = |t: &str| {
+        yaml::parse(t).map_err(|e| bug(format!("the YAML syntax (line {}: {})", e.line, e.msg)))
+    };
     let parsed_old;
     let a = match loaded {
         Some(tree) => Some(tree),
@@ -317,18 +385,36 @@ pub fn verify_edit(old: &str, loaded: Option<&yaml::Node>, new: &str, change: &C
         }
     };
     let new_tree = parse(new)?;
-    let empty = yaml::Node { value: yaml::Value::Map(vec![]), line: 0, col: 0, flow: false };
+    let empty = yaml::Node {
+        value: yaml::Value::Map(vec![]),
+        line: 0,
+        col: 0,
+        flow: false,
+    };
     let (a, b) = (a.unwrap_or(&empty), new_tree.as_ref().unwrap_or(&empty));
-    let keys = |n: &yaml::Node| -> Vec<String> { n.as_map().unwrap_or_default().iter().filter_map(|(k, _)| k.as_str().map(str::to_string)).collect() };
+    let keys = |n: &yaml::Node| -> Vec<String> {
+        n.as_map()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|(k, _)| k.as_str().map(str::to_string))
+            .collect()
+    };
     let mut top = keys(a);
     top.extend(keys(b).into_iter().filter(|k| !keys(a).contains(k)));
     for k in top {
         let (x, y) = (a.get(&k), b.get(&k));
-        if let Some(sec) = ["services", "networks", "volumes"].into_iter().find(|s| *s == k) {
+        if let Some(sec) = ["services", "networks", "volumes"]
+            .into_iter()
+            .find(|s| *s == k)
+        {
             let (x, y) = (x.unwrap_or(&empty), y.unwrap_or(&empty));
             // Maps by key: a lookup per entry would be quadratic in services.
             fn entries(n: &yaml::Node) -> std::collections::HashMap<&str, &yaml::Node> {
-                n.as_map().unwrap_or_default().iter().filter_map(|(k, v)| k.as_str().map(|k| (k, v))).collect()
+                n.as_map()
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|(k, v)| k.as_str().map(|k| (k, v)))
+                    .collect()
             }
             let (mx, my) = (entries(x), entries(y));
             for e in mx.keys().chain(my.keys().filter(|e| !mx.contains_key(*e))) {
@@ -352,11 +438,20 @@ pub fn verify_edit(old: &str, loaded: Option<&yaml::Node>, new: &str, change: &C
 /// false refusal, never a broken file.
 pub fn anchors_used_outside(text: &str, name: &str) -> Vec<(String, usize)> {
     let lines = split_lines(text);
-    let Some(sec) = top_key(&lines, "services") else { return vec![] };
+    let Some(sec) = top_key(&lines, "services") else {
+        return vec![];
+    };
     let ind = child_indent(&lines, sec, 0);
     let Some(start) = (sec + 1..lines.len())
         .take_while(|&i| !is_content(lines[i]) || indent_of(lines[i]) > 0)
-        .find(|&i| indent_of(lines[i]) == ind && lines[i].trim_start().trim_start_matches(['"', '\'']).strip_prefix(name).is_some_and(|r| r.trim_start_matches(['"', '\'']).starts_with(':')))
+        .find(|&i| {
+            indent_of(lines[i]) == ind
+                && lines[i]
+                    .trim_start()
+                    .trim_start_matches(['"', '\''])
+                    .strip_prefix(name)
+                    .is_some_and(|r| r.trim_start_matches(['"', '\'']).starts_with(':'))
+        })
     else {
         return vec![];
     };
@@ -367,7 +462,10 @@ pub fn anchors_used_outside(text: &str, name: &str) -> Vec<(String, usize)> {
         let mut prev = ' ';
         for (i, c) in l.char_indices() {
             if c == sigil && matches!(prev, ' ' | '[' | ',' | '{') {
-                let n: String = l[i + 1..].chars().take_while(|c| !c.is_whitespace() && !",[]{}".contains(*c)).collect();
+                let n: String = l[i + 1..]
+                    .chars()
+                    .take_while(|c| !c.is_whitespace() && !",[]{}".contains(*c))
+                    .collect();
                 if !n.is_empty() {
                     out.push(n);
                 }
@@ -376,9 +474,16 @@ pub fn anchors_used_outside(text: &str, name: &str) -> Vec<(String, usize)> {
         }
         out
     };
-    let defined: Vec<String> = lines[start..=end].iter().flat_map(|l| tokens(l, '&')).collect();
+    let defined: Vec<String> = lines[start..=end]
+        .iter()
+        .flat_map(|l| tokens(l, '&'))
+        .collect();
     let mut out = vec![];
-    for (i, l) in lines.iter().enumerate().filter(|(i, _)| *i < start || *i > end) {
+    for (i, l) in lines
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i < start || *i > end)
+    {
         for a in tokens(l, '*').into_iter().filter(|a| defined.contains(a)) {
             out.push((a, i + 1));
         }

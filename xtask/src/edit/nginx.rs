@@ -12,7 +12,9 @@ pub fn marker(service: &str) -> String {
 
 /// Whether `text`, the content of `location_file(service)`, is ours.
 pub fn is_generated(service: &str, text: &str) -> bool {
-    text.lines().next().is_some_and(|l| l.trim_end() == marker(service))
+    text.lines()
+        .next()
+        .is_some_and(|l| l.trim_end() == marker(service))
 }
 
 /// The endpoint file for a public service. NGINX resolves the upstream at
@@ -27,7 +29,10 @@ pub fn render_location(service: &str, path: &str, port: u16, https: bool, grpc: 
     };
     let pass = if grpc { "grpc_pass" } else { "proxy_pass" };
     let var = format!("${}_upstream", service.replace('-', "_"));
-    let mut s = format!("{}\nlocation {path} {{\n    set {var} {service}:{port};\n    {pass} {scheme}://{var};\n", marker(service));
+    let mut s = format!(
+        "{}\nlocation {path} {{\n    set {var} {service}:{port};\n    {pass} {scheme}://{var};\n",
+        marker(service)
+    );
     if !grpc {
         s += "    proxy_set_header Host $host;\n    proxy_set_header X-Forwarded-Proto $scheme;\n";
     }
@@ -50,7 +55,10 @@ mod tests {
     fn rendered_location_parses_back() {
         let s = render_location("acc", "/acc/", 50051, true, false);
         let r = parse_routes(&s, "f").unwrap();
-        assert_eq!((r[0].scheme.as_str(), r[0].host.as_str(), r[0].port), ("https", "acc", 50051));
+        assert_eq!(
+            (r[0].scheme.as_str(), r[0].host.as_str(), r[0].port),
+            ("https", "acc", 50051)
+        );
         assert!(is_generated("acc", &s) && !is_generated("other", &s));
     }
 }

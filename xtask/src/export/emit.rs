@@ -62,9 +62,12 @@ fn literal(s: &str, indent: usize) -> Option<String> {
 }
 
 fn key(k: &str) -> String {
-    const RESERVED: &[&str] = &["y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"];
+    const RESERVED: &[&str] = &[
+        "y", "n", "yes", "no", "on", "off", "true", "false", "null", "~",
+    ];
     let plain = k.starts_with(|c: char| c.is_ascii_alphabetic())
-        && k.chars().all(|c| c.is_ascii_alphanumeric() || "._/-".contains(c))
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._/-".contains(c))
         && !RESERVED.contains(&k.to_ascii_lowercase().as_str());
     if plain {
         k.to_string()
@@ -126,15 +129,42 @@ mod tests {
         });
         let text = to_yaml(&v);
         let root = yaml::parse(&text).unwrap().unwrap();
-        assert_eq!(root.get("metadata").unwrap().get("labels").unwrap().get("net.monorepo/pg-network").unwrap().as_str(), Some("true"));
-        assert!(root.get("metadata").unwrap().get("labels").unwrap().get("8bad key").is_some());
+        assert_eq!(
+            root.get("metadata")
+                .unwrap()
+                .get("labels")
+                .unwrap()
+                .get("net.monorepo/pg-network")
+                .unwrap()
+                .as_str(),
+            Some("true")
+        );
+        assert!(root
+            .get("metadata")
+            .unwrap()
+            .get("labels")
+            .unwrap()
+            .get("8bad key")
+            .is_some());
         let list = root.get("list").unwrap().as_seq().unwrap();
-        assert_eq!(list[0].get("b").unwrap().as_seq().unwrap()[0].get("c").unwrap().as_str(), Some("d"));
+        assert_eq!(
+            list[0].get("b").unwrap().as_seq().unwrap()[0]
+                .get("c")
+                .unwrap()
+                .as_str(),
+            Some("d")
+        );
         assert!(matches!(&list[1].value, Y::Seq(s) if s.is_empty()));
         assert_eq!(list[3].as_str(), Some("yes"));
         assert!(list[3].flow, "a string that looks like a bool is quoted");
-        assert_eq!(root.get("text").unwrap().as_str(), Some("line 1\n\tline 2\n\nlast\n"));
+        assert_eq!(
+            root.get("text").unwrap().as_str(),
+            Some("line 1\n\tline 2\n\nlast\n")
+        );
         assert_eq!(root.get("odd").unwrap().as_str(), Some("  lead\n"));
-        assert!(text.starts_with("kind: \"X\"\nlist:\n  - a: 1\n    b:\n      - c: \"d\"\n"), "{text}");
+        assert!(
+            text.starts_with("kind: \"X\"\nlist:\n  - a: 1\n    b:\n      - c: \"d\"\n"),
+            "{text}"
+        );
     }
 }

@@ -22,7 +22,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use super::{cert_dir, emit, header, host_mount, host_name, image, runtime, HostMount, Opts, Runtime, MARKER};
+use super::{
+    cert_dir, emit, header, host_mount, host_name, image, runtime, HostMount, Opts, Runtime, MARKER,
+};
 use crate::diag::{Diagnostic, Error};
 use crate::model::compose::{Compose, Service};
 use crate::model::nginx;
@@ -53,12 +55,17 @@ pub fn render(repo: &Repo, o: &Opts) -> Result<BTreeMap<String, String>, Error> 
     for s in &compose.services {
         for (net, line) in &s.networks {
             if !label_name_ok(net) {
-                return Err(Diagnostic::error(format!("network `{net}` cannot be part of a Kubernetes label name"))
-                    .at(crate::model::compose::FILE, *line)
-                    .fix("name networks with letters, digits, `-`, `_` and `.` (at most 63)"));
+                return Err(Diagnostic::error(format!(
+                    "network `{net}` cannot be part of a Kubernetes label name"
+                ))
+                .at(crate::model::compose::FILE, *line)
+                .fix("name networks with letters, digits, `-`, `_` and `.` (at most 63)"));
             }
         }
-        files.insert(format!("{}.deployment.yaml", s.name), deployment(repo, s, o)?);
+        files.insert(
+            format!("{}.deployment.yaml", s.name),
+            deployment(repo, s, o)?,
+        );
         let ports = matrix::container_ports(s);
         if !ports.is_empty() {
             let p: Vec<Value> = ports.iter().map(|p| json!({"name": port_name(*p), "port": p, "targetPort": port_name(*p), "protocol": "TCP"})).collect();
@@ -67,7 +74,11 @@ pub fn render(repo: &Repo, o: &Opts) -> Result<BTreeMap<String, String>, Error> 
                 json!({"apiVersion": "v1", "kind": "Service", "metadata": meta(&s.name), "spec": {"selector": {NAME_LABEL: s.name}, "ports": p}}),
             );
         }
-        for m in s.volumes.iter().filter(|m| !m.named && cert_dir(m).is_none()) {
+        for m in s
+            .volumes
+            .iter()
+            .filter(|m| !m.named && cert_dir(m).is_none())
+        {
             if let HostMount::Committed { src, files: cf, .. } = host_mount(repo, s, m)? {
                 let data: ConfigData = cf.into_iter().map(|f| (f.name, f.text)).collect();
                 let name = host_name(&src);
@@ -94,7 +105,10 @@ pub fn render(repo: &Repo, o: &Opts) -> Result<BTreeMap<String, String>, Error> 
     );
     for (net, _) in &compose.networks {
         for member in compose.services.iter().filter(|s| s.on_network(net)) {
-            let ports: Vec<Value> = matrix::container_ports(member).iter().map(|p| json!({"protocol": "TCP", "port": p})).collect();
+            let ports: Vec<Value> = matrix::container_ports(member)
+                .iter()
+                .map(|p| json!({"protocol": "TCP", "port": p}))
+                .collect();
             if ports.is_empty() {
                 continue;
             }
@@ -107,20 +121,32 @@ pub fn render(repo: &Repo, o: &Opts) -> Result<BTreeMap<String, String>, Error> 
             );
         }
     }
-    let mut out: BTreeMap<String, String> =
-        files.into_iter().map(|(f, v)| (format!("{DIR}/{f}"), format!("{}{}", header("k8s"), emit::to_yaml(&v)))).collect();
+    let mut out: BTreeMap<String, String> = files
+        .into_iter()
+        .map(|(f, v)| {
+            (
+                format!("{DIR}/{f}"),
+                format!("{}{}", header("k8s"), emit::to_yaml(&v)),
+            )
+        })
+        .collect();
     out.insert(SECRETS_SCRIPT.into(), secrets_script(repo, &compose)?);
     Ok(out)
 }
 
 fn files_insert_configmap(files: &mut BTreeMap<String, Value>, name: &str, data: ConfigData) {
-    files.insert(format!("{name}.configmap.yaml"), json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(name), "data": data}));
+    files.insert(
+        format!("{name}.configmap.yaml"),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(name), "data": data}),
+    );
 }
 
 /// An env_file made per checkout (`secrets/<x>.env`): a Secret, not values.
 fn checkout_env(f: &str) -> Option<String> {
     let f = f.trim_start_matches("./");
-    f.strip_prefix(&format!("{}/", crate::plan::datalayer::SECRETS)).filter(|r| !r.contains("..")).map(|_| f.to_string())
+    f.strip_prefix(&format!("{}/", crate::plan::datalayer::SECRETS))
+        .filter(|r| !r.contains(".."))
+        .map(|_| f.to_string())
 }
 
 /// The plan: every file of the export, and the deletion of generated files
@@ -129,10 +155,16 @@ pub fn plan(repo: &Repo, o: &Opts) -> Result<Txn, Error> {
     let files = render(repo, o)?;
     let mut t = Txn::new(&repo.root);
     for (f, text) in &files {
-        t.write_mode(f, text.as_bytes(), if f == SECRETS_SCRIPT { 0o755 } else { 0o644 })?;
+        t.write_mode(
+            f,
+            text.as_bytes(),
+            if f == SECRETS_SCRIPT { 0o755 } else { 0o644 },
+        )?;
     }
     for f in existing(repo) {
-        if !files.contains_key(&f) && std::fs::read_to_string(repo.root.join(&f)).is_ok_and(|t| t.contains(MARKER)) {
+        if !files.contains_key(&f)
+            && std::fs::read_to_string(repo.root.join(&f)).is_ok_and(|t| t.contains(MARKER))
+        {
             t.delete(&f)?;
         }
     }
@@ -142,7 +174,12 @@ pub fn plan(repo: &Repo, o: &Opts) -> Result<Txn, Error> {
 /// The `.yaml` files in deploy/k8s now (what `--check` evaluates).
 pub fn existing(repo: &Repo) -> Vec<String> {
     let mut out: Vec<String> = std::fs::read_dir(repo.root.join(DIR))
-        .map(|rd| rd.flatten().filter(|e| e.path().is_file()).map(|e| format!("{DIR}/{}", e.file_name().to_string_lossy())).collect())
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.path().is_file())
+                .map(|e| format!("{DIR}/{}", e.file_name().to_string_lossy()))
+                .collect()
+        })
         .unwrap_or_default();
     out.retain(|f| f.ends_with(".yaml") || f.ends_with(".sh"));
     out.sort();
@@ -155,7 +192,8 @@ fn label_name_ok(s: &str) -> bool {
         && b.len() <= 63
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(c))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(c))
 }
 
 fn port_name(p: u16) -> String {
@@ -174,12 +212,21 @@ sys.exit(0 if ch.unary_unary('/grpc.health.v1.Health/Check')(b'', timeout=3) == 
 /// Readiness: the service answers its own protocol (as `verify` checks it).
 fn readiness(repo: &Repo, s: &Service, env: &[(String, String)]) -> Option<Value> {
     let t = matrix::target(repo, s)?;
-    let get = |k: &str| env.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let get = |k: &str| {
+        env.iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+    };
     let p = t.port;
     let probe = match t.kind {
-        Kind::Pg => json!({"exec": {"command": ["pg_isready", "-h", "127.0.0.1", "-p", p.to_string(), "-U", get("POSTGRES_USER").unwrap_or("postgres".into())]}}),
+        Kind::Pg => {
+            json!({"exec": {"command": ["pg_isready", "-h", "127.0.0.1", "-p", p.to_string(), "-U", get("POSTGRES_USER").unwrap_or("postgres".into())]}})
+        }
         Kind::Redis => json!({"exec": {"command": ["redis-cli", "-p", p.to_string(), "ping"]}}),
-        Kind::Http => json!({"httpGet": {"path": t.path, "port": p, "scheme": if t.tls { "HTTPS" } else { "HTTP" }}}),
+        Kind::Http => {
+            json!({"httpGet": {"path": t.path, "port": p, "scheme": if t.tls { "HTTPS" } else { "HTTP" }}})
+        }
         Kind::Grpc if !t.tls => json!({"grpc": {"port": p}}),
         Kind::Grpc => {
             let ca = get("TLS_CA").unwrap_or("/run/trust/ca.pem".into());
@@ -203,9 +250,15 @@ fn deployment(repo: &Repo, s: &Service, o: &Opts) -> Result<Value, Error> {
     // wins in Compose; the data layer keeps them apart (service.env names
     // users, secrets/<svc>.env holds passwords; MR019).
     let mut committed = s.clone();
-    committed.env_file.retain(|(f, _)| checkout_env(f).is_none());
-    let env_from: Vec<Value> =
-        s.env_file.iter().filter_map(|(f, _)| checkout_env(f)).map(|f| json!({"secretRef": {"name": host_name(&f)}})).collect();
+    committed
+        .env_file
+        .retain(|(f, _)| checkout_env(f).is_none());
+    let env_from: Vec<Value> = s
+        .env_file
+        .iter()
+        .filter_map(|(f, _)| checkout_env(f))
+        .map(|f| json!({"secretRef": {"name": host_name(&f)}}))
+        .collect();
     let mut env: Vec<(String, String)> = vec![];
     for (k, v) in repo.service_env(&committed) {
         env.retain(|(n, _)| *n != k);
@@ -228,28 +281,41 @@ fn deployment(repo: &Repo, s: &Service, o: &Opts) -> Result<Value, Error> {
             let (src, dir, files, exec, secret) = match host_mount(repo, s, m)? {
                 HostMount::Committed { src, dir, files } => {
                     let exec: Vec<bool> = files.iter().map(|f| f.exec).collect();
-                    (src, dir, files.into_iter().map(|f| f.name).collect::<Vec<_>>(), exec, false)
+                    (
+                        src,
+                        dir,
+                        files.into_iter().map(|f| f.name).collect::<Vec<_>>(),
+                        exec,
+                        false,
+                    )
                 }
                 HostMount::Checkout { src, dir, files } => (src, dir, files, vec![], true),
             };
             let name = host_name(&src);
             if secret {
                 // Like the keys: 0440 and the pod's fsGroup.
-                volumes.push(json!({"name": vname, "secret": {"secretName": name, "defaultMode": 0o440}}));
+                volumes.push(
+                    json!({"name": vname, "secret": {"secretName": name, "defaultMode": 0o440}}),
+                );
             } else {
                 // Read-only for everyone, executable where the committed file
                 // is (the postgres image runs an executable init script).
                 let mut cm = json!({"name": name, "defaultMode": if exec.iter().all(|x| *x) { 0o555 } else { 0o444 }});
                 if exec.iter().any(|x| *x) && !exec.iter().all(|x| *x) {
                     let items: Vec<Value> = files.iter().zip(&exec).map(|(f, x)| json!({"key": f, "path": f, "mode": if *x { 0o555 } else { 0o444 }})).collect();
-                    cm.as_object_mut().unwrap().insert("items".into(), json!(items));
+                    cm.as_object_mut()
+                        .unwrap()
+                        .insert("items".into(), json!(items));
                 }
                 volumes.push(json!({"name": vname, "configMap": cm}));
             }
             let mut mount = json!({"name": vname, "mountPath": m.target, "readOnly": true});
             if !dir {
                 // One file at its own path, the rest of the folder the image's.
-                mount.as_object_mut().unwrap().insert("subPath".into(), json!(files[0]));
+                mount
+                    .as_object_mut()
+                    .unwrap()
+                    .insert("subPath".into(), json!(files[0]));
             }
             mounts.push(mount);
             continue;
@@ -276,7 +342,9 @@ fn deployment(repo: &Repo, s: &Service, o: &Opts) -> Result<Value, Error> {
             if name == "nginx-conf" {
                 mounts.push(json!({"name": vname, "mountPath": "/etc/nginx/nginx.conf", "subPath": "nginx.conf", "readOnly": true}));
             } else if !data.is_empty() {
-                mounts.push(json!({"name": vname, "mountPath": "/etc/nginx/locations", "readOnly": true}));
+                mounts.push(
+                    json!({"name": vname, "mountPath": "/etc/nginx/locations", "readOnly": true}),
+                );
             }
         }
     }
@@ -323,11 +391,17 @@ fn deployment(repo: &Repo, s: &Service, o: &Opts) -> Result<Value, Error> {
     }
     if rt == Runtime::Nginx {
         // NGINX listens on 443 without root or capabilities (a safe sysctl).
-        pod_sc.as_object_mut().unwrap().insert("sysctls".into(), json!([{"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}]));
+        pod_sc.as_object_mut().unwrap().insert(
+            "sysctls".into(),
+            json!([{"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}]),
+        );
     }
     let mut labels = json!({NAME_LABEL: s.name, PART_OF: "monorepo"});
     for (net, _) in &s.networks {
-        labels.as_object_mut().unwrap().insert(format!("{NET_LABEL}{net}"), json!("true"));
+        labels
+            .as_object_mut()
+            .unwrap()
+            .insert(format!("{NET_LABEL}{net}"), json!("true"));
     }
     let stateful = s.volumes.iter().any(|m| m.named);
     Ok(json!({
@@ -375,7 +449,10 @@ fn nginx_configmaps(repo: &Repo) -> Result<Vec<(String, ConfigData)>, Error> {
     if conf.is_empty() {
         return Ok(vec![]);
     }
-    Ok(vec![("nginx-conf".into(), conf), ("nginx-locations".into(), locations)])
+    Ok(vec![
+        ("nginx-conf".into(), conf),
+        ("nginx-locations".into(), locations),
+    ])
 }
 
 fn secrets_script(repo: &Repo, compose: &Compose) -> Result<String, Error> {
@@ -385,10 +462,17 @@ fn secrets_script(repo: &Repo, compose: &Compose) -> Result<String, Error> {
         let mut add = |name: String, from: String, line: usize| -> Result<(), Error> {
             // Both go into a shell script and a Kubernetes name: keep them to characters that mean nothing to sh.
             let path = from.split_once('=').map(|(_, p)| p).unwrap_or("");
-            if !super::object_name_ok(&name) || !path.chars().all(|c| c.is_ascii_alphanumeric() || "._/-".contains(c)) {
-                return Err(Diagnostic::error(format!("service `{}`: `{path}` cannot name a Kubernetes Secret", s.name))
-                    .at(crate::model::compose::FILE, line)
-                    .fix("use lowercase letters, digits, `-`, `.` and `/` in the path"));
+            if !super::object_name_ok(&name)
+                || !path
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._/-".contains(c))
+            {
+                return Err(Diagnostic::error(format!(
+                    "service `{}`: `{path}` cannot name a Kubernetes Secret",
+                    s.name
+                ))
+                .at(crate::model::compose::FILE, line)
+                .fix("use lowercase letters, digits, `-`, `.` and `/` in the path"));
             }
             made.insert(name, from);
             Ok(())
@@ -397,7 +481,11 @@ fn secrets_script(repo: &Repo, compose: &Compose) -> Result<String, Error> {
             if let Some(d) = cert_dir(m) {
                 add(super::cert_name(&d), format!("--from-file={d}/"), m.line)?;
             } else if let HostMount::Checkout { src, dir, .. } = host_mount(repo, s, m)? {
-                add(host_name(&src), format!("--from-file={src}{}", if dir { "/" } else { "" }), m.line)?;
+                add(
+                    host_name(&src),
+                    format!("--from-file={src}{}", if dir { "/" } else { "" }),
+                    m.line,
+                )?;
             }
         }
         for (f, line) in &s.env_file {

@@ -32,9 +32,16 @@ pub struct Opts {
 
 impl Opts {
     pub fn new(repo: &Repo, flag: Option<&str>) -> Result<Opts, Error> {
-        let registry = flag.map(String::from).or_else(|| repo.env("EXPORT_REGISTRY")).unwrap_or(DEFAULT_REGISTRY.into());
+        let registry = flag
+            .map(String::from)
+            .or_else(|| repo.env("EXPORT_REGISTRY"))
+            .unwrap_or(DEFAULT_REGISTRY.into());
         let registry = registry.trim_end_matches('/').to_string();
-        let ok = !registry.is_empty() && registry.chars().all(|c| c.is_ascii_alphanumeric() || "._-/:".contains(c)) && !registry.contains("//");
+        let ok = !registry.is_empty()
+            && registry
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-/:".contains(c))
+            && !registry.contains("//");
         if !ok {
             return Err(Diagnostic::error(format!("registry `{registry}` is not an image name prefix"))
                 .fix("pass a prefix like `registry.example.com/team` (letters, digits, `.`, `-`, `_`, `/`, `:`)"));
@@ -82,9 +89,12 @@ pub fn cert_name(dir: &str) -> String {
 /// A mount we cannot carry to a cluster (a host folder other than certs/,
 /// datalayer/ and secrets/).
 pub fn unsupported_mount(s: &Service, m: &Mount) -> Error {
-    Diagnostic::error(format!("service `{}` bind-mounts `{}`, a folder of this machine, which a cluster does not have", s.name, m.source))
-        .at(crate::model::compose::FILE, m.line)
-        .fix("use a named volume, or bake the files into the image")
+    Diagnostic::error(format!(
+        "service `{}` bind-mounts `{}`, a folder of this machine, which a cluster does not have",
+        s.name, m.source
+    ))
+    .at(crate::model::compose::FILE, m.line)
+    .fix("use a named volume, or bake the files into the image")
 }
 
 /// Committed host files a cluster gets as swarm configs / ConfigMaps.
@@ -103,24 +113,40 @@ pub struct ConfigFile {
 pub enum HostMount {
     /// Committed files under datalayer/ (no secret): their text goes into
     /// the exported files. `dir`: the mount is a folder of `files`.
-    Committed { src: String, dir: bool, files: Vec<ConfigFile> },
+    Committed {
+        src: String,
+        dir: bool,
+        files: Vec<ConfigFile>,
+    },
     /// Per-checkout files under secrets/ (git-ignored, made by `certs` /
     /// `sync`): never read here, so no credential reaches a committed file,
     /// and the export is the same on every machine. `files` are the names
     /// the data-layer plan writes into a folder (for a file: its own name).
-    Checkout { src: String, dir: bool, files: Vec<String> },
+    Checkout {
+        src: String,
+        dir: bool,
+        files: Vec<String>,
+    },
 }
 
 /// `./a/b/` -> `a/b`; None when it leaves the repository.
 fn repo_path(source: &str) -> Option<String> {
     let src = source.trim_start_matches("./").trim_end_matches('/');
-    let ok = !src.is_empty() && !src.starts_with('/') && src.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
+    let ok = !src.is_empty()
+        && !src.starts_with('/')
+        && src
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..");
     ok.then(|| src.to_string())
 }
 
 /// A ConfigMap/Secret key and a swarm object name part: `[-._a-zA-Z0-9]+`.
 fn key_ok(k: &str) -> bool {
-    !k.is_empty() && k != "." && k != ".." && k.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
+    !k.is_empty()
+        && k != "."
+        && k != ".."
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
 }
 
 /// Kubernetes object names (RFC 1123 subdomain): lowercase letters, digits,
@@ -129,7 +155,8 @@ pub fn object_name_ok(n: &str) -> bool {
     n.len() <= 253
         && n.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
         && n.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && n.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
 }
 
 /// The object a data-layer path becomes: `datalayer/redis/redis.conf` ->
@@ -145,19 +172,38 @@ fn file_name(src: &str) -> &str {
 /// A bind mount other than certs/ that a cluster can carry, or the error
 /// saying why not (the clear one of `unsupported_mount` for other folders).
 pub fn host_mount(repo: &Repo, s: &Service, m: &Mount) -> Result<HostMount, Error> {
-    let at = |msg: String, fix: &str| Diagnostic::error(msg).at(crate::model::compose::FILE, m.line).fix(fix.to_string());
-    let Some(src) = repo_path(&m.source) else { return Err(unsupported_mount(s, m)) };
+    let at = |msg: String, fix: &str| {
+        Diagnostic::error(msg)
+            .at(crate::model::compose::FILE, m.line)
+            .fix(fix.to_string())
+    };
+    let Some(src) = repo_path(&m.source) else {
+        return Err(unsupported_mount(s, m));
+    };
     let name_fix = "name the file with letters, digits, `-`, `.` and `_` (a ConfigMap/Secret key), the path in lowercase";
     if let Some(rest) = src.strip_prefix(&format!("{}/", crate::plan::datalayer::SECRETS)) {
         // Which per-checkout files a folder holds comes from the plan that
         // writes them, not from this machine's disk.
         let prefix = format!("{src}/");
-        let files: Vec<String> =
-            [crate::plan::datalayer::REDIS_ACL].iter().filter_map(|f| f.strip_prefix(&prefix)).map(String::from).collect();
+        let files: Vec<String> = [crate::plan::datalayer::REDIS_ACL]
+            .iter()
+            .filter_map(|f| f.strip_prefix(&prefix))
+            .map(String::from)
+            .collect();
         let dir = !files.is_empty();
-        let files = if dir { files } else { vec![file_name(rest).to_string()] };
+        let files = if dir {
+            files
+        } else {
+            vec![file_name(rest).to_string()]
+        };
         if !object_name_ok(&host_name(&src)) || !files.iter().all(|f| key_ok(f)) {
-            return Err(at(format!("service `{}` mounts `{}`, which cannot name a Kubernetes Secret", s.name, m.source), name_fix));
+            return Err(at(
+                format!(
+                    "service `{}` mounts `{}`, which cannot name a Kubernetes Secret",
+                    s.name, m.source
+                ),
+                name_fix,
+            ));
         }
         return Ok(HostMount::Checkout { src, dir, files });
     }
@@ -165,11 +211,23 @@ pub fn host_mount(repo: &Repo, s: &Service, m: &Mount) -> Result<HostMount, Erro
         return Err(unsupported_mount(s, m));
     }
     let path = repo.root.join(&src);
-    let meta = std::fs::metadata(&path)
-        .map_err(|e| at(format!("service `{}` mounts `{}`: {e}", s.name, m.source), "run `cargo xtask sync`, which writes the data-layer files"))?;
+    let meta = std::fs::metadata(&path).map_err(|e| {
+        at(
+            format!("service `{}` mounts `{}`: {e}", s.name, m.source),
+            "run `cargo xtask sync`, which writes the data-layer files",
+        )
+    })?;
     let names: Vec<String> = if meta.is_dir() {
         let mut v = vec![];
-        for e in std::fs::read_dir(&path).map_err(|e| at(format!("{src}: cannot list: {e}"), "check the folder's permissions"))?.flatten() {
+        for e in std::fs::read_dir(&path)
+            .map_err(|e| {
+                at(
+                    format!("{src}: cannot list: {e}"),
+                    "check the folder's permissions",
+                )
+            })?
+            .flatten()
+        {
             let n = e.file_name().to_string_lossy().into_owned();
             if !std::fs::metadata(e.path()).is_ok_and(|m| m.is_file()) {
                 // A ConfigMap is flat (keys hold no `/`), and a swarm config is one file.
@@ -184,9 +242,16 @@ pub fn host_mount(repo: &Repo, s: &Service, m: &Mount) -> Result<HostMount, Erro
     };
     let mut files = vec![];
     for n in names {
-        let rel = if meta.is_dir() { format!("{src}/{n}") } else { src.clone() };
+        let rel = if meta.is_dir() {
+            format!("{src}/{n}")
+        } else {
+            src.clone()
+        };
         if !key_ok(&n) || !object_name_ok(&host_name(&src)) {
-            return Err(at(format!("`{rel}` cannot name a ConfigMap key or object"), name_fix));
+            return Err(at(
+                format!("`{rel}` cannot name a ConfigMap key or object"),
+                name_fix,
+            ));
         }
         // read_text refuses a symlink out of the repository: its target would land in a committed file.
         let text = crate::model::repo::read_text(&repo.root, &rel)?;
@@ -194,14 +259,25 @@ pub fn host_mount(repo: &Repo, s: &Service, m: &Mount) -> Result<HostMount, Erro
             use std::os::unix::fs::PermissionsExt;
             m.permissions().mode() & 0o111 != 0
         });
-        files.push(ConfigFile { name: n, text, exec });
+        files.push(ConfigFile {
+            name: n,
+            text,
+            exec,
+        });
     }
     // ConfigMaps hold at most 1 MiB.
     let size: usize = files.iter().map(|f| f.name.len() + f.text.len()).sum();
     if size > 1 << 20 {
-        return Err(at(format!("`{src}` holds {size} bytes, more than a ConfigMap's 1 MiB"), "bake large files into the image"));
+        return Err(at(
+            format!("`{src}` holds {size} bytes, more than a ConfigMap's 1 MiB"),
+            "bake large files into the image",
+        ));
     }
-    Ok(HostMount::Committed { src, dir: meta.is_dir(), files })
+    Ok(HostMount::Committed {
+        src,
+        dir: meta.is_dir(),
+        files,
+    })
 }
 
 /// The user our images run as (`USER 10001` in the service Dockerfiles).

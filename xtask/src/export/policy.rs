@@ -49,7 +49,10 @@ impl Selector {
 
 #[derive(Debug, Clone)]
 enum Peer {
-    Pods { pods: Option<Selector>, namespaces: Option<Selector> },
+    Pods {
+        pods: Option<Selector>,
+        namespaces: Option<Selector>,
+    },
     External,
 }
 
@@ -102,26 +105,51 @@ pub struct Cluster {
 }
 
 fn bad(file: &str, n: &Node, msg: impl std::fmt::Display) -> Error {
-    Diagnostic::error(msg.to_string()).at(file, n.line).fix("re-export with `cargo xtask export k8s`, or correct the manifest")
+    Diagnostic::error(msg.to_string())
+        .at(file, n.line)
+        .fix("re-export with `cargo xtask export k8s`, or correct the manifest")
 }
 
 fn str_map(n: Option<&Node>) -> BTreeMap<String, String> {
     let Some(n) = n else { return BTreeMap::new() };
-    n.keys().into_iter().filter_map(|(k, _)| Some((k.to_string(), n.get(k)?.as_str()?.to_string()))).collect()
+    n.keys()
+        .into_iter()
+        .filter_map(|(k, _)| Some((k.to_string(), n.get(k)?.as_str()?.to_string())))
+        .collect()
 }
 
 fn selector(file: &str, n: &Node) -> Result<Selector, Error> {
     if n.is_null() {
         return Ok(Selector::default());
     }
-    let mut s = Selector { labels: str_map(n.get("matchLabels")), exprs: vec![] };
-    for e in n.get("matchExpressions").and_then(|e| e.as_seq()).unwrap_or(&[]) {
-        let key = e.get("key").and_then(|k| k.as_str()).ok_or_else(|| bad(file, e, "matchExpressions entry without `key`"))?;
+    let mut s = Selector {
+        labels: str_map(n.get("matchLabels")),
+        exprs: vec![],
+    };
+    for e in n
+        .get("matchExpressions")
+        .and_then(|e| e.as_seq())
+        .unwrap_or(&[])
+    {
+        let key = e
+            .get("key")
+            .and_then(|k| k.as_str())
+            .ok_or_else(|| bad(file, e, "matchExpressions entry without `key`"))?;
         let op = e.get("operator").and_then(|k| k.as_str()).unwrap_or("");
         if !["In", "NotIn", "Exists", "DoesNotExist"].contains(&op) {
-            return Err(bad(file, e, format!("unknown matchExpressions operator `{op}`")));
+            return Err(bad(
+                file,
+                e,
+                format!("unknown matchExpressions operator `{op}`"),
+            ));
         }
-        let vals = e.get("values").and_then(|v| v.as_seq()).unwrap_or(&[]).iter().filter_map(|v| v.as_str().map(String::from)).collect();
+        let vals = e
+            .get("values")
+            .and_then(|v| v.as_seq())
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect();
         s.exprs.push((key.to_string(), op.to_string(), vals));
     }
     Ok(s)
@@ -149,8 +177,14 @@ fn rules(file: &str, n: Option<&Node>, peer_key: &str) -> Result<Vec<Rule>, Erro
                         v.push(Peer::External);
                         continue;
                     }
-                    let pods = p.get("podSelector").map(|s| selector(file, s)).transpose()?;
-                    let namespaces = p.get("namespaceSelector").map(|s| selector(file, s)).transpose()?;
+                    let pods = p
+                        .get("podSelector")
+                        .map(|s| selector(file, s))
+                        .transpose()?;
+                    let namespaces = p
+                        .get("namespaceSelector")
+                        .map(|s| selector(file, s))
+                        .transpose()?;
                     if pods.is_none() && namespaces.is_none() {
                         return Err(bad(file, p, format!("a `{peer_key}` peer needs podSelector, namespaceSelector or ipBlock")));
                     }
@@ -165,9 +199,16 @@ fn rules(file: &str, n: Option<&Node>, peer_key: &str) -> Result<Vec<Rule>, Erro
                 items
                     .iter()
                     .map(|p| PortSel {
-                        protocol: p.get("protocol").and_then(|x| x.as_str()).unwrap_or("TCP").to_string(),
+                        protocol: p
+                            .get("protocol")
+                            .and_then(|x| x.as_str())
+                            .unwrap_or("TCP")
+                            .to_string(),
                         port: p.get("port").map(port_ref),
-                        end: p.get("endPort").and_then(|x| x.as_str()).and_then(|x| x.parse().ok()),
+                        end: p
+                            .get("endPort")
+                            .and_then(|x| x.as_str())
+                            .and_then(|x| x.parse().ok()),
                     })
                     .collect(),
             ),
@@ -184,13 +225,24 @@ impl Cluster {
     pub fn read(files: &[(String, String)]) -> Result<Cluster, Error> {
         let mut c = Cluster::default();
         for (file, text) in files {
-            let root = yaml::parse(text)
-                .map_err(|e| Diagnostic::error(e.msg).at(file, e.line).fix("correct the YAML, or re-export"))?;
+            let root = yaml::parse(text).map_err(|e| {
+                Diagnostic::error(e.msg)
+                    .at(file, e.line)
+                    .fix("correct the YAML, or re-export")
+            })?;
             let Some(root) = root else { continue };
             let kind = root.get("kind").and_then(|k| k.as_str()).unwrap_or("");
             let meta = root.get("metadata");
-            let name = meta.and_then(|m| m.get("name")).and_then(|n| n.as_str()).unwrap_or("").to_string();
-            let namespace = meta.and_then(|m| m.get("namespace")).and_then(|n| n.as_str()).unwrap_or("default").to_string();
+            let name = meta
+                .and_then(|m| m.get("name"))
+                .and_then(|n| n.as_str())
+                .unwrap_or("")
+                .to_string();
+            let namespace = meta
+                .and_then(|m| m.get("namespace"))
+                .and_then(|n| n.as_str())
+                .unwrap_or("default")
+                .to_string();
             match kind {
                 "Namespace" => {
                     let mut labels = str_map(meta.and_then(|m| m.get("labels")));
@@ -198,27 +250,58 @@ impl Cluster {
                     c.namespaces.insert(name, labels);
                 }
                 "Deployment" => {
-                    let tpl = root.get("spec").and_then(|s| s.get("template")).ok_or_else(|| bad(file, &root, "a Deployment without spec.template"))?;
+                    let tpl = root
+                        .get("spec")
+                        .and_then(|s| s.get("template"))
+                        .ok_or_else(|| bad(file, &root, "a Deployment without spec.template"))?;
                     let labels = str_map(tpl.get("metadata").and_then(|m| m.get("labels")));
                     let mut ports = vec![];
-                    for ctr in tpl.get("spec").and_then(|s| s.get("containers")).and_then(|c| c.as_seq()).unwrap_or(&[]) {
+                    for ctr in tpl
+                        .get("spec")
+                        .and_then(|s| s.get("containers"))
+                        .and_then(|c| c.as_seq())
+                        .unwrap_or(&[])
+                    {
                         for p in ctr.get("ports").and_then(|p| p.as_seq()).unwrap_or(&[]) {
-                            let Some(num) = p.get("containerPort").and_then(|x| x.as_str()).and_then(|x| x.parse().ok()) else { continue };
+                            let Some(num) = p
+                                .get("containerPort")
+                                .and_then(|x| x.as_str())
+                                .and_then(|x| x.parse().ok())
+                            else {
+                                continue;
+                            };
                             let pname = p.get("name").and_then(|x| x.as_str()).map(String::from);
-                            let proto = p.get("protocol").and_then(|x| x.as_str()).unwrap_or("TCP").to_string();
+                            let proto = p
+                                .get("protocol")
+                                .and_then(|x| x.as_str())
+                                .unwrap_or("TCP")
+                                .to_string();
                             ports.push((pname, num, proto));
                         }
                     }
-                    c.pods.push(Pod { name, namespace, labels, ports });
+                    c.pods.push(Pod {
+                        name,
+                        namespace,
+                        labels,
+                        ports,
+                    });
                 }
                 "NetworkPolicy" => {
-                    let spec = root.get("spec").ok_or_else(|| bad(file, &root, "a NetworkPolicy without spec"))?;
+                    let spec = root
+                        .get("spec")
+                        .ok_or_else(|| bad(file, &root, "a NetworkPolicy without spec"))?;
                     let select = match spec.get("podSelector") {
                         Some(s) => selector(file, s)?,
-                        None => return Err(bad(file, spec, "a NetworkPolicy without spec.podSelector")),
+                        None => {
+                            return Err(bad(file, spec, "a NetworkPolicy without spec.podSelector"))
+                        }
                     };
-                    let types: Vec<String> = match spec.get("policyTypes").and_then(|t| t.as_seq()) {
-                        Some(t) => t.iter().filter_map(|x| x.as_str().map(String::from)).collect(),
+                    let types: Vec<String> = match spec.get("policyTypes").and_then(|t| t.as_seq())
+                    {
+                        Some(t) => t
+                            .iter()
+                            .filter_map(|x| x.as_str().map(String::from))
+                            .collect(),
                         None => {
                             let mut t = vec!["Ingress".to_string()];
                             if spec.get("egress").is_some() {
@@ -227,9 +310,24 @@ impl Cluster {
                             t
                         }
                     };
-                    let ingress = if types.iter().any(|t| t == "Ingress") { Some(rules(file, spec.get("ingress"), "from")?) } else { None };
-                    let egress = if types.iter().any(|t| t == "Egress") { Some(rules(file, spec.get("egress"), "to")?) } else { None };
-                    c.policies.push(Policy { name, file: file.clone(), namespace, select, ingress, egress });
+                    let ingress = if types.iter().any(|t| t == "Ingress") {
+                        Some(rules(file, spec.get("ingress"), "from")?)
+                    } else {
+                        None
+                    };
+                    let egress = if types.iter().any(|t| t == "Egress") {
+                        Some(rules(file, spec.get("egress"), "to")?)
+                    } else {
+                        None
+                    };
+                    c.policies.push(Policy {
+                        name,
+                        file: file.clone(),
+                        namespace,
+                        select,
+                        ingress,
+                        egress,
+                    });
                 }
                 _ => {}
             }
@@ -238,7 +336,9 @@ impl Cluster {
     }
 
     fn ns_labels(&self, ns: &str) -> BTreeMap<String, String> {
-        self.namespaces.get(ns).cloned().unwrap_or_else(|| BTreeMap::from([("kubernetes.io/metadata.name".to_string(), ns.to_string())]))
+        self.namespaces.get(ns).cloned().unwrap_or_else(|| {
+            BTreeMap::from([("kubernetes.io/metadata.name".to_string(), ns.to_string())])
+        })
     }
 
     fn peer_matches(&self, policy_ns: &str, peer: &Peer, pod: &Pod) -> bool {
@@ -256,20 +356,30 @@ impl Cluster {
 
     /// Does `sel` cover `port` on `dest` (named ports resolve on `dest`)?
     fn port_matches(sel: &PortSel, dest: &Pod, port: u16) -> bool {
-        let Some((_, _, proto)) = dest.ports.iter().find(|(_, n, _)| *n == port) else { return false };
+        let Some((_, _, proto)) = dest.ports.iter().find(|(_, n, _)| *n == port) else {
+            return false;
+        };
         if &sel.protocol != proto {
             return false;
         }
         match &sel.port {
             None => true,
             Some(PortRef::Num(p)) => port >= *p && port <= sel.end.unwrap_or(*p),
-            Some(PortRef::Name(name)) => dest.ports.iter().any(|(n, num, _)| n.as_deref() == Some(name) && *num == port),
+            Some(PortRef::Name(name)) => dest
+                .ports
+                .iter()
+                .any(|(n, num, _)| n.as_deref() == Some(name) && *num == port),
         }
     }
 
     fn rule_admits(&self, policy_ns: &str, rule: &Rule, peer: &Pod, dest: &Pod, port: u16) -> bool {
-        rule.peers.as_ref().is_none_or(|ps| ps.iter().any(|p| self.peer_matches(policy_ns, p, peer)))
-            && rule.ports.as_ref().is_none_or(|ps| ps.iter().any(|s| Self::port_matches(s, dest, port)))
+        rule.peers
+            .as_ref()
+            .is_none_or(|ps| ps.iter().any(|p| self.peer_matches(policy_ns, p, peer)))
+            && rule
+                .ports
+                .as_ref()
+                .is_none_or(|ps| ps.iter().any(|s| Self::port_matches(s, dest, port)))
     }
 
     /// Whether `src` may connect to `dst:port`, and why (policy names).
@@ -278,16 +388,40 @@ impl Cluster {
             self.policies
                 .iter()
                 .filter(|p| p.namespace == pod.namespace && p.select.matches(&pod.labels))
-                .filter(|p| if ingress { p.ingress.is_some() } else { p.egress.is_some() })
+                .filter(|p| {
+                    if ingress {
+                        p.ingress.is_some()
+                    } else {
+                        p.egress.is_some()
+                    }
+                })
                 .collect()
         };
         let ing = selecting(dst, true);
         let ingress = if ing.is_empty() {
-            (true, format!("no policy isolates `{}` for ingress", dst.name))
+            (
+                true,
+                format!("no policy isolates `{}` for ingress", dst.name),
+            )
         } else {
-            match ing.iter().find(|p| p.ingress.as_ref().unwrap().iter().any(|r| self.rule_admits(&p.namespace, r, src, dst, port))) {
+            match ing.iter().find(|p| {
+                p.ingress
+                    .as_ref()
+                    .unwrap()
+                    .iter()
+                    .any(|r| self.rule_admits(&p.namespace, r, src, dst, port))
+            }) {
                 Some(p) => (true, format!("admitted by {} ({})", p.name, p.file)),
-                None => (false, format!("no ingress rule of {} admits it", ing.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "))),
+                None => (
+                    false,
+                    format!(
+                        "no ingress rule of {} admits it",
+                        ing.iter()
+                            .map(|p| p.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ),
             }
         };
         if !ingress.0 {
@@ -297,9 +431,24 @@ impl Cluster {
         if eg.is_empty() {
             return ingress;
         }
-        match eg.iter().find(|p| p.egress.as_ref().unwrap().iter().any(|r| self.rule_admits(&p.namespace, r, dst, dst, port))) {
+        match eg.iter().find(|p| {
+            p.egress
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|r| self.rule_admits(&p.namespace, r, dst, dst, port))
+        }) {
             Some(p) => (true, format!("{}; egress allowed by {}", ingress.1, p.name)),
-            None => (false, format!("no egress rule of {} admits it", eg.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "))),
+            None => (
+                false,
+                format!(
+                    "no egress rule of {} admits it",
+                    eg.iter()
+                        .map(|p| p.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
         }
     }
 
@@ -308,8 +457,15 @@ impl Cluster {
         let mut out = BTreeMap::new();
         for dst in &self.pods {
             for (_, port, _) in &dst.ports {
-                for src in self.pods.iter().filter(|s| s.name != dst.name || s.namespace != dst.namespace) {
-                    out.insert((src.name.clone(), dst.name.clone(), *port), self.allowed(src, dst, *port));
+                for src in self
+                    .pods
+                    .iter()
+                    .filter(|s| s.name != dst.name || s.namespace != dst.namespace)
+                {
+                    out.insert(
+                        (src.name.clone(), dst.name.clone(), *port),
+                        self.allowed(src, dst, *port),
+                    );
                 }
             }
         }
@@ -326,23 +482,50 @@ pub fn compare(cluster: &Cluster, expected: &BTreeSet<Expect>) -> Vec<String> {
         let key = (e.source.clone(), e.target.clone(), e.port);
         match got.get(&key) {
             None => {
-                let missing = [&e.source, &e.target].into_iter().find(|n| !cluster.pods.iter().any(|p| &&p.name == n));
+                let missing = [&e.source, &e.target]
+                    .into_iter()
+                    .find(|n| !cluster.pods.iter().any(|p| &&p.name == n));
                 let why = match missing {
                     Some(n) => format!("no Deployment `{n}`"),
-                    None => format!("the Deployment `{}` has no container port {}", e.target, e.port),
+                    None => format!(
+                        "the Deployment `{}` has no container port {}",
+                        e.target, e.port
+                    ),
                 };
-                out.push(format!("{} -> {}:{}: must {}, but {why}", e.source, e.target, e.port, if e.reach { "connect" } else { "not connect" }));
+                out.push(format!(
+                    "{} -> {}:{}: must {}, but {why}",
+                    e.source,
+                    e.target,
+                    e.port,
+                    if e.reach { "connect" } else { "not connect" }
+                ));
             }
             Some((allowed, why)) if *allowed != e.reach => {
-                let want = if e.reach { "must connect (they share a network)" } else { "must not connect (they share no network)" };
-                out.push(format!("{} -> {}:{}: {want}, but the policies {}: {why}", e.source, e.target, e.port, if *allowed { "allow it" } else { "deny it" }));
+                let want = if e.reach {
+                    "must connect (they share a network)"
+                } else {
+                    "must not connect (they share no network)"
+                };
+                out.push(format!(
+                    "{} -> {}:{}: {want}, but the policies {}: {why}",
+                    e.source,
+                    e.target,
+                    e.port,
+                    if *allowed { "allow it" } else { "deny it" }
+                ));
             }
             Some(_) => {}
         }
     }
     for ((s, t, p), (allowed, why)) in &got {
-        if *allowed && !expected.iter().any(|e| &e.source == s && &e.target == t && e.port == *p) {
-            out.push(format!("{s} -> {t}:{p}: not in the compose file, but the policies allow it: {why}"));
+        if *allowed
+            && !expected
+                .iter()
+                .any(|e| &e.source == s && &e.target == t && e.port == *p)
+        {
+            out.push(format!(
+                "{s} -> {t}:{p}: not in the compose file, but the policies allow it: {why}"
+            ));
         }
     }
     out
@@ -380,14 +563,30 @@ spec: {template: {metadata: {labels: {role: tool}}, spec: {containers: [{ports: 
 
     /// The allowed (source, target, port) of the pods above plus `policies`.
     fn allowed(policies: &[&str]) -> Vec<String> {
-        let mut files: Vec<(String, String)> = PODS.split("---").enumerate().map(|(i, d)| (format!("pod{i}.yaml"), d.to_string())).collect();
-        files.extend(policies.iter().enumerate().map(|(i, p)| (format!("np{i}.yaml"), format!("kind: NetworkPolicy\nmetadata: {{name: np{i}, namespace: app}}\n{p}"))));
+        let mut files: Vec<(String, String)> = PODS
+            .split("---")
+            .enumerate()
+            .map(|(i, d)| (format!("pod{i}.yaml"), d.to_string()))
+            .collect();
+        files.extend(policies.iter().enumerate().map(|(i, p)| {
+            (
+                format!("np{i}.yaml"),
+                format!("kind: NetworkPolicy\nmetadata: {{name: np{i}, namespace: app}}\n{p}"),
+            )
+        }));
         let c = Cluster::read(&files).unwrap();
-        c.matrix().into_iter().filter(|(_, (a, _))| *a).map(|((s, t, p), _)| format!("{s}>{t}:{p}")).collect()
+        c.matrix()
+            .into_iter()
+            .filter(|(_, (a, _))| *a)
+            .map(|((s, t, p), _)| format!("{s}>{t}:{p}"))
+            .collect()
     }
 
     fn all_but(excluded: &[&str]) -> Vec<String> {
-        allowed(&[]).into_iter().filter(|c| !excluded.contains(&c.as_str())).collect()
+        allowed(&[])
+            .into_iter()
+            .filter(|c| !excluded.contains(&c.as_str()))
+            .collect()
     }
 
     #[test]
@@ -410,15 +609,43 @@ spec: {template: {metadata: {labels: {role: tool}}, spec: {containers: [{ports: 
     fn allow_from_a_label_with_named_and_numbered_ports() {
         let deny = "spec: {podSelector: {}, policyTypes: [Ingress]}";
         let a = allowed(&[deny, "spec: {podSelector: {matchLabels: {role: api}}, ingress: [{from: [{podSelector: {matchLabels: {role: web}}}], ports: [{port: api}]}]}"]);
-        assert_eq!(a, vec!["api>tool:1", "db>tool:1", "web>api:8080", "web>tool:1"]);
+        assert_eq!(
+            a,
+            vec!["api>tool:1", "db>tool:1", "web>api:8080", "web>tool:1"]
+        );
         // A number with endPort; the named port `http` resolves on web only.
         let a = allowed(&[deny, "spec: {podSelector: {matchLabels: {role: web}}, ingress: [{from: [{podSelector: {}}], ports: [{port: 9000, endPort: 9100}]}]}"]);
-        assert_eq!(a, vec!["api>tool:1", "api>web:9090", "db>tool:1", "db>web:9090", "web>tool:1"]);
-        let a = allowed(&[deny, "spec: {podSelector: {matchLabels: {role: web}}, ingress: [{ports: [{port: http}]}]}"]);
+        assert_eq!(
+            a,
+            vec![
+                "api>tool:1",
+                "api>web:9090",
+                "db>tool:1",
+                "db>web:9090",
+                "web>tool:1"
+            ]
+        );
+        let a = allowed(&[
+            deny,
+            "spec: {podSelector: {matchLabels: {role: web}}, ingress: [{ports: [{port: http}]}]}",
+        ]);
         // No `from`: every source, other namespaces included.
-        assert_eq!(a, vec!["api>tool:1", "api>web:80", "db>tool:1", "db>web:80", "tool>web:80", "web>tool:1"]);
+        assert_eq!(
+            a,
+            vec![
+                "api>tool:1",
+                "api>web:80",
+                "db>tool:1",
+                "db>web:80",
+                "tool>web:80",
+                "web>tool:1"
+            ]
+        );
         // Another protocol admits nothing on TCP ports.
-        let a = allowed(&[deny, "spec: {podSelector: {}, ingress: [{ports: [{protocol: UDP, port: 80}]}]}"]);
+        let a = allowed(&[
+            deny,
+            "spec: {podSelector: {}, ingress: [{ports: [{protocol: UDP, port: 80}]}]}",
+        ]);
         assert_eq!(a.len(), 3);
     }
 
@@ -427,20 +654,38 @@ spec: {template: {metadata: {labels: {role: tool}}, spec: {containers: [{ports: 
         let deny = "spec: {podSelector: {}, policyTypes: [Ingress]}";
         // A namespaceSelector alone admits every pod of the matching namespaces.
         let a = allowed(&[deny, "spec: {podSelector: {matchLabels: {role: db}}, ingress: [{from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: other}}}]}]}"]);
-        assert_eq!(a, vec!["api>tool:1", "db>tool:1", "tool>db:5432", "web>tool:1"]);
+        assert_eq!(
+            a,
+            vec!["api>tool:1", "db>tool:1", "tool>db:5432", "web>tool:1"]
+        );
         // Both: the matching pods of the matching namespaces (app has team=a).
         let a = allowed(&[deny, "spec: {podSelector: {matchLabels: {role: db}}, ingress: [{from: [{namespaceSelector: {matchLabels: {team: a}}, podSelector: {matchExpressions: [{key: role, operator: In, values: [api, tool]}]}}]}]}"]);
-        assert_eq!(a, vec!["api>db:5432", "api>tool:1", "db>tool:1", "web>tool:1"]);
+        assert_eq!(
+            a,
+            vec!["api>db:5432", "api>tool:1", "db>tool:1", "web>tool:1"]
+        );
         // A podSelector alone stays in the policy's namespace: tool is not admitted.
         let a = allowed(&[deny, "spec: {podSelector: {matchLabels: {role: db}}, ingress: [{from: [{podSelector: {}}]}]}"]);
-        assert_eq!(a, vec!["api>db:5432", "api>tool:1", "db>tool:1", "web>db:5432", "web>tool:1"]);
+        assert_eq!(
+            a,
+            vec![
+                "api>db:5432",
+                "api>tool:1",
+                "db>tool:1",
+                "web>db:5432",
+                "web>tool:1"
+            ]
+        );
     }
 
     #[test]
     fn unselected_pods_accept_all_and_policies_union() {
         // Isolating db only: everything else still accepts everything.
         let only_db = "spec: {podSelector: {matchLabels: {role: db}}, ingress: [{from: [{podSelector: {matchLabels: {role: api}}}]}]}";
-        assert_eq!(allowed(&[only_db]), all_but(&["web>db:5432", "tool>db:5432"]));
+        assert_eq!(
+            allowed(&[only_db]),
+            all_but(&["web>db:5432", "tool>db:5432"])
+        );
         // A second policy on db adds web; the first keeps api.
         let a = allowed(&[only_db, "spec: {podSelector: {matchLabels: {role: db}}, ingress: [{from: [{podSelector: {matchLabels: {tier: front}}}]}]}"]);
         assert_eq!(a, all_but(&["tool>db:5432"]));
@@ -449,13 +694,36 @@ spec: {template: {metadata: {labels: {role: tool}}, spec: {containers: [{ports: 
     #[test]
     fn empty_from_admits_all_and_ip_blocks_admit_no_pod() {
         let deny = "spec: {podSelector: {}, policyTypes: [Ingress]}";
-        let a = allowed(&[deny, "spec: {podSelector: {matchLabels: {role: db}}, ingress: [{}]}"]);
-        assert_eq!(a, vec!["api>db:5432", "api>tool:1", "db>tool:1", "tool>db:5432", "web>db:5432", "web>tool:1"]);
+        let a = allowed(&[
+            deny,
+            "spec: {podSelector: {matchLabels: {role: db}}, ingress: [{}]}",
+        ]);
+        assert_eq!(
+            a,
+            vec![
+                "api>db:5432",
+                "api>tool:1",
+                "db>tool:1",
+                "tool>db:5432",
+                "web>db:5432",
+                "web>tool:1"
+            ]
+        );
         let a = allowed(&[deny, "spec: {podSelector: {matchLabels: {role: db}}, ingress: [{from: [{ipBlock: {cidr: 0.0.0.0/0}}]}]}"]);
         assert_eq!(a.len(), 3);
         // NotIn matches pods without the label; DoesNotExist too.
         let a = allowed(&[deny, "spec: {podSelector: {matchExpressions: [{key: tier, operator: DoesNotExist}]}, ingress: [{from: [{podSelector: {matchExpressions: [{key: role, operator: NotIn, values: [db]}]}}]}]}"]);
-        assert_eq!(a, vec!["api>db:5432", "api>tool:1", "db>tool:1", "web>api:8080", "web>db:5432", "web>tool:1"]);
+        assert_eq!(
+            a,
+            vec![
+                "api>db:5432",
+                "api>tool:1",
+                "db>tool:1",
+                "web>api:8080",
+                "web>db:5432",
+                "web>tool:1"
+            ]
+        );
     }
 
     #[test]

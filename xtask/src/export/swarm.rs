@@ -10,7 +10,10 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{cert_dir, cert_files, cert_name, emit, header, host_mount, host_name, image, runtime, HostMount, Opts};
+use super::{
+    cert_dir, cert_files, cert_name, emit, header, host_mount, host_name, image, runtime,
+    HostMount, Opts,
+};
 use crate::diag::Error;
 use crate::model::nginx;
 use crate::model::repo::Repo;
@@ -26,7 +29,10 @@ pub fn render(repo: &Repo, o: &Opts) -> Result<String, Error> {
     let mut secrets = Map::new();
     let mut configs = Map::new();
     for s in &compose.services {
-        let uid = runtime(s).uid().map(|u| u.to_string()).unwrap_or("0".into());
+        let uid = runtime(s)
+            .uid()
+            .map(|u| u.to_string())
+            .unwrap_or("0".into());
         let mut svc_secrets = vec![];
         let mut svc_configs = vec![];
         let mut volumes = vec![];
@@ -45,7 +51,11 @@ pub fn render(repo: &Repo, o: &Opts) -> Result<String, Error> {
                     HostMount::Committed { src, dir, files } => {
                         for f in files {
                             let (name, file, to) = if dir {
-                                (format!("{}-{}", host_name(&src), f.name), format!("{src}/{}", f.name), format!("{target}/{}", f.name))
+                                (
+                                    format!("{}-{}", host_name(&src), f.name),
+                                    format!("{src}/{}", f.name),
+                                    format!("{target}/{}", f.name),
+                                )
                             } else {
                                 (host_name(&src), src.clone(), target.to_string())
                             };
@@ -56,7 +66,11 @@ pub fn render(repo: &Repo, o: &Opts) -> Result<String, Error> {
                     HostMount::Checkout { src, dir, files } => {
                         for f in files {
                             let (name, file, to) = if dir {
-                                (format!("{}-{f}", host_name(&src)), format!("{src}/{f}"), format!("{target}/{f}"))
+                                (
+                                    format!("{}-{f}", host_name(&src)),
+                                    format!("{src}/{f}"),
+                                    format!("{target}/{f}"),
+                                )
                             } else {
                                 (host_name(&src), src.clone(), target.to_string())
                             };
@@ -71,13 +85,20 @@ pub fn render(repo: &Repo, o: &Opts) -> Result<String, Error> {
             for f in nginx::conf_files(&repo.root) {
                 let name = f.replace('/', "-");
                 configs.insert(name.clone(), json!({"file": format!("{UP}/{f}")}));
-                let target = format!("/etc/nginx/{}", f.strip_prefix(&format!("{}/", nginx::DIR)).unwrap_or(&f));
+                let target = format!(
+                    "/etc/nginx/{}",
+                    f.strip_prefix(&format!("{}/", nginx::DIR)).unwrap_or(&f)
+                );
                 svc_configs.push(json!({"source": name, "target": target, "mode": 0o444}));
             }
         }
         // A service with a volume stops before its successor starts (the data
         // has one writer); the others start the new task first.
-        let order = if s.volumes.iter().any(|m| m.named) { "stop-first" } else { "start-first" };
+        let order = if s.volumes.iter().any(|m| m.named) {
+            "stop-first"
+        } else {
+            "start-first"
+        };
         let mut svc = json!({
             "image": image(s, o),
             "networks": s.networks.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
@@ -99,24 +120,54 @@ pub fn render(repo: &Repo, o: &Opts) -> Result<String, Error> {
         // services, the postgres init script and the images read these
         // values from the environment (PGPASSWORD, PG_PASSWORD_<ROLE>, ...).
         if !s.env_file.is_empty() {
-            m.insert("env_file".into(), json!(s.env_file.iter().map(|(f, _)| format!("{UP}/{}", f.trim_start_matches("./"))).collect::<Vec<_>>()));
+            m.insert(
+                "env_file".into(),
+                json!(s
+                    .env_file
+                    .iter()
+                    .map(|(f, _)| format!("{UP}/{}", f.trim_start_matches("./")))
+                    .collect::<Vec<_>>()),
+            );
         }
         if !s.environment.is_empty() {
-            m.insert("environment".into(), Value::Object(s.environment.iter().map(|(k, v, _)| (k.clone(), json!(v))).collect()));
+            m.insert(
+                "environment".into(),
+                Value::Object(
+                    s.environment
+                        .iter()
+                        .map(|(k, v, _)| (k.clone(), json!(v)))
+                        .collect(),
+                ),
+            );
         }
-        for (k, v) in [("volumes", volumes), ("secrets", svc_secrets), ("configs", svc_configs)] {
+        for (k, v) in [
+            ("volumes", volumes),
+            ("secrets", svc_secrets),
+            ("configs", svc_configs),
+        ] {
             if !v.is_empty() {
                 m.insert(k.into(), json!(v));
             }
         }
         services.insert(s.name.clone(), svc);
     }
-    let networks: Map<String, Value> = compose.networks.iter().map(|(n, _)| (n.clone(), json!({"driver": "overlay", "attachable": true}))).collect();
-    let volumes: Map<String, Value> = compose.volumes.iter().map(|(n, _)| (n.clone(), json!({}))).collect();
-    let mut top = json!({"version": "3.8", "services": services, "networks": networks, "volumes": volumes});
+    let networks: Map<String, Value> = compose
+        .networks
+        .iter()
+        .map(|(n, _)| (n.clone(), json!({"driver": "overlay", "attachable": true})))
+        .collect();
+    let volumes: Map<String, Value> = compose
+        .volumes
+        .iter()
+        .map(|(n, _)| (n.clone(), json!({})))
+        .collect();
+    let mut top =
+        json!({"version": "3.8", "services": services, "networks": networks, "volumes": volumes});
     for (k, v) in [("secrets", secrets), ("configs", configs)] {
         if !v.is_empty() {
-            top.as_object_mut().unwrap().insert(k.into(), Value::Object(v));
+            top.as_object_mut()
+                .unwrap()
+                .insert(k.into(), Value::Object(v));
         }
     }
     Ok(format!("{}{}", header("swarm"), emit::to_yaml(&top)))

@@ -135,7 +135,9 @@ impl Reader<'_> {
         if section == "ENV" {
             return std::env::var(name).ok();
         }
-        self.vars.get(&(section.to_string(), name.to_string())).cloned()
+        self.vars
+            .get(&(section.to_string(), name.to_string()))
+            .cloned()
     }
 
     /// OpenSSL's `str_copy`: quotes, escapes and variables of one value.
@@ -186,11 +188,20 @@ impl Reader<'_> {
                 }
                 if let Some(cl) = close {
                     if c.get(j) != Some(&cl) {
-                        return Err(err(file, line, format!("variable reference in `{v}` has no closing `{cl}`"), &format!("close it with `{cl}`")));
+                        return Err(err(
+                            file,
+                            line,
+                            format!("variable reference in `{v}` has no closing `{cl}`"),
+                            &format!("close it with `{cl}`"),
+                        ));
                     }
                     j += 1;
                 }
-                let val = self.lookup(&sec, &name).or_else(|| (sec == section).then(|| self.lookup("default", &name)).flatten());
+                let val = self.lookup(&sec, &name).or_else(|| {
+                    (sec == section)
+                        .then(|| self.lookup("default", &name))
+                        .flatten()
+                });
                 let Some(val) = val else {
                     return Err(err(
                         file,
@@ -217,17 +228,31 @@ impl Reader<'_> {
             }
             if let Some(rest) = l.strip_prefix('[') {
                 let rest = rest.trim_start();
-                let n = rest.find(|c: char| c.is_whitespace() || c == ']').unwrap_or(rest.len());
+                let n = rest
+                    .find(|c: char| c.is_whitespace() || c == ']')
+                    .unwrap_or(rest.len());
                 if !rest[n..].trim_start().starts_with(']') {
-                    return Err(err(file, line, format!("`{l}`: missing `]` (OpenSSL refuses this file too)"), "write the header as `[ name ]`"));
+                    return Err(err(
+                        file,
+                        line,
+                        format!("`{l}`: missing `]` (OpenSSL refuses this file too)"),
+                        "write the header as `[ name ]`",
+                    ));
                 }
                 *section = rest[..n].to_string();
                 self.headers.push((section.clone(), file.to_string(), line));
                 continue;
             }
-            let directive = |d: &str| l.strip_prefix(d).filter(|r| r.starts_with(|c: char| c.is_whitespace() || c == '=')).map(|r| r.trim_start().trim_start_matches('=').trim());
+            let directive = |d: &str| {
+                l.strip_prefix(d)
+                    .filter(|r| r.starts_with(|c: char| c.is_whitespace() || c == '='))
+                    .map(|r| r.trim_start().trim_start_matches('=').trim())
+            };
             if let Some(p) = directive(".pragma") {
-                let (name, val) = p.split_once(':').map(|(a, b)| (a.trim(), b.trim())).unwrap_or((p, ""));
+                let (name, val) = p
+                    .split_once(':')
+                    .map(|(a, b)| (a.trim(), b.trim()))
+                    .unwrap_or((p, ""));
                 let on = matches!(val, "on" | "true");
                 match name {
                     "dollarid" => self.dollarid = on,
@@ -241,10 +266,17 @@ impl Reader<'_> {
                 self.include(&p, file, line, section)?;
                 continue;
             }
-            let n = l.find(|c: char| c.is_whitespace() || c == '=').unwrap_or(l.len());
+            let n = l
+                .find(|c: char| c.is_whitespace() || c == '=')
+                .unwrap_or(l.len());
             let (key, rest) = l.split_at(n);
             let Some(value) = rest.trim_start().strip_prefix('=') else {
-                return Err(err(file, line, format!("`{l}` is not a `key = value` line (OpenSSL refuses this file too)"), "write `key = value`, or comment it out with `#`"));
+                return Err(err(
+                    file,
+                    line,
+                    format!("`{l}` is not a `key = value` line (OpenSSL refuses this file too)"),
+                    "write `key = value`, or comment it out with `#`",
+                ));
             };
             let (sec, key) = match key.split_once("::") {
                 Some((s, k)) => (s.to_string(), k.to_string()),
@@ -252,7 +284,14 @@ impl Reader<'_> {
             };
             let value = self.decode(value.trim(), &sec, file, line)?;
             self.vars.insert((sec.clone(), key.clone()), value.clone());
-            self.entries.push(Entry { section: sec, key, value, file: file.to_string(), line, last_line });
+            self.entries.push(Entry {
+                section: sec,
+                key,
+                value,
+                file: file.to_string(),
+                line,
+                last_line,
+            });
         }
         Ok(())
     }
@@ -260,10 +299,21 @@ impl Reader<'_> {
     /// `.include`: a file, or every `*.cnf`/`*.conf` in a folder. Relative
     /// paths are relative to the repository (where `openssl req` runs).
     /// A missing file is skipped, as OpenSSL does after printing an error.
-    fn include(&mut self, p: &str, file: &str, line: usize, section: &mut String) -> Result<(), Error> {
+    fn include(
+        &mut self,
+        p: &str,
+        file: &str,
+        line: usize,
+        section: &mut String,
+    ) -> Result<(), Error> {
         let Some(root) = self.root else { return Ok(()) };
         if self.depth > 8 {
-            return Err(err(file, line, format!("`.include {p}` nests more than 8 deep"), "remove the include cycle"));
+            return Err(err(
+                file,
+                line,
+                format!("`.include {p}` nests more than 8 deep"),
+                "remove the include cycle",
+            ));
         }
         let joined = match &self.includedir {
             Some(d) if !Path::new(p).is_absolute() => Path::new(d).join(p),
@@ -283,7 +333,10 @@ impl Reader<'_> {
             files.push(full);
         }
         for f in files {
-            let rel = f.strip_prefix(root).map(|r| r.to_string_lossy().into_owned()).unwrap_or_else(|_| f.to_string_lossy().into_owned());
+            let rel = f
+                .strip_prefix(root)
+                .map(|r| r.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| f.to_string_lossy().into_owned());
             let text = match f.strip_prefix(root) {
                 Ok(r) => crate::model::repo::read_text(root, &r.to_string_lossy())?,
                 Err(_) => std::fs::read_to_string(&f).unwrap_or_default(),
@@ -305,14 +358,31 @@ impl Cnf {
 
     /// Reads `openssl.cnf` and the files it includes, relative to `root`.
     pub fn load(text: &str, root: Option<&Path>) -> Result<Cnf, Error> {
-        let mut r = Reader { root, entries: vec![], headers: vec![], vars: HashMap::new(), dollarid: false, includedir: None, depth: 0 };
+        let mut r = Reader {
+            root,
+            entries: vec![],
+            headers: vec![],
+            vars: HashMap::new(),
+            dollarid: false,
+            includedir: None,
+            depth: 0,
+        };
         r.read(text, FILE, &mut "default".to_string())?;
-        let get = |sec: &str, key: &str| r.entries.iter().rev().find(|e| e.section == sec && e.key == key);
+        let get = |sec: &str, key: &str| {
+            r.entries
+                .iter()
+                .rev()
+                .find(|e| e.section == sec && e.key == key)
+        };
         // Follow [req] -> extension section -> subjectAltName = @section.
         let mut section = "alt_names".to_string();
         'find: for ext_key in ["x509_extensions", "req_extensions"] {
-            let Some(ext) = get("req", ext_key).or_else(|| get("default", ext_key)) else { continue };
-            let Some(san) = get(&ext.value, "subjectAltName") else { continue };
+            let Some(ext) = get("req", ext_key).or_else(|| get("default", ext_key)) else {
+                continue;
+            };
+            let Some(san) = get(&ext.value, "subjectAltName") else {
+                continue;
+            };
             for item in san.value.split(',') {
                 if let Some(s) = item.trim().strip_prefix('@') {
                     if !r.headers.iter().any(|(h, ..)| h == s) {
@@ -344,14 +414,27 @@ impl Cnf {
                 last_line: e.last_line,
             });
         }
-        let header = r.headers.iter().find(|(h, f, _)| *h == section && f == FILE).or_else(|| r.headers.iter().find(|(h, ..)| *h == section));
+        let header = r
+            .headers
+            .iter()
+            .find(|(h, f, _)| *h == section && f == FILE)
+            .or_else(|| r.headers.iter().find(|(h, ..)| *h == section));
         let (section_file, section_line) = match header {
             Some((_, f, l)) if f == FILE => (FILE.to_string(), *l),
             Some((_, f, _)) => (f.clone(), 0),
             None => (FILE.to_string(), 0),
         };
-        let has_dn = get("req", "distinguished_name").or_else(|| get("default", "distinguished_name")).is_some();
-        Ok(Cnf { alt_names, section, section_line, section_file, has_dn, root: root.map(Path::to_path_buf) })
+        let has_dn = get("req", "distinguished_name")
+            .or_else(|| get("default", "distinguished_name"))
+            .is_some();
+        Ok(Cnf {
+            alt_names,
+            section,
+            section_line,
+            section_file,
+            has_dn,
+            root: root.map(Path::to_path_buf),
+        })
     }
 
     /// What `openssl req -config openssl.cnf` needs before it reads anything
@@ -374,11 +457,19 @@ impl Cnf {
     }
 
     pub fn dns(&self, name: &str) -> Option<&AltName> {
-        self.alt_names.iter().find(|a| a.kind == "DNS" && a.value == name)
+        self.alt_names
+            .iter()
+            .find(|a| a.kind == "DNS" && a.value == name)
     }
 
     pub fn next_dns_index(&self) -> u32 {
-        self.alt_names.iter().filter(|a| a.kind == "DNS").map(|a| a.index).max().unwrap_or(0) + 1
+        self.alt_names
+            .iter()
+            .filter(|a| a.kind == "DNS")
+            .map(|a| a.index)
+            .max()
+            .unwrap_or(0)
+            + 1
     }
 
     /// The line after which a new name goes: the last name of the section
@@ -402,7 +493,13 @@ impl Cnf {
                 },
             ));
         }
-        Ok(self.alt_names.iter().filter(|a| a.file == FILE).map(|a| a.last_line).max().unwrap_or(self.section_line))
+        Ok(self
+            .alt_names
+            .iter()
+            .filter(|a| a.file == FILE)
+            .map(|a| a.last_line)
+            .max()
+            .unwrap_or(self.section_line))
     }
 }
 
@@ -410,18 +507,31 @@ impl Cnf {
 mod tests {
     use super::*;
 
-
     #[test]
     fn errors_name_the_line() {
-        let e = Cnf::parse("[ alt_names ]\ndns.1 = a\n").unwrap_err().to_string();
+        let e = Cnf::parse("[ alt_names ]\ndns.1 = a\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("openssl.cnf:2") && e.contains("dns.1"), "{e}");
         let e = Cnf::parse("[ req\n").unwrap_err().to_string();
-        assert!(e.contains("openssl.cnf:1") && e.contains("missing `]`"), "{e}");
-        let e = Cnf::parse("a = 1\n[ alt_names ]\nDNS.1 = $b\n").unwrap_err().to_string();
+        assert!(
+            e.contains("openssl.cnf:1") && e.contains("missing `]`"),
+            "{e}"
+        );
+        let e = Cnf::parse("a = 1\n[ alt_names ]\nDNS.1 = $b\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("openssl.cnf:3") && e.contains("`b`"), "{e}");
         // No section is read fine; only adding a name is refused.
-        let e = Cnf::parse("[ req ]\n").unwrap().insert_after().unwrap_err().to_string();
-        assert!(e.contains("no `[ alt_names ]`") || e.contains("[ alt_names ]"), "{e}");
+        let e = Cnf::parse("[ req ]\n")
+            .unwrap()
+            .insert_after()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no `[ alt_names ]`") || e.contains("[ alt_names ]"),
+            "{e}"
+        );
     }
 
     /// Point 7: the grammar of `man 5 config`, each value as OpenSSL decodes it.
@@ -430,7 +540,11 @@ mod tests {
         let src = ".pragma dollarid:on\n.include other.cnf\nbase = ex\n[req]\nx509_extensions = ext\n[ext]\nsubjectAltName = DNS:x, @san\n[ alt_names ]\nDNS.1 = decoy\n[ san ]\nDNS = plain\nDNS.1 = long\\\nname # c\nDNS.2 = \"q # not a comment\"\nDNS.3 = ${base}.local\nDNS.4 = a$b\nDNS.5 = esc\\#aped\nIP.1 = 127.0.0.1\nemail.1 = ops@example.com\nURI.1 = https://x/\nRID.1 = 1.2.3.4\ndirName.1 = dir_sect\notherName.1 = 1.2.3.4;UTF8:x\n";
         let c = Cnf::parse(src).unwrap();
         assert_eq!(c.section, "san");
-        let got: Vec<(&str, &str, usize, usize)> = c.alt_names.iter().map(|a| (a.key.as_str(), a.value.as_str(), a.line, a.last_line)).collect();
+        let got: Vec<(&str, &str, usize, usize)> = c
+            .alt_names
+            .iter()
+            .map(|a| (a.key.as_str(), a.value.as_str(), a.line, a.last_line))
+            .collect();
         assert_eq!(
             got,
             vec![
@@ -451,8 +565,19 @@ mod tests {
         assert_eq!(c.next_dns_index(), 6);
         // Without dollarid, `$b` is a variable and must exist.
         assert!(Cnf::parse("[alt_names]\nDNS.1 = a$b\n").is_err());
-        assert_eq!(Cnf::parse("b = B\n[alt_names]\nDNS.1 = a$b\n").unwrap().alt_names[0].value, "aB");
-        assert_eq!(Cnf::parse("[x]\nb = B\n[alt_names]\nDNS.1 = $x::b-$(x::b)\n").unwrap().alt_names[0].value, "B-B");
+        assert_eq!(
+            Cnf::parse("b = B\n[alt_names]\nDNS.1 = a$b\n")
+                .unwrap()
+                .alt_names[0]
+                .value,
+            "aB"
+        );
+        assert_eq!(
+            Cnf::parse("[x]\nb = B\n[alt_names]\nDNS.1 = $x::b-$(x::b)\n")
+                .unwrap()
+                .alt_names[0]
+                .value,
+            "B-B"
+        );
     }
-
 }

@@ -3,14 +3,24 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::yaml::{self, Node, Value};
 use crate::diag::{Diagnostic, Error};
+use crate::model::yaml::{self, Node, Value};
 
 pub const FILE: &str = "docker-compose.yml";
 /// The names Compose looks for, in its order; the first that exists is used.
-pub const FILES: &[&str] = &["compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml"];
+pub const FILES: &[&str] = &[
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yaml",
+    "docker-compose.yml",
+];
 /// The override files Compose merges over the first found, same order.
-pub const OVERRIDES: &[&str] = &["compose.override.yaml", "compose.override.yml", "docker-compose.override.yaml", "docker-compose.override.yml"];
+pub const OVERRIDES: &[&str] = &[
+    "compose.override.yaml",
+    "compose.override.yml",
+    "docker-compose.override.yaml",
+    "docker-compose.override.yml",
+];
 pub const LABEL_HTTPS: &str = "monorepo.https";
 pub const LABEL_PUBLIC: &str = "monorepo.public-path";
 pub const LABEL_PROTOCOL: &str = "monorepo.protocol";
@@ -81,8 +91,20 @@ impl Port {
         let n = self.container_end - self.container;
         let host_n = self.host.map(|h| self.host_end.unwrap_or(h) - h);
         match self.host {
-            Some(h) if host_n == Some(n) => (0..=n).map(|i| (self.container + i, Some((h + i).to_string()))).collect(),
-            Some(h) => (0..=n).map(|i| (self.container + i, Some(match self.host_end { Some(e) if e != h => format!("{h}-{e}"), _ => h.to_string() }))).collect(),
+            Some(h) if host_n == Some(n) => (0..=n)
+                .map(|i| (self.container + i, Some((h + i).to_string())))
+                .collect(),
+            Some(h) => (0..=n)
+                .map(|i| {
+                    (
+                        self.container + i,
+                        Some(match self.host_end {
+                            Some(e) if e != h => format!("{h}-{e}"),
+                            _ => h.to_string(),
+                        }),
+                    )
+                })
+                .collect(),
             None => (0..=n).map(|i| (self.container + i, None)).collect(),
         }
     }
@@ -106,7 +128,10 @@ impl Service {
     }
     /// `grpc` or `http`: what the service's own port speaks.
     pub fn protocol(&self) -> &str {
-        self.labels.get(LABEL_PROTOCOL).map(|s| s.as_str()).unwrap_or("grpc")
+        self.labels
+            .get(LABEL_PROTOCOL)
+            .map(|s| s.as_str())
+            .unwrap_or("grpc")
     }
     pub fn on_network(&self, net: &str) -> bool {
         self.networks.iter().any(|(n, _)| n == net)
@@ -116,11 +141,15 @@ impl Service {
     }
     /// The port the service listens on inside its container.
     pub fn port(&self) -> Option<u16> {
-        self.ports.first().and_then(|p| u16::try_from(p.container).ok())
+        self.ports
+            .first()
+            .and_then(|p| u16::try_from(p.container).ok())
     }
     /// A service of this repository (built from `src/backend_services/`).
     pub fn is_backend(&self) -> bool {
-        self.build.as_ref().is_some_and(|b| b.dockerfile.contains("backend_services/"))
+        self.build
+            .as_ref()
+            .is_some_and(|b| b.dockerfile.contains("backend_services/"))
     }
 }
 
@@ -136,7 +165,12 @@ pub fn interpolate(s: &str, env: &dyn Fn(&str) -> Option<String>) -> String {
     let b = s.as_bytes();
     let mut out = String::new();
     let mut i = 0;
-    let name_len = |from: usize| b[from..].iter().take_while(|c| c.is_ascii_alphanumeric() || **c == b'_').count();
+    let name_len = |from: usize| {
+        b[from..]
+            .iter()
+            .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
+            .count()
+    };
     while i < b.len() {
         let Some(off) = s[i..].find('$') else {
             out.push_str(&s[i..]);
@@ -176,14 +210,34 @@ pub fn interpolate(s: &str, env: &dyn Fn(&str) -> Option<String>) -> String {
                 let val = env(name);
                 let set = val.is_some();
                 let nonempty = val.as_deref().is_some_and(|v| !v.is_empty());
-                let pick = |cond: bool, alt: &str| if cond { interpolate(alt, env) } else { val.clone().unwrap_or_default() };
+                let pick = |cond: bool, alt: &str| {
+                    if cond {
+                        interpolate(alt, env)
+                    } else {
+                        val.clone().unwrap_or_default()
+                    }
+                };
                 out += &match op {
                     "" => val.clone().unwrap_or_default(),
                     _ if op.starts_with(":-") => pick(!nonempty, &op[2..]),
                     _ if op.starts_with('-') => pick(!set, &op[1..]),
-                    _ if op.starts_with(":+") => if nonempty { interpolate(&op[2..], env) } else { String::new() },
-                    _ if op.starts_with('+') => if set { interpolate(&op[1..], env) } else { String::new() },
-                    _ if op.starts_with(":?") || op.starts_with('?') => val.clone().unwrap_or_default(),
+                    _ if op.starts_with(":+") => {
+                        if nonempty {
+                            interpolate(&op[2..], env)
+                        } else {
+                            String::new()
+                        }
+                    }
+                    _ if op.starts_with('+') => {
+                        if set {
+                            interpolate(&op[1..], env)
+                        } else {
+                            String::new()
+                        }
+                    }
+                    _ if op.starts_with(":?") || op.starts_with('?') => {
+                        val.clone().unwrap_or_default()
+                    }
                     _ => s[i..=end].to_string(),
                 };
                 i = end + 1;
@@ -206,7 +260,11 @@ pub fn interpolate(s: &str, env: &dyn Fn(&str) -> Option<String>) -> String {
 fn scalar(n: &Node, what: &str) -> Result<String, Error> {
     match &n.value {
         Value::Scalar(s) => Ok(s.clone()),
-        _ => Err(err(n.line, format!("{what} must be a string, found {}", n.kind()), "write it as a plain value")),
+        _ => Err(err(
+            n.line,
+            format!("{what} must be a string, found {}", n.kind()),
+            "write it as a plain value",
+        )),
     }
 }
 
@@ -222,10 +280,18 @@ fn names(n: &Node, what: &str) -> Result<Vec<(String, usize)>, Error> {
                 _ => Ok((scalar(i, what)?, i.line)),
             })
             .collect(),
-        Value::Map(_) => Ok(n.keys().into_iter().map(|(k, l)| (k.to_string(), l)).collect()),
+        Value::Map(_) => Ok(n
+            .keys()
+            .into_iter()
+            .map(|(k, l)| (k.to_string(), l))
+            .collect()),
         Value::Scalar(_) if n.is_null() => Ok(vec![]),
         Value::Scalar(s) if what == "env_file" => Ok(vec![(s.clone(), n.line)]),
-        Value::Scalar(_) => Err(err(n.line, format!("{what} must be a list"), "write one `- item` per line")),
+        Value::Scalar(_) => Err(err(
+            n.line,
+            format!("{what} must be a list"),
+            "write one `- item` per line",
+        )),
     }
 }
 
@@ -235,7 +301,13 @@ fn names(n: &Node, what: &str) -> Result<Vec<(String, usize)>, Error> {
 fn parse_port(s: &str, line: usize, env: Env) -> Result<Port, Error> {
     let s = interpolate(s, env);
     let (spec, proto) = s.split_once('/').unwrap_or((&s, "tcp"));
-    let bad = |p: &str| err(line, format!("port `{p}` is not a number or a range"), "write `- \"HOST:CONTAINER\"` with numbers (or ranges like `9000-9001`)");
+    let bad = |p: &str| {
+        err(
+            line,
+            format!("port `{p}` is not a number or a range"),
+            "write `- \"HOST:CONTAINER\"` with numbers (or ranges like `9000-9001`)",
+        )
+    };
     let range = |p: &str| -> Result<(u32, u32), Error> {
         let (a, b) = p.split_once('-').unwrap_or((p, p));
         let a = a.trim().parse::<u32>().map_err(|_| bad(p))?;
@@ -270,7 +342,15 @@ fn parse_port(s: &str, line: usize, env: Env) -> Result<Port, Error> {
         }
         None => (None, None),
     };
-    Ok(Port { host, host_end, container, container_end, protocol: proto.to_string(), host_ip: ip, line })
+    Ok(Port {
+        host,
+        host_end,
+        container,
+        container_end,
+        protocol: proto.to_string(),
+        host_ip: ip,
+        line,
+    })
 }
 
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -278,18 +358,31 @@ type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 /// `build:` as a context path or a mapping with context, dockerfile and args.
 fn read_build(b: &Node, env: Env) -> Result<Build, Error> {
     match &b.value {
-        Value::Scalar(c) => Ok(Build { context: c.clone(), dockerfile: "Dockerfile".into(), args: vec![], line: b.line }),
+        Value::Scalar(c) => Ok(Build {
+            context: c.clone(),
+            dockerfile: "Dockerfile".into(),
+            args: vec![],
+            line: b.line,
+        }),
         Value::Map(_) => {
             let args = match b.get("args") {
                 Some(a) => a
                     .keys()
                     .into_iter()
-                    .map(|(k, _)| (k.to_string(), interpolate(a.get(k).and_then(|v| v.as_str()).unwrap_or(""), env)))
+                    .map(|(k, _)| {
+                        (
+                            k.to_string(),
+                            interpolate(a.get(k).and_then(|v| v.as_str()).unwrap_or(""), env),
+                        )
+                    })
                     .collect(),
                 None => vec![],
             };
             let field = |key: &str, what: &str, default: &str| -> Result<String, Error> {
-                Ok(b.get(key).map(|c| scalar(c, what)).transpose()?.unwrap_or(default.into()))
+                Ok(b.get(key)
+                    .map(|c| scalar(c, what))
+                    .transpose()?
+                    .unwrap_or(default.into()))
             };
             Ok(Build {
                 context: field("context", "build.context", ".")?,
@@ -298,13 +391,23 @@ fn read_build(b: &Node, env: Env) -> Result<Build, Error> {
                 line: b.line,
             })
         }
-        Value::Seq(_) => Err(err(b.line, "build must be a path or a mapping", "use `context:` and `dockerfile:`")),
+        Value::Seq(_) => Err(err(
+            b.line,
+            "build must be a path or a mapping",
+            "use `context:` and `dockerfile:`",
+        )),
     }
 }
 
 /// `ports:` in the short (`"HOST:CONTAINER"`) or long (`target:`, `published:`) form.
 fn read_ports(p: &Node, env: Env) -> Result<Vec<Port>, Error> {
-    let items = p.as_seq().ok_or_else(|| err(p.line, "ports must be a list", "write `- \"HOST:CONTAINER\"`"))?;
+    let items = p.as_seq().ok_or_else(|| {
+        err(
+            p.line,
+            "ports must be a list",
+            "write `- \"HOST:CONTAINER\"`",
+        )
+    })?;
     items
         .iter()
         .map(|item| match &item.value {
@@ -312,7 +415,11 @@ fn read_ports(p: &Node, env: Env) -> Result<Vec<Port>, Error> {
             Value::Map(_) => {
                 let t = item.get("target").and_then(|t| t.as_str()).unwrap_or("");
                 let mut port = parse_port(t, item.line, env)?;
-                if let Some(h) = item.get("published").and_then(|t| t.as_str()).filter(|h| !h.is_empty()) {
+                if let Some(h) = item
+                    .get("published")
+                    .and_then(|t| t.as_str())
+                    .filter(|h| !h.is_empty())
+                {
                     let published = parse_port(h, item.line, env)?;
                     port.host = Some(published.container);
                     port.host_end = Some(published.container_end);
@@ -325,7 +432,11 @@ fn read_ports(p: &Node, env: Env) -> Result<Vec<Port>, Error> {
                 }
                 Ok(port)
             }
-            Value::Seq(_) => Err(err(item.line, "a port must be a string", "write `- \"HOST:CONTAINER\"`")),
+            Value::Seq(_) => Err(err(
+                item.line,
+                "a port must be a string",
+                "write `- \"HOST:CONTAINER\"`",
+            )),
         })
         .collect()
 }
@@ -336,19 +447,31 @@ fn read_refs(n: &Node) -> Vec<(String, &'static str, usize)> {
     if let Some(v) = n.get("links") {
         for i in v.as_seq().unwrap_or_default() {
             if let Some(x) = i.as_str() {
-                out.push((x.split(':').next().unwrap_or("").to_string(), "links", i.line));
+                out.push((
+                    x.split(':').next().unwrap_or("").to_string(),
+                    "links",
+                    i.line,
+                ));
             }
         }
     }
     if let Some(v) = n.get("volumes_from") {
         for i in v.as_seq().unwrap_or_default() {
             if let Some(x) = i.as_str().filter(|x| !x.starts_with("container:")) {
-                out.push((x.split(':').next().unwrap_or("").to_string(), "volumes_from", i.line));
+                out.push((
+                    x.split(':').next().unwrap_or("").to_string(),
+                    "volumes_from",
+                    i.line,
+                ));
             }
         }
     }
     for key in ["network_mode", "ipc", "pid"] {
-        if let Some(x) = n.get(key).and_then(|v| v.as_str().and_then(|x| x.strip_prefix("service:")).map(|x| (x, v.line))) {
+        if let Some(x) = n.get(key).and_then(|v| {
+            v.as_str()
+                .and_then(|x| x.strip_prefix("service:"))
+                .map(|x| (x, v.line))
+        }) {
             out.push((x.0.to_string(), key, x.1));
         }
     }
@@ -368,7 +491,9 @@ fn read_refs(n: &Node) -> Vec<(String, &'static str, usize)> {
 
 /// `volumes:` of a service, short (`source:target[:mode]`) or long form.
 fn read_mounts(v: &Node) -> Result<Vec<Mount>, Error> {
-    let items = v.as_seq().ok_or_else(|| err(v.line, "volumes must be a list", "write `- name:/path`"))?;
+    let items = v
+        .as_seq()
+        .ok_or_else(|| err(v.line, "volumes must be a list", "write `- name:/path`"))?;
     let mut out = vec![];
     for item in items {
         let spec = match &item.value {
@@ -378,13 +503,24 @@ fn read_mounts(v: &Node) -> Result<Vec<Mount>, Error> {
                 item.get("source").and_then(|x| x.as_str()).unwrap_or(""),
                 item.get("target").and_then(|x| x.as_str()).unwrap_or("")
             ),
-            Value::Seq(_) => return Err(err(item.line, "a volume must be a string", "write `- name:/path`")),
+            Value::Seq(_) => {
+                return Err(err(
+                    item.line,
+                    "a volume must be a string",
+                    "write `- name:/path`",
+                ))
+            }
         };
         let mut parts = spec.splitn(3, ':');
         let source = parts.next().unwrap_or("").to_string();
         let target = parts.next().unwrap_or("").to_string();
         let named = !source.is_empty() && !source.starts_with(['.', '/', '~', '$']);
-        out.push(Mount { source, target, named, line: item.line });
+        out.push(Mount {
+            source,
+            target,
+            named,
+            line: item.line,
+        });
     }
     Ok(out)
 }
@@ -395,7 +531,13 @@ fn key_values(v: &Node, what: &str) -> Result<Vec<(String, String, usize)>, Erro
         Value::Map(_) => Ok(v
             .keys()
             .into_iter()
-            .map(|(k, l)| (k.to_string(), v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string(), l))
+            .map(|(k, l)| {
+                (
+                    k.to_string(),
+                    v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string(),
+                    l,
+                )
+            })
             .collect()),
         Value::Seq(items) => items
             .iter()
@@ -411,7 +553,11 @@ fn key_values(v: &Node, what: &str) -> Result<Vec<(String, String, usize)>, Erro
 
 impl Compose {
     /// `parse`, with messages naming `file` (the file Compose would use).
-    pub fn parse_file(text: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Compose, Error> {
+    pub fn parse_file(
+        text: &str,
+        file: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Compose, Error> {
         Compose::parse(text, env).map_err(|e| Compose::naming(e, file))
     }
 
@@ -439,19 +585,34 @@ impl Compose {
             } else {
                 "correct the YAML syntax (`docker-compose config` shows the same error)"
             };
-            Diagnostic::error(e.msg).at(FILE, e.line).col(e.col).fix(fix)
+            Diagnostic::error(e.msg)
+                .at(FILE, e.line)
+                .col(e.col)
+                .fix(fix)
         })
     }
 
     /// The typed view of a tree from `tree` (or `edit::compose::verify_edit`).
-    pub fn from_tree(root: Option<&Node>, env: &dyn Fn(&str) -> Option<String>) -> Result<Compose, Error> {
+    pub fn from_tree(
+        root: Option<&Node>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Compose, Error> {
         let root = root.ok_or_else(|| err(1, "the file is empty", "add a `services:` mapping"))?;
         if root.as_map().is_none() {
-            return Err(err(root.line, format!("the top level is {}, not a mapping", root.kind()), "start the file with `services:`"));
+            return Err(err(
+                root.line,
+                format!("the top level is {}, not a mapping", root.kind()),
+                "start the file with `services:`",
+            ));
         }
         // A file without `services:` is valid Compose (one that only
         // `include`s others, say): it has no services of its own.
-        let null = yaml::Node { value: yaml::Value::Scalar(String::new()), line: 1, col: 1, flow: false };
+        let null = yaml::Node {
+            value: yaml::Value::Scalar(String::new()),
+            line: 1,
+            col: 1,
+            flow: false,
+        };
         let services_node = root.get("services").unwrap_or(&null);
         let mut services = Vec::new();
         if !services_node.is_null() {
@@ -463,27 +624,52 @@ impl Compose {
                 ));
             };
             for (k, v) in entries {
-                services.push(Self::read_service(&scalar(k, "a service name")?, k.line, v, env)?);
+                services.push(Self::read_service(
+                    &scalar(k, "a service name")?,
+                    k.line,
+                    v,
+                    env,
+                )?);
             }
         }
         let top = |key: &str| -> Result<Vec<(String, usize)>, Error> {
             match root.get(key) {
                 None => Ok(vec![]),
                 Some(n) if n.is_null() => Ok(vec![]),
-                Some(n) if n.as_map().is_some() => Ok(n.keys().into_iter().map(|(k, l)| (k.to_string(), l)).collect()),
-                Some(n) => Err(err(n.line, format!("top-level `{key}:` must be a mapping"), "declare one `name:` per line")),
+                Some(n) if n.as_map().is_some() => Ok(n
+                    .keys()
+                    .into_iter()
+                    .map(|(k, l)| (k.to_string(), l))
+                    .collect()),
+                Some(n) => Err(err(
+                    n.line,
+                    format!("top-level `{key}:` must be a mapping"),
+                    "declare one `name:` per line",
+                )),
             }
         };
-        Ok(Compose { services, networks: top("networks")?, volumes: top("volumes")? })
+        Ok(Compose {
+            services,
+            networks: top("networks")?,
+            volumes: top("volumes")?,
+        })
     }
 
     fn read_service(name: &str, line: usize, n: &Node, env: Env) -> Result<Service, Error> {
-        let mut s = Service { name: name.to_string(), line, ..Default::default() };
+        let mut s = Service {
+            name: name.to_string(),
+            line,
+            ..Default::default()
+        };
         if n.is_null() {
             return Ok(s);
         }
         if n.as_map().is_none() {
-            return Err(err(n.line, format!("service `{name}` is {}, not a mapping", n.kind()), "indent its keys under the name"));
+            return Err(err(
+                n.line,
+                format!("service `{name}` is {}, not a mapping", n.kind()),
+                "indent its keys under the name",
+            ));
         }
         if let Some(c) = n.get("container_name") {
             s.container_name = Some((scalar(c, "container_name")?, c.line));
@@ -504,7 +690,10 @@ impl Compose {
         if let Some(v) = n.get("env_file") {
             s.env_file = names(v, "env_file")?;
             for i in v.as_seq().unwrap_or_default() {
-                if let (Some(p), Some("false")) = (i.get("path").and_then(|p| p.as_str()), i.get("required").and_then(|r| r.as_str())) {
+                if let (Some(p), Some("false")) = (
+                    i.get("path").and_then(|p| p.as_str()),
+                    i.get("required").and_then(|r| r.as_str()),
+                ) {
                     s.env_file_optional.push(p.to_string());
                 }
             }
@@ -517,23 +706,42 @@ impl Compose {
             s.environment = key_values(v, "an environment entry")?;
         }
         if let Some(v) = n.get("labels") {
-            s.labels = key_values(v, "a label")?.into_iter().map(|(k, v, _)| (k, v)).collect();
+            s.labels = key_values(v, "a label")?
+                .into_iter()
+                .map(|(k, v, _)| (k, v))
+                .collect();
         }
         s.has_healthcheck = n.get("healthcheck").is_some();
         if let Some(c) = n.get("command") {
             s.command = match &c.value {
-                Value::Scalar(x) => interpolate(x, env).split_whitespace().map(String::from).collect(),
-                _ => names(c, "command")?.into_iter().map(|(x, _)| interpolate(&x, env)).collect(),
+                Value::Scalar(x) => interpolate(x, env)
+                    .split_whitespace()
+                    .map(String::from)
+                    .collect(),
+                _ => names(c, "command")?
+                    .into_iter()
+                    .map(|(x, _)| interpolate(&x, env))
+                    .collect(),
             };
         }
         if let Some(e) = n.get("extends") {
             s.extends = match e.as_str() {
                 Some(x) => Some((None, x.to_string())),
-                None => e.get("service").and_then(|x| x.as_str()).map(|x| (e.get("file").and_then(|f| f.as_str()).map(str::to_string), x.to_string())),
+                None => e.get("service").and_then(|x| x.as_str()).map(|x| {
+                    (
+                        e.get("file").and_then(|f| f.as_str()).map(str::to_string),
+                        x.to_string(),
+                    )
+                }),
             };
         }
         if let Some(v) = n.get("profiles") {
-            s.profiles = v.as_seq().unwrap_or_default().iter().filter_map(|p| p.as_str().map(str::to_string)).collect();
+            s.profiles = v
+                .as_seq()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|p| p.as_str().map(str::to_string))
+                .collect();
         }
         Ok(s)
     }
@@ -587,13 +795,22 @@ networks:
         assert_eq!(api.container_name.as_ref().unwrap().0, "api");
         assert_eq!(api.ports[0].host, Some(8000));
         assert_eq!(api.depends_on[0].0, "postgres");
-        assert_eq!(c.service("postgres").unwrap().image.as_deref(), Some("postgres:16"));
+        assert_eq!(
+            c.service("postgres").unwrap().image.as_deref(),
+            Some("postgres:16")
+        );
         assert_eq!(c.networks, vec![("pg-network".to_string(), 23)]);
     }
 
     #[test]
     fn interpolation() {
-        let env = |k: &str| if k == "SET" { Some("v".to_string()) } else { None };
+        let env = |k: &str| {
+            if k == "SET" {
+                Some("v".to_string())
+            } else {
+                None
+            }
+        };
         assert_eq!(interpolate("${SET:-d}/${UNSET:-d}/${UNSET}", &env), "v/d/");
     }
 }

@@ -87,8 +87,14 @@ pub fn parse(der: &[u8]) -> Option<CertInfo> {
     // version [0] is optional; skip it if present.
     let off = usize::from(tbs.first()?.tag == 0xa0);
     let validity = children(tbs.get(off + 3)?.body)?;
-    let mut info = CertInfo { not_before: time(validity.first()?)?, not_after: time(validity.get(1)?)?, ..Default::default() };
-    let Some(ext_wrapper) = tbs.iter().find(|t| t.tag == 0xa3) else { return Some(info) };
+    let mut info = CertInfo {
+        not_before: time(validity.first()?)?,
+        not_after: time(validity.get(1)?)?,
+        ..Default::default()
+    };
+    let Some(ext_wrapper) = tbs.iter().find(|t| t.tag == 0xa3) else {
+        return Some(info);
+    };
     let (exts, _) = read(ext_wrapper.body)?;
     for ext in children(exts.body)? {
         let fields = children(ext.body)?;
@@ -99,7 +105,9 @@ pub fn parse(der: &[u8]) -> Option<CertInfo> {
                 let (names, _) = read(value)?;
                 for n in children(names.body)? {
                     match n.tag {
-                        0x81 => info.emails.push(String::from_utf8_lossy(n.body).into_owned()),
+                        0x81 => info
+                            .emails
+                            .push(String::from_utf8_lossy(n.body).into_owned()),
                         0x82 => info.dns.push(String::from_utf8_lossy(n.body).into_owned()),
                         0x86 => info.uris.push(String::from_utf8_lossy(n.body).into_owned()),
                         0x87 => info.ips.push(ip_text(n.body)?),
@@ -112,11 +120,16 @@ pub fn parse(der: &[u8]) -> Option<CertInfo> {
             [0x55, 0x1d, 0x0e] => info.subject_key_id = Some(read(value)?.0.body.to_vec()),
             [0x55, 0x1d, 0x23] => {
                 let (seq, _) = read(value)?;
-                info.authority_key_id = children(seq.body)?.into_iter().find(|t| t.tag == 0x80).map(|t| t.body.to_vec());
+                info.authority_key_id = children(seq.body)?
+                    .into_iter()
+                    .find(|t| t.tag == 0x80)
+                    .map(|t| t.body.to_vec());
             }
             [0x55, 0x1d, 0x13] => {
                 let (seq, _) = read(value)?;
-                info.is_ca = children(seq.body)?.first().is_some_and(|t| t.tag == 0x01 && t.body == [0xff]);
+                info.is_ca = children(seq.body)?
+                    .first()
+                    .is_some_and(|t| t.tag == 0x01 && t.body == [0xff]);
             }
             _ => {}
         }
@@ -137,7 +150,10 @@ fn ip_text(b: &[u8]) -> Option<String> {
 /// An IP address written by a user, as `ip_text` prints it (`::0001` and
 /// `::1` are the same SAN).
 pub fn canonical_ip(s: &str) -> String {
-    s.trim().parse::<std::net::IpAddr>().map(|i| i.to_string()).unwrap_or_else(|_| s.to_string())
+    s.trim()
+        .parse::<std::net::IpAddr>()
+        .map(|i| i.to_string())
+        .unwrap_or_else(|_| s.to_string())
 }
 
 /// The DER of the first certificate in a PEM text.
@@ -174,9 +190,19 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
 mod tests {
     #[test]
     fn every_san_type_is_read_back() {
-        let mut p = rcgen::CertificateParams::new(vec!["a.example".to_string(), "::1".to_string(), "127.0.0.1".to_string(), "fe80::1:2".to_string()]).unwrap();
-        p.subject_alt_names.push(rcgen::SanType::Rfc822Name("ops@example.com".try_into().unwrap()));
-        p.subject_alt_names.push(rcgen::SanType::URI("https://a.example/x".try_into().unwrap()));
+        let mut p = rcgen::CertificateParams::new(vec![
+            "a.example".to_string(),
+            "::1".to_string(),
+            "127.0.0.1".to_string(),
+            "fe80::1:2".to_string(),
+        ])
+        .unwrap();
+        p.subject_alt_names.push(rcgen::SanType::Rfc822Name(
+            "ops@example.com".try_into().unwrap(),
+        ));
+        p.subject_alt_names.push(rcgen::SanType::URI(
+            "https://a.example/x".try_into().unwrap(),
+        ));
         let k = rcgen::KeyPair::generate().unwrap();
         let c = p.self_signed(&k).unwrap();
         let i = super::parse(c.der()).unwrap();
@@ -190,7 +216,10 @@ mod tests {
     #[test]
     fn truncated_certificates_never_panic() {
         let k = rcgen::KeyPair::generate().unwrap();
-        let c = rcgen::CertificateParams::new(vec!["::1".to_string()]).unwrap().self_signed(&k).unwrap();
+        let c = rcgen::CertificateParams::new(vec!["::1".to_string()])
+            .unwrap()
+            .self_signed(&k)
+            .unwrap();
         for n in 0..c.der().len() {
             let _ = super::parse(&c.der()[..n]);
         }

@@ -24,7 +24,10 @@ use std::path::{Component, Path, PathBuf};
 /// when unquoted. Checked case-insensitively.
 pub fn yaml_word(s: &str) -> bool {
     let l = s.to_ascii_lowercase();
-    const WORDS: &[&str] = &["true", "false", "null", "yes", "no", "on", "off", "y", "n", "~", ".inf", "-.inf", "+.inf", ".nan", "inf", "nan"];
+    const WORDS: &[&str] = &[
+        "true", "false", "null", "yes", "no", "on", "off", "y", "n", "~", ".inf", "-.inf", "+.inf",
+        ".nan", "inf", "nan",
+    ];
     if l.is_empty() || WORDS.contains(&l.as_str()) {
         return true;
     }
@@ -34,7 +37,10 @@ pub fn yaml_word(s: &str) -> bool {
         || (t.starts_with("0x") && t.len() > 2 && t[2..].chars().all(|c| c.is_ascii_hexdigit()))
         || (t.starts_with("0o") && t.len() > 2 && t[2..].chars().all(|c| c.is_digit(8)))
         || (t.starts_with("0b") && t.len() > 2 && t[2..].chars().all(|c| c == '0' || c == '1'))
-        || (!t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == ':' || c == '.') && t.starts_with(|c: char| c.is_ascii_digit()))
+        || (!t.is_empty()
+            && t.chars()
+                .all(|c| c.is_ascii_digit() || c == ':' || c == '.')
+            && t.starts_with(|c: char| c.is_ascii_digit()))
 }
 
 pub fn service(name: &str) -> Result<(), String> {
@@ -42,7 +48,9 @@ pub fn service(name: &str) -> Result<(), String> {
         && name.len() <= 63
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && !name.ends_with('-')
-        && name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-');
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-');
     if !label {
         return Err(format!(
             "{:?} is not a valid service name: it must be a DNS label (lowercase letters, digits and '-', starting with a letter, not ending with '-', 1-63 characters)",
@@ -62,23 +70,39 @@ pub fn host(name: &str) -> Result<(), String> {
         && !name.is_empty()
         && name.split('.').enumerate().all(|(i, l)| {
             (i == 0 && l == "*")
-                || (!l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-'))
+                || (!l.is_empty()
+                    && l.len() <= 63
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+                    && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-'))
         });
     if ok || name.parse::<std::net::IpAddr>().is_ok() {
         Ok(())
     } else {
-        Err(format!("{name:?} is not a host name (dot-separated letters, digits and '-')"))
+        Err(format!(
+            "{name:?} is not a host name (dot-separated letters, digits and '-')"
+        ))
     }
 }
 
 pub fn public_path(p: &str) -> Result<(), String> {
-    let bad = || Err(format!("{p:?} is not a public path: it must look like `/api/billing/` (segments of letters, digits and `._~-`, each ending in `/`, no `.` or `..`)"));
-    let Some(rest) = p.strip_prefix('/') else { return bad() };
+    let bad = || {
+        Err(format!("{p:?} is not a public path: it must look like `/api/billing/` (segments of letters, digits and `._~-`, each ending in `/`, no `.` or `..`)"))
+    };
+    let Some(rest) = p.strip_prefix('/') else {
+        return bad();
+    };
     if !(rest.is_empty() || rest.ends_with('/')) {
         return bad();
     }
     for seg in rest.split_terminator('/') {
-        if seg.is_empty() || seg == "." || seg == ".." || !seg.bytes().all(|c| c.is_ascii_alphanumeric() || b"._~-".contains(&c)) {
+        if seg.is_empty()
+            || seg == "."
+            || seg == ".."
+            || !seg
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"._~-".contains(&c))
+        {
             return bad();
         }
     }
@@ -86,19 +110,28 @@ pub fn public_path(p: &str) -> Result<(), String> {
 }
 
 pub fn volume(name: &str) -> Result<(), String> {
-    let ok = name.starts_with(|c: char| c.is_ascii_alphanumeric()) && name.bytes().all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(&c));
+    let ok = name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(&c));
     if !ok {
-        return Err(format!("{name:?} is not a volume name (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`)"));
+        return Err(format!(
+            "{name:?} is not a volume name (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`)"
+        ));
     }
     if yaml_word(name) {
-        return Err(format!("`{name}` is not a volume name: unquoted YAML reads it as a bool, null or number"));
+        return Err(format!(
+            "`{name}` is not a volume name: unquoted YAML reads it as a bool, null or number"
+        ));
     }
     Ok(())
 }
 
 pub fn container_path(p: &str) -> Result<(), String> {
     if !p.starts_with('/') || p.contains(':') || p.chars().any(|c| c.is_control()) {
-        return Err(format!("{p:?} is not an absolute container path without control characters or `:`"));
+        return Err(format!(
+            "{p:?} is not an absolute container path without control characters or `:`"
+        ));
     }
     Ok(())
 }
@@ -127,14 +160,22 @@ use crate::model::compose::LABEL_PUBLIC;
 /// takes, except what could act as a path or break a line (a separator,
 /// a leading dot, a control character).
 pub fn plain_key(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.starts_with('.') || name.chars().any(|c| c == '/' || c == '\\' || c.is_control()) {
-        return Err(format!("`{}` could act as a path: no `/`, `\\`, leading `.` or control characters", name.escape_debug()));
+    if name.is_empty()
+        || name.starts_with('.')
+        || name
+            .chars()
+            .any(|c| c == '/' || c == '\\' || c.is_control())
+    {
+        return Err(format!(
+            "`{}` could act as a path: no `/`, `\\`, leading `.` or control characters",
+            name.escape_debug()
+        ));
     }
     Ok(())
 }
 
-use crate::model::repo::Repo;
 use crate::diag::{Diagnostic, Error};
+use crate::model::repo::Repo;
 
 /// A name read from a file that the gate refuses: where, what, the fix.
 pub struct Problem {
@@ -147,7 +188,16 @@ pub struct Problem {
 /// The line of `key:` inside the block of a service that starts at `from`
 /// (the typed view keeps no line per label).
 fn key_line(text: &str, from: usize, key: &str) -> usize {
-    text.lines().enumerate().skip(from).find(|(_, l)| l.trim_start().trim_start_matches(['"', '\'']).starts_with(key)).map(|(i, _)| i + 1).unwrap_or(from)
+    text.lines()
+        .enumerate()
+        .skip(from)
+        .find(|(_, l)| {
+            l.trim_start()
+                .trim_start_matches(['"', '\''])
+                .starts_with(key)
+        })
+        .map(|(i, _)| i + 1)
+        .unwrap_or(from)
 }
 
 impl Repo {
@@ -158,7 +208,14 @@ impl Repo {
     pub fn name_problems(&self) -> Vec<Problem> {
         let mut out = vec![];
         let cf = self.compose_file.as_str();
-        let mut p = |file: &str, line: usize, msg: String, fix: &str| out.push(Problem { file: file.into(), line, msg, fix: fix.into() });
+        let mut p = |file: &str, line: usize, msg: String, fix: &str| {
+            out.push(Problem {
+                file: file.into(),
+                line,
+                msg,
+                fix: fix.into(),
+            })
+        };
         for s in &self.compose.services {
             // A service this tool manages (built from src/backend_services/,
             // served over https or public) has its name turned into a folder,
@@ -167,12 +224,24 @@ impl Repo {
             // helper) only needs a key that can never act as a path; its own
             // bind mounts are the user's business, as in Compose.
             let managed = s.is_backend() || s.https() || s.public_path().is_some();
-            if let Err(e) = if managed { service(&s.name) } else { plain_key(&s.name) } {
+            if let Err(e) = if managed {
+                service(&s.name)
+            } else {
+                plain_key(&s.name)
+            } {
                 p(cf, s.line, format!("service key: {e}"), "rename the service to a DNS label such as `billing` (its folder, container_name and certificates follow the name)");
             }
             if let Some(pp) = s.public_path() {
                 if let Err(e) = public_path(pp) {
-                    p(cf, key_line(&self.compose_text, s.line, LABEL_PUBLIC), format!("service `{}`: label {LABEL_PUBLIC}: {e}", s.name.escape_debug()), "write the public path as plain `/segment/` parts");
+                    p(
+                        cf,
+                        key_line(&self.compose_text, s.line, LABEL_PUBLIC),
+                        format!(
+                            "service `{}`: label {LABEL_PUBLIC}: {e}",
+                            s.name.escape_debug()
+                        ),
+                        "write the public path as plain `/segment/` parts",
+                    );
                 }
             }
             for (f, l) in &s.env_file {
@@ -188,7 +257,12 @@ impl Repo {
             if let Some(b) = &s.build {
                 let df = format!("{}/{}", b.context.trim_end_matches('/'), b.dockerfile);
                 if let Err(e) = join(&self.root, &b.context).and_then(|_| join(&self.root, &df)) {
-                    p(cf, b.line, format!("service `{}`: build: {e}", s.name.escape_debug()), "build from a folder inside the repository (`context: ./src`)");
+                    p(
+                        cf,
+                        b.line,
+                        format!("service `{}`: build: {e}", s.name.escape_debug()),
+                        "build from a folder inside the repository (`context: ./src`)",
+                    );
                 }
             }
             for m in s.volumes.iter().filter(|_| managed) {
@@ -197,7 +271,10 @@ impl Repo {
                 } else if m.source.starts_with('.') {
                     join(&self.root, &m.source).map(|_| ())
                 } else {
-                    Err(format!("`{}` is neither a named volume nor a path inside the repository", m.source))
+                    Err(format!(
+                        "`{}` is neither a named volume nor a path inside the repository",
+                        m.source
+                    ))
                 };
                 if let Err(e) = r.and_then(|_| container_path(&m.target)) {
                     p(cf, m.line, format!("service `{}`: volume: {e}", s.name.escape_debug()), "mount a named volume (`data:/var/lib/x`) or a `./path` inside the repository");
@@ -207,15 +284,26 @@ impl Repo {
         for a in &self.cnf.alt_names {
             let r = match a.kind.as_str() {
                 "DNS" => host(&a.value),
-                "IP" => a.value.parse::<std::net::IpAddr>().map(|_| ()).map_err(|_| format!("{:?} is not an IP address", a.value)),
+                "IP" => a
+                    .value
+                    .parse::<std::net::IpAddr>()
+                    .map(|_| ())
+                    .map_err(|_| format!("{:?} is not an IP address", a.value)),
                 // email, URI, RID, dirName, otherName are kept as written and
                 // never become a name, path or directive: only control
                 // characters are refused (they would reach a log line).
-                _ if a.value.chars().any(char::is_control) => Err(format!("{:?} holds a control character", a.value)),
+                _ if a.value.chars().any(char::is_control) => {
+                    Err(format!("{:?} holds a control character", a.value))
+                }
                 _ => Ok(()),
             };
             if let Err(e) = r {
-                p(&a.file, a.line, format!("[alt_names] {}.{}: {e}", a.kind, a.index), "write a host name or an IP address");
+                p(
+                    &a.file,
+                    a.line,
+                    format!("[alt_names] {}.{}: {e}", a.kind, a.index),
+                    "write a host name or an IP address",
+                );
             }
         }
         out
@@ -227,7 +315,11 @@ impl Repo {
     pub fn refuse_untrusted(&self) -> Result<(), Error> {
         match self.name_problems().into_iter().next() {
             None => Ok(()),
-            Some(p) => Err(Diagnostic::error(format!("{}:{}: {} (nothing was written)", p.file, p.line, p.msg)).fix(p.fix)),
+            Some(p) => Err(Diagnostic::error(format!(
+                "{}:{}: {} (nothing was written)",
+                p.file, p.line, p.msg
+            ))
+            .fix(p.fix)),
         }
     }
 }
@@ -239,7 +331,10 @@ mod tests {
 
     #[test]
     fn yaml_words_are_not_names() {
-        for w in ["true", "False", "null", "yes", "on", "off", "no", "y", "n", "~", "1", "0x1", "1e3", ".inf", ".nan", "0o7", "1_000", "1:20", "-1"] {
+        for w in [
+            "true", "False", "null", "yes", "on", "off", "no", "y", "n", "~", "1", "0x1", "1e3",
+            ".inf", ".nan", "0o7", "1_000", "1:20", "-1",
+        ] {
             assert!(yaml_word(w), "{w}");
             assert!(service(w).is_err(), "{w}");
         }
@@ -255,7 +350,21 @@ mod tests {
         for ok in ["/", "/api/", "/api/billing/", "/a.b_c~d-e/"] {
             assert!(public_path(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "api/", "/api", "/a/../b/", "/./", "//", "/a b/", "/a\x01b/", "/a/\\x20/", "/a/{/", "/a;/", "/a%20/", "/a/\n/"] {
+        for bad in [
+            "",
+            "api/",
+            "/api",
+            "/a/../b/",
+            "/./",
+            "//",
+            "/a b/",
+            "/a\x01b/",
+            "/a/\\x20/",
+            "/a/{/",
+            "/a;/",
+            "/a%20/",
+            "/a/\n/",
+        ] {
             assert!(public_path(bad).is_err(), "{bad:?}");
         }
     }
@@ -263,7 +372,10 @@ mod tests {
     #[test]
     fn join_refuses_leaving() {
         let r = Path::new("/repo");
-        assert_eq!(join(r, "src/backend_services/a").unwrap(), Path::new("/repo/src/backend_services/a"));
+        assert_eq!(
+            join(r, "src/backend_services/a").unwrap(),
+            Path::new("/repo/src/backend_services/a")
+        );
         for bad in ["../x", "a/../../x", "/etc", "a\0b", ""] {
             assert!(join(r, bad).is_err(), "{bad:?}");
         }

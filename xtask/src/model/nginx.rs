@@ -94,7 +94,10 @@ fn skip_lua(c: &[char], mut i: usize, line: &mut usize) -> Option<usize> {
         if c.get(i + 1 + eq) != Some(&'[') {
             return None;
         }
-        let close: Vec<char> = std::iter::once(']').chain(std::iter::repeat_n('=', eq)).chain(std::iter::once(']')).collect();
+        let close: Vec<char> = std::iter::once(']')
+            .chain(std::iter::repeat_n('=', eq))
+            .chain(std::iter::once(']'))
+            .collect();
         let mut j = i + 2 + eq;
         while j + close.len() <= c.len() {
             if c[j..j + close.len()] == close[..] {
@@ -170,16 +173,30 @@ fn tokenize(src: &str, file: &str) -> Result<Vec<Tok>, Error> {
             }
             _ if ws(ch) => i += 1,
             ';' | '}' => {
-                toks.push(if ch == ';' { Tok::Semi(line) } else { Tok::Close(line) });
+                toks.push(if ch == ';' {
+                    Tok::Semi(line)
+                } else {
+                    Tok::Close(line)
+                });
                 first = None;
                 i += 1;
             }
             '{' => {
                 toks.push(Tok::Open(line));
                 i += 1;
-                if first.take().is_some_and(|w| w.ends_with("_by_lua_block") || w == "lua_block") {
+                if first
+                    .take()
+                    .is_some_and(|w| w.ends_with("_by_lua_block") || w == "lua_block")
+                {
                     let start = line;
-                    i = skip_lua(&c, i, &mut line).ok_or_else(|| err(file, start, "Lua block is never closed", "add the matching `}`"))?;
+                    i = skip_lua(&c, i, &mut line).ok_or_else(|| {
+                        err(
+                            file,
+                            start,
+                            "Lua block is never closed",
+                            "add the matching `}`",
+                        )
+                    })?;
                     toks.push(Tok::Close(line));
                 }
             }
@@ -201,7 +218,12 @@ fn tokenize(src: &str, file: &str) -> Result<Vec<Tok>, Error> {
                     j += 1;
                 }
                 if j >= c.len() {
-                    return Err(err(file, start, "unterminated quoted string", "close the quote"));
+                    return Err(err(
+                        file,
+                        start,
+                        "unterminated quoted string",
+                        "close the quote",
+                    ));
                 }
                 let w = unescape(&c[i + 1..j].iter().collect::<String>());
                 first.get_or_insert_with(|| w.clone());
@@ -210,7 +232,12 @@ fn tokenize(src: &str, file: &str) -> Result<Vec<Tok>, Error> {
                 // NGINX wants a space, `;`, `{` or `)` after a closing quote.
                 if let Some(&n) = c.get(i) {
                     if !(ws(n) || n == ';' || n == '{' || n == ')') {
-                        return Err(err(file, line, format!("unexpected `{n}` right after a quoted string"), "put a space or `;` after the closing quote"));
+                        return Err(err(
+                            file,
+                            line,
+                            format!("unexpected `{n}` right after a quoted string"),
+                            "put a space or `;` after the closing quote",
+                        ));
                     }
                 }
             }
@@ -271,7 +298,12 @@ pub fn parse(src: &str, file: &str) -> Result<Vec<Directive>, Error> {
             }
             Tok::Open(l) => {
                 if words.is_empty() {
-                    return Err(err(file, l, "`{` without a directive", "remove the stray brace"));
+                    return Err(err(
+                        file,
+                        l,
+                        "`{` without a directive",
+                        "remove the stray brace",
+                    ));
                 }
                 stack.push((vec![], std::mem::take(&mut words), first_line));
             }
@@ -279,26 +311,54 @@ pub fn parse(src: &str, file: &str) -> Result<Vec<Directive>, Error> {
                 if words.is_empty() {
                     return Err(err(file, l, "unexpected `;`", "remove the stray `;`"));
                 }
-                stack.last_mut().unwrap().0.push(Directive { args: std::mem::take(&mut words), line: first_line, block: None });
+                stack.last_mut().unwrap().0.push(Directive {
+                    args: std::mem::take(&mut words),
+                    line: first_line,
+                    block: None,
+                });
             }
             Tok::Close(l) => {
                 if !words.is_empty() {
-                    return Err(err(file, first_line, format!("directive `{}` has no `;`", words.join(" ")), "end it with `;`"));
+                    return Err(err(
+                        file,
+                        first_line,
+                        format!("directive `{}` has no `;`", words.join(" ")),
+                        "end it with `;`",
+                    ));
                 }
                 if stack.len() == 1 {
-                    return Err(err(file, l, "unbalanced `}`", "remove it or add the matching `{`"));
+                    return Err(err(
+                        file,
+                        l,
+                        "unbalanced `}`",
+                        "remove it or add the matching `{`",
+                    ));
                 }
                 let (body, args, line) = stack.pop().unwrap();
-                stack.last_mut().unwrap().0.push(Directive { args, line, block: Some(body) });
+                stack.last_mut().unwrap().0.push(Directive {
+                    args,
+                    line,
+                    block: Some(body),
+                });
             }
         }
     }
     if stack.len() > 1 {
         let (_, d, l) = stack.last().unwrap();
-        return Err(err(file, *l, format!("block `{}` is never closed", d.join(" ")), "add the matching `}`"));
+        return Err(err(
+            file,
+            *l,
+            format!("block `{}` is never closed", d.join(" ")),
+            "add the matching `}`",
+        ));
     }
     if !words.is_empty() {
-        return Err(err(file, first_line, format!("directive `{}` has no `;`", words.join(" ")), "end it with `;`"));
+        return Err(err(
+            file,
+            first_line,
+            format!("directive `{}` has no `;`", words.join(" ")),
+            "end it with `;`",
+        ));
     }
     Ok(stack.pop().unwrap().0)
 }
@@ -321,7 +381,11 @@ pub struct Config {
 fn glob_match(pat: &str, s: &str) -> bool {
     match pat.split_once('*') {
         None => pat == s,
-        Some((a, b)) => s.starts_with(a) && (0..=s.len() - a.len()).any(|i| s.is_char_boundary(a.len() + i) && glob_match(b, &s[a.len() + i..])),
+        Some((a, b)) => {
+            s.starts_with(a)
+                && (0..=s.len() - a.len())
+                    .any(|i| s.is_char_boundary(a.len() + i) && glob_match(b, &s[a.len() + i..]))
+        }
     }
 }
 
@@ -346,7 +410,9 @@ struct Walk<'a> {
 fn hostport(hp: &str, scheme: &str) -> (String, u16) {
     let default = if scheme.ends_with('s') { 443 } else { 80 };
     match hp.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h.to_string(), p.parse().unwrap_or(0)),
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+            (h.to_string(), p.parse().unwrap_or(0))
+        }
         _ => (hp.to_string(), default),
     }
 }
@@ -355,7 +421,11 @@ impl Walk<'_> {
     fn collect_upstreams(&mut self, ds: &[Directive]) {
         for d in ds {
             if let (Some(b), true) = (&d.block, d.args[0] == "upstream" && d.args.len() == 2) {
-                let servers = b.iter().filter(|s| s.args[0] == "server" && s.args.len() >= 2).map(|s| hostport(&s.args[1], "http")).collect();
+                let servers = b
+                    .iter()
+                    .filter(|s| s.args[0] == "server" && s.args.len() >= 2)
+                    .map(|s| hostport(&s.args[1], "http"))
+                    .collect();
                 self.upstreams.insert(d.args[1].clone(), servers);
             } else if let Some(b) = &d.block {
                 self.collect_upstreams(b);
@@ -364,18 +434,33 @@ impl Walk<'_> {
     }
 
     fn included(&self, pat: &str) -> Vec<String> {
-        let Some(p) = include_pattern(pat) else { return vec![] };
-        self.files.keys().filter(|f| glob_match(&p, f)).cloned().collect()
+        let Some(p) = include_pattern(pat) else {
+            return vec![];
+        };
+        self.files
+            .keys()
+            .filter(|f| glob_match(&p, f))
+            .cloned()
+            .collect()
     }
 
-    fn walk(&mut self, file: &str, ds: &[Directive], server: Option<&str>, location: Option<(&str, &str, usize, &str)>, depth: usize) {
+    fn walk(
+        &mut self,
+        file: &str,
+        ds: &[Directive],
+        server: Option<&str>,
+        location: Option<(&str, &str, usize, &str)>,
+        depth: usize,
+    ) {
         for d in ds {
             let name = d.args[0].as_str();
             match (name, &d.block) {
                 ("include", None) if d.args.len() == 2 && depth < 16 => {
                     let inc = self.included(&d.args[1]);
                     if let Some(s) = server {
-                        if inc.iter().any(|f| f.starts_with(LOCATIONS)) || include_pattern(&d.args[1]).is_some_and(|p| p.starts_with(LOCATIONS)) {
+                        if inc.iter().any(|f| f.starts_with(LOCATIONS))
+                            || include_pattern(&d.args[1]).is_some_and(|p| p.starts_with(LOCATIONS))
+                        {
                             self.out.location_servers.push(s.to_string());
                         }
                     }
@@ -384,12 +469,16 @@ impl Walk<'_> {
                         self.walk(&f, &body, server, location, depth + 1);
                     }
                 }
-                ("set", None) if d.args.len() == 3 => self.vars.push((d.args[1].clone(), d.args[2].clone())),
+                ("set", None) if d.args.len() == 3 => {
+                    self.vars.push((d.args[1].clone(), d.args[2].clone()))
+                }
                 ("proxy_pass" | "grpc_pass", None) if d.args.len() >= 2 => {
                     if let Some((modifier, path, line, lfile)) = location {
                         let mut target = d.args[1].clone();
                         for (k, v) in self.vars.iter().rev() {
-                            target = target.replace(&format!("${{{}}}", &k[1..]), v).replace(k.as_str(), v);
+                            target = target
+                                .replace(&format!("${{{}}}", &k[1..]), v)
+                                .replace(k.as_str(), v);
                         }
                         let (scheme, rest) = target.split_once("://").unwrap_or(("http", &target));
                         let hp = rest.split('/').next().unwrap_or("");
@@ -417,7 +506,11 @@ impl Walk<'_> {
                 }
                 ("location", Some(b)) if d.args.len() >= 2 => {
                     let path = d.args.last().unwrap().as_str();
-                    let modifier = if d.args.len() > 2 { d.args[1].as_str() } else { "" };
+                    let modifier = if d.args.len() > 2 {
+                        d.args[1].as_str()
+                    } else {
+                        ""
+                    };
                     self.walk(file, b, server, Some((modifier, path, d.line, file)), depth);
                 }
                 ("upstream", Some(_)) => {}
@@ -431,7 +524,12 @@ impl Walk<'_> {
 impl Config {
     /// Walks the files that no other file includes, following includes.
     pub fn from_files(files: BTreeMap<String, Vec<Directive>>) -> Config {
-        let mut w = Walk { files: &files, upstreams: BTreeMap::new(), vars: vec![], out: Config::default() };
+        let mut w = Walk {
+            files: &files,
+            upstreams: BTreeMap::new(),
+            vars: vec![],
+            out: Config::default(),
+        };
         for ds in files.values() {
             w.collect_upstreams(ds);
         }
@@ -458,7 +556,9 @@ impl Config {
                 w.walk(f, ds, None, None, 0);
             }
         }
-        w.out.routes.dedup_by(|a, b| a.file == b.file && a.line == b.line && a.server == b.server);
+        w.out
+            .routes
+            .dedup_by(|a, b| a.file == b.file && a.line == b.line && a.server == b.server);
         w.out
     }
 
@@ -470,7 +570,9 @@ impl Config {
             r.path == path
                 && matches!(r.modifier.as_str(), "" | "^~")
                 && r.file != except
-                && r.server.as_ref().is_none_or(|s| self.location_servers.contains(s))
+                && r.server
+                    .as_ref()
+                    .is_none_or(|s| self.location_servers.contains(s))
         })
     }
 
@@ -490,7 +592,9 @@ pub fn conf_files(root: &Path) -> Vec<String> {
     let mut out = vec![];
     let mut dirs = vec![root.join(DIR)];
     while let Some(d) = dirs.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
             if p.is_dir() {
@@ -517,16 +621,26 @@ mod tests {
         let src = "server {\n  listen 443 ssl;\n  # a comment { with braces\n  location /api/ {\n    proxy_pass http://gateway:8080;\n  }\n  include /etc/nginx/locations/*.conf;\n}\n";
         let r = parse_routes(src, "nginx/x.conf").unwrap();
         assert_eq!(r.len(), 1);
-        assert_eq!((r[0].path.as_str(), r[0].host.as_str(), r[0].port, r[0].line), ("/api/", "gateway", 8080, 4));
+        assert_eq!(
+            (r[0].path.as_str(), r[0].host.as_str(), r[0].port, r[0].line),
+            ("/api/", "gateway", 8080, 4)
+        );
     }
 
     #[test]
     fn unbalanced_braces_name_the_line() {
-        let e = parse_routes("http {\n  server {\n  }\n", "nginx/n.conf").unwrap_err().to_string();
-        assert!(e.contains("nginx/n.conf:1") && e.contains("never closed"), "{e}");
+        let e = parse_routes("http {\n  server {\n  }\n", "nginx/n.conf")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("nginx/n.conf:1") && e.contains("never closed"),
+            "{e}"
+        );
         let e = parse_routes("a;\n}\n", "f").unwrap_err().to_string();
         assert!(e.contains("f:2") && e.contains("unbalanced"), "{e}");
-        let e = parse_routes("server {\n  listen 80\n}\n", "f").unwrap_err().to_string();
+        let e = parse_routes("server {\n  listen 80\n}\n", "f")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("f:2") && e.contains("has no `;`"), "{e}");
     }
 
@@ -535,17 +649,44 @@ mod tests {
     /// Lua blocks are Lua.
     #[test]
     fn tokenizes_like_nginx() {
-        let words = |s: &str| tokenize(s, "f").unwrap().into_iter().filter_map(|t| if let Tok::Word(w, _) = t { Some(w) } else { None }).collect::<Vec<_>>();
-        assert_eq!(words("proxy_set_header X-Forwarded-Host ${host};"), ["proxy_set_header", "X-Forwarded-Host", "${host}"]);
-        assert_eq!(words("return 200 \"a { b ; \\\" c\";"), ["return", "200", "a { b ; \" c"]);
+        let words = |s: &str| {
+            tokenize(s, "f")
+                .unwrap()
+                .into_iter()
+                .filter_map(|t| {
+                    if let Tok::Word(w, _) = t {
+                        Some(w)
+                    } else {
+                        None
+                    }
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            words("proxy_set_header X-Forwarded-Host ${host};"),
+            ["proxy_set_header", "X-Forwarded-Host", "${host}"]
+        );
+        assert_eq!(
+            words("return 200 \"a { b ; \\\" c\";"),
+            ["return", "200", "a { b ; \" c"]
+        );
         assert_eq!(words("add_header X 'it\\'s';"), ["add_header", "X", "it's"]);
-        assert_eq!(words("location ~* \\.(js|css)$ {}"), ["location", "~*", "\\.(js|css)$"]);
+        assert_eq!(
+            words("location ~* \\.(js|css)$ {}"),
+            ["location", "~*", "\\.(js|css)$"]
+        );
         assert_eq!(words("a b#c; # d { '\n"), ["a", "b#c"]);
-        assert_eq!(words("if ($http_x ~ \"^a{2}$\") { }"), ["if", "($http_x", "~", "^a{2}$", ")"]);
+        assert_eq!(
+            words("if ($http_x ~ \"^a{2}$\") { }"),
+            ["if", "($http_x", "~", "^a{2}$", ")"]
+        );
         let lua = "content_by_lua_block {\n  local t = { a = \"}\" } -- }\n  ngx.say([[ { ]])\n}\nlocation /x { proxy_pass http://a:1; }\n";
         let r = parse_routes(lua, "f").unwrap();
         assert_eq!((r.len(), r[0].line), (1, 5));
-        assert!(parse_routes("location /x { return 200 \"ok\"}\n", "f").is_err(), "NGINX wants a space after a closing quote");
+        assert!(
+            parse_routes("location /x { return 200 \"ok\"}\n", "f").is_err(),
+            "NGINX wants a space after a closing quote"
+        );
     }
 
     #[test]
@@ -553,18 +694,43 @@ mod tests {
         let main = "http {\n  upstream gw { server gateway:8080 max_fails=3; server gateway2:8080; }\n  map $a $b { default 1; '' 0; }\n  server {\n    listen 443 ssl;\n    include locations/*.conf;\n  }\n  server {\n    listen 8080;\n    location = /x { proxy_pass http://gw; }\n    location ^~ /api/ { if ($x) { return 403; } proxy_pass http://gw/api/; }\n  }\n}\n";
         let loc = crate::edit::nginx::render_location("svc", "/svc/", 9000, false, false);
         let files = BTreeMap::from([
-            ("nginx/nginx.conf".to_string(), parse(main, "nginx/nginx.conf").unwrap()),
-            ("nginx/locations/svc.conf".to_string(), parse(&loc, "nginx/locations/svc.conf").unwrap()),
+            (
+                "nginx/nginx.conf".to_string(),
+                parse(main, "nginx/nginx.conf").unwrap(),
+            ),
+            (
+                "nginx/locations/svc.conf".to_string(),
+                parse(&loc, "nginx/locations/svc.conf").unwrap(),
+            ),
         ]);
         let c = Config::from_files(files);
         assert_eq!(c.location_servers, ["nginx/nginx.conf:4"]);
         type Row<'a> = (&'a str, &'a str, Vec<(String, u16)>, Option<&'a str>);
-        let by: Vec<Row> = c.routes.iter().map(|r| (r.modifier.as_str(), r.path.as_str(), r.targets.clone(), r.server.as_deref())).collect();
-        let gw = vec![("gateway".to_string(), 8080), ("gateway2".to_string(), 8080)];
+        let by: Vec<Row> = c
+            .routes
+            .iter()
+            .map(|r| {
+                (
+                    r.modifier.as_str(),
+                    r.path.as_str(),
+                    r.targets.clone(),
+                    r.server.as_deref(),
+                )
+            })
+            .collect();
+        let gw = vec![
+            ("gateway".to_string(), 8080),
+            ("gateway2".to_string(), 8080),
+        ];
         assert_eq!(
             by,
             vec![
-                ("", "/svc/", vec![("svc".to_string(), 9000)], Some("nginx/nginx.conf:4")),
+                (
+                    "",
+                    "/svc/",
+                    vec![("svc".to_string(), 9000)],
+                    Some("nginx/nginx.conf:4")
+                ),
                 ("=", "/x", gw.clone(), Some("nginx/nginx.conf:8")),
                 ("^~", "/api/", gw, Some("nginx/nginx.conf:8")),
             ]

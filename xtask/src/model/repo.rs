@@ -5,19 +5,29 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::diag::{Diagnostic, Error};
 use crate::model::cargo_toml::{self, Members};
 use crate::model::cnf::{self, Cnf};
 use crate::model::compose::{self, Compose};
 use crate::model::nginx;
 use crate::model::yaml;
-use crate::diag::{Diagnostic, Error};
 
 pub const SERVICES_DIR: &str = "src/backend_services";
 /// Names a service may not take: folders of `src/`, the infrastructure
 /// services and the networks.
 pub const RESERVED: &[&str] = &[
-    "common", "proto", "postgres", "redis", "nginx", "grpc-network", "pg-network", "redis-network", "web-network",
-    "xtask", "probe", "certs",
+    "common",
+    "proto",
+    "postgres",
+    "redis",
+    "nginx",
+    "grpc-network",
+    "pg-network",
+    "redis-network",
+    "web-network",
+    "xtask",
+    "probe",
+    "certs",
 ];
 /// Larger inputs are refused: nothing this tool edits or reads (compose,
 /// openssl.cnf, NGINX configs, `.env` and env files, Cargo.toml) is
@@ -41,10 +51,16 @@ pub fn check_file(path: &Path) -> Result<(), String> {
 
 fn check_meta(m: &std::fs::Metadata, max: u64) -> Result<(), String> {
     if !m.is_file() {
-        return Err("is not a regular file (a FIFO, socket, device or folder); refusing to read it".into());
+        return Err(
+            "is not a regular file (a FIFO, socket, device or folder); refusing to read it".into(),
+        );
     }
     if m.len() > max {
-        return Err(format!("is {} bytes, over the {max}-byte ({} MiB) limit", m.len(), max >> 20));
+        return Err(format!(
+            "is {} bytes, over the {max}-byte ({} MiB) limit",
+            m.len(),
+            max >> 20
+        ));
     }
     Ok(())
 }
@@ -61,10 +77,16 @@ pub fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
 pub fn read_bounded_max(path: &Path, max: u64) -> Result<Vec<u8>, String> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("cannot read: {e}"))?;
     check_meta(&f.metadata().map_err(|e| format!("cannot read: {e}"))?, max)?;
     let mut bytes = vec![];
-    f.take(max + 1).read_to_end(&mut bytes).map_err(|e| format!("cannot read: {e}"))?;
+    f.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
     if bytes.len() as u64 > max {
         return Err(format!("grew over the {max}-byte limit while being read"));
     }
@@ -101,17 +123,25 @@ pub fn read_text(root: &Path, rel: &str) -> Result<String, Error> {
 /// `read_text` with a size limit of its own (the compose files).
 pub fn read_text_max(root: &Path, rel: &str, max: u64) -> Result<String, Error> {
     let p = root.join(rel);
-    let meta = std::fs::symlink_metadata(&p).map_err(|e| Diagnostic::error(format!("{rel}: cannot read: {e}")))?;
+    let meta = std::fs::symlink_metadata(&p)
+        .map_err(|e| Diagnostic::error(format!("{rel}: cannot read: {e}")))?;
     if meta.file_type().is_symlink() {
-        let real = std::fs::canonicalize(&p).map_err(|e| Diagnostic::error(format!("{rel}:1: broken symlink: {e}")))?;
+        let real = std::fs::canonicalize(&p)
+            .map_err(|e| Diagnostic::error(format!("{rel}:1: broken symlink: {e}")))?;
         let root_real = std::fs::canonicalize(root).unwrap_or(root.to_path_buf());
         if !real.starts_with(&root_real) {
-            return Err(Diagnostic::error(format!("{rel}:1: is a symlink to {}, outside the repository",
+            return Err(Diagnostic::error(format!(
+                "{rel}:1: is a symlink to {}, outside the repository",
                 real.display()
-            )).fix("replace the link with the file itself"));
+            ))
+            .fix("replace the link with the file itself"));
         }
     }
-    let bytes = read_bounded_max(&p, max).map_err(|e| Diagnostic::error(format!("{rel}:1: {e}")).fix("this file should be a small regular text file; check that the right file is in place"))?;
+    let bytes = read_bounded_max(&p, max).map_err(|e| {
+        Diagnostic::error(format!("{rel}:1: {e}")).fix(
+            "this file should be a small regular text file; check that the right file is in place",
+        )
+    })?;
     String::from_utf8(bytes).map_err(|e| {
         let upto = e.utf8_error().valid_up_to();
         let line = e.as_bytes()[..upto].iter().filter(|b| **b == b'\n').count() + 1;
@@ -134,18 +164,21 @@ pub fn parse_dotenv(text: &str) -> BTreeMap<String, String> {
 
 /// What makes a folder the monorepo's root. All must be there: a compose
 /// file and openssl.cnf alone (an example, a test fixture) are not enough.
-const MARKERS: &str = "`Cargo.toml` with `[workspace]`, `xtask/`, a compose file and `src/backend_services/`";
+const MARKERS: &str =
+    "`Cargo.toml` with `[workspace]`, `xtask/`, a compose file and `src/backend_services/`";
 
 /// The markers `dir` lacks (empty: it is a root).
 fn missing_markers(dir: &Path) -> Vec<&'static str> {
     let mut out = vec![];
     // Only the head of Cargo.toml: a root's is small, and a huge or odd
     // file must not stall discovery.
-    let cargo = std::fs::File::open(dir.join(cargo_toml::FILE)).ok().and_then(|f| {
-        use std::io::Read;
-        let mut s = String::new();
-        f.take(1 << 16).read_to_string(&mut s).ok().map(|_| s)
-    });
+    let cargo = std::fs::File::open(dir.join(cargo_toml::FILE))
+        .ok()
+        .and_then(|f| {
+            use std::io::Read;
+            let mut s = String::new();
+            f.take(1 << 16).read_to_string(&mut s).ok().map(|_| s)
+        });
     if !cargo.is_some_and(|t| t.lines().any(|l| l.trim() == "[workspace]")) {
         out.push("`Cargo.toml` with `[workspace]`");
     }
@@ -168,8 +201,12 @@ pub fn find_root(given: Option<&Path>, start: &Path) -> Result<PathBuf, Error> {
     if let Some(r) = given {
         let missing = missing_markers(r);
         if !missing.is_empty() {
-            return Err(Diagnostic::error(format!("{}: is not the monorepo's root: it has no {}", r.display(), missing.join(", no ")))
-                .fix(format!("pass --root the folder that has {MARKERS}")));
+            return Err(Diagnostic::error(format!(
+                "{}: is not the monorepo's root: it has no {}",
+                r.display(),
+                missing.join(", no ")
+            ))
+            .fix(format!("pass --root the folder that has {MARKERS}")));
         }
         return Ok(std::fs::canonicalize(r).unwrap_or_else(|_| r.to_path_buf()));
     }
@@ -180,8 +217,11 @@ pub fn find_root(given: Option<&Path>, start: &Path) -> Result<PathBuf, Error> {
             return Ok(d);
         }
         if !d.pop() {
-            return Err(Diagnostic::error(format!("{}: no monorepo root here or above (a root has {MARKERS})", start.display()))
-                .fix("run inside the monorepo, or pass --root <dir>"));
+            return Err(Diagnostic::error(format!(
+                "{}: no monorepo root here or above (a root has {MARKERS})",
+                start.display()
+            ))
+            .fix("run inside the monorepo, or pass --root <dir>"));
         }
     }
 }
@@ -192,15 +232,25 @@ impl Repo {
             Ok(_) => parse_dotenv(&read_text(root, ".env")?),
             Err(_) => BTreeMap::new(),
         };
-        let compose_file = compose::FILES.iter().find(|f| root.join(f).exists()).copied().unwrap_or(compose::FILE).to_string();
+        let compose_file = compose::FILES
+            .iter()
+            .find(|f| root.join(f).exists())
+            .copied()
+            .unwrap_or(compose::FILE)
+            .to_string();
         let compose_text = read_text_max(root, &compose_file, MAX_COMPOSE_FILE)?;
         let env = |k: &str| std::env::var(k).ok().or_else(|| dotenv.get(k).cloned());
         // The tree stays in the model: an edit compares it with the edited
         // text's instead of parsing this text again.
-        let compose_tree = Compose::tree(&compose_text).map_err(|e| Compose::naming(e, &compose_file))?;
-        let compose = Compose::from_tree(compose_tree.as_ref(), &env).map_err(|e| Compose::naming(e, &compose_file))?;
+        let compose_tree =
+            Compose::tree(&compose_text).map_err(|e| Compose::naming(e, &compose_file))?;
+        let compose = Compose::from_tree(compose_tree.as_ref(), &env)
+            .map_err(|e| Compose::naming(e, &compose_file))?;
         let override_file = match compose::OVERRIDES.iter().find(|f| root.join(f).exists()) {
-            Some(f) => Some((f.to_string(), Compose::parse_file(&read_text_max(root, f, MAX_COMPOSE_FILE)?, f, &env)?)),
+            Some(f) => Some((
+                f.to_string(),
+                Compose::parse_file(&read_text_max(root, f, MAX_COMPOSE_FILE)?, f, &env)?,
+            )),
             None => None,
         };
         let cnf_text = read_text(root, cnf::FILE)?;
@@ -217,11 +267,27 @@ impl Repo {
             }
         }
         service_dirs.sort();
-        Ok(Repo { root: root.to_path_buf(), compose_file, compose_text, compose_tree, override_file, compose, cnf_text, cnf, cargo_text, members, nginx, service_dirs, dotenv })
+        Ok(Repo {
+            root: root.to_path_buf(),
+            compose_file,
+            compose_text,
+            compose_tree,
+            override_file,
+            compose,
+            cnf_text,
+            cnf,
+            cargo_text,
+            members,
+            nginx,
+            service_dirs,
+            dotenv,
+        })
     }
 
     pub fn env(&self, k: &str) -> Option<String> {
-        std::env::var(k).ok().or_else(|| self.dotenv.get(k).cloned())
+        std::env::var(k)
+            .ok()
+            .or_else(|| self.dotenv.get(k).cloned())
     }
 
     /// The backend services (built from `src/backend_services/`).
@@ -231,7 +297,10 @@ impl Repo {
 
     /// What `[alt_names]` must contain: every https service, in file order.
     pub fn wanted_alt_names(&self) -> Vec<String> {
-        self.backend().filter(|s| s.https()).map(|s| s.name.clone()).collect()
+        self.backend()
+            .filter(|s| s.https())
+            .map(|s| s.name.clone())
+            .collect()
     }
 
     /// What `[workspace] members` must be: the xtask, the probe, and every
@@ -240,7 +309,13 @@ impl Repo {
         let mut out: Vec<String> = vec!["xtask".into(), "probe".into()];
         out.retain(|m| self.root.join(m).join("Cargo.toml").exists());
         for d in &self.service_dirs {
-            if self.root.join(SERVICES_DIR).join(d).join("Cargo.toml").exists() {
+            if self
+                .root
+                .join(SERVICES_DIR)
+                .join(d)
+                .join("Cargo.toml")
+                .exists()
+            {
                 out.push(format!("{SERVICES_DIR}/{d}"));
             }
         }
@@ -253,7 +328,9 @@ impl Repo {
         for (f, _) in &s.env_file {
             // The gate (names::Repo::name_problems) reports bad env files;
             // here they only contribute nothing.
-            let Ok(p) = crate::model::names::join(&self.root, f) else { continue };
+            let Ok(p) = crate::model::names::join(&self.root, f) else {
+                continue;
+            };
             if let Ok(t) = read_bounded(&p).map(|b| String::from_utf8_lossy(&b).into_owned()) {
                 out.extend(parse_dotenv(&t));
             }

@@ -43,14 +43,26 @@ mod tests {
     fn bounds_aliases_and_depth() {
         let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
         for i in 1..9 {
-            bomb += &format!("a{i}: &a{i} [{}]\n", vec![format!("*a{}", i - 1); 9].join(","));
+            bomb += &format!(
+                "a{i}: &a{i} [{}]\n",
+                vec![format!("*a{}", i - 1); 9].join(",")
+            );
         }
         let e = parse(&bomb).unwrap_err();
         assert!(e.msg.contains("alias bomb") && e.line > 1, "{e:?}");
-        let deep = format!("a: {}{}\n", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        let deep = format!(
+            "a: {}{}\n",
+            "[".repeat(MAX_DEPTH + 1),
+            "]".repeat(MAX_DEPTH + 1)
+        );
         let e = parse(&deep).unwrap_err();
         assert!(e.msg.contains("nested") && e.line == 1, "{e:?}");
-        parse(&format!("a: {}{}\n", "[".repeat(MAX_DEPTH - 2), "]".repeat(MAX_DEPTH - 2))).unwrap();
+        parse(&format!(
+            "a: {}{}\n",
+            "[".repeat(MAX_DEPTH - 2),
+            "]".repeat(MAX_DEPTH - 2)
+        ))
+        .unwrap();
     }
 
     #[test]

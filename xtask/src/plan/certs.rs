@@ -9,15 +9,15 @@
 //! certs/services/<name>/{cert,key,ca}.pem   one per https service
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
 };
 use time::{Duration, OffsetDateTime};
 
+use crate::diag::{Diagnostic, Error};
 use crate::model::cnf::Cnf;
 use crate::model::der::{self, CertInfo};
 use crate::plan::txn::Txn;
-use crate::diag::{Diagnostic, Error};
 
 pub const DIR: &str = "certs";
 pub const CA_CERT: &str = "certs/ca/ca.pem";
@@ -44,8 +44,18 @@ pub struct Leaf {
 pub fn wanted(cnf: &Cnf, https_services: &[String]) -> Vec<Leaf> {
     let mut out = vec![Leaf {
         dir: SERVER_DIR.into(),
-        dns: cnf.alt_names.iter().filter(|a| a.kind == "DNS").map(|a| a.value.clone()).collect(),
-        ips: cnf.alt_names.iter().filter(|a| a.kind == "IP").map(|a| a.value.clone()).collect(),
+        dns: cnf
+            .alt_names
+            .iter()
+            .filter(|a| a.kind == "DNS")
+            .map(|a| a.value.clone())
+            .collect(),
+        ips: cnf
+            .alt_names
+            .iter()
+            .filter(|a| a.kind == "IP")
+            .map(|a| a.value.clone())
+            .collect(),
     }];
     for s in https_services {
         // The callers have refused bad names (Repo::refuse_untrusted); a
@@ -53,7 +63,11 @@ pub fn wanted(cnf: &Cnf, https_services: &[String]) -> Vec<Leaf> {
         if crate::model::names::service(s).is_err() {
             continue;
         }
-        out.push(Leaf { dir: service_dir(s), dns: vec![s.clone()], ips: vec![] });
+        out.push(Leaf {
+            dir: service_dir(s),
+            dns: vec![s.clone()],
+            ips: vec![],
+        });
     }
     out
 }
@@ -67,7 +81,11 @@ fn ca_params(now: OffsetDateTime) -> CertificateParams {
     dn.push(DnType::CommonName, "monorepo local development CA");
     p.distinguished_name = dn;
     p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     p.not_before = now - Duration::hours(1);
     p.not_after = now + Duration::days(CA_DAYS);
     p
@@ -79,8 +97,15 @@ fn read_info(txn: &Txn, rel: &str) -> Option<CertInfo> {
 }
 
 /// Why a leaf must be remade, or None when it is current.
-pub fn stale_reason(leaf: &Leaf, info: Option<&CertInfo>, ca_ski: Option<&[u8]>, now: i64) -> Option<String> {
-    let Some(info) = info else { return Some("missing".into()) };
+pub fn stale_reason(
+    leaf: &Leaf,
+    info: Option<&CertInfo>,
+    ca_ski: Option<&[u8]>,
+    now: i64,
+) -> Option<String> {
+    let Some(info) = info else {
+        return Some("missing".into());
+    };
     let mut want = leaf.dns.clone();
     want.sort();
     let mut have = info.dns.clone();
@@ -105,7 +130,12 @@ pub fn stale_reason(leaf: &Leaf, info: Option<&CertInfo>, ca_ski: Option<&[u8]>,
 }
 
 /// Plans every certificate file into `txn`. Returns one line per file made.
-pub fn plan(txn: &mut Txn, cnf: &Cnf, https_services: &[String], force: bool) -> Result<Vec<String>, Error> {
+pub fn plan(
+    txn: &mut Txn,
+    cnf: &Cnf,
+    https_services: &[String],
+    force: bool,
+) -> Result<Vec<String>, Error> {
     let now = OffsetDateTime::now_utc();
     let now_s = now.unix_timestamp();
     let mut report = vec![];
@@ -115,7 +145,9 @@ pub fn plan(txn: &mut Txn, cnf: &Cnf, https_services: &[String], force: bool) ->
     let ca_info = read_info(txn, CA_CERT);
     let ca_key_pem = txn.content(CA_KEY)?.and_then(|b| String::from_utf8(b).ok());
     let existing = match (&ca_info, ca_key_pem.as_deref().map(KeyPair::from_pem)) {
-        (Some(i), Some(Ok(k))) if i.is_ca && i.not_after - now_s >= RENEW_DAYS * 86400 => Some((k, i.clone())),
+        (Some(i), Some(Ok(k))) if i.is_ca && i.not_after - now_s >= RENEW_DAYS * 86400 => {
+            Some((k, i.clone()))
+        }
         _ => None,
     };
     let (ca_key, ca_pem, ca_ski) = match existing {
@@ -143,7 +175,8 @@ pub fn plan(txn: &mut Txn, cnf: &Cnf, https_services: &[String], force: bool) ->
         let reason = if force {
             Some("--force".to_string())
         } else {
-            stale_reason(&leaf, info.as_ref(), ca_ski.as_deref(), now_s).or_else(|| (!key_ok).then(|| "key missing".to_string()))
+            stale_reason(&leaf, info.as_ref(), ca_ski.as_deref(), now_s)
+                .or_else(|| (!key_ok).then(|| "key missing".to_string()))
         };
         txn.write(&format!("{}/ca.pem", leaf.dir), ca_pem.clone())?;
         let Some(reason) = reason else { continue };
@@ -152,11 +185,23 @@ pub fn plan(txn: &mut Txn, cnf: &Cnf, https_services: &[String], force: bool) ->
         let mut p = CertificateParams::new(names).map_err(fail)?;
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, "monorepo");
-        dn.push(DnType::CommonName, leaf.dns.first().cloned().unwrap_or_else(|| "monorepo".into()));
+        dn.push(
+            DnType::CommonName,
+            leaf.dns
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "monorepo".into()),
+        );
         p.distinguished_name = dn;
         p.is_ca = IsCa::ExplicitNoCa;
-        p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        p.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        p.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
         p.use_authority_key_identifier_extension = true;
         p.not_before = now - Duration::hours(1);
         p.not_after = now + Duration::days(LEAF_DAYS);
@@ -167,7 +212,10 @@ pub fn plan(txn: &mut Txn, cnf: &Cnf, https_services: &[String], force: bool) ->
         if leaf.dir != SERVER_DIR {
             // Bind-mounted by `docker-compose up` into a container that runs
             // as the template's non-root user: that user must own the key.
-            txn.chown(&format!("{}/key.pem", leaf.dir), crate::plan::scaffold::APP_UID);
+            txn.chown(
+                &format!("{}/key.pem", leaf.dir),
+                crate::plan::scaffold::APP_UID,
+            );
         }
         report.push(format!("{cert_rel}: {} ({reason})", leaf.dns.join(", ")));
     }
@@ -176,7 +224,9 @@ pub fn plan(txn: &mut Txn, cnf: &Cnf, https_services: &[String], force: bool) ->
 
 /// Plans removal of a service's certificate folder.
 pub fn remove_service(txn: &mut Txn, name: &str) -> Result<(), Error> {
-    crate::model::names::service(name).map_err(|e| crate::diag::Diagnostic::error(e).fix("name a service of docker-compose.yml"))?;
+    crate::model::names::service(name).map_err(|e| {
+        crate::diag::Diagnostic::error(e).fix("name a service of docker-compose.yml")
+    })?;
     for f in ["cert.pem", "key.pem", "ca.pem"] {
         txn.delete(&format!("{}/{f}", service_dir(name)))?;
     }

@@ -53,7 +53,10 @@ pub fn uses_redis(s: &Service) -> bool {
 
 /// The variable holding a role's password in `secrets/postgres.env`.
 pub fn pg_password_var(role: &str) -> String {
-    format!("PG_PASSWORD_{}", role.to_ascii_uppercase().replace('-', "_"))
+    format!(
+        "PG_PASSWORD_{}",
+        role.to_ascii_uppercase().replace('-', "_")
+    )
 }
 
 /// 24 random bytes as hex. Read from the kernel directly: one read of
@@ -63,17 +66,27 @@ pub fn new_password() -> Result<String, Error> {
     let mut b = [0u8; 24];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut b))
-        .map_err(|e| Diagnostic::error(format!("cannot read /dev/urandom for a new password: {e}")))?;
+        .map_err(|e| {
+            Diagnostic::error(format!("cannot read /dev/urandom for a new password: {e}"))
+        })?;
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
 fn sha256_hex(s: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, s.as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// What a plan sees of `rel`: the planned content, else the file on disk.
 fn current(t: &Txn, rel: &str) -> BTreeMap<String, String> {
-    t.content(rel).ok().flatten().map(|b| parse_dotenv(&String::from_utf8_lossy(&b))).unwrap_or_default()
+    t.content(rel)
+        .ok()
+        .flatten()
+        .map(|b| parse_dotenv(&String::from_utf8_lossy(&b)))
+        .unwrap_or_default()
 }
 
 fn keep_or_new(old: &BTreeMap<String, String>, k: &str) -> Result<String, Error> {
@@ -92,7 +105,11 @@ pub fn plan(t: &mut Txn, root: &Path, compose: &Compose) -> Result<(), Error> {
     let mut wanted = std::collections::HashSet::new();
     let mut pg_pw = vec![];
     let mut redis_pw = vec![];
-    for s in compose.services.iter().filter(|s| uses_pg(s) || uses_redis(s)) {
+    for s in compose
+        .services
+        .iter()
+        .filter(|s| uses_pg(s) || uses_redis(s))
+    {
         let rel = secrets_file(&s.name);
         let old = current(t, &rel);
         let mut text = format!("# {GENERATED}: the credentials of `{}`, made for this checkout. Keep it out of git (see datalayer/example.env).\n", s.name);
@@ -112,13 +129,20 @@ pub fn plan(t: &mut Txn, root: &Path, compose: &Compose) -> Result<(), Error> {
     if compose.service("postgres").is_some() {
         let old = current(t, PG_ENV);
         let mut text = format!("# {GENERATED}: the Postgres superuser's password and each service role's, for {PG_INIT}.\n");
-        text += &format!("POSTGRES_PASSWORD={}\n", keep_or_new(&old, "POSTGRES_PASSWORD")?);
+        text += &format!(
+            "POSTGRES_PASSWORD={}\n",
+            keep_or_new(&old, "POSTGRES_PASSWORD")?
+        );
         for (role, pw) in &pg_pw {
             text += &format!("{}={pw}\n", pg_password_var(role));
         }
         t.write_mode(PG_ENV, text, 0o600)?;
         wanted.insert(PG_ENV.to_string());
-        t.write_mode(PG_INIT, render_pg_init(&pg.iter().map(|s| s.name.as_str()).collect::<Vec<_>>()), 0o755)?;
+        t.write_mode(
+            PG_INIT,
+            render_pg_init(&pg.iter().map(|s| s.name.as_str()).collect::<Vec<_>>()),
+            0o755,
+        )?;
     }
     if compose.service("redis").is_some() {
         t.write_mode(REDIS_ACL, render_acl(&redis_pw), 0o644)?;
@@ -126,10 +150,17 @@ pub fn plan(t: &mut Txn, root: &Path, compose: &Compose) -> Result<(), Error> {
     }
     let _ = redis;
     // Secrets of services that are gone, or no longer use a store.
-    for e in std::fs::read_dir(root.join(SECRETS)).into_iter().flatten().flatten() {
+    for e in std::fs::read_dir(root.join(SECRETS))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let name = e.file_name().to_string_lossy().into_owned();
         let rel = format!("{SECRETS}/{name}");
-        if name.ends_with(".env") && e.file_type().is_ok_and(|t| t.is_file()) && !wanted.contains(&rel) {
+        if name.ends_with(".env")
+            && e.file_type().is_ok_and(|t| t.is_file())
+            && !wanted.contains(&rel)
+        {
             t.delete(&rel)?;
         }
     }
@@ -140,7 +171,10 @@ pub fn plan(t: &mut Txn, root: &Path, compose: &Compose) -> Result<(), Error> {
 pub fn render_acl(users: &[(String, String)]) -> String {
     let mut s = String::from("user default off resetkeys -@all\n");
     for (u, pw) in users {
-        s += &format!("user {u} on #{} resetkeys ~{u}:* resetchannels {REDIS_COMMANDS}\n", sha256_hex(pw));
+        s += &format!(
+            "user {u} on #{} resetkeys ~{u}:* resetchannels {REDIS_COMMANDS}\n",
+            sha256_hex(pw)
+        );
     }
     s
 }
@@ -179,7 +213,9 @@ SQL
     );
     for svc in services {
         let var = pg_password_var(svc);
-        s += &format!("service_role {svc} \"${{{var}:?{var} is not set (secrets/postgres.env)}}\"\n");
+        s += &format!(
+            "service_role {svc} \"${{{var}:?{var} is not set (secrets/postgres.env)}}\"\n"
+        );
     }
     s
 }
@@ -192,7 +228,12 @@ mod tests {
     fn acl_disables_default_and_confines_each_user() {
         let a = render_acl(&[("accounts".into(), "pw".into())]);
         assert!(a.starts_with("user default off"));
-        assert!(a.contains("user accounts on #") && a.contains(" ~accounts:* ") && !a.contains(">pw") && !a.contains(" pw"));
+        assert!(
+            a.contains("user accounts on #")
+                && a.contains(" ~accounts:* ")
+                && !a.contains(">pw")
+                && !a.contains(" pw")
+        );
     }
 
     #[test]

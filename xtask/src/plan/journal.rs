@@ -60,7 +60,9 @@ fn hooks() -> &'static Hooks {
     static H: OnceLock<Hooks> = OnceLock::new();
     H.get_or_init(|| Hooks {
         list: std::env::var_os("XTASK_CRASH_LIST").is_some(),
-        crash_at: std::env::var("XTASK_CRASH_AT").ok().and_then(|v| v.parse().ok()),
+        crash_at: std::env::var("XTASK_CRASH_AT")
+            .ok()
+            .and_then(|v| v.parse().ok()),
     })
 }
 
@@ -73,7 +75,9 @@ pub fn step(name: &str) -> std::io::Result<()> {
     let h = hooks();
     // Read each time: unit tests set it between commits.
     if std::env::var("XTASK_FAIL_AT").ok().as_deref() == Some(name) {
-        return Err(std::io::Error::other(format!("injected failure at `{name}` (XTASK_FAIL_AT)")));
+        return Err(std::io::Error::other(format!(
+            "injected failure at `{name}` (XTASK_FAIL_AT)"
+        )));
     }
     if !h.list && h.crash_at.is_none() {
         return Ok(());
@@ -119,7 +123,13 @@ fn lchown(p: &Path, uid: u32, gid: u32) {
 
 /// A new file that cannot already exist or be a link, with its final mode
 /// and owner before its content.
-fn create_new(p: &Path, bytes: &[u8], mode: u32, owner: Option<(u32, u32)>, rel: &str) -> std::io::Result<()> {
+fn create_new(
+    p: &Path,
+    bytes: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+    rel: &str,
+) -> std::io::Result<()> {
     step(&format!("create:{rel}"))?;
     let mut f = fs::OpenOptions::new()
         .write(true)
@@ -149,24 +159,34 @@ fn exists(p: &Path) -> bool {
 pub fn commit(root: &Path, changes: &[Planned]) -> Result<(), Error> {
     let st = root.join(DIR);
     let mut journal_written = false;
-    let Err((e, rel)) = apply(root, &st, changes, &mut journal_written) else { return Ok(()) };
+    let Err((e, rel)) = apply(root, &st, changes, &mut journal_written) else {
+        return Ok(());
+    };
     let what = rel.unwrap_or_else(|| DIR.to_string());
     if !journal_written {
         // Only the staging area exists; nothing in the repository changed.
         if fs::symlink_metadata(&st).is_ok_and(|m| m.is_dir()) {
             let _ = fs::remove_dir_all(&st);
         }
-        return Err(Diagnostic::error(format!("cannot write: {e}; nothing was changed"))
-            .at(&what, 0)
-            .fix("fix the permissions or free space and run the command again"));
+        return Err(
+            Diagnostic::error(format!("cannot write: {e}; nothing was changed"))
+                .at(&what, 0)
+                .fix("fix the permissions or free space and run the command again"),
+        );
     }
     match rollback(root, &st) {
-        Ok(_) => Err(Diagnostic::error(format!("cannot write: {e}; every file was put back as it was"))
-            .at(&what, 0)
-            .fix("fix the cause and run the command again")),
-        Err(r) => Err(Diagnostic::error(format!("cannot write: {e}; and putting the files back failed too: {r}"))
-            .at(&what, 0)
-        .fix(format!("remove the cause, then run any xtask command: it finishes the rollback from {DIR}/")))
+        Ok(_) => Err(Diagnostic::error(format!(
+            "cannot write: {e}; every file was put back as it was"
+        ))
+        .at(&what, 0)
+        .fix("fix the cause and run the command again")),
+        Err(r) => Err(Diagnostic::error(format!(
+            "cannot write: {e}; and putting the files back failed too: {r}"
+        ))
+        .at(&what, 0)
+        .fix(format!(
+            "remove the cause, then run any xtask command: it finishes the rollback from {DIR}/"
+        ))),
     }
 }
 
@@ -176,9 +196,17 @@ fn at(rel: &str) -> impl Fn(std::io::Error) -> StepErr + '_ {
     move |e| (e, Some(rel.to_string()))
 }
 
-fn apply(root: &Path, st: &Path, changes: &[Planned], journal_written: &mut bool) -> Result<(), StepErr> {
+fn apply(
+    root: &Path,
+    st: &Path,
+    changes: &[Planned],
+    journal_written: &mut bool,
+) -> Result<(), StepErr> {
     step("mkdir:.xtask-txn").map_err(at(DIR))?;
-    fs::DirBuilder::new().mode(0o700).create(st).map_err(at(DIR))?;
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(st)
+        .map_err(at(DIR))?;
 
     // 1. Stage.
     let mut entries = vec![];
@@ -192,7 +220,8 @@ fn apply(root: &Path, st: &Path, changes: &[Planned], journal_written: &mut bool
             Err(e) => return Err((e, Some(c.rel.clone()))),
         };
         if let Some(new) = &c.new {
-            create_new(&st.join(format!("new-{i}")), new, c.mode, c.owner, &c.rel).map_err(at(&c.rel))?;
+            create_new(&st.join(format!("new-{i}")), new, c.mode, c.owner, &c.rel)
+                .map_err(at(&c.rel))?;
             // Folders to create, outermost first.
             let mut missing = vec![];
             let mut d = Path::new(&c.rel).parent();
@@ -228,7 +257,8 @@ fn apply(root: &Path, st: &Path, changes: &[Planned], journal_written: &mut bool
                 // Another file system or protected_hardlinks: keep a copy
                 // with the same mode (and owner, as root).
                 let bytes = fs::read(&target).map_err(at(&c.rel))?;
-                create_new(&bak, &bytes, m.mode(), Some((m.uid(), m.gid())), &c.rel).map_err(at(&c.rel))?;
+                create_new(&bak, &bytes, m.mode(), Some((m.uid(), m.gid())), &c.rel)
+                    .map_err(at(&c.rel))?;
             }
         }
         entries.push(json!({ "rel": c.rel, "new": c.new.is_some(), "old": old.is_some() }));
@@ -252,7 +282,8 @@ fn apply(root: &Path, st: &Path, changes: &[Planned], journal_written: &mut bool
         .custom_flags(libc::O_NOFOLLOW)
         .open(&tmp)
         .map_err(at(DIR))?;
-    f.write_all(journal.to_string().as_bytes()).map_err(at(DIR))?;
+    f.write_all(journal.to_string().as_bytes())
+        .map_err(at(DIR))?;
     step("journal-fsync").map_err(at(DIR))?;
     f.sync_all().map_err(at(DIR))?;
     step("journal-rename").map_err(at(DIR))?;
@@ -297,7 +328,10 @@ fn apply(root: &Path, st: &Path, changes: &[Planned], journal_written: &mut bool
         }
     }
     for d in &touched {
-        let rel = d.strip_prefix(root).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+        let rel = d
+            .strip_prefix(root)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
         step(&format!("fsync-dir:{rel}")).map_err(at(&rel))?;
         if d.exists() {
             fsync_dir(d).map_err(at(&rel))?;
@@ -306,7 +340,12 @@ fn apply(root: &Path, st: &Path, changes: &[Planned], journal_written: &mut bool
 
     // 4. The commit marker: from here on, the change stands.
     step("commit").map_err(at(DIR))?;
-    fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(st.join(COMMITTED)).map_err(at(DIR))?;
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(st.join(COMMITTED))
+        .map_err(at(DIR))?;
     fsync_dir(st).map_err(at(DIR))?;
 
     // 5. Clean up; an error here is not the change's failure.
@@ -327,7 +366,9 @@ fn cleanup(root: &Path, st: &Path) -> std::io::Result<()> {
 
 fn read_journal(st: &Path) -> std::io::Result<Option<Value>> {
     match fs::read(st.join(JOURNAL)) {
-        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| std::io::Error::other(format!("{DIR}/{JOURNAL}: unreadable: {e}"))),
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| std::io::Error::other(format!("{DIR}/{JOURNAL}: unreadable: {e}"))),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
@@ -336,7 +377,9 @@ fn read_journal(st: &Path) -> std::io::Result<Option<Value>> {
 /// Puts back every file of the journalled change. Idempotent. Returns the
 /// number of files it restored or removed.
 fn rollback(root: &Path, st: &Path) -> std::io::Result<usize> {
-    let Some(j) = read_journal(st)? else { return Ok(0) };
+    let Some(j) = read_journal(st)? else {
+        return Ok(0);
+    };
     let list = |k: &str| j[k].as_array().cloned().unwrap_or_default();
     let mut n = 0;
     // Folders the change emptied and removed come back first, outermost
@@ -344,12 +387,19 @@ fn rollback(root: &Path, st: &Path) -> std::io::Result<usize> {
     for d in list("rmdirs").iter().rev() {
         let p = root.join(d["rel"].as_str().unwrap_or_default());
         if !exists(&p) {
-            step(&format!("recover:mkdir:{}", d["rel"].as_str().unwrap_or_default()))?;
+            step(&format!(
+                "recover:mkdir:{}",
+                d["rel"].as_str().unwrap_or_default()
+            ))?;
             let mode = d["mode"].as_u64().unwrap_or(0o755) as u32;
             fs::DirBuilder::new().mode(mode).create(&p)?;
             fs::set_permissions(&p, fs::Permissions::from_mode(mode))?;
             if is_root_user() {
-                lchown(&p, d["uid"].as_u64().unwrap_or(0) as u32, d["gid"].as_u64().unwrap_or(0) as u32);
+                lchown(
+                    &p,
+                    d["uid"].as_u64().unwrap_or(0) as u32,
+                    d["gid"].as_u64().unwrap_or(0) as u32,
+                );
             }
         }
     }
@@ -360,13 +410,19 @@ fn rollback(root: &Path, st: &Path) -> std::io::Result<usize> {
         if c["old"].as_bool() == Some(true) {
             // The backup is the original inode: bytes, mode and owner.
             if exists(&old) {
-                step(&format!("recover:restore:{}", c["rel"].as_str().unwrap_or_default()))?;
+                step(&format!(
+                    "recover:restore:{}",
+                    c["rel"].as_str().unwrap_or_default()
+                ))?;
                 fs::rename(&old, &target)?;
                 n += 1;
             }
         } else if c["new"].as_bool() == Some(true) && !exists(&new) && exists(&target) {
             // Created by the change (the lock kept everyone else out).
-            step(&format!("recover:unlink:{}", c["rel"].as_str().unwrap_or_default()))?;
+            step(&format!(
+                "recover:unlink:{}",
+                c["rel"].as_str().unwrap_or_default()
+            ))?;
             fs::remove_file(&target)?;
             n += 1;
         }
@@ -404,7 +460,10 @@ pub fn recover(root: &Path) -> Result<(), Error> {
         return Err(Diagnostic::error(format!(
             "{DIR}: is not the xtask's journal folder (it is a link or a file)"
         ))
-        .fix(format!("look at what it is, remove it (`rm {}`), and run the command again", st.display())));
+        .fix(format!(
+            "look at what it is, remove it (`rm {}`), and run the command again",
+            st.display()
+        )));
     }
     let fail = |e: std::io::Error| {
         Diagnostic::error(format!(

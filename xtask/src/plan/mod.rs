@@ -2,10 +2,10 @@
 //! what `sync` derives, and the certificates.
 
 pub mod certs;
+pub mod datalayer;
+pub mod journal;
 pub mod proto;
 pub mod proto_stamp;
-pub mod datalayer;
 pub mod scaffold;
 pub mod sync;
-pub mod journal;
 pub mod txn;

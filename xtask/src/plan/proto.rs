@@ -45,15 +45,23 @@ fn interpreter() -> Command {
     if let Some(p) = std::env::var_os("XTASK_PYTHON").filter(|p| !p.is_empty()) {
         return Command::new(p);
     }
-    let version = std::env::var("PYENV_VERSION").ok().filter(|v| !v.is_empty());
+    let version = std::env::var("PYENV_VERSION")
+        .ok()
+        .filter(|v| !v.is_empty());
     let cwd = std::env::current_dir().unwrap_or_default();
     let pyenv_dir = std::env::var_os("PYENV_DIR").is_some();
-    match proto_stamp::which("python3").and_then(|shim| pyenv_python(&shim, version, pyenv_dir, &cwd)) {
+    match proto_stamp::which("python3")
+        .and_then(|shim| pyenv_python(&shim, version, pyenv_dir, &cwd))
+    {
         Some((exe, bin)) => {
             let mut c = Command::new(exe);
             // As `pyenv exec` does: the version's bin folder first on PATH.
             let path = std::env::var_os("PATH").unwrap_or_default();
-            c.env("PATH", std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(&path))).unwrap_or(path));
+            c.env(
+                "PATH",
+                std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(&path)))
+                    .unwrap_or(path),
+            );
             c
         }
         None => Command::new("python3"),
@@ -67,7 +75,12 @@ fn interpreter() -> Command {
 /// `<root>/versions/<v>/bin/python3`. Anything else (PYENV_DIR set,
 /// several versions, `system`, a prefix like `3.11`) keeps the shim, which
 /// stays right whatever pyenv does.
-fn pyenv_python(shim: &Path, version: Option<String>, pyenv_dir: bool, cwd: &Path) -> Option<(PathBuf, PathBuf)> {
+fn pyenv_python(
+    shim: &Path,
+    version: Option<String>,
+    pyenv_dir: bool,
+    cwd: &Path,
+) -> Option<(PathBuf, PathBuf)> {
     let shims = shim.parent()?;
     let root = shims.parent()?;
     if shims.file_name()? != "shims" || !root.join("libexec/pyenv").is_file() || pyenv_dir {
@@ -76,11 +89,19 @@ fn pyenv_python(shim: &Path, version: Option<String>, pyenv_dir: bool, cwd: &Pat
     let named = match version {
         Some(v) => v,
         None => {
-            let file = cwd.ancestors().map(|d| d.join(".python-version")).find(|f| f.is_file()).unwrap_or_else(|| root.join("version"));
+            let file = cwd
+                .ancestors()
+                .map(|d| d.join(".python-version"))
+                .find(|f| f.is_file())
+                .unwrap_or_else(|| root.join("version"));
             // pyenv-version-file-read: the first word of each line, empty
             // lines and `#` comments skipped; several words name several versions.
             let text = std::fs::read_to_string(file).ok()?;
-            let words: Vec<&str> = text.lines().filter_map(|l| l.split_whitespace().next()).filter(|w| !w.starts_with('#')).collect();
+            let words: Vec<&str> = text
+                .lines()
+                .filter_map(|l| l.split_whitespace().next())
+                .filter(|w| !w.starts_with('#'))
+                .collect();
             let [v] = words[..] else { return None };
             v.to_string()
         }
@@ -91,7 +112,9 @@ fn pyenv_python(shim: &Path, version: Option<String>, pyenv_dir: bool, cwd: &Pat
     let bin = root.join("versions").join(&named).join("bin");
     let exe = bin.join("python3");
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(&exe).ok().filter(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)?;
+    std::fs::metadata(&exe)
+        .ok()
+        .filter(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)?;
     Some((exe, bin))
 }
 
@@ -106,7 +129,10 @@ fn script(root: &Path, args: &[&str], stdout: Stdio) -> Result<Output, Error> {
         .stdout(stdout)
         .stderr(Stdio::piped())
         .output()
-        .map_err(|e| Diagnostic::error(format!("cannot run `python3 {SCRIPT}`: {e}")).fix("install Python 3 (`apt-get install python3`)"))
+        .map_err(|e| {
+            Diagnostic::error(format!("cannot run `python3 {SCRIPT}`: {e}"))
+                .fix("install Python 3 (`apt-get install python3`)")
+        })
 }
 
 /// `cargo xtask proto [--check]`: the script's own output and exit code
@@ -141,7 +167,9 @@ pub fn check(root: &Path) -> Staleness {
     }
     // Without a cache folder or a temporary folder: no stamp, only slower.
     let tmp = proto_stamp::cache_dir().and_then(|_| TempDir::new("check").ok());
-    let manifest = tmp.as_ref().and_then(|t| t.0.join("manifest").to_str().map(String::from));
+    let manifest = tmp
+        .as_ref()
+        .and_then(|t| t.0.join("manifest").to_str().map(String::from));
     let started = proto_stamp::now();
     let mut args = vec!["--check"];
     if let Some(m) = &manifest {
@@ -159,13 +187,22 @@ pub fn check(root: &Path) -> Staleness {
             Staleness::Current
         }
         Some(1) => Staleness::Stale(parse_stale(&String::from_utf8_lossy(&o.stdout))),
-        _ => Staleness::Unknown(String::from_utf8_lossy(&o.stderr).trim().trim_start_matches("gen_proto: ").to_string()),
+        _ => Staleness::Unknown(
+            String::from_utf8_lossy(&o.stderr)
+                .trim()
+                .trim_start_matches("gen_proto: ")
+                .to_string(),
+        ),
     }
 }
 
 /// The `path: why` lines of `--check`.
 pub fn parse_stale(stdout: &str) -> Vec<(String, String)> {
-    stdout.lines().filter_map(|l| l.split_once(": ")).map(|(p, w)| (p.to_string(), w.to_string())).collect()
+    stdout
+        .lines()
+        .filter_map(|l| l.split_once(": "))
+        .map(|(p, w)| (p.to_string(), w.to_string()))
+        .collect()
 }
 
 /// Every file under `dir` (relative to it, sorted), skipping Python's caches.
@@ -196,9 +233,19 @@ impl TempDir {
     /// (not found: another user's could hold links), readable by us only.
     fn new(tag: &str) -> Result<TempDir, Error> {
         use std::os::unix::fs::DirBuilderExt;
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-        let d = std::env::temp_dir().join(format!("xtask-proto-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::DirBuilder::new().mode(0o700).create(&d).map_err(|e| Diagnostic::error(format!("{}: {e}", d.display())).fix("check the temporary folder ($TMPDIR)"))?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let d =
+            std::env::temp_dir().join(format!("xtask-proto-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&d)
+            .map_err(|e| {
+                Diagnostic::error(format!("{}: {e}", d.display()))
+                    .fix("check the temporary folder ($TMPDIR)")
+            })?;
         Ok(TempDir(d))
     }
 }
@@ -242,19 +289,30 @@ pub fn start(t: &Txn, root: &Path, planned: &[String]) -> Result<Pending, Error>
     let tmp = TempDir::new("plan")?;
     let (overlay, out) = (tmp.0.join("overlay"), tmp.0.join("out"));
     let io = |p: &Path, e: std::io::Error| Diagnostic::error(format!("{}: {e}", p.display()));
-    std::fs::create_dir_all(&overlay).and_then(|_| std::fs::create_dir_all(&out)).map_err(|e| io(&tmp.0, e))?;
+    std::fs::create_dir_all(&overlay)
+        .and_then(|_| std::fs::create_dir_all(&out))
+        .map_err(|e| io(&tmp.0, e))?;
     let mut cmd = python();
-    cmd.arg(root.join(SCRIPT)).arg("--root").arg(root).arg("--plan").arg(&out).arg("--overlay").arg(&overlay);
+    cmd.arg(root.join(SCRIPT))
+        .arg("--root")
+        .arg(root)
+        .arg("--plan")
+        .arg(&out)
+        .arg("--overlay")
+        .arg(&overlay);
     let mut adds_only = true;
     for rel in planned {
         let Some(under) = rel.strip_prefix(&format!("{PROTO_DIR}/")) else {
-            return Err(Diagnostic::error(format!("{rel}: not under {PROTO_DIR}")).fix("this is a bug in the plan; report it"));
+            return Err(Diagnostic::error(format!("{rel}: not under {PROTO_DIR}"))
+                .fix("this is a bug in the plan; report it"));
         };
         match t.content(rel)? {
             Some(b) => {
                 adds_only &= !root.join(rel).exists();
                 let p = overlay.join(under);
-                std::fs::create_dir_all(p.parent().unwrap()).and_then(|_| std::fs::write(&p, b)).map_err(|e| io(&p, e))?;
+                std::fs::create_dir_all(p.parent().unwrap())
+                    .and_then(|_| std::fs::write(&p, b))
+                    .map_err(|e| io(&p, e))?;
             }
             None => {
                 adds_only = false;
@@ -272,8 +330,15 @@ pub fn start(t: &Txn, root: &Path, planned: &[String]) -> Result<Pending, Error>
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| Diagnostic::error(format!("cannot run `python3 {SCRIPT}`: {e}")).fix("install Python 3 (`apt-get install python3`)"))?;
-    Ok(Pending { child: Some(child), out, _tmp: tmp })
+        .map_err(|e| {
+            Diagnostic::error(format!("cannot run `python3 {SCRIPT}`: {e}"))
+                .fix("install Python 3 (`apt-get install python3`)")
+        })?;
+    Ok(Pending {
+        child: Some(child),
+        out,
+        _tmp: tmp,
+    })
 }
 
 impl Pending {
@@ -281,20 +346,33 @@ impl Pending {
     /// (written or deleted) into `t`.
     pub fn finish(mut self, t: &mut Txn) -> Result<(), Error> {
         let child = self.child.take().expect("finished once");
-        let o = child.wait_with_output().map_err(|e| Diagnostic::error(format!("cannot run `python3 {SCRIPT}`: {e}")).fix("install Python 3 (`apt-get install python3`)"))?;
+        let o = child.wait_with_output().map_err(|e| {
+            Diagnostic::error(format!("cannot run `python3 {SCRIPT}`: {e}"))
+                .fix("install Python 3 (`apt-get install python3`)")
+        })?;
         if !o.status.success() {
-            let why = String::from_utf8_lossy(&o.stderr).trim().trim_start_matches("gen_proto: ").to_string();
-            return Err(Diagnostic::error(format!("generating the gRPC code failed: {why}")).fix(format!("{INSTALL}; nothing was written")));
+            let why = String::from_utf8_lossy(&o.stderr)
+                .trim()
+                .trim_start_matches("gen_proto: ")
+                .to_string();
+            return Err(
+                Diagnostic::error(format!("generating the gRPC code failed: {why}"))
+                    .fix(format!("{INSTALL}; nothing was written")),
+            );
         }
         for (path, why) in parse_stale(&String::from_utf8_lossy(&o.stdout)) {
             let Some(rel) = path.strip_prefix(&format!("{GEN_DIR}/")) else {
-                return Err(Diagnostic::error(format!("{SCRIPT} --plan named {path}, outside {GEN_DIR}")).fix("this is a bug in the generator; report it"));
+                return Err(Diagnostic::error(format!(
+                    "{SCRIPT} --plan named {path}, outside {GEN_DIR}"
+                ))
+                .fix("this is a bug in the generator; report it"));
             };
             if why == EXTRA {
                 t.delete(&path)?;
             } else {
                 let p = self.out.join(rel);
-                let b = std::fs::read(&p).map_err(|e| Diagnostic::error(format!("{}: {e}", p.display())))?;
+                let b = std::fs::read(&p)
+                    .map_err(|e| Diagnostic::error(format!("{}: {e}", p.display())))?;
                 t.write(&path, b)?;
             }
         }
@@ -317,24 +395,53 @@ mod tests {
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
         };
         let (shim, project) = (root.join("pyenv/shims/python3"), root.join("project/sub"));
-        for p in [&shim, &root.join("pyenv/libexec/pyenv"), &root.join("pyenv/versions/3.11.7/bin/python3"), &root.join("pyenv/versions/3.12.1/bin/python3")] {
+        for p in [
+            &shim,
+            &root.join("pyenv/libexec/pyenv"),
+            &root.join("pyenv/versions/3.11.7/bin/python3"),
+            &root.join("pyenv/versions/3.12.1/bin/python3"),
+        ] {
             exe(p);
         }
         std::fs::create_dir_all(&project).unwrap();
         std::fs::write(root.join("pyenv/version"), "3.11.7\n").unwrap();
-        let got = |v: Option<&str>, dir: bool| pyenv_python(&shim, v.map(String::from), dir, &project).map(|(e, _)| e);
+        let got = |v: Option<&str>, dir: bool| {
+            pyenv_python(&shim, v.map(String::from), dir, &project).map(|(e, _)| e)
+        };
         let v = |n: &str| Some(root.join(format!("pyenv/versions/{n}/bin/python3")));
         assert_eq!(got(None, false), v("3.11.7"), "the global version file");
-        std::fs::write(root.join("project/.python-version"), "# pinned for the CI\n\n3.12.1 # comment\n").unwrap();
-        assert_eq!(got(None, false), v("3.12.1"), "the nearest .python-version wins");
-        assert_eq!(got(Some("3.11.7"), false), v("3.11.7"), "PYENV_VERSION wins");
+        std::fs::write(
+            root.join("project/.python-version"),
+            "# pinned for the CI\n\n3.12.1 # comment\n",
+        )
+        .unwrap();
+        assert_eq!(
+            got(None, false),
+            v("3.12.1"),
+            "the nearest .python-version wins"
+        );
+        assert_eq!(
+            got(Some("3.11.7"), false),
+            v("3.11.7"),
+            "PYENV_VERSION wins"
+        );
         // Whatever pyenv would decide by rules not copied here: the shim.
-        for (ver, dir) in [(Some("3.11.7:3.12.1"), false), (Some("system"), false), (Some("3.11"), false), (Some("../../x"), false), (None, true)] {
+        for (ver, dir) in [
+            (Some("3.11.7:3.12.1"), false),
+            (Some("system"), false),
+            (Some("3.11"), false),
+            (Some("../../x"), false),
+            (None, true),
+        ] {
             assert_eq!(got(ver, dir), None, "{ver:?} {dir}");
         }
         std::fs::write(root.join("project/.python-version"), "3.12.1\n3.11.7\n").unwrap();
         assert_eq!(got(None, false), None, "two versions");
-        assert_eq!(pyenv_python(&root.join("project/python3"), None, false, &project), None, "not a shim");
+        assert_eq!(
+            pyenv_python(&root.join("project/python3"), None, false, &project),
+            None,
+            "not a shim"
+        );
         let _ = std::fs::remove_dir_all(&root);
     }
 
@@ -344,8 +451,14 @@ mod tests {
         assert_eq!(
             parse_stale(s),
             vec![
-                ("src/common/gen/a/v1/a_pb2.py".to_string(), "differs".to_string()),
-                ("src/common/gen/x.py".to_string(), "not generated from src/proto (remove it)".to_string())
+                (
+                    "src/common/gen/a/v1/a_pb2.py".to_string(),
+                    "differs".to_string()
+                ),
+                (
+                    "src/common/gen/x.py".to_string(),
+                    "not generated from src/proto (remove it)".to_string()
+                )
             ]
         );
     }

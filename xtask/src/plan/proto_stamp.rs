@@ -56,7 +56,14 @@ struct Stat {
 impl Stat {
     fn of(m: &Metadata) -> Stat {
         let ns = |s: i64, n: i64| s as i128 * 1_000_000_000 + n as i128;
-        Stat { size: m.size(), mtime: ns(m.mtime(), m.mtime_nsec()), ctime: ns(m.ctime(), m.ctime_nsec()), dev: m.dev(), ino: m.ino(), mode: m.mode() }
+        Stat {
+            size: m.size(),
+            mtime: ns(m.mtime(), m.mtime_nsec()),
+            ctime: ns(m.ctime(), m.ctime_nsec()),
+            dev: m.dev(),
+            ino: m.ino(),
+            mode: m.mode(),
+        }
     }
 }
 
@@ -70,7 +77,11 @@ struct Entry {
 }
 
 pub fn sha256_hex(b: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, b).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    ring::digest::digest(&ring::digest::SHA256, b)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The script's cache folder (its `Cache.__init__`), or None when the cache
@@ -90,14 +101,21 @@ pub fn cache_dir() -> Option<PathBuf> {
 /// The stamp file of the repository at `root` and its canonical path.
 fn location(root: &Path) -> Option<(PathBuf, String)> {
     let canon = root.canonicalize().ok()?.to_str()?.to_string();
-    Some((cache_dir()?.join("stamps").join(sha256_hex(canon.as_bytes())), canon))
+    Some((
+        cache_dir()?
+            .join("stamps")
+            .join(sha256_hex(canon.as_bytes())),
+        canon,
+    ))
 }
 
 /// `protoc` as the script finds it (`shutil.which`): the first executable
 /// file of that name on PATH.
 pub fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0))
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0))
 }
 
 fn resolve(root: &Path, path: &str) -> PathBuf {
@@ -135,9 +153,15 @@ fn files(root: &Path, outside: &[String]) -> Option<Vec<(String, Stat)>> {
         }
     }
     let protoc = which("protoc")?.to_str()?.to_string();
-    for p in [SCRIPT, PLUGIN, protoc.as_str()].into_iter().chain(outside.iter().map(String::as_str)) {
+    for p in [SCRIPT, PLUGIN, protoc.as_str()]
+        .into_iter()
+        .chain(outside.iter().map(String::as_str))
+    {
         // Tools are followed through links: the file that runs is stamped.
-        out.push((p.to_string(), Stat::of(&std::fs::metadata(resolve(root, p)).ok()?)));
+        out.push((
+            p.to_string(),
+            Stat::of(&std::fs::metadata(resolve(root, p)).ok()?),
+        ));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     Some(out)
@@ -157,7 +181,17 @@ fn render(canon: &str, time: i128, entries: &[Entry]) -> String {
     let mut s = format!("{HEADER}\nroot\t{canon}\ntime\t{time}\n");
     for e in entries {
         let t = &e.stat;
-        s += &format!("f\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n", e.path, t.size, t.mtime, t.ctime, t.dev, t.ino, t.mode, e.sha.as_deref().unwrap_or("-"));
+        s += &format!(
+            "f\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+            e.path,
+            t.size,
+            t.mtime,
+            t.ctime,
+            t.dev,
+            t.ino,
+            t.mode,
+            e.sha.as_deref().unwrap_or("-")
+        );
     }
     let sum = sha256_hex(s.as_bytes());
     s + &format!("sum\t{sum}\n")
@@ -179,17 +213,30 @@ fn parse(text: &str, canon: &str) -> Option<Stamp> {
     let mut entries = vec![];
     for l in lines {
         let f: Vec<&str> = l.split('\t').collect();
-        let [kind, path, size, mtime, ctime, dev, ino, mode, sha] = f[..] else { return None };
+        let [kind, path, size, mtime, ctime, dev, ino, mode, sha] = f[..] else {
+            return None;
+        };
         if kind != "f" || path.is_empty() {
             return None;
         }
-        let stat = Stat { size: size.parse().ok()?, mtime: mtime.parse().ok()?, ctime: ctime.parse().ok()?, dev: dev.parse().ok()?, ino: ino.parse().ok()?, mode: mode.parse().ok()? };
+        let stat = Stat {
+            size: size.parse().ok()?,
+            mtime: mtime.parse().ok()?,
+            ctime: ctime.parse().ok()?,
+            dev: dev.parse().ok()?,
+            ino: ino.parse().ok()?,
+            mode: mode.parse().ok()?,
+        };
         let sha = match sha {
             "-" => None,
             h if h.len() == 64 && h.bytes().all(|c| c.is_ascii_hexdigit()) => Some(h.to_string()),
             _ => return None,
         };
-        entries.push(Entry { path: path.to_string(), stat, sha });
+        entries.push(Entry {
+            path: path.to_string(),
+            stat,
+            sha,
+        });
     }
     Some(Stamp { time, entries })
 }
@@ -201,15 +248,29 @@ pub fn trusted(root: &Path) -> bool {
 }
 
 fn trusted_at(root: &Path, file: &Path, canon: &str) -> bool {
-    let Some(stamp) = std::fs::read_to_string(file).ok().and_then(|t| parse(&t, canon)) else { return false };
-    let outside: Vec<String> = stamp.entries.iter().filter(|e| e.path.starts_with('/') && e.sha.is_some()).map(|e| e.path.clone()).collect();
-    let Some(now) = files(root, &outside) else { return false };
+    let Some(stamp) = std::fs::read_to_string(file)
+        .ok()
+        .and_then(|t| parse(&t, canon))
+    else {
+        return false;
+    };
+    let outside: Vec<String> = stamp
+        .entries
+        .iter()
+        .filter(|e| e.path.starts_with('/') && e.sha.is_some())
+        .map(|e| e.path.clone())
+        .collect();
+    let Some(now) = files(root, &outside) else {
+        return false;
+    };
     now.len() == stamp.entries.len()
         && now.iter().zip(&stamp.entries).all(|((path, stat), e)| {
             path == &e.path
                 && if racy(&e.stat, stamp.time) {
                     // Too recent for its stat data to prove anything: the content decides.
-                    e.sha.as_ref().is_some_and(|h| std::fs::read(resolve(root, path)).is_ok_and(|b| &sha256_hex(&b) == h))
+                    e.sha.as_ref().is_some_and(|h| {
+                        std::fs::read(resolve(root, path)).is_ok_and(|b| &sha256_hex(&b) == h)
+                    })
                 } else {
                     stat == &e.stat
                 }
@@ -218,7 +279,10 @@ fn trusted_at(root: &Path, file: &Path, canon: &str) -> bool {
 
 /// The current time in ns, taken before a check starts reading.
 pub fn now() -> i128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i128).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
 }
 
 /// Records the files after a full check that started at `time` found the
@@ -227,21 +291,43 @@ pub fn now() -> i128 {
 /// recent to be trusted without a hash the check gave; a failure to write
 /// only costs the next check its shortcut.
 pub fn record(root: &Path, time: i128, manifest: &str) {
-    let Some((file, canon)) = location(root) else { return };
+    let Some((file, canon)) = location(root) else {
+        return;
+    };
     let mut sha = std::collections::HashMap::new();
     for l in manifest.lines() {
-        let Some((h, p)) = l.split_once('\t') else { return };
+        let Some((h, p)) = l.split_once('\t') else {
+            return;
+        };
         sha.insert(p.to_string(), h.to_string());
     }
     let outside: Vec<String> = sha.keys().filter(|p| p.starts_with('/')).cloned().collect();
-    let Some(now) = files(root, &outside) else { return };
-    let entries: Vec<Entry> = now.into_iter().map(|(path, stat)| Entry { sha: sha.get(&path).cloned(), path, stat }).collect();
-    if entries.iter().any(|e| e.path.contains(['\t', '\n']) || (e.sha.is_none() && racy(&e.stat, time))) {
+    let Some(now) = files(root, &outside) else {
+        return;
+    };
+    let entries: Vec<Entry> = now
+        .into_iter()
+        .map(|(path, stat)| Entry {
+            sha: sha.get(&path).cloned(),
+            path,
+            stat,
+        })
+        .collect();
+    if entries
+        .iter()
+        .any(|e| e.path.contains(['\t', '\n']) || (e.sha.is_none() && racy(&e.stat, time)))
+    {
         return;
     }
     let Some(dir) = file.parent() else { return };
-    let tmp = dir.join(format!(".{}.{}", file.file_name().unwrap().to_string_lossy(), std::process::id()));
-    let ok = std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&tmp, render(&canon, time, &entries))).and_then(|_| std::fs::rename(&tmp, &file));
+    let tmp = dir.join(format!(
+        ".{}.{}",
+        file.file_name().unwrap().to_string_lossy(),
+        std::process::id()
+    ));
+    let ok = std::fs::create_dir_all(dir)
+        .and_then(|_| std::fs::write(&tmp, render(&canon, time, &entries)))
+        .and_then(|_| std::fs::rename(&tmp, &file));
     if ok.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -252,23 +338,44 @@ mod tests {
     use super::*;
 
     fn entry(path: &str, sha: Option<&str>) -> Entry {
-        Entry { path: path.into(), stat: Stat { size: 1, mtime: 2, ctime: 3, dev: 4, ino: 5, mode: 0o100644 }, sha: sha.map(String::from) }
+        Entry {
+            path: path.into(),
+            stat: Stat {
+                size: 1,
+                mtime: 2,
+                ctime: 3,
+                dev: 4,
+                ino: 5,
+                mode: 0o100644,
+            },
+            sha: sha.map(String::from),
+        }
     }
 
     #[test]
     fn a_stamp_reads_back_and_any_damage_or_other_root_is_refused() {
-        let es = vec![entry("src/proto/a.proto", Some(&"a".repeat(64))), entry("/usr/bin/protoc", None)];
+        let es = vec![
+            entry("src/proto/a.proto", Some(&"a".repeat(64))),
+            entry("/usr/bin/protoc", None),
+        ];
         let text = render("/repo", 42, &es);
         let s = parse(&text, "/repo").unwrap();
         assert_eq!((s.time, s.entries), (42, es));
         assert!(parse(&text, "/other").is_none());
-        assert!(parse(&text.replacen("\t1\t2\t3", "\t1\t2\t4", 1), "/repo").is_none(), "edited without a new checksum");
+        assert!(
+            parse(&text.replacen("\t1\t2\t3", "\t1\t2\t4", 1), "/repo").is_none(),
+            "edited without a new checksum"
+        );
         assert!(parse(&text[..text.len() / 2], "/repo").is_none(), "torn");
         assert!(parse(&text.replace(HEADER, "xtask proto stamp 2"), "/repo").is_none());
         assert!(parse("", "/repo").is_none());
         // A forged line with a valid checksum but the wrong shape.
         let forged = format!("{HEADER}\nroot\t/repo\ntime\t1\nf\tx\t1\n");
-        assert!(parse(&format!("{forged}sum\t{}\n", sha256_hex(forged.as_bytes())), "/repo").is_none());
+        assert!(parse(
+            &format!("{forged}sum\t{}\n", sha256_hex(forged.as_bytes())),
+            "/repo"
+        )
+        .is_none());
     }
 
     /// A file changed within the clock tick of the check keeps its stat
@@ -280,26 +387,52 @@ mod tests {
         }
         let root = std::env::temp_dir().join(format!("xtask-stamp-unit-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
-        for (p, b) in [("src/proto/a.proto", "old"), ("src/common/gen/a_pb2.py", "gen"), (SCRIPT, "script")] {
+        for (p, b) in [
+            ("src/proto/a.proto", "old"),
+            ("src/common/gen/a_pb2.py", "gen"),
+            (SCRIPT, "script"),
+        ] {
             std::fs::create_dir_all(root.join(p).parent().unwrap()).unwrap();
             std::fs::write(root.join(p), b).unwrap();
         }
         let canon = root.canonicalize().unwrap().to_str().unwrap().to_string();
         let file = root.join("stamp");
         let stamp = |time: i128, sha_of: &dyn Fn(&str) -> Option<String>| {
-            let es: Vec<Entry> = files(&root, &[]).unwrap().into_iter().map(|(path, stat)| Entry { sha: sha_of(&path), path, stat }).collect();
+            let es: Vec<Entry> = files(&root, &[])
+                .unwrap()
+                .into_iter()
+                .map(|(path, stat)| Entry {
+                    sha: sha_of(&path),
+                    path,
+                    stat,
+                })
+                .collect();
             std::fs::write(&file, render(&canon, time, &es)).unwrap();
         };
-        let content = |p: &str| (!p.starts_with('/')).then(|| sha256_hex(&std::fs::read(root.join(p)).unwrap()));
+        let content = |p: &str| {
+            (!p.starts_with('/')).then(|| sha256_hex(&std::fs::read(root.join(p)).unwrap()))
+        };
         stamp(now(), &content);
-        assert!(trusted_at(&root, &file, &canon), "recent, and the hashes match");
+        assert!(
+            trusted_at(&root, &file, &canon),
+            "recent, and the hashes match"
+        );
         // Same size, and (as within one clock tick) the stamp has the new
         // stat data, but the hash of what the check read before the change.
         let old = sha256_hex(b"old");
         std::fs::write(root.join("src/proto/a.proto"), "new").unwrap();
-        let stale = |p: &str| if p == "src/proto/a.proto" { Some(old.clone()) } else { content(p) };
+        let stale = |p: &str| {
+            if p == "src/proto/a.proto" {
+                Some(old.clone())
+            } else {
+                content(p)
+            }
+        };
         stamp(now(), &stale);
-        assert!(!trusted_at(&root, &file, &canon), "a recent file whose content is not the checked one");
+        assert!(
+            !trusted_at(&root, &file, &canon),
+            "a recent file whose content is not the checked one"
+        );
         // Long after the change, equal stat data is proof enough.
         stamp(now() + RACY_NS + 1_000_000_000, &stale);
         assert!(trusted_at(&root, &file, &canon));
@@ -311,7 +444,14 @@ mod tests {
 
     #[test]
     fn recent_files_are_racy() {
-        let s = |t: i128| Stat { size: 0, mtime: t, ctime: t, dev: 0, ino: 0, mode: 0 };
+        let s = |t: i128| Stat {
+            size: 0,
+            mtime: t,
+            ctime: t,
+            dev: 0,
+            ino: 0,
+            mode: 0,
+        };
         let t = 100 * 1_000_000_000;
         assert!(racy(&s(t - RACY_NS), t) && racy(&s(t + 5), t));
         assert!(!racy(&s(t - RACY_NS - 1), t));

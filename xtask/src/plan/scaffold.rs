@@ -88,7 +88,10 @@ pub fn proto_pkg(name: &str) -> String {
 
 /// The gRPC service's class: CamelCase of the name's `-` parts.
 pub fn service_class(name: &str) -> String {
-    name.split('-').filter(|p| !p.is_empty()).map(|p| p[..1].to_ascii_uppercase() + &p[1..]).collect()
+    name.split('-')
+        .filter(|p| !p.is_empty())
+        .map(|p| p[..1].to_ascii_uppercase() + &p[1..])
+        .collect()
 }
 
 /// Where its `.proto` goes.
@@ -100,8 +103,9 @@ pub fn proto_file(name: &str) -> String {
 /// Python's keywords (the lowercase ones a service name can spell): a
 /// package named so cannot be imported (`from common.gen.class.v1 ...`).
 pub const PYTHON_KEYWORDS: &[&str] = &[
-    "and", "as", "assert", "async", "await", "break", "class", "continue", "def", "del", "elif", "else", "except", "finally", "for", "from",
-    "global", "if", "import", "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return", "try", "while", "with", "yield",
+    "and", "as", "assert", "async", "await", "break", "class", "continue", "def", "del", "elif",
+    "else", "except", "finally", "for", "from", "global", "if", "import", "in", "is", "lambda",
+    "nonlocal", "not", "or", "pass", "raise", "return", "try", "while", "with", "yield",
 ];
 
 fn fill(t: &str, vars: &[(&str, String)]) -> String {
@@ -136,11 +140,17 @@ pub fn files(o: &Options) -> Vec<(String, String)> {
     extra.push("TLS_CA=/run/trust/ca.pem".to_string());
     if o.pg {
         // Its own role and database; PGPASSWORD is in secrets/<name>.env.
-        extra.push(format!("PGHOST=postgres\nPGPORT=5432\nPGUSER={n}\nPGDATABASE={n}", n = o.name));
+        extra.push(format!(
+            "PGHOST=postgres\nPGPORT=5432\nPGUSER={n}\nPGDATABASE={n}",
+            n = o.name
+        ));
     }
     if o.redis {
         // Its own ACL user on keys `<name>:*`; REDIS_PASSWORD is in secrets/<name>.env.
-        extra.push(format!("REDIS_URL=redis://redis:6379/0\nREDIS_USERNAME={}", o.name));
+        extra.push(format!(
+            "REDIS_URL=redis://redis:6379/0\nREDIS_USERNAME={}",
+            o.name
+        ));
     }
     let vars = [
         ("name", o.name.clone()),
@@ -170,13 +180,20 @@ pub fn files(o: &Options) -> Vec<(String, String)> {
 /// The `.proto` of a service that serves an API: (path, content). Its name
 /// alone decides it, so add-service can start the generator early.
 pub fn proto(name: &str) -> (String, String) {
-    let vars = [("name", name.to_string()), ("proto_pkg", proto_pkg(name)), ("service_class", service_class(name))];
+    let vars = [
+        ("name", name.to_string()),
+        ("proto_pkg", proto_pkg(name)),
+        ("service_class", service_class(name)),
+    ];
     (proto_file(name), fill(PROTO, &vars))
 }
 
 /// The compose entry, rendered with the file's own indentation step.
 pub fn compose_entry(o: &Options, unit: usize) -> String {
-    let mut labels = vec![(compose::LABEL_PROTOCOL.to_string(), o.protocol().to_string())];
+    let mut labels = vec![(
+        compose::LABEL_PROTOCOL.to_string(),
+        o.protocol().to_string(),
+    )];
     if o.https {
         labels.push((compose::LABEL_HTTPS.to_string(), "true".to_string()));
     }
@@ -228,7 +245,10 @@ pub fn render_service(spec: &ServiceSpec, unit: usize) -> String {
     let i3 = " ".repeat(unit * 3);
     let i4 = " ".repeat(unit * 4);
     let mut s = format!("{i1}{}:\n", spec.name);
-    s += &format!("{i2}build:\n{i3}context: ./src\n{i3}dockerfile: {}\n", spec.dockerfile);
+    s += &format!(
+        "{i2}build:\n{i3}context: ./src\n{i3}dockerfile: {}\n",
+        spec.dockerfile
+    );
     s += &format!("{i3}args:\n{i4}PYTHON_IMAGE: ${{PYTHON_IMAGE:-python:3.12-slim}}\n");
     s += &format!("{i2}container_name: {}\n", spec.name);
     s += &format!("{i2}ports:\n{i3}- \"{p}:{p}\"\n", p = spec.port);
@@ -275,18 +295,56 @@ mod tests {
     fn templates_match_golden_files() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
         let cases = [
-            ("grpc-pg-redis-https", Options { name: "billing-events".into(), grpc: true, pg: true, redis: true, https: true, public: None, port: 50100, depends_on: vec!["accounts".into()], volumes: vec![("billing-data".into(), "/var/lib/billing".into())], entry: "server.py".into() }),
-            ("public-http", Options { name: "web".into(), public: Some("/web/".into()), port: 8081, entry: "main.py".into(), ..Default::default() }),
+            (
+                "grpc-pg-redis-https",
+                Options {
+                    name: "billing-events".into(),
+                    grpc: true,
+                    pg: true,
+                    redis: true,
+                    https: true,
+                    public: None,
+                    port: 50100,
+                    depends_on: vec!["accounts".into()],
+                    volumes: vec![("billing-data".into(), "/var/lib/billing".into())],
+                    entry: "server.py".into(),
+                },
+            ),
+            (
+                "public-http",
+                Options {
+                    name: "web".into(),
+                    public: Some("/web/".into()),
+                    port: 8081,
+                    entry: "main.py".into(),
+                    ..Default::default()
+                },
+            ),
         ];
         let update = std::env::var_os("UPDATE_GOLDEN").is_some();
         for (case, o) in cases {
-            let mut outputs: Vec<(String, String)> = files(&o).into_iter().map(|(p, c)| (p.rsplit('/').next().unwrap().to_string(), c)).collect();
+            let mut outputs: Vec<(String, String)> = files(&o)
+                .into_iter()
+                .map(|(p, c)| (p.rsplit('/').next().unwrap().to_string(), c))
+                .collect();
             for (name, content) in &outputs {
-                assert!(!content.contains("{{"), "{case}/{name}: a placeholder is left:\n{content}");
+                assert!(
+                    !content.contains("{{"),
+                    "{case}/{name}: a placeholder is left:\n{content}"
+                );
             }
             outputs.push(("compose-entry.yml".into(), compose_entry(&o, 2)));
             if let Some(p) = &o.public {
-                outputs.push(("location.conf".into(), crate::edit::nginx::render_location(&o.name, p, o.port, o.https, o.protocol() == "grpc")));
+                outputs.push((
+                    "location.conf".into(),
+                    crate::edit::nginx::render_location(
+                        &o.name,
+                        p,
+                        o.port,
+                        o.https,
+                        o.protocol() == "grpc",
+                    ),
+                ));
             }
             for (name, content) in outputs {
                 let path = dir.join(case).join(&name);
@@ -295,7 +353,9 @@ mod tests {
                     std::fs::write(&path, &content).unwrap();
                     continue;
                 }
-                let want = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
+                let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+                    panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display())
+                });
                 assert_eq!(content, want, "{case}/{name} differs from its golden file");
             }
         }

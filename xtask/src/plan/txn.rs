@@ -9,8 +9,8 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
-use crate::plan::journal::{self, Planned};
 use crate::diag::{Diagnostic, Error};
+use crate::plan::journal::{self, Planned};
 
 #[derive(Debug)]
 struct Change {
@@ -36,7 +36,12 @@ pub struct Txn {
 impl Txn {
     pub fn new(root: &Path) -> Txn {
         let root = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
-        Txn { root, changes: vec![], index: HashMap::new(), owners: vec![] }
+        Txn {
+            root,
+            changes: vec![],
+            index: HashMap::new(),
+            owners: vec![],
+        }
     }
 
     /// The real path of `rel` inside the root: links on the way (and the
@@ -46,7 +51,10 @@ impl Txn {
     fn resolve(&self, rel: &str, follow: bool) -> Result<String, Error> {
         let comps: Vec<Component> = Path::new(rel).components().collect();
         if comps.is_empty() || comps.iter().any(|c| !matches!(c, Component::Normal(_))) {
-            return Err(Diagnostic::error(format!("{rel}: not a path inside the repository")).fix("this is a bug in the plan; report it"));
+            return Err(
+                Diagnostic::error(format!("{rel}: not a path inside the repository"))
+                    .fix("this is a bug in the plan; report it"),
+            );
         }
         let mut cur = self.root.clone();
         for (i, c) in comps.iter().enumerate() {
@@ -54,8 +62,14 @@ impl Txn {
             let last = i + 1 == comps.len();
             match fs::symlink_metadata(&next) {
                 Ok(m) if m.file_type().is_symlink() && (follow || !last) => {
-                    let shown = next.strip_prefix(&self.root).unwrap_or(&next).display().to_string();
-                    let to = fs::read_link(&next).map(|t| t.display().to_string()).unwrap_or_default();
+                    let shown = next
+                        .strip_prefix(&self.root)
+                        .unwrap_or(&next)
+                        .display()
+                        .to_string();
+                    let to = fs::read_link(&next)
+                        .map(|t| t.display().to_string())
+                        .unwrap_or_default();
                     let real = fs::canonicalize(&next).map_err(|_| {
                         Diagnostic::error(format!("is a symlink to {to}, which does not exist")).at(&shown, 0).fix("remove the link (or make it point to a file inside the repository)")
                     })?;
@@ -69,9 +83,15 @@ impl Txn {
                 _ => cur = next,
             }
         }
-        let out = cur.strip_prefix(&self.root).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+        let out = cur
+            .strip_prefix(&self.root)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if out.is_empty() || out == journal::DIR || out.starts_with(&format!("{}/", journal::DIR)) {
-            return Err(Diagnostic::error(format!("{rel}: resolves to {out:?}, which the xtask must not write")).fix("remove the link"));
+            return Err(Diagnostic::error(format!(
+                "{rel}: resolves to {out:?}, which the xtask must not write"
+            ))
+            .fix("remove the link"));
         }
         Ok(out)
     }
@@ -99,7 +119,12 @@ impl Txn {
         self.plan_write(rel, content.into(), None)
     }
 
-    pub fn write_mode(&mut self, rel: &str, content: impl Into<Vec<u8>>, mode: u32) -> Result<(), Error> {
+    pub fn write_mode(
+        &mut self,
+        rel: &str,
+        content: impl Into<Vec<u8>>,
+        mode: u32,
+    ) -> Result<(), Error> {
         self.plan_write(rel, content.into(), Some(mode))
     }
 
@@ -111,7 +136,12 @@ impl Txn {
             return Ok(());
         }
         let old = self.old(&rel)?;
-        self.push(Change { rel, old, new: Some(content), mode });
+        self.push(Change {
+            rel,
+            old,
+            new: Some(content),
+            mode,
+        });
         Ok(())
     }
 
@@ -124,12 +154,21 @@ impl Txn {
         }
         let p = self.root.join(&rel);
         let old = match fs::symlink_metadata(&p) {
-            Ok(m) if m.file_type().is_symlink() => Some(fs::read_link(&p).map(|t| t.to_string_lossy().into_owned().into_bytes()).unwrap_or_default()),
+            Ok(m) if m.file_type().is_symlink() => Some(
+                fs::read_link(&p)
+                    .map(|t| t.to_string_lossy().into_owned().into_bytes())
+                    .unwrap_or_default(),
+            ),
             Ok(_) => self.old(&rel)?,
             Err(_) => None,
         };
         if old.is_some() {
-            self.push(Change { rel, old, new: None, mode: None });
+            self.push(Change {
+                rel,
+                old,
+                new: None,
+                mode: None,
+            });
         }
         Ok(())
     }
@@ -152,13 +191,21 @@ impl Txn {
     }
 
     fn effective(&self) -> impl Iterator<Item = &Change> {
-        self.changes.iter().filter(|c| c.old != c.new || (c.new.is_some() && self.mode_changes(c)))
+        self.changes
+            .iter()
+            .filter(|c| c.old != c.new || (c.new.is_some() && self.mode_changes(c)))
     }
 
     /// A rewrite with the same bytes still counts when the mode or owner must change.
     fn mode_changes(&self, c: &Change) -> bool {
-        let Ok(m) = fs::metadata(self.root.join(&c.rel)) else { return false };
-        c.mode.is_some_and(|want| m.mode() & 0o7777 != want) || self.owners.iter().any(|(r, u)| *r == c.rel && is_root_user() && m.uid() != *u)
+        let Ok(m) = fs::metadata(self.root.join(&c.rel)) else {
+            return false;
+        };
+        c.mode.is_some_and(|want| m.mode() & 0o7777 != want)
+            || self
+                .owners
+                .iter()
+                .any(|(r, u)| *r == c.rel && is_root_user() && m.uid() != *u)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -173,18 +220,41 @@ impl Txn {
     pub fn diff(&self) -> String {
         let mut out = String::new();
         for c in self.effective() {
-            let text = |b: &Option<Vec<u8>>| b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+            let text = |b: &Option<Vec<u8>>| {
+                b.as_ref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default()
+            };
             if c.rel.starts_with("certs/") {
                 // Key material is noise in a diff; name the file only.
-                let what = if c.new.is_none() { "deleted" } else if c.old.is_none() { "created" } else { "regenerated" };
+                let what = if c.new.is_none() {
+                    "deleted"
+                } else if c.old.is_none() {
+                    "created"
+                } else {
+                    "regenerated"
+                };
                 out.push_str(&format!("certificate file {} would be {what}\n", c.rel));
                 continue;
             }
             let (o, n) = (text(&c.old), text(&c.new));
-            let a = if c.old.is_some() { format!("a/{}", c.rel) } else { "/dev/null".into() };
-            let b = if c.new.is_some() { format!("b/{}", c.rel) } else { "/dev/null".into() };
+            let a = if c.old.is_some() {
+                format!("a/{}", c.rel)
+            } else {
+                "/dev/null".into()
+            };
+            let b = if c.new.is_some() {
+                format!("b/{}", c.rel)
+            } else {
+                "/dev/null".into()
+            };
             let d = similar::TextDiff::from_lines(&o, &n);
-            out.push_str(&d.unified_diff().context_radius(3).header(&a, &b).to_string());
+            out.push_str(
+                &d.unified_diff()
+                    .context_radius(3)
+                    .header(&a, &b)
+                    .to_string(),
+            );
         }
         out
     }
@@ -194,13 +264,21 @@ impl Txn {
         let mut planned = vec![];
         for c in self.effective() {
             let meta = fs::metadata(self.root.join(&c.rel)).ok();
-            let mode = c.mode.or(meta.as_ref().map(|m| m.mode() & 0o7777)).unwrap_or(0o644);
+            let mode = c
+                .mode
+                .or(meta.as_ref().map(|m| m.mode() & 0o7777))
+                .unwrap_or(0o644);
             let owner = match self.owners.iter().rev().find(|(r, _)| *r == c.rel) {
                 Some((_, uid)) => Some((*uid, *uid)),
                 // A rewritten file keeps its owner.
                 None => meta.as_ref().map(|m| (m.uid(), m.gid())),
             };
-            planned.push(Planned { rel: c.rel.clone(), new: c.new.clone(), mode, owner });
+            planned.push(Planned {
+                rel: c.rel.clone(),
+                new: c.new.clone(),
+                mode,
+                owner,
+            });
         }
         if planned.is_empty() {
             return Ok(vec![]);
@@ -250,7 +328,10 @@ fn open_lock(root: &Path) -> Result<(fs::File, PathBuf), Error> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .mode(0o644)
         .open(&path)
-        .map_err(|e| Diagnostic::error(format!("{}: cannot open lock file: {e}", path.display())).fix("remove it if it is a link, or make the folder writable"))?;
+        .map_err(|e| {
+            Diagnostic::error(format!("{}: cannot open lock file: {e}", path.display()))
+                .fix("remove it if it is a link, or make the folder writable")
+        })?;
     Ok((f, path))
 }
 
@@ -311,7 +392,11 @@ mod tests {
         assert!(e.contains("txn-test-b: cannot write"), "{e}");
         assert_eq!(fs::read_to_string(d.join("a")).unwrap(), "old a");
         assert!(!d.join("new").exists());
-        let leftovers: Vec<_> = fs::read_dir(&d).unwrap().flatten().map(|e| e.file_name()).collect();
+        let leftovers: Vec<_> = fs::read_dir(&d)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
         assert_eq!(leftovers.len(), 1, "{leftovers:?}");
     }
 
@@ -325,7 +410,11 @@ mod tests {
         t.delete("svc/old").unwrap();
         assert!(t.diff().contains("+++ b/k/key.pem"));
         t.commit().unwrap();
-        let mode = fs::metadata(d.join("k/key.pem")).unwrap().permissions().mode() & 0o777;
+        let mode = fs::metadata(d.join("k/key.pem"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600);
         assert!(!d.join("svc").exists());
     }

@@ -8,18 +8,24 @@ use bollard::Docker;
 
 use super::report::indent;
 use crate::diag::{Diagnostic, Error};
-use crate::docker::buildkit::{self, Builder};
 use crate::docker;
+use crate::docker::buildkit::{self, Builder};
 use crate::model::compose::Service;
 use crate::model::repo::Repo;
 
 /// The images of the services that are not built here (Postgres, Redis):
 /// they must be on the machine already, since verify does not pull.
-pub(super) async fn pulled_images(d: &Docker, order: &[&Service]) -> Result<HashMap<String, String>, Error> {
+pub(super) async fn pulled_images(
+    d: &Docker,
+    order: &[&Service],
+) -> Result<HashMap<String, String>, Error> {
     let mut images = HashMap::new();
     for s in order.iter().filter(|s| s.build.is_none()) {
         let Some(img) = &s.image else {
-            return Err(Diagnostic::error(format!("service `{}` has neither build nor image", s.name)));
+            return Err(Diagnostic::error(format!(
+                "service `{}` has neither build nor image",
+                s.name
+            )));
         };
         if !docker::image_exists(d, img).await {
             return Err(Diagnostic::error(format!("image `{img}` of `{}` is not on this machine and verify does not pull", s.name))
@@ -34,8 +40,17 @@ pub(super) async fn pulled_images(d: &Docker, order: &[&Service]) -> Result<Hash
 /// independent builds run together, with `builder` (and, with `fallback`,
 /// the classic builder if the daemon refuses BuildKit). Returns service ->
 /// image reference.
-pub(super) async fn build_images(d: &Docker, repo: &Repo, order: &[&Service], builder: Builder, fallback: bool) -> Result<HashMap<String, String>, Error> {
-    let jobs = order.iter().filter(|s| s.build.is_some()).map(|s| build_one(d, repo, s, builder, fallback, &|_| {}));
+pub(super) async fn build_images(
+    d: &Docker,
+    repo: &Repo,
+    order: &[&Service],
+    builder: Builder,
+    fallback: bool,
+) -> Result<HashMap<String, String>, Error> {
+    let jobs = order
+        .iter()
+        .filter(|s| s.build.is_some())
+        .map(|s| build_one(d, repo, s, builder, fallback, &|_| {}));
     let mut images = HashMap::new();
     let mut failed = vec![];
     for (name, r) in futures_util::future::join_all(jobs).await {
@@ -56,7 +71,14 @@ pub(super) async fn build_images(d: &Docker, repo: &Repo, order: &[&Service], bu
 /// the hash of what it is built from. Returns the service and its image
 /// reference, or what the failed build printed. `decided(building)` is
 /// called once, as soon as it is known whether the image must be built.
-pub(super) async fn build_one(d: &Docker, repo: &Repo, s: &Service, builder: Builder, fallback: bool, decided: &(dyn Fn(bool) + Sync)) -> (String, Result<String, String>) {
+pub(super) async fn build_one(
+    d: &Docker,
+    repo: &Repo,
+    s: &Service,
+    builder: Builder,
+    fallback: bool,
+    decided: &(dyn Fn(bool) + Sync),
+) -> (String, Result<String, String>) {
     let Some(b) = &s.build else {
         decided(false);
         return (s.name.clone(), Err(format!("`{}` has no build:", s.name)));
@@ -66,7 +88,10 @@ pub(super) async fn build_one(d: &Docker, repo: &Repo, s: &Service, builder: Bui
         Ok(t) => t,
         Err(e) => {
             decided(false);
-            return (s.name.clone(), Err(format!("building `{}` failed: {e}", s.name)));
+            return (
+                s.name.clone(),
+                Err(format!("building `{}` failed: {e}", s.name)),
+            );
         }
     };
     let args: HashMap<String, String> = b.args.iter().cloned().collect();
@@ -90,7 +115,15 @@ pub(super) async fn build_one(d: &Docker, repo: &Repo, s: &Service, builder: Bui
         return (s.name.clone(), Ok(tag));
     }
     decided(true);
-    eprintln!("  image  {:<12} building with {}", s.name, if builder == Builder::BuildKit { "BuildKit" } else { "the classic builder" });
+    eprintln!(
+        "  image  {:<12} building with {}",
+        s.name,
+        if builder == Builder::BuildKit {
+            "BuildKit"
+        } else {
+            "the classic builder"
+        }
+    );
     let t = Instant::now();
     // One line per finished step (BuildKit); the builder's own bookkeeping
     // steps ([internal] ...) are left out.
@@ -108,12 +141,31 @@ pub(super) async fn build_one(d: &Docker, repo: &Repo, s: &Service, builder: Bui
     };
     // No build label: the hash is in the tag, and a LABEL is one more layer
     // commit (seconds on fuse-overlayfs, classic builder).
-    match buildkit::build_image(d, builder, fallback, &tag, tar, &b.dockerfile, &args, HashMap::new(), &mut on_step).await {
+    match buildkit::build_image(
+        d,
+        builder,
+        fallback,
+        &tag,
+        tar,
+        &b.dockerfile,
+        &args,
+        HashMap::new(),
+        &mut on_step,
+    )
+    .await
+    {
         Ok(_) => {
-            eprintln!("  image  {:<12} built in {:.1}s ({tag})", s.name, t.elapsed().as_secs_f64());
+            eprintln!(
+                "  image  {:<12} built in {:.1}s ({tag})",
+                s.name,
+                t.elapsed().as_secs_f64()
+            );
             docker::remove_older_tags(d, &tag).await;
             (s.name.clone(), Ok(tag))
         }
-        Err(log) => (s.name.clone(), Err(format!("building `{}` failed:\n{}", s.name, indent(&log)))),
+        Err(log) => (
+            s.name.clone(),
+            Err(format!("building `{}` failed:\n{}", s.name, indent(&log))),
+        ),
     }
 }

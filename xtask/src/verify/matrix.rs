@@ -114,7 +114,13 @@ impl Cell {
 
 pub(super) fn pct(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_./:".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_./:".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -137,16 +143,33 @@ pub fn target(repo: &Repo, s: &Service) -> Option<Target> {
         .iter()
         .filter_map(|k| env.get(*k).map(|v| (k.to_string(), v.clone())))
         .collect();
-    Some(Target { service: s.name.clone(), port, kind, tls, path, networks, creds })
+    Some(Target {
+        service: s.name.clone(),
+        port,
+        kind,
+        tls,
+        path,
+        networks,
+        creds,
+    })
 }
 
 impl Target {
     /// The probe spec for reaching this target at `host`, with the
     /// credentials `src_env` (the source service's settings) carries.
     pub fn spec(&self, id: &str, host: &str, src_env: &HashMap<String, String>) -> String {
-        let mut kv: Vec<(&str, String)> = vec![("id", id.into()), ("kind", self.kind.as_str().into()), ("host", host.into()), ("port", self.port.to_string())];
+        let mut kv: Vec<(&str, String)> = vec![
+            ("id", id.into()),
+            ("kind", self.kind.as_str().into()),
+            ("host", host.into()),
+            ("port", self.port.to_string()),
+        ];
         if self.tls {
-            kv.extend([("tls", "1".into()), ("ca", PROBE_CA.into()), ("name", self.service.clone())]);
+            kv.extend([
+                ("tls", "1".into()),
+                ("ca", PROBE_CA.into()),
+                ("name", self.service.clone()),
+            ]);
         }
         if !self.path.is_empty() {
             kv.push(("path", self.path.clone()));
@@ -155,7 +178,16 @@ impl Target {
             kv.push(("expect", format!("\"service\": \"{}\"", self.service)));
         }
         let cred = |src: &str, own: &str, default: &str| -> String {
-            src_env.get(src).cloned().or_else(|| self.creds.iter().find(|(k, _)| k == own).map(|(_, v)| v.clone())).unwrap_or(default.into())
+            src_env
+                .get(src)
+                .cloned()
+                .or_else(|| {
+                    self.creds
+                        .iter()
+                        .find(|(k, _)| k == own)
+                        .map(|(_, v)| v.clone())
+                })
+                .unwrap_or(default.into())
         };
         if self.kind == Kind::Pg {
             kv.push(("user", cred("PGUSER", "POSTGRES_USER", "postgres")));
@@ -177,7 +209,10 @@ impl Target {
                 None => kv.push(("noauth_ok", "1".into())),
             }
         }
-        kv.iter().map(|(k, v)| format!("{k}={}", pct(v))).collect::<Vec<_>>().join("&")
+        kv.iter()
+            .map(|(k, v)| format!("{k}={}", pct(v)))
+            .collect::<Vec<_>>()
+            .join("&")
     }
 }
 
@@ -205,7 +240,12 @@ pub fn expected(compose: &Compose) -> BTreeSet<Expect> {
     for t in &compose.services {
         for port in container_ports(t) {
             for s in compose.services.iter().filter(|s| s.name != t.name) {
-                out.insert(Expect { source: s.name.clone(), target: t.name.clone(), port, reach: reaches(s, t) });
+                out.insert(Expect {
+                    source: s.name.clone(),
+                    target: t.name.clone(),
+                    port,
+                    reach: reaches(s, t),
+                });
             }
         }
     }
@@ -231,7 +271,16 @@ mod tests {
 
     #[test]
     fn matrix_cells_match_on_expectation() {
-        let cell = |expected: bool, outcome: &str| Cell { source: "a".into(), target: "b".into(), port: 1, expected, outcome: Outcome::parse(outcome), detail: String::new(), hint: None, logs: vec![] };
+        let cell = |expected: bool, outcome: &str| Cell {
+            source: "a".into(),
+            target: "b".into(),
+            port: 1,
+            expected,
+            outcome: Outcome::parse(outcome),
+            detail: String::new(),
+            hint: None,
+            logs: vec![],
+        };
         assert!(cell(true, "ok").matches());
         assert!(!cell(true, "refused").matches());
         assert!(cell(false, "unresolved").matches() && cell(false, "refused").matches());
@@ -243,10 +292,28 @@ mod tests {
         let text = "services:\n  a: {networks: [n1], ports: [\"1:10\"]}\n  b: {networks: [n1, n2], ports: [\"20\", \"21:21\"]}\n  c: {networks: [n2]}\nnetworks: {n1: {}, n2: {}}\n";
         let c = Compose::parse(text, &|_| None).unwrap();
         let e = expected(&c);
-        let reach: Vec<(&str, &str, u16)> = e.iter().filter(|x| x.reach).map(|x| (x.source.as_str(), x.target.as_str(), x.port)).collect();
-        assert_eq!(reach, vec![("a", "b", 20), ("a", "b", 21), ("b", "a", 10), ("c", "b", 20), ("c", "b", 21)]);
+        let reach: Vec<(&str, &str, u16)> = e
+            .iter()
+            .filter(|x| x.reach)
+            .map(|x| (x.source.as_str(), x.target.as_str(), x.port))
+            .collect();
+        assert_eq!(
+            reach,
+            vec![
+                ("a", "b", 20),
+                ("a", "b", 21),
+                ("b", "a", 10),
+                ("c", "b", 20),
+                ("c", "b", 21)
+            ]
+        );
         // c has no port: it is never a target; every other pair is a cell.
         assert_eq!(e.len(), 2 + 2 * 2);
-        assert!(e.contains(&Expect { source: "c".into(), target: "a".into(), port: 10, reach: false }));
+        assert!(e.contains(&Expect {
+            source: "c".into(),
+            target: "a".into(),
+            port: 10,
+            reach: false
+        }));
     }
 }

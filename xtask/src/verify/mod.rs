@@ -18,21 +18,20 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-
 use crate::check;
-use crate::model::compose::Service;
+use crate::diag::{did_you_mean, Diagnostic, Error};
 use crate::docker::buildkit::{self, Builder, Choice};
 use crate::docker::{self, RUN_LABEL};
-use matrix::{Cell, Target};
-use run::{Phases, Run};
-use images::pulled_images;
-use stack::start_order;
-use report::indent;
+use crate::model::compose::Service;
 use crate::model::repo::Repo;
-use crate::diag::{did_you_mean, Diagnostic, Error};
+use images::pulled_images;
+use matrix::{Cell, Target};
+use report::indent;
+use run::{Phases, Run};
+use stack::start_order;
 
-pub use crate::cli::VerifyArgs as Opts;
 use crate::cli::Format;
+pub use crate::cli::VerifyArgs as Opts;
 use crate::diag::Exit;
 
 pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
@@ -53,7 +52,10 @@ pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
         return swarm::verify(repo, o, phases, t_all).await;
     }
     if o.init_swarm {
-        return Err(Diagnostic::error("--init-swarm makes a swarm for `--engine swarm` only").fix("add `--engine swarm`, or drop --init-swarm"));
+        return Err(
+            Diagnostic::error("--init-swarm makes a swarm for `--engine swarm` only")
+                .fix("add `--engine swarm`, or drop --init-swarm"),
+        );
     }
     let d = docker::connect().await?;
     let swept = docker::sweep(&d, None).await;
@@ -61,7 +63,11 @@ pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
         eprintln!("verify: removed {swept} object(s) left by an earlier interrupted run");
     }
     let mut run = Run::new(&repo, d.clone());
-    eprintln!("verify: run {} ({} services)", run.id, repo.compose.services.len());
+    eprintln!(
+        "verify: run {} ({} services)",
+        run.id,
+        repo.compose.services.len()
+    );
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| Diagnostic::error(format!("cannot install a SIGTERM handler: {e}")))?;
@@ -75,7 +81,10 @@ pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
     let t = Instant::now();
     run.reaped().await;
     if o.keep && result.is_ok() {
-        eprintln!("verify: --keep: the stack of run {} is still up. Remove it with:", run.id);
+        eprintln!(
+            "verify: --keep: the stack of run {} is still up. Remove it with:",
+            run.id
+        );
         eprintln!("  docker rm -f $(docker ps -aq --filter label={RUN_LABEL}={}) && docker network prune -f --filter label={RUN_LABEL}={} && docker volume prune -f --filter label={RUN_LABEL}={}", run.id, run.id, run.id);
     } else {
         // Checked, not assumed: under load the daemon refused a network
@@ -83,7 +92,13 @@ pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
         // Interrupted, a second clear look: a create that was in flight may
         // land after the first. (A run that ended by itself has nothing in
         // flight.)
-        let left = docker::sweep_until_gone(&d, &run.id, Duration::from_secs(5), if interrupted { 2 } else { 1 }).await;
+        let left = docker::sweep_until_gone(
+            &d,
+            &run.id,
+            Duration::from_secs(5),
+            if interrupted { 2 } else { 1 },
+        )
+        .await;
         if !left.is_empty() {
             eprintln!("verify: warning: the daemon refused to remove {} object(s) of run {} after 5 s of retries: {}", left.len(), run.id, left.join(", "));
             eprintln!("  fix: `docker network rm <name>` (a network that \"has active endpoints\" with no container on it holds a stale endpoint inside the daemon: restarting the daemon clears it); the next verify retries them");
@@ -91,8 +106,16 @@ pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
     }
     phases.add("cleanup", t);
     let code = result?;
-    let breakdown: Vec<String> = phases.0.iter().map(|(n, s)| format!("{n} {s:.1}s")).collect();
-    eprintln!("verify: {:.1}s ({})", t_all.elapsed().as_secs_f64(), breakdown.join(", "));
+    let breakdown: Vec<String> = phases
+        .0
+        .iter()
+        .map(|(n, s)| format!("{n} {s:.1}s"))
+        .collect();
+    eprintln!(
+        "verify: {:.1}s ({})",
+        t_all.elapsed().as_secs_f64(),
+        breakdown.join(", ")
+    );
     Ok(code)
 }
 
@@ -105,7 +128,12 @@ fn preflight(repo: &Repo, o: &Opts) -> Result<bool, Error> {
         eprintln!("verify: the static check failed; fix the findings above first");
         return Ok(false);
     }
-    let names: Vec<&str> = repo.compose.services.iter().map(|s| s.name.as_str()).collect();
+    let names: Vec<&str> = repo
+        .compose
+        .services
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
     if let Some(s) = o.only.iter().find(|s| !names.contains(&s.as_str())) {
         let e = Diagnostic::error(format!("--only `{s}`: no such service"));
         return Err(match did_you_mean(s, &names) {
@@ -120,10 +148,19 @@ fn preflight(repo: &Repo, o: &Opts) -> Result<bool, Error> {
 /// on, plus the infrastructure every matrix targets; dependencies first.
 fn services_to_run<'a>(repo: &'a Repo, o: &Opts) -> Vec<&'a Service> {
     let wanted: Vec<String> = if o.only.is_empty() {
-        repo.compose.services.iter().map(|s| s.name.clone()).collect()
+        repo.compose
+            .services
+            .iter()
+            .map(|s| s.name.clone())
+            .collect()
     } else {
         let mut w = o.only.clone();
-        w.extend(["postgres", "redis", "nginx"].iter().filter(|n| repo.compose.service(n).is_some()).map(|s| s.to_string()));
+        w.extend(
+            ["postgres", "redis", "nginx"]
+                .iter()
+                .filter(|n| repo.compose.service(n).is_some())
+                .map(|s| s.to_string()),
+        );
         w
     };
     start_order(&repo.compose.services, &wanted)
@@ -139,8 +176,25 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
     let fallback = o.builder == Choice::Auto;
     let (probe_image, probe_bin) = probe::ensure_image(&run.d, &repo.root, builder).await?;
     // 2-4. Images, start, readiness.
-    let targets: Vec<Target> = order.iter().filter_map(|s| matrix::target(repo, s)).collect();
-    let (started, ready, built_at, started_at) = start_stack(repo, run, &order, &volumes, &probe_image, &targets, builder, fallback, o.timeout, o.no_seed, &row_sources(&order, o), t).await?;
+    let targets: Vec<Target> = order
+        .iter()
+        .filter_map(|s| matrix::target(repo, s))
+        .collect();
+    let (started, ready, built_at, started_at) = start_stack(
+        repo,
+        run,
+        &order,
+        &volumes,
+        &probe_image,
+        &targets,
+        builder,
+        fallback,
+        o.timeout,
+        o.no_seed,
+        &row_sources(&order, o),
+        t,
+    )
+    .await?;
     run.containers.extend(started);
     // The phases as seen on the line of work that ends last (the one that
     // builds); Postgres and Redis start and get ready inside them.
@@ -151,7 +205,18 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
     if !report_ready(run, &targets, ready).await {
         return Ok(Exit::Findings);
     }
-    let (cells, data) = probe_phase(run, repo, o, &order, &targets, &probe_image, &probe_bin, nginx_port, phases).await?;
+    let (cells, data) = probe_phase(
+        run,
+        repo,
+        o,
+        &order,
+        &targets,
+        &probe_image,
+        &probe_bin,
+        nginx_port,
+        phases,
+    )
+    .await?;
     write_report(run, o, &cells, &data)
 }
 
@@ -172,14 +237,19 @@ async fn probe_phase(
 ) -> Result<(Vec<Cell>, Vec<datalayer::DataCell>), Error> {
     let t = Instant::now();
     let names = row_sources(order, o);
-    let sources: Vec<&Service> = order.iter().copied().filter(|s| names.contains(&s.name.as_str())).collect();
+    let sources: Vec<&Service> = order
+        .iter()
+        .copied()
+        .filter(|s| names.contains(&s.name.as_str()))
+        .collect();
     let mut cells: Vec<Cell> = vec![];
     let mut data: Vec<datalayer::DataCell> = vec![];
     // One probe container per source: its matrix row and its data-layer cells.
     let rows = sources.iter().map(|src| async move {
         let planned = datalayer::plan(repo, src);
         let extra: Vec<String> = planned.iter().map(|(_, s)| s.clone()).collect();
-        let (row, results, out) = probe::matrix_row(&run.d, run, repo, probe_image, src, targets, &extra).await?;
+        let (row, results, out) =
+            probe::matrix_row(&run.d, run, repo, probe_image, src, targets, &extra).await?;
         Ok::<_, Error>((row, datalayer::fill(planned, &results, &out)))
     });
     for r in futures_util::future::join_all(rows).await {
@@ -202,7 +272,11 @@ type Ready = Vec<(String, Result<u128, String>)>;
 
 /// The services whose namespaces the matrix is probed from.
 fn row_sources<'a>(order: &[&'a Service], o: &Opts) -> Vec<&'a str> {
-    order.iter().filter(|s| s.is_backend() && (o.only.is_empty() || o.only.contains(&s.name))).map(|s| s.name.as_str()).collect()
+    order
+        .iter()
+        .filter(|s| s.is_backend() && (o.only.is_empty() || o.only.contains(&s.name)))
+        .map(|s| s.name.as_str())
+        .collect()
 }
 
 /// Every service on its own line of work, as Compose orders them
@@ -240,16 +314,33 @@ async fn start_stack(
         })
     };
     let n_builds = order.iter().filter(|s| s.build.is_some()).count();
-    let seeding = pgseed::Seeding { probe_image, timeout, decided, builds: n_builds };
+    let seeding = pgseed::Seeding {
+        probe_image,
+        timeout,
+        decided,
+        builds: n_builds,
+    };
     let seeding = (!no_seed).then_some(&seeding);
     // Builds are shared: a failed one is reported with every other failure.
     let decide = &decide;
     let builds: HashMap<String, _> = order
         .iter()
         .filter(|s| s.build.is_some())
-        .map(|s| (s.name.clone(), futures_util::FutureExt::shared(Box::pin(async move { images::build_one(d, repo, s, builder, fallback, decide).await.1 }))))
+        .map(|s| {
+            (
+                s.name.clone(),
+                futures_util::FutureExt::shared(Box::pin(async move {
+                    images::build_one(d, repo, s, builder, fallback, decide)
+                        .await
+                        .1
+                })),
+            )
+        })
         .collect();
-    let started: HashMap<&str, tokio::sync::watch::Sender<bool>> = order.iter().map(|s| (s.name.as_str(), tokio::sync::watch::channel(false).0)).collect();
+    let started: HashMap<&str, tokio::sync::watch::Sender<bool>> = order
+        .iter()
+        .map(|s| (s.name.as_str(), tokio::sync::watch::channel(false).0))
+        .collect();
     let timing = std::sync::Mutex::new((Duration::ZERO, Duration::ZERO));
     let lines = order.iter().map(|s| {
         let (builds, started, pulled, timing) = (&builds, &started, &pulled, &timing);
@@ -282,7 +373,10 @@ async fn start_stack(
                 tm.1 = tm.1.max(t.elapsed());
             }
             let ready = match targets.iter().find(|tg| tg.service == s.name) {
-                Some(tg) => Some((s.name.clone(), probe::wait_ready(d, run, probe_image, tg, &cid, timeout).await)),
+                Some(tg) => Some((
+                    s.name.clone(),
+                    probe::wait_ready(d, run, probe_image, tg, &cid, timeout).await,
+                )),
                 None => None,
             };
             Ok::<_, Error>(((s.name.clone(), cid), ready))
@@ -292,8 +386,16 @@ async fn start_stack(
         Ok(r) => r,
         Err(e) => {
             // A failed build: report every failed build, not just the first.
-            let failed: Vec<String> = futures_util::future::join_all(builds.values().cloned()).await.into_iter().filter_map(|r| r.err()).collect();
-            return Err(if failed.len() > 1 { Diagnostic::error(failed.join("\n")) } else { e });
+            let failed: Vec<String> = futures_util::future::join_all(builds.values().cloned())
+                .await
+                .into_iter()
+                .filter_map(|r| r.err())
+                .collect();
+            return Err(if failed.len() > 1 {
+                Diagnostic::error(failed.join("\n"))
+            } else {
+                e
+            });
         }
     };
     let (built_at, started_at) = *timing.lock().unwrap_or_else(|e| e.into_inner());
@@ -312,7 +414,13 @@ async fn report_ready(run: &Run, targets: &[Target], ready: Ready) -> bool {
             Ok(ms) => eprintln!("  ready  {:<12} {:.1}s", tg.service, *ms as f64 / 1000.0),
             Err(why) => {
                 let logs = docker::logs(&run.d, &run.containers[&tg.service], 15).await;
-                not_ready.push(format!("{} never became ready: {}\n    last log lines of {}:\n{}", tg.service, why, tg.service, indent(&logs)));
+                not_ready.push(format!(
+                    "{} never became ready: {}\n    last log lines of {}:\n{}",
+                    tg.service,
+                    why,
+                    tg.service,
+                    indent(&logs)
+                ));
             }
         }
     }
@@ -340,8 +448,14 @@ async fn attach_logs_and_mask(run: &Run, cells: &mut [Cell]) {
     }
 }
 
-fn write_report(run: &Run, o: &Opts, cells: &[Cell], data: &[datalayer::DataCell]) -> Result<Exit, Error> {
-    let failed = cells.iter().filter(|c| !c.matches()).count() + data.iter().filter(|c| !c.matches()).count();
+fn write_report(
+    run: &Run,
+    o: &Opts,
+    cells: &[Cell],
+    data: &[datalayer::DataCell],
+) -> Result<Exit, Error> {
+    let failed = cells.iter().filter(|c| !c.matches()).count()
+        + data.iter().filter(|c| !c.matches()).count();
     if o.format == Format::Json {
         println!("{}", report::render_json(&run.id, cells, data));
     } else {
@@ -349,8 +463,14 @@ fn write_report(run: &Run, o: &Opts, cells: &[Cell], data: &[datalayer::DataCell
         print!("{}", datalayer::render_text(data));
     }
     if let Some(j) = &o.junit {
-        std::fs::write(j, report::render_junit(cells, data)).map_err(|e| Diagnostic::error(format!("{}: {e}", j.display())))?;
+        std::fs::write(j, report::render_junit(cells, data))
+            .map_err(|e| Diagnostic::error(format!("{}: {e}", j.display())))?;
     }
-    eprintln!("verify: {} probe(s) ({} data-layer), {} mismatch(es)", cells.len() + data.len(), data.len(), failed);
+    eprintln!(
+        "verify: {} probe(s) ({} data-layer), {} mismatch(es)",
+        cells.len() + data.len(),
+        data.len(),
+        failed
+    );
     Ok(Exit::findings_unless(failed == 0))
 }

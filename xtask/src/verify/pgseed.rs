@@ -78,36 +78,76 @@ fn say(what: &str) {
 /// The seed for the container `body` of `s`, made now if there is none.
 /// `None` (after saying why) when this container cannot be seeded; the
 /// run then initialises it in place, as without the cache.
-pub(super) async fn prepare(repo: &Repo, run: &Run, s: &Service, body: &ContainerCreateBody, uploads: &[(PathBuf, String)], seeding: &Seeding<'_>) -> Result<Option<Seed>, Error> {
+pub(super) async fn prepare(
+    repo: &Repo,
+    run: &Run,
+    s: &Service,
+    body: &ContainerCreateBody,
+    uploads: &[(PathBuf, String)],
+    seeding: &Seeding<'_>,
+) -> Result<Option<Seed>, Error> {
     let d = &run.d;
     let image = body.image.clone().unwrap_or_default();
-    let inspect = d.inspect_image(&image).await.map_err(|e| Diagnostic::error(format!("inspecting `{image}`: {e}")))?;
+    let inspect = d
+        .inspect_image(&image)
+        .await
+        .map_err(|e| Diagnostic::error(format!("inspecting `{image}`: {e}")))?;
     let env = body.env.clone().unwrap_or_default();
-    let image_env = inspect.config.as_ref().and_then(|c| c.env.clone()).unwrap_or_default();
-    let Some(pgdata) = env.iter().chain(image_env.iter()).find_map(|e| e.strip_prefix("PGDATA=")).map(str::to_string) else {
+    let image_env = inspect
+        .config
+        .as_ref()
+        .and_then(|c| c.env.clone())
+        .unwrap_or_default();
+    let Some(pgdata) = env
+        .iter()
+        .chain(image_env.iter())
+        .find_map(|e| e.strip_prefix("PGDATA="))
+        .map(str::to_string)
+    else {
         say("not seeded: neither the image nor the service sets PGDATA");
         return Ok(None);
     };
     if let Err(why) = plain_dir(&pgdata) {
-        say(&format!("not seeded: PGDATA `{}` {why}", pgdata.escape_debug()));
+        say(&format!(
+            "not seeded: PGDATA `{}` {why}",
+            pgdata.escape_debug()
+        ));
         return Ok(None);
     }
     if !uploads.is_empty() {
         say("not seeded: certificates are copied into it");
         return Ok(None);
     }
-    let binds = body.host_config.as_ref().and_then(|h| h.binds.clone()).unwrap_or_default();
-    let key = match key(inspect.id.as_deref().unwrap_or(&image), &pgdata, &env, body.cmd.as_deref().unwrap_or(&[]), &binds) {
+    let binds = body
+        .host_config
+        .as_ref()
+        .and_then(|h| h.binds.clone())
+        .unwrap_or_default();
+    let key = match key(
+        inspect.id.as_deref().unwrap_or(&image),
+        &pgdata,
+        &env,
+        body.cmd.as_deref().unwrap_or(&[]),
+        &binds,
+    ) {
         Ok(k) => k,
         Err(why) => {
             say(&format!("not seeded: {why}"));
             return Ok(None);
         }
     };
-    let parent = Path::new(&pgdata).parent().map(|p| p.display().to_string()).filter(|p| !p.is_empty()).unwrap_or_else(|| "/".into());
+    let parent = Path::new(&pgdata)
+        .parent()
+        .map(|p| p.display().to_string())
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "/".into());
     let dir = seed_dir(&repo.root);
     let file = dir.join(format!("{key}.tar"));
-    let rel = file.strip_prefix(&repo.root).unwrap_or(&file).display().to_string();
+    let rel = file
+        .strip_prefix(&repo.root)
+        .unwrap_or(&file)
+        .display()
+        .to_string();
     if let Ok(tar) = std::fs::File::open(&file) {
         // Recently used: pruning removes the least recently used first.
         let _ = tar.set_modified(SystemTime::now());
@@ -118,7 +158,11 @@ pub(super) async fn prepare(repo: &Repo, run: &Run, s: &Service, body: &Containe
     // place in their shadow (on 2 cores, making the seed beside the builds
     // slowed them), and the next run without builds makes the seed.
     let mut decided = seeding.decided.clone();
-    let building = decided.wait_for(|(n, _)| *n >= seeding.builds).await.map(|v| v.1).unwrap_or(false);
+    let building = decided
+        .wait_for(|(n, _)| *n >= seeding.builds)
+        .await
+        .map(|v| v.1)
+        .unwrap_or(false);
     if building {
         say("no cached data directory; images are being built, so it initialises in place this time (the next run caches it)");
         return Ok(None);
@@ -129,8 +173,12 @@ pub(super) async fn prepare(repo: &Repo, run: &Run, s: &Service, body: &Containe
         say(&format!("not seeded: its data directory is over {} MiB (caching it would cost about what it saves)", max_bytes() >> 20));
         return Ok(None);
     }
-    say(&format!("cached in {:.1}s ({rel})", t.elapsed().as_secs_f64()));
-    let tar = std::fs::File::open(&file).map_err(|e| Diagnostic::error(format!("{}: {e}", file.display())))?;
+    say(&format!(
+        "cached in {:.1}s ({rel})",
+        t.elapsed().as_secs_f64()
+    ));
+    let tar = std::fs::File::open(&file)
+        .map_err(|e| Diagnostic::error(format!("{}: {e}", file.display())))?;
     prune(&dir, &file);
     Ok(Some(Seed { tar, file, parent }))
 }
@@ -138,7 +186,13 @@ pub(super) async fn prepare(repo: &Repo, run: &Run, s: &Service, body: &Containe
 /// The key: the image's id, PGDATA, the environment, the command, and
 /// every mount (a named volume by its target; a host folder or file by
 /// its target, options and content).
-fn key(image_id: &str, pgdata: &str, env: &[String], cmd: &[String], binds: &[String]) -> Result<String, String> {
+fn key(
+    image_id: &str,
+    pgdata: &str,
+    env: &[String],
+    cmd: &[String],
+    binds: &[String],
+) -> Result<String, String> {
     let mut h = ring::digest::Context::new(&ring::digest::SHA256);
     let mut put = |b: &[u8]| {
         h.update(&(b.len() as u64).to_le_bytes());
@@ -158,19 +212,27 @@ fn key(image_id: &str, pgdata: &str, env: &[String], cmd: &[String], binds: &[St
     }
     let mut budget = HASH_BUDGET;
     for b in binds {
-        let (src, rest) = b.split_once(':').ok_or_else(|| format!("a mount without a target: {b}"))?;
+        let (src, rest) = b
+            .split_once(':')
+            .ok_or_else(|| format!("a mount without a target: {b}"))?;
         let target = rest.split(':').next().unwrap_or(rest);
         put(b"mount");
         put(rest.as_bytes());
         if src.starts_with('/') {
-            if pgdata == target || pgdata.starts_with(&format!("{}/", target.trim_end_matches('/'))) {
-                return Err(format!("its data directory {pgdata} is the host folder {src}"));
+            if pgdata == target || pgdata.starts_with(&format!("{}/", target.trim_end_matches('/')))
+            {
+                return Err(format!(
+                    "its data directory {pgdata} is the host folder {src}"
+                ));
             }
             hash_tree(Path::new(src), &mut put, &mut budget)?;
         }
     }
     let digest = h.finish();
-    Ok(digest.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect())
+    Ok(digest.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// Names, kinds, modes and bytes of everything under `p` (sorted), within
@@ -188,7 +250,11 @@ fn hash_tree(p: &Path, put: &mut impl FnMut(&[u8]), budget: &mut u64) -> Result<
         return Ok(());
     }
     if md.is_dir() {
-        let mut names: Vec<_> = std::fs::read_dir(p).map_err(|e| format!("{}: {e}", p.display()))?.flatten().map(|e| e.file_name()).collect();
+        let mut names: Vec<_> = std::fs::read_dir(p)
+            .map_err(|e| format!("{}: {e}", p.display()))?
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
         names.sort();
         put(&(names.len() as u64).to_le_bytes());
         for n in names {
@@ -201,12 +267,16 @@ fn hash_tree(p: &Path, put: &mut impl FnMut(&[u8]), budget: &mut u64) -> Result<
         return Err(format!("{} is neither a file nor a folder", p.display()));
     }
     if md.len() > *budget {
-        return Err(format!("it mounts more than {} MiB of files", HASH_BUDGET >> 20));
+        return Err(format!(
+            "it mounts more than {} MiB of files",
+            HASH_BUDGET >> 20
+        ));
     }
     *budget -= md.len();
     let mut f = std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
     let mut buf = Vec::with_capacity(md.len() as usize);
-    f.read_to_end(&mut buf).map_err(|e| format!("{}: {e}", p.display()))?;
+    f.read_to_end(&mut buf)
+        .map_err(|e| format!("{}: {e}", p.display()))?;
     put(&buf);
     Ok(())
 }
@@ -215,20 +285,40 @@ fn hash_tree(p: &Path, put: &mut impl FnMut(&[u8]), budget: &mut u64) -> Result<
 /// volumes of its own), waits until it answers, stops it cleanly and
 /// writes its data directory to `file` (whole or not at all).
 #[allow(clippy::too_many_arguments)]
-async fn make(repo: &Repo, run: &Run, s: &Service, body: &ContainerCreateBody, pgdata: &str, dir: &Path, file: &Path, seeding: &Seeding<'_>) -> Result<bool, Error> {
+async fn make(
+    repo: &Repo,
+    run: &Run,
+    s: &Service,
+    body: &ContainerCreateBody,
+    pgdata: &str,
+    dir: &Path,
+    file: &Path,
+    seeding: &Seeding<'_>,
+) -> Result<bool, Error> {
     let d = &run.d;
     let mut prep = body.clone();
     let mut binds = vec![];
-    for (i, b) in prep.host_config.as_ref().and_then(|h| h.binds.clone()).unwrap_or_default().into_iter().enumerate() {
+    for (i, b) in prep
+        .host_config
+        .as_ref()
+        .and_then(|h| h.binds.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
         let (src, rest) = b.split_once(':').unwrap_or((&b, ""));
         if src.starts_with('/') {
             binds.push(b.clone());
             continue;
         }
         let vol = run.name(&format!("seed-{i}"));
-        d.create_volume(VolumeCreateRequest { name: Some(vol.clone()), labels: Some(run.labels()), ..Default::default() })
-            .await
-            .map_err(|e| Diagnostic::error(format!("creating volume {vol}: {e}")))?;
+        d.create_volume(VolumeCreateRequest {
+            name: Some(vol.clone()),
+            labels: Some(run.labels()),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| Diagnostic::error(format!("creating volume {vol}: {e}")))?;
         binds.push(format!("{vol}:{rest}"));
     }
     let mut labels = run.labels();
@@ -236,23 +326,46 @@ async fn make(repo: &Repo, run: &Run, s: &Service, body: &ContainerCreateBody, p
     prep.labels = Some(labels);
     prep.exposed_ports = None;
     prep.networking_config = None;
-    prep.host_config = Some(HostConfig { binds: Some(binds), network_mode: Some("none".into()), ..Default::default() });
+    prep.host_config = Some(HostConfig {
+        binds: Some(binds),
+        network_mode: Some("none".into()),
+        ..Default::default()
+    });
     let name = run.name(&format!("{}-seed", s.name));
     let id = d
-        .create_container(Some(q::CreateContainerOptions { name: Some(name.clone()), ..Default::default() }), prep)
+        .create_container(
+            Some(q::CreateContainerOptions {
+                name: Some(name.clone()),
+                ..Default::default()
+            }),
+            prep,
+        )
         .await
         .map_err(|e| Diagnostic::error(format!("creating {name}: {e}")))?
         .id;
-    d.start_container(&id, None::<q::StartContainerOptions>).await.map_err(|e| Diagnostic::error(format!("starting {name}: {e}")))?;
-    let target = matrix::target(repo, s).ok_or_else(|| Diagnostic::error(format!("`{}` publishes no port to probe", s.name)))?;
-    if let Err(why) = probe::wait_ready(d, run, seeding.probe_image, &target, &id, seeding.timeout).await {
+    d.start_container(&id, None::<q::StartContainerOptions>)
+        .await
+        .map_err(|e| Diagnostic::error(format!("starting {name}: {e}")))?;
+    let target = matrix::target(repo, s)
+        .ok_or_else(|| Diagnostic::error(format!("`{}` publishes no port to probe", s.name)))?;
+    if let Err(why) =
+        probe::wait_ready(d, run, seeding.probe_image, &target, &id, seeding.timeout).await
+    {
         let logs = docker::logs(d, &id, 15).await;
         return Err(Diagnostic::error(run.mask(&format!("{} never became ready while initialising its data directory: {why}\n    last log lines:\n{}", s.name, indent(&logs))))
             .fix("fix what the log lines name (an init script under /docker-entrypoint-initdb.d, a setting); `--no-seed` initialises it inside the stack instead (with its networks)"));
     }
     // A clean shutdown (the image's stop signal; SIGKILL only after 60 s):
     // the tar must be of a cluster that needs no recovery.
-    let _ = d.stop_container(&id, Some(q::StopContainerOptions { t: Some(60), ..Default::default() })).await;
+    let _ = d
+        .stop_container(
+            &id,
+            Some(q::StopContainerOptions {
+                t: Some(60),
+                ..Default::default()
+            }),
+        )
+        .await;
     let code = probe::exited(d, &id).await;
     if code != Some(0) {
         let logs = docker::logs(d, &id, 15).await;
@@ -261,7 +374,14 @@ async fn make(repo: &Repo, run: &Run, s: &Service, body: &ContainerCreateBody, p
     }
     let r = download(d, &id, pgdata, dir, file).await;
     run.reap(&id);
-    r.map_err(|e| Diagnostic::error(format!("caching the data directory of `{}` in {}: {e}", s.name, dir.display())).fix("make the folder writable, or pass `--no-seed`"))
+    r.map_err(|e| {
+        Diagnostic::error(format!(
+            "caching the data directory of `{}` in {}: {e}",
+            s.name,
+            dir.display()
+        ))
+        .fix("make the folder writable, or pass `--no-seed`")
+    })
 }
 
 /// A WAL segment file (24 hex digits in `pg_wal`, or `pg_xlog` before
@@ -272,8 +392,15 @@ async fn make(repo: &Repo, run: &Run, s: &Service, body: &ContainerCreateBody, p
 /// any fresh initdb.
 fn spare_wal_segment(path: &str, size: u64) -> bool {
     let mut parts = path.trim_start_matches("./").split('/');
-    let (Some(_), Some(dir), Some(name), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else { return false };
-    matches!(dir, "pg_wal" | "pg_xlog") && name.len() == 24 && name.bytes().all(|b| b.is_ascii_hexdigit()) && size <= SEGMENT_MAX
+    let (Some(_), Some(dir), Some(name), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    matches!(dir, "pg_wal" | "pg_xlog")
+        && name.len() == 24
+        && name.bytes().all(|b| b.is_ascii_hexdigit())
+        && size <= SEGMENT_MAX
 }
 
 /// An absolute path with no `.` or `..` part: the seed is read from and
@@ -297,23 +424,52 @@ fn plain_dir(p: &str) -> Result<(), &'static str> {
 
 /// The largest data directory cached (1 GiB; `XTASK_SEED_MAX_MB`).
 fn max_bytes() -> u64 {
-    std::env::var("XTASK_SEED_MAX_MB").ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(1024) << 20
+    std::env::var("XTASK_SEED_MAX_MB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(1024)
+        << 20
 }
 
 /// PGDATA of the stopped container `id` as a tar, into `file`: written to
 /// a temporary name (0600, created anew), synced, then renamed. Ok(false),
 /// with nothing written, when the tar grows past `max_bytes`.
-async fn download(d: &Docker, id: &str, pgdata: &str, dir: &Path, file: &Path) -> Result<bool, String> {
+async fn download(
+    d: &Docker,
+    id: &str,
+    pgdata: &str,
+    dir: &Path,
+    file: &Path,
+) -> Result<bool, String> {
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| e.to_string())?;
-    let tmp = dir.join(format!(".{}.tmp-{}", file.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| e.to_string())?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        file.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
     let _ = std::fs::remove_file(&tmp);
-    let mut out = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    let mut stream = d.download_from_container(id, Some(q::DownloadFromContainerOptions { path: pgdata.to_string() }));
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    let mut stream = d.download_from_container(
+        id,
+        Some(q::DownloadFromContainerOptions {
+            path: pgdata.to_string(),
+        }),
+    );
     let max = max_bytes();
     let mut read = 0u64;
     let r: Result<bool, String> = async {
-        let mut f = docker::TarFilter::new(std::io::BufWriter::with_capacity(1 << 20, &mut out), spare_wal_segment, |_: &str, data: &[u8]| data.iter().all(|b| *b == 0));
+        let mut f = docker::TarFilter::new(
+            std::io::BufWriter::with_capacity(1 << 20, &mut out),
+            spare_wal_segment,
+            |_: &str, data: &[u8]| data.iter().all(|b| *b == 0),
+        );
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| format!("reading {pgdata}: {e}"))?;
             read += chunk.len() as u64;
@@ -321,11 +477,13 @@ async fn download(d: &Docker, id: &str, pgdata: &str, dir: &Path, file: &Path) -
                 // The stream is dropped unread: the daemon stops sending.
                 return Ok(false);
             }
-            f.write(&chunk).map_err(|e| format!("{}: {e}", tmp.display()))?;
+            f.write(&chunk)
+                .map_err(|e| format!("{}: {e}", tmp.display()))?;
             crash_point("writing");
         }
         f.finish().map_err(|e| format!("{}: {e}", tmp.display()))?;
-        out.sync_all().map_err(|e| format!("{}: {e}", tmp.display()))?;
+        out.sync_all()
+            .map_err(|e| format!("{}: {e}", tmp.display()))?;
         crash_point("renaming");
         std::fs::rename(&tmp, file).map_err(|e| format!("{}: {e}", file.display()))?;
         if let Ok(dirf) = std::fs::File::open(dir) {
@@ -379,9 +537,14 @@ impl Seed {
     pub(super) async fn upload(self, d: &Docker, id: &str) -> Result<(), Error> {
         // Ownership and modes come from the tar (no copyUIDGID).
         let chunks = docker::file_chunks(self.tar);
-        let opts = q::UploadToContainerOptions { path: self.parent.clone(), ..Default::default() };
+        let opts = q::UploadToContainerOptions {
+            path: self.parent.clone(),
+            ..Default::default()
+        };
         let t = Instant::now();
-        let r = d.upload_to_container(id, Some(opts), bollard::body_try_stream(chunks)).await;
+        let r = d
+            .upload_to_container(id, Some(opts), bollard::body_try_stream(chunks))
+            .await;
         if std::env::var_os("XTASK_TRACE").is_some() {
             say(&format!("unpacked in {:.2}s", t.elapsed().as_secs_f64()));
         }
@@ -411,23 +574,54 @@ mod tests {
         let dir = tmp("key");
         std::fs::write(dir.join("10-roles.sh"), "echo one\n").unwrap();
         let bind = format!("{}:/docker-entrypoint-initdb.d:ro", dir.display());
-        let binds = vec!["mr-x-pg-data:/var/lib/postgresql/data".to_string(), bind.clone()];
-        let env = vec!["POSTGRES_PASSWORD=a".to_string(), "POSTGRES_USER=app".to_string()];
-        let k = |img: &str, env: &[String], binds: &[String]| key(img, "/var/lib/postgresql/data", env, &[], binds).unwrap();
+        let binds = vec![
+            "mr-x-pg-data:/var/lib/postgresql/data".to_string(),
+            bind.clone(),
+        ];
+        let env = vec![
+            "POSTGRES_PASSWORD=a".to_string(),
+            "POSTGRES_USER=app".to_string(),
+        ];
+        let k = |img: &str, env: &[String], binds: &[String]| {
+            key(img, "/var/lib/postgresql/data", env, &[], binds).unwrap()
+        };
         let base = k("sha256:1", &env, &binds);
-        assert_eq!(base, k("sha256:1", &[env[1].clone(), env[0].clone()], &binds), "the order of the environment does not matter");
+        assert_eq!(
+            base,
+            k("sha256:1", &[env[1].clone(), env[0].clone()], &binds),
+            "the order of the environment does not matter"
+        );
         // The run's own volume names differ from run to run; only targets count.
-        let other_run = vec!["mr-y-pg-data:/var/lib/postgresql/data".to_string(), bind.clone()];
+        let other_run = vec![
+            "mr-y-pg-data:/var/lib/postgresql/data".to_string(),
+            bind.clone(),
+        ];
         assert_eq!(base, k("sha256:1", &env, &other_run));
         assert_ne!(base, k("sha256:2", &env, &binds), "another image");
-        assert_ne!(base, k("sha256:1", &["POSTGRES_PASSWORD=b".to_string(), env[1].clone()], &binds), "another password");
+        assert_ne!(
+            base,
+            k(
+                "sha256:1",
+                &["POSTGRES_PASSWORD=b".to_string(), env[1].clone()],
+                &binds
+            ),
+            "another password"
+        );
         std::fs::write(dir.join("10-roles.sh"), "echo two\n").unwrap();
         assert_ne!(base, k("sha256:1", &env, &binds), "an edited init script");
         std::fs::write(dir.join("10-roles.sh"), "echo one\n").unwrap();
         assert_eq!(base, k("sha256:1", &env, &binds));
-        std::fs::set_permissions(dir.join("10-roles.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(
+            dir.join("10-roles.sh"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
         assert_ne!(base, k("sha256:1", &env, &binds), "a mode");
-        std::fs::set_permissions(dir.join("10-roles.sh"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(
+            dir.join("10-roles.sh"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
         std::fs::write(dir.join("20-more.sql"), "").unwrap();
         assert_ne!(base, k("sha256:1", &env, &binds), "a new, empty script");
         std::fs::remove_dir_all(&dir).unwrap();
@@ -438,18 +632,39 @@ mod tests {
         for p in ["/var/lib/postgresql/data", "/pgdata/", "/a//b"] {
             assert_eq!(plain_dir(p), Ok(()), "{p}");
         }
-        for p in ["", "data", "/", "//", "/a/../etc", "/a/./b", "/a\nb", "../x"] {
+        for p in [
+            "",
+            "data",
+            "/",
+            "//",
+            "/a/../etc",
+            "/a/./b",
+            "/a\nb",
+            "../x",
+        ] {
             assert!(plain_dir(p).is_err(), "{p:?}");
         }
     }
 
     #[test]
     fn only_segment_files_directly_in_pg_wal_are_tested() {
-        for p in ["data/pg_wal/000000010000000000000002", "./pgdata/pg_xlog/00000001000000000000000A"] {
+        for p in [
+            "data/pg_wal/000000010000000000000002",
+            "./pgdata/pg_xlog/00000001000000000000000A",
+        ] {
             assert!(spare_wal_segment(p, 16 << 20), "{p}");
         }
-        assert!(!spare_wal_segment("data/pg_wal/000000010000000000000002", SEGMENT_MAX + 1));
-        for p in ["data/base/1/000000010000000000000002", "data/pg_wal/archive_status/000000010000000000000002", "data/pg_wal/000000010000000000000002.partial", "data/pg_wal/00000002.history", "pg_wal/000000010000000000000002"] {
+        assert!(!spare_wal_segment(
+            "data/pg_wal/000000010000000000000002",
+            SEGMENT_MAX + 1
+        ));
+        for p in [
+            "data/base/1/000000010000000000000002",
+            "data/pg_wal/archive_status/000000010000000000000002",
+            "data/pg_wal/000000010000000000000002.partial",
+            "data/pg_wal/00000002.history",
+            "pg_wal/000000010000000000000002",
+        ] {
             assert!(!spare_wal_segment(p, 16 << 20), "{p}");
         }
     }
@@ -458,7 +673,14 @@ mod tests {
     fn a_host_folder_as_the_data_directory_is_not_seeded() {
         let dir = tmp("hostdata");
         let binds = vec![format!("{}:/var/lib/postgresql/data", dir.display())];
-        let e = key("sha256:1", "/var/lib/postgresql/data/pgdata", &[], &[], &binds).unwrap_err();
+        let e = key(
+            "sha256:1",
+            "/var/lib/postgresql/data/pgdata",
+            &[],
+            &[],
+            &binds,
+        )
+        .unwrap_err();
         assert!(e.contains("host folder"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -470,10 +692,15 @@ mod tests {
             let p = dir.join(format!("{n}.tar"));
             std::fs::write(&p, "x").unwrap();
             let f = std::fs::File::options().append(true).open(&p).unwrap();
-            f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(1000 + i as u64)).unwrap();
+            f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(1000 + i as u64))
+                .unwrap();
         }
         prune(&dir, &dir.join("a.tar"));
-        let mut left: Vec<String> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        let mut left: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
         left.sort();
         assert_eq!(left, ["a.tar", "c.tar", "d.tar"]);
         std::fs::remove_dir_all(&dir).unwrap();

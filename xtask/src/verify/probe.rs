@@ -11,13 +11,13 @@ use bollard::query_parameters as q;
 use bollard::Docker;
 use futures_util::StreamExt;
 
-use crate::model::compose::Service;
-use crate::docker::buildkit::{self, Builder};
-use crate::docker::{self, Tar, HASH_LABEL};
-use crate::model::repo::Repo;
 use super::matrix::{self, env_of, pct, Cell, Outcome, Target};
 use super::run::Run;
 use crate::diag::{Diagnostic, Error};
+use crate::docker::buildkit::{self, Builder};
+use crate::docker::{self, Tar, HASH_LABEL};
+use crate::model::compose::Service;
+use crate::model::repo::Repo;
 
 /// Builds the static probe (once per source change; cargo decides) for the
 /// host's Linux architecture, wherever cargo puts it (`probe_build`).
@@ -30,21 +30,41 @@ pub fn probe_binary(root: &Path) -> Result<PathBuf, Error> {
 }
 
 /// Returns the probe image's tag and the binary (also run on the host).
-pub async fn ensure_image(d: &Docker, root: &Path, builder: Builder) -> Result<(String, PathBuf), Error> {
+pub async fn ensure_image(
+    d: &Docker,
+    root: &Path,
+    builder: Builder,
+) -> Result<(String, PathBuf), Error> {
     let bin_path = probe_binary(root)?;
-    let bin = std::fs::read(&bin_path).map_err(|e| Diagnostic::error(format!("{}: {e}", bin_path.display())))?;
+    let bin = std::fs::read(&bin_path)
+        .map_err(|e| Diagnostic::error(format!("{}: {e}", bin_path.display())))?;
     let hash = docker::sha256_hex(&[&bin]);
     let tag = format!("monorepo-local/probe:{}", &hash[..12]);
     if docker::image_exists(d, &tag).await {
         return Ok((tag, bin_path));
     }
     let mut tar = Tar::default();
-    tar.file("Dockerfile", b"FROM scratch\nCOPY probe /probe\nUSER 65534:65534\nENTRYPOINT [\"/probe\"]\n", 0o644, 0);
+    tar.file(
+        "Dockerfile",
+        b"FROM scratch\nCOPY probe /probe\nUSER 65534:65534\nENTRYPOINT [\"/probe\"]\n",
+        0o644,
+        0,
+    );
     tar.file("probe", &bin, 0o755, 0);
     let labels = HashMap::from([(HASH_LABEL.to_string(), hash)]);
-    buildkit::build_image(d, builder, true, &tag, tar.finish(), "Dockerfile", &HashMap::new(), labels, &mut |_| {})
-        .await
-        .map_err(|log| Diagnostic::error(format!("building the probe image failed:\n{log}")))?;
+    buildkit::build_image(
+        d,
+        builder,
+        true,
+        &tag,
+        tar.finish(),
+        "Dockerfile",
+        &HashMap::new(),
+        labels,
+        &mut |_| {},
+    )
+    .await
+    .map_err(|log| Diagnostic::error(format!("building the probe image failed:\n{log}")))?;
     Ok((tag, bin_path))
 }
 
@@ -52,31 +72,65 @@ pub async fn ensure_image(d: &Docker, root: &Path, builder: Builder) -> Result<(
 /// capabilities (drops them all) and mounts nothing from the host. The CA
 /// certificate is copied in only when a TLS target needs it (one API call
 /// less for the readiness probes of Postgres and Redis).
-pub(super) async fn start_probe(d: &Docker, run: &Run, image: &str, ns: &str, cmd: Vec<String>, with_ca: bool) -> Result<String, String> {
+pub(super) async fn start_probe(
+    d: &Docker,
+    run: &Run,
+    image: &str,
+    ns: &str,
+    cmd: Vec<String>,
+    with_ca: bool,
+) -> Result<String, String> {
     let id = create_probe(d, run, image, ns, cmd, with_ca).await?;
-    d.start_container(&id, None::<q::StartContainerOptions>).await.map_err(|e| format!("starting the probe: {e}"))?;
+    d.start_container(&id, None::<q::StartContainerOptions>)
+        .await
+        .map_err(|e| format!("starting the probe: {e}"))?;
     Ok(id)
 }
 
 /// A probe container in `ns`'s namespace, created (and given the CA) but
 /// not started: `ns` need only exist, not run.
-async fn create_probe(d: &Docker, run: &Run, image: &str, ns: &str, cmd: Vec<String>, with_ca: bool) -> Result<String, String> {
+async fn create_probe(
+    d: &Docker,
+    run: &Run,
+    image: &str,
+    ns: &str,
+    cmd: Vec<String>,
+    with_ca: bool,
+) -> Result<String, String> {
     let mut labels = run.labels();
     labels.insert("monorepo.verify.probe".into(), "1".into());
-    let c = d.create_container(None::<q::CreateContainerOptions>, probe_body(image, ns, cmd, labels)).await.map_err(|e| format!("creating the probe: {e}"))?;
+    let c = d
+        .create_container(
+            None::<q::CreateContainerOptions>,
+            probe_body(image, ns, cmd, labels),
+        )
+        .await
+        .map_err(|e| format!("creating the probe: {e}"))?;
     if with_ca {
         let ca = std::fs::read(run.root().join(crate::plan::certs::TRUST)).unwrap_or_default();
         let mut tar = Tar::default();
         tar.dir("etc/probe", 0o755, 65534);
         tar.file("etc/probe/ca.pem", &ca, 0o444, 65534);
-        d.upload_to_container(&c.id, Some(q::UploadToContainerOptions { path: "/".into(), ..Default::default() }), bollard::body_full(tar.finish().into()))
-            .await
-            .map_err(|e| format!("copying the CA into the probe: {e}"))?;
+        d.upload_to_container(
+            &c.id,
+            Some(q::UploadToContainerOptions {
+                path: "/".into(),
+                ..Default::default()
+            }),
+            bollard::body_full(tar.finish().into()),
+        )
+        .await
+        .map_err(|e| format!("copying the CA into the probe: {e}"))?;
     }
     Ok(c.id)
 }
 
-fn probe_body(image: &str, ns: &str, cmd: Vec<String>, labels: HashMap<String, String>) -> ContainerCreateBody {
+fn probe_body(
+    image: &str,
+    ns: &str,
+    cmd: Vec<String>,
+    labels: HashMap<String, String>,
+) -> ContainerCreateBody {
     ContainerCreateBody {
         image: Some(image.to_string()),
         cmd: Some(cmd),
@@ -94,7 +148,12 @@ fn probe_body(image: &str, ns: &str, cmd: Vec<String>, labels: HashMap<String, S
 /// The exit code of `id` once it is not running: the daemon answers the
 /// moment it stops (no polling). `None` if the wait itself failed.
 pub(super) async fn exited(d: &Docker, id: &str) -> Option<i64> {
-    let mut s = d.wait_container(id, Some(q::WaitContainerOptions { condition: "not-running".into() }));
+    let mut s = d.wait_container(
+        id,
+        Some(q::WaitContainerOptions {
+            condition: "not-running".into(),
+        }),
+    );
     match s.next().await {
         Some(Ok(r)) => Some(r.status_code),
         Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Some(code),
@@ -104,7 +163,11 @@ pub(super) async fn exited(d: &Docker, id: &str) -> Option<i64> {
 
 /// The exit code of `id` if it is not running now.
 async fn exited_now(d: &Docker, id: &str) -> Option<i64> {
-    let st = d.inspect_container(id, None::<q::InspectContainerOptions>).await.ok()?.state?;
+    let st = d
+        .inspect_container(id, None::<q::InspectContainerOptions>)
+        .await
+        .ok()?
+        .state?;
     if st.running == Some(true) {
         None
     } else {
@@ -119,10 +182,30 @@ pub(super) async fn stdout_of(d: &Docker, id: &str) -> String {
 /// Waits until `t` (container `cid`) answers its own protocol from inside
 /// its namespace, or its container exits, or `timeout` passes. Returns the
 /// milliseconds taken. The probe container is removed in the background.
-pub async fn wait_ready(d: &Docker, run: &Run, image: &str, t: &Target, cid: &str, timeout: u64) -> Result<u128, String> {
+pub async fn wait_ready(
+    d: &Docker,
+    run: &Run,
+    image: &str,
+    t: &Target,
+    cid: &str,
+    timeout: u64,
+) -> Result<u128, String> {
     let start = Instant::now();
-    let spec = t.spec(&format!("ready:{}", t.service), "127.0.0.1", &HashMap::new());
-    let pid = match start_probe(d, run, image, cid, vec!["wait".into(), timeout.to_string(), spec], t.tls).await {
+    let spec = t.spec(
+        &format!("ready:{}", t.service),
+        "127.0.0.1",
+        &HashMap::new(),
+    );
+    let pid = match start_probe(
+        d,
+        run,
+        image,
+        cid,
+        vec!["wait".into(), timeout.to_string(), spec],
+        t.tls,
+    )
+    .await
+    {
         Ok(p) => p,
         Err(e) => {
             // The usual cause: the service died before the probe could join it.
@@ -153,7 +236,8 @@ pub async fn wait_ready(d: &Docker, run: &Run, image: &str, t: &Target, cid: &st
 }
 
 pub(super) fn run_container(run: &Run, service: &str) -> Result<String, String> {
-    run.container(service).ok_or_else(|| format!("`{service}` has no container"))
+    run.container(service)
+        .ok_or_else(|| format!("`{service}` has no container"))
 }
 
 /// (id, outcome, detail) of each JSON line the probe printed.
@@ -171,7 +255,11 @@ fn tls_hint(repo: &Repo, detail: &str, name: &str) -> Option<String> {
     if !detail.contains("not valid for the name") {
         return None;
     }
-    let after = repo.cnf.insert_after().unwrap_or(repo.cnf.section_line).max(1);
+    let after = repo
+        .cnf
+        .insert_after()
+        .unwrap_or(repo.cnf.section_line)
+        .max(1);
     Some(format!(
         "add `DNS.{} = {name}` under [ {} ] in {}:{after}, then run `cargo xtask certs`",
         repo.cnf.next_dns_index(),
@@ -183,15 +271,32 @@ fn tls_hint(repo: &Repo, detail: &str, name: &str) -> Option<String> {
 /// What the probe container of `src`'s matrix row runs: the cells it
 /// fills, its command (every other target, then `extra`), and whether it
 /// needs the CA.
-fn row_plan(repo: &Repo, src: &Service, targets: &[Target], extra: &[String]) -> (Vec<Cell>, Vec<String>, bool) {
+fn row_plan(
+    repo: &Repo,
+    src: &Service,
+    targets: &[Target],
+    extra: &[String],
+) -> (Vec<Cell>, Vec<String>, bool) {
     let env = env_of(repo, src);
     let mut cmd = vec!["check".to_string()];
     let mut cells = vec![];
     for t in targets.iter().filter(|t| t.service != src.name) {
         let id = format!("{}->{}", src.name, t.service);
         cmd.push(t.spec(&id, &t.service, &env));
-        let expected = repo.compose.service(&t.service).is_some_and(|ts| matrix::reaches(src, ts));
-        cells.push(Cell { source: src.name.clone(), target: t.service.clone(), port: t.port, expected, outcome: Outcome::Missing, detail: String::new(), hint: None, logs: vec![] });
+        let expected = repo
+            .compose
+            .service(&t.service)
+            .is_some_and(|ts| matrix::reaches(src, ts));
+        cells.push(Cell {
+            source: src.name.clone(),
+            target: t.service.clone(),
+            port: t.port,
+            expected,
+            outcome: Outcome::Missing,
+            detail: String::new(),
+            hint: None,
+            logs: vec![],
+        });
     }
     cmd.extend(extra.iter().cloned());
     let with_ca = targets.iter().any(|t| t.tls && t.service != src.name);
@@ -200,11 +305,27 @@ fn row_plan(repo: &Repo, src: &Service, targets: &[Target], extra: &[String]) ->
 
 /// Creates the probe container of `src`'s matrix row as soon as `src`'s
 /// own container exists (`cid`), so that the probe phase only starts it.
-pub(super) async fn precreate_row(d: &Docker, run: &Run, repo: &Repo, image: &str, src: &Service, cid: &str, targets: &[Target]) -> Result<(), Error> {
-    let extra: Vec<String> = super::datalayer::plan(repo, src).into_iter().map(|(_, s)| s).collect();
+pub(super) async fn precreate_row(
+    d: &Docker,
+    run: &Run,
+    repo: &Repo,
+    image: &str,
+    src: &Service,
+    cid: &str,
+    targets: &[Target],
+) -> Result<(), Error> {
+    let extra: Vec<String> = super::datalayer::plan(repo, src)
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
     let (_, cmd, with_ca) = row_plan(repo, src, targets, &extra);
-    let pid = create_probe(d, run, image, cid, cmd, with_ca).await.map_err(Diagnostic::error)?;
-    run.row_probes.lock().unwrap_or_else(|e| e.into_inner()).insert(src.name.clone(), pid);
+    let pid = create_probe(d, run, image, cid, cmd, with_ca)
+        .await
+        .map_err(Diagnostic::error)?;
+    run.row_probes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(src.name.clone(), pid);
     Ok(())
 }
 
@@ -213,16 +334,32 @@ pub(super) async fn precreate_row(d: &Docker, run: &Run, repo: &Repo, image: &st
 /// data-layer cells). Returns the cells, and the probe's lines and output
 /// for the extra specs.
 #[allow(clippy::type_complexity)]
-pub async fn matrix_row(d: &Docker, run: &Run, repo: &Repo, image: &str, src: &Service, targets: &[Target], extra: &[String]) -> Result<(Vec<Cell>, Vec<(String, String, String)>, String), Error> {
+pub async fn matrix_row(
+    d: &Docker,
+    run: &Run,
+    repo: &Repo,
+    image: &str,
+    src: &Service,
+    targets: &[Target],
+    extra: &[String],
+) -> Result<(Vec<Cell>, Vec<(String, String, String)>, String), Error> {
     let cid = run_container(run, &src.name).map_err(Diagnostic::error)?;
     let (mut cells, cmd, with_ca) = row_plan(repo, src, targets, extra);
-    let precreated = run.row_probes.lock().unwrap_or_else(|e| e.into_inner()).remove(&src.name);
+    let precreated = run
+        .row_probes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&src.name);
     let pid = match precreated {
         Some(pid) => {
-            d.start_container(&pid, None::<q::StartContainerOptions>).await.map_err(|e| Diagnostic::error(format!("starting the probe: {e}")))?;
+            d.start_container(&pid, None::<q::StartContainerOptions>)
+                .await
+                .map_err(|e| Diagnostic::error(format!("starting the probe: {e}")))?;
             pid
         }
-        None => start_probe(d, run, image, &cid, cmd, with_ca).await.map_err(Diagnostic::error)?,
+        None => start_probe(d, run, image, &cid, cmd, with_ca)
+            .await
+            .map_err(Diagnostic::error)?,
     };
     let _ = tokio::time::timeout(Duration::from_secs(120), exited(d, &pid)).await;
     let out = stdout_of(d, &pid).await;
@@ -242,7 +379,12 @@ pub async fn matrix_row(d: &Docker, run: &Run, repo: &Repo, image: &str, src: &S
             // Expected means they share a network, and the target answered
             // its readiness probe on 127.0.0.1 in its own namespace.
             let t = targets.iter().find(|t| t.service == c.target).unwrap();
-            let shared: Vec<&str> = t.networks.iter().filter(|n| src.on_network(n)).map(String::as_str).collect();
+            let shared: Vec<&str> = t
+                .networks
+                .iter()
+                .filter(|n| src.on_network(n))
+                .map(String::as_str)
+                .collect();
             c.hint = match c.outcome {
                 Outcome::Refused => Some(format!("`{}` answers inside its own container but refused `{}` on port {} over {}: it listens on 127.0.0.1 only; bind 0.0.0.0 (every interface) in its server", c.target, c.source, c.port, shared.join(", "))),
                 Outcome::Unresolved => Some(format!("`{}` does not resolve from `{}` though both are on {}: check its container_name and network aliases in docker-compose.yml", c.target, c.source, shared.join(", "))),
@@ -250,7 +392,10 @@ pub async fn matrix_row(d: &Docker, run: &Run, repo: &Repo, image: &str, src: &S
             };
         }
         if !c.matches() && !c.expected {
-            c.hint = Some(format!("`{}` reached `{}` though their networks say it must not", c.source, c.target));
+            c.hint = Some(format!(
+                "`{}` reached `{}` though their networks say it must not",
+                c.source, c.target
+            ));
         }
     }
     Ok((cells, results, out))
@@ -263,7 +408,9 @@ pub fn nginx_routes(repo: &Repo, bin: &Path, port: u16, order: &[&Service]) -> V
     let mut cells = vec![];
     let ca = repo.root.join(crate::plan::certs::TRUST);
     for s in order.iter().filter(|s| s.is_backend()) {
-        let Some(path) = s.public_path() else { continue };
+        let Some(path) = s.public_path() else {
+            continue;
+        };
         let full = format!("{}/healthz", path.trim_end_matches('/'));
         let id = format!("host->nginx{path}");
         let spec = [
@@ -284,8 +431,12 @@ pub fn nginx_routes(repo: &Repo, bin: &Path, port: u16, order: &[&Service]) -> V
         // NGINX may still be resolving the upstream: retry briefly.
         let mut last = (Outcome::Failed, String::new());
         for _ in 0..20 {
-            let out = std::process::Command::new(bin).args(["check", &spec]).output();
-            let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+            let out = std::process::Command::new(bin)
+                .args(["check", &spec])
+                .output();
+            let text = out
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
             if let Some((_, o, d)) = parse_lines(&text).into_iter().next() {
                 last = (Outcome::parse(&o), d);
             }
@@ -317,7 +468,12 @@ mod tests {
         let b = probe_body("probe:x", "abc", vec!["check".into()], HashMap::new());
         let h = b.host_config.unwrap();
         assert_eq!(h.cap_drop, Some(vec!["ALL".to_string()]));
-        assert!(h.cap_add.is_none() && h.binds.is_none() && h.mounts.is_none() && h.privileged.is_none());
+        assert!(
+            h.cap_add.is_none()
+                && h.binds.is_none()
+                && h.mounts.is_none()
+                && h.privileged.is_none()
+        );
         assert_eq!(h.network_mode.as_deref(), Some("container:abc"));
     }
 }

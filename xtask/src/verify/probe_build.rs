@@ -39,7 +39,9 @@ pub fn rustflags_env(encoded: Option<&str>, plain: Option<&str>) -> (&'static st
     match (encoded, plain) {
         (Some(""), _) => ("CARGO_ENCODED_RUSTFLAGS", format!("-C\x1f{STATIC}")),
         (Some(e), _) => ("CARGO_ENCODED_RUSTFLAGS", format!("{e}\x1f-C\x1f{STATIC}")),
-        (None, Some(p)) if !p.trim().is_empty() => ("RUSTFLAGS", format!("{} -C {STATIC}", p.trim_end())),
+        (None, Some(p)) if !p.trim().is_empty() => {
+            ("RUSTFLAGS", format!("{} -C {STATIC}", p.trim_end()))
+        }
         _ => ("RUSTFLAGS", format!("-C {STATIC}")),
     }
 }
@@ -59,22 +61,40 @@ pub fn executable_from_messages(stdout: &str) -> Option<PathBuf> {
 pub fn build(root: &Path) -> Result<PathBuf, Error> {
     let triple = host_triple()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let (key, flags) = rustflags_env(std::env::var("CARGO_ENCODED_RUSTFLAGS").ok().as_deref(), std::env::var("RUSTFLAGS").ok().as_deref());
+    let (key, flags) = rustflags_env(
+        std::env::var("CARGO_ENCODED_RUSTFLAGS").ok().as_deref(),
+        std::env::var("RUSTFLAGS").ok().as_deref(),
+    );
     let out = Command::new(&cargo)
         .current_dir(root)
-        .args(["build", "--quiet", "--release", "-p", "probe", "--target", triple, "--message-format=json-render-diagnostics"])
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "-p",
+            "probe",
+            "--target",
+            triple,
+            "--message-format=json-render-diagnostics",
+        ])
         .env(key, flags)
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
-        .map_err(|e| Diagnostic::error(format!("cannot run `{cargo}` to build the probe: {e}")).fix("install Rust with rustup (https://rustup.rs), or set CARGO to the cargo binary"))?;
+        .map_err(|e| {
+            Diagnostic::error(format!("cannot run `{cargo}` to build the probe: {e}")).fix(
+                "install Rust with rustup (https://rustup.rs), or set CARGO to the cargo binary",
+            )
+        })?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         return Err(Diagnostic::error(format!("building the probe for {triple} failed (cargo's messages are above)"))
             .fix(format!("if the target is missing, `rustup target add {triple}`; for a static glibc binary the C toolchain needs static libc (Debian: `apt-get install libc6-dev`)")));
     }
-    executable_from_messages(&stdout)
-        .ok_or_else(|| Diagnostic::error("cargo built the probe but named no executable in its JSON messages").fix("run `cargo build --release -p probe` by hand to see why, or set XTASK_PROBE_BIN"))
+    executable_from_messages(&stdout).ok_or_else(|| {
+        Diagnostic::error("cargo built the probe but named no executable in its JSON messages")
+            .fix("run `cargo build --release -p probe` by hand to see why, or set XTASK_PROBE_BIN")
+    })
 }
 
 #[cfg(test)]
@@ -83,22 +103,60 @@ mod tests {
 
     #[test]
     fn triples_per_host() {
-        assert_eq!(host_triple_for("linux", "x86_64").unwrap(), "x86_64-unknown-linux-gnu");
-        assert_eq!(host_triple_for("linux", "aarch64").unwrap(), "aarch64-unknown-linux-gnu");
+        assert_eq!(
+            host_triple_for("linux", "x86_64").unwrap(),
+            "x86_64-unknown-linux-gnu"
+        );
+        assert_eq!(
+            host_triple_for("linux", "aarch64").unwrap(),
+            "aarch64-unknown-linux-gnu"
+        );
         let e = host_triple_for("macos", "aarch64").unwrap_err();
-        assert!(e.message.contains("macos") && e.fix.unwrap().contains("docker run"), "{}", e.message);
+        assert!(
+            e.message.contains("macos") && e.fix.unwrap().contains("docker run"),
+            "{}",
+            e.message
+        );
         assert_eq!(e.severity.exit(), crate::diag::Exit::Failure);
-        assert!(host_triple_for("linux", "riscv64").unwrap_err().fix.unwrap().contains("XTASK_PROBE_BIN"));
+        assert!(host_triple_for("linux", "riscv64")
+            .unwrap_err()
+            .fix
+            .unwrap()
+            .contains("XTASK_PROBE_BIN"));
     }
 
     #[test]
     fn user_flags_are_kept() {
-        assert_eq!(rustflags_env(None, None), ("RUSTFLAGS", "-C target-feature=+crt-static".into()));
-        assert_eq!(rustflags_env(None, Some("  ")), ("RUSTFLAGS", "-C target-feature=+crt-static".into()));
-        assert_eq!(rustflags_env(None, Some("-C debuginfo=1")), ("RUSTFLAGS", "-C debuginfo=1 -C target-feature=+crt-static".into()));
+        assert_eq!(
+            rustflags_env(None, None),
+            ("RUSTFLAGS", "-C target-feature=+crt-static".into())
+        );
+        assert_eq!(
+            rustflags_env(None, Some("  ")),
+            ("RUSTFLAGS", "-C target-feature=+crt-static".into())
+        );
+        assert_eq!(
+            rustflags_env(None, Some("-C debuginfo=1")),
+            (
+                "RUSTFLAGS",
+                "-C debuginfo=1 -C target-feature=+crt-static".into()
+            )
+        );
         // The encoded form wins over RUSTFLAGS, as in cargo.
-        assert_eq!(rustflags_env(Some("--cfg\x1fx y"), Some("-C debuginfo=1")), ("CARGO_ENCODED_RUSTFLAGS", "--cfg\x1fx y\x1f-C\x1ftarget-feature=+crt-static".into()));
-        assert_eq!(rustflags_env(Some(""), Some("-C debuginfo=1")), ("CARGO_ENCODED_RUSTFLAGS", "-C\x1ftarget-feature=+crt-static".into()));
+        assert_eq!(
+            rustflags_env(Some("--cfg\x1fx y"), Some("-C debuginfo=1")),
+            (
+                "CARGO_ENCODED_RUSTFLAGS",
+                "--cfg\x1fx y\x1f-C\x1ftarget-feature=+crt-static".into()
+            )
+        );
+        assert_eq!(
+            rustflags_env(Some(""), Some("-C debuginfo=1")),
+            (
+                "CARGO_ENCODED_RUSTFLAGS",
+                "-C\x1ftarget-feature=+crt-static".into()
+            )
+        );
     }
 
     #[test]
@@ -106,7 +164,15 @@ mod tests {
         let msgs = r#"{"reason":"compiler-artifact","target":{"name":"rustls","kind":["lib"]},"executable":null}
 {"reason":"compiler-artifact","target":{"name":"probe","kind":["bin"]},"executable":"/ci/cache/x86_64-unknown-linux-gnu/release/probe"}
 {"reason":"build-finished","success":true}"#;
-        assert_eq!(executable_from_messages(msgs), Some(PathBuf::from("/ci/cache/x86_64-unknown-linux-gnu/release/probe")));
-        assert_eq!(executable_from_messages("{\"reason\":\"build-finished\",\"success\":true}"), None);
+        assert_eq!(
+            executable_from_messages(msgs),
+            Some(PathBuf::from(
+                "/ci/cache/x86_64-unknown-linux-gnu/release/probe"
+            ))
+        );
+        assert_eq!(
+            executable_from_messages("{\"reason\":\"build-finished\",\"success\":true}"),
+            None
+        );
     }
 }

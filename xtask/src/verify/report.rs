@@ -34,23 +34,50 @@ pub fn render_matrix(cells: &[Cell]) -> String {
                         Outcome::Failed => "error",
                         _ => "block",
                     };
-                    if c.matches() { format!("{want}/{got} ok") } else { format!("{want}/{got} FAIL") }
+                    if c.matches() {
+                        format!("{want}/{got} ok")
+                    } else {
+                        format!("{want}/{got} FAIL")
+                    }
                 }
             };
             let padded = format!("{txt:wc$}");
             let bad = txt.ends_with("FAIL");
-            out += &format!("  {}", if bad && color { format!("\x1b[1;31m{padded}\x1b[0m") } else { padded });
+            out += &format!(
+                "  {}",
+                if bad && color {
+                    format!("\x1b[1;31m{padded}\x1b[0m")
+                } else {
+                    padded
+                }
+            );
         }
         out += "\n";
     }
     for c in cells.iter().filter(|c| c.source == "host") {
-        out += &format!("host -> {} via https: {}\n", c.target, if c.matches() { "ok" } else { "FAIL" });
+        out += &format!(
+            "host -> {} via https: {}\n",
+            c.target,
+            if c.matches() { "ok" } else { "FAIL" }
+        );
     }
     let failed: Vec<&Cell> = cells.iter().filter(|c| !c.matches()).collect();
     if !failed.is_empty() {
         out += "\nfailures:\n";
         for c in failed {
-            out += &format!("- {} -> {}:{} expected {}, got {}: {}\n", c.source, c.target, c.port, if c.expected { "reachable" } else { "unreachable" }, c.outcome, c.detail);
+            out += &format!(
+                "- {} -> {}:{} expected {}, got {}: {}\n",
+                c.source,
+                c.target,
+                c.port,
+                if c.expected {
+                    "reachable"
+                } else {
+                    "unreachable"
+                },
+                c.outcome,
+                c.detail
+            );
             if let Some(h) = &c.hint {
                 out += &format!("  fix: {h}\n");
             }
@@ -81,23 +108,52 @@ pub fn render_json(run: &str, cells: &[Cell], data: &[DataCell]) -> String {
         .collect();
     let ok = cells.iter().all(|c| c.matches()) && data.iter().all(|c| c.matches());
     let d: Vec<serde_json::Value> = data.iter().map(datalayer::to_json).collect();
-    serde_json::to_string_pretty(&serde_json::json!({"run": run, "ok": ok, "cells": v, "data_cells": d})).unwrap()
+    serde_json::to_string_pretty(
+        &serde_json::json!({"run": run, "ok": ok, "cells": v, "data_cells": d}),
+    )
+    .unwrap()
 }
 
 fn xml(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 pub fn render_junit(cells: &[Cell], data: &[DataCell]) -> String {
-    let failures = cells.iter().filter(|c| !c.matches()).count() + data.iter().filter(|c| !c.matches()).count();
+    let failures = cells.iter().filter(|c| !c.matches()).count()
+        + data.iter().filter(|c| !c.matches()).count();
     let mut s = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"verify\" tests=\"{}\" failures=\"{failures}\">\n", cells.len() + data.len());
     for c in cells {
-        let name = format!("{} -> {}:{} ({})", c.source, c.target, c.port, if c.expected { "reachable" } else { "unreachable" });
-        s += &format!("  <testcase classname=\"reachability.{}\" name=\"{}\"", xml(&c.source), xml(&name));
+        let name = format!(
+            "{} -> {}:{} ({})",
+            c.source,
+            c.target,
+            c.port,
+            if c.expected {
+                "reachable"
+            } else {
+                "unreachable"
+            }
+        );
+        s += &format!(
+            "  <testcase classname=\"reachability.{}\" name=\"{}\"",
+            xml(&c.source),
+            xml(&name)
+        );
         if c.matches() {
             s += "/>\n";
         } else {
-            s += &format!(">\n    <failure message=\"{}\">{}</failure>\n  </testcase>\n", xml(&format!("got {}", c.outcome)), xml(&format!("{}\n{}", c.detail, c.hint.clone().unwrap_or_default())));
+            s += &format!(
+                ">\n    <failure message=\"{}\">{}</failure>\n  </testcase>\n",
+                xml(&format!("got {}", c.outcome)),
+                xml(&format!(
+                    "{}\n{}",
+                    c.detail,
+                    c.hint.clone().unwrap_or_default()
+                ))
+            );
         }
     }
     s += &datalayer::junit_cases(data);
@@ -106,5 +162,8 @@ pub fn render_junit(cells: &[Cell], data: &[DataCell]) -> String {
 
 /// Indents a block of log lines under a message.
 pub fn indent(s: &str) -> String {
-    s.lines().map(|l| format!("      {l}")).collect::<Vec<_>>().join("\n")
+    s.lines()
+        .map(|l| format!("      {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

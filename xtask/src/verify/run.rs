@@ -44,7 +44,11 @@ impl Run {
     /// A new run: its id from our pid and the clock, and the values of
     /// every secret-looking variable, to mask in what we print.
     pub fn new(repo: &Repo, d: Docker) -> Run {
-        let id = format!("{:x}{:04x}", std::process::id(), (time::OffsetDateTime::now_utc().unix_timestamp() & 0xffff) as u16);
+        let id = format!(
+            "{:x}{:04x}",
+            std::process::id(),
+            (time::OffsetDateTime::now_utc().unix_timestamp() & 0xffff) as u16
+        );
         let mut secrets = vec![];
         for s in &repo.compose.services {
             for (k, v) in repo.service_env(s) {
@@ -53,10 +57,23 @@ impl Run {
                 }
             }
         }
-        Run { id, root: repo.root.clone(), d, containers: BTreeMap::new(), networks: BTreeMap::new(), secrets, reaping: Default::default(), row_probes: Default::default() }
+        Run {
+            id,
+            root: repo.root.clone(),
+            d,
+            containers: BTreeMap::new(),
+            networks: BTreeMap::new(),
+            secrets,
+            reaping: Default::default(),
+            row_probes: Default::default(),
+        }
     }
     pub fn labels(&self) -> HashMap<String, String> {
-        HashMap::from([(RUN_LABEL.to_string(), self.id.clone()), (PID_LABEL.to_string(), std::process::id().to_string()), (HOST_LABEL.to_string(), docker::hostname())])
+        HashMap::from([
+            (RUN_LABEL.to_string(), self.id.clone()),
+            (PID_LABEL.to_string(), std::process::id().to_string()),
+            (HOST_LABEL.to_string(), docker::hostname()),
+        ])
     }
     pub fn container(&self, service: &str) -> Option<String> {
         self.containers.get(service).cloned()
@@ -68,14 +85,22 @@ impl Run {
     pub fn reap(&self, id: &str) {
         let (d, id) = (self.d.clone(), id.to_string());
         let h = tokio::spawn(async move {
-            let opts = bollard::query_parameters::RemoveContainerOptions { force: true, v: true, ..Default::default() };
+            let opts = bollard::query_parameters::RemoveContainerOptions {
+                force: true,
+                v: true,
+                ..Default::default()
+            };
             let _ = d.remove_container(&id, Some(opts)).await;
         });
-        self.reaping.lock().unwrap_or_else(|e| e.into_inner()).push(h);
+        self.reaping
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(h);
     }
     /// Waits for the background removals.
     pub(super) async fn reaped(&self) {
-        let handles: Vec<_> = std::mem::take(&mut *self.reaping.lock().unwrap_or_else(|e| e.into_inner()));
+        let handles: Vec<_> =
+            std::mem::take(&mut *self.reaping.lock().unwrap_or_else(|e| e.into_inner()));
         futures_util::future::join_all(handles).await;
     }
     pub(super) fn name(&self, what: &str) -> String {
@@ -93,6 +118,14 @@ impl Run {
 
 pub fn is_secret_name(k: &str) -> bool {
     let k = k.to_ascii_uppercase();
-    ["PASSWORD", "SECRET", "TOKEN", "PASSWD", "API_KEY", "PRIVATE_KEY"].iter().any(|p| k.contains(p))
+    [
+        "PASSWORD",
+        "SECRET",
+        "TOKEN",
+        "PASSWD",
+        "API_KEY",
+        "PRIVATE_KEY",
+    ]
+    .iter()
+    .any(|p| k.contains(p))
 }
-

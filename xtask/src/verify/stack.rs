@@ -4,7 +4,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
-use bollard::models::{NetworkCreateRequest, VolumeCreateRequest, ContainerCreateBody, EndpointSettings, HostConfig, NetworkConnectRequest, NetworkingConfig, PortBinding};
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, NetworkConnectRequest, NetworkCreateRequest,
+    NetworkingConfig, PortBinding, VolumeCreateRequest,
+};
 use bollard::query_parameters as q;
 use bollard::Docker;
 
@@ -17,27 +20,41 @@ use crate::model::repo::Repo;
 
 /// The run's networks and volumes (named and labelled with its id), all
 /// created at once. Returns compose volume -> docker volume.
-pub(super) async fn create_networks_and_volumes(repo: &Repo, run: &mut Run) -> Result<BTreeMap<String, String>, Error> {
+pub(super) async fn create_networks_and_volumes(
+    repo: &Repo,
+    run: &mut Run,
+) -> Result<BTreeMap<String, String>, Error> {
     let d = run.d.clone();
     let nets = repo.compose.networks.iter().map(|(n, _)| {
         let (d, name, labels) = (&d, run.name(n), run.labels());
         async move {
-            d.create_network(NetworkCreateRequest { name: name.clone(), labels: Some(labels), ..Default::default() })
-                .await
-                .map_err(|e| Diagnostic::error(format!("creating network {name}: {e}")))?;
+            d.create_network(NetworkCreateRequest {
+                name: name.clone(),
+                labels: Some(labels),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Diagnostic::error(format!("creating network {name}: {e}")))?;
             Ok::<_, Error>((n.clone(), name))
         }
     });
     let vols = repo.compose.volumes.iter().map(|(v, _)| {
         let (d, name, labels) = (&d, run.name(v), run.labels());
         async move {
-            d.create_volume(VolumeCreateRequest { name: Some(name.clone()), labels: Some(labels), ..Default::default() })
-                .await
-                .map_err(|e| Diagnostic::error(format!("creating volume {name}: {e}")))?;
+            d.create_volume(VolumeCreateRequest {
+                name: Some(name.clone()),
+                labels: Some(labels),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Diagnostic::error(format!("creating volume {name}: {e}")))?;
             Ok::<_, Error>((v.clone(), name))
         }
     });
-    let (nets, vols) = tokio::join!(futures_util::future::join_all(nets), futures_util::future::join_all(vols));
+    let (nets, vols) = tokio::join!(
+        futures_util::future::join_all(nets),
+        futures_util::future::join_all(vols)
+    );
     for r in nets {
         let (n, name) = r?;
         run.networks.insert(n, name);
@@ -48,7 +65,11 @@ pub(super) async fn create_networks_and_volumes(repo: &Repo, run: &mut Run) -> R
 /// The host port NGINX's 443 was published on, once it runs.
 pub(super) async fn nginx_port(run: &Run) -> Option<u16> {
     let cid = run.containers.get("nginx")?;
-    let info = run.d.inspect_container(cid, None::<q::InspectContainerOptions>).await.ok();
+    let info = run
+        .d
+        .inspect_container(cid, None::<q::InspectContainerOptions>)
+        .await
+        .ok();
     info.and_then(|i| i.network_settings?.ports?.get("443/tcp").cloned().flatten())
         .and_then(|b| b.first()?.host_port.clone())
         .and_then(|p| p.parse::<u16>().ok())
@@ -76,30 +97,54 @@ pub(super) fn start_order<'a>(services: &'a [Service], wanted: &[String]) -> Vec
 
 /// Starts the container `cid` of `s`.
 pub(super) async fn start(run: &Run, s: &Service, cid: &str) -> Result<(), Error> {
-    run.d.start_container(cid, None::<q::StartContainerOptions>).await.map_err(|e| Diagnostic::error(format!("starting `{}`: {e}", s.name)))
+    run.d
+        .start_container(cid, None::<q::StartContainerOptions>)
+        .await
+        .map_err(|e| Diagnostic::error(format!("starting `{}`: {e}", s.name)))
 }
 
 /// The user a container runs as, for the owner of uploaded keys.
 pub(super) async fn image_uid(d: &Docker, image: &str) -> u32 {
-    let user = d.inspect_image(image).await.ok().and_then(|i| i.config?.user).unwrap_or_default();
-    user.split(':').next().and_then(|u| u.parse().ok()).unwrap_or(0)
+    let user = d
+        .inspect_image(image)
+        .await
+        .ok()
+        .and_then(|i| i.config?.user)
+        .unwrap_or_default();
+    user.split(':')
+        .next()
+        .and_then(|u| u.parse().ok())
+        .unwrap_or(0)
 }
 
 /// A service's mounts as binds (named volumes of the run, host paths) and
 /// uploads (certificates: owned by the container's user, 0400, rather than
 /// bind-mounted, so a non-root service can read them).
 #[allow(clippy::type_complexity)]
-fn mounts(repo: &Repo, s: &Service, volumes: &BTreeMap<String, String>) -> Result<(Vec<String>, Vec<(PathBuf, String)>), Error> {
+fn mounts(
+    repo: &Repo,
+    s: &Service,
+    volumes: &BTreeMap<String, String>,
+) -> Result<(Vec<String>, Vec<(PathBuf, String)>), Error> {
     let mut binds = vec![];
     let mut uploads: Vec<(PathBuf, String)> = vec![];
     for m in &s.volumes {
         if m.named {
-            let vol = volumes.get(&m.source).ok_or_else(|| Diagnostic::error(format!("service `{}`: volume `{}` is not declared", s.name, m.source)))?;
+            let vol = volumes.get(&m.source).ok_or_else(|| {
+                Diagnostic::error(format!(
+                    "service `{}`: volume `{}` is not declared",
+                    s.name, m.source
+                ))
+            })?;
             binds.push(format!("{vol}:{}", m.target));
         } else if m.source.starts_with("./certs/") {
             uploads.push((repo.root.join(&m.source), m.target.clone()));
         } else {
-            let src = if m.source.starts_with('/') { PathBuf::from(&m.source) } else { repo.root.join(&m.source) };
+            let src = if m.source.starts_with('/') {
+                PathBuf::from(&m.source)
+            } else {
+                repo.root.join(&m.source)
+            };
             binds.push(format!("{}:{}", src.display(), m.target));
         }
     }
@@ -109,11 +154,22 @@ fn mounts(repo: &Repo, s: &Service, volumes: &BTreeMap<String, String>) -> Resul
 /// What `create_container` sends for `s`: the body (image, environment,
 /// mounts, labels, its first network) and the certificate folders to copy
 /// in before it starts.
-pub(super) fn container_body(repo: &Repo, run: &Run, s: &Service, image: &str, volumes: &BTreeMap<String, String>) -> Result<(ContainerCreateBody, Vec<(PathBuf, String)>), Error> {
+pub(super) fn container_body(
+    repo: &Repo,
+    run: &Run,
+    s: &Service,
+    image: &str,
+    volumes: &BTreeMap<String, String>,
+) -> Result<(ContainerCreateBody, Vec<(PathBuf, String)>), Error> {
     let env_vars: Vec<String> = repo
         .service_env(s)
         .into_iter()
-        .map(|(k, v)| format!("{k}={}", crate::model::compose::interpolate(&v, &|x| repo.env(x))))
+        .map(|(k, v)| {
+            format!(
+                "{k}={}",
+                crate::model::compose::interpolate(&v, &|x| repo.env(x))
+            )
+        })
         .collect();
     let (binds, uploads) = mounts(repo, s, volumes)?;
     let mut labels = run.labels();
@@ -122,7 +178,10 @@ pub(super) fn container_body(repo: &Repo, run: &Run, s: &Service, image: &str, v
     let port_bindings = (s.name == "nginx").then(|| {
         HashMap::from([(
             "443/tcp".to_string(),
-            Some(vec![PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) }]),
+            Some(vec![PortBinding {
+                host_ip: Some("127.0.0.1".into()),
+                host_port: Some(String::new()),
+            }]),
         )])
     });
     let body = ContainerCreateBody {
@@ -138,19 +197,31 @@ pub(super) fn container_body(repo: &Repo, run: &Run, s: &Service, image: &str, v
             network_mode: first_net.clone(),
             ..Default::default()
         }),
-        networking_config: first_net.as_ref().map(|n| NetworkingConfig { endpoints_config: Some(HashMap::from([(n.clone(), endpoint(&s.name))])) }),
+        networking_config: first_net.as_ref().map(|n| NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(n.clone(), endpoint(&s.name))])),
+        }),
         ..Default::default()
     };
     Ok((body, uploads))
 }
 
 fn endpoint(alias: &str) -> EndpointSettings {
-    EndpointSettings { aliases: Some(vec![alias.to_string()]), ..Default::default() }
+    EndpointSettings {
+        aliases: Some(vec![alias.to_string()]),
+        ..Default::default()
+    }
 }
 
 /// Creates the container of `s` (not started): its networks connected, its
 /// certificates copied in, and Postgres's data directory from the cache.
-pub(super) async fn create(repo: &Repo, run: &Run, s: &Service, image: &str, volumes: &BTreeMap<String, String>, seeding: Option<&Seeding<'_>>) -> Result<String, Error> {
+pub(super) async fn create(
+    repo: &Repo,
+    run: &Run,
+    s: &Service,
+    image: &str,
+    volumes: &BTreeMap<String, String>,
+    seeding: Option<&Seeding<'_>>,
+) -> Result<String, Error> {
     let d = &run.d;
     let (body, uploads) = container_body(repo, run, s, image, volumes)?;
     // Postgres from a cached data directory (made first if there is none).
@@ -160,14 +231,26 @@ pub(super) async fn create(repo: &Repo, run: &Run, s: &Service, image: &str, vol
     };
     let name = run.name(&s.name);
     let created = d
-        .create_container(Some(q::CreateContainerOptions { name: Some(name.clone()), ..Default::default() }), body)
+        .create_container(
+            Some(q::CreateContainerOptions {
+                name: Some(name.clone()),
+                ..Default::default()
+            }),
+            body,
+        )
         .await
         .map_err(|e| Diagnostic::error(format!("creating container for `{}`: {e}", s.name)))?;
     // API 1.41 attaches one network at create; the others are connected before start.
     for (n, _) in s.networks.iter().skip(1) {
-        d.connect_network(&run.networks[n], NetworkConnectRequest { container: created.id.clone(), endpoint_config: Some(endpoint(&s.name)) })
-            .await
-            .map_err(|e| Diagnostic::error(format!("connecting `{}` to {n}: {e}", s.name)))?;
+        d.connect_network(
+            &run.networks[n],
+            NetworkConnectRequest {
+                container: created.id.clone(),
+                endpoint_config: Some(endpoint(&s.name)),
+            },
+        )
+        .await
+        .map_err(|e| Diagnostic::error(format!("connecting `{}` to {n}: {e}", s.name)))?;
     }
     if !uploads.is_empty() {
         upload(d, &created.id, s, image, &uploads).await?;
@@ -179,24 +262,46 @@ pub(super) async fn create(repo: &Repo, run: &Run, s: &Service, image: &str, vol
 }
 
 /// Copies the certificate folders into the container before it starts.
-async fn upload(d: &Docker, id: &str, s: &Service, image: &str, uploads: &[(PathBuf, String)]) -> Result<(), Error> {
+async fn upload(
+    d: &Docker,
+    id: &str,
+    s: &Service,
+    image: &str,
+    uploads: &[(PathBuf, String)],
+) -> Result<(), Error> {
     let uid = image_uid(d, image).await;
     let mut tar = Tar::default();
     for (src, target) in uploads {
-        let target = target.trim_end_matches(":ro").trim_end_matches(":rw").trim_start_matches('/');
+        let target = target
+            .trim_end_matches(":ro")
+            .trim_end_matches(":rw")
+            .trim_start_matches('/');
         tar.dir(target, 0o755, uid);
         let Ok(rd) = std::fs::read_dir(src) else {
-            return Err(Diagnostic::error(format!("service `{}` mounts {} which does not exist", s.name, src.display())).fix("run `cargo xtask certs`"));
+            return Err(Diagnostic::error(format!(
+                "service `{}` mounts {} which does not exist",
+                s.name,
+                src.display()
+            ))
+            .fix("run `cargo xtask certs`"));
         };
         for e in rd.flatten() {
             let fname = e.file_name().to_string_lossy().into_owned();
-            let data = std::fs::read(e.path()).map_err(|er| Diagnostic::error(format!("{}: {er}", e.path().display())))?;
+            let data = std::fs::read(e.path())
+                .map_err(|er| Diagnostic::error(format!("{}: {er}", e.path().display())))?;
             let mode = if fname.contains("key") { 0o400 } else { 0o444 };
             tar.file(&format!("{target}/{fname}"), &data, mode, uid);
         }
     }
-    d.upload_to_container(id, Some(q::UploadToContainerOptions { path: "/".into(), ..Default::default() }), bollard::body_full(tar.finish().into()))
-        .await
-        .map_err(|e| Diagnostic::error(format!("copying certificates into `{}`: {e}", s.name)))?;
+    d.upload_to_container(
+        id,
+        Some(q::UploadToContainerOptions {
+            path: "/".into(),
+            ..Default::default()
+        }),
+        bollard::body_full(tar.finish().into()),
+    )
+    .await
+    .map_err(|e| Diagnostic::error(format!("copying certificates into `{}`: {e}", s.name)))?;
     Ok(())
 }

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// A copy of the repository's files (tracked and new, not ignored) in a
@@ -30,7 +33,13 @@ pub fn copy(tag: &str) -> Copy {
     let _ = std::fs::remove_dir_all(&root);
     let out = Command::new("git")
         .current_dir(&ws)
-        .args(["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
         .output()
         .expect("git");
     for f in out.stdout.split(|b| *b == 0).filter(|f| !f.is_empty()) {
@@ -55,7 +64,12 @@ pub fn copy(tag: &str) -> Copy {
 /// names as env files and bind mounts) exist, as `cargo xtask certs` makes them.
 pub fn set_up(root: &Path) {
     let o = xtask(root, &["certs"]);
-    assert!(o.status.success(), "certs on {}:\n{}", root.display(), text(&o));
+    assert!(
+        o.status.success(),
+        "certs on {}:\n{}",
+        root.display(),
+        text(&o)
+    );
 }
 
 pub fn xtask(root: &Path, args: &[&str]) -> Output {
@@ -72,7 +86,11 @@ pub fn xtask_env(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 pub fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// Every file under `root` except the generated certificates and lock.
@@ -102,19 +120,30 @@ pub fn assert_same(a: &BTreeMap<String, Vec<u8>>, b: &BTreeMap<String, Vec<u8>>,
     let kb: Vec<&String> = b.keys().collect();
     assert_eq!(ka, kb, "{what}: the set of files changed");
     for (k, v) in a {
-        assert!(v == &b[k], "{what}: {k} changed:\n{}", String::from_utf8_lossy(&b[k]));
+        assert!(
+            v == &b[k],
+            "{what}: {k} changed:\n{}",
+            String::from_utf8_lossy(&b[k])
+        );
     }
 }
 
 pub fn docker_available() -> bool {
-    Command::new("docker").arg("info").output().map(|o| o.status.success()).unwrap_or(false)
+    Command::new("docker")
+        .arg("info")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }
 
 /// The image overrides in the workspace's .env (written by `images bootstrap`).
 pub fn env_image(key: &str, default: &str) -> String {
     std::fs::read_to_string(workspace().join(".env"))
         .ok()
-        .and_then(|t| t.lines().find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string)))
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
+        })
         .unwrap_or_else(|| default.to_string())
 }
 
@@ -136,7 +165,9 @@ pub fn snapshot_meta(root: &Path) -> BTreeMap<String, Entry> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
             let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
@@ -146,7 +177,13 @@ pub fn snapshot_meta(root: &Path) -> BTreeMap<String, Entry> {
             let m = std::fs::symlink_metadata(&p).unwrap();
             let ft = m.file_type();
             let (kind, data) = if ft.is_symlink() {
-                ("symlink", std::fs::read_link(&p).unwrap().into_os_string().into_encoded_bytes())
+                (
+                    "symlink",
+                    std::fs::read_link(&p)
+                        .unwrap()
+                        .into_os_string()
+                        .into_encoded_bytes(),
+                )
             } else if ft.is_dir() {
                 stack.push(p.clone());
                 ("dir", vec![])
@@ -155,7 +192,16 @@ pub fn snapshot_meta(root: &Path) -> BTreeMap<String, Entry> {
             } else {
                 ("special", vec![])
             };
-            out.insert(rel, Entry { kind, data, mode: m.mode() & 0o7777, uid: m.uid(), gid: m.gid() });
+            out.insert(
+                rel,
+                Entry {
+                    kind,
+                    data,
+                    mode: m.mode() & 0o7777,
+                    uid: m.uid(),
+                    gid: m.gid(),
+                },
+            );
         }
     }
     out
@@ -174,7 +220,10 @@ pub fn diff_meta(a: &BTreeMap<String, Entry>, b: &BTreeMap<String, Entry>) -> Op
             return Some(format!("{k} changed ({} -> {})", v.kind, w.kind));
         }
         if v.mode != w.mode || v.uid != w.uid || v.gid != w.gid {
-            return Some(format!("{k} mode/owner changed: {:o} {}:{} -> {:o} {}:{}", v.mode, v.uid, v.gid, w.mode, w.uid, w.gid));
+            return Some(format!(
+                "{k} mode/owner changed: {:o} {}:{} -> {:o} {}:{}",
+                v.mode, v.uid, v.gid, w.mode, w.uid, w.gid
+            ));
         }
     }
     None
@@ -220,12 +269,21 @@ pub fn xtask_timeout(root: &Path, args: &[&str], secs: u64) -> (Option<i32>, Str
 /// triple, wherever cargo puts it), then handed to each verify run.
 pub fn probe_bin() -> String {
     static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| xtask::verify::probe_build::build(&workspace()).expect("building the probe").display().to_string()).clone()
+    BIN.get_or_init(|| {
+        xtask::verify::probe_build::build(&workspace())
+            .expect("building the probe")
+            .display()
+            .to_string()
+    })
+    .clone()
 }
 
 /// A copy of the repository with its certificates made, for verify.
 pub fn prepared(tag: &str) -> Copy {
-    assert!(docker_available(), "these tests need the Docker daemon (see README: setup)");
+    assert!(
+        docker_available(),
+        "these tests need the Docker daemon (see README: setup)"
+    );
     let c = copy(tag);
     let o = xtask(&c.root, &["certs"]);
     assert!(o.status.success(), "{}", text(&o));
@@ -249,7 +307,11 @@ pub fn verify_env(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
 
 /// `verify <args>` on `root` started in the background (to be signalled),
 /// stdout discarded, stderr as given.
-pub fn spawn_verify(root: &Path, args: &[&str], stderr: std::process::Stdio) -> std::process::Child {
+pub fn spawn_verify(
+    root: &Path,
+    args: &[&str],
+    stderr: std::process::Stdio,
+) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_xtask"))
         .arg("--root")
         .arg(root)

@@ -39,14 +39,30 @@ pub fn snap(root: &Path) -> Snap {
             let m = std::fs::symlink_metadata(&p).unwrap();
             let ft = m.file_type();
             let (kind, data) = if ft.is_symlink() {
-                ('l', std::fs::read_link(&p).unwrap().to_string_lossy().into_owned().into_bytes())
+                (
+                    'l',
+                    std::fs::read_link(&p)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned()
+                        .into_bytes(),
+                )
             } else if ft.is_dir() {
                 stack.push(p.clone());
                 ('d', vec![])
             } else {
                 ('f', std::fs::read(&p).unwrap())
             };
-            out.insert(rel, Entry { kind, mode: m.mode() & 0o7777, uid: m.uid(), gid: m.gid(), data });
+            out.insert(
+                rel,
+                Entry {
+                    kind,
+                    mode: m.mode() & 0o7777,
+                    uid: m.uid(),
+                    gid: m.gid(),
+                    data,
+                },
+            );
         }
     }
     out
@@ -55,7 +71,12 @@ pub fn snap(root: &Path) -> Snap {
 /// A byte-, mode- and owner-preserving copy (`cp -a`), links kept as links.
 pub fn clone_tree(from: &Path, to: &Path) {
     let _ = std::fs::remove_dir_all(to);
-    let st = Command::new("cp").arg("-a").arg(from).arg(to).status().expect("cp");
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp");
     assert!(st.success(), "cp -a {} {}", from.display(), to.display());
 }
 
@@ -64,12 +85,16 @@ pub fn first_diff(a: &Snap, b: &Snap) -> Option<String> {
     for (k, v) in a {
         match b.get(k) {
             None => return Some(format!("{k}: gone")),
-            Some(w) if w.meta() != v.meta() => return Some(format!("{k}: {:?} became {:?}", v.meta(), w.meta())),
+            Some(w) if w.meta() != v.meta() => {
+                return Some(format!("{k}: {:?} became {:?}", v.meta(), w.meta()))
+            }
             Some(w) if w.data != v.data => return Some(format!("{k}: content changed")),
             _ => {}
         }
     }
-    b.keys().find(|k| !a.contains_key(*k)).map(|k| format!("{k}: appeared"))
+    b.keys()
+        .find(|k| !a.contains_key(*k))
+        .map(|k| format!("{k}: appeared"))
 }
 
 pub fn assert_snap_eq(a: &Snap, b: &Snap, what: &str) {
@@ -82,7 +107,9 @@ pub fn assert_snap_eq(a: &Snap, b: &Snap, what: &str) {
 pub fn exposed_keys(root: &Path) -> Vec<String> {
     snap(root)
         .into_iter()
-        .filter(|(_, e)| e.kind == 'f' && e.mode & 0o077 != 0 && e.data.windows(11).any(|w| w == b"PRIVATE KEY"))
+        .filter(|(_, e)| {
+            e.kind == 'f' && e.mode & 0o077 != 0 && e.data.windows(11).any(|w| w == b"PRIVATE KEY")
+        })
         .map(|(k, e)| format!("{k} mode {:o}", e.mode))
         .collect()
 }

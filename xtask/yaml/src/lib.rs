@@ -105,8 +105,15 @@ impl Node {
     pub fn same(&self, other: &Node) -> bool {
         match (&self.value, &other.value) {
             (Value::Scalar(x), Value::Scalar(y)) => x == y && self.flow == other.flow,
-            (Value::Seq(x), Value::Seq(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| p.same(q)),
-            (Value::Map(x), Value::Map(y)) => x.len() == y.len() && x.iter().zip(y).all(|((k, v), (l, w))| k.same(l) && v.same(w)),
+            (Value::Seq(x), Value::Seq(y)) => {
+                x.len() == y.len() && x.iter().zip(y).all(|(p, q)| p.same(q))
+            }
+            (Value::Map(x), Value::Map(y)) => {
+                x.len() == y.len()
+                    && x.iter()
+                        .zip(y)
+                        .all(|((k, v), (l, w))| k.same(l) && v.same(w))
+            }
             _ => false,
         }
     }
@@ -155,7 +162,9 @@ fn parse_exact(src: &str) -> Result<Option<Node>, YamlError> {
     let mut docs = 0;
     // Markers count chars. The char at a marker is found through its line
     // (a table of line starts): constant per node, so parsing stays linear.
-    let line_starts: Vec<usize> = std::iter::once(0).chain(src.match_indices('\n').map(|(i, _)| i + 1)).collect();
+    let line_starts: Vec<usize> = std::iter::once(0)
+        .chain(src.match_indices('\n').map(|(i, _)| i + 1))
+        .collect();
     let char_at = |line: usize, col: usize| -> Option<char> {
         let start = *line_starts.get(line.checked_sub(1)?)?;
         src[start..].chars().nth(col)
@@ -174,13 +183,22 @@ fn parse_exact(src: &str) -> Result<Option<Node>, YamlError> {
             Event::DocumentStart(_) => {
                 docs += 1;
                 if docs > 1 {
-                    return Err(YamlError { line, col, msg: "more than one YAML document".into() });
+                    return Err(YamlError {
+                        line,
+                        col,
+                        msg: "more than one YAML document".into(),
+                    });
                 }
                 continue;
             }
             Event::Scalar(v, style, anchor, _) => {
                 let quoted = !matches!(style, ScalarStyle::Plain);
-                let n = Node { value: Value::Scalar(v.into_owned()), line, col, flow: quoted };
+                let n = Node {
+                    value: Value::Scalar(v.into_owned()),
+                    line,
+                    col,
+                    flow: quoted,
+                };
                 if anchor > 0 {
                     anchors.insert(anchor, (n.clone(), 1));
                 }
@@ -198,16 +216,41 @@ fn parse_exact(src: &str) -> Result<Option<Node>, YamlError> {
                     }
                     (n.clone(), *size)
                 }
-                None => return Err(YamlError { line, col, msg: "alias to an unknown anchor".into() }),
+                None => {
+                    return Err(YamlError {
+                        line,
+                        col,
+                        msg: "alias to an unknown anchor".into(),
+                    })
+                }
             },
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
                 if stack.len() >= MAX_DEPTH {
-                    return Err(YamlError { line, col, msg: format!("collections nested more than {MAX_DEPTH} deep") });
+                    return Err(YamlError {
+                        line,
+                        col,
+                        msg: format!("collections nested more than {MAX_DEPTH} deep"),
+                    });
                 }
                 let is_seq = matches!(ev, Event::SequenceStart(..));
                 let c = char_at(line, col - 1);
-                let (value, flow) = if is_seq { (Value::Seq(vec![]), c == Some('[')) } else { (Value::Map(vec![]), c == Some('{')) };
-                stack.push(Frame { node: Node { value, line, col, flow }, anchor, key: None, size: 1, seen: HashMap::new() });
+                let (value, flow) = if is_seq {
+                    (Value::Seq(vec![]), c == Some('['))
+                } else {
+                    (Value::Map(vec![]), c == Some('{'))
+                };
+                stack.push(Frame {
+                    node: Node {
+                        value,
+                        line,
+                        col,
+                        flow,
+                    },
+                    anchor,
+                    key: None,
+                    size: 1,
+                    seen: HashMap::new(),
+                });
                 continue;
             }
             Event::SequenceEnd | Event::MappingEnd => {
@@ -301,7 +344,9 @@ fn relax_flow_indentation(src: &str) -> Option<String> {
                 Some(_) => {}
                 None => match c {
                     '#' if prev == ' ' || prev == '\t' => break,
-                    '"' | '\'' if matches!(prev, ' ' | '[' | '{' | ',' | ':' | '-') => quote = Some(c),
+                    '"' | '\'' if matches!(prev, ' ' | '[' | '{' | ',' | ':' | '-') => {
+                        quote = Some(c)
+                    }
                     '[' | '{' => depth += 1,
                     ']' | '}' => depth = depth.saturating_sub(1),
                     _ => {}
