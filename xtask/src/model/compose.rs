@@ -24,6 +24,14 @@ pub const OVERRIDES: &[&str] = &[
 pub const LABEL_HTTPS: &str = "monorepo.https";
 pub const LABEL_PUBLIC: &str = "monorepo.public-path";
 pub const LABEL_PROTOCOL: &str = "monorepo.protocol";
+/// The opt-in for a service whose published ports are meant for the
+/// network: `monorepo.reach: "network"`. A port on all interfaces is
+/// reachable from every container (through the host) and from outside; the
+/// house rules allow that only for NGINX, the public entry point, and for a
+/// service that says so with this label (verify then expects the wider
+/// reach and shows it in the report).
+pub const LABEL_REACH: &str = "monorepo.reach";
+pub const REACH_NETWORK: &str = "network";
 
 #[derive(Debug, Clone)]
 pub struct Compose {
@@ -145,12 +153,26 @@ impl Service {
             .first()
             .and_then(|p| u16::try_from(p.container).ok())
     }
+    /// May this service publish a port on all interfaces (see `LABEL_REACH`)?
+    pub fn network_reach(&self) -> bool {
+        self.name == "nginx"
+            || self
+                .labels
+                .get(LABEL_REACH)
+                .is_some_and(|v| v == REACH_NETWORK)
+    }
     /// A service of this repository (built from `src/backend_services/`).
     pub fn is_backend(&self) -> bool {
         self.build
             .as_ref()
             .is_some_and(|b| b.dockerfile.contains("backend_services/"))
     }
+}
+
+/// A published port's host IP that means every interface of the host
+/// (none written, `0.0.0.0`, `::`, `[::]`).
+pub fn all_interfaces(host_ip: &str) -> bool {
+    matches!(host_ip, "" | "0.0.0.0" | "::" | "[::]")
 }
 
 pub(crate) fn err(line: usize, msg: impl std::fmt::Display, fix: &str) -> Error {
