@@ -8,4 +8,5 @@ pub mod names;
 pub mod nginx;
 pub mod reach;
 pub mod repo;
+pub mod stack;
 pub mod yaml;
