@@ -77,12 +77,12 @@ pub async fn sweep(d: &Docker, run: Option<&str>) -> usize {
         run.is_some()
             || (l(KEEP_LABEL).is_none()
                 && !run_alive(
-                l(PID_LABEL),
-                l(HOST_LABEL),
-                &this_host,
-                std::process::id() as i32,
-                kill0,
-            ))
+                    l(PID_LABEL),
+                    l(HOST_LABEL),
+                    &this_host,
+                    std::process::id() as i32,
+                    kill0,
+                ))
     };
     let filter = match run {
         Some(r) => format!("{RUN_LABEL}={r}"),

@@ -40,8 +40,10 @@ pub fn compose_json(root: &Path) -> Result<serde_json::Value, Error> {
         .fix("`docker compose config` shows the same; fix what it names"));
     }
     serde_json::from_slice(&out.stdout).map_err(|e| {
-        Diagnostic::error(format!("`docker compose config --format json` printed no JSON: {e}"))
-            .fix("check `docker compose version` is v2")
+        Diagnostic::error(format!(
+            "`docker compose config --format json` printed no JSON: {e}"
+        ))
+        .fix("check `docker compose version` is v2")
     })
 }
 
@@ -107,11 +109,14 @@ fn unmodeled(repo: &Repo, bad: &[Unmodeled]) -> Error {
     );
     for u in bad {
         let (f, l) = locate(repo, &u.owner, &u.key);
-        msg.push_str(&format!("\n  {f}:{l}: `{}` of `{}`: {}", u.key, u.owner, u.why));
+        msg.push_str(&format!(
+            "\n  {f}:{l}: `{}` of `{}`: {}",
+            u.key, u.owner, u.why
+        ));
     }
-    Diagnostic::error(msg).at(&file, line).fix(
-        "change each key as its line says; verify refuses rather than prove a different stack",
-    )
+    Diagnostic::error(msg)
+        .at(&file, line)
+        .fix("change each key as its line says; verify refuses rather than prove a different stack")
 }
 
 /// The file and line of `owner.key` in the repository's compose file (the
@@ -175,11 +180,7 @@ pub fn view(repo: &Repo, st: &Stack) -> Compose {
                         line,
                     })
                     .collect(),
-                networks: st
-                    .networks_of(s)
-                    .into_iter()
-                    .map(|n| (n, line))
-                    .collect(),
+                networks: st.networks_of(s).into_iter().map(|n| (n, line)).collect(),
                 volumes: s
                     .volumes
                     .iter()
@@ -191,7 +192,11 @@ pub fn view(repo: &Repo, st: &Stack) -> Compose {
                         line,
                     })
                     .collect(),
-                depends_on: s.depends_on.iter().map(|(d, _)| (d.clone(), line)).collect(),
+                depends_on: s
+                    .depends_on
+                    .iter()
+                    .map(|(d, _)| (d.clone(), line))
+                    .collect(),
                 env_file: vec![],
                 env_file_optional: vec![],
                 refs: file.map(|f| f.refs.clone()).unwrap_or_default(),

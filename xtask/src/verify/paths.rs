@@ -108,9 +108,11 @@ pub async fn topology(run: &Run) -> Topology {
             }
         }
     }
+    // Docker lists an all-interfaces port twice (0.0.0.0 and ::) on one
+    // host port; the probes speak IPv4, so one entry a host port.
     for v in t.published.values_mut() {
-        v.sort();
-        v.dedup();
+        v.sort_by(|a, b| (a.0, &a.1, a.3, &a.2).cmp(&(b.0, &b.1, b.3, &b.2)));
+        v.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1 && a.3 == b.3);
     }
     t
 }
@@ -122,6 +124,8 @@ pub struct PathSpec {
     pub via: String,
     pub host: String,
     pub port: u16,
+    /// The target's port this path ends at (the container port).
+    pub target_port: u16,
     /// The target's own port (speak its protocol) or another published
     /// port (a TCP connection is the proof).
     pub own_port: bool,
@@ -130,7 +134,13 @@ pub struct PathSpec {
 
 /// The paths from `src` to `t` other than the name (which the name cell
 /// covers). Pure: the stack, its view and the topology decide.
-pub fn paths(stack: &Stack, view: &Compose, topo: &Topology, src: &str, t: &Target) -> Vec<PathSpec> {
+pub fn paths(
+    stack: &Stack,
+    view: &Compose,
+    topo: &Topology,
+    src: &str,
+    t: &Target,
+) -> Vec<PathSpec> {
     let mut out = vec![];
     let Some(s) = stack.service(src) else {
         return out;
@@ -148,6 +158,7 @@ pub fn paths(stack: &Stack, view: &Compose, topo: &Topology, src: &str, t: &Targ
                 via: format!("address {ip} on {net}"),
                 host: ip.clone(),
                 port: t.port,
+                target_port: t.port,
                 own_port: true,
                 expected: host_mode,
             });
@@ -159,11 +170,16 @@ pub fn paths(stack: &Stack, view: &Compose, topo: &Topology, src: &str, t: &Targ
         if host_mode {
             // The host's own namespace: the port on loopback and on every
             // interface it is bound to.
-            let addr = if all_interfaces(host_ip) { "127.0.0.1" } else { host_ip };
+            let addr = if all_interfaces(host_ip) {
+                "127.0.0.1"
+            } else {
+                host_ip
+            };
             out.push(PathSpec {
                 via: format!("host {addr}:{hport} (published {cport})"),
                 host: addr.to_string(),
                 port: *hport,
+                target_port: *cport,
                 own_port: *cport == t.port,
                 expected: true,
             });
@@ -179,9 +195,17 @@ pub fn paths(stack: &Stack, view: &Compose, topo: &Topology, src: &str, t: &Targ
         for (gw, what) in gws {
             let open = all_interfaces(host_ip) || host_ip == &gw;
             out.push(PathSpec {
-                via: format!("host {gw}:{hport} ({what}) -> published {cport} bound to {}", if host_ip.is_empty() { "all interfaces" } else { host_ip }),
+                via: format!(
+                    "host {gw}:{hport} ({what}) -> published {cport} bound to {}",
+                    if host_ip.is_empty() {
+                        "all interfaces"
+                    } else {
+                        host_ip
+                    }
+                ),
                 host: gw.clone(),
                 port: *hport,
+                target_port: *cport,
                 own_port: *cport == t.port,
                 expected: open && reach_ok,
             });
@@ -208,44 +232,80 @@ mod tests {
             "networks": {"n1": {"name": "p_n1"}, "n2": {"name": "p_n2"}}
         });
         let st = Stack::from_json(&v).unwrap();
-        let mut view = Compose { services: vec![], networks: vec![], volumes: vec![] };
+        let mut view = Compose {
+            services: vec![],
+            networks: vec![],
+            volumes: vec![],
+        };
         for s in &st.services {
-            view.services.push(crate::model::compose::Service { name: s.name.clone(), labels: s.labels.clone(), ..Default::default() });
+            view.services.push(crate::model::compose::Service {
+                name: s.name.clone(),
+                labels: s.labels.clone(),
+                ..Default::default()
+            });
         }
         (st, view)
     }
 
     fn topo(host_ip: &str) -> Topology {
         let mut t = Topology::default();
-        t.addrs.insert("b".into(), vec![("n2".into(), "10.0.2.5".into())]);
+        t.addrs
+            .insert("b".into(), vec![("n2".into(), "10.0.2.5".into())]);
         t.gateways.insert("n1".into(), "10.0.1.1".into());
         t.gateways.insert("n2".into(), "10.0.2.1".into());
         t.bridge_gw = Some("172.17.0.1".into());
-        t.published.insert("b".into(), vec![(80, "tcp".into(), host_ip.into(), 49001)]);
+        t.published
+            .insert("b".into(), vec![(80, "tcp".into(), host_ip.into(), 49001)]);
         t
     }
 
     fn target() -> Target {
-        Target { service: "b".into(), port: 80, kind: Kind::Http, tls: false, path: "/".into(), networks: vec!["n2".into()], creds: vec![] }
+        Target {
+            service: "b".into(),
+            port: 80,
+            kind: Kind::Http,
+            tls: false,
+            path: "/".into(),
+            networks: vec!["n2".into()],
+            creds: vec![],
+        }
     }
 
     #[test]
     fn a_port_on_all_interfaces_is_a_path_through_every_gateway() {
         let (st, view) = stack();
         let p = paths(&st, &view, &topo("0.0.0.0"), "a", &target());
-        let vias: Vec<(&str, u16, bool)> = p.iter().map(|p| (p.host.as_str(), p.port, p.expected)).collect();
+        let vias: Vec<(&str, u16, bool)> = p
+            .iter()
+            .map(|p| (p.host.as_str(), p.port, p.expected))
+            .collect();
         // Its address on n2 (not a's network), then the host through a's
         // gateway and the default bridge, at the published host port: none
         // may connect (b is not a public service).
-        assert_eq!(vias, vec![("10.0.2.5", 80, false), ("10.0.1.1", 49001, false), ("172.17.0.1", 49001, false)]);
+        assert_eq!(
+            vias,
+            vec![
+                ("10.0.2.5", 80, false),
+                ("10.0.1.1", 49001, false),
+                ("172.17.0.1", 49001, false)
+            ]
+        );
         // A service that opts in is expected to be reached through the host.
         let (st, mut view) = stack();
-        view.services[1].labels.insert("monorepo.reach".into(), "network".into());
+        view.services[1]
+            .labels
+            .insert("monorepo.reach".into(), "network".into());
         let p = paths(&st, &view, &topo(""), "a", &target());
-        assert_eq!(p.iter().map(|p| p.expected).collect::<Vec<_>>(), vec![false, true, true]);
+        assert_eq!(
+            p.iter().map(|p| p.expected).collect::<Vec<_>>(),
+            vec![false, true, true]
+        );
         // Bound to loopback, the host paths are still tried and must fail.
         let p = paths(&st, &view, &topo("127.0.0.1"), "a", &target());
-        assert_eq!(p.iter().map(|p| p.expected).collect::<Vec<_>>(), vec![false, false, false]);
+        assert_eq!(
+            p.iter().map(|p| p.expected).collect::<Vec<_>>(),
+            vec![false, false, false]
+        );
     }
 
     #[test]
@@ -255,7 +315,12 @@ mod tests {
         assert!(paths(&st, &view, &topo(""), "z", &target()).is_empty());
         // host reaches every bridge address and every published port.
         let p = paths(&st, &view, &topo("127.0.0.1"), "h", &target());
-        assert_eq!(p.iter().map(|p| (p.host.as_str(), p.expected)).collect::<Vec<_>>(), vec![("10.0.2.5", true), ("127.0.0.1", true)]);
+        assert_eq!(
+            p.iter()
+                .map(|p| (p.host.as_str(), p.expected))
+                .collect::<Vec<_>>(),
+            vec![("10.0.2.5", true), ("127.0.0.1", true)]
+        );
         // service:a has a's reach (a's networks and gateways).
         let pw = paths(&st, &view, &topo("0.0.0.0"), "w", &target());
         let pa = paths(&st, &view, &topo("0.0.0.0"), "a", &target());

@@ -284,7 +284,10 @@ fn row_plan(
     let env = env_of(repo, src);
     let mut specs = vec![];
     let mut cells = vec![];
-    let own_ns = run.stack.service(&src.name).map(|s| run.stack.networks_of(s));
+    let own_ns = run
+        .stack
+        .service(&src.name)
+        .map(|s| run.stack.networks_of(s));
     let same_ns = |t: &str| {
         let (Some(a), Some(b)) = (run.stack.service(&src.name), run.stack.service(t)) else {
             return false;
@@ -330,10 +333,15 @@ fn row_plan(
             let line = if p.own_port {
                 spec.spec(&pid, &p.host, &env)
             } else {
-                format!("id={}&kind=tcp&host={}&port={}", pct(&pid), pct(&p.host), p.port)
+                format!(
+                    "id={}&kind=tcp&host={}&port={}",
+                    pct(&pid),
+                    pct(&p.host),
+                    p.port
+                )
             };
             specs.push(line);
-            cells.push(cell(p.via, p.expected, p.port));
+            cells.push(cell(p.via, p.expected, p.target_port));
         }
     }
     specs.extend(extra.iter().cloned());
@@ -447,7 +455,10 @@ pub async fn matrix_row(
                 } else if c.via.starts_with("host") {
                     format!("`{}` publishes port {} where every container reaches it through the host: bind it to loopback (`127.0.0.1:<port>:<port>`) or remove it in {}; label it `monorepo.reach: \"network\"` only if it must be reachable from the network", c.target, c.port, repo.compose_file)
                 } else {
-                    format!("`{}` reached `{}` {} though they share no network", c.source, c.target, c.via)
+                    format!(
+                        "`{}` reached `{}` {} though they share no network",
+                        c.source, c.target, c.via
+                    )
                 });
             }
             continue;

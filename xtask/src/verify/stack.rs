@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use bollard::models::{
     ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HealthConfig, HostConfig, Ipam,
-    IpamConfig, Mount, MountType, NetworkConnectRequest, NetworkCreateRequest,
-    NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+    IpamConfig, Mount, MountType, NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig,
+    PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters as q;
 use bollard::Docker;
@@ -31,7 +31,12 @@ pub(super) async fn create_networks_and_volumes(
         .stack
         .networks
         .iter()
-        .filter(|(n, _)| run.stack.services.iter().any(|s| s.networks.contains_key(*n)))
+        .filter(|(n, _)| {
+            run.stack
+                .services
+                .iter()
+                .any(|s| s.networks.contains_key(*n))
+        })
         .map(|(n, net)| (n.clone(), net.clone()))
         .collect();
     let nets = used.iter().map(|(n, net)| {
@@ -151,9 +156,20 @@ pub(super) async fn wait_condition(
                 return Err(Diagnostic::error(format!(
                     "`{s}` waits for `{dep}` to be healthy, but `{dep}` has no healthcheck"
                 ))
-                .fix(format!("give `{dep}` a healthcheck, or depend on it with `condition: service_started`")))
+                .fix(format!(
+                    "give `{dep}` a healthcheck, or depend on it with `condition: service_started`"
+                )))
             }
-            "service_completed_successfully" if !running && code == Some(0) && st.as_ref().and_then(|s| s.finished_at.as_ref()).is_some_and(|f| !f.starts_with("0001")) => return Ok(()),
+            "service_completed_successfully"
+                if !running
+                    && code == Some(0)
+                    && st
+                        .as_ref()
+                        .and_then(|s| s.finished_at.as_ref())
+                        .is_some_and(|f| !f.starts_with("0001")) =>
+            {
+                return Ok(())
+            }
             "service_completed_successfully" if !running && code.is_some_and(|c| c != 0) => {
                 return Err(Diagnostic::error(format!(
                     "`{s}` waits for `{dep}` to complete successfully; it exited with code {}",
@@ -200,10 +216,7 @@ pub(super) async fn image_uid(d: &Docker, image: &str) -> u32 {
 /// mode (certificates included: a key the container's user cannot read
 /// fails here as under `docker compose up`), `:ro` is kept, named volumes
 /// are the run's, tmpfs mounts are tmpfs.
-fn mounts(
-    s: &Svc,
-    volumes: &BTreeMap<String, String>,
-) -> Result<(Vec<String>, Vec<Mount>), Error> {
+fn mounts(s: &Svc, volumes: &BTreeMap<String, String>) -> Result<(Vec<String>, Vec<Mount>), Error> {
     let mut binds = vec![];
     let mut other = vec![];
     for m in &s.volumes {
@@ -257,9 +270,10 @@ fn extra_hosts(s: &Svc) -> Vec<String> {
 
 /// The run's name of `s`'s network `n`.
 pub(super) fn net_name(run: &Run, n: &str) -> Result<String, Error> {
-    run.networks.get(n).cloned().ok_or_else(|| {
-        Diagnostic::error(format!("network `{n}` is used but was not created"))
-    })
+    run.networks
+        .get(n)
+        .cloned()
+        .ok_or_else(|| Diagnostic::error(format!("network `{n}` is used but was not created")))
 }
 
 /// What `create_container` sends for `s`, as Compose would create it for
@@ -321,7 +335,11 @@ pub(super) fn container_body(
         }
     }
     for e in &s.expose {
-        let key = if e.contains('/') { e.clone() } else { format!("{e}/tcp") };
+        let key = if e.contains('/') {
+            e.clone()
+        } else {
+            format!("{e}/tcp")
+        };
         if !exposed.contains(&key) {
             exposed.push(key);
         }
@@ -387,8 +405,7 @@ pub(super) fn container_body(
             readonly_rootfs: s.read_only.then_some(true),
             init: s.init,
             shm_size: s.shm_size,
-            sysctls: (!s.sysctls.is_empty())
-                .then(|| s.sysctls.clone().into_iter().collect()),
+            sysctls: (!s.sysctls.is_empty()).then(|| s.sysctls.clone().into_iter().collect()),
             tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
             restart_policy: restart,
             ..Default::default()
@@ -407,12 +424,10 @@ pub(super) fn container_body(
 /// The endpoint of `s` on network `key`: the names Compose gives it there
 /// (service name, container name, aliases) and a fixed address if declared.
 fn endpoint(s: &Svc, key: &str, a: &Attach) -> EndpointSettings {
-    let ipam = (a.ipv4_address.is_some() || a.ipv6_address.is_some()).then(|| {
-        EndpointIpamConfig {
-            ipv4_address: a.ipv4_address.clone(),
-            ipv6_address: a.ipv6_address.clone(),
-            ..Default::default()
-        }
+    let ipam = (a.ipv4_address.is_some() || a.ipv6_address.is_some()).then(|| EndpointIpamConfig {
+        ipv4_address: a.ipv4_address.clone(),
+        ipv6_address: a.ipv6_address.clone(),
+        ..Default::default()
     });
     EndpointSettings {
         aliases: Some(s.names_on(key)),
