@@ -37,7 +37,7 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Rewrite [alt_names], NGINX endpoints and workspace members from the compose entries
+    /// Rewrite [alt_names], NGINX endpoints, workspace members and the data layer from the compose entries
     Sync {
         /// Print the diff and exit 1 instead of writing
         #[arg(long)]
