@@ -95,7 +95,13 @@ pub async fn topology(run: &Run) -> Topology {
         for (port, bindings) in ns.ports.unwrap_or_default() {
             let (p, proto) = port.split_once('/').unwrap_or((&port, "tcp"));
             let Ok(p) = p.parse::<u16>() else { continue };
-            for b in bindings.unwrap_or_default() {
+            // IPv6 bindings (Docker gives `::` its own ephemeral port) are
+            // not paths the IPv4 probes can take: the networks here are IPv4.
+            for b in bindings
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|b| !b.host_ip.as_deref().unwrap_or("").contains(':'))
+            {
                 let Some(hp) = b.host_port.as_deref().and_then(|h| h.parse::<u16>().ok()) else {
                     continue;
                 };
@@ -108,8 +114,7 @@ pub async fn topology(run: &Run) -> Topology {
             }
         }
     }
-    // Docker lists an all-interfaces port twice (0.0.0.0 and ::) on one
-    // host port; the probes speak IPv4, so one entry a host port.
+    // One entry a host port.
     for v in t.published.values_mut() {
         v.sort_by(|a, b| (a.0, &a.1, a.3, &a.2).cmp(&(b.0, &b.1, b.3, &b.2)));
         v.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1 && a.3 == b.3);

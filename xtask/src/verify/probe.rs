@@ -451,7 +451,7 @@ pub async fn matrix_row(
         if !c.via.is_empty() {
             if !c.matches() {
                 c.hint = Some(if c.expected {
-                    format!("`{}` is meant to be reachable from the network but `{}` could not reach it {}", c.target, c.source, c.via)
+                    format!("`{}` is meant to be reachable from the network but `{}` could not reach it through {}", c.target, c.source, c.via)
                 } else if c.via.starts_with("host") {
                     format!("`{}` publishes port {} where every container reaches it through the host: bind it to loopback (`127.0.0.1:<port>:<port>`) or remove it in {}; label it `monorepo.reach: \"network\"` only if it must be reachable from the network", c.target, c.port, repo.compose_file)
                 } else {
