@@ -5,7 +5,8 @@ import grpc
 import pytest
 
 from common import health, serve, settings
-from common.gen.accounts.v1 import accounts_pb2 as pb, accounts_pb2_grpc
+from common.gen.accounts.v1 import accounts_pb2 as pb
+from common.gen.accounts.v1 import accounts_pb2_grpc
 from common.gen.grpc.health.v1 import health_pb2, health_pb2_grpc
 from conftest import closed_port, load_service
 from fakes import FakeStore, grpc_server
@@ -29,7 +30,7 @@ def code_of(call, *args):
 
 
 def test_get(fake):
-    store, stub = fake
+    _, stub = fake
     assert stub.GetAccount(pb.GetAccountRequest(id="1"), timeout=5) == pb.Account(id="1", name="Ada Lovelace", source="postgres")
     assert stub.GetAccount(pb.GetAccountRequest(id="1"), timeout=5).source == "redis"
     assert code_of(stub.GetAccount, pb.GetAccountRequest(id="3")) == grpc.StatusCode.NOT_FOUND

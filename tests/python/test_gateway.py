@@ -134,7 +134,7 @@ def test_http_server_basics():
         assert call(base + "/api/crash") == (500, {"error": "internal error"})
         assert call(base + "/api/echo?a=1&b=x%20y") == (200, {"q": {"a": "1", "b": "x y"}})
         assert call(base + "/nope")[0] == 404
-        status, body = call(base + "/api/echo", "DELETE")
+        status, _ = call(base + "/api/echo", "DELETE")
         assert status == 405
     finally:
         serve.stop_http(http, 1)

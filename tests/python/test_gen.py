@@ -2,17 +2,17 @@
 protobuf runtime at hand, and scripts/gen_proto.py itself."""
 
 import shutil
-from pathlib import Path
-from hashlib import sha256
 import subprocess
 import sys
+from hashlib import sha256
+from pathlib import Path
 
 import pytest
 from google.protobuf.message import DecodeError
 
-from conftest import ROOT
 from common.gen.accounts.v1 import accounts_pb2, accounts_pb2_grpc
 from common.gen.grpc.health.v1 import health_pb2, health_pb2_grpc
+from conftest import ROOT
 
 GEN = [sys.executable, str(ROOT / "scripts/gen_proto.py")]
 
@@ -78,7 +78,7 @@ needs_protoc = pytest.mark.skipif(shutil.which("protoc") is None, reason="protoc
 
 @needs_protoc
 def test_committed_code_is_up_to_date():
-    r = subprocess.run([*GEN, "--check"], capture_output=True, text=True)
+    r = subprocess.run([*GEN, "--check"], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -96,7 +96,7 @@ def test_check_lists_stale_files_and_writes_nothing(tmp_path):
     proto.write_text(proto.read_text().replace("string source = 3;", "string source = 4;"))
     (root / "src/common/gen/extra_pb2.py").write_text("")
     before = (root / "src/common/gen/accounts/v1/accounts_pb2.py").read_bytes()
-    r = subprocess.run([*GEN, "--check", "--root", str(root)], capture_output=True, text=True)
+    r = subprocess.run([*GEN, "--check", "--root", str(root)], capture_output=True, text=True, check=False)
     assert r.returncode == 1
     assert r.stdout.splitlines() == [
         "src/common/gen/accounts/v1/accounts_pb2.py: differs",
@@ -104,14 +104,14 @@ def test_check_lists_stale_files_and_writes_nothing(tmp_path):
     ]
     assert (root / "src/common/gen/accounts/v1/accounts_pb2.py").read_bytes() == before
 
-    r = subprocess.run([*GEN, "--root", str(root)], capture_output=True, text=True)
+    r = subprocess.run([*GEN, "--root", str(root)], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr
     assert not (root / "src/common/gen/extra_pb2.py").exists()
-    assert subprocess.run([*GEN, "--check", "--root", str(root)], capture_output=True).returncode == 0
+    assert subprocess.run([*GEN, "--check", "--root", str(root)], capture_output=True, check=False).returncode == 0
     # Deterministic: the same input gives the same bytes as the committed tree.
     proto.write_text((ROOT / "src/proto/accounts/v1/accounts.proto").read_text())
-    assert subprocess.run([*GEN, "--root", str(root)], capture_output=True).returncode == 0
-    assert subprocess.run([*GEN, "--check"], capture_output=True).returncode == 0
+    assert subprocess.run([*GEN, "--root", str(root)], capture_output=True, check=False).returncode == 0
+    assert subprocess.run([*GEN, "--check"], capture_output=True, check=False).returncode == 0
     for p in (ROOT / "src/common/gen").rglob("*.py"):
         assert (root / "src/common/gen" / p.relative_to(ROOT / "src/common/gen")).read_bytes() == p.read_bytes()
 
@@ -120,7 +120,7 @@ def test_check_lists_stale_files_and_writes_nothing(tmp_path):
 def test_protoc_error_is_exit_2(tmp_path):
     root = copy_repo(tmp_path)
     (root / "src/proto/broken.proto").write_text('syntax = "proto3";\nmessage {\n')
-    r = subprocess.run([*GEN, "--root", str(root)], capture_output=True, text=True)
+    r = subprocess.run([*GEN, "--root", str(root)], capture_output=True, text=True, check=False)
     assert r.returncode == 2 and "broken.proto" in r.stderr
     assert (root / "src/common/gen/accounts/v1/accounts_pb2.py").exists()
 
@@ -131,7 +131,7 @@ def test_out_writes_the_package_elsewhere_and_touches_nothing(tmp_path):
     root = copy_repo(tmp_path / "repo")
     before = {p: p.read_bytes() for p in (root / "src/common/gen").rglob("*.py")}
     out = tmp_path / "out"
-    r = subprocess.run([*GEN, "--root", str(root), "--out", str(out)], capture_output=True, text=True)
+    r = subprocess.run([*GEN, "--root", str(root), "--out", str(out)], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr
     made = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.py"))
     assert made == sorted(p.relative_to(ROOT / "src/common/gen").as_posix() for p in (ROOT / "src/common/gen").rglob("*.py"))
@@ -139,7 +139,7 @@ def test_out_writes_the_package_elsewhere_and_touches_nothing(tmp_path):
         assert (out / rel).read_bytes() == (ROOT / "src/common/gen" / rel).read_bytes()
     assert {p: p.read_bytes() for p in (root / "src/common/gen").rglob("*.py")} == before
     # A folder with something in it is refused.
-    r = subprocess.run([*GEN, "--root", str(root), "--out", str(out)], capture_output=True, text=True)
+    r = subprocess.run([*GEN, "--root", str(root), "--out", str(out)], capture_output=True, text=True, check=False)
     assert r.returncode == 2 and "not empty" in r.stderr
 
 
@@ -154,7 +154,7 @@ def own_cache(tmp_path_factory, monkeypatch):
 
 
 def gen(root, *args):
-    return subprocess.run([*GEN, "--root", str(root), *args], capture_output=True, text=True)
+    return subprocess.run([*GEN, "--root", str(root), *args], capture_output=True, text=True, check=False)
 
 
 def files(d):
@@ -237,7 +237,7 @@ def test_incremental_and_full_give_the_same_bytes(tmp_path):
     assert gen(root, "--check", "--full").returncode == 0
     # The generated package imports and knows its types.
     r = subprocess.run([sys.executable, "-c", "from common.gen.extra_7.v1 import extra_7_pb2 as e; print(e.E.DESCRIPTOR.fields[0].message_type.full_name)"],
-                       cwd=root / "src", capture_output=True, text=True)
+                       cwd=root / "src", capture_output=True, text=True, check=False)
     assert r.stdout.strip() == "svc_1.v1.PingRequest", r.stderr
 
 
@@ -255,12 +255,12 @@ def test_a_damaged_or_foreign_cache_entry_is_a_miss(tmp_path, own_cache):
         if "accounts_pb2.py" in text:
             # The recorded hash swapped for the edited file's, without a new
             # checksum (a damaged entry), then truncated: both are misses.
-            good = [l for l in text.splitlines() if l.startswith("out\taccounts/v1/accounts_pb2.py")][0]
+            good = next(line for line in text.splitlines() if line.startswith("out\taccounts/v1/accounts_pb2.py"))
             e.write_text(text.replace(good, f"out\taccounts/v1/accounts_pb2.py\t{forged}"))
             assert gen(root, "--check").stdout.splitlines() == ["src/common/gen/accounts/v1/accounts_pb2.py: differs"]
             e.write_text(text[: len(text) // 2])
             assert gen(root, "--check").returncode == 1
-            health = [x for x in entries if x != e][0]
+            health = next(x for x in entries if x != e)
             e.write_bytes(health.read_bytes())  # another file's entry under this key
             assert gen(root, "--check").returncode == 1
     # A record planted in the repository is just an extra file.
@@ -318,7 +318,7 @@ def test_manifest_names_every_file_a_current_check_read(tmp_path):
     assert gen(root).returncode == 0
     man = tmp_path / "manifest"
     assert gen(root, "--check", "--manifest", str(man)).returncode == 0
-    got = dict(reversed(l.split("\t")) for l in man.read_text().splitlines())
+    got = dict(reversed(line.split("\t")) for line in man.read_text().splitlines())
     tree = {f"src/common/gen/{p}" for p in files(root / "src/common/gen")} | {f"src/proto/{p}" for p in files(root / "src/proto")}
     assert {p for p in got if not p.startswith("/")} == tree
     for p, h in got.items():
@@ -362,6 +362,7 @@ def test_module_paths_are_every_path_of_one_module_name():
     sys.path.insert(0, str(ROOT / "scripts"))
     import gen_proto
     paths = gen_proto.module_paths("a_b.v1")
+    assert paths is not None
     assert sorted(paths) == ["a-b.v1.proto", "a-b/v1.proto", "a_b.v1.proto", "a_b/v1.proto"]
     assert all(gen_proto.module_of(p) == "a_b.v1_pb2" for p in paths)
     assert gen_proto.module_paths("a_b_c_d_e.f.g.h.i.j") is None

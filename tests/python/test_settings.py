@@ -23,7 +23,7 @@ def test_pg_defaults_only_with_pghost():
     assert settings.load({"PGHOST": "db"}).pg == {"host": "db", "port": 5432, "user": "app", "password": "", "dbname": "app"}
 
 
-@pytest.mark.parametrize("env, names", [
+@pytest.mark.parametrize(("env", "names"), [
     ({"PORT": "http"}, "PORT='http'"),
     ({"PORT": "65536"}, "PORT='65536': out of range"),
     ({"PORT": "-1"}, "PORT='-1': out of range"),

@@ -123,7 +123,7 @@ def test_request_in_flight_finishes(tmp_path):
     port = free_port()
     proc = start(script, PORT=port, PROTOCOL="http", STOP_GRACE="2")
     wait_ready(proc, lambda: http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200, "server")
-    result = {}
+    result: dict[str, object] = {}
     t = threading.Thread(target=lambda: result.update(r=http_get(f"http://127.0.0.1:{port}/slow")))
     t.start()
     time.sleep(0.2)
@@ -153,7 +153,7 @@ def test_scaffolded_grpc_service(tmp_path):
     svc = tmp_path / "src/backend_services/user-prefs"
     svc.mkdir(parents=True)
     (svc / "server.py").write_text(render("grpc_server.py.tmpl", **vars))
-    r = subprocess.run([sys.executable, str(ROOT / "scripts/gen_proto.py"), "--root", str(tmp_path)], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, str(ROOT / "scripts/gen_proto.py"), "--root", str(tmp_path)], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr
 
     port = free_port()
@@ -174,7 +174,7 @@ def test_scaffolded_grpc_service(tmp_path):
             "except grpc.RpcError as e:\n    print(e.code())\n"
             "print(hg.HealthStub(chan).Check(h.HealthCheckRequest(service='user_prefs.v1.UserPrefs'), timeout=5).status)\n"
         )
-        out = subprocess.run([sys.executable, "-B", "-c", client], env=env, capture_output=True, text=True, timeout=30)
+        out = subprocess.run([sys.executable, "-B", "-c", client], env=env, capture_output=True, text=True, timeout=30, check=False)
         assert out.returncode == 0, out.stderr
         assert out.stdout.split() == ['message:', '"hello"', 'service:', '"user-prefs"', 'StatusCode.INVALID_ARGUMENT', '1']
     except Exception:
