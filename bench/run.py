@@ -119,7 +119,9 @@ def repo_copy(tag: str) -> str:
     if os.path.exists(os.path.join(ROOT, ".env")):
         shutil.copy(os.path.join(ROOT, ".env"), d)
     else:
-        print("  note: no .env here: the stack uses the official images (without a registry, run bash scripts/setup.sh)")
+        print(
+            "  note: no .env here: the stack uses the official images (without a registry, run bash scripts/setup.sh)"
+        )
     return d
 
 
@@ -127,7 +129,9 @@ def no_flags(i: int) -> list[str]:
     return []
 
 
-def grow(ctx: Bench, root: str, have: int, want: int, https: bool = False, flags: Callable[[int], list[str]] = no_flags) -> None:
+def grow(
+    ctx: Bench, root: str, have: int, want: int, https: bool = False, flags: Callable[[int], list[str]] = no_flags
+) -> None:
     for i in range(have, want):
         args = ["add-service", f"s{i:03d}", "--grpc", *flags(i)]
         if https:
@@ -145,7 +149,13 @@ def static(ctx: Bench) -> None:
     have = 2
     per = {}
     for n in (100, 250, 500):
-        grow(ctx, root, have, n, flags=lambda i: ["--pg"] if i % 3 == 0 else (["--public", f"/s{i:03d}/"] if i % 5 == 0 else []))
+        grow(
+            ctx,
+            root,
+            have,
+            n,
+            flags=lambda i: ["--pg"] if i % 3 == 0 else (["--public", f"/s{i:03d}/"] if i % 5 == 0 else []),
+        )
         have = n
         chk = median(lambda: ctx.xt(root, "check")[0], 5)
         syn = median(lambda: ctx.xt(root, "sync", "--check")[0], 5)
@@ -157,9 +167,27 @@ def static(ctx: Bench) -> None:
 
         add = median(add_once, 3)
         per[n] = (chk, add, syn)
-        ctx.row(f"check, {n} services", chk * 1000, "ms", target="<150 ms at 500" if n == 500 else None, ok=(chk < 0.150) if n == 500 else None)
-        ctx.row(f"add-service, {n} services", add * 1000, "ms", target="<100 ms at 500" if n == 500 else None, ok=(add < 0.100) if n == 500 else None)
-        ctx.row(f"sync --check, {n} services", syn * 1000, "ms", target="<150 ms at 500" if n == 500 else None, ok=(syn < 0.150) if n == 500 else None)
+        ctx.row(
+            f"check, {n} services",
+            chk * 1000,
+            "ms",
+            target="<150 ms at 500" if n == 500 else None,
+            ok=(chk < 0.150) if n == 500 else None,
+        )
+        ctx.row(
+            f"add-service, {n} services",
+            add * 1000,
+            "ms",
+            target="<100 ms at 500" if n == 500 else None,
+            ok=(add < 0.100) if n == 500 else None,
+        )
+        ctx.row(
+            f"sync --check, {n} services",
+            syn * 1000,
+            "ms",
+            target="<150 ms at 500" if n == 500 else None,
+            ok=(syn < 0.150) if n == 500 else None,
+        )
     for i, what in enumerate(("check", "add-service", "sync --check")):
         # Linear growth: time per service stays flat from 100 to 500.
         r = (per[500][i] / 500) / (per[100][i] / 100)
@@ -184,10 +212,46 @@ def certs(ctx: Bench) -> None:
             ext = os.path.join(tmp, f"{n}.ext")
             with open(ext, "w") as f:
                 f.write(f"subjectAltName=DNS:{n}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
-            run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                 "-keyout", f"{n}.key", "-out", f"{n}.csr", "-subj", f"/CN={n}"], cwd=tmp)
-            run(["openssl", "x509", "-req", "-in", f"{n}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                 "-days", "825", "-extfile", ext, "-out", f"{n}.pem"], cwd=tmp)
+            run(
+                [
+                    "openssl",
+                    "req",
+                    "-new",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                    "-nodes",
+                    "-keyout",
+                    f"{n}.key",
+                    "-out",
+                    f"{n}.csr",
+                    "-subj",
+                    f"/CN={n}",
+                ],
+                cwd=tmp,
+            )
+            run(
+                [
+                    "openssl",
+                    "x509",
+                    "-req",
+                    "-in",
+                    f"{n}.csr",
+                    "-CA",
+                    "ca.pem",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-days",
+                    "825",
+                    "-extfile",
+                    ext,
+                    "-out",
+                    f"{n}.pem",
+                ],
+                cwd=tmp,
+            )
         return time.perf_counter() - t
 
     theirs = median(loop, 3)
@@ -228,7 +292,9 @@ def build(ctx: Bench) -> None:
 # The probe binary is built before anything is timed and handed to verify
 # (XTASK_PROBE_BIN): it is part of neither side's cold cost.
 
-PAIRS_PORTS: Final = MappingProxyType({"postgres": 5432, "redis": 6379, "nginx": 443, "accounts": 50051, "gateway": 8080})
+PAIRS_PORTS: Final = MappingProxyType(
+    {"postgres": 5432, "redis": 6379, "nginx": 443, "accounts": 50051, "gateway": 8080}
+)
 PROJECT: Final = "xtaskbench"
 
 
@@ -256,7 +322,9 @@ def remove_all_images(project: str = PROJECT) -> None:
     The base images (`.env`, `cargo xtask images bootstrap`) stay. This is
     daemon-wide: run the cold benchmark when nothing else uses the daemon
     (another verify would lose its images mid-run)."""
-    listing = subprocess.run(["docker", "images", "--format", "{{.Repository}} {{.ID}}"], capture_output=True, text=True, check=False).stdout
+    listing = subprocess.run(
+        ["docker", "images", "--format", "{{.Repository}} {{.ID}}"], capture_output=True, text=True, check=False
+    ).stdout
     ids = set()
     for line in listing.splitlines():
         repo, _, iid = line.partition(" ")
@@ -267,8 +335,12 @@ def remove_all_images(project: str = PROJECT) -> None:
     subprocess.run(["docker", "image", "prune", "-f"], capture_output=True, check=False)
     # BuildKit keeps its cache apart from the image list.
     subprocess.run(["docker", "builder", "prune", "-af"], capture_output=True, check=False)
-    listing = subprocess.run(["docker", "images", "--format", "{{.Repository}}"], capture_output=True, text=True, check=False).stdout
-    left = [repo for repo in listing.splitlines() if repo.startswith(("monorepo-verify/", f"{project}-", f"{project}_"))]
+    listing = subprocess.run(
+        ["docker", "images", "--format", "{{.Repository}}"], capture_output=True, text=True, check=False
+    ).stdout
+    left = [
+        repo for repo in listing.splitlines() if repo.startswith(("monorepo-verify/", f"{project}-", f"{project}_"))
+    ]
     if left:
         raise SystemExit(f"bench: could not remove {left} (in use?); a cold run would not be cold")
 
@@ -297,7 +369,9 @@ def engine_floor(root: str) -> float:
     networks. No readiness, no probe: a lower bound for verify's and
     Compose's start and cleanup (the CLI adds its own ~50 ms per call)."""
     images = {}
-    for line in subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True, text=True, check=False).stdout.splitlines():
+    for line in subprocess.run(
+        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True, text=True, check=False
+    ).stdout.splitlines():
         repo = line.split(":")[0]
         for svc in ("accounts", "gateway", "nginx"):
             if repo == f"monorepo-verify/{svc}":
@@ -305,7 +379,13 @@ def engine_floor(root: str) -> float:
     env = read_env_file(os.path.join(root, ".env"))
     images["postgres"] = env.get("POSTGRES_IMAGE", "postgres:16").strip()
     images["redis"] = env.get("REDIS_IMAGE", "redis:7").strip()
-    nets = {"postgres": ["pg"], "redis": ["redis"], "nginx": ["web"], "accounts": ["grpc", "pg", "redis"], "gateway": ["grpc", "web"]}
+    nets = {
+        "postgres": ["pg"],
+        "redis": ["redis"],
+        "nginx": ["web"],
+        "accounts": ["grpc", "pg", "redis"],
+        "gateway": ["grpc", "web"],
+    }
 
     def par(cmds: list[list[str]]) -> None:
         ps = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for c in cmds]
@@ -314,7 +394,23 @@ def engine_floor(root: str) -> float:
 
     t = time.perf_counter()
     par([["docker", "network", "create", f"floor-{n}"] for n in ("pg", "redis", "web", "grpc")])
-    par([["docker", "create", "--name", f"floor-{s}", "--network", f"floor-{ns[0]}", "--entrypoint", "sleep", images[s], "60"] for s, ns in nets.items()])
+    par(
+        [
+            [
+                "docker",
+                "create",
+                "--name",
+                f"floor-{s}",
+                "--network",
+                f"floor-{ns[0]}",
+                "--entrypoint",
+                "sleep",
+                images[s],
+                "60",
+            ]
+            for s, ns in nets.items()
+        ]
+    )
     par([["docker", "network", "connect", f"floor-{n}", f"floor-{s}"] for s, ns in nets.items() for n in ns[1:]])
     par([["docker", "start", f"floor-{s}"] for s in nets])
     par([["docker", "rm", "-f", f"floor-{s}"] for s in nets])
@@ -331,13 +427,20 @@ def compose_baseline(root: str, dc: list[str]) -> float:
         "postgres": ["pg_isready", "-h", "127.0.0.1", "-U", "app"],
         "redis": ["redis-cli", "ping"],
         "accounts": ["python3", "-c", "import socket; socket.create_connection(('127.0.0.1', 50051), 2)"],
-        "gateway": ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)"],
+        "gateway": [
+            "python3",
+            "-c",
+            "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)",
+        ],
         "nginx": ["nginx", "-t"],
     }
     deadline = time.time() + 120
     for svc, cmd in ready.items():
         while True:
-            if subprocess.run([*dc, "exec", "-T", svc, *cmd], cwd=root, capture_output=True, check=False).returncode == 0:
+            if (
+                subprocess.run([*dc, "exec", "-T", svc, *cmd], cwd=root, capture_output=True, check=False).returncode
+                == 0
+            ):
                 break
             if time.time() > deadline:
                 run([*dc, "down", "-v", "-t", "1"], cwd=root, check=False)
@@ -347,7 +450,9 @@ def compose_baseline(root: str, dc: list[str]) -> float:
         for dst, port in PAIRS_PORTS.items():
             if dst == src:
                 continue
-            probe = f"import socket\ntry:\n    socket.create_connection(('{dst}', {port}), 2)\nexcept OSError:\n    pass\n"
+            probe = (
+                f"import socket\ntry:\n    socket.create_connection(('{dst}', {port}), 2)\nexcept OSError:\n    pass\n"
+            )
             run([*dc, "exec", "-T", src, "python3", "-c", probe], cwd=root, check=False)
     # -t 1: verify removes its containers with force and never waits for a
     # stop, so Compose's stop is capped too. The services themselves stop on
@@ -389,10 +494,19 @@ def verify_run(ctx: Bench, root: str, *args: str, cold: bool = False) -> VerifyR
 
 def cargo_exe(args: list[str], name: str, env: Mapping[str, str] | None = None) -> str:
     """Builds with cargo and returns the executable `name` as cargo names it."""
-    out = subprocess.run(["cargo", "build", "--quiet", "--message-format=json-render-diagnostics", *args],
-                         cwd=ROOT, env=dict(os.environ, **(env or {})), stdout=subprocess.PIPE, text=True, check=True).stdout
-    exes = [m["executable"] for m in map(json.loads, out.splitlines())
-            if m.get("reason") == "compiler-artifact" and m["target"]["name"] == name and m.get("executable")]
+    out = subprocess.run(
+        ["cargo", "build", "--quiet", "--message-format=json-render-diagnostics", *args],
+        cwd=ROOT,
+        env=dict(os.environ, **(env or {})),
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    ).stdout
+    exes = [
+        m["executable"]
+        for m in map(json.loads, out.splitlines())
+        if m.get("reason") == "compiler-artifact" and m["target"]["name"] == name and m.get("executable")
+    ]
     exe: str = exes[-1]
     return exe
 
@@ -415,7 +529,9 @@ def spread(xs: Sequence[float]) -> tuple[float, str]:
 
 def breakdown(runs: Sequence[Mapping[str, float]]) -> str:
     """The median of each phase over runs, as one note."""
-    return ", ".join(f"{p} {statistics.median(r.get(p, 0.0) for r in runs):.1f}" for p in PHASES if any(p in r for r in runs))
+    return ", ".join(
+        f"{p} {statistics.median(r.get(p, 0.0) for r in runs):.1f}" for p in PHASES if any(p in r for r in runs)
+    )
 
 
 def verify(ctx: Bench) -> None:
@@ -473,7 +589,12 @@ def verify(ctx: Bench) -> None:
     ctx.row("verify peak RSS (xtask)", rss, "MiB", target="<100 MiB", ok=rss < 100)
     floor, fnote = spread([engine_floor(root) for _ in range(ctx.runs)])
     b, _ = spread(warm["compose v2"])
-    ctx.row("engine floor: the example's 4 networks and 5 containers created, started, removed", floor, "s", note=f"{fnote}; {floor / b:.2f}x the Compose v2 warm baseline")
+    ctx.row(
+        "engine floor: the example's 4 networks and 5 containers created, started, removed",
+        floor,
+        "s",
+        note=f"{fnote}; {floor / b:.2f}x the Compose v2 warm baseline",
+    )
     remove_all_images()
     shutil.rmtree(root)
 
@@ -491,8 +612,14 @@ def scale(ctx: Bench) -> None:
         verify_run(ctx, root)  # caches Postgres's data directory for the new init script
         runs = [verify_run(ctx, root) for _ in range(ctx.runs)]
         dt, note = spread([r[0] for r in runs])
-        ctx.row(f"verify warm, {n} services", dt, "s", target="<30 s at 24" if n == 24 else None, ok=(dt < 30) if n == 24 else None,
-            note=f"{note}; {breakdown([r[2] for r in runs])}")
+        ctx.row(
+            f"verify warm, {n} services",
+            dt,
+            "s",
+            target="<30 s at 24" if n == 24 else None,
+            ok=(dt < 30) if n == 24 else None,
+            note=f"{note}; {breakdown([r[2] for r in runs])}",
+        )
         ctx.row(f"verify warm, {n} services, per service", dt / n, "s")
         rss = max(r[1] for r in runs)
         ctx.row(f"verify peak RSS, {n} services", rss, "MiB", target="<100 MiB", ok=rss < 100)

@@ -133,8 +133,10 @@ def check_tools() -> str:
     except (OSError, subprocess.CalledProcessError) as e:
         raise Failure(f"cannot run `{PROTOC} --version` ({e}); {INSTALL_HINT}") from e
     if not out.startswith(PROTOC_VERSION):
-        raise Failure(f"`{PROTOC} --version` says {out!r}, this script wants {PROTOC_VERSION}x "
-                      f"(the committed code was made with it); {INSTALL_HINT}")
+        raise Failure(
+            f"`{PROTOC} --version` says {out!r}, this script wants {PROTOC_VERSION}x "
+            f"(the committed code was made with it); {INSTALL_HINT}"
+        )
     if not os.access(PLUGIN, os.X_OK):
         raise Failure(f"{PLUGIN} is missing; {INSTALL_HINT}")
     protoc = shutil.which(PROTOC)
@@ -158,8 +160,9 @@ def default_include() -> list[Path]:
 
 # --- protoc's naming of Python modules and files ---------------------------
 
+
 def stem(rel: str) -> str:
-    return rel[:-len(".proto")].replace("-", "_")
+    return rel[: -len(".proto")].replace("-", "_")
 
 
 def module_of(rel: str) -> str:
@@ -173,6 +176,7 @@ def outputs_of(rel: str) -> tuple[str, str]:
 
 
 # --- the descriptor set: protoc's own import lists --------------------------
+
 
 def varint(b: bytes, i: int) -> tuple[int, int]:
     """The varint at b[i] and the index after it."""
@@ -201,7 +205,7 @@ def fields(b: bytes) -> Iterator[tuple[int, bytes]]:
             i += 4
         elif wire == 2:
             n, i = varint(b, i)
-            yield key >> 3, b[i:i + n]
+            yield key >> 3, b[i : i + n]
             i += n
         else:
             raise Failure(f"descriptor set: unexpected wire type {wire}")
@@ -295,6 +299,7 @@ class Cache:
 
 # --- the planned inputs -----------------------------------------------------
 
+
 class Inputs:
     """The .proto set to generate from (src/proto, or src/proto with a
     planned change), and where protoc finds each import."""
@@ -359,12 +364,21 @@ class Inputs:
 
 # --- generation -------------------------------------------------------------
 
+
 def run_protoc(inputs: Inputs, files: list[str], out: Path, tmp: Path) -> dict[str, list[str]]:
     """Generates `files` (rewrites not applied yet) into `out`; returns
     protoc's import list of every file it read."""
     ds = tmp / "descriptors.pb"
-    cmd = [PROTOC, *(f"-I{d}" for d in inputs.proto_path()), f"--python_out={out}", f"--grpc_out={out}",
-           f"--plugin=protoc-gen-grpc={PLUGIN}", f"--descriptor_set_out={ds}", "--include_imports", *files]
+    cmd = [
+        PROTOC,
+        *(f"-I{d}" for d in inputs.proto_path()),
+        f"--python_out={out}",
+        f"--grpc_out={out}",
+        f"--plugin=protoc-gen-grpc={PLUGIN}",
+        f"--descriptor_set_out={ds}",
+        "--include_imports",
+        *files,
+    ]
     r = subprocess.run(cmd, cwd=inputs.root, capture_output=True, text=True, check=False)
     if r.returncode != 0:
         raise Failure(f"protoc failed ({r.returncode}):\n{r.stderr.strip()}")
@@ -399,7 +413,7 @@ def additions_only(inputs: Inputs) -> list[str] | None:
     for rel in new:
         if module_of(rel) in mods:
             return None
-        paths = module_paths(module_of(rel)[:-len("_pb2")])
+        paths = module_paths(module_of(rel)[: -len("_pb2")])
         if paths is None or any(os.path.exists(f"{d}/{p}") for d in inputs.include for p in paths):
             return None
     return new
@@ -441,7 +455,11 @@ def generate(
     mods: set[str] = set() if only is None else {module_of(r) for r in inputs.base}
     for rel in names:
         hit = None if full else cache.get(rel, hashes[rel])
-        if hit and all(inputs.where(p) == (w, h, f) for p, w, h, f in hit[0]) and all(same(f"{gen}/{o}", h) for o, h in hit[1]):
+        if (
+            hit
+            and all(inputs.where(p) == (w, h, f) for p, w, h, f in hit[0])
+            and all(same(f"{gen}/{o}", h) for o, h in hit[1])
+        ):
             want.update((o, None) for o, _ in hit[1])
             kept.update(hit[1])
             mods.update(o[:-3].replace("/", ".") for o, _ in hit[1] if o.endswith("_pb2.py"))
@@ -589,9 +607,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent, help="the repository")
     ap.add_argument("--out", type=Path, help="write the package into this new or empty folder; compare nothing")
     ap.add_argument("--plan", type=Path, help="print the changes a planned .proto set makes; write new files here")
-    ap.add_argument("--overlay", type=Path, help="with --plan: .proto files added or replaced (laid out like src/proto)")
+    ap.add_argument(
+        "--overlay", type=Path, help="with --plan: .proto files added or replaced (laid out like src/proto)"
+    )
     ap.add_argument("--drop", action="append", default=[], help="with --plan: a .proto removed (path under src/proto)")
-    ap.add_argument("--base-current", action="store_true", help="with --plan: src/common/gen is known current; plan only added files")
+    ap.add_argument(
+        "--base-current",
+        action="store_true",
+        help="with --plan: src/common/gen is known current; plan only added files",
+    )
     ap.add_argument("--manifest", type=Path, help="with --check: when current, write the hash of every file read here")
     args = ap.parse_args(argv)
     root = args.root.resolve()

@@ -127,9 +127,7 @@ def start_grpc(
     one the system picked for port 0)."""
     services = list(services)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    health_pb2_grpc.add_HealthServicer_to_server(
-        health.HealthServicer(checks, [s.name for s in services]), server
-    )
+    health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(checks, [s.name for s in services]), server)
     for s in services:
         s.add(s.servicer, server)
     addr = f"{host}:{cfg.port}"
@@ -170,9 +168,7 @@ class _HttpServer(ThreadingHTTPServer):
                 self.idle.notify_all()
 
 
-def start_http(
-    cfg: Settings, checks: Sequence[health.Check], routes: Routes, host: str = "0.0.0.0"
-) -> _HttpServer:
+def start_http(cfg: Settings, checks: Sequence[health.Check], routes: Routes, host: str = "0.0.0.0") -> _HttpServer:
     """A serving HTTP server (its port: server.server_address[1]).
 
     routes: {(method, path prefix): fn(Request) -> (status, dict)}; the
@@ -201,7 +197,9 @@ def start_http(
             if url.path in healthz and method == "GET":
                 st = health.status(checks)
                 ok = st == health.Status.SERVING
-                return self.reply(200 if ok else 503, {"service": cfg.name, "status": "SERVING" if ok else "NOT_SERVING"})
+                return self.reply(
+                    200 if ok else 503, {"service": cfg.name, "status": "SERVING" if ok else "NOT_SERVING"}
+                )
             prefixes = sorted((p for (_, p) in routes if url.path.startswith(p)), key=len, reverse=True)
             if not prefixes:
                 return self.reply(404, {"error": "not found", "path": url.path})

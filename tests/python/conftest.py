@@ -52,18 +52,34 @@ def image(var: str, official: str) -> str:
 class Container:
     def __init__(self, image_name: str, port: int, env: dict[str, str]) -> None:
         self.name = f"mr-pytest-{uuid.uuid4().hex[:8]}"
-        args = ["docker", "run", "-d", "--rm", "--name", self.name, "--label", "monorepo.pytest=1",
-                "-p", f"127.0.0.1::{port}"]
+        args = [
+            "docker",
+            "run",
+            "-d",
+            "--rm",
+            "--name",
+            self.name,
+            "--label",
+            "monorepo.pytest=1",
+            "-p",
+            f"127.0.0.1::{port}",
+        ]
         for k, v in env.items():
             args += ["-e", f"{k}={v}"]
         r = subprocess.run([*args, image_name], capture_output=True, text=True, check=False)
         if r.returncode != 0:
-            raise RuntimeError(f"docker run {image_name}: {r.stderr.strip()} (run `bash scripts/setup.sh` for the images)")
-        out = subprocess.run(["docker", "port", self.name, f"{port}/tcp"], capture_output=True, text=True, check=True).stdout
+            raise RuntimeError(
+                f"docker run {image_name}: {r.stderr.strip()} (run `bash scripts/setup.sh` for the images)"
+            )
+        out = subprocess.run(
+            ["docker", "port", self.name, f"{port}/tcp"], capture_output=True, text=True, check=True
+        ).stdout
         self.port = int(out.splitlines()[0].rsplit(":", 1)[1])
 
     def logs(self) -> str:
-        return subprocess.run(["docker", "logs", "--tail", "20", self.name], capture_output=True, text=True, check=False).stdout
+        return subprocess.run(
+            ["docker", "logs", "--tail", "20", self.name], capture_output=True, text=True, check=False
+        ).stdout
 
     def remove(self) -> None:
         subprocess.run(["docker", "rm", "-f", self.name], capture_output=True, check=False)
@@ -88,7 +104,13 @@ def postgres():
     import psycopg2
 
     c = Container(image("POSTGRES_IMAGE", "postgres:16"), 5432, PG_ENV)
-    pg: dict[str, Any] = {"host": "127.0.0.1", "port": c.port, "user": "app", "password": PG_ENV["POSTGRES_PASSWORD"], "dbname": "app"}
+    pg: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": c.port,
+        "user": "app",
+        "password": PG_ENV["POSTGRES_PASSWORD"],
+        "dbname": "app",
+    }
     try:
         wait_until(lambda: psycopg2.connect(connect_timeout=2, **pg).close(), 60, f"postgres ({c.logs()})")
         yield pg

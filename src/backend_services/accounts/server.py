@@ -44,7 +44,11 @@ class Store:
 
         self.cfg = cfg
         self.redis_error = redis.RedisError
-        self.cache: redis.Redis[bytes] | None = redis.Redis.from_url(cfg.redis_url, socket_timeout=2, socket_connect_timeout=2, **cfg.redis_auth) if cfg.redis_url else None
+        self.cache: redis.Redis[bytes] | None = (
+            redis.Redis.from_url(cfg.redis_url, socket_timeout=2, socket_connect_timeout=2, **cfg.redis_auth)
+            if cfg.redis_url
+            else None
+        )
         self.migrated = threading.Event()
 
     def _connect(self) -> psycopg2.extensions.connection:
@@ -119,12 +123,16 @@ class Store:
 
     def create(self, account_id: str, name: str) -> bool:
         """False when the id is taken."""
-        written: int = self._query("INSERT INTO accounts VALUES (%s, %s) ON CONFLICT (id) DO NOTHING", (account_id, name), write=True)
+        written: int = self._query(
+            "INSERT INTO accounts VALUES (%s, %s) ON CONFLICT (id) DO NOTHING", (account_id, name), write=True
+        )
         return written == 1
 
     def list(self, after_id: str, limit: int) -> list[tuple[str, str]]:
         """[(id, name)] in id order, after `after_id`."""
-        rows: list[tuple[str, str]] = self._query("SELECT id, name FROM accounts WHERE id > %s ORDER BY id LIMIT %s", (after_id, limit))
+        rows: list[tuple[str, str]] = self._query(
+            "SELECT id, name FROM accounts WHERE id > %s ORDER BY id LIMIT %s", (after_id, limit)
+        )
         return rows
 
 
@@ -154,7 +162,9 @@ class Accounts(accounts_pb2_grpc.AccountsServicer):
         except Unavailable as e:
             context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
 
-    def GetAccount(self, request: accounts_pb2.GetAccountRequest, context: grpc.ServicerContext) -> accounts_pb2.Account:
+    def GetAccount(
+        self, request: accounts_pb2.GetAccountRequest, context: grpc.ServicerContext
+    ) -> accounts_pb2.Account:
         account_id = _valid(context, "id", request.id, MAX_ID)
         found = self._call(context, self.store.get, account_id)
         if found is None:
@@ -162,7 +172,9 @@ class Accounts(accounts_pb2_grpc.AccountsServicer):
         name, source = found
         return accounts_pb2.Account(id=account_id, name=name, source=source)
 
-    def CreateAccount(self, request: accounts_pb2.CreateAccountRequest, context: grpc.ServicerContext) -> accounts_pb2.Account:
+    def CreateAccount(
+        self, request: accounts_pb2.CreateAccountRequest, context: grpc.ServicerContext
+    ) -> accounts_pb2.Account:
         account_id = _valid(context, "id", request.id, MAX_ID)
         name = _valid(context, "name", request.name, MAX_NAME)
         if not self._call(context, self.store.create, account_id, name):

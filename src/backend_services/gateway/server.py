@@ -57,7 +57,7 @@ def routes(stub: accounts_pb2_grpc.AccountsStub) -> serve.Routes:
     def get_or_list(req: serve.Request) -> serve.Reply:
         if req.path != PREFIX and not req.path.startswith(PREFIX + "/"):
             raise serve.HttpError(404, f"no such path {req.path}")
-        rest = urllib.parse.unquote(req.path[len(PREFIX):].strip("/"))
+        rest = urllib.parse.unquote(req.path[len(PREFIX) :].strip("/"))
         if "/" in rest:
             raise serve.HttpError(404, f"no such path {req.path}")
         if rest:
@@ -68,7 +68,9 @@ def routes(stub: accounts_pb2_grpc.AccountsStub) -> serve.Routes:
             raise serve.HttpError(400, "limit must be an integer") from None
         if not -(2**31) <= limit < 2**31:
             raise serve.HttpError(400, "limit out of range")
-        reply = call(stub.ListAccounts, accounts_pb2.ListAccountsRequest(limit=limit, after_id=req.query.get("after", "")))
+        reply = call(
+            stub.ListAccounts, accounts_pb2.ListAccountsRequest(limit=limit, after_id=req.query.get("after", ""))
+        )
         return 200, {"accounts": [_account(a) for a in reply.accounts], "next_after": reply.next_after_id}
 
     def create(req: serve.Request) -> serve.Reply:
@@ -77,7 +79,7 @@ def routes(stub: accounts_pb2_grpc.AccountsStub) -> serve.Routes:
         try:
             body = json.loads(req.body)
         except ValueError:
-            raise serve.HttpError(400, "the body must be JSON: {\"id\": ..., \"name\": ...}") from None
+            raise serve.HttpError(400, 'the body must be JSON: {"id": ..., "name": ...}') from None
         if not isinstance(body, dict) or not all(isinstance(body.get(k), str) for k in ("id", "name")):
             raise serve.HttpError(400, "the body must be a JSON object with string fields id and name")
         reply = call(stub.CreateAccount, accounts_pb2.CreateAccountRequest(id=body["id"], name=body["name"]))
