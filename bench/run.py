@@ -480,6 +480,12 @@ def verify_run(ctx: Bench, root: str, *args: str, cold: bool = False) -> VerifyR
     dt, rss, out = run([ctx.xtask, "--root", root, "verify", *args], env=env)
     if cold:
         shutil.rmtree(env["GEN_PROTO_CACHE"], ignore_errors=True)
+    return dt, rss, phases_of(out)
+
+
+def phases_of(out: str) -> dict[str, float]:
+    """{phase: seconds} from verify's last summary line,
+    `verify: 12.3s (check 0.1s, images 2.0s, ...)`; {} without one."""
     phases: dict[str, float] = {}
     lines = [line for line in out.splitlines() if line.startswith("verify: ") and "s (" in line]
     if lines:
@@ -489,7 +495,7 @@ def verify_run(ctx: Bench, root: str, *args: str, cold: bool = False) -> VerifyR
                 phases[name] = float(secs.rstrip("s"))
             except ValueError:
                 pass
-    return dt, rss, phases
+    return phases
 
 
 def cargo_exe(args: list[str], name: str, env: Mapping[str, str] | None = None) -> str:
