@@ -257,6 +257,20 @@ fn mounts(s: &Svc, volumes: &BTreeMap<String, String>) -> Result<(Vec<String>, V
     Ok((binds, other))
 }
 
+/// Capabilities as Compose sends them: `CAP_` prefixed, `ALL` as is.
+fn caps(v: &[String]) -> Vec<String> {
+    v.iter()
+        .map(|c| {
+            let c = c.to_ascii_uppercase();
+            if c == "ALL" || c.starts_with("CAP_") {
+                c
+            } else {
+                format!("CAP_{c}")
+            }
+        })
+        .collect()
+}
+
 /// `extra_hosts` as the Engine API takes them (`name:ip`).
 fn extra_hosts(s: &Svc) -> Vec<String> {
     s.extra_hosts
@@ -334,14 +348,10 @@ pub(super) fn container_body(
             }
         }
     }
+    // As Compose passes them: written as is (the engine reads `9000` as tcp).
     for e in &s.expose {
-        let key = if e.contains('/') {
-            e.clone()
-        } else {
-            format!("{e}/tcp")
-        };
-        if !exposed.contains(&key) {
-            exposed.push(key);
+        if !exposed.contains(e) && !exposed.contains(&format!("{e}/tcp")) {
+            exposed.push(e.clone());
         }
     }
     let restart = s.restart.as_deref().map(|r| {
@@ -398,8 +408,8 @@ pub(super) fn container_body(
             extra_hosts: opt_vec(&extra_hosts(s)),
             dns: opt_vec(&s.dns),
             dns_search: opt_vec(&s.dns_search),
-            cap_add: opt_vec(&s.cap_add),
-            cap_drop: opt_vec(&s.cap_drop),
+            cap_add: opt_vec(&caps(&s.cap_add)),
+            cap_drop: opt_vec(&caps(&s.cap_drop)),
             security_opt: opt_vec(&s.security_opt),
             privileged: s.privileged.then_some(true),
             readonly_rootfs: s.read_only.then_some(true),
