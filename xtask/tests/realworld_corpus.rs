@@ -156,8 +156,8 @@ fn setup(case: &str, file: &str, merged: bool, form: Form, tag: &str) -> (Copy, 
 
 /// This repository's infrastructure services, at a 2-space indentation.
 const REPO_SERVICES: &[(&str, &str)] = &[
-    ("postgres", "postgres:\n  restart: unless-stopped\n  image: ${POSTGRES_IMAGE:-postgres:16}\n  container_name: postgres\n  environment:\n    POSTGRES_USER: app\n    POSTGRES_PASSWORD: app-dev-password\n    POSTGRES_DB: app\n  ports:\n    - \"5432:5432\"\n  networks: [pg-network]\n  volumes:\n    - pg-data:/var/lib/postgresql/data\n  depends_on: []\n  env_file: []\n"),
-    ("redis", "redis:\n  restart: unless-stopped\n  image: ${REDIS_IMAGE:-redis:7}\n  container_name: redis\n  ports:\n    - \"6379:6379\"\n  networks: [redis-network]\n  volumes: []\n  depends_on: []\n  env_file: []\n"),
+    ("postgres", "postgres:\n  restart: unless-stopped\n  image: ${POSTGRES_IMAGE:-postgres:16}\n  container_name: postgres\n  environment:\n    POSTGRES_USER: app\n    POSTGRES_PASSWORD: app-dev-password\n    POSTGRES_DB: app\n  ports:\n    - \"127.0.0.1:5432:5432\"\n  networks: [pg-network]\n  volumes:\n    - pg-data:/var/lib/postgresql/data\n  depends_on: []\n  env_file: []\n"),
+    ("redis", "redis:\n  restart: unless-stopped\n  image: ${REDIS_IMAGE:-redis:7}\n  container_name: redis\n  ports:\n    - \"127.0.0.1:6379:6379\"\n  networks: [redis-network]\n  volumes: []\n  depends_on: []\n  env_file: []\n"),
     ("nginx", "nginx:\n  restart: unless-stopped\n  build:\n    context: ./nginx\n    args:\n      NGINX_IMAGE: ${NGINX_IMAGE:-nginx}\n  container_name: nginx\n  ports:\n    - \"8443:443\"\n  networks: [web-network]\n  volumes:\n    - ./certs/server:/etc/nginx/certs:ro\n  depends_on: []\n  env_file: []\n"),
 ];
 
