@@ -204,12 +204,11 @@ fn publish<'a>(
             continue;
         };
         let key = (h, p.protocol.clone());
-        let any = |ip: &str| ip.is_empty() || ip == "0.0.0.0" || ip == "::";
         let clash = host_ports
             .get(&key)
             .into_iter()
             .flatten()
-            .find(|(ip, ..)| any(ip) || any(&p.host_ip) || *ip == p.host_ip)
+            .find(|(ip, ..)| all_interfaces(ip) || all_interfaces(&p.host_ip) || *ip == p.host_ip)
             .cloned();
         if let Some((_, other, l)) = clash {
             out.push(finding_in(
