@@ -1,4 +1,4 @@
-//! Real-world compose files (issue 14, points 1-6): the minimal
+//! Real-world compose files: the minimal
 //! reproductions, each run as the real binary on a copy of this repository
 //! whose compose file is replaced or extended, held against `docker compose
 //! config` (Compose v2) as the oracle.

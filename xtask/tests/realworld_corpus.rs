@@ -1,4 +1,4 @@
-//! The compose corpus (issue 14, Tests): 31 unmodified compose files from
+//! The compose corpus: 31 unmodified compose files from
 //! public projects (`tests/realworld/compose/`, listed in SOURCES.tsv), each
 //! run through the real binary, with Docker Compose v2 as the oracle.
 //!

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bollard::query_parameters as q;
 use bollard::Docker;
 
-use super::{HOST_LABEL, PID_LABEL, RUN_LABEL};
+use super::{HOST_LABEL, KEEP_LABEL, PID_LABEL, RUN_LABEL};
 
 /// This machine's host name (empty if it cannot be read).
 pub fn hostname() -> String {
@@ -75,13 +75,14 @@ pub async fn sweep(d: &Docker, run: Option<&str>) -> usize {
     let ours = |labels: Option<&HashMap<String, String>>| -> bool {
         let l = |k: &str| labels.and_then(|l| l.get(k)).map(|s| s.as_str());
         run.is_some()
-            || !run_alive(
-                l(PID_LABEL),
-                l(HOST_LABEL),
-                &this_host,
-                std::process::id() as i32,
-                kill0,
-            )
+            || (l(KEEP_LABEL).is_none()
+                && !run_alive(
+                    l(PID_LABEL),
+                    l(HOST_LABEL),
+                    &this_host,
+                    std::process::id() as i32,
+                    kill0,
+                ))
     };
     let filter = match run {
         Some(r) => format!("{RUN_LABEL}={r}"),
