@@ -182,13 +182,22 @@ pub struct Health {
     pub disable: bool,
 }
 
+/// `build:` as Compose resolved it: an absolute context, the Dockerfile
+/// relative to it, the arguments interpolated.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BuildSpec {
+    pub context: String,
+    pub dockerfile: String,
+    pub args: Vec<(String, String)>,
+}
+
 /// One service as Compose would create its container.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Svc {
     pub name: String,
     pub image: Option<String>,
-    /// `build:` as Compose resolved it: (absolute context, dockerfile, args).
-    pub build: Option<(String, String, Vec<(String, String)>)>,
+    /// `build:` as Compose resolved it.
+    pub build: Option<BuildSpec>,
     pub container_name: Option<String>,
     pub command: Option<Vec<String>>,
     pub entrypoint: Option<Vec<String>>,
@@ -546,12 +555,10 @@ fn service(name: &str, s: &Value, bad: &mut Vec<Unmodeled>) -> Svc {
     let mut svc = Svc {
         name: name.to_string(),
         image: string(m.get("image")),
-        build: m.get("build").filter(|b| !b.is_null()).map(|b| {
-            (
-                string(b.get("context")).unwrap_or_else(|| ".".into()),
-                string(b.get("dockerfile")).unwrap_or_else(|| "Dockerfile".into()),
-                map_of_strings(b.get("args")).into_iter().collect(),
-            )
+        build: m.get("build").filter(|b| !b.is_null()).map(|b| BuildSpec {
+            context: string(b.get("context")).unwrap_or_else(|| ".".into()),
+            dockerfile: string(b.get("dockerfile")).unwrap_or_else(|| "Dockerfile".into()),
+            args: map_of_strings(b.get("args")).into_iter().collect(),
         }),
         container_name: string(m.get("container_name")),
         command: opt_strs(m.get("command")),

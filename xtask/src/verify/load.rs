@@ -155,10 +155,10 @@ pub fn view(repo: &Repo, st: &Stack) -> Compose {
         .map(|s| {
             let file = repo.compose.service(&s.name);
             let line = file.map(|f| f.line).unwrap_or(1);
-            let build = s.build.as_ref().map(|(context, dockerfile, args)| Build {
-                context: context.clone(),
-                dockerfile: dockerfile.clone(),
-                args: args.clone(),
+            let build = s.build.as_ref().map(|b| Build {
+                context: b.context.clone(),
+                dockerfile: b.dockerfile.clone(),
+                args: b.args.clone(),
                 line: file.and_then(|f| f.build.as_ref()).map_or(line, |b| b.line),
             });
             Service {

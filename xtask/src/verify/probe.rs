@@ -398,7 +398,7 @@ pub(super) async fn precreate_row(
 /// one probe container that also runs `extra` specs (the source's
 /// data-layer cells). Returns the cells, and the probe's lines and output
 /// for the extra specs.
-#[allow(clippy::type_complexity)]
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
 pub async fn matrix_row(
     d: &Docker,
     run: &Run,
