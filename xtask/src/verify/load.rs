@@ -148,12 +148,12 @@ pub fn locate(repo: &Repo, owner: &str, key: &str) -> (String, usize) {
 /// layer), made from the stack so that it agrees with Compose: networks
 /// (the implicit `default` included), ports, mounts and environment as
 /// Compose resolved them; lines from the file where the service is in it.
-pub fn view(repo: &Repo, st: &Stack) -> Compose {
+pub fn view(file_model: &Compose, st: &Stack) -> Compose {
     let services = st
         .services
         .iter()
         .map(|s| {
-            let file = repo.compose.service(&s.name);
+            let file = file_model.service(&s.name);
             let line = file.map(|f| f.line).unwrap_or(1);
             let build = s.build.as_ref().map(|b| Build {
                 context: b.context.clone(),
@@ -222,5 +222,43 @@ pub fn view(repo: &Repo, st: &Stack) -> Compose {
         services,
         networks: st.networks.keys().map(|n| (n.clone(), 1)).collect(),
         volumes: st.volumes.keys().map(|v| (v.clone(), 1)).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::reach;
+
+    /// Two services without `networks:` share Compose's `default` network
+    /// and must reach each other; `networks: [default, n]` is two networks.
+    #[test]
+    fn the_implicit_default_network_is_a_network() {
+        let v = serde_json::json!({
+            "name": "p",
+            "services": {
+                "a": {"image": "x", "networks": {"default": null}, "ports": [{"target": 80, "protocol": "tcp", "host_ip": "127.0.0.1"}]},
+                "b": {"image": "x", "networks": {"default": null}, "expose": ["9000"]},
+                "c": {"image": "x", "networks": {"default": null, "n": null}},
+                "d": {"image": "x", "networks": {"n": null}}
+            },
+            "networks": {"default": {"name": "p_default"}, "n": {"name": "p_n"}}
+        });
+        let st = Stack::from_json(&v).unwrap();
+        let repo_view = Compose {
+            services: vec![],
+            networks: vec![],
+            volumes: vec![],
+        };
+        let c = view(&repo_view, &st);
+        let s = |n: &str| c.service(n).unwrap();
+        assert!(reach::reaches(s("a"), s("b")) && reach::reaches(s("b"), s("a")));
+        assert!(reach::reaches(s("c"), s("d")) && !reach::reaches(s("a"), s("d")));
+        // A service with only `expose:` is a target at that port.
+        assert_eq!(s("b").port(), Some(9000));
+        let e = reach::expected(&c);
+        assert!(e
+            .iter()
+            .any(|x| x.source == "a" && x.target == "b" && x.port == 9000 && x.reach));
     }
 }

@@ -56,7 +56,7 @@ pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
     // The stack Compose would run, read by Compose itself; every key verify
     // does not model is refused here, before anything is created.
     let stack = load::load(&repo)?;
-    repo.compose = load::view(&repo, &stack);
+    repo.compose = load::view(&repo.compose, &stack);
     phases.add("check", t);
     if o.init_swarm {
         return Err(
