@@ -116,7 +116,14 @@ fn connect(spec: &Spec) -> Result<Box<dyn Stream>, Outcome> {
     let Some(addr) = addrs.first() else {
         return Err(Outcome::Unresolved(format!("name `{host}` has no address")));
     };
-    let tcp = match TcpStream::connect_timeout(addr, Duration::from_secs(2)) {
+    // `connect_ms`: how long a connection may take to be set up (2 s by
+    // default). A path the engine drops never answers; one that is open
+    // completes in the kernel within milliseconds, whatever the load.
+    let connect_ms: u64 = get(spec, "connect_ms")
+        .parse()
+        .unwrap_or(2000)
+        .clamp(100, 10_000);
+    let tcp = match TcpStream::connect_timeout(addr, Duration::from_millis(connect_ms)) {
         Ok(t) => t,
         Err(e) => {
             return Err(Outcome::Refused(format!(

@@ -340,6 +340,9 @@ fn row_plan(
                     p.port
                 )
             };
+            // A path the engine drops waits out the connect timeout; 1 s is
+            // ample on one machine (an open path connects in the kernel).
+            let line = format!("{line}&connect_ms={PATH_CONNECT_MS}");
             specs.push(line);
             cells.push(cell(p.via, p.expected, p.target_port));
         }
@@ -348,6 +351,9 @@ fn row_plan(
     let with_ca = targets.iter().any(|t| t.tls && t.service != src.name);
     (cells, specs, with_ca)
 }
+
+/// The connect timeout of a path probe, in ms.
+const PATH_CONNECT_MS: u64 = 1000;
 
 /// The command of every matrix row's probe: its specs are uploaded just
 /// before it starts (the addresses are known only once the stack runs).
