@@ -169,6 +169,26 @@ pub fn paths(
             });
         }
     }
+    // A target in the host's namespace listens on every host address:
+    // through each gateway at its own port (Compose publishes nothing for it).
+    let target_host_mode = stack
+        .service(&t.service)
+        .is_some_and(|ts| stack.mode_of(ts).as_deref() == Some("host"));
+    if target_host_mode && !host_mode {
+        for (gw, what) in gateways(&src_nets, topo) {
+            out.push(PathSpec {
+                via: format!(
+                    "host {gw}:{} ({what}) -> `{}` in the host's namespace",
+                    t.port, t.service
+                ),
+                host: gw,
+                port: t.port,
+                target_port: t.port,
+                own_port: true,
+                expected: reach_ok,
+            });
+        }
+    }
     let published = topo.published.get(&t.service).into_iter().flatten();
     for (cport, proto, host_ip, hport) in published.filter(|p| p.1 == "tcp") {
         let _ = proto;
@@ -190,14 +210,7 @@ pub fn paths(
             });
             continue;
         }
-        let mut gws: Vec<(String, String)> = src_nets
-            .iter()
-            .filter_map(|n| Some((topo.gateways.get(n)?.clone(), format!("gateway of {n}"))))
-            .collect();
-        if let Some(b) = &topo.bridge_gw {
-            gws.push((b.clone(), "the default bridge".into()));
-        }
-        for (gw, what) in gws {
+        for (gw, what) in gateways(&src_nets, topo) {
             let open = all_interfaces(host_ip) || host_ip == &gw;
             out.push(PathSpec {
                 via: format!(
@@ -217,6 +230,19 @@ pub fn paths(
         }
     }
     out
+}
+
+/// The host's addresses a container on `nets` reaches it by: each
+/// network's gateway and the default bridge's.
+fn gateways(nets: &[String], topo: &Topology) -> Vec<(String, String)> {
+    let mut gws: Vec<(String, String)> = nets
+        .iter()
+        .filter_map(|n| Some((topo.gateways.get(n)?.clone(), format!("gateway of {n}"))))
+        .collect();
+    if let Some(b) = &topo.bridge_gw {
+        gws.push((b.clone(), "the default bridge".into()));
+    }
+    gws
 }
 
 #[cfg(test)]
@@ -330,5 +356,15 @@ mod tests {
         let pw = paths(&st, &view, &topo("0.0.0.0"), "w", &target());
         let pa = paths(&st, &view, &topo("0.0.0.0"), "a", &target());
         assert_eq!(pw, pa);
+        // A target in the host's namespace is reached through every gateway
+        // at its own port: a path that must fail unless it opts in.
+        let mut th = target();
+        th.service = "h".into();
+        th.port = 7000;
+        let p = paths(&st, &view, &topo(""), "a", &th);
+        assert_eq!(
+            p.iter().map(|p| (p.host.as_str(), p.port, p.expected)).collect::<Vec<_>>(),
+            vec![("10.0.1.1", 7000, false), ("172.17.0.1", 7000, false)]
+        );
     }
 }
