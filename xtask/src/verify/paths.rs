@@ -363,7 +363,9 @@ mod tests {
         th.port = 7000;
         let p = paths(&st, &view, &topo(""), "a", &th);
         assert_eq!(
-            p.iter().map(|p| (p.host.as_str(), p.port, p.expected)).collect::<Vec<_>>(),
+            p.iter()
+                .map(|p| (p.host.as_str(), p.port, p.expected))
+                .collect::<Vec<_>>(),
             vec![("10.0.1.1", 7000, false), ("172.17.0.1", 7000, false)]
         );
     }

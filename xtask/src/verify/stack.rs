@@ -98,7 +98,13 @@ pub(super) async fn nginx_port(run: &Run) -> Option<u16> {
         .await
         .ok();
     info.and_then(|i| i.network_settings?.ports?.get("443/tcp").cloned().flatten())
-        .and_then(|b| b.first()?.host_port.clone())
+        // The IPv4 binding: Docker gives `::` its own ephemeral port.
+        .and_then(|b| {
+            b.iter()
+                .find(|b| !b.host_ip.as_deref().unwrap_or("").contains(':'))?
+                .host_port
+                .clone()
+        })
         .and_then(|p| p.parse::<u16>().ok())
 }
 
