@@ -375,7 +375,7 @@ def engine_floor(root: str) -> float:
             ["docker", "compose", "config", "--format", "json"], cwd=root, capture_output=True, text=True, check=True
         ).stdout
     )
-    built = {}
+    built: dict[str, str] = {}
     for line in subprocess.run(
         ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True, text=True, check=False
     ).stdout.splitlines():
