@@ -307,7 +307,7 @@ proptest! {
             let sp = " ".repeat(edit_compose::section_indent(&text, sec, unit));
             text = edit_compose::insert_entry(&text, sec, &format!("{sp}{n}:\n")).unwrap();
         }
-        let change = edit_compose::Change { added: vec![("services", name.clone()), ("networks", "grpc-network".into()), ("volumes", format!("{name}-data"))], removed: vec![] };
+        let change = edit_compose::Change { added: vec![("services", name.clone()), ("networks", "grpc-network".into()), ("volumes", format!("{name}-data"))], removed: vec![], changed: vec![] };
         // Both ways: the old text parsed again, and its tree handed over.
         let tree = edit_compose::verify_edit(&plain, None, &text, &change, "docker-compose.yml").unwrap();
         let old_tree = compose::Compose::tree(&plain).unwrap();

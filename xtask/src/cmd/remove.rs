@@ -85,7 +85,16 @@ pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(
     let mut change = edit_compose::Change {
         added: vec![],
         removed: vec![("services", name.to_string())],
+        changed: vec![],
     };
+    // Its page's mount in NGINX's volumes, exactly as add-service wrote it.
+    if let (Some(_), Some(path)) = (svc.frontend(), svc.public_path()) {
+        let item = edit::nginx::frontend_mount(name, path);
+        if let Some(t2) = edit_compose::remove_list_item(&text, "nginx", "volumes", &item) {
+            text = t2;
+            change.changed.push(("services", "nginx".to_string()));
+        }
+    }
     // The mirror of add-service: a declaration goes only when no other
     // service uses it and it is exactly what add-service writes (a bare
     // `name:`); anything a user wrote (`driver: local`, a comment) stays.
