@@ -2,7 +2,10 @@
 //! (`scripts/setup.sh` installs it), headless, loads the page through NGINX
 //! with its API running, and the DOM after the page's scripts must show the
 //! API's answer; NGINX's access log must show the browser's API calls.
-//! Needs the Docker daemon and chromium.
+//! Needs the Docker daemon and chromium. One test on minimal containers of
+//! a freshly generated service, one on the example's `accounts-web` in the
+//! stack `cargo xtask verify --keep` leaves up (its accounts come from the
+//! `accounts` service through the gateway).
 
 mod common;
 mod frontend_stack;
@@ -107,4 +110,101 @@ fn the_page_shows_its_api_answer_in_a_real_browser() {
             "no browser request {want} in NGINX's access log:\n{logs}"
         );
     }
+}
+
+/// What `verify --keep` left up, removed on drop (by its run label).
+struct Kept(String);
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        let label = format!("label=monorepo.verify.run={}", self.0);
+        let ids = Command::new("docker")
+            .args(["ps", "-aq", "--filter", &label])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if !ids.is_empty() {
+            let _ = Command::new("docker")
+                .args(["rm", "-f"])
+                .args(&ids)
+                .output();
+        }
+        for what in ["network", "volume"] {
+            let _ = Command::new("docker")
+                .args([what, "prune", "-f", "--filter", &label])
+                .output();
+        }
+    }
+}
+
+#[test]
+fn the_example_page_lists_accounts_through_the_gateway() {
+    let browser = chromium();
+    let c = prepared("fe-example");
+    let o = verify(&c.root, &["--keep", "--only", "accounts-web", "gateway"]);
+    let out = text(&o);
+    let run = out
+        .split("the stack of run ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no kept run in:\n{out}"))
+        .to_string();
+    let _kept = Kept(run.clone());
+    assert!(o.status.success(), "verify failed:\n{out}");
+    let nginx = format!("mr-{run}-nginx");
+    let port = Command::new("docker")
+        .args(["port", &nginx, "443/tcp"])
+        .output()
+        .unwrap();
+    let port = String::from_utf8_lossy(&port.stdout);
+    let port = port
+        .lines()
+        .next()
+        .and_then(|l| l.rsplit(':').next())
+        .unwrap()
+        .trim()
+        .to_string();
+    let url = |p: &str| format!("https://localhost:{port}{p}");
+    // An account made through the page's API lands in `accounts` (gRPC,
+    // Postgres) and comes back in the page.
+    let name = format!("Grace {}", std::process::id());
+    let o = Command::new("curl")
+        .args([
+            "-sk",
+            "--max-time",
+            "10",
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+        ])
+        .arg(format!("{{\"name\": \"{name}\"}}"))
+        .arg(url("/accounts-web/api/items"))
+        .output()
+        .unwrap();
+    let created: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
+    assert_eq!(created["name"], name.as_str(), "{created}");
+    let d = dom(browser, &url("/accounts-web/"));
+    assert!(
+        d.contains(r#"data-state="ok">accounts-web: SERVING"#),
+        "{d}"
+    );
+    assert!(
+        d.contains(&format!(
+            r#"<li data-id="{}">{name}</li>"#,
+            created["id"].as_str().unwrap()
+        )),
+        "the new account is not in the page:\n{d}"
+    );
+    let logs = Command::new("docker")
+        .args(["logs", &nginx])
+        .output()
+        .unwrap();
+    let logs = text(&logs);
+    assert!(
+        logs.lines().any(|l| l.contains("HeadlessChrome")
+            && l.contains("\"GET /accounts-web/api/items HTTP/1.1\" 200")),
+        "{logs}"
+    );
 }
