@@ -252,9 +252,22 @@ fn frontend_bad_input_exits_2_and_writes_nothing() {
 
     // NGINX's volumes written inline: the mount cannot be added line by line.
     let compose = std::fs::read_to_string(c.root.join("docker-compose.yml")).unwrap();
-    let inline = compose.replace(
-        "    volumes:\n      - ./certs/server:/etc/nginx/certs:ro\n      - ./src/backend_services/shop-web/Frontend:/usr/share/nginx/frontends/shop-web:ro\n",
-        "    volumes: [./certs/server:/etc/nginx/certs:ro, ./src/backend_services/shop-web/Frontend:/usr/share/nginx/frontends/shop-web:ro]\n",
+    let head = "    volumes:\n      - ./certs/server:/etc/nginx/certs:ro\n";
+    let at = compose.find(head).unwrap() + "    volumes:\n".len();
+    let items: Vec<&str> = compose[at..]
+        .lines()
+        .take_while(|l| l.starts_with("      - "))
+        .collect();
+    let block: String = items.iter().map(|l| format!("{l}\n")).collect();
+    let flow = items
+        .iter()
+        .map(|l| l.trim_start_matches("      - "))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let inline = compose.replacen(
+        &format!("    volumes:\n{block}"),
+        &format!("    volumes: [{flow}]\n"),
+        1,
     );
     assert_ne!(inline, compose);
     std::fs::write(c.root.join("docker-compose.yml"), &inline).unwrap();
@@ -297,4 +310,86 @@ fn frontend_bad_input_exits_2_and_writes_nothing() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("MR016"), "{}", text(&o));
     let _ = std::fs::remove_dir_all(&outside);
+}
+
+#[test]
+fn main_py_in_backend_and_a_hand_edited_mount() {
+    let c = copy("fe-entry");
+    set_up(&c.root);
+    let before = snapshot(&c.root);
+    ok(&xtask(
+        &c.root,
+        &[
+            "add-service",
+            "w",
+            "--frontend",
+            "--public",
+            "/w/",
+            "--entry",
+            "main.py",
+        ],
+    ));
+    assert!(c
+        .root
+        .join("src/backend_services/w/Backend/main.py")
+        .is_file());
+    let df = std::fs::read_to_string(c.root.join("src/backend_services/w/Dockerfile")).unwrap();
+    assert!(
+        df.contains("COPY backend_services/w/Backend /app") && df.contains("\"/app/main.py\""),
+        "{df}"
+    );
+    ok(&xtask(&c.root, &["check"]));
+    // The mount's line edited by hand: remove-service will not leave it
+    // pointing at a deleted folder.
+    let compose = std::fs::read_to_string(c.root.join("docker-compose.yml")).unwrap();
+    let edited = compose.replace(
+        "Frontend:/usr/share/nginx/frontends/w:ro",
+        "Frontend:/usr/share/nginx/frontends/w",
+    );
+    std::fs::write(c.root.join("docker-compose.yml"), &edited).unwrap();
+    let mid = snapshot(&c.root);
+    let o = xtask(&c.root, &["remove-service", "w"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("`nginx` still mounts"), "{}", text(&o));
+    assert_same(&mid, &snapshot(&c.root), "refused remove");
+    std::fs::write(c.root.join("docker-compose.yml"), &compose).unwrap();
+    ok(&xtask(&c.root, &["remove-service", "w"]));
+    assert_same(
+        &before,
+        &snapshot(&c.root),
+        "add --entry main.py then remove",
+    );
+}
+
+/// The committed exports carry the example's page to NGINX: a ConfigMap
+/// mounted at the bind mount's path, swarm configs per file.
+#[test]
+fn exports_carry_the_example_page() {
+    let root = workspace();
+    let cm = std::fs::read_to_string(root.join("deploy/k8s/frontend-accounts-web.configmap.yaml"))
+        .unwrap();
+    for f in ["index.html", "app.js", "style.css"] {
+        assert!(
+            cm.contains(&format!("  {f}: ")) || cm.contains(&format!("  \"{f}\": ")),
+            "{f}:\n{cm}"
+        );
+    }
+    let dep = std::fs::read_to_string(root.join("deploy/k8s/nginx.deployment.yaml")).unwrap();
+    assert!(
+        dep.contains("mountPath: \"/usr/share/nginx/frontends/accounts-web\""),
+        "{dep}"
+    );
+    assert!(dep.contains("name: \"frontend-accounts-web\""), "{dep}");
+    let loc =
+        std::fs::read_to_string(root.join("deploy/k8s/nginx-locations.configmap.yaml")).unwrap();
+    assert!(loc.contains("location ^~ /accounts-web/api/"), "{loc}");
+    let stack = std::fs::read_to_string(root.join("deploy/swarm/stack.yml")).unwrap();
+    for f in ["index.html", "app.js", "style.css"] {
+        assert!(
+            stack.contains(&format!(
+                "target: \"/usr/share/nginx/frontends/accounts-web/{f}\""
+            )),
+            "{f}"
+        );
+    }
 }

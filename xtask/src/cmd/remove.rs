@@ -132,6 +132,26 @@ pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(
             "internal error: the edited compose file does not parse: {e}"
         ))
     })?;
+    // A mount of its folder that is not the line add-service wrote (edited
+    // by hand) would be left pointing at nothing: the user decides.
+    let folder = format!("{SERVICES_DIR}/{name}/");
+    for o in parsed.services.iter().filter(|_| !keep_files) {
+        if let Some(m) = o.volumes.iter().find(|m| {
+            !m.named
+                && format!(
+                    "{}/",
+                    m.source.trim_start_matches("./").trim_end_matches('/')
+                )
+                .starts_with(&folder)
+        }) {
+            return Err(Diagnostic::error(format!(
+                "`{}` still mounts {} from the folder of `{name}`",
+                o.name, m.source
+            ))
+            .at(cf, m.line)
+            .fix("remove that mount first, or pass --keep-files"));
+        }
+    }
     let text = form.restore(&text);
     t.write(&repo.compose_file, text)?;
     // Its role, ACL user and credentials go with it.
