@@ -166,6 +166,18 @@ pub fn resolve_add(repo: &Repo, a: &AddArgs) -> Result<Options, Error> {
         validate_public(p)?;
         if a.frontend {
             frontend_paths_free(repo, p)?;
+        } else if let Some((s, q)) = repo.backend().find_map(|s| {
+            s.frontend()
+                .and(s.public_path())
+                .filter(|q| *q != p && p.starts_with(q))
+                .map(|q| (s, q))
+        }) {
+            return Err(Diagnostic::error(format!(
+                "path `{p}` lies inside `{q}`, the page of `{}`: a page owns every path below its own",
+                s.name
+            ))
+            .at(&repo.compose_file, s.line)
+            .fix("pick a --public path outside the page's"));
         }
         if let Some(r) = repo.nginx.conflict(p, "") {
             return Err(
@@ -227,8 +239,8 @@ pub fn resolve_add(repo: &Repo, a: &AddArgs) -> Result<Options, Error> {
 
 /// A frontend owns its whole path (deep links fall back to its page) and
 /// the exact path without the slash (a redirect): no other public path may
-/// lie inside it, contain it, or be routed there by NGINX already, and
-/// NGINX must have a `volumes:` block list its files can be mounted with.
+/// lie inside it, contain it, or be routed there by NGINX already. (That
+/// NGINX has a `volumes:` block list for its mount is checked by the edit.)
 fn frontend_paths_free(repo: &Repo, p: &str) -> Result<(), Error> {
     if p == "/" {
         return Err(
