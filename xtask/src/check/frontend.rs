@@ -50,15 +50,20 @@ fn locations(ds: &[Directive], out: &mut Vec<(String, String, usize)>) {
 /// endpoint's `root` looks.
 pub fn frontend_routes(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(), Error> {
     let cf = repo.compose_file.clone();
-    for s in repo.backend().filter(|s| s.frontend().is_some()) {
-        let path = s.public_path().unwrap_or("/");
-        let mut found = vec![];
-        for f in nginx::conf_files(&repo.root) {
-            let text = crate::model::repo::read_text(&repo.root, &f)?;
-            if let Ok(ds) = nginx::parse(&text, &f) {
-                locations(&ds, &mut found);
-            }
+    let pages: Vec<_> = repo.backend().filter(|s| s.frontend().is_some()).collect();
+    if pages.is_empty() {
+        return Ok(());
+    }
+    // Every location of every file, nested ones too, read once.
+    let mut found = vec![];
+    for f in nginx::conf_files(&repo.root) {
+        let text = crate::model::repo::read_text(&repo.root, &f)?;
+        if let Ok(ds) = nginx::parse(&text, &f) {
+            locations(&ds, &mut found);
         }
+    }
+    for s in pages {
+        let path = s.public_path().unwrap_or("/");
         let bare = path.trim_end_matches('/');
         let file = nginx::location_file(&s.name);
         for (want, modifier, what) in [
