@@ -100,7 +100,17 @@ fn frontend_routes_answer_through_nginx() {
             "/shop-web/",
         ],
     ));
+    // A link in the page's folder is not followed (it would resolve in
+    // NGINX's own filesystem).
+    std::os::unix::fs::symlink(
+        "/etc/passwd",
+        c.root.join("src/backend_services/shop-web/Frontend/passwd.txt"),
+    )
+    .unwrap();
     let s = frontend_stack::Stack::start(&c.root, "shop-web", "routes");
+    let r = s.get("/shop-web/passwd.txt");
+    assert!(r.status == 403 || r.status == 404, "{r:?}");
+    assert!(!r.body.contains("root:"), "{r:?}");
     let html = |r: &frontend_stack::Response, what: &str| {
         assert_eq!(r.status, 200, "{what}: {r:?}");
         assert_eq!(r.header("content-type"), Some("text/html"), "{what}: {r:?}");

@@ -141,6 +141,8 @@ location ^~ {api} {{
 location {path} {{
     root {FRONTENDS_ROOT};
     absolute_redirect off;
+    # A link inside Frontend/ would resolve in NGINX's own filesystem.
+    disable_symlinks on;
     types {{
 {types}    }}
     default_type application/octet-stream;
