@@ -104,7 +104,8 @@ fn frontend_routes_answer_through_nginx() {
     // NGINX's own filesystem).
     std::os::unix::fs::symlink(
         "/etc/passwd",
-        c.root.join("src/backend_services/shop-web/Frontend/passwd.txt"),
+        c.root
+            .join("src/backend_services/shop-web/Frontend/passwd.txt"),
     )
     .unwrap();
     let s = frontend_stack::Stack::start(&c.root, "shop-web", "routes");
