@@ -20,6 +20,7 @@ gateway = load_service("gateway")
 def load_web():
     path = SRC / "backend_services" / "accounts-web" / "Backend" / "server.py"
     spec = importlib.util.spec_from_file_location("accounts_web_server", path)
+    assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -37,7 +38,9 @@ def start(name, public, routes):
 @pytest.fixture
 def chain():
     store = FakeStore(accounts.Unavailable, {"1": "Ada Lovelace"})
-    svc = serve.GrpcService(accounts_pb2_grpc.add_AccountsServicer_to_server, accounts.Accounts(store), accounts.SERVICE_NAME)
+    svc = serve.GrpcService(
+        accounts_pb2_grpc.add_AccountsServicer_to_server, accounts.Accounts(store), accounts.SERVICE_NAME
+    )
     grpc_srv, chan = grpc_server([svc])
     gw, gw_base = start("gateway", "/api/", gateway.routes(accounts_pb2_grpc.AccountsStub(chan)))
     api, base = start("accounts-web", "/accounts-web/", web.routes(web.GatewayItems(gw_base)))
@@ -66,7 +69,9 @@ def test_bad_requests_and_unknown_routes_are_json(chain):
 
 
 def test_gateway_down_is_503():
-    api, base = start("accounts-web", "/accounts-web/", web.routes(web.GatewayItems(f"http://127.0.0.1:{closed_port()}")))
+    api, base = start(
+        "accounts-web", "/accounts-web/", web.routes(web.GatewayItems(f"http://127.0.0.1:{closed_port()}"))
+    )
     try:
         status, body = call(base + "/items")
         assert status == 503 and "gateway unreachable" in body["error"]

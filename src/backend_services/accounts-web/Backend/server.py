@@ -21,24 +21,36 @@ import threading
 import urllib.error
 import urllib.request
 import uuid
+from typing import Any, Protocol
 
 from common import log, serve, settings
 
 MAX_NAME = 200
 
+# One item as the API answers it: {"id": ..., "name": ...}.
+Item = dict[str, Any]
+
+
+class Items(Protocol):
+    """Where the items live."""
+
+    def list(self) -> list[Item]: ...
+
+    def add(self, name: str) -> Item: ...
+
 
 class MemoryItems:
-    def __init__(self):
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._items = []
+        self._items: list[Item] = []
 
-    def list(self) -> list:
+    def list(self) -> list[Item]:
         with self._lock:
             return list(self._items)
 
-    def add(self, name: str) -> dict:
+    def add(self, name: str) -> Item:
         with self._lock:
-            item = {"id": len(self._items) + 1, "name": name}
+            item: Item = {"id": len(self._items) + 1, "name": name}
             self._items.append(item)
             return item
 
@@ -47,10 +59,10 @@ class PgItems:
     """Items in the service's own database (its role and database are made
     by `cargo xtask sync`; the password comes from its env_file)."""
 
-    def __init__(self, pg: dict):
+    def __init__(self, pg: settings.PgParams) -> None:
         self._pg = pg
 
-    def _run(self, sql: str, args=()) -> list:
+    def _run(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         import psycopg2
 
         conn = psycopg2.connect(connect_timeout=3, **self._pg)
@@ -62,11 +74,11 @@ class PgItems:
         finally:
             conn.close()
 
-    def list(self) -> list:
+    def list(self) -> list[Item]:
         return [{"id": i, "name": n} for i, n in self._run("SELECT id, name FROM items ORDER BY id")]
 
-    def add(self, name: str) -> dict:
-        (i, n), = self._run("INSERT INTO items (name) VALUES (%s) RETURNING id, name", (name,))
+    def add(self, name: str) -> Item:
+        ((i, n),) = self._run("INSERT INTO items (name) VALUES (%s) RETURNING id, name", (name,))
         return {"id": i, "name": n}
 
 
@@ -76,15 +88,16 @@ class GatewayItems:
 
     TIMEOUT = 5.0
 
-    def __init__(self, base: str):
+    def __init__(self, base: str) -> None:
         self._base = base.rstrip("/") + "/api/accounts"
 
-    def _call(self, url: str, body=None) -> dict:
+    def _call(self, url: str, body: Item | None = None) -> dict[str, Any]:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(req, timeout=self.TIMEOUT) as res:
-                return json.load(res)
+                reply: dict[str, Any] = json.load(res)
+                return reply
         except urllib.error.HTTPError as e:
             try:
                 detail = json.load(e).get("error", e.reason)
@@ -94,27 +107,27 @@ class GatewayItems:
         except (urllib.error.URLError, OSError) as e:
             raise serve.HttpError(503, f"gateway unreachable: {e}") from None
 
-    def list(self) -> list:
+    def list(self) -> list[Item]:
         reply = self._call(self._base + "?limit=50")
         return [{"id": a["id"], "name": a["name"]} for a in reply.get("accounts", [])]
 
-    def add(self, name: str) -> dict:
+    def add(self, name: str) -> Item:
         a = self._call(self._base, {"id": f"web-{uuid.uuid4().hex[:12]}", "name": name})
         return {"id": a["id"], "name": a["name"]}
 
 
-def routes(store) -> dict:
+def routes(store: Items) -> serve.Routes:
     """The API's routes over an item store."""
 
     def only(path: str, req: serve.Request) -> None:
         if req.path.rstrip("/") != path:
             raise serve.HttpError(404, f"no such path {req.path}")
 
-    def list_items(req: serve.Request):
+    def list_items(req: serve.Request) -> serve.Reply:
         only("/items", req)
         return 200, {"items": store.list()}
 
-    def create_item(req: serve.Request):
+    def create_item(req: serve.Request) -> serve.Reply:
         only("/items", req)
         try:
             body = json.loads(req.body)
@@ -132,7 +145,7 @@ def main() -> None:
     cfg = settings.load()
     log.setup(cfg.name)
     gateway = os.environ.get("GATEWAY_URL")
-    store = GatewayItems(gateway) if gateway else PgItems(cfg.pg) if cfg.pg else MemoryItems()
+    store: Items = GatewayItems(gateway) if gateway else PgItems(cfg.pg) if cfg.pg else MemoryItems()
     serve.run(cfg, http_routes=routes(store))
 
 

@@ -14,24 +14,36 @@ else in memory. SIGTERM stops it cleanly.
 
 import json
 import threading
+from typing import Any, Protocol
 
 from common import log, serve, settings
 
 MAX_NAME = 200
 
+# One item as the API answers it: {"id": ..., "name": ...}.
+Item = dict[str, Any]
+
+
+class Items(Protocol):
+    """Where the items live."""
+
+    def list(self) -> list[Item]: ...
+
+    def add(self, name: str) -> Item: ...
+
 
 class MemoryItems:
-    def __init__(self):
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._items = []
+        self._items: list[Item] = []
 
-    def list(self) -> list:
+    def list(self) -> list[Item]:
         with self._lock:
             return list(self._items)
 
-    def add(self, name: str) -> dict:
+    def add(self, name: str) -> Item:
         with self._lock:
-            item = {"id": len(self._items) + 1, "name": name}
+            item: Item = {"id": len(self._items) + 1, "name": name}
             self._items.append(item)
             return item
 
@@ -40,10 +52,10 @@ class PgItems:
     """Items in the service's own database (its role and database are made
     by `cargo xtask sync`; the password comes from its env_file)."""
 
-    def __init__(self, pg: dict):
+    def __init__(self, pg: settings.PgParams) -> None:
         self._pg = pg
 
-    def _run(self, sql: str, args=()) -> list:
+    def _run(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         import psycopg2
 
         conn = psycopg2.connect(connect_timeout=3, **self._pg)
@@ -55,26 +67,26 @@ class PgItems:
         finally:
             conn.close()
 
-    def list(self) -> list:
+    def list(self) -> list[Item]:
         return [{"id": i, "name": n} for i, n in self._run("SELECT id, name FROM items ORDER BY id")]
 
-    def add(self, name: str) -> dict:
-        (i, n), = self._run("INSERT INTO items (name) VALUES (%s) RETURNING id, name", (name,))
+    def add(self, name: str) -> Item:
+        ((i, n),) = self._run("INSERT INTO items (name) VALUES (%s) RETURNING id, name", (name,))
         return {"id": i, "name": n}
 
 
-def routes(store) -> dict:
+def routes(store: Items) -> serve.Routes:
     """The API's routes over an item store."""
 
     def only(path: str, req: serve.Request) -> None:
         if req.path.rstrip("/") != path:
             raise serve.HttpError(404, f"no such path {req.path}")
 
-    def list_items(req: serve.Request):
+    def list_items(req: serve.Request) -> serve.Reply:
         only("/items", req)
         return 200, {"items": store.list()}
 
-    def create_item(req: serve.Request):
+    def create_item(req: serve.Request) -> serve.Reply:
         only("/items", req)
         try:
             body = json.loads(req.body)
@@ -91,7 +103,7 @@ def routes(store) -> dict:
 def main() -> None:
     cfg = settings.load()
     log.setup(cfg.name)
-    store = PgItems(cfg.pg) if cfg.pg else MemoryItems()
+    store: Items = PgItems(cfg.pg) if cfg.pg else MemoryItems()
     serve.run(cfg, http_routes=routes(store))
 
 
