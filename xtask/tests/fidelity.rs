@@ -299,15 +299,39 @@ fn containers(filter: &str, label: &str) -> BTreeMap<String, String> {
 /// example's gateway, a sidecar in its namespace, a service on the
 /// implicit default network with only `expose:`, unique container names
 /// and ephemeral host ports (so nothing clashes with another stack).
-fn fidelity_override(tag: &str, python: &str) -> String {
+fn fidelity_override(root: &Path, tag: &str, python: &str) -> String {
+    // Every service of the project as Compose reads it (the example grows):
+    // a unique container name, and each port with its host IP kept and an
+    // ephemeral host port.
+    let o = Command::new("docker")
+        .args(["compose", "config", "--format", "json"])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let cfg: Value = serde_json::from_slice(&o.stdout).unwrap();
     let mut s = String::from("services:\n");
-    for (svc, ports) in [
-        ("postgres", r#"["127.0.0.1::5432"]"#),
-        ("redis", r#"["127.0.0.1::6379"]"#),
-        ("nginx", r#"["::443"]"#),
-        ("accounts", r#"["127.0.0.1::50051"]"#),
-    ] {
-        s += &format!("  {svc}:\n    container_name: {tag}-{svc}\n    ports: !override {ports}\n");
+    for (svc, def) in cfg["services"].as_object().unwrap() {
+        if svc == "gateway" {
+            continue;
+        }
+        let ports: Vec<String> = def["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                let ip = p["host_ip"].as_str().unwrap_or("");
+                format!(
+                    "\"{ip}{}:{}\"",
+                    if ip.is_empty() { "" } else { ":" },
+                    p["target"]
+                )
+            })
+            .collect();
+        s += &format!(
+            "  {svc}:\n    container_name: {tag}-{svc}\n    ports: !override [{}]\n",
+            ports.join(", ")
+        );
     }
     // gateway: its port twice, on loopback and on every interface (the
     // leak the ground truth must see and verify must report).
@@ -429,7 +453,7 @@ fn verify_runs_and_proves_the_stack_compose_runs() {
     let python = env_image("PYTHON_IMAGE", "python:3.12-slim");
     std::fs::write(
         c.root.join("fidelity.override.yml"),
-        fidelity_override(&tag, &python),
+        fidelity_override(&c.root, &tag, &python),
     )
     .unwrap();
     std::fs::write(c.root.join("quiet.py"), QUIET).unwrap();
