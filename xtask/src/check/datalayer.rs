@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 
 use crate::diag::{Diagnostic, Error, Rule};
 use crate::model::compose;
-use crate::model::repo::{read_bounded, Repo};
+use crate::model::files::read_bounded;
+use crate::model::repo::Repo;
+use crate::model::secrets::is_secret_name;
 use crate::plan::datalayer::{uses_pg, uses_redis};
-use crate::verify::run::is_secret_name;
 
 /// (file, line) of `key=` in the first env file of `s` that sets it.
 fn env_line(repo: &Repo, s: &compose::Service, key: &str) -> (String, usize) {

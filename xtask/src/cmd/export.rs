@@ -61,7 +61,7 @@ fn check_policies(repo: &Repo) -> Result<bool, Error> {
         .into_iter()
         .filter(|f| f.ends_with(".yaml"))
     {
-        files.push((f.clone(), crate::model::repo::read_text(&repo.root, &f)?));
+        files.push((f.clone(), crate::model::files::read_text(&repo.root, &f)?));
     }
     let cluster = policy::Cluster::read(&files)?;
     let expected = matrix::expected(&export::compose(repo)?);

@@ -194,7 +194,7 @@ pub fn context_tar(ctx: &Path, dockerfile: &str) -> Result<Vec<u8>, Error> {
             tar.symlink(&rel, &to);
             continue;
         }
-        let data = crate::model::repo::read_bounded_max(&p, CONTEXT_FILE_MAX).map_err(|e| {
+        let data = crate::model::files::read_bounded_max(&p, CONTEXT_FILE_MAX).map_err(|e| {
             Diagnostic::error(format!("{}: {e}", p.display()))
                 .fix("list it in the build context's .dockerignore")
         })?;

@@ -435,7 +435,7 @@ fn nginx_configmaps(repo: &Repo) -> Result<Vec<(String, ConfigData)>, Error> {
     let mut conf = BTreeMap::new();
     let mut locations = BTreeMap::new();
     for f in nginx::conf_files(&repo.root) {
-        let text = crate::model::repo::read_text(&repo.root, &f)?;
+        let text = crate::model::files::read_text(&repo.root, &f)?;
         match f.strip_prefix(&format!("{}/", nginx::LOCATIONS)) {
             Some(name) if !name.contains('/') => {
                 locations.insert(name.to_string(), text);

@@ -254,7 +254,7 @@ pub fn host_mount(repo: &Repo, s: &Service, m: &Mount) -> Result<HostMount, Erro
             ));
         }
         // read_text refuses a symlink out of the repository: its target would land in a committed file.
-        let text = crate::model::repo::read_text(&repo.root, &rel)?;
+        let text = crate::model::files::read_text(&repo.root, &rel)?;
         let exec = std::fs::metadata(repo.root.join(&rel)).is_ok_and(|m| {
             use std::os::unix::fs::PermissionsExt;
             m.permissions().mode() & 0o111 != 0

@@ -580,7 +580,7 @@ impl Config {
     pub fn load(root: &Path) -> Result<Config, Error> {
         let mut files = BTreeMap::new();
         for f in conf_files(root) {
-            let text = crate::model::repo::read_text(root, &f)?;
+            let text = crate::model::files::read_text(root, &f)?;
             files.insert(f.clone(), parse(&text, &f)?);
         }
         Ok(Config::from_files(files))
@@ -692,7 +692,9 @@ mod tests {
     #[test]
     fn follows_upstreams_servers_and_includes() {
         let main = "http {\n  upstream gw { server gateway:8080 max_fails=3; server gateway2:8080; }\n  map $a $b { default 1; '' 0; }\n  server {\n    listen 443 ssl;\n    include locations/*.conf;\n  }\n  server {\n    listen 8080;\n    location = /x { proxy_pass http://gw; }\n    location ^~ /api/ { if ($x) { return 403; } proxy_pass http://gw/api/; }\n  }\n}\n";
-        let loc = crate::edit::nginx::render_location("svc", "/svc/", 9000, false, false);
+        // An endpoint file as edit/nginx writes it (written out: the model
+        // does not depend on its editor).
+        let loc = "# Public endpoint of `svc`.\nlocation /svc/ {\n    set $svc_upstream svc:9000;\n    proxy_pass http://$svc_upstream;\n}\n";
         let files = BTreeMap::from([
             (
                 "nginx/nginx.conf".to_string(),
@@ -700,7 +702,7 @@ mod tests {
             ),
             (
                 "nginx/locations/svc.conf".to_string(),
-                parse(&loc, "nginx/locations/svc.conf").unwrap(),
+                parse(loc, "nginx/locations/svc.conf").unwrap(),
             ),
         ]);
         let c = Config::from_files(files);

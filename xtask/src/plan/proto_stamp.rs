@@ -32,7 +32,12 @@ use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::proto::{GEN_DIR, PROTO_DIR, SCRIPT};
+/// The generator's layout. Defined here, the lower of the two modules
+/// (`proto` runs the script and re-exports them), so the stamp does not
+/// depend on the runner.
+pub const SCRIPT: &str = "scripts/gen_proto.py";
+pub const PROTO_DIR: &str = "src/proto";
+pub const GEN_DIR: &str = "src/common/gen";
 
 const HEADER: &str = "xtask proto stamp 1";
 /// The plugin the script runs (its `PLUGIN`).
