@@ -5,9 +5,9 @@ use std::path::Path;
 use crate::cli::{ExportArgs, ExportTarget};
 use crate::diag::{Error, Exit};
 use crate::export::{self, k8s, policy, swarm, Opts};
+use crate::model::reach as matrix;
 use crate::model::repo::Repo;
 use crate::plan::txn;
-use crate::verify::matrix;
 
 pub fn run(root: &Path, a: &ExportArgs) -> Result<Exit, Error> {
     let _lock = if a.check || a.dry_run {

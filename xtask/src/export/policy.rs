@@ -25,8 +25,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::diag::{Diagnostic, Error};
+use crate::model::reach::Expect;
 use crate::model::yaml::{self, Node};
-use crate::verify::matrix::Expect;
 
 #[derive(Debug, Clone, Default)]
 pub struct Selector {

@@ -7,6 +7,7 @@ pub mod der;
 pub mod files;
 pub mod names;
 pub mod nginx;
+pub mod reach;
 pub mod repo;
 pub mod secrets;
 pub mod yaml;
