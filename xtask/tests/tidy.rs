@@ -368,3 +368,35 @@ fn the_edge_reader_sees_every_kind_of_path() {
         ]
     );
 }
+
+/// `kill(pid, 0)` has a trap (EPERM means alive: another user's process);
+/// `docker::pid_alive` is the one place that asks it. A second copy once
+/// took EPERM for a dead run.
+#[test]
+fn process_liveness_is_asked_only_through_pid_alive() {
+    let src = workspace().join("xtask/src");
+    let mut files = vec![];
+    rust_files(&src, &mut files);
+    let mut bad = vec![];
+    for f in files {
+        let rel = f.strip_prefix(&src).unwrap();
+        if rel == std::path::Path::new("docker/sweep.rs") {
+            continue;
+        }
+        for (i, l) in std::fs::read_to_string(&f).unwrap().lines().enumerate() {
+            if l.contains("kill(") && l.replace(' ', "").contains(",0)") {
+                bad.push(format!(
+                    "xtask/src/{}:{}: {}",
+                    rel.display(),
+                    i + 1,
+                    l.trim()
+                ));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "use docker::pid_alive instead of kill(pid, 0):\n{}",
+        bad.join("\n")
+    );
+}

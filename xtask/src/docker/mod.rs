@@ -13,7 +13,7 @@ mod tar_filter;
 pub use connection::connect;
 pub use context::{context_tar, file_chunks, sha256_hex, Ignore, Tar};
 pub use images::{build, image_exists, image_id, logs, remove_older_tags};
-pub use sweep::{hostname, sweep, sweep_until_gone};
+pub use sweep::{hostname, pid_alive, sweep, sweep_until_gone};
 pub use tar_filter::TarFilter;
 
 /// Every object a verify run creates carries this label (value: run id),

@@ -328,7 +328,7 @@ async fn take_swarm(d: &Docker, id: &str, init: bool) -> Result<Option<Made>, Er
             .and_then(|s| s.spec?.labels)
             .unwrap_or_default();
         let pid = labels.get(PID_LABEL).and_then(|p| p.parse::<i32>().ok());
-        if let Some(pid) = pid.filter(|p| unsafe { libc::kill(*p, 0) } != 0) {
+        if let Some(pid) = pid.filter(|p| !docker::pid_alive(*p)) {
             docker::sweep(d, None).await;
             let m = Made {
                 gwbridge_existed: labels.get(GWBRIDGE_LABEL).is_some_and(|v| v == "true"),
