@@ -879,3 +879,44 @@ fn proto_stamp_skips_the_generator_only_while_nothing_changed() {
     let _ = std::fs::remove_file(&log);
     let _ = std::fs::remove_file(&wrapper);
 }
+
+/// MR019 reads the repository's compose file under whichever name Compose
+/// found it (here `compose.yaml`), not only `docker-compose.yml`.
+#[test]
+fn a_literal_password_in_compose_yaml_is_a_finding() {
+    let c = copy("mr019yaml");
+    ok(&xtask(&c.root, &["certs"]));
+    let yaml = std::fs::read_to_string(c.root.join("docker-compose.yml")).unwrap();
+    std::fs::remove_file(c.root.join("docker-compose.yml")).unwrap();
+    let yaml = yaml.replacen(
+        "      POSTGRES_USER: app\n",
+        "      POSTGRES_USER: app\n      POSTGRES_PASSWORD: hunter2-literal\n",
+        1,
+    );
+    let line = yaml
+        .lines()
+        .position(|l| l.contains("POSTGRES_PASSWORD"))
+        .unwrap()
+        + 1;
+    std::fs::write(c.root.join("compose.yaml"), yaml).unwrap();
+    compose_config_ok(&c.root);
+    let git = |args: &[&str]| {
+        let o = Command::new("git")
+            .current_dir(&c.root)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "git {args:?}: {}", text(&o));
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    let o = xtask(&c.root, &["check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("compose.yaml:{line}"))
+            && text(&o).contains("MR019")
+            && text(&o).contains("`POSTGRES_PASSWORD` is set to a literal value"),
+        "{}",
+        text(&o)
+    );
+}

@@ -227,9 +227,8 @@ pub fn plan(
 
 /// Plans removal of a service's certificate folder.
 pub fn remove_service(txn: &mut Txn, name: &str) -> Result<(), Error> {
-    crate::model::names::service(name).map_err(|e| {
-        crate::diag::Diagnostic::error(e).fix("name a service of docker-compose.yml")
-    })?;
+    crate::model::names::service(name)
+        .map_err(|e| crate::diag::Diagnostic::error(e).fix("name a service of the compose file"))?;
     for f in ["cert.pem", "key.pem", "ca.pem"] {
         txn.delete(&format!("{}/{f}", service_dir(name)))?;
     }
