@@ -1,6 +1,7 @@
 //! Needs the Docker daemon: the NGINX endpoints that add-service writes pass
 //! `nginx -t` in the NGINX image. Kept out of `static_cmds` so the static
 //! tests run without a daemon; `.ci/run` runs it with the rest.
+#![cfg(feature = "docker")]
 
 mod common;
 

@@ -507,6 +507,7 @@ fn corpus_openssl_cnf() {
     );
 }
 
+#[cfg(feature = "docker")]
 fn count_locations(ds: &[xtask::model::nginx::Directive]) -> usize {
     ds.iter()
         .map(|d| {
@@ -519,6 +520,7 @@ fn count_locations(ds: &[xtask::model::nginx::Directive]) -> usize {
 /// context the case is written for: appended to a server fragment, in a new
 /// server of an http fragment, or before the closing `}` of a main file's
 /// `http` block (its last block in every main-context case).
+#[cfg(feature = "docker")]
 fn with_endpoint(src: &str, context: &str, loc: &str) -> String {
     let server = format!("\nserver {{\n    listen 8099;\n{loc}}}\n");
     match context {
@@ -540,6 +542,7 @@ fn with_endpoint(src: &str, context: &str, loc: &str) -> String {
 /// harness, the local NGINX image) accepts each file with the generated
 /// endpoint in it.
 #[test]
+#[cfg(feature = "docker")]
 fn corpus_nginx() {
     assert!(
         docker_available(),

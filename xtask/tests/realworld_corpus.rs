@@ -30,6 +30,7 @@
 //! form must report exactly the findings listed in `EXPECTED` (judged one by
 //! one: see the comment there); anything else counts as a false positive.
 //! The test prints a table per file and the false-positive count.
+#![cfg(feature = "docker")]
 
 mod common;
 
