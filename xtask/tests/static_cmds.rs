@@ -920,3 +920,64 @@ fn a_literal_password_in_compose_yaml_is_a_finding() {
         text(&o)
     );
 }
+
+/// A service this tool does not manage may build from `../` (Compose
+/// accepts it): add-service and remove-service work around it, and only
+/// the managed services' contexts must be inside the repository.
+#[test]
+fn an_unmanaged_service_building_from_outside_is_left_alone() {
+    let c = copy("ctxout");
+    ok(&xtask(&c.root, &["certs"]));
+    let p = c.root.join("docker-compose.yml");
+    let tool = "  tool:\n    build:\n      context: ../\n      dockerfile: tool/Dockerfile\n    container_name: tool\n    profiles: [tools]\n";
+    let before = std::fs::read_to_string(&p).unwrap().replacen(
+        "\nservices:\n",
+        &format!("\nservices:\n{tool}"),
+        1,
+    );
+    std::fs::write(&p, &before).unwrap();
+    compose_config_ok(&c.root);
+    let o = xtask(
+        &c.root,
+        &["add-service", "payments", "--public", "/payments"],
+    );
+    ok(&o);
+    assert!(
+        text(&o).contains("--public `/payments` taken as `/payments/`"),
+        "{}",
+        text(&o)
+    );
+    let after = std::fs::read_to_string(&p).unwrap();
+    assert!(after.contains(tool), "the other service is kept as written");
+    assert!(
+        after.contains("monorepo.public-path: \"/payments/\""),
+        "{after}"
+    );
+    compose_config_ok(&c.root);
+    let o = xtask(&c.root, &["check"]);
+    assert!(!text(&o).contains("MR016"), "{}", text(&o));
+    ok(&xtask(&c.root, &["remove-service", "payments"]));
+    assert_eq!(std::fs::read_to_string(&p).unwrap(), before);
+    // A managed service's context must still be inside the repository.
+    std::fs::write(
+        &p,
+        before.replacen("context: ./src\n", "context: ../src\n", 1),
+    )
+    .unwrap();
+    let o = xtask(&c.root, &["add-service", "billing"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("leaves the repository"), "{}", text(&o));
+}
+
+/// `--public` that is not a path at all is still refused, not normalised.
+#[test]
+fn a_public_path_is_normalised_only_when_it_lacks_its_slash() {
+    let c = copy("pubslash");
+    ok(&xtask(&c.root, &["certs"]));
+    for bad in ["payments", "/pay/../x", "/a b"] {
+        let o = xtask(&c.root, &["add-service", "payments", "--public", bad]);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", text(&o));
+        assert!(text(&o).contains("--public:"), "{bad}: {}", text(&o));
+        assert!(!text(&o).contains("taken as"), "{bad}: {}", text(&o));
+    }
+}

@@ -41,10 +41,23 @@ fn parse_volume(v: &str) -> Result<(String, String), Error> {
     Ok((name.to_string(), path.to_string()))
 }
 
-fn validate_public(path: &str) -> Result<(), Error> {
-    names::public_path(path).map_err(|e| {
+/// The public path as the gate takes it. A path that only lacks its
+/// trailing `/` (`/payments`) is the folder the user meant: normalised,
+/// with a note on stderr, instead of refused.
+fn validate_public(path: &str) -> Result<String, Error> {
+    let refused = |e: String| {
         Diagnostic::error(format!("--public: {e}")).fix("give a path like `/api/billing/`")
-    })
+    };
+    match names::public_path(path) {
+        Ok(()) => Ok(path.to_string()),
+        Err(e) if !path.ends_with('/') => {
+            let with = format!("{path}/");
+            names::public_path(&with).map_err(|_| refused(e))?;
+            eprintln!("add-service: note: --public `{path}` taken as `{with}` (a public path is a folder: it ends with `/`)");
+            Ok(with)
+        }
+        Err(e) => Err(refused(e)),
+    }
 }
 
 /// Every port some service uses, host or container side, ranges included
@@ -156,8 +169,8 @@ pub fn resolve_add(repo: &Repo, a: &AddArgs) -> Result<Options, Error> {
             .fix(fix));
         }
     }
-    if let Some(p) = &a.public {
-        validate_public(p)?;
+    let public = a.public.as_deref().map(validate_public).transpose()?;
+    if let Some(p) = &public {
         if let Some(r) = repo.nginx.conflict(p, "") {
             return Err(
                 Diagnostic::error(format!("path `{p}` is already routed to {}", r.host))
@@ -207,7 +220,7 @@ pub fn resolve_add(repo: &Repo, a: &AddArgs) -> Result<Options, Error> {
         pg: a.pg,
         redis: a.redis,
         https: a.https,
-        public: a.public.clone(),
+        public,
         port,
         depends_on: a.depends_on.clone(),
         volumes,

@@ -324,7 +324,10 @@ impl Repo {
                     }
                 }
             }
-            if let Some(b) = &s.build {
+            // Only a managed service's build context must be inside the
+            // repository (its folder is ours); another's `../` is the
+            // user's, as Compose accepts it.
+            if let Some(b) = s.build.as_ref().filter(|_| managed) {
                 let df = format!("{}/{}", b.context.trim_end_matches('/'), b.dockerfile);
                 if let Err(e) = join(&self.root, &b.context).and_then(|_| join(&self.root, &df)) {
                     p(
