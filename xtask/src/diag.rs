@@ -12,6 +12,8 @@ pub enum Severity {
     Error,
     /// A house rule is broken (`check`); exit 1.
     Finding,
+    /// Worth saying, changes nothing: printed on stderr (`warn`), exit 0.
+    Warning,
 }
 
 /// The process exit codes: 0 ok, 1 findings, 2 bad input or failure.
@@ -44,12 +46,14 @@ impl Severity {
         match self {
             Severity::Error => Exit::Failure,
             Severity::Finding => Exit::Findings,
+            Severity::Warning => Exit::Ok,
         }
     }
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Error => "error",
             Severity::Finding => "finding",
+            Severity::Warning => "warning",
         }
     }
 }
@@ -150,6 +154,16 @@ impl Diagnostic {
         }
     }
 
+    /// Something the user should know that stops nothing (a request taken
+    /// in a normalised form, a leftover the next command removes). Printed
+    /// with `warn`.
+    pub fn warning(message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(message)
+        }
+    }
+
     /// A broken house rule found by `check`.
     pub fn finding(
         rule: Rule,
@@ -230,6 +244,12 @@ impl fmt::Display for Diagnostic {
 
 impl std::error::Error for Diagnostic {}
 
+/// Prints a warning on stderr as `main` prints an error: `warning: `, then
+/// the diagnostic (`file:line: message`, `  fix: …`).
+pub fn warn(d: &Diagnostic) {
+    eprintln!("{}: {d}", d.severity.as_str());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,6 +281,10 @@ mod tests {
         let f = Diagnostic::finding(Rule::Ports, "f.yml", 0, "m", "x");
         assert_eq!(f.to_string(), "MR005 f.yml: m\n  fix: x");
         assert_eq!(f.to_json()["id"], "MR005");
+        let w = Diagnostic::warning("w").at("f.yml", 2).fix("y");
+        assert_eq!(w.to_string(), "f.yml:2: w\n  fix: y");
+        assert_eq!(w.severity.exit(), Exit::Ok);
+        assert_eq!(w.to_json()["severity"], "warning");
     }
 
     #[test]

@@ -981,3 +981,35 @@ fn a_public_path_is_normalised_only_when_it_lacks_its_slash() {
         assert!(!text(&o).contains("taken as"), "{bad}: {}", text(&o));
     }
 }
+
+/// `check --format json` on a repository it cannot read prints the error
+/// as JSON on stdout (a reader of the JSON needs no second parser) and
+/// exits 2.
+#[test]
+fn check_json_prints_a_read_error_as_json() {
+    let c = copy("jsonerr");
+    let p = c.root.join("docker-compose.yml");
+    let yaml = std::fs::read_to_string(&p).unwrap();
+    let broken = yaml.replacen("services:\n", "services:\n  bad: [unclosed\n", 1);
+    let line = broken
+        .lines()
+        .position(|l| l.contains("[unclosed"))
+        .unwrap()
+        + 1;
+    std::fs::write(&p, broken).unwrap();
+    let o = xtask(&c.root, &["check", "--format", "json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", text(&o)));
+    assert_eq!(v["clean"], false);
+    assert_eq!(v["findings"], serde_json::json!([]));
+    let e = &v["error"];
+    assert_eq!(e["severity"], "error", "{v}");
+    assert_eq!(e["file"], "docker-compose.yml", "{v}");
+    assert!(e["line"].as_u64().unwrap() >= line as u64, "{v}");
+    assert!(e["fix"].is_string(), "{v}");
+    // The human form is unchanged: `error: file:line: …` on stderr.
+    let o = xtask(&c.root, &["check"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).starts_with("error: docker-compose.yml:"));
+}

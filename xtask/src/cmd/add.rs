@@ -53,7 +53,12 @@ fn validate_public(path: &str) -> Result<String, Error> {
         Err(e) if !path.ends_with('/') => {
             let with = format!("{path}/");
             names::public_path(&with).map_err(|_| refused(e))?;
-            eprintln!("add-service: note: --public `{path}` taken as `{with}` (a public path is a folder: it ends with `/`)");
+            crate::diag::warn(
+                &Diagnostic::warning(format!(
+                    "--public `{path}` taken as `{with}` (a public path is a folder: it ends with `/`)"
+                ))
+                .fix(format!("write `--public {with}` to say it yourself")),
+            );
             Ok(with)
         }
         Err(e) => Err(refused(e)),

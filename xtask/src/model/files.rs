@@ -81,27 +81,30 @@ pub fn read_text(root: &Path, rel: &str) -> Result<String, Error> {
 pub fn read_text_max(root: &Path, rel: &str, max: u64) -> Result<String, Error> {
     let p = root.join(rel);
     let meta = std::fs::symlink_metadata(&p)
-        .map_err(|e| Diagnostic::error(format!("{rel}: cannot read: {e}")))?;
+        .map_err(|e| Diagnostic::error(format!("cannot read: {e}")).at(rel, 0))?;
     if meta.file_type().is_symlink() {
         let real = std::fs::canonicalize(&p)
-            .map_err(|e| Diagnostic::error(format!("{rel}:1: broken symlink: {e}")))?;
+            .map_err(|e| Diagnostic::error(format!("broken symlink: {e}")).at(rel, 1))?;
         let root_real = std::fs::canonicalize(root).unwrap_or(root.to_path_buf());
         if !real.starts_with(&root_real) {
             return Err(Diagnostic::error(format!(
-                "{rel}:1: is a symlink to {}, outside the repository",
+                "is a symlink to {}, outside the repository",
                 real.display()
             ))
+            .at(rel, 1)
             .fix("replace the link with the file itself"));
         }
     }
     let bytes = read_bounded_max(&p, max).map_err(|e| {
-        Diagnostic::error(format!("{rel}:1: {e}")).fix(
+        Diagnostic::error(e).at(rel, 1).fix(
             "this file should be a small regular text file; check that the right file is in place",
         )
     })?;
     String::from_utf8(bytes).map_err(|e| {
         let upto = e.utf8_error().valid_up_to();
         let line = e.as_bytes()[..upto].iter().filter(|b| **b == b'\n').count() + 1;
-        Diagnostic::error(format!("{rel}:{line}: is not UTF-8 text")).fix("save the file as UTF-8")
+        Diagnostic::error("is not UTF-8 text")
+            .at(rel, line)
+            .fix("save the file as UTF-8")
     })
 }

@@ -388,11 +388,11 @@ impl Repo {
     pub fn refuse_untrusted(&self) -> Result<(), Error> {
         match self.name_problems().into_iter().next() {
             None => Ok(()),
-            Some(p) => Err(Diagnostic::error(format!(
-                "{}:{}: {} (nothing was written)",
-                p.file, p.line, p.msg
-            ))
-            .fix(p.fix)),
+            Some(p) => Err(
+                Diagnostic::error(format!("{} (nothing was written)", p.msg))
+                    .at(&p.file, p.line)
+                    .fix(p.fix),
+            ),
         }
     }
 }

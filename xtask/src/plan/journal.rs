@@ -350,7 +350,13 @@ fn apply(
 
     // 5. Clean up; an error here is not the change's failure.
     if let Err(e) = cleanup(root, st) {
-        eprintln!("xtask: warning: the change is complete but {DIR}/ could not be removed ({e}); the next command removes it");
+        crate::diag::warn(
+            &Diagnostic::warning(format!(
+                "the change is complete but the folder could not be removed ({e})"
+            ))
+            .at(DIR, 0)
+            .fix("nothing to do: the next command removes it"),
+        );
     }
     Ok(())
 }

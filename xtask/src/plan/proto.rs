@@ -301,7 +301,8 @@ pub fn start(t: &Txn, root: &Path, planned: &[String]) -> Result<Pending, Error>
     let mut adds_only = true;
     for rel in planned {
         let Some(under) = rel.strip_prefix(&format!("{PROTO_DIR}/")) else {
-            return Err(Diagnostic::error(format!("{rel}: not under {PROTO_DIR}"))
+            return Err(Diagnostic::error(format!("not under {PROTO_DIR}"))
+                .at(rel, 0)
                 .fix("this is a bug in the plan; report it"));
         };
         match t.content(rel)? {
