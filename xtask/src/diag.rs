@@ -123,6 +123,16 @@ pub fn did_you_mean<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .map(|(_, c)| c)
 }
 
+/// The fix for a name that is not one of `candidates` (`what` names them,
+/// e.g. "services"): the near one if there is one, and the list.
+pub fn name_one_of(name: &str, candidates: &[&str], what: &str) -> String {
+    let list = candidates.join(", ");
+    match did_you_mean(name, candidates) {
+        Some(near) => format!("did you mean `{near}`? (the {what}: {list})"),
+        None => format!("name one of the {what}: {list}"),
+    }
+}
+
 /// What is wrong, where, and the fix. `line` and `column` are 1-based; 0
 /// means "the whole file" (or no position known).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -294,5 +304,13 @@ mod tests {
             Some("accounts")
         );
         assert_eq!(did_you_mean("zzz", &["postgres", "accounts"]), None);
+        assert_eq!(
+            name_one_of("acounts", &["postgres", "accounts"], "services"),
+            "did you mean `accounts`? (the services: postgres, accounts)"
+        );
+        assert_eq!(
+            name_one_of("zzz", &["postgres"], "services"),
+            "name one of the services: postgres"
+        );
     }
 }

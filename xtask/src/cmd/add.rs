@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::diag::{did_you_mean, Diagnostic, Error};
+use crate::diag::{name_one_of, Diagnostic, Error};
 use crate::edit;
 use crate::edit::compose as edit_compose;
 use crate::model::cnf;
@@ -154,24 +154,11 @@ pub fn resolve_add(repo: &Repo, a: &AddArgs) -> Result<Options, Error> {
                 .fix("depend on a service without `profiles:`, or add the dependency by hand together with a profile"));
         }
         if repo.compose.service(d).is_none() {
-            let names: Vec<&str> = repo
-                .compose
-                .services
-                .iter()
-                .map(|s| s.name.as_str())
-                .collect();
-            let fix = match did_you_mean(d, &names) {
-                Some(near) => format!(
-                    "did you mean `{near}`? (the services: {})",
-                    names.join(", ")
-                ),
-                None => format!("name one of: {}", names.join(", ")),
-            };
             return Err(Diagnostic::error(format!(
                 "--depends-on `{d}`: no such service in {}",
                 repo.compose_file
             ))
-            .fix(fix));
+            .fix(name_one_of(d, &repo.compose.names(), "services")));
         }
     }
     let public = a.public.as_deref().map(validate_public).transpose()?;

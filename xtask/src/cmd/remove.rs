@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::diag::{did_you_mean, Diagnostic, Error};
+use crate::diag::{name_one_of, Diagnostic, Error};
 use crate::edit;
 use crate::edit::compose as edit_compose;
 use crate::model::cnf;
@@ -22,18 +22,9 @@ pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(
     let repo = Repo::load(root)?;
     repo.refuse_untrusted()?;
     let Some(svc) = repo.compose.service(name) else {
-        let names: Vec<&str> = repo
-            .compose
-            .services
-            .iter()
-            .map(|s| s.name.as_str())
-            .collect();
-        let fix = match did_you_mean(name, &names) {
-            Some(near) => format!("did you mean `{near}`? (`cargo xtask list` shows the services)"),
-            None => "`cargo xtask list` shows the services".to_string(),
-        };
         return Err(
-            Diagnostic::error(format!("no service `{name}` in {}", repo.compose_file)).fix(fix),
+            Diagnostic::error(format!("no service `{name}` in {}", repo.compose_file))
+                .fix(name_one_of(name, &repo.compose.names(), "services")),
         );
     };
     // Anything that still names the service keeps it: refuse, naming each place.

@@ -4,6 +4,7 @@ pub mod cargo_toml;
 pub mod cnf;
 pub mod compose;
 pub mod der;
+pub mod digest;
 pub mod files;
 pub mod names;
 pub mod nginx;

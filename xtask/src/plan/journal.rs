@@ -96,7 +96,8 @@ pub fn step(name: &str) -> std::io::Result<()> {
 
 // ---- small file-system helpers ----------------------------------------------
 
-fn is_root_user() -> bool {
+/// Whether we run as root (then a file's owner can be given back).
+pub(crate) fn is_root_user() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }

@@ -204,7 +204,7 @@ impl Txn {
             || self
                 .owners
                 .iter()
-                .any(|(r, u)| *r == c.rel && is_root_user() && m.uid() != *u)
+                .any(|(r, u)| *r == c.rel && journal::is_root_user() && m.uid() != *u)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -286,11 +286,6 @@ impl Txn {
         journal::commit(&self.root, &planned)?;
         Ok(planned.into_iter().map(|p| p.rel).collect())
     }
-}
-
-fn is_root_user() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
 }
 
 /// A lock on the repository (`.xtask.lock`, flock): exclusive for commands
