@@ -116,69 +116,9 @@ pub fn resolve_add(repo: &Repo, a: &AddArgs) -> Result<Options, Error> {
                 .fix("pick another name, or remove that folder"),
         );
     }
-    let used = used_ports(&repo.compose);
-    let port = match a.port {
-        Some(p) if !(1..=65535).contains(&p) => {
-            return Err(Diagnostic::error(format!("--port {p} is out of range"))
-                .fix("use a port from 1 to 65535"))
-        }
-        Some(p) => {
-            if let Some(s) = repo
-                .compose
-                .services
-                .iter()
-                .find(|s| s.ports.iter().any(|x| takes(x, p)))
-            {
-                let line = s.ports.iter().find(|x| takes(x, p)).unwrap().line;
-                return Err(Diagnostic::error(format!(
-                    "port {p} is already taken by `{}`",
-                    s.name
-                ))
-                .at(&repo.compose_file, line)
-                .fix("pick a free port, or leave out --port to get the next free one"));
-            }
-            p as u16
-        }
-        None => (50051u32..=65535)
-            .find(|p| !used[*p as usize])
-            .ok_or_else(|| Diagnostic::error("no free port from 50051 up").fix("pass --port"))?
-            as u16,
-    };
-    for d in &a.depends_on {
-        // The new service has no profiles, so it always runs: a dependency
-        // that runs only under a profile would be invalid compose whenever
-        // that profile is off.
-        if let Some(s) = repo.compose.service(d).filter(|s| !s.profiles.is_empty()) {
-            return Err(Diagnostic::error(format!("--depends-on `{d}`: `{d}` runs only with profile {}, and the new service always runs", s.profiles.join(", ")))
-                .at(&repo.compose_file, s.line)
-                .fix("depend on a service without `profiles:`, or add the dependency by hand together with a profile"));
-        }
-        if repo.compose.service(d).is_none() {
-            return Err(Diagnostic::error(format!(
-                "--depends-on `{d}`: no such service in {}",
-                repo.compose_file
-            ))
-            .fix(name_one_of(d, &repo.compose.names(), "services")));
-        }
-    }
-    let public = a.public.as_deref().map(validate_public).transpose()?;
-    if let Some(p) = &public {
-        if let Some(r) = repo.nginx.conflict(p, "") {
-            return Err(
-                Diagnostic::error(format!("path `{p}` is already routed to {}", r.host))
-                    .at(&r.file, r.line)
-                    .fix("pick another --public path"),
-            );
-        }
-        if let Some(s) = repo.backend().find(|s| s.public_path() == Some(p.as_str())) {
-            return Err(Diagnostic::error(format!(
-                "path `{p}` is already the public path of `{}`",
-                s.name
-            ))
-            .at(&repo.compose_file, s.line)
-            .fix("pick another --public path"));
-        }
-    }
+    let port = pick_port(repo, a.port)?;
+    check_depends_on(repo, &a.depends_on)?;
+    let public = check_public(repo, a.public.as_deref())?;
     let mut volumes = vec![];
     for v in &a.volumes {
         volumes.push(parse_volume(v)?);
@@ -218,6 +158,84 @@ pub fn resolve_add(repo: &Repo, a: &AddArgs) -> Result<Options, Error> {
         volumes,
         entry,
     })
+}
+
+/// `--port`, checked against every port in use, or the next free one from
+/// 50051.
+fn pick_port(repo: &Repo, port: Option<u32>) -> Result<u16, Error> {
+    let used = used_ports(&repo.compose);
+    Ok(match port {
+        Some(p) if !(1..=65535).contains(&p) => {
+            return Err(Diagnostic::error(format!("--port {p} is out of range"))
+                .fix("use a port from 1 to 65535"))
+        }
+        Some(p) => {
+            if let Some(s) = repo
+                .compose
+                .services
+                .iter()
+                .find(|s| s.ports.iter().any(|x| takes(x, p)))
+            {
+                let line = s.ports.iter().find(|x| takes(x, p)).unwrap().line;
+                return Err(Diagnostic::error(format!(
+                    "port {p} is already taken by `{}`",
+                    s.name
+                ))
+                .at(&repo.compose_file, line)
+                .fix("pick a free port, or leave out --port to get the next free one"));
+            }
+            p as u16
+        }
+        None => (50051u32..=65535)
+            .find(|p| !used[*p as usize])
+            .ok_or_else(|| Diagnostic::error("no free port from 50051 up").fix("pass --port"))?
+            as u16,
+    })
+}
+
+/// Each `--depends-on` names a service that always runs.
+fn check_depends_on(repo: &Repo, depends_on: &[String]) -> Result<(), Error> {
+    for d in depends_on {
+        // The new service has no profiles, so it always runs: a dependency
+        // that runs only under a profile would be invalid compose whenever
+        // that profile is off.
+        if let Some(s) = repo.compose.service(d).filter(|s| !s.profiles.is_empty()) {
+            return Err(Diagnostic::error(format!("--depends-on `{d}`: `{d}` runs only with profile {}, and the new service always runs", s.profiles.join(", ")))
+                .at(&repo.compose_file, s.line)
+                .fix("depend on a service without `profiles:`, or add the dependency by hand together with a profile"));
+        }
+        if repo.compose.service(d).is_none() {
+            return Err(Diagnostic::error(format!(
+                "--depends-on `{d}`: no such service in {}",
+                repo.compose_file
+            ))
+            .fix(name_one_of(d, &repo.compose.names(), "services")));
+        }
+    }
+    Ok(())
+}
+
+/// `--public`, normalised, and not routed or taken already.
+fn check_public(repo: &Repo, public: Option<&str>) -> Result<Option<String>, Error> {
+    let public = public.map(validate_public).transpose()?;
+    if let Some(p) = &public {
+        if let Some(r) = repo.nginx.conflict(p, "") {
+            return Err(
+                Diagnostic::error(format!("path `{p}` is already routed to {}", r.host))
+                    .at(&r.file, r.line)
+                    .fix("pick another --public path"),
+            );
+        }
+        if let Some(s) = repo.backend().find(|s| s.public_path() == Some(p.as_str())) {
+            return Err(Diagnostic::error(format!(
+                "path `{p}` is already the public path of `{}`",
+                s.name
+            ))
+            .at(&repo.compose_file, s.line)
+            .fix("pick another --public path"));
+        }
+    }
+    Ok(public)
 }
 
 /// The generator, started for the `.proto` the request will add before the

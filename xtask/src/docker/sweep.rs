@@ -177,6 +177,20 @@ pub async fn sweep(d: &Docker, run: Option<&str>) -> usize {
     let (n, v) = tokio::join!(nets, vols);
     removed += n + v;
     // Secrets and configs can go once no service uses them.
+    removed += sweep_secrets_and_configs(d, &filters, &ours).await;
+    removed
+}
+
+/// The secrets and configs `ours` accepts among those `filters` lists;
+/// returns how many were removed.
+async fn sweep_secrets_and_configs(
+    d: &Docker,
+    filters: &HashMap<String, Vec<String>>,
+    ours: &dyn Fn(Option<&HashMap<String, String>>) -> bool,
+) -> usize {
+    let f = || Some(filters.clone());
+    let ok = |rs: Vec<Result<(), bollard::errors::Error>>| rs.iter().filter(|r| r.is_ok()).count();
+    let mut removed = 0;
     let secrets = d
         .list_secrets(Some(q::ListSecretsOptions { filters: f() }))
         .await
