@@ -301,6 +301,29 @@ fn corpus(kind: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `check --format json` refused to read openssl.cnf (exit 2): the error,
+/// as JSON on stdout, names the file, a line and the fix. Returns it as
+/// `openssl.cnf:line: message`.
+fn refused_at_read(tag: &str, plain: bool, o: &std::process::Output) -> String {
+    assert!(
+        !plain,
+        "{tag}: refused, but `openssl req -config` accepts it:\n{}",
+        text(o)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|_| panic!("{tag}: check --format json:\n{}", text(o)));
+    let e = &v["error"];
+    assert!(
+        e["file"] == "openssl.cnf" && e["line"].as_u64() > Some(0) && e["fix"].is_string(),
+        "{tag}: {v}"
+    );
+    format!(
+        "openssl.cnf:{}: {}",
+        e["line"],
+        e["message"].as_str().unwrap_or("")
+    )
+}
+
 fn finding_ids(o: &std::process::Output) -> Vec<String> {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|_| panic!("check --format json:\n{}", text(o)));
@@ -425,21 +448,7 @@ fn corpus_openssl_cnf() {
             let o = xtask(&c.root, &["check", "--format", "json"]);
             if o.status.code() == Some(2) {
                 // Refused at read: only right when openssl req refuses it too.
-                let msg = text(&o);
-                assert!(
-                    !plain,
-                    "{tag}: refused, but `openssl req -config` accepts it:\n{msg}"
-                );
-                assert!(
-                    msg.contains("openssl.cnf:") && msg.contains("fix:"),
-                    "{tag}: {msg}"
-                );
-                let first = msg
-                    .lines()
-                    .find(|l| l.contains("openssl.cnf:"))
-                    .unwrap_or("")
-                    .trim()
-                    .to_string();
+                let first = refused_at_read(&tag, plain, &o);
                 table.push(format!("| {file} | {form} | refused, as `openssl req -config` without `-subj` refuses it: `{}` | - | - | - |", first.replace('|', "\\|")));
                 continue;
             }

@@ -419,6 +419,9 @@ fn findings(root: &Path) -> Result<Vec<String>, String> {
     let o = xtask(root, &["check", "--format", "json"]);
     let v: Value =
         serde_json::from_slice(&o.stdout).map_err(|e| format!("check: {e}: {}", text(&o)))?;
+    if !v["error"].is_null() {
+        return Err(format!("check: {}", v["error"]));
+    }
     Ok(v["findings"]
         .as_array()
         .unwrap()

@@ -181,12 +181,14 @@ pub async fn sweep(d: &Docker, run: Option<&str>) -> usize {
     removed
 }
 
+type Labels = HashMap<String, String>;
+
 /// The secrets and configs `ours` accepts among those `filters` lists;
 /// returns how many were removed.
 async fn sweep_secrets_and_configs(
     d: &Docker,
     filters: &HashMap<String, Vec<String>>,
-    ours: &dyn Fn(Option<&HashMap<String, String>>) -> bool,
+    ours: &dyn Fn(Option<&Labels>) -> bool,
 ) -> usize {
     let f = || Some(filters.clone());
     let ok = |rs: Vec<Result<(), bollard::errors::Error>>| rs.iter().filter(|r| r.is_ok()).count();

@@ -218,6 +218,49 @@ fn rules(file: &str, n: Option<&Node>, peer_key: &str) -> Result<Vec<Rule>, Erro
     Ok(out)
 }
 
+/// A NetworkPolicy manifest: whom it selects, and its ingress and egress
+/// rules (None where its policyTypes leave that direction open).
+fn read_policy(file: &str, root: &Node, name: String, namespace: String) -> Result<Policy, Error> {
+    let spec = root
+        .get("spec")
+        .ok_or_else(|| bad(file, root, "a NetworkPolicy without spec"))?;
+    let select = match spec.get("podSelector") {
+        Some(s) => selector(file, s)?,
+        None => return Err(bad(file, spec, "a NetworkPolicy without spec.podSelector")),
+    };
+    let types: Vec<String> = match spec.get("policyTypes").and_then(|t| t.as_seq()) {
+        Some(t) => t
+            .iter()
+            .filter_map(|x| x.as_str().map(String::from))
+            .collect(),
+        None => {
+            let mut t = vec!["Ingress".to_string()];
+            if spec.get("egress").is_some() {
+                t.push("Egress".into());
+            }
+            t
+        }
+    };
+    let ingress = if types.iter().any(|t| t == "Ingress") {
+        Some(rules(file, spec.get("ingress"), "from")?)
+    } else {
+        None
+    };
+    let egress = if types.iter().any(|t| t == "Egress") {
+        Some(rules(file, spec.get("egress"), "to")?)
+    } else {
+        None
+    };
+    Ok(Policy {
+        name,
+        file: file.to_string(),
+        namespace,
+        select,
+        ingress,
+        egress,
+    })
+}
+
 impl Cluster {
     /// Reads Namespaces, Deployments (their pod templates) and
     /// NetworkPolicies from manifest texts (one object each); other kinds
@@ -286,49 +329,7 @@ impl Cluster {
                         ports,
                     });
                 }
-                "NetworkPolicy" => {
-                    let spec = root
-                        .get("spec")
-                        .ok_or_else(|| bad(file, &root, "a NetworkPolicy without spec"))?;
-                    let select = match spec.get("podSelector") {
-                        Some(s) => selector(file, s)?,
-                        None => {
-                            return Err(bad(file, spec, "a NetworkPolicy without spec.podSelector"))
-                        }
-                    };
-                    let types: Vec<String> = match spec.get("policyTypes").and_then(|t| t.as_seq())
-                    {
-                        Some(t) => t
-                            .iter()
-                            .filter_map(|x| x.as_str().map(String::from))
-                            .collect(),
-                        None => {
-                            let mut t = vec!["Ingress".to_string()];
-                            if spec.get("egress").is_some() {
-                                t.push("Egress".into());
-                            }
-                            t
-                        }
-                    };
-                    let ingress = if types.iter().any(|t| t == "Ingress") {
-                        Some(rules(file, spec.get("ingress"), "from")?)
-                    } else {
-                        None
-                    };
-                    let egress = if types.iter().any(|t| t == "Egress") {
-                        Some(rules(file, spec.get("egress"), "to")?)
-                    } else {
-                        None
-                    };
-                    c.policies.push(Policy {
-                        name,
-                        file: file.clone(),
-                        namespace,
-                        select,
-                        ingress,
-                        egress,
-                    });
-                }
+                "NetworkPolicy" => c.policies.push(read_policy(file, &root, name, namespace)?),
                 _ => {}
             }
         }

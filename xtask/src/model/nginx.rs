@@ -156,6 +156,31 @@ fn skip_lua(c: &[char], mut i: usize, line: &mut usize) -> Option<usize> {
     None
 }
 
+/// Where the bare word that starts at `i` ends: at whitespace, `;` or `{`,
+/// except a `{` right after `$` (`${var}`) and an escaped character.
+fn word_end(c: &[char], mut i: usize) -> usize {
+    let mut var = false;
+    while i < c.len() {
+        let d = c[i];
+        if d == '{' && var {
+            i += 1;
+            continue;
+        }
+        var = false;
+        if d == '\\' {
+            i += 2;
+            continue;
+        }
+        if d == '$' {
+            var = true;
+        } else if matches!(d, ' ' | '\t' | '\r' | '\n') || d == ';' || d == '{' {
+            break;
+        }
+        i += 1;
+    }
+    i.min(c.len())
+}
+
 fn tokenize(src: &str, file: &str) -> Result<Vec<Tok>, Error> {
     let c: Vec<char> = src.chars().collect();
     let mut toks = vec![];
@@ -243,26 +268,7 @@ fn tokenize(src: &str, file: &str) -> Result<Vec<Tok>, Error> {
             }
             _ => {
                 let start = i;
-                let mut var = false;
-                while i < c.len() {
-                    let d = c[i];
-                    if d == '{' && var {
-                        i += 1;
-                        continue;
-                    }
-                    var = false;
-                    if d == '\\' {
-                        i += 2;
-                        continue;
-                    }
-                    if d == '$' {
-                        var = true;
-                    } else if ws(d) || d == ';' || d == '{' {
-                        break;
-                    }
-                    i += 1;
-                }
-                let i2 = i.min(c.len());
+                let i2 = word_end(&c, i);
                 let w = unescape(&c[start..i2].iter().collect::<String>());
                 line += c[start..i2].iter().filter(|x| **x == '\n').count();
                 first.get_or_insert_with(|| w.clone());
