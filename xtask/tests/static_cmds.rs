@@ -40,6 +40,69 @@ fn openssl(args: &[&str], root: &std::path::Path) -> String {
     text(&o)
 }
 
+/// The certificate oracles after adding the https service `billing`:
+/// chain, SANs, key modes, the CA reused.
+fn certificate_oracles(root: &std::path::Path, ca_before: &[u8]) {
+    openssl(
+        &[
+            "verify",
+            "-CAfile",
+            "certs/ca/ca.pem",
+            "certs/server/cert.pem",
+            "certs/services/billing/cert.pem",
+        ],
+        root,
+    );
+    let sans = openssl(
+        &[
+            "x509",
+            "-in",
+            "certs/server/cert.pem",
+            "-noout",
+            "-ext",
+            "subjectAltName",
+        ],
+        root,
+    );
+    assert!(
+        sans.contains("DNS:localhost, DNS:nginx, DNS:accounts, DNS:billing, IP Address:127.0.0.1"),
+        "{sans}"
+    );
+    let leaf = openssl(
+        &[
+            "x509",
+            "-in",
+            "certs/services/billing/cert.pem",
+            "-noout",
+            "-ext",
+            "subjectAltName",
+        ],
+        root,
+    );
+    assert!(
+        leaf.contains("DNS:billing") && !leaf.contains("DNS:accounts"),
+        "{leaf}"
+    );
+    assert_eq!(
+        std::fs::read(root.join("certs/ca/ca.pem")).unwrap(),
+        ca_before,
+        "the CA must be reused"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    for k in [
+        "certs/ca/ca.key",
+        "certs/server/key.pem",
+        "certs/services/billing/key.pem",
+    ] {
+        let mode = std::fs::metadata(root.join(k))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{k}");
+    }
+}
+
 #[test]
 fn add_passes_every_oracle_and_remove_gives_back_every_byte() {
     let c = copy("roundtrip");
@@ -108,65 +171,7 @@ fn add_passes_every_oracle_and_remove_gives_back_every_byte() {
         );
     }
 
-    // The certificate oracles: chain, SANs, key modes, CA reused.
-    openssl(
-        &[
-            "verify",
-            "-CAfile",
-            "certs/ca/ca.pem",
-            "certs/server/cert.pem",
-            "certs/services/billing/cert.pem",
-        ],
-        &c.root,
-    );
-    let sans = openssl(
-        &[
-            "x509",
-            "-in",
-            "certs/server/cert.pem",
-            "-noout",
-            "-ext",
-            "subjectAltName",
-        ],
-        &c.root,
-    );
-    assert!(
-        sans.contains("DNS:localhost, DNS:nginx, DNS:accounts, DNS:billing, IP Address:127.0.0.1"),
-        "{sans}"
-    );
-    let leaf = openssl(
-        &[
-            "x509",
-            "-in",
-            "certs/services/billing/cert.pem",
-            "-noout",
-            "-ext",
-            "subjectAltName",
-        ],
-        &c.root,
-    );
-    assert!(
-        leaf.contains("DNS:billing") && !leaf.contains("DNS:accounts"),
-        "{leaf}"
-    );
-    assert_eq!(
-        std::fs::read(c.root.join("certs/ca/ca.pem")).unwrap(),
-        ca_before,
-        "the CA must be reused"
-    );
-    use std::os::unix::fs::PermissionsExt;
-    for k in [
-        "certs/ca/ca.key",
-        "certs/server/key.pem",
-        "certs/services/billing/key.pem",
-    ] {
-        let mode = std::fs::metadata(c.root.join(k))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777;
-        assert_eq!(mode, 0o600, "{k}");
-    }
+    certificate_oracles(&c.root, &ca_before);
 
     // Adding the same service again is refused and changes nothing.
     let mid = snapshot(&c.root);
@@ -722,16 +727,15 @@ fn a_shared_data_role_fails_check_naming_both() {
     assert!(!c.root.join("secrets/billing.env").exists());
 }
 
-/// The stamp that lets `check` skip gen_proto.py (plan/proto_stamp.rs):
-/// trusted only while every file is as the last full check saw it. The
-/// generator is run through a wrapper (XTASK_PYTHON) that logs each start.
-#[test]
-fn proto_stamp_skips_the_generator_only_while_nothing_changed() {
-    let c = copy("protostamp");
-    ok(&xtask(&c.root, &["certs"]));
-    let cache = c.root.with_extension("cache");
-    let log = c.root.with_extension("log");
-    let wrapper = c.root.with_extension("py");
+/// A python3 that logs each start to `<root>.log` before running
+/// /usr/bin/python3 (for XTASK_PYTHON), and a cache folder for the script:
+/// (cache, log, wrapper).
+fn logging_python(
+    root: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let cache = root.with_extension("cache");
+    let log = root.with_extension("log");
+    let wrapper = root.with_extension("py");
     std::fs::write(
         &wrapper,
         format!(
@@ -742,6 +746,30 @@ fn proto_stamp_skips_the_generator_only_while_nothing_changed() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (cache, log, wrapper)
+}
+
+/// Writes `content` to `p` and puts its mtime back (`touch -d`); the ctime
+/// still moves.
+fn write_keeping_mtime(p: &std::path::Path, content: &[u8], mtime: &str) {
+    std::fs::write(p, content).unwrap();
+    assert!(std::process::Command::new("touch")
+        .arg("-d")
+        .arg(mtime)
+        .arg(p)
+        .status()
+        .unwrap()
+        .success());
+}
+
+/// The stamp that lets `check` skip gen_proto.py (plan/proto_stamp.rs):
+/// trusted only while every file is as the last full check saw it. The
+/// generator is run through a wrapper (XTASK_PYTHON) that logs each start.
+#[test]
+fn proto_stamp_skips_the_generator_only_while_nothing_changed() {
+    let c = copy("protostamp");
+    ok(&xtask(&c.root, &["certs"]));
+    let (cache, log, wrapper) = logging_python(&c.root);
     let env = [
         ("GEN_PROTO_CACHE", cache.to_str().unwrap()),
         ("XTASK_PYTHON", wrapper.to_str().unwrap()),
@@ -785,28 +813,14 @@ fn proto_stamp_skips_the_generator_only_while_nothing_changed() {
         .unwrap()
         .replacen("DESCRIPTOR", "DESCRIPTAR", 1);
     assert_eq!(edited.len(), good.len());
-    std::fs::write(&pb, &edited).unwrap();
-    assert!(std::process::Command::new("touch")
-        .arg("-d")
-        .arg(&mtime)
-        .arg(&pb)
-        .status()
-        .unwrap()
-        .success());
+    write_keeping_mtime(&pb, edited.as_bytes(), &mtime);
     assert!(check(1).contains(
         "MR017 src/common/gen/accounts/v1/accounts_pb2.py: generated code is stale: differs"
     ));
     assert_eq!(runs(), 2);
     // Put back: the script vouches again; the file is recent, so the next
     // check trusts it by its hash.
-    std::fs::write(&pb, &good).unwrap();
-    assert!(std::process::Command::new("touch")
-        .arg("-d")
-        .arg(&mtime)
-        .arg(&pb)
-        .status()
-        .unwrap()
-        .success());
+    write_keeping_mtime(&pb, &good, &mtime);
     check(0);
     check(0);
     assert_eq!(runs(), 3);
