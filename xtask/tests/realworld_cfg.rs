@@ -301,6 +301,34 @@ fn corpus(kind: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Whether `openssl req` accepts the file as this repository uses it
+/// (the command in openssl.cnf's header: no -subj, no -extensions).
+fn openssl_req_plain_accepts(file: &str) -> bool {
+    Command::new("openssl")
+        .current_dir(realworld())
+        .args([
+            "req",
+            "-x509",
+            "-new",
+            "-nodes",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-keyout",
+            "/dev/null",
+            "-out",
+            "/dev/null",
+            "-config",
+            file,
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
 /// `check --format json` refused to read openssl.cnf (exit 2): the error,
 /// as JSON on stdout, names the file, a line and the fix. Returns it as
 /// `openssl.cnf:line: message`.
@@ -407,31 +435,7 @@ fn corpus_openssl_cnf() {
         // The unmodified file is valid OpenSSL (validate.sh's oracle).
         openssl_req_like_validate(&realworld(), file, oracle)
             .unwrap_or_else(|e| panic!("{file} itself: {e}"));
-        // Does `openssl req` accept it as this repository uses it (the
-        // command in openssl.cnf's header: no -subj, no -extensions)?
-        let plain = Command::new("openssl")
-            .current_dir(realworld())
-            .args([
-                "req",
-                "-x509",
-                "-new",
-                "-nodes",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-keyout",
-                "/dev/null",
-                "-out",
-                "/dev/null",
-                "-config",
-                file,
-            ])
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap()
-            .status
-            .success();
+        let plain = openssl_req_plain_accepts(file);
         for form in ["lf", "crlf"] {
             let tag = format!(
                 "{}-{form}",

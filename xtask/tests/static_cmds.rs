@@ -762,6 +762,36 @@ fn write_keeping_mtime(p: &std::path::Path, content: &[u8], mtime: &str) {
         .success());
 }
 
+/// Damages a proto stamp twice (a field changed, then cut in half),
+/// running `check` after each.
+fn damage_stamp(stamp: &std::path::Path, check: &dyn Fn()) {
+    let text_of = std::fs::read_to_string(stamp).unwrap();
+    std::fs::write(
+        stamp,
+        text_of.replacen(
+            "src/proto/accounts/v1/accounts.proto\t",
+            "src/proto/accounts/v1/accounts.proto\t9",
+            1,
+        ),
+    )
+    .unwrap();
+    check();
+    std::fs::write(stamp, &text_of[..text_of.len() / 2]).unwrap();
+    check();
+}
+
+/// The generator's own full check, cache unused.
+fn full_generation_check(root: &std::path::Path) -> std::process::Output {
+    Command::new("/usr/bin/python3")
+        .arg(root.join("scripts/gen_proto.py"))
+        .arg("--root")
+        .arg(root)
+        .args(["--check", "--full"])
+        .env("GEN_PROTO_CACHE", "")
+        .output()
+        .unwrap()
+}
+
 /// The stamp that lets `check` skip gen_proto.py (plan/proto_stamp.rs):
 /// trusted only while every file is as the last full check saw it. The
 /// generator is run through a wrapper (XTASK_PYTHON) that logs each start.
@@ -848,20 +878,9 @@ fn proto_stamp_skips_the_generator_only_while_nothing_changed() {
     assert_eq!(before, 6);
 
     // A damaged stamp is ignored: the generator runs, and writes a sound one.
-    let stamp = &stamps[0];
-    let text_of = std::fs::read_to_string(stamp).unwrap();
-    std::fs::write(
-        stamp,
-        text_of.replacen(
-            "src/proto/accounts/v1/accounts.proto\t",
-            "src/proto/accounts/v1/accounts.proto\t9",
-            1,
-        ),
-    )
-    .unwrap();
-    check(0);
-    std::fs::write(stamp, &text_of[..text_of.len() / 2]).unwrap();
-    check(0);
+    damage_stamp(&stamps[0], &|| {
+        check(0);
+    });
     assert_eq!(runs(), before + 2);
 
     // With the stamp trusted, add-service --grpc plans only the new files
@@ -880,15 +899,7 @@ fn proto_stamp_skips_the_generator_only_while_nothing_changed() {
         "{}",
         std::fs::read_to_string(&log).unwrap()
     );
-    let full = Command::new("/usr/bin/python3")
-        .arg(c.root.join("scripts/gen_proto.py"))
-        .arg("--root")
-        .arg(&c.root)
-        .args(["--check", "--full"])
-        .env("GEN_PROTO_CACHE", "")
-        .output()
-        .unwrap();
-    ok(&full);
+    ok(&full_generation_check(&c.root));
     let _ = std::fs::remove_dir_all(&cache);
     let _ = std::fs::remove_file(&log);
     let _ = std::fs::remove_file(&wrapper);
