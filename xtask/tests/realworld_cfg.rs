@@ -520,6 +520,65 @@ fn corpus_openssl_cnf() {
     );
 }
 
+/// One NGINX case in one line-ending form, as a file of nginx/conf.d:
+/// check clean, sync --check clean, add --public and remove give back every
+/// byte without touching the user's file. Returns the false positives and
+/// the endpoint file add-service wrote.
+#[cfg(feature = "docker")]
+fn nginx_round_trip(name: &str, src: &str, rel: &str, form: &str) -> (usize, String) {
+    let tag = format!("{}-{form}", name.trim_end_matches(".conf"));
+    let c = copy(&format!("rw-nginx-{tag}"));
+    ok_certs(&c.root);
+    let body = if form == "crlf" {
+        to_crlf(src)
+    } else {
+        src.to_string()
+    };
+    std::fs::create_dir_all(c.root.join("nginx/conf.d")).unwrap();
+    std::fs::write(c.root.join(rel), &body).unwrap();
+    let o = xtask(&c.root, &["check", "--format", "json"]);
+    assert_ne!(
+        o.status.code(),
+        Some(2),
+        "{tag}: check refuses it:\n{}",
+        text(&o)
+    );
+    let ids = finding_ids(&o);
+    let false_positives = ids.len();
+    assert!(
+        ids.is_empty(),
+        "{tag}: false positives {ids:?}:\n{}",
+        text(&o)
+    );
+    let o = xtask(&c.root, &["sync", "--check"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{tag}: sync --check:\n{}",
+        text(&o)
+    );
+    let before = snapshot(&c.root);
+    let o = xtask(&c.root, &["add-service", "rwtest", "--public", "/rwtest/"]);
+    assert_eq!(o.status.code(), Some(0), "{tag}: add:\n{}", text(&o));
+    assert_eq!(
+        std::fs::read_to_string(c.root.join(rel)).unwrap(),
+        body,
+        "{tag}: the user's config was edited"
+    );
+    let loc_text = std::fs::read_to_string(c.root.join("nginx/locations/rwtest.conf")).unwrap();
+    let o = xtask(&c.root, &["sync", "--check"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{tag}: sync --check after add:\n{}",
+        text(&o)
+    );
+    let o = xtask(&c.root, &["remove-service", "rwtest"]);
+    assert_eq!(o.status.code(), Some(0), "{tag}: remove:\n{}", text(&o));
+    assert_same(&before, &snapshot(&c.root), &tag);
+    (false_positives, loc_text)
+}
+
 #[cfg(feature = "docker")]
 fn count_locations(ds: &[xtask::model::nginx::Directive]) -> usize {
     ds.iter()
@@ -588,56 +647,9 @@ fn corpus_nginx() {
         let ds = xtask::model::nginx::parse(&src, &rel).unwrap_or_else(|e| panic!("{file}: {e}"));
         let mut loc_text = String::new();
         for form in ["lf", "crlf"] {
-            let tag = format!("{}-{form}", name.trim_end_matches(".conf"));
-            let c = copy(&format!("rw-nginx-{tag}"));
-            ok_certs(&c.root);
-            let body = if form == "crlf" {
-                to_crlf(&src)
-            } else {
-                src.clone()
-            };
-            std::fs::create_dir_all(c.root.join("nginx/conf.d")).unwrap();
-            std::fs::write(c.root.join(&rel), &body).unwrap();
-            let o = xtask(&c.root, &["check", "--format", "json"]);
-            assert_ne!(
-                o.status.code(),
-                Some(2),
-                "{tag}: check refuses it:\n{}",
-                text(&o)
-            );
-            let ids = finding_ids(&o);
-            false_positives += ids.len();
-            assert!(
-                ids.is_empty(),
-                "{tag}: false positives {ids:?}:\n{}",
-                text(&o)
-            );
-            let o = xtask(&c.root, &["sync", "--check"]);
-            assert_eq!(
-                o.status.code(),
-                Some(0),
-                "{tag}: sync --check:\n{}",
-                text(&o)
-            );
-            let before = snapshot(&c.root);
-            let o = xtask(&c.root, &["add-service", "rwtest", "--public", "/rwtest/"]);
-            assert_eq!(o.status.code(), Some(0), "{tag}: add:\n{}", text(&o));
-            assert_eq!(
-                std::fs::read_to_string(c.root.join(&rel)).unwrap(),
-                body,
-                "{tag}: the user's config was edited"
-            );
-            loc_text = std::fs::read_to_string(c.root.join("nginx/locations/rwtest.conf")).unwrap();
-            let o = xtask(&c.root, &["sync", "--check"]);
-            assert_eq!(
-                o.status.code(),
-                Some(0),
-                "{tag}: sync --check after add:\n{}",
-                text(&o)
-            );
-            let o = xtask(&c.root, &["remove-service", "rwtest"]);
-            assert_eq!(o.status.code(), Some(0), "{tag}: remove:\n{}", text(&o));
-            assert_same(&before, &snapshot(&c.root), &tag);
+            let (fp, loc) = nginx_round_trip(&name, &src, &rel, form);
+            false_positives += fp;
+            loc_text = loc;
         }
         // The intermediate state for nginx -t: the case with the endpoint in it.
         let context = oracle

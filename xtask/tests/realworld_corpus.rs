@@ -454,6 +454,63 @@ fn repo_findings(root: &Path) -> Vec<String> {
 
 include!("realworld/compose_expected.rs");
 
+/// Whether the expected MR004 findings of `key` (case/file) differ from
+/// what Compose's model says (services of the file itself whose
+/// container_name is not their key): the failure, if so.
+fn mr004_mismatch(
+    root: &Path,
+    name: &str,
+    key: &str,
+    expected: &BTreeMap<&str, &[&str]>,
+) -> Option<String> {
+    let all = compose_model_with(root, name, &["--profile", "*"]).unwrap();
+    // Services of `include`d files are those files' own: check holds the
+    // rules on the file it edits.
+    let own: Value =
+        serde_json::from_str(&run_ok(root, &["list", "--format", "json"]).unwrap()).unwrap();
+    let own: BTreeSet<&str> = own
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    let oracle: BTreeSet<String> = all["services"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, v)| {
+            own.contains(k.as_str()) && v["container_name"].as_str() != Some(k.as_str())
+        })
+        .map(|(k, _)| format!("MR004 {k}"))
+        .collect();
+    let listed: BTreeSet<String> = expected
+        .get(key)
+        .copied()
+        .unwrap_or_default()
+        .iter()
+        .filter(|f| f.starts_with("MR004"))
+        .map(|f| f.to_string())
+        .collect();
+    (oracle != listed).then(|| {
+        format!("{key}: the MR004 list {listed:?} is not what Compose's model says {oracle:?}")
+    })
+}
+
+/// The multiset difference both ways: what `g` has more of than `w`, and
+/// what it lacks (each distinct item once).
+fn multiset_diff(g: &[String], w: &[String]) -> (Vec<String>, Vec<String>) {
+    let count = |v: &[String], x: &String| v.iter().filter(|y| *y == x).count();
+    let more = |a: &[String], b: &[String]| -> Vec<String> {
+        a.iter()
+            .filter(|x| count(a, x) > count(b, x))
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    };
+    (more(g, w), more(w, g))
+}
+
 #[test]
 fn corpus_reads_round_trips_and_checks_without_false_positives() {
     if !docker_available() {
@@ -498,36 +555,8 @@ fn corpus_reads_round_trips_and_checks_without_false_positives() {
             failures.push(format!("{case}/{file}: {e}"));
         }
         // MR004 judged by the oracle too: Compose's container_name per service.
-        let all = compose_model_with(&root, &name, &["--profile", "*"]).unwrap();
-        // Services of `include`d files are those files' own: check holds the
-        // rules on the file it edits.
-        let own: Value =
-            serde_json::from_str(&run_ok(&root, &["list", "--format", "json"]).unwrap()).unwrap();
-        let own: BTreeSet<&str> = own
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|s| s["name"].as_str())
-            .collect();
-        let oracle: BTreeSet<String> = all["services"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .filter(|(k, v)| {
-                own.contains(k.as_str()) && v["container_name"].as_str() != Some(k.as_str())
-            })
-            .map(|(k, _)| format!("MR004 {k}"))
-            .collect();
-        let listed: BTreeSet<String> = expected
-            .get(format!("{case}/{file}").as_str())
-            .copied()
-            .unwrap_or_default()
-            .iter()
-            .filter(|f| f.starts_with("MR004"))
-            .map(|f| f.to_string())
-            .collect();
-        if oracle != listed {
-            failures.push(format!("{case}/{file}: the MR004 list {listed:?} is not what Compose's model says {oracle:?}"));
+        if let Some(e) = mr004_mismatch(&root, &name, &format!("{case}/{file}"), &expected) {
+            failures.push(e);
         }
         let got = findings(&root).unwrap_or_else(|e| vec![format!("ERROR {e}")]);
         let mut want: Vec<String> = repo_findings(&root);
@@ -542,21 +571,7 @@ fn corpus_reads_round_trips_and_checks_without_false_positives() {
         let (mut g, mut w) = (got.clone(), want.clone());
         g.sort();
         w.sort();
-        // Multiset difference both ways.
-        let extra: Vec<String> = g
-            .iter()
-            .filter(|x| g.iter().filter(|y| y == x).count() > w.iter().filter(|y| y == x).count())
-            .cloned()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let lacking: Vec<String> = w
-            .iter()
-            .filter(|x| w.iter().filter(|y| y == x).count() > g.iter().filter(|y| y == x).count())
-            .cloned()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let (extra, lacking) = multiset_diff(&g, &w);
         false_positives += extra.len();
         missed += lacking.len();
         if !extra.is_empty() || !lacking.is_empty() {
