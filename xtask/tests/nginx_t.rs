@@ -9,15 +9,6 @@ use std::process::Command;
 
 use common::*;
 
-fn ok(o: &std::process::Output) {
-    assert!(
-        o.status.success(),
-        "exit {:?}:\n{}",
-        o.status.code(),
-        text(o)
-    );
-}
-
 #[test]
 fn nginx_config_passes_nginx_t_in_the_nginx_image() {
     assert!(

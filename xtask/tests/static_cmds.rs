@@ -8,15 +8,6 @@ use std::process::Command;
 
 use common::*;
 
-fn ok(o: &std::process::Output) {
-    assert!(
-        o.status.success(),
-        "exit {:?}:\n{}",
-        o.status.code(),
-        text(o)
-    );
-}
-
 fn compose_config_ok(root: &std::path::Path) {
     let o = Command::new("docker")
         .current_dir(root)

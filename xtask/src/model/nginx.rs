@@ -181,6 +181,15 @@ fn word_end(c: &[char], mut i: usize) -> usize {
     i.min(c.len())
 }
 
+fn no_semicolon(file: &str, line: usize, words: &[String]) -> Error {
+    err(
+        file,
+        line,
+        format!("directive `{}` has no `;`", words.join(" ")),
+        "end it with `;`",
+    )
+}
+
 fn tokenize(src: &str, file: &str) -> Result<Vec<Tok>, Error> {
     let c: Vec<char> = src.chars().collect();
     let mut toks = vec![];
@@ -325,12 +334,7 @@ pub fn parse(src: &str, file: &str) -> Result<Vec<Directive>, Error> {
             }
             Tok::Close(l) => {
                 if !words.is_empty() {
-                    return Err(err(
-                        file,
-                        first_line,
-                        format!("directive `{}` has no `;`", words.join(" ")),
-                        "end it with `;`",
-                    ));
+                    return Err(no_semicolon(file, first_line, &words));
                 }
                 if stack.len() == 1 {
                     return Err(err(
@@ -359,12 +363,7 @@ pub fn parse(src: &str, file: &str) -> Result<Vec<Directive>, Error> {
         ));
     }
     if !words.is_empty() {
-        return Err(err(
-            file,
-            first_line,
-            format!("directive `{}` has no `;`", words.join(" ")),
-            "end it with `;`",
-        ));
+        return Err(no_semicolon(file, first_line, &words));
     }
     Ok(stack.pop().unwrap().0)
 }
