@@ -15,7 +15,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     after_help = "Exit codes: 0 ok, 1 findings (check, sync --check, verify), 2 bad input or failure."
 )]
 pub struct Cli {
-    /// The repository root (default: the nearest folder above with docker-compose.yml and openssl.cnf)
+    /// The repository root (default: the nearest folder above with a workspace Cargo.toml, xtask/, a compose file and src/backend_services/)
     #[arg(long, value_name = "dir", global = true)]
     pub root: Option<PathBuf>,
     #[command(subcommand)]

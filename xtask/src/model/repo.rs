@@ -229,7 +229,7 @@ impl Repo {
     pub fn service_env(&self, s: &compose::Service) -> Vec<(String, String)> {
         let mut out = vec![];
         for (f, _) in &s.env_file {
-            // The gate (names::Repo::name_problems) reports bad env files;
+            // The gate (Repo::name_problems, below) reports bad env files;
             // here they only contribute nothing.
             let Ok(p) = join(&self.root, f) else {
                 continue;
