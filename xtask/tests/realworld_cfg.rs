@@ -1,5 +1,5 @@
 //! openssl.cnf, NGINX and Cargo.toml written the way real projects write
-//! them (issue 14, points 6-9): the real binary on a copy of this
+//! them: the real binary on a copy of this
 //! repository, with `openssl req` and `nginx -t` as oracles.
 //!
 //! The in/out cases under `tests/edits/<case>/` (cargo-edit style): `in/`
@@ -522,10 +522,10 @@ fn corpus_openssl_cnf() {
 
 /// One NGINX case in one line-ending form, as a file of nginx/conf.d:
 /// check clean, sync --check clean, add --public and remove give back every
-/// byte without touching the user's file. Returns the false positives and
-/// the endpoint file add-service wrote.
+/// byte without touching the user's file, for an API and for a page.
+/// Returns the false positives and the two endpoint files add-service wrote.
 #[cfg(feature = "docker")]
-fn nginx_round_trip(name: &str, src: &str, rel: &str, form: &str) -> (usize, String) {
+fn nginx_round_trip(name: &str, src: &str, rel: &str, form: &str) -> (usize, String, String) {
     let tag = format!("{}-{form}", name.trim_end_matches(".conf"));
     let c = copy(&format!("rw-nginx-{tag}"));
     ok_certs(&c.root);
@@ -576,7 +576,34 @@ fn nginx_round_trip(name: &str, src: &str, rel: &str, form: &str) -> (usize, Str
     let o = xtask(&c.root, &["remove-service", "rwtest"]);
     assert_eq!(o.status.code(), Some(0), "{tag}: remove:\n{}", text(&o));
     assert_same(&before, &snapshot(&c.root), &tag);
-    (false_positives, loc_text)
+    // A page too: its endpoint file and NGINX's mount, and back.
+    let o = xtask(
+        &c.root,
+        &["add-service", "rwweb", "--frontend", "--public", "/rwweb/"],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{tag}: add --frontend:\n{}",
+        text(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(c.root.join(rel)).unwrap(),
+        body,
+        "{tag}: the user's config was edited"
+    );
+    let web_text = std::fs::read_to_string(c.root.join("nginx/locations/rwweb.conf")).unwrap();
+    let o = xtask(&c.root, &["check"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{tag}: check after add --frontend:\n{}",
+        text(&o)
+    );
+    let o = xtask(&c.root, &["remove-service", "rwweb"]);
+    assert_eq!(o.status.code(), Some(0), "{tag}: remove:\n{}", text(&o));
+    assert_same(&before, &snapshot(&c.root), &format!("{tag} --frontend"));
+    (false_positives, loc_text, web_text)
 }
 
 #[cfg(feature = "docker")]
@@ -646,10 +673,12 @@ fn corpus_nginx() {
         let rel = format!("nginx/conf.d/{name}");
         let ds = xtask::model::nginx::parse(&src, &rel).unwrap_or_else(|e| panic!("{file}: {e}"));
         let mut loc_text = String::new();
+        let mut web_text = String::new();
         for form in ["lf", "crlf"] {
-            let (fp, loc) = nginx_round_trip(&name, &src, &rel, form);
+            let (fp, loc, web) = nginx_round_trip(&name, &src, &rel, form);
             false_positives += fp;
             loc_text = loc;
+            web_text = web;
         }
         // The intermediate state for nginx -t: the case with the endpoint in it.
         let context = oracle
@@ -663,7 +692,7 @@ fn corpus_nginx() {
             .into_owned();
         std::fs::write(
             oracle_dir.join("nginx").join(&case),
-            with_endpoint(&src, context, &loc_text),
+            with_endpoint(&src, context, &format!("{loc_text}{web_text}")),
         )
         .unwrap();
         sources += &format!("nginx/{case}\tnginx\tcase\t-\t-\t-\t-\t{oracle}\t-\n");

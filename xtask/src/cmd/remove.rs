@@ -41,7 +41,7 @@ pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(
         start_proto(&repo.root, name)
     };
     let mut t = Txn::new(&repo.root);
-    let parsed = plan_compose(&mut t, &repo, svc)?;
+    let parsed = plan_compose(&mut t, &repo, svc, keep_files)?;
     // Its role, ACL user and credentials go with it.
     crate::plan::datalayer::plan(&mut t, &repo.root, &parsed)?;
     let report = plan_cnf_and_certs(&mut t, &repo, name)?;
@@ -85,8 +85,14 @@ fn refuse_if_referred(repo: &Repo, name: &str) -> Result<(), Error> {
 
 /// The compose edit: the service's block, and the network and volume
 /// declarations only it used (as add-service wrote them); checked by
-/// parsing the result. Returns the edited file's model.
-fn plan_compose(t: &mut Txn, repo: &Repo, svc: &Service) -> Result<Compose, Error> {
+/// parsing the result; unless `keep_files`, no other service may still
+/// mount the folder. Returns the edited file's model.
+fn plan_compose(
+    t: &mut Txn,
+    repo: &Repo,
+    svc: &Service,
+    keep_files: bool,
+) -> Result<Compose, Error> {
     let cf = &repo.compose_file;
     let name = svc.name.as_str();
     let (form, plain) = edit_compose::Form::plain(&repo.compose_text);
@@ -99,7 +105,16 @@ fn plan_compose(t: &mut Txn, repo: &Repo, svc: &Service) -> Result<Compose, Erro
     let mut change = edit_compose::Change {
         added: vec![],
         removed: vec![("services", name.to_string())],
+        changed: vec![],
     };
+    // Its page's mount in NGINX's volumes, exactly as add-service wrote it.
+    if let (Some(_), Some(path)) = (svc.frontend(), svc.public_path()) {
+        let item = edit::nginx::frontend_mount(name, path);
+        if let Some(t2) = edit_compose::remove_list_item(&text, "nginx", "volumes", &item) {
+            text = t2;
+            change.changed.push(("services", "nginx".to_string()));
+        }
+    }
     // The mirror of add-service: a declaration goes only when no other
     // service uses it and it is exactly what add-service writes (a bare
     // `name:`); anything a user wrote (`driver: local`, a comment) stays.
@@ -137,6 +152,26 @@ fn plan_compose(t: &mut Txn, repo: &Repo, svc: &Service) -> Result<Compose, Erro
             "internal error: the edited compose file does not parse: {e}"
         ))
     })?;
+    // A mount of its folder that is not the line add-service wrote (edited
+    // by hand) would be left pointing at nothing: the user decides.
+    let folder = format!("{SERVICES_DIR}/{name}/");
+    for o in parsed.services.iter().filter(|_| !keep_files) {
+        if let Some(m) = o.volumes.iter().find(|m| {
+            !m.named
+                && format!(
+                    "{}/",
+                    m.source.trim_start_matches("./").trim_end_matches('/')
+                )
+                .starts_with(&folder)
+        }) {
+            return Err(Diagnostic::error(format!(
+                "`{}` still mounts {} from the folder of `{name}`",
+                o.name, m.source
+            ))
+            .at(cf, m.line)
+            .fix("remove that mount first, or pass --keep-files"));
+        }
+    }
     let text = form.restore(&text);
     t.write(&repo.compose_file, text)?;
     Ok(parsed)

@@ -11,4 +11,5 @@ pub mod nginx;
 pub mod reach;
 pub mod repo;
 pub mod secrets;
+pub mod stack;
 pub mod yaml;

@@ -113,6 +113,11 @@ pub fn container_ports(s: &Service) -> Vec<u16> {
             }
         }
     }
+    for p in &s.expose {
+        if *p > 0 && !v.contains(p) {
+            v.push(*p);
+        }
+    }
     v
 }
 

@@ -1,5 +1,6 @@
-//! `sync`: derives `[alt_names]`, the NGINX endpoint files and the workspace
-//! members from the services' compose entries, and plans the rewrite.
+//! `sync`: derives `[alt_names]`, the NGINX endpoint files, the workspace
+//! members and the data layer (`plan::datalayer`) from the services'
+//! compose entries, and plans the rewrite.
 
 use crate::edit;
 use crate::model::cargo_toml;
@@ -48,10 +49,12 @@ pub fn plan(repo: &Repo) -> Result<Txn, Error> {
         if repo.nginx.conflict(path, &file).is_some() {
             continue;
         }
-        txn.write(
-            &file,
-            edit::nginx::render_location(&s.name, path, port, s.https(), s.protocol() == "grpc"),
-        )?;
+        let conf = if s.frontend().is_some() && path != "/" {
+            edit::nginx::render_frontend(&s.name, path, port, s.https())
+        } else {
+            edit::nginx::render_location(&s.name, path, port, s.https(), s.protocol() == "grpc")
+        };
+        txn.write(&file, conf)?;
     }
     // Delete only endpoint files we generated, for services that no longer
     // want one.

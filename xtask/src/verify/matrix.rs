@@ -62,6 +62,9 @@ impl std::fmt::Display for Outcome {
 pub struct Cell {
     pub source: String,
     pub target: String,
+    /// How it was tried: empty for the target's name, else the path
+    /// (verify/paths.rs: an address, or the host at a published port).
+    pub via: String,
     pub port: u16,
     pub expected: bool,
     pub outcome: Outcome,
@@ -167,6 +170,7 @@ mod tests {
         let cell = |expected: bool, outcome: &str| Cell {
             source: "a".into(),
             target: "b".into(),
+            via: String::new(),
             port: 1,
             expected,
             outcome: Outcome::parse(outcome),

@@ -12,6 +12,7 @@ use bollard::Docker;
 use futures_util::StreamExt;
 
 use super::matrix::{self, env_of, pct, Cell, Outcome, Target};
+use super::paths::{self, Topology};
 use super::run::Run;
 use crate::diag::{Diagnostic, Error};
 use crate::docker::buildkit::{self, Builder};
@@ -269,38 +270,113 @@ fn tls_hint(repo: &Repo, detail: &str, name: &str) -> Option<String> {
 }
 
 /// What the probe container of `src`'s matrix row runs: the cells it
-/// fills, its command (every other target, then `extra`), and whether it
+/// fills (each target by name, then every other path to it: see
+/// verify/paths.rs), the specs (one a line, `extra` last), and whether it
 /// needs the CA.
 fn row_plan(
     repo: &Repo,
+    run: &Run,
+    topo: &Topology,
     src: &Service,
     targets: &[Target],
     extra: &[String],
 ) -> (Vec<Cell>, Vec<String>, bool) {
     let env = env_of(repo, src);
-    let mut cmd = vec!["check".to_string()];
+    let mut specs = vec![];
     let mut cells = vec![];
-    for t in targets.iter().filter(|t| t.service != src.name) {
+    let own_ns = run
+        .stack
+        .service(&src.name)
+        .map(|s| run.stack.networks_of(s));
+    let same_ns = |t: &str| {
+        let (Some(a), Some(b)) = (run.stack.service(&src.name), run.stack.service(t)) else {
+            return false;
+        };
+        a.shares_namespace_of() == Some(t) || b.shares_namespace_of() == Some(&src.name)
+    };
+    let none = run
+        .stack
+        .service(&src.name)
+        .is_some_and(|s| run.stack.mode_of(s).as_deref() == Some("none"));
+    for t in targets
+        .iter()
+        .filter(|t| t.service != src.name && !same_ns(&t.service))
+    {
         let id = format!("{}->{}", src.name, t.service);
-        cmd.push(t.spec(&id, &t.service, &env));
-        let expected = repo
-            .compose
-            .service(&t.service)
-            .is_some_and(|ts| matrix::reaches(src, ts));
-        cells.push(Cell {
+        specs.push(t.spec(&id, &t.service, &env));
+        let expected = !none
+            && repo.compose.service(&t.service).is_some_and(|ts| {
+                own_ns.as_ref().map_or_else(
+                    || matrix::reaches(src, ts),
+                    |nets| ts.networks.iter().any(|(n, _)| nets.contains(n)),
+                )
+            });
+        let cell = |via: String, expected: bool, port: u16| Cell {
             source: src.name.clone(),
             target: t.service.clone(),
-            port: t.port,
+            via,
+            port,
             expected,
             outcome: Outcome::Missing,
             detail: String::new(),
             hint: None,
             logs: vec![],
-        });
+        };
+        cells.push(cell(String::new(), expected, t.port));
+        for (k, p) in paths::paths(&run.stack, &repo.compose, topo, &src.name, t)
+            .into_iter()
+            .enumerate()
+        {
+            let pid = format!("{id}#{k}");
+            let mut spec = t.clone();
+            spec.port = p.port;
+            let line = if p.own_port {
+                spec.spec(&pid, &p.host, &env)
+            } else {
+                format!(
+                    "id={}&kind=tcp&host={}&port={}",
+                    pct(&pid),
+                    pct(&p.host),
+                    p.port
+                )
+            };
+            // A path the engine drops waits out the connect timeout; 1 s is
+            // ample on one machine (an open path connects in the kernel).
+            let line = format!("{line}&connect_ms={PATH_CONNECT_MS}");
+            specs.push(line);
+            cells.push(cell(p.via, p.expected, p.target_port));
+        }
     }
-    cmd.extend(extra.iter().cloned());
+    specs.extend(extra.iter().cloned());
     let with_ca = targets.iter().any(|t| t.tls && t.service != src.name);
-    (cells, cmd, with_ca)
+    (cells, specs, with_ca)
+}
+
+/// The connect timeout of a path probe, in ms.
+const PATH_CONNECT_MS: u64 = 1000;
+
+/// The command of every matrix row's probe: its specs are uploaded just
+/// before it starts (the addresses are known only once the stack runs).
+const SPECS: &str = "/etc/probe/specs";
+
+fn row_cmd() -> Vec<String> {
+    vec!["check-file".into(), SPECS.into()]
+}
+
+async fn upload_specs(d: &Docker, id: &str, specs: &[String]) -> Result<(), Error> {
+    let mut tar = Tar::default();
+    tar.dir("etc/probe", 0o755, 65534);
+    tar.file("etc/probe/specs", specs.join("\n").as_bytes(), 0o444, 65534);
+    d.upload_to_container(
+        id,
+        Some(q::UploadToContainerOptions {
+            path: "/".into(),
+            ..Default::default()
+        }),
+        bollard::body_full(tar.finish().into()),
+    )
+    .await
+    .map_err(|e| Diagnostic::error(format!("copying the probe's specs: {e}")))
 }
 
 /// Creates the probe container of `src`'s matrix row as soon as `src`'s
@@ -308,18 +384,13 @@ fn row_plan(
 pub(super) async fn precreate_row(
     d: &Docker,
     run: &Run,
-    repo: &Repo,
     image: &str,
     src: &Service,
     cid: &str,
     targets: &[Target],
 ) -> Result<(), Error> {
-    let extra: Vec<String> = super::datalayer::plan(repo, src)
-        .into_iter()
-        .map(|(_, s)| s)
-        .collect();
-    let (_, cmd, with_ca) = row_plan(repo, src, targets, &extra);
-    let pid = create_probe(d, run, image, cid, cmd, with_ca)
+    let with_ca = targets.iter().any(|t| t.tls && t.service != src.name);
+    let pid = create_probe(d, run, image, cid, row_cmd(), with_ca)
         .await
         .map_err(Diagnostic::error)?;
     run.row_probes
@@ -333,7 +404,7 @@ pub(super) async fn precreate_row(
 /// one probe container that also runs `extra` specs (the source's
 /// data-layer cells). Returns the cells, and the probe's lines and output
 /// for the extra specs.
-#[allow(clippy::type_complexity)]
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
 pub async fn matrix_row(
     d: &Docker,
     run: &Run,
@@ -342,31 +413,39 @@ pub async fn matrix_row(
     src: &Service,
     targets: &[Target],
     extra: &[String],
+    topo: &Topology,
 ) -> Result<(Vec<Cell>, Vec<(String, String, String)>, String), Error> {
     let cid = run_container(run, &src.name).map_err(Diagnostic::error)?;
-    let (mut cells, cmd, with_ca) = row_plan(repo, src, targets, extra);
+    let (mut cells, specs, with_ca) = row_plan(repo, run, topo, src, targets, extra);
     let precreated = run
         .row_probes
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .remove(&src.name);
     let pid = match precreated {
-        Some(pid) => {
-            d.start_container(&pid, None::<q::StartContainerOptions>)
-                .await
-                .map_err(|e| Diagnostic::error(format!("starting the probe: {e}")))?;
-            pid
-        }
-        None => start_probe(d, run, image, &cid, cmd, with_ca)
+        Some(pid) => pid,
+        None => create_probe(d, run, image, &cid, row_cmd(), with_ca)
             .await
             .map_err(Diagnostic::error)?,
     };
+    upload_specs(d, &pid, &specs).await?;
+    d.start_container(&pid, None::<q::StartContainerOptions>)
+        .await
+        .map_err(|e| Diagnostic::error(format!("starting the probe: {e}")))?;
     let _ = tokio::time::timeout(Duration::from_secs(120), exited(d, &pid)).await;
     let out = stdout_of(d, &pid).await;
     run.reap(&pid);
     let results = parse_lines(&out);
+    let mut k_of: HashMap<String, usize> = HashMap::new();
     for c in cells.iter_mut() {
-        let id = format!("{}->{}", c.source, c.target);
+        let base = format!("{}->{}", c.source, c.target);
+        let id = if c.via.is_empty() {
+            base
+        } else {
+            let k = k_of.entry(base.clone()).or_insert(0);
+            *k += 1;
+            format!("{base}#{}", *k - 1)
+        };
         match results.iter().find(|(i, _, _)| *i == id) {
             Some((_, outcome, detail)) => {
                 c.outcome = Outcome::parse(outcome);
@@ -374,6 +453,21 @@ pub async fn matrix_row(
                 c.hint = tls_hint(repo, detail, &c.target);
             }
             None => c.detail = format!("the probe gave no answer: {}", out.trim()),
+        }
+        if !c.via.is_empty() {
+            if !c.matches() {
+                c.hint = Some(if c.expected {
+                    format!("`{}` is meant to be reachable from the network but `{}` could not reach it through {}", c.target, c.source, c.via)
+                } else if c.via.starts_with("host") {
+                    format!("`{}` publishes port {} where every container reaches it through the host: bind it to loopback (`127.0.0.1:<port>:<port>`) or remove it in {}; label it `monorepo.reach: \"network\"` only if it must be reachable from the network", c.target, c.port, repo.compose_file)
+                } else {
+                    format!(
+                        "`{}` reached `{}` {} though they share no network",
+                        c.source, c.target, c.via
+                    )
+                });
+            }
+            continue;
         }
         if !c.matches() && c.expected && c.hint.is_none() {
             // Expected means they share a network, and the target answered
@@ -403,7 +497,11 @@ pub async fn matrix_row(
 
 /// Each public path, requested from the host through NGINX's published
 /// https port, must answer from the right service with a certificate valid
-/// for `localhost`.
+/// for `localhost`. A service with a page (`monorepo.frontend`) gets its
+/// page's cells instead: the page and a deep link are HTML, a missing file
+/// is a 404, the path without its slash redirects, its API answers
+/// `<path>api/healthz`, and an unknown API route is the API's 404, not the
+/// page.
 pub fn nginx_routes(repo: &Repo, bin: &Path, port: u16, order: &[&Service]) -> Vec<Cell> {
     let mut cells = vec![];
     let ca = repo.root.join(crate::plan::certs::TRUST);
@@ -411,57 +509,183 @@ pub fn nginx_routes(repo: &Repo, bin: &Path, port: u16, order: &[&Service]) -> V
         let Some(path) = s.public_path() else {
             continue;
         };
-        let full = format!("{}/healthz", path.trim_end_matches('/'));
-        let id = format!("host->nginx{path}");
-        let spec = [
-            ("id", id.clone()),
-            ("kind", "http".into()),
-            ("host", "127.0.0.1".into()),
-            ("port", port.to_string()),
-            ("tls", "1".into()),
-            ("ca", ca.display().to_string()),
-            ("name", "localhost".into()),
-            ("path", full),
-            ("expect", format!("\"service\": \"{}\"", s.name)),
-        ]
-        .iter()
-        .map(|(k, v)| format!("{k}={}", pct(v)))
-        .collect::<Vec<_>>()
-        .join("&");
-        // NGINX may still be resolving the upstream: retry briefly.
-        let mut last = (Outcome::Failed, String::new());
-        for _ in 0..20 {
-            let out = std::process::Command::new(bin)
-                .args(["check", &spec])
-                .output();
-            let text = out
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default();
-            if let Some((_, o, d)) = parse_lines(&text).into_iter().next() {
-                last = (Outcome::parse(&o), d);
-            }
-            if last.0 == Outcome::Ok {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(250));
+        let healthz = Want::Ok(format!("\"service\": \"{}\"", s.name));
+        let wants: Vec<(String, String, Want)> = if s.frontend().is_some() {
+            let bare = path.trim_end_matches('/');
+            let page = || Want::Ok("<html".to_string());
+            vec![
+                (format!("nginx{path} (page)"), path.to_string(), page()),
+                (
+                    format!("nginx{path}verify/deep/link (page)"),
+                    format!("{path}verify/deep/link"),
+                    page(),
+                ),
+                (
+                    format!("nginx{path}verify-missing.js (404)"),
+                    format!("{path}verify-missing.js"),
+                    Want::Status(404, "", ""),
+                ),
+                (
+                    format!("nginx{bare} (301)"),
+                    bare.to_string(),
+                    Want::Status(301, "", ""),
+                ),
+                (
+                    format!("nginx{path}api/healthz"),
+                    format!("{path}api/healthz"),
+                    healthz,
+                ),
+                (
+                    format!("nginx{path}api/verify-no-such-route (the API's 404)"),
+                    format!("{path}api/verify-no-such-route"),
+                    Want::Status(404, "\"error\"", "<html"),
+                ),
+            ]
+        } else {
+            vec![(
+                format!("nginx{path}"),
+                format!("{}/healthz", path.trim_end_matches('/')),
+                healthz,
+            )]
+        };
+        for (target, full, want) in wants {
+            let (outcome, detail) = route(bin, &ca, port, &full, &want);
+            cells.push(Cell {
+                source: "host".into(),
+                target,
+                via: String::new(),
+                port,
+                expected: true,
+                outcome,
+                detail,
+                hint: None,
+                logs: vec![],
+            });
         }
-        cells.push(Cell {
-            source: "host".into(),
-            target: format!("nginx{path}"),
-            port,
-            expected: true,
-            outcome: last.0,
-            detail: last.1,
-            hint: None,
-            logs: vec![],
-        });
     }
     cells
+}
+
+/// What a route must answer: 200 with `expect` in the body, or another
+/// status whose body holds the first string and not the second.
+enum Want {
+    Ok(String),
+    Status(u16, &'static str, &'static str),
+}
+
+/// One GET through NGINX with the probe (`check`, kind http over TLS),
+/// judged against `want`. The probe reports any status but 200 as a
+/// failure saying `answered <status>: <body>`, which is read back here.
+/// NGINX may still be resolving the upstream: retried briefly.
+fn route(bin: &Path, ca: &Path, port: u16, path: &str, want: &Want) -> (Outcome, String) {
+    let expect = match want {
+        Want::Ok(e) => e.clone(),
+        Want::Status(..) => String::new(),
+    };
+    let spec = [
+        ("id", format!("host->nginx{path}")),
+        ("kind", "http".into()),
+        ("host", "127.0.0.1".into()),
+        ("port", port.to_string()),
+        ("tls", "1".into()),
+        ("ca", ca.display().to_string()),
+        ("name", "localhost".into()),
+        ("path", path.to_string()),
+        ("expect", expect),
+    ]
+    .iter()
+    .map(|(k, v)| format!("{k}={}", pct(v)))
+    .collect::<Vec<_>>()
+    .join("&");
+    let mut last = (Outcome::Failed, String::new());
+    for _ in 0..20 {
+        let out = std::process::Command::new(bin)
+            .args(["check", &spec])
+            .output();
+        let text = out
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        if let Some((_, o, d)) = parse_lines(&text).into_iter().next() {
+            last = judge(want, Outcome::parse(&o), d);
+        }
+        if last.0 == Outcome::Ok {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    last
+}
+
+fn judge(want: &Want, got: Outcome, detail: String) -> (Outcome, String) {
+    match want {
+        Want::Ok(_) => (got, detail),
+        Want::Status(code, has, lacks) => {
+            let answered = format!("answered {code}: ");
+            let body = detail.split_once(&answered).map(|(_, b)| b);
+            match body {
+                Some(b)
+                    if got != Outcome::Ok
+                        && b.contains(has)
+                        && (lacks.is_empty() || !b.contains(lacks)) =>
+                {
+                    (Outcome::Ok, format!("{code} as it must be"))
+                }
+                _ => (
+                    Outcome::Failed,
+                    format!(
+                        "wanted {code}{}{}, got: {}",
+                        if has.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" with `{has}`")
+                        },
+                        if lacks.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" without `{lacks}`")
+                        },
+                        if got == Outcome::Ok {
+                            "200".to_string()
+                        } else {
+                            detail
+                        }
+                    ),
+                ),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn route_cells_read_the_status_the_probe_reports() {
+        let want = Want::Status(404, "\"error\"", "<html");
+        let api = "http: GET /w/api/x answered 404: {\"error\": \"not found\", \"path\": \"/x\"}";
+        assert_eq!(judge(&want, Outcome::Failed, api.into()).0, Outcome::Ok);
+        let page = "http: GET /w/api/x answered 404: <html><head>";
+        assert_eq!(
+            judge(&want, Outcome::Failed, page.into()).0,
+            Outcome::Failed
+        );
+        let (o, d) = judge(&want, Outcome::Ok, String::new());
+        assert!(o == Outcome::Failed && d.contains("got: 200"), "{d}");
+        let moved = "http: GET /w answered 301: <html>";
+        assert_eq!(
+            judge(&Want::Status(301, "", ""), Outcome::Failed, moved.into()).0,
+            Outcome::Ok
+        );
+        assert_eq!(
+            judge(&Want::Status(404, "", ""), Outcome::Failed, moved.into()).0,
+            Outcome::Failed
+        );
+        assert_eq!(
+            judge(&Want::Ok("x".into()), Outcome::Refused, "r".into()).0,
+            Outcome::Refused
+        );
+    }
 
     #[test]
     fn the_probe_container_adds_nothing_and_mounts_nothing() {
