@@ -393,6 +393,14 @@ impl Repo {
                 }
             }
         }
+        out.extend(self.alt_name_problems());
+        out
+    }
+
+    /// The `[alt_names]` values the gate refuses: DNS names that are not
+    /// host names, IPs that do not parse, control characters in the rest.
+    fn alt_name_problems(&self) -> Vec<Problem> {
+        let mut out = vec![];
         for a in &self.cnf.alt_names {
             let r = match a.kind.as_str() {
                 "DNS" => host(&a.value),
@@ -410,12 +418,12 @@ impl Repo {
                 _ => Ok(()),
             };
             if let Err(e) = r {
-                p(
-                    &a.file,
-                    a.line,
-                    format!("[alt_names] {}.{}: {e}", a.kind, a.index),
-                    "write a host name or an IP address",
-                );
+                out.push(Problem {
+                    file: a.file.clone(),
+                    line: a.line,
+                    msg: format!("[alt_names] {}.{}: {e}", a.kind, a.index),
+                    fix: "write a host name or an IP address".into(),
+                });
             }
         }
         out
