@@ -1099,14 +1099,10 @@ fn the_example_publishes_only_nginx_on_all_interfaces() {
     ok(&xtask(&c.root, &["check"]));
 }
 
-#[test]
-fn a_port_on_all_interfaces_is_a_finding_in_every_form() {
-    let c = copy("allifs");
-    set_up(&c.root);
-    let path = c.root.join("docker-compose.yml");
-    let example = std::fs::read_to_string(&path).unwrap();
-    // Each case edits `gateway`'s port; `want` is the text its finding names.
-    let fire: &[(&str, String, &str)] = &[
+/// Edits of the example that publish `gateway`'s port on every interface,
+/// in each form Compose takes, with the text its finding names.
+fn firing_edits(example: &str) -> Vec<(&'static str, String, &'static str)> {
+    vec![
         (
             "short",
             example.replace("\"127.0.0.1:8080:8080\"", "\"8080:8080\""),
@@ -1158,8 +1154,52 @@ fn a_port_on_all_interfaces_is_a_finding_in_every_form() {
                 ),
             "`127.0.0.1:8080:8080`",
         ),
-    ];
-    for (case, text_, want) in fire {
+    ]
+}
+
+/// Edits that publish nothing on every interface, or only where allowed.
+fn silent_edits(example: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("the example", example.to_string()),
+        (
+            "::1",
+            example.replace("\"127.0.0.1:8080:8080\"", "\"[::1]:8080:8080\""),
+        ),
+        (
+            "long with host_ip 127.0.0.1",
+            example.replace(
+                "      - \"127.0.0.1:8080:8080\"\n",
+                "      - target: 8080\n        published: \"8080\"\n        host_ip: 127.0.0.1\n",
+            ),
+        ),
+        (
+            "nginx on every interface",
+            example.replace(
+                "      - \"8443:443\"",
+                "      - \"0.0.0.0:8444:444\"\n      - \"8443:443\"",
+            ),
+        ),
+        (
+            "labelled",
+            example
+                .replace("\"127.0.0.1:8080:8080\"", "\"8080:8080\"")
+                .replace(
+                    "      monorepo.public-path: \"/api/\"\n",
+                    "      monorepo.public-path: \"/api/\"\n      monorepo.reach: \"network\"\n",
+                ),
+        ),
+    ]
+}
+
+#[test]
+fn a_port_on_all_interfaces_is_a_finding_in_every_form() {
+    let c = copy("allifs");
+    set_up(&c.root);
+    let path = c.root.join("docker-compose.yml");
+    let example = std::fs::read_to_string(&path).unwrap();
+    // Each case edits `gateway`'s port; `want` is the text its finding names.
+    let fire = firing_edits(&example);
+    for (case, text_, want) in &fire {
         assert_ne!(text_, &example, "{case}: the edit did not apply");
         std::fs::write(&path, text_).unwrap();
         let found = all_interfaces_findings(&c.root);
@@ -1190,37 +1230,8 @@ fn a_port_on_all_interfaces_is_a_finding_in_every_form() {
             model["services"]["gateway"]["ports"]
         );
     }
-    let silent: &[(&str, String)] = &[
-        ("the example", example.clone()),
-        (
-            "::1",
-            example.replace("\"127.0.0.1:8080:8080\"", "\"[::1]:8080:8080\""),
-        ),
-        (
-            "long with host_ip 127.0.0.1",
-            example.replace(
-                "      - \"127.0.0.1:8080:8080\"\n",
-                "      - target: 8080\n        published: \"8080\"\n        host_ip: 127.0.0.1\n",
-            ),
-        ),
-        (
-            "nginx on every interface",
-            example.replace(
-                "      - \"8443:443\"",
-                "      - \"0.0.0.0:8444:444\"\n      - \"8443:443\"",
-            ),
-        ),
-        (
-            "labelled",
-            example
-                .replace("\"127.0.0.1:8080:8080\"", "\"8080:8080\"")
-                .replace(
-                    "      monorepo.public-path: \"/api/\"\n",
-                    "      monorepo.public-path: \"/api/\"\n      monorepo.reach: \"network\"\n",
-                ),
-        ),
-    ];
-    for (case, text_) in silent {
+    let silent = silent_edits(&example);
+    for (case, text_) in &silent {
         std::fs::write(&path, text_).unwrap();
         assert_eq!(all_interfaces_findings(&c.root), vec![], "{case}");
     }
