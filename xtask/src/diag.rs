@@ -12,6 +12,8 @@ pub enum Severity {
     Error,
     /// A house rule is broken (`check`); exit 1.
     Finding,
+    /// Worth saying, changes nothing: printed on stderr (`warn`), exit 0.
+    Warning,
 }
 
 /// The process exit codes: 0 ok, 1 findings, 2 bad input or failure.
@@ -44,12 +46,14 @@ impl Severity {
         match self {
             Severity::Error => Exit::Failure,
             Severity::Finding => Exit::Findings,
+            Severity::Warning => Exit::Ok,
         }
     }
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Error => "error",
             Severity::Finding => "finding",
+            Severity::Warning => "warning",
         }
     }
 }
@@ -122,6 +126,16 @@ pub fn did_you_mean<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .map(|(_, c)| c)
 }
 
+/// The fix for a name that is not one of `candidates` (`what` names them,
+/// e.g. "services"): the near one if there is one, and the list.
+pub fn name_one_of(name: &str, candidates: &[&str], what: &str) -> String {
+    let list = candidates.join(", ");
+    match did_you_mean(name, candidates) {
+        Some(near) => format!("did you mean `{near}`? (the {what}: {list})"),
+        None => format!("name one of the {what}: {list}"),
+    }
+}
+
 /// What is wrong, where, and the fix. `line` and `column` are 1-based; 0
 /// means "the whole file" (or no position known).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,6 +164,16 @@ impl Diagnostic {
             column: 0,
             message: message.into(),
             fix: None,
+        }
+    }
+
+    /// Something the user should know that stops nothing (a request taken
+    /// in a normalised form, a leftover the next command removes). Printed
+    /// with `warn`.
+    pub fn warning(message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(message)
         }
     }
 
@@ -233,6 +257,12 @@ impl fmt::Display for Diagnostic {
 
 impl std::error::Error for Diagnostic {}
 
+/// Prints a warning on stderr as `main` prints an error: `warning: `, then
+/// the diagnostic (`file:line: message`, `  fix: …`).
+pub fn warn(d: &Diagnostic) {
+    eprintln!("{}: {d}", d.severity.as_str());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,6 +294,10 @@ mod tests {
         let f = Diagnostic::finding(Rule::Ports, "f.yml", 0, "m", "x");
         assert_eq!(f.to_string(), "MR005 f.yml: m\n  fix: x");
         assert_eq!(f.to_json()["id"], "MR005");
+        let w = Diagnostic::warning("w").at("f.yml", 2).fix("y");
+        assert_eq!(w.to_string(), "f.yml:2: w\n  fix: y");
+        assert_eq!(w.severity.exit(), Exit::Ok);
+        assert_eq!(w.to_json()["severity"], "warning");
     }
 
     #[test]
@@ -273,5 +307,13 @@ mod tests {
             Some("accounts")
         );
         assert_eq!(did_you_mean("zzz", &["postgres", "accounts"]), None);
+        assert_eq!(
+            name_one_of("acounts", &["postgres", "accounts"], "services"),
+            "did you mean `accounts`? (the services: postgres, accounts)"
+        );
+        assert_eq!(
+            name_one_of("zzz", &["postgres"], "services"),
+            "name one of the services: postgres"
+        );
     }
 }

@@ -77,10 +77,19 @@ fn run(cli: Cli) -> Result<Exit, Diagnostic> {
             cmd::list::run(&root(cli.root)?, format == Format::Json).map(|()| Exit::Ok)
         }
         Command::Check { format, .. } => {
-            let root = root(cli.root)?;
-            let _lock = xtask::plan::txn::lock_shared(&root)?;
-            let repo = model::repo::Repo::load(&root)?;
-            let findings = check::run(&repo)?;
+            let findings = (|| {
+                let root = root(cli.root)?;
+                let _lock = xtask::plan::txn::lock_shared(&root)?;
+                check::run(&model::repo::Repo::load(&root)?)
+            })();
+            // A reader of the JSON gets an error as JSON too (exit 2).
+            let findings = match findings {
+                Err(e) if format == Format::Json => {
+                    print!("{}", check::render_json_error(&e));
+                    return Ok(e.severity.exit());
+                }
+                r => r?,
+            };
             print!(
                 "{}",
                 if format == Format::Json {

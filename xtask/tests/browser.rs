@@ -6,6 +6,7 @@
 //! a freshly generated service, one on the example's `accounts-web` in the
 //! stack `cargo xtask verify --keep` leaves up (its accounts come from the
 //! `accounts` service through the gateway).
+#![cfg(feature = "docker")]
 
 mod common;
 mod frontend_stack;

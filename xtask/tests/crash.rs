@@ -349,24 +349,19 @@ impl Rng {
     }
 }
 
-#[test]
-fn a_kill_at_any_moment_leaves_the_old_or_the_new_state() {
-    let started = Instant::now();
-    let dir = std::env::temp_dir().join(format!("xtask-crash-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let fx = fixture(&dir, "kill");
+/// The four writing commands, each from the state its change starts in.
+fn kill_cases(dir: &Path, fx: &Path) -> Vec<Case> {
     let add_n = |root: &Path| ok(&run(root, ADD, &[]), "add nsvc");
-    let cases = vec![
-        case(&dir, &fx, "add-service", ADD, |_| {}),
+    vec![
+        case(dir, fx, "add-service", ADD, |_| {}),
         case(
-            &dir,
-            &fx,
+            dir,
+            fx,
             "remove-service",
             &["remove-service", "nsvc"],
             add_n,
         ),
-        case(&dir, &fx, "sync", &["sync"], |root: &Path| {
+        case(dir, fx, "sync", &["sync"], |root: &Path| {
             add_n(root);
             // Hand edits that make sync write three files: two branches both
             // took DNS.5, an endpoint file was lost, a Rust service appeared.
@@ -384,16 +379,26 @@ fn a_kill_at_any_moment_leaves_the_old_or_the_new_state() {
             )
             .unwrap();
         }),
-        case(&dir, &fx, "certs", &["certs", "--force"], add_n),
-        case(&dir, &fx, "add --frontend", ADD_WEB, |_| {}),
+        case(dir, fx, "certs", &["certs", "--force"], add_n),
+        case(dir, fx, "add --frontend", ADD_WEB, |_| {}),
         case(
-            &dir,
-            &fx,
+            dir,
+            fx,
             "remove --frontend",
             &["remove-service", "nweb"],
             |root: &Path| ok(&run(root, ADD_WEB, &[]), "add nweb"),
         ),
-    ];
+    ]
+}
+
+#[test]
+fn a_kill_at_any_moment_leaves_the_old_or_the_new_state() {
+    let started = Instant::now();
+    let dir = std::env::temp_dir().join(format!("xtask-crash-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fx = fixture(&dir, "kill");
+    let cases = kill_cases(&dir, &fx);
     // The page's files are part of what must land whole or not at all.
     for (c, present) in [(&cases[4], true), (&cases[5], false)] {
         for f in WEB_FILES {

@@ -10,6 +10,7 @@
 //!   connection, and the set of paths that connect must equal verify's.
 //!
 //! Needs the Docker daemon, Compose v2 and the base images (see README).
+#![cfg(feature = "docker")]
 
 mod common;
 

@@ -184,12 +184,35 @@ fn check_names_a_missing_page_and_a_missing_mount() {
     );
 }
 
-#[test]
-fn frontend_bad_input_exits_2_and_writes_nothing() {
-    let c = copy("fe-bad");
-    set_up(&c.root);
-    ok(&xtask(&c.root, ADD));
-    let cases: Vec<Vec<&str>> = vec![
+/// The compose file, and the same with NGINX's `volumes:` written as one
+/// flow sequence.
+fn nginx_volumes_inline(root: &std::path::Path) -> (String, String) {
+    let compose = std::fs::read_to_string(root.join("docker-compose.yml")).unwrap();
+    let head = "    volumes:\n      - ./certs/server:/etc/nginx/certs:ro\n";
+    let at = compose.find(head).unwrap() + "    volumes:\n".len();
+    let items: Vec<&str> = compose[at..]
+        .lines()
+        .take_while(|l| l.starts_with("      - "))
+        .collect();
+    let block: String = items.iter().map(|l| format!("{l}\n")).collect();
+    let flow = items
+        .iter()
+        .map(|l| l.trim_start_matches("      - "))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let inline = compose.replacen(
+        &format!("    volumes:\n{block}"),
+        &format!("    volumes: [{flow}]\n"),
+        1,
+    );
+    (compose, inline)
+}
+
+/// Requests add-service must refuse once `shop-web` (a page at
+/// /shop-web/) exists: no --public, `/`, a path inside another's or
+/// containing one, bad paths and names, an entry a page cannot have.
+fn bad_requests() -> Vec<Vec<&'static str>> {
+    vec![
         vec!["add-service", "web2", "--frontend"],
         vec!["add-service", "web2", "--frontend", "--public", "/"],
         vec!["add-service", "web2", "--frontend", "--public", "/api/"],
@@ -226,7 +249,15 @@ fn frontend_bad_input_exits_2_and_writes_nothing() {
             "--entry",
             "app.py",
         ],
-    ];
+    ]
+}
+
+#[test]
+fn frontend_bad_input_exits_2_and_writes_nothing() {
+    let c = copy("fe-bad");
+    set_up(&c.root);
+    ok(&xtask(&c.root, ADD));
+    let cases = bad_requests();
     let before = snapshot(&c.root);
     for args in &cases {
         let o = xtask(&c.root, args);
@@ -251,24 +282,7 @@ fn frontend_bad_input_exits_2_and_writes_nothing() {
     );
 
     // NGINX's volumes written inline: the mount cannot be added line by line.
-    let compose = std::fs::read_to_string(c.root.join("docker-compose.yml")).unwrap();
-    let head = "    volumes:\n      - ./certs/server:/etc/nginx/certs:ro\n";
-    let at = compose.find(head).unwrap() + "    volumes:\n".len();
-    let items: Vec<&str> = compose[at..]
-        .lines()
-        .take_while(|l| l.starts_with("      - "))
-        .collect();
-    let block: String = items.iter().map(|l| format!("{l}\n")).collect();
-    let flow = items
-        .iter()
-        .map(|l| l.trim_start_matches("      - "))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let inline = compose.replacen(
-        &format!("    volumes:\n{block}"),
-        &format!("    volumes: [{flow}]\n"),
-        1,
-    );
+    let (compose, inline) = nginx_volumes_inline(&c.root);
     assert_ne!(inline, compose);
     std::fs::write(c.root.join("docker-compose.yml"), &inline).unwrap();
     let before = snapshot(&c.root);

@@ -1,6 +1,7 @@
 //! Needs the Docker daemon: the NGINX endpoints that add-service writes pass
 //! `nginx -t` in the NGINX image. Kept out of `static_cmds` so the static
 //! tests run without a daemon; `.ci/run` runs it with the rest.
+#![cfg(feature = "docker")]
 
 mod common;
 mod frontend_stack;
@@ -8,15 +9,6 @@ mod frontend_stack;
 use std::process::Command;
 
 use common::*;
-
-fn ok(o: &std::process::Output) {
-    assert!(
-        o.status.success(),
-        "exit {:?}:\n{}",
-        o.status.code(),
-        text(o)
-    );
-}
 
 #[test]
 fn nginx_config_passes_nginx_t_in_the_nginx_image() {

@@ -8,15 +8,6 @@ use std::process::Command;
 
 use common::*;
 
-fn ok(o: &std::process::Output) {
-    assert!(
-        o.status.success(),
-        "exit {:?}:\n{}",
-        o.status.code(),
-        text(o)
-    );
-}
-
 fn compose_config_ok(root: &std::path::Path) {
     let o = Command::new("docker")
         .current_dir(root)
@@ -38,6 +29,69 @@ fn openssl(args: &[&str], root: &std::path::Path) -> String {
         .expect("openssl");
     assert!(o.status.success(), "openssl {args:?}:\n{}", text(&o));
     text(&o)
+}
+
+/// The certificate oracles after adding the https service `billing`:
+/// chain, SANs, key modes, the CA reused.
+fn certificate_oracles(root: &std::path::Path, ca_before: &[u8]) {
+    openssl(
+        &[
+            "verify",
+            "-CAfile",
+            "certs/ca/ca.pem",
+            "certs/server/cert.pem",
+            "certs/services/billing/cert.pem",
+        ],
+        root,
+    );
+    let sans = openssl(
+        &[
+            "x509",
+            "-in",
+            "certs/server/cert.pem",
+            "-noout",
+            "-ext",
+            "subjectAltName",
+        ],
+        root,
+    );
+    assert!(
+        sans.contains("DNS:localhost, DNS:nginx, DNS:accounts, DNS:billing, IP Address:127.0.0.1"),
+        "{sans}"
+    );
+    let leaf = openssl(
+        &[
+            "x509",
+            "-in",
+            "certs/services/billing/cert.pem",
+            "-noout",
+            "-ext",
+            "subjectAltName",
+        ],
+        root,
+    );
+    assert!(
+        leaf.contains("DNS:billing") && !leaf.contains("DNS:accounts"),
+        "{leaf}"
+    );
+    assert_eq!(
+        std::fs::read(root.join("certs/ca/ca.pem")).unwrap(),
+        ca_before,
+        "the CA must be reused"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    for k in [
+        "certs/ca/ca.key",
+        "certs/server/key.pem",
+        "certs/services/billing/key.pem",
+    ] {
+        let mode = std::fs::metadata(root.join(k))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{k}");
+    }
 }
 
 #[test]
@@ -108,65 +162,7 @@ fn add_passes_every_oracle_and_remove_gives_back_every_byte() {
         );
     }
 
-    // The certificate oracles: chain, SANs, key modes, CA reused.
-    openssl(
-        &[
-            "verify",
-            "-CAfile",
-            "certs/ca/ca.pem",
-            "certs/server/cert.pem",
-            "certs/services/billing/cert.pem",
-        ],
-        &c.root,
-    );
-    let sans = openssl(
-        &[
-            "x509",
-            "-in",
-            "certs/server/cert.pem",
-            "-noout",
-            "-ext",
-            "subjectAltName",
-        ],
-        &c.root,
-    );
-    assert!(
-        sans.contains("DNS:localhost, DNS:nginx, DNS:accounts, DNS:billing, IP Address:127.0.0.1"),
-        "{sans}"
-    );
-    let leaf = openssl(
-        &[
-            "x509",
-            "-in",
-            "certs/services/billing/cert.pem",
-            "-noout",
-            "-ext",
-            "subjectAltName",
-        ],
-        &c.root,
-    );
-    assert!(
-        leaf.contains("DNS:billing") && !leaf.contains("DNS:accounts"),
-        "{leaf}"
-    );
-    assert_eq!(
-        std::fs::read(c.root.join("certs/ca/ca.pem")).unwrap(),
-        ca_before,
-        "the CA must be reused"
-    );
-    use std::os::unix::fs::PermissionsExt;
-    for k in [
-        "certs/ca/ca.key",
-        "certs/server/key.pem",
-        "certs/services/billing/key.pem",
-    ] {
-        let mode = std::fs::metadata(c.root.join(k))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777;
-        assert_eq!(mode, 0o600, "{k}");
-    }
+    certificate_oracles(&c.root, &ca_before);
 
     // Adding the same service again is refused and changes nothing.
     let mid = snapshot(&c.root);
@@ -731,16 +727,15 @@ fn a_shared_data_role_fails_check_naming_both() {
     assert!(!c.root.join("secrets/billing.env").exists());
 }
 
-/// The stamp that lets `check` skip gen_proto.py (plan/proto_stamp.rs):
-/// trusted only while every file is as the last full check saw it. The
-/// generator is run through a wrapper (XTASK_PYTHON) that logs each start.
-#[test]
-fn proto_stamp_skips_the_generator_only_while_nothing_changed() {
-    let c = copy("protostamp");
-    ok(&xtask(&c.root, &["certs"]));
-    let cache = c.root.with_extension("cache");
-    let log = c.root.with_extension("log");
-    let wrapper = c.root.with_extension("py");
+/// A python3 that logs each start to `<root>.log` before running
+/// /usr/bin/python3 (for XTASK_PYTHON), and a cache folder for the script:
+/// (cache, log, wrapper).
+fn logging_python(
+    root: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let cache = root.with_extension("cache");
+    let log = root.with_extension("log");
+    let wrapper = root.with_extension("py");
     std::fs::write(
         &wrapper,
         format!(
@@ -751,6 +746,60 @@ fn proto_stamp_skips_the_generator_only_while_nothing_changed() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (cache, log, wrapper)
+}
+
+/// Writes `content` to `p` and puts its mtime back (`touch -d`); the ctime
+/// still moves.
+fn write_keeping_mtime(p: &std::path::Path, content: &[u8], mtime: &str) {
+    std::fs::write(p, content).unwrap();
+    assert!(std::process::Command::new("touch")
+        .arg("-d")
+        .arg(mtime)
+        .arg(p)
+        .status()
+        .unwrap()
+        .success());
+}
+
+/// Damages a proto stamp twice (a field changed, then cut in half),
+/// running `check` after each.
+fn damage_stamp(stamp: &std::path::Path, check: &dyn Fn()) {
+    let text_of = std::fs::read_to_string(stamp).unwrap();
+    std::fs::write(
+        stamp,
+        text_of.replacen(
+            "src/proto/accounts/v1/accounts.proto\t",
+            "src/proto/accounts/v1/accounts.proto\t9",
+            1,
+        ),
+    )
+    .unwrap();
+    check();
+    std::fs::write(stamp, &text_of[..text_of.len() / 2]).unwrap();
+    check();
+}
+
+/// The generator's own full check, cache unused.
+fn full_generation_check(root: &std::path::Path) -> std::process::Output {
+    Command::new("/usr/bin/python3")
+        .arg(root.join("scripts/gen_proto.py"))
+        .arg("--root")
+        .arg(root)
+        .args(["--check", "--full"])
+        .env("GEN_PROTO_CACHE", "")
+        .output()
+        .unwrap()
+}
+
+/// The stamp that lets `check` skip gen_proto.py (plan/proto_stamp.rs):
+/// trusted only while every file is as the last full check saw it. The
+/// generator is run through a wrapper (XTASK_PYTHON) that logs each start.
+#[test]
+fn proto_stamp_skips_the_generator_only_while_nothing_changed() {
+    let c = copy("protostamp");
+    ok(&xtask(&c.root, &["certs"]));
+    let (cache, log, wrapper) = logging_python(&c.root);
     let env = [
         ("GEN_PROTO_CACHE", cache.to_str().unwrap()),
         ("XTASK_PYTHON", wrapper.to_str().unwrap()),
@@ -794,28 +843,14 @@ fn proto_stamp_skips_the_generator_only_while_nothing_changed() {
         .unwrap()
         .replacen("DESCRIPTOR", "DESCRIPTAR", 1);
     assert_eq!(edited.len(), good.len());
-    std::fs::write(&pb, &edited).unwrap();
-    assert!(std::process::Command::new("touch")
-        .arg("-d")
-        .arg(&mtime)
-        .arg(&pb)
-        .status()
-        .unwrap()
-        .success());
+    write_keeping_mtime(&pb, edited.as_bytes(), &mtime);
     assert!(check(1).contains(
         "MR017 src/common/gen/accounts/v1/accounts_pb2.py: generated code is stale: differs"
     ));
     assert_eq!(runs(), 2);
     // Put back: the script vouches again; the file is recent, so the next
     // check trusts it by its hash.
-    std::fs::write(&pb, &good).unwrap();
-    assert!(std::process::Command::new("touch")
-        .arg("-d")
-        .arg(&mtime)
-        .arg(&pb)
-        .status()
-        .unwrap()
-        .success());
+    write_keeping_mtime(&pb, &good, &mtime);
     check(0);
     check(0);
     assert_eq!(runs(), 3);
@@ -843,20 +878,9 @@ fn proto_stamp_skips_the_generator_only_while_nothing_changed() {
     assert_eq!(before, 6);
 
     // A damaged stamp is ignored: the generator runs, and writes a sound one.
-    let stamp = &stamps[0];
-    let text_of = std::fs::read_to_string(stamp).unwrap();
-    std::fs::write(
-        stamp,
-        text_of.replacen(
-            "src/proto/accounts/v1/accounts.proto\t",
-            "src/proto/accounts/v1/accounts.proto\t9",
-            1,
-        ),
-    )
-    .unwrap();
-    check(0);
-    std::fs::write(stamp, &text_of[..text_of.len() / 2]).unwrap();
-    check(0);
+    damage_stamp(&stamps[0], &|| {
+        check(0);
+    });
     assert_eq!(runs(), before + 2);
 
     // With the stamp trusted, add-service --grpc plans only the new files
@@ -875,18 +899,144 @@ fn proto_stamp_skips_the_generator_only_while_nothing_changed() {
         "{}",
         std::fs::read_to_string(&log).unwrap()
     );
-    let full = Command::new("/usr/bin/python3")
-        .arg(c.root.join("scripts/gen_proto.py"))
-        .arg("--root")
-        .arg(&c.root)
-        .args(["--check", "--full"])
-        .env("GEN_PROTO_CACHE", "")
-        .output()
-        .unwrap();
-    ok(&full);
+    ok(&full_generation_check(&c.root));
     let _ = std::fs::remove_dir_all(&cache);
     let _ = std::fs::remove_file(&log);
     let _ = std::fs::remove_file(&wrapper);
+}
+
+/// MR019 reads the repository's compose file under whichever name Compose
+/// found it (here `compose.yaml`), not only `docker-compose.yml`.
+#[test]
+fn a_literal_password_in_compose_yaml_is_a_finding() {
+    let c = copy("mr019yaml");
+    ok(&xtask(&c.root, &["certs"]));
+    let yaml = std::fs::read_to_string(c.root.join("docker-compose.yml")).unwrap();
+    std::fs::remove_file(c.root.join("docker-compose.yml")).unwrap();
+    let yaml = yaml.replacen(
+        "      POSTGRES_USER: app\n",
+        "      POSTGRES_USER: app\n      POSTGRES_PASSWORD: hunter2-literal\n",
+        1,
+    );
+    let line = yaml
+        .lines()
+        .position(|l| l.contains("POSTGRES_PASSWORD"))
+        .unwrap()
+        + 1;
+    std::fs::write(c.root.join("compose.yaml"), yaml).unwrap();
+    compose_config_ok(&c.root);
+    let git = |args: &[&str]| {
+        let o = Command::new("git")
+            .current_dir(&c.root)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "git {args:?}: {}", text(&o));
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    let o = xtask(&c.root, &["check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("compose.yaml:{line}"))
+            && text(&o).contains("MR019")
+            && text(&o).contains("`POSTGRES_PASSWORD` is set to a literal value"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// A service this tool does not manage may build from `../` (Compose
+/// accepts it): add-service and remove-service work around it, and only
+/// the managed services' contexts must be inside the repository.
+#[test]
+fn an_unmanaged_service_building_from_outside_is_left_alone() {
+    let c = copy("ctxout");
+    ok(&xtask(&c.root, &["certs"]));
+    let p = c.root.join("docker-compose.yml");
+    let tool = "  tool:\n    build:\n      context: ../\n      dockerfile: tool/Dockerfile\n    container_name: tool\n    profiles: [tools]\n";
+    let before = std::fs::read_to_string(&p).unwrap().replacen(
+        "\nservices:\n",
+        &format!("\nservices:\n{tool}"),
+        1,
+    );
+    std::fs::write(&p, &before).unwrap();
+    compose_config_ok(&c.root);
+    let o = xtask(
+        &c.root,
+        &["add-service", "payments", "--public", "/payments"],
+    );
+    ok(&o);
+    assert!(
+        text(&o).contains("--public `/payments` taken as `/payments/`"),
+        "{}",
+        text(&o)
+    );
+    let after = std::fs::read_to_string(&p).unwrap();
+    assert!(after.contains(tool), "the other service is kept as written");
+    assert!(
+        after.contains("monorepo.public-path: \"/payments/\""),
+        "{after}"
+    );
+    compose_config_ok(&c.root);
+    let o = xtask(&c.root, &["check"]);
+    assert!(!text(&o).contains("MR016"), "{}", text(&o));
+    ok(&xtask(&c.root, &["remove-service", "payments"]));
+    assert_eq!(std::fs::read_to_string(&p).unwrap(), before);
+    // A managed service's context must still be inside the repository.
+    std::fs::write(
+        &p,
+        before.replacen("context: ./src\n", "context: ../src\n", 1),
+    )
+    .unwrap();
+    let o = xtask(&c.root, &["add-service", "billing"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("leaves the repository"), "{}", text(&o));
+}
+
+/// `--public` that is not a path at all is still refused, not normalised.
+#[test]
+fn a_public_path_is_normalised_only_when_it_lacks_its_slash() {
+    let c = copy("pubslash");
+    ok(&xtask(&c.root, &["certs"]));
+    for bad in ["payments", "/pay/../x", "/a b"] {
+        let o = xtask(&c.root, &["add-service", "payments", "--public", bad]);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", text(&o));
+        assert!(text(&o).contains("--public:"), "{bad}: {}", text(&o));
+        assert!(!text(&o).contains("taken as"), "{bad}: {}", text(&o));
+    }
+}
+
+/// `check --format json` on a repository it cannot read prints the error
+/// as JSON on stdout (a reader of the JSON needs no second parser) and
+/// exits 2.
+#[test]
+fn check_json_prints_a_read_error_as_json() {
+    let c = copy("jsonerr");
+    let p = c.root.join("docker-compose.yml");
+    let yaml = std::fs::read_to_string(&p).unwrap();
+    let broken = yaml.replacen("services:\n", "services:\n  bad: [unclosed\n", 1);
+    let line = broken
+        .lines()
+        .position(|l| l.contains("[unclosed"))
+        .unwrap()
+        + 1;
+    std::fs::write(&p, broken).unwrap();
+    let o = xtask(&c.root, &["check", "--format", "json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", text(&o)));
+    assert_eq!(v["clean"], false);
+    assert_eq!(v["findings"], serde_json::json!([]));
+    let e = &v["error"];
+    assert_eq!(e["severity"], "error", "{v}");
+    assert_eq!(e["file"], "docker-compose.yml", "{v}");
+    assert!(e["line"].as_u64().unwrap() >= line as u64, "{v}");
+    assert!(e["fix"].is_string(), "{v}");
+    // The human form is unchanged: `error: file:line: …` on stderr.
+    let o = xtask(&c.root, &["check"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).starts_with("error: docker-compose.yml:"));
 }
 
 /// `docker compose config --format json`'s model of the copy at `root`.
@@ -949,14 +1099,10 @@ fn the_example_publishes_only_nginx_on_all_interfaces() {
     ok(&xtask(&c.root, &["check"]));
 }
 
-#[test]
-fn a_port_on_all_interfaces_is_a_finding_in_every_form() {
-    let c = copy("allifs");
-    set_up(&c.root);
-    let path = c.root.join("docker-compose.yml");
-    let example = std::fs::read_to_string(&path).unwrap();
-    // Each case edits `gateway`'s port; `want` is the text its finding names.
-    let fire: &[(&str, String, &str)] = &[
+/// Edits of the example that publish `gateway`'s port on every interface,
+/// in each form Compose takes, with the text its finding names.
+fn firing_edits(example: &str) -> Vec<(&'static str, String, &'static str)> {
+    vec![
         (
             "short",
             example.replace("\"127.0.0.1:8080:8080\"", "\"8080:8080\""),
@@ -1008,8 +1154,52 @@ fn a_port_on_all_interfaces_is_a_finding_in_every_form() {
                 ),
             "`127.0.0.1:8080:8080`",
         ),
-    ];
-    for (case, text_, want) in fire {
+    ]
+}
+
+/// Edits that publish nothing on every interface, or only where allowed.
+fn silent_edits(example: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("the example", example.to_string()),
+        (
+            "::1",
+            example.replace("\"127.0.0.1:8080:8080\"", "\"[::1]:8080:8080\""),
+        ),
+        (
+            "long with host_ip 127.0.0.1",
+            example.replace(
+                "      - \"127.0.0.1:8080:8080\"\n",
+                "      - target: 8080\n        published: \"8080\"\n        host_ip: 127.0.0.1\n",
+            ),
+        ),
+        (
+            "nginx on every interface",
+            example.replace(
+                "      - \"8443:443\"",
+                "      - \"0.0.0.0:8444:444\"\n      - \"8443:443\"",
+            ),
+        ),
+        (
+            "labelled",
+            example
+                .replace("\"127.0.0.1:8080:8080\"", "\"8080:8080\"")
+                .replace(
+                    "      monorepo.public-path: \"/api/\"\n",
+                    "      monorepo.public-path: \"/api/\"\n      monorepo.reach: \"network\"\n",
+                ),
+        ),
+    ]
+}
+
+#[test]
+fn a_port_on_all_interfaces_is_a_finding_in_every_form() {
+    let c = copy("allifs");
+    set_up(&c.root);
+    let path = c.root.join("docker-compose.yml");
+    let example = std::fs::read_to_string(&path).unwrap();
+    // Each case edits `gateway`'s port; `want` is the text its finding names.
+    let fire = firing_edits(&example);
+    for (case, text_, want) in &fire {
         assert_ne!(text_, &example, "{case}: the edit did not apply");
         std::fs::write(&path, text_).unwrap();
         let found = all_interfaces_findings(&c.root);
@@ -1040,37 +1230,8 @@ fn a_port_on_all_interfaces_is_a_finding_in_every_form() {
             model["services"]["gateway"]["ports"]
         );
     }
-    let silent: &[(&str, String)] = &[
-        ("the example", example.clone()),
-        (
-            "::1",
-            example.replace("\"127.0.0.1:8080:8080\"", "\"[::1]:8080:8080\""),
-        ),
-        (
-            "long with host_ip 127.0.0.1",
-            example.replace(
-                "      - \"127.0.0.1:8080:8080\"\n",
-                "      - target: 8080\n        published: \"8080\"\n        host_ip: 127.0.0.1\n",
-            ),
-        ),
-        (
-            "nginx on every interface",
-            example.replace(
-                "      - \"8443:443\"",
-                "      - \"0.0.0.0:8444:444\"\n      - \"8443:443\"",
-            ),
-        ),
-        (
-            "labelled",
-            example
-                .replace("\"127.0.0.1:8080:8080\"", "\"8080:8080\"")
-                .replace(
-                    "      monorepo.public-path: \"/api/\"\n",
-                    "      monorepo.public-path: \"/api/\"\n      monorepo.reach: \"network\"\n",
-                ),
-        ),
-    ];
-    for (case, text_) in silent {
+    let silent = silent_edits(&example);
+    for (case, text_) in &silent {
         std::fs::write(&path, text_).unwrap();
         assert_eq!(all_interfaces_findings(&c.root), vec![], "{case}");
     }

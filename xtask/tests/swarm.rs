@@ -7,6 +7,7 @@
 //!
 //! One swarm per engine: the tests take turns (SERIAL), and each checks
 //! that the engine is in no swarm before and after.
+#![cfg(feature = "docker")]
 
 mod common;
 

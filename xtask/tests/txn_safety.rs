@@ -13,15 +13,6 @@ use std::process::{Command, Output};
 use common::*;
 use fsnap::*;
 
-fn ok(o: &Output) {
-    assert!(
-        o.status.success(),
-        "exit {:?}:\n{}",
-        o.status.code(),
-        text(o)
-    );
-}
-
 fn owner_mode(p: &Path) -> (u32, u32) {
     let m = std::fs::metadata(p).unwrap();
     (m.uid(), m.mode() & 0o777)

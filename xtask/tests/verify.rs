@@ -5,6 +5,7 @@
 //!
 //! Needs the Docker daemon and the base images (`cargo xtask images
 //! bootstrap` on machines without a registry; see README).
+#![cfg(feature = "docker")]
 
 mod common;
 

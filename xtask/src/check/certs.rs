@@ -48,7 +48,7 @@ pub fn alt_names(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(), Error> {
 pub fn certificates(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(), Error> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let read = |rel: &str| {
-        crate::model::repo::read_bounded(&repo.root.join(rel))
+        crate::model::files::read_bounded(&repo.root.join(rel))
             .ok()
             .and_then(|b| der::parse(&der::pem_to_der(&String::from_utf8(b).ok()?)?))
     };

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 
 use crate::diag::{Diagnostic, Error, Rule};
 use crate::model::compose;
-use crate::model::repo::{read_bounded, Repo};
+use crate::model::files::read_bounded;
+use crate::model::repo::Repo;
+use crate::model::secrets::is_secret_name;
 use crate::plan::datalayer::{uses_pg, uses_redis};
-use crate::verify::run::is_secret_name;
 
 /// (file, line) of `key=` in the first env file of `s` that sets it.
 fn env_line(repo: &Repo, s: &compose::Service, key: &str) -> (String, usize) {
@@ -24,7 +25,7 @@ fn env_line(repo: &Repo, s: &compose::Service, key: &str) -> (String, usize) {
             return (f.clone(), i + 1);
         }
     }
-    (compose::FILE.to_string(), s.line)
+    (repo.compose_file.clone(), s.line)
 }
 
 /// MR018: every service that depends on postgres logs in as its own role
@@ -112,7 +113,11 @@ pub fn committed_credentials(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(
     {
         let base = f.rsplit('/').next().unwrap_or(&f);
         let env_like = base.ends_with(".env") || base.starts_with(".env");
-        if f.starts_with("xtask/tests/") || !(env_like || f == compose::FILE) {
+        // The repository's compose file (whichever name Compose found) and
+        // its override file, not one fixed name.
+        let compose_like =
+            f == repo.compose_file || repo.override_file.as_ref().is_some_and(|(o, _)| *o == f);
+        if f.starts_with("xtask/tests/") || !(env_like || compose_like) {
             continue;
         }
         let Ok(b) = read_bounded(&repo.root.join(&f)) else {

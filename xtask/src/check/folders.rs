@@ -1,7 +1,6 @@
 //! Rules on the service folders under `src/backend_services/`.
 
 use crate::diag::{Diagnostic, Error, Rule};
-use crate::model::compose;
 use crate::model::repo::{Repo, SERVICES_DIR};
 
 /// MR001: a service folder has server.py or main.py, and a Dockerfile.
@@ -46,7 +45,7 @@ pub fn folder_in_compose(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(), E
             Rule::FolderInCompose,
             &rel,
             0,
-            format!("folder `{d}` has no entry in {}", compose::FILE),
+            format!("folder `{d}` has no entry in {}", repo.compose_file),
             format!("delete {rel}/ if it is left over, or add its compose entry (as `cargo xtask add-service` writes it)"),
         ));
     }

@@ -57,7 +57,7 @@ pub fn frontend_routes(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(), Err
     // Every location of every file, nested ones too, read once.
     let mut found = vec![];
     for f in nginx::conf_files(&repo.root) {
-        let text = crate::model::repo::read_text(&repo.root, &f)?;
+        let text = crate::model::files::read_text(&repo.root, &f)?;
         if let Ok(ds) = nginx::parse(&text, &f) {
             locations(&ds, &mut found);
         }

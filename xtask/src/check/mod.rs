@@ -77,8 +77,10 @@ pub fn run(repo: &Repo) -> Result<Vec<Finding>, Error> {
 /// need protoc to build and prove the stack, so that one is a warning there.
 pub fn verify_findings(findings: Vec<Finding>) -> Vec<Finding> {
     let (warn, stop): (Vec<Finding>, Vec<Finding>) = findings.into_iter().partition(proto::unknown);
-    for w in warn {
-        eprintln!("verify: warning (not a failure here): {w}");
+    for mut w in warn {
+        w.severity = crate::diag::Severity::Warning;
+        w.message += " (not a failure for verify)";
+        crate::diag::warn(&w);
     }
     stop
 }
@@ -102,6 +104,17 @@ pub fn render_json(findings: &[Finding]) -> String {
     let v: Vec<serde_json::Value> = findings.iter().map(Diagnostic::to_json).collect();
     serde_json::to_string_pretty(&serde_json::json!({"findings": v, "clean": findings.is_empty()}))
         .unwrap()
+        + "\n"
+}
+
+/// `check --format json` when the repository cannot be read at all:
+/// `{"findings": [], "clean": false, "error": {...}}`, the error with the
+/// same fields as a finding (severity `error`).
+pub fn render_json_error(e: &Diagnostic) -> String {
+    serde_json::to_string_pretty(
+        &serde_json::json!({"findings": [], "clean": false, "error": e.to_json()}),
+    )
+    .unwrap()
         + "\n"
 }
 

@@ -2,7 +2,6 @@
 //! everything `sync` writes.
 
 use crate::diag::{Diagnostic, Error, Rule};
-use crate::model::compose;
 use crate::model::repo::Repo;
 use crate::plan::sync;
 
@@ -38,7 +37,7 @@ pub fn nginx_endpoint(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(), Erro
         match routes.first() {
             None => out.push(Diagnostic::finding(
                 Rule::NginxEndpoint,
-                compose::FILE,
+                &repo.compose_file,
                 s.line,
                 format!("public path `{path}` of `{}` has no NGINX location", s.name),
                 "run `cargo xtask sync`",

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::diag::{did_you_mean, Diagnostic, Error};
+use crate::diag::{name_one_of, Diagnostic, Error};
 use crate::edit;
 use crate::edit::compose as edit_compose;
 use crate::model::cnf;
@@ -41,10 +41,28 @@ fn parse_volume(v: &str) -> Result<(String, String), Error> {
     Ok((name.to_string(), path.to_string()))
 }
 
-fn validate_public(path: &str) -> Result<(), Error> {
-    names::public_path(path).map_err(|e| {
+/// The public path as the gate takes it. A path that only lacks its
+/// trailing `/` (`/payments`) is the folder the user meant: normalised,
+/// with a note on stderr, instead of refused.
+fn validate_public(path: &str) -> Result<String, Error> {
+    let refused = |e: String| {
         Diagnostic::error(format!("--public: {e}")).fix("give a path like `/api/billing/`")
-    })
+    };
+    match names::public_path(path) {
+        Ok(()) => Ok(path.to_string()),
+        Err(e) if !path.ends_with('/') => {
+            let with = format!("{path}/");
+            names::public_path(&with).map_err(|_| refused(e))?;
+            crate::diag::warn(
+                &Diagnostic::warning(format!(
+                    "--public `{path}` taken as `{with}` (a public path is a folder: it ends with `/`)"
+                ))
+                .fix(format!("write `--public {with}` to say it yourself")),
+            );
+            Ok(with)
+        }
+        Err(e) => Err(refused(e)),
+    }
 }
 
 /// Every port some service uses, host or container side, ranges included
@@ -98,103 +116,15 @@ pub fn resolve_add(repo: &Repo, a: &AddArgs) -> Result<Options, Error> {
                 .fix("pick another name, or remove that folder"),
         );
     }
-    let used = used_ports(&repo.compose);
-    let port = match a.port {
-        Some(p) if !(1..=65535).contains(&p) => {
-            return Err(Diagnostic::error(format!("--port {p} is out of range"))
-                .fix("use a port from 1 to 65535"))
-        }
-        Some(p) => {
-            if let Some(s) = repo
-                .compose
-                .services
-                .iter()
-                .find(|s| s.ports.iter().any(|x| takes(x, p)))
-            {
-                let line = s.ports.iter().find(|x| takes(x, p)).unwrap().line;
-                return Err(Diagnostic::error(format!(
-                    "port {p} is already taken by `{}`",
-                    s.name
-                ))
-                .at(&repo.compose_file, line)
-                .fix("pick a free port, or leave out --port to get the next free one"));
-            }
-            p as u16
-        }
-        None => (50051u32..=65535)
-            .find(|p| !used[*p as usize])
-            .ok_or_else(|| Diagnostic::error("no free port from 50051 up").fix("pass --port"))?
-            as u16,
-    };
-    for d in &a.depends_on {
-        // The new service has no profiles, so it always runs: a dependency
-        // that runs only under a profile would be invalid compose whenever
-        // that profile is off.
-        if let Some(s) = repo.compose.service(d).filter(|s| !s.profiles.is_empty()) {
-            return Err(Diagnostic::error(format!("--depends-on `{d}`: `{d}` runs only with profile {}, and the new service always runs", s.profiles.join(", ")))
-                .at(&repo.compose_file, s.line)
-                .fix("depend on a service without `profiles:`, or add the dependency by hand together with a profile"));
-        }
-        if repo.compose.service(d).is_none() {
-            let names: Vec<&str> = repo
-                .compose
-                .services
-                .iter()
-                .map(|s| s.name.as_str())
-                .collect();
-            let fix = match did_you_mean(d, &names) {
-                Some(near) => format!(
-                    "did you mean `{near}`? (the services: {})",
-                    names.join(", ")
-                ),
-                None => format!("name one of: {}", names.join(", ")),
-            };
-            return Err(Diagnostic::error(format!(
-                "--depends-on `{d}`: no such service in {}",
-                repo.compose_file
-            ))
-            .fix(fix));
-        }
-    }
+    let port = pick_port(repo, a.port)?;
+    check_depends_on(repo, &a.depends_on)?;
     if a.frontend && a.public.is_none() {
         return Err(Diagnostic::error(
             "--frontend needs --public: the page is served at that path",
         )
         .fix(format!("add `--public /{name}/`")));
     }
-    if let Some(p) = &a.public {
-        validate_public(p)?;
-        if a.frontend {
-            frontend_paths_free(repo, p)?;
-        } else if let Some((s, q)) = repo.backend().find_map(|s| {
-            s.frontend()
-                .and(s.public_path())
-                .filter(|q| *q != p && p.starts_with(q))
-                .map(|q| (s, q))
-        }) {
-            return Err(Diagnostic::error(format!(
-                "path `{p}` lies inside `{q}`, the page of `{}`: a page owns every path below its own",
-                s.name
-            ))
-            .at(&repo.compose_file, s.line)
-            .fix("pick a --public path outside the page's"));
-        }
-        if let Some(r) = repo.nginx.conflict(p, "") {
-            return Err(
-                Diagnostic::error(format!("path `{p}` is already routed to {}", r.host))
-                    .at(&r.file, r.line)
-                    .fix("pick another --public path"),
-            );
-        }
-        if let Some(s) = repo.backend().find(|s| s.public_path() == Some(p.as_str())) {
-            return Err(Diagnostic::error(format!(
-                "path `{p}` is already the public path of `{}`",
-                s.name
-            ))
-            .at(&repo.compose_file, s.line)
-            .fix("pick another --public path"));
-        }
-    }
+    let public = check_public(repo, a.public.as_deref(), a.frontend)?;
     let mut volumes = vec![];
     for v in &a.volumes {
         volumes.push(parse_volume(v)?);
@@ -228,13 +158,111 @@ pub fn resolve_add(repo: &Repo, a: &AddArgs) -> Result<Options, Error> {
         pg: a.pg,
         redis: a.redis,
         https: a.https,
-        public: a.public.clone(),
+        public,
         port,
         depends_on: a.depends_on.clone(),
         volumes,
         entry,
         frontend: a.frontend,
     })
+}
+
+/// `--port`, checked against every port in use, or the next free one from
+/// 50051.
+fn pick_port(repo: &Repo, port: Option<u32>) -> Result<u16, Error> {
+    let used = used_ports(&repo.compose);
+    Ok(match port {
+        Some(p) if !(1..=65535).contains(&p) => {
+            return Err(Diagnostic::error(format!("--port {p} is out of range"))
+                .fix("use a port from 1 to 65535"))
+        }
+        Some(p) => {
+            if let Some(s) = repo
+                .compose
+                .services
+                .iter()
+                .find(|s| s.ports.iter().any(|x| takes(x, p)))
+            {
+                let line = s.ports.iter().find(|x| takes(x, p)).unwrap().line;
+                return Err(Diagnostic::error(format!(
+                    "port {p} is already taken by `{}`",
+                    s.name
+                ))
+                .at(&repo.compose_file, line)
+                .fix("pick a free port, or leave out --port to get the next free one"));
+            }
+            p as u16
+        }
+        None => (50051u32..=65535)
+            .find(|p| !used[*p as usize])
+            .ok_or_else(|| Diagnostic::error("no free port from 50051 up").fix("pass --port"))?
+            as u16,
+    })
+}
+
+/// Each `--depends-on` names a service that always runs.
+fn check_depends_on(repo: &Repo, depends_on: &[String]) -> Result<(), Error> {
+    for d in depends_on {
+        // The new service has no profiles, so it always runs: a dependency
+        // that runs only under a profile would be invalid compose whenever
+        // that profile is off.
+        if let Some(s) = repo.compose.service(d).filter(|s| !s.profiles.is_empty()) {
+            return Err(Diagnostic::error(format!("--depends-on `{d}`: `{d}` runs only with profile {}, and the new service always runs", s.profiles.join(", ")))
+                .at(&repo.compose_file, s.line)
+                .fix("depend on a service without `profiles:`, or add the dependency by hand together with a profile"));
+        }
+        if repo.compose.service(d).is_none() {
+            return Err(Diagnostic::error(format!(
+                "--depends-on `{d}`: no such service in {}",
+                repo.compose_file
+            ))
+            .fix(name_one_of(d, &repo.compose.names(), "services")));
+        }
+    }
+    Ok(())
+}
+
+/// `--public`, normalised, and not routed or taken already (a page's
+/// whole path included).
+fn check_public(
+    repo: &Repo,
+    public: Option<&str>,
+    frontend: bool,
+) -> Result<Option<String>, Error> {
+    let public = public.map(validate_public).transpose()?;
+    if let Some(p) = &public {
+        if frontend {
+            frontend_paths_free(repo, p)?;
+        } else if let Some((s, q)) = repo.backend().find_map(|s| {
+            s.frontend()
+                .and(s.public_path())
+                .filter(|q| *q != p && p.starts_with(q))
+                .map(|q| (s, q))
+        }) {
+            return Err(Diagnostic::error(format!(
+                "path `{p}` lies inside `{q}`, the page of `{}`: a page owns every path below its own",
+                s.name
+            ))
+            .at(&repo.compose_file, s.line)
+            .fix("pick a --public path outside the page's"));
+        }
+        if let Some(r) = repo.nginx.conflict(p, "") {
+            return Err(
+                Diagnostic::error(format!("path `{p}` is already routed to {}", r.host))
+                    .at(&r.file, r.line)
+                    .fix("pick another --public path"),
+            );
+        }
+        if let Some(s) = repo.backend().find(|s| s.public_path() == Some(p.as_str())) {
+            return Err(Diagnostic::error(format!(
+                "path `{p}` is already the public path of `{}`",
+                s.name
+            ))
+            .at(&repo.compose_file, s.line)
+            .fix("pick another --public path"));
+        }
+    }
+    Ok(public)
 }
 
 /// A frontend owns its whole path (deep links fall back to its page) and

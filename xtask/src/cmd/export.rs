@@ -5,6 +5,7 @@ use std::path::Path;
 use crate::cli::{ExportArgs, ExportTarget};
 use crate::diag::{Error, Exit};
 use crate::export::{self, k8s, policy, swarm, Opts};
+use crate::model::compose::Compose;
 use crate::model::reach as matrix;
 use crate::model::repo::Repo;
 use crate::plan::txn;
@@ -16,10 +17,13 @@ pub fn run(root: &Path, a: &ExportArgs) -> Result<Exit, Error> {
         Some(txn::lock(root)?)
     };
     let repo = Repo::load(root)?;
-    let o = Opts::new(&repo, a.registry.as_deref())?;
+    // The renderers name the compose file by its default name; the
+    // repository's may be another of Compose's names.
+    let named = |e| Compose::naming(e, &repo.compose_file);
+    let o = Opts::new(&repo, a.registry.as_deref()).map_err(named)?;
     let (what, t) = match a.target {
-        ExportTarget::Swarm => ("swarm", swarm::plan(&repo, &o)?),
-        ExportTarget::K8s => ("k8s", k8s::plan(&repo, &o)?),
+        ExportTarget::Swarm => ("swarm", swarm::plan(&repo, &o).map_err(named)?),
+        ExportTarget::K8s => ("k8s", k8s::plan(&repo, &o).map_err(named)?),
     };
     if !a.check {
         if a.dry_run {
@@ -41,7 +45,7 @@ pub fn run(root: &Path, a: &ExportArgs) -> Result<Exit, Error> {
     let mut clean = true;
     if !t.is_empty() {
         print!("{}", t.diff());
-        println!("export {what} --check: {} file(s) out of date with docker-compose.yml; run `cargo xtask export {what}`", t.paths().len());
+        println!("export {what} --check: {} file(s) out of date with {}; run `cargo xtask export {what}`", t.paths().len(), repo.compose_file);
         clean = false;
     }
     if a.target == ExportTarget::K8s {
@@ -63,7 +67,7 @@ fn check_policies(repo: &Repo) -> Result<bool, Error> {
         .into_iter()
         .filter(|f| f.ends_with(".yaml"))
     {
-        files.push((f.clone(), crate::model::repo::read_text(&repo.root, &f)?));
+        files.push((f.clone(), crate::model::files::read_text(&repo.root, &f)?));
     }
     let cluster = policy::Cluster::read(&files)?;
     let compose = export::compose(repo)?;
@@ -78,12 +82,13 @@ fn check_policies(repo: &Repo) -> Result<bool, Error> {
     diffs.extend(policy::exposures(&cluster, &public));
     let reach = expected.iter().filter(|e| e.reach).count();
     if diffs.is_empty() {
-        println!("policies: {} cell(s) ({reach} reachable) as docker-compose.yml's networks say, from {} NetworkPolicies", expected.len(), cluster.policies.len());
+        println!("policies: {} cell(s) ({reach} reachable) as {}'s networks say, from {} NetworkPolicies", expected.len(), repo.compose_file, cluster.policies.len());
         return Ok(true);
     }
     println!(
-        "policies: {} difference(s) from docker-compose.yml's networks:",
-        diffs.len()
+        "policies: {} difference(s) from {}'s networks:",
+        diffs.len(),
+        repo.compose_file
     );
     for d in &diffs {
         println!("- {d}");

@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 
 use crate::diag::{Diagnostic, Error};
 use crate::docker::{self, Tar, HASH_LABEL};
+use crate::model::digest::recipe_hash;
 use crate::plan::txn::Txn;
 
 const PACKAGES: &[&str] = &[
@@ -132,11 +133,11 @@ pub async fn bootstrap(root: &Path) -> Result<(), Error> {
     // stand-ins also on their Dockerfiles and the Postgres entrypoint.
     let mut fs_recipe: Vec<&[u8]> = vec![suite.as_bytes()];
     fs_recipe.extend(PACKAGES.iter().map(|p| p.as_bytes()));
-    let fs_hash = docker::sha256_hex(&fs_recipe);
+    let fs_hash = recipe_hash(&fs_recipe);
     let rootfs = tag_for("rootfs", &fs_hash);
     let mut recipe: Vec<&[u8]> = vec![fs_hash.as_bytes(), PG_ENTRYPOINT.as_bytes()];
     recipe.extend(STAND_INS.iter().map(|s| s.dockerfile.as_bytes()));
-    let hash = docker::sha256_hex(&recipe);
+    let hash = recipe_hash(&recipe);
 
     let mut missing = vec![];
     for s in STAND_INS {

@@ -93,54 +93,7 @@ pub fn run(root: &Path, json: bool) -> Result<(), Error> {
         "PUBLIC",
         "DEPENDS_ON",
     ];
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            let join = |k: &str| {
-                r[k].as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.as_str().unwrap().to_string())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            };
-            vec![
-                r["name"].as_str().unwrap().to_string(),
-                r["ports"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|p| {
-                        let ip = p["host_ip"]
-                            .as_str()
-                            .map(|i| format!("{i}:"))
-                            .unwrap_or_default();
-                        let proto = if p["protocol"] == "tcp" {
-                            String::new()
-                        } else {
-                            format!("/{}", p["protocol"].as_str().unwrap_or(""))
-                        };
-                        match p["published"].as_str() {
-                            Some(h) => format!("{ip}{h}:{}{proto}", p["target"]),
-                            None => format!("{}{proto}", p["target"]),
-                        }
-                    })
-                    .collect::<Vec<_>>()
-                    .join(","),
-                join("networks"),
-                if r["https"].as_bool().unwrap() {
-                    "yes".into()
-                } else {
-                    "-".into()
-                },
-                match (r["public"].as_str(), r["frontend"].is_string()) {
-                    (Some(p), true) => format!("{p}+page"),
-                    (p, _) => p.unwrap_or("-").to_string(),
-                },
-                join("depends_on"),
-            ]
-        })
-        .collect();
+    let cells: Vec<Vec<String>> = rows.iter().map(cells).collect();
     let widths: Vec<usize> = (0..cols.len())
         .map(|i| {
             cells
@@ -165,4 +118,52 @@ pub fn run(root: &Path, json: bool) -> Result<(), Error> {
         println!("{}", line(c));
     }
     Ok(())
+}
+
+/// One row of the human table from a JSON row: ports as Compose writes
+/// them in short form, `yes`/`-` for https, `-` for none.
+fn cells(r: &serde_json::Value) -> Vec<String> {
+    let join = |k: &str| {
+        r[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    vec![
+        r["name"].as_str().unwrap().to_string(),
+        r["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let ip = p["host_ip"]
+                    .as_str()
+                    .map(|i| format!("{i}:"))
+                    .unwrap_or_default();
+                let proto = if p["protocol"] == "tcp" {
+                    String::new()
+                } else {
+                    format!("/{}", p["protocol"].as_str().unwrap_or(""))
+                };
+                match p["published"].as_str() {
+                    Some(h) => format!("{ip}{h}:{}{proto}", p["target"]),
+                    None => format!("{}{proto}", p["target"]),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        join("networks"),
+        if r["https"].as_bool().unwrap() {
+            "yes".into()
+        } else {
+            "-".into()
+        },
+        match (r["public"].as_str(), r["frontend"].is_string()) {
+            (Some(p), true) => format!("{p}+page"),
+            (p, _) => p.unwrap_or("-").to_string(),
+        },
+        join("depends_on"),
+    ]
 }

@@ -31,7 +31,7 @@ pub fn mask_secrets(diff: &str) -> String {
         match body.split_once('=') {
             Some((k, v))
                 if !header
-                    && crate::verify::run::is_secret_name(k.trim())
+                    && crate::model::secrets::is_secret_name(k.trim())
                     && !v.trim().is_empty() =>
             {
                 out.push_str(&format!(

@@ -2,10 +2,11 @@
 
 use std::path::Path;
 
-use crate::diag::{did_you_mean, Diagnostic, Error};
+use crate::diag::{name_one_of, Diagnostic, Error};
 use crate::edit;
 use crate::edit::compose as edit_compose;
 use crate::model::cnf;
+use crate::model::compose::{Compose, Service};
 use crate::model::nginx;
 use crate::model::repo::{Repo, SERVICES_DIR};
 use crate::plan::certs;
@@ -22,21 +23,36 @@ pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(
     let repo = Repo::load(root)?;
     repo.refuse_untrusted()?;
     let Some(svc) = repo.compose.service(name) else {
-        let names: Vec<&str> = repo
-            .compose
-            .services
-            .iter()
-            .map(|s| s.name.as_str())
-            .collect();
-        let fix = match did_you_mean(name, &names) {
-            Some(near) => format!("did you mean `{near}`? (`cargo xtask list` shows the services)"),
-            None => "`cargo xtask list` shows the services".to_string(),
-        };
         return Err(
-            Diagnostic::error(format!("no service `{name}` in {}", repo.compose_file)).fix(fix),
+            Diagnostic::error(format!("no service `{name}` in {}", repo.compose_file))
+                .fix(name_one_of(name, &repo.compose.names(), "services")),
         );
     };
-    // Anything that still names the service keeps it: refuse, naming each place.
+    refuse_if_referred(&repo, name)?;
+    // The generator plans the removal of the service's API while the compose
+    // edit below is made and checked (it is the longest step: a Python start
+    // and a pass over src/common/gen). Started on a scratch plan of the
+    // deletions only; the real ones are planned below in their usual place,
+    // and any error there is reported as before (a failed start here only
+    // means the generator runs there instead).
+    let early = if keep_files {
+        None
+    } else {
+        start_proto(&repo.root, name)
+    };
+    let mut t = Txn::new(&repo.root);
+    let parsed = plan_compose(&mut t, &repo, svc, keep_files)?;
+    // Its role, ACL user and credentials go with it.
+    crate::plan::datalayer::plan(&mut t, &repo.root, &parsed)?;
+    let report = plan_cnf_and_certs(&mut t, &repo, name)?;
+    if !keep_files {
+        plan_folder(&mut t, &repo, name, early)?;
+    }
+    super::finish(t, dry_run, &format!("removed service `{name}`"), &report)
+}
+
+/// Anything that still names the service keeps it: refuse, naming each place.
+fn refuse_if_referred(repo: &Repo, name: &str) -> Result<(), Error> {
     let cf = &repo.compose_file;
     let mut uses: Vec<String> = vec![];
     for s in repo.compose.services.iter().filter(|s| s.name != name) {
@@ -47,7 +63,7 @@ pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(
             uses.push(format!("{cf}:{l}: `{}` names it in {key}", s.name));
         }
     }
-    let (form, plain) = edit_compose::Form::plain(&repo.compose_text);
+    let (_, plain) = edit_compose::Form::plain(&repo.compose_text);
     uses.extend(
         edit_compose::anchors_used_outside(&plain, name)
             .into_iter()
@@ -64,18 +80,22 @@ pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(
             "remove those references first, then remove `{name}`"
         )));
     }
-    // The generator plans the removal of the service's API while the compose
-    // edit below is made and checked (it is the longest step: a Python start
-    // and a pass over src/common/gen). Started on a scratch plan of the
-    // deletions only; the real ones are planned below in their usual place,
-    // and any error there is reported as before (a failed start here only
-    // means the generator runs there instead).
-    let early = if keep_files {
-        None
-    } else {
-        start_proto(&repo.root, name)
-    };
-    let mut t = Txn::new(&repo.root);
+    Ok(())
+}
+
+/// The compose edit: the service's block, and the network and volume
+/// declarations only it used (as add-service wrote them); checked by
+/// parsing the result; unless `keep_files`, no other service may still
+/// mount the folder. Returns the edited file's model.
+fn plan_compose(
+    t: &mut Txn,
+    repo: &Repo,
+    svc: &Service,
+    keep_files: bool,
+) -> Result<Compose, Error> {
+    let cf = &repo.compose_file;
+    let name = svc.name.as_str();
+    let (form, plain) = edit_compose::Form::plain(&repo.compose_text);
     // The last service takes `services:` with it: the mirror of add-service
     // in a file that has none (one that only `include`s others).
     let last = repo.compose.services.len() == 1;
@@ -127,7 +147,7 @@ pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(
     let loaded = repo.compose_tree.as_ref().filter(|_| form.is_plain());
     let tree = edit_compose::verify_edit(&plain, loaded, &text, &change, cf)?;
     let env = |k: &str| repo.env(k);
-    let parsed = crate::model::compose::Compose::from_tree(tree.as_ref(), &env).map_err(|e| {
+    let parsed = Compose::from_tree(tree.as_ref(), &env).map_err(|e| {
         Diagnostic::error(format!(
             "internal error: the edited compose file does not parse: {e}"
         ))
@@ -154,8 +174,12 @@ pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(
     }
     let text = form.restore(&text);
     t.write(&repo.compose_file, text)?;
-    // Its role, ACL user and credentials go with it.
-    crate::plan::datalayer::plan(&mut t, &repo.root, &parsed)?;
+    Ok(parsed)
+}
+
+/// Its `DNS.N` in openssl.cnf, its endpoint file, its certificates, and
+/// the shared certificate re-made without it. Returns the certificates made.
+fn plan_cnf_and_certs(t: &mut Txn, repo: &Repo, name: &str) -> Result<Vec<String>, Error> {
     let mut cnf_text = repo.cnf_text.clone();
     let lines: Vec<usize> = repo
         .cnf
@@ -169,7 +193,7 @@ pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(
         t.write(cnf::FILE, cnf_text.clone())?;
     }
     t.delete(&nginx::location_file(name))?;
-    certs::remove_service(&mut t, name)?;
+    certs::remove_service(t, name)?;
     let mut report = vec![];
     if !lines.is_empty() && repo.root.join(certs::CA_CERT).exists() {
         let https: Vec<String> = repo
@@ -177,61 +201,70 @@ pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(
             .into_iter()
             .filter(|n| n != name)
             .collect();
-        report = certs::plan(&mut t, &repo.cnf.reparse(&cnf_text)?, &https, false)?;
+        report = certs::plan(t, &repo.cnf.reparse(&cnf_text)?, &https, false)?;
     }
-    if !keep_files {
-        // The folder is found by name: only a DNS label, joined by the one
-        // function that refuses paths leaving the repository.
-        crate::model::names::service(name).map_err(|e| {
+    Ok(report)
+}
+
+/// The service's folder, file by file (links refused), and its API files
+/// with their generated code.
+fn plan_folder(
+    t: &mut Txn,
+    repo: &Repo,
+    name: &str,
+    early: Option<(proto::Pending, Vec<String>)>,
+) -> Result<(), Error> {
+    // The folder is found by name: only a DNS label, joined by the one
+    // function that refuses paths leaving the repository.
+    crate::model::names::service(name).map_err(|e| {
+        Diagnostic::error(e).fix(format!("name a service of {}", repo.compose_file))
+    })?;
+    let dir =
+        crate::model::names::join(&repo.root, &format!("{SERVICES_DIR}/{name}")).map_err(|e| {
             Diagnostic::error(e).fix(format!("name a service of {}", repo.compose_file))
         })?;
-        let dir = crate::model::names::join(&repo.root, &format!("{SERVICES_DIR}/{name}"))
-            .map_err(|e| {
-                Diagnostic::error(e).fix(format!("name a service of {}", repo.compose_file))
-            })?;
-        // Symlinks are never followed (a link to /etc inside the folder
-        // would make this delete /etc's files) nor deleted: refused.
-        let link = |p: &std::path::Path| -> Result<(), Error> {
-            let rel = p
-                .strip_prefix(&repo.root)
-                .unwrap_or(p)
-                .display()
-                .to_string();
-            Err(Diagnostic::error(format!("{rel} is a symlink; remove-service does not follow or delete links (nothing was written)"))
-                .fix("remove the link yourself, or pass --keep-files"))
-        };
-        if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
-            return link(&dir);
+    // Symlinks are never followed (a link to /etc inside the folder
+    // would make this delete /etc's files) nor deleted: refused.
+    let link = |p: &std::path::Path| -> Result<(), Error> {
+        let rel = p
+            .strip_prefix(&repo.root)
+            .unwrap_or(p)
+            .display()
+            .to_string();
+        Err(Diagnostic::error(format!("{rel} is a symlink; remove-service does not follow or delete links (nothing was written)"))
+            .fix("remove the link yourself, or pass --keep-files"))
+    };
+    if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
+        return link(&dir);
+    }
+    let protos = own_protos(&repo.root, name);
+    if !protos.is_empty() {
+        for p in &protos {
+            t.delete(p)?;
         }
-        let protos = own_protos(&repo.root, name);
-        if !protos.is_empty() {
-            for p in &protos {
-                t.delete(p)?;
-            }
-            // Its generated code goes in the same transaction.
-            match early {
-                Some((p, planned)) if planned == protos => p.finish(&mut t)?,
-                _ => proto::plan(&mut t, &repo.root, &protos)?,
-            }
+        // Its generated code goes in the same transaction.
+        match early {
+            Some((p, planned)) if planned == protos => p.finish(t)?,
+            _ => proto::plan(t, &repo.root, &protos)?,
         }
-        let mut stack = vec![dir];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-                let p = e.path();
-                let ft = e
-                    .file_type()
-                    .map_err(|er| Diagnostic::error(format!("{}: {er}", p.display())))?;
-                if ft.is_symlink() {
-                    return link(&p);
-                } else if ft.is_dir() {
-                    stack.push(p);
-                } else {
-                    t.delete(&p.strip_prefix(&repo.root).unwrap().to_string_lossy())?;
-                }
+    }
+    let mut stack = vec![dir];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            let ft = e
+                .file_type()
+                .map_err(|er| Diagnostic::error(format!("{}: {er}", p.display())))?;
+            if ft.is_symlink() {
+                return link(&p);
+            } else if ft.is_dir() {
+                stack.push(p);
+            } else {
+                t.delete(&p.strip_prefix(&repo.root).unwrap().to_string_lossy())?;
             }
         }
     }
-    super::finish(t, dry_run, &format!("removed service `{name}`"), &report)
+    Ok(())
 }
 
 /// The generator started for the removal of `name`'s API files, with those

@@ -99,8 +99,11 @@ pub async fn build_image(
                     "BuildKit refused the build: {why}\n  fix: try `--builder classic`"
                 ));
             }
-            Err(Failure::Refused(why)) => eprintln!(
-                "  image  BuildKit refused the build of {tag} ({why}); using the classic builder"
+            Err(Failure::Refused(why)) => crate::diag::warn(
+                &crate::diag::Diagnostic::warning(format!(
+                    "BuildKit refused the build of {tag} ({why}); using the classic builder"
+                ))
+                .fix("pass `--builder classic` to skip the attempt"),
             ),
         }
     }

@@ -194,7 +194,7 @@ pub fn context_tar(ctx: &Path, dockerfile: &str) -> Result<Vec<u8>, Error> {
             tar.symlink(&rel, &to);
             continue;
         }
-        let data = crate::model::repo::read_bounded_max(&p, CONTEXT_FILE_MAX).map_err(|e| {
+        let data = crate::model::files::read_bounded_max(&p, CONTEXT_FILE_MAX).map_err(|e| {
             Diagnostic::error(format!("{}: {e}", p.display()))
                 .fix("list it in the build context's .dockerignore")
         })?;
@@ -231,19 +231,6 @@ pub fn file_chunks(
             Err(e) => Some((Err(e), None)),
         }
     })
-}
-
-pub fn sha256_hex(parts: &[&[u8]]) -> String {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    for p in parts {
-        ctx.update(&(p.len() as u64).to_le_bytes());
-        ctx.update(p);
-    }
-    ctx.finish()
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 #[cfg(test)]

@@ -10,10 +10,13 @@ mod images;
 mod sweep;
 mod tar_filter;
 
+/// A recipe's key (`model::digest::recipe_hash`), under the name verify
+/// calls it by.
+pub use crate::model::digest::recipe_hash as sha256_hex;
 pub use connection::connect;
-pub use context::{context_tar, file_chunks, sha256_hex, Ignore, Tar};
+pub use context::{context_tar, file_chunks, Ignore, Tar};
 pub use images::{build, image_exists, image_id, logs, remove_older_tags};
-pub use sweep::{hostname, sweep, sweep_until_gone};
+pub use sweep::{hostname, pid_alive, sweep, sweep_until_gone};
 pub use tar_filter::TarFilter;
 
 /// Every object a verify run creates carries this label (value: run id),

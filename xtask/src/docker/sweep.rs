@@ -67,6 +67,17 @@ fn kill0(pid: i32) -> (i32, i32) {
     )
 }
 
+/// Whether process `pid` of this host exists: `kill(pid, 0)` succeeding
+/// or failing with EPERM (another user's process is alive). The one test
+/// both engines use for "is the run that made this still going"; a pid
+/// that is not a single process (0, negative) is never judged dead.
+pub fn pid_alive(pid: i32) -> bool {
+    pid <= 0 || {
+        let (ret, errno) = kill0(pid);
+        alive_from_kill(ret, errno)
+    }
+}
+
 /// Whether an object labelled by a verify run is what a dead run left: its
 /// run's process is gone (see `run_alive`) and it is not part of a stack
 /// kept with `verify --keep`, which stays until the user removes it.
@@ -171,6 +182,22 @@ pub async fn sweep(d: &Docker, run: Option<&str>) -> usize {
     let (n, v) = tokio::join!(nets, vols);
     removed += n + v;
     // Secrets and configs can go once no service uses them.
+    removed += sweep_secrets_and_configs(d, &filters, &ours).await;
+    removed
+}
+
+type Labels = HashMap<String, String>;
+
+/// The secrets and configs `ours` accepts among those `filters` lists;
+/// returns how many were removed.
+async fn sweep_secrets_and_configs(
+    d: &Docker,
+    filters: &HashMap<String, Vec<String>>,
+    ours: &dyn Fn(Option<&Labels>) -> bool,
+) -> usize {
+    let f = || Some(filters.clone());
+    let ok = |rs: Vec<Result<(), bollard::errors::Error>>| rs.iter().filter(|r| r.is_ok()).count();
+    let mut removed = 0;
     let secrets = d
         .list_secrets(Some(q::ListSecretsOptions { filters: f() }))
         .await
@@ -348,6 +375,48 @@ mod tests {
         assert!(
             !run_alive(Some("7"), Some("me"), "me", 7, eperm),
             "our own pid: a dead run's, reused"
+        );
+    }
+
+    /// A process of another user is alive: a child that dropped to
+    /// `nobody` asks about its root-owned parent (kill(2) says EPERM).
+    /// Unprivileged, it asks about pid 1 (root's) without dropping.
+    #[test]
+    fn pid_alive_says_yes_for_another_users_process() {
+        use super::pid_alive;
+        assert!(pid_alive(std::process::id() as i32));
+        assert!(!pid_alive(i32::MAX - 1), "no such pid");
+        // SAFETY: the child only calls setgid/setuid/kill/_exit (no
+        // allocation, no locks) before _exit.
+        let parent = std::process::id() as i32;
+        let child = unsafe { libc::fork() };
+        assert!(child >= 0);
+        if child == 0 {
+            let target = unsafe {
+                if libc::getuid() == 0 {
+                    if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                        libc::_exit(3);
+                    }
+                    parent
+                } else {
+                    1
+                }
+            };
+            let eperm = unsafe { libc::kill(target, 0) } != 0;
+            let code = match (eperm, pid_alive(target)) {
+                (true, true) => 0,
+                (true, false) => 1,
+                (false, _) => 2,
+            };
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+        assert!(libc::WIFEXITED(status));
+        assert_eq!(
+            libc::WEXITSTATUS(status),
+            0,
+            "1: EPERM taken for a dead process; 2: kill(2) did not say EPERM; 3: could not drop to nobody"
         );
     }
 }

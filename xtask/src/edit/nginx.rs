@@ -57,7 +57,7 @@ pub fn frontend_mount(service: &str, path: &str) -> String {
     format!(
         "./{}/{service}/{}:{}:ro",
         crate::model::repo::SERVICES_DIR,
-        crate::plan::scaffold::FRONTEND_DIR,
+        crate::model::repo::FRONTEND_DIR,
         frontend_target(path)
     )
 }

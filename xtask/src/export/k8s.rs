@@ -244,6 +244,76 @@ fn readiness(repo: &Repo, s: &Service, env: &[(String, String)]) -> Option<Value
 fn deployment(repo: &Repo, s: &Service, o: &Opts) -> Result<Value, Error> {
     let rt = runtime(s);
     let ports = matrix::container_ports(s);
+    let (env, env_from) = env_of(repo, s, rt);
+    let (mounts, volumes) = volumes_of(repo, s, rt)?;
+    let mut container = json!({
+        "name": s.name,
+        "image": image(s, o),
+        "imagePullPolicy": "IfNotPresent",
+        "ports": ports.iter().map(|p| json!({"name": port_name(*p), "containerPort": p, "protocol": "TCP"})).collect::<Vec<_>>(),
+        "env": env.iter().map(|(k, v)| json!({"name": k, "value": v})).collect::<Vec<_>>(),
+        // Requests for scheduling; a memory limit against leaks; no CPU
+        // limit (throttling hurts latency more than sharing does).
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": if rt == Runtime::Postgres { "512Mi" } else { "256Mi" }}},
+        "securityContext": {
+            "allowPrivilegeEscalation": false,
+            "readOnlyRootFilesystem": rt != Runtime::Other,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": mounts,
+    });
+    let c = container.as_object_mut().unwrap();
+    if !s.command.is_empty() {
+        // Compose's `command` replaces the image's CMD and keeps its
+        // ENTRYPOINT: that is Kubernetes' `args`.
+        c.insert("args".into(), json!(s.command));
+    }
+    if !env_from.is_empty() {
+        c.insert("envFrom".into(), json!(env_from));
+    }
+    if let Some(r) = readiness(repo, s, &env) {
+        c.insert("readinessProbe".into(), r);
+    }
+    if let Some(p) = ports.first() {
+        // Liveness asks only "is the process there": a gRPC service reports
+        // NOT_SERVING while its database is down, and restarting it then
+        // would not help.
+        c.insert("livenessProbe".into(), json!({"tcpSocket": {"port": p}, "initialDelaySeconds": 10, "periodSeconds": 10, "failureThreshold": 6}));
+    }
+    let pod_sc = pod_security(rt);
+    let mut labels = json!({NAME_LABEL: s.name, PART_OF: "monorepo"});
+    for (net, _) in &s.networks {
+        labels
+            .as_object_mut()
+            .unwrap()
+            .insert(format!("{NET_LABEL}{net}"), json!("true"));
+    }
+    let stateful = s.volumes.iter().any(|m| m.named);
+    Ok(json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta(&s.name),
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {NAME_LABEL: s.name}},
+            // A ReadWriteOnce volume cannot be mounted by the old and new pod at once.
+            "strategy": {"type": if stateful { "Recreate" } else { "RollingUpdate" }},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "automountServiceAccountToken": false,
+                    "securityContext": pod_sc,
+                    "containers": [container],
+                    "volumes": volumes,
+                }
+            }
+        }
+    }))
+}
+
+/// The container's `env` (committed env files inlined, then `environment`)
+/// and its `envFrom` (the per-checkout env files, as Secrets).
+fn env_of(repo: &Repo, s: &Service, rt: Runtime) -> (Vec<(String, String)>, Vec<Value>) {
     // Committed env files are inlined; per-checkout ones (secrets/) are
     // never read: the container gets them from a Secret (`envFrom`). Where a
     // variable is in both, `env` wins in Kubernetes while the later file
@@ -268,6 +338,13 @@ fn deployment(repo: &Repo, s: &Service, o: &Opts) -> Result<Value, Error> {
         // A fresh volume has lost+found at its root; initdb wants an empty folder.
         env.push(("PGDATA".into(), "/var/lib/postgresql/data/pgdata".into()));
     }
+    (env, env_from)
+}
+
+/// The container's `volumeMounts` and the pod's `volumes`: named volumes,
+/// certificates, committed and per-checkout host files, the scratch
+/// folders a read-only root needs, NGINX's config.
+fn volumes_of(repo: &Repo, s: &Service, rt: Runtime) -> Result<(Vec<Value>, Vec<Value>), Error> {
     let mut mounts: Vec<Value> = vec![];
     let mut volumes: Vec<Value> = vec![];
     for m in &s.volumes {
@@ -348,40 +425,12 @@ fn deployment(repo: &Repo, s: &Service, o: &Opts) -> Result<Value, Error> {
             }
         }
     }
-    let mut container = json!({
-        "name": s.name,
-        "image": image(s, o),
-        "imagePullPolicy": "IfNotPresent",
-        "ports": ports.iter().map(|p| json!({"name": port_name(*p), "containerPort": p, "protocol": "TCP"})).collect::<Vec<_>>(),
-        "env": env.iter().map(|(k, v)| json!({"name": k, "value": v})).collect::<Vec<_>>(),
-        // Requests for scheduling; a memory limit against leaks; no CPU
-        // limit (throttling hurts latency more than sharing does).
-        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": if rt == Runtime::Postgres { "512Mi" } else { "256Mi" }}},
-        "securityContext": {
-            "allowPrivilegeEscalation": false,
-            "readOnlyRootFilesystem": rt != Runtime::Other,
-            "capabilities": {"drop": ["ALL"]},
-        },
-        "volumeMounts": mounts,
-    });
-    let c = container.as_object_mut().unwrap();
-    if !s.command.is_empty() {
-        // Compose's `command` replaces the image's CMD and keeps its
-        // ENTRYPOINT: that is Kubernetes' `args`.
-        c.insert("args".into(), json!(s.command));
-    }
-    if !env_from.is_empty() {
-        c.insert("envFrom".into(), json!(env_from));
-    }
-    if let Some(r) = readiness(repo, s, &env) {
-        c.insert("readinessProbe".into(), r);
-    }
-    if let Some(p) = ports.first() {
-        // Liveness asks only "is the process there": a gRPC service reports
-        // NOT_SERVING while its database is down, and restarting it then
-        // would not help.
-        c.insert("livenessProbe".into(), json!({"tcpSocket": {"port": p}, "initialDelaySeconds": 10, "periodSeconds": 10, "failureThreshold": 6}));
-    }
+    Ok((mounts, volumes))
+}
+
+/// The pod's securityContext: non-root, the runtime's user, and the sysctl
+/// that lets NGINX listen on 443 unprivileged.
+fn pod_security(rt: Runtime) -> Value {
     let mut pod_sc = json!({"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}});
     if let Some(uid) = rt.uid() {
         let m = pod_sc.as_object_mut().unwrap();
@@ -396,34 +445,7 @@ fn deployment(repo: &Repo, s: &Service, o: &Opts) -> Result<Value, Error> {
             json!([{"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}]),
         );
     }
-    let mut labels = json!({NAME_LABEL: s.name, PART_OF: "monorepo"});
-    for (net, _) in &s.networks {
-        labels
-            .as_object_mut()
-            .unwrap()
-            .insert(format!("{NET_LABEL}{net}"), json!("true"));
-    }
-    let stateful = s.volumes.iter().any(|m| m.named);
-    Ok(json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": meta(&s.name),
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {NAME_LABEL: s.name}},
-            // A ReadWriteOnce volume cannot be mounted by the old and new pod at once.
-            "strategy": {"type": if stateful { "Recreate" } else { "RollingUpdate" }},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "automountServiceAccountToken": false,
-                    "securityContext": pod_sc,
-                    "containers": [container],
-                    "volumes": volumes,
-                }
-            }
-        }
-    }))
+    pod_sc
 }
 
 /// A ConfigMap's `data`: file name -> text.
@@ -435,7 +457,7 @@ fn nginx_configmaps(repo: &Repo) -> Result<Vec<(String, ConfigData)>, Error> {
     let mut conf = BTreeMap::new();
     let mut locations = BTreeMap::new();
     for f in nginx::conf_files(&repo.root) {
-        let text = crate::model::repo::read_text(&repo.root, &f)?;
+        let text = crate::model::files::read_text(&repo.root, &f)?;
         match f.strip_prefix(&format!("{}/", nginx::LOCATIONS)) {
             Some(name) if !name.contains('/') => {
                 locations.insert(name.to_string(), text);

@@ -183,43 +183,53 @@ fn file_name(src: &str) -> &str {
     src.rsplit('/').next().unwrap_or(src)
 }
 
+const NAME_FIX: &str = "name the file with letters, digits, `-`, `.` and `_` (a ConfigMap/Secret key), the path in lowercase";
+
+fn mount_error(m: &Mount, msg: String, fix: &str) -> Error {
+    Diagnostic::error(msg)
+        .at(crate::model::compose::FILE, m.line)
+        .fix(fix.to_string())
+}
+
+/// A per-checkout file or folder (under secrets/): its files come from the
+/// plan that writes them, never from this machine's disk.
+fn checkout_mount(s: &Service, m: &Mount, src: String, rest: &str) -> Result<HostMount, Error> {
+    // Which per-checkout files a folder holds comes from the plan that
+    // writes them, not from this machine's disk.
+    let prefix = format!("{src}/");
+    let files: Vec<String> = [crate::plan::datalayer::REDIS_ACL]
+        .iter()
+        .filter_map(|f| f.strip_prefix(&prefix))
+        .map(String::from)
+        .collect();
+    let dir = !files.is_empty();
+    let files = if dir {
+        files
+    } else {
+        vec![file_name(rest).to_string()]
+    };
+    if !object_name_ok(&host_name(&src)) || !files.iter().all(|f| key_ok(f)) {
+        return Err(mount_error(
+            m,
+            format!(
+                "service `{}` mounts `{}`, which cannot name a Kubernetes Secret",
+                s.name, m.source
+            ),
+            NAME_FIX,
+        ));
+    }
+    Ok(HostMount::Checkout { src, dir, files })
+}
+
 /// A bind mount other than certs/ that a cluster can carry, or the error
 /// saying why not (the clear one of `unsupported_mount` for other folders).
 pub fn host_mount(repo: &Repo, s: &Service, m: &Mount) -> Result<HostMount, Error> {
-    let at = |msg: String, fix: &str| {
-        Diagnostic::error(msg)
-            .at(crate::model::compose::FILE, m.line)
-            .fix(fix.to_string())
-    };
+    let at = |msg: String, fix: &str| mount_error(m, msg, fix);
     let Some(src) = repo_path(&m.source) else {
         return Err(unsupported_mount(s, m));
     };
-    let name_fix = "name the file with letters, digits, `-`, `.` and `_` (a ConfigMap/Secret key), the path in lowercase";
     if let Some(rest) = src.strip_prefix(&format!("{}/", crate::plan::datalayer::SECRETS)) {
-        // Which per-checkout files a folder holds comes from the plan that
-        // writes them, not from this machine's disk.
-        let prefix = format!("{src}/");
-        let files: Vec<String> = [crate::plan::datalayer::REDIS_ACL]
-            .iter()
-            .filter_map(|f| f.strip_prefix(&prefix))
-            .map(String::from)
-            .collect();
-        let dir = !files.is_empty();
-        let files = if dir {
-            files
-        } else {
-            vec![file_name(rest).to_string()]
-        };
-        if !object_name_ok(&host_name(&src)) || !files.iter().all(|f| key_ok(f)) {
-            return Err(at(
-                format!(
-                    "service `{}` mounts `{}`, which cannot name a Kubernetes Secret",
-                    s.name, m.source
-                ),
-                name_fix,
-            ));
-        }
-        return Ok(HostMount::Checkout { src, dir, files });
+        return checkout_mount(s, m, src.clone(), rest);
     }
     // A page's files (NGINX's mount of a frontend service's Frontend/)
     // travel like the committed data layer: as a config per file.
@@ -271,11 +281,11 @@ pub fn host_mount(repo: &Repo, s: &Service, m: &Mount) -> Result<HostMount, Erro
         if !key_ok(&n) || !object_name_ok(&host_name(&src)) {
             return Err(at(
                 format!("`{rel}` cannot name a ConfigMap key or object"),
-                name_fix,
+                NAME_FIX,
             ));
         }
         // read_text refuses a symlink out of the repository: its target would land in a committed file.
-        let text = crate::model::repo::read_text(&repo.root, &rel)?;
+        let text = crate::model::files::read_text(&repo.root, &rel)?;
         let exec = std::fs::metadata(repo.root.join(&rel)).is_ok_and(|m| {
             use std::os::unix::fs::PermissionsExt;
             m.permissions().mode() & 0o111 != 0

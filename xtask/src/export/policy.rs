@@ -241,6 +241,79 @@ fn rules(file: &str, n: Option<&Node>, peer_key: &str) -> Result<Vec<Rule>, Erro
     Ok(out)
 }
 
+/// A Service manifest that opens its pods to the nodes' network (a
+/// NodePort or LoadBalancer, or externalIPs); None for any other.
+fn service_exposure(file: &str, root: &Node, name: &str, namespace: String) -> Option<Exposure> {
+    let spec = root.get("spec")?;
+    let ty = spec
+        .get("type")
+        .and_then(|t| t.as_str())
+        .unwrap_or("ClusterIP");
+    let external = spec
+        .get("externalIPs")
+        .and_then(|e| e.as_seq())
+        .is_some_and(|e| !e.is_empty());
+    let what = match ty {
+        "NodePort" | "LoadBalancer" => format!("the Service `{name}` of type {ty}"),
+        _ if external => format!("the Service `{name}` with externalIPs"),
+        _ => return None,
+    };
+    let line = spec.get("type").map(|t| t.line).unwrap_or(spec.line);
+    Some(Exposure {
+        file: file.to_string(),
+        line,
+        what,
+        namespace,
+        target: Exposed::Selected(Selector {
+            labels: str_map(spec.get("selector")),
+            exprs: vec![],
+        }),
+    })
+}
+
+/// A NetworkPolicy manifest: whom it selects, and its ingress and egress
+/// rules (None where its policyTypes leave that direction open).
+fn read_policy(file: &str, root: &Node, name: String, namespace: String) -> Result<Policy, Error> {
+    let spec = root
+        .get("spec")
+        .ok_or_else(|| bad(file, root, "a NetworkPolicy without spec"))?;
+    let select = match spec.get("podSelector") {
+        Some(s) => selector(file, s)?,
+        None => return Err(bad(file, spec, "a NetworkPolicy without spec.podSelector")),
+    };
+    let types: Vec<String> = match spec.get("policyTypes").and_then(|t| t.as_seq()) {
+        Some(t) => t
+            .iter()
+            .filter_map(|x| x.as_str().map(String::from))
+            .collect(),
+        None => {
+            let mut t = vec!["Ingress".to_string()];
+            if spec.get("egress").is_some() {
+                t.push("Egress".into());
+            }
+            t
+        }
+    };
+    let ingress = if types.iter().any(|t| t == "Ingress") {
+        Some(rules(file, spec.get("ingress"), "from")?)
+    } else {
+        None
+    };
+    let egress = if types.iter().any(|t| t == "Egress") {
+        Some(rules(file, spec.get("egress"), "to")?)
+    } else {
+        None
+    };
+    Ok(Policy {
+        name,
+        file: file.to_string(),
+        namespace,
+        select,
+        ingress,
+        egress,
+    })
+}
+
 impl Cluster {
     /// Reads Namespaces, Deployments (their pod templates) and
     /// NetworkPolicies from manifest texts (one object each); other kinds
@@ -331,78 +404,10 @@ impl Cluster {
                         ports,
                     });
                 }
-                "NetworkPolicy" => {
-                    let spec = root
-                        .get("spec")
-                        .ok_or_else(|| bad(file, &root, "a NetworkPolicy without spec"))?;
-                    let select = match spec.get("podSelector") {
-                        Some(s) => selector(file, s)?,
-                        None => {
-                            return Err(bad(file, spec, "a NetworkPolicy without spec.podSelector"))
-                        }
-                    };
-                    let types: Vec<String> = match spec.get("policyTypes").and_then(|t| t.as_seq())
-                    {
-                        Some(t) => t
-                            .iter()
-                            .filter_map(|x| x.as_str().map(String::from))
-                            .collect(),
-                        None => {
-                            let mut t = vec!["Ingress".to_string()];
-                            if spec.get("egress").is_some() {
-                                t.push("Egress".into());
-                            }
-                            t
-                        }
-                    };
-                    let ingress = if types.iter().any(|t| t == "Ingress") {
-                        Some(rules(file, spec.get("ingress"), "from")?)
-                    } else {
-                        None
-                    };
-                    let egress = if types.iter().any(|t| t == "Egress") {
-                        Some(rules(file, spec.get("egress"), "to")?)
-                    } else {
-                        None
-                    };
-                    c.policies.push(Policy {
-                        name,
-                        file: file.clone(),
-                        namespace,
-                        select,
-                        ingress,
-                        egress,
-                    });
-                }
-                "Service" => {
-                    let Some(spec) = root.get("spec") else {
-                        continue;
-                    };
-                    let ty = spec
-                        .get("type")
-                        .and_then(|t| t.as_str())
-                        .unwrap_or("ClusterIP");
-                    let external = spec
-                        .get("externalIPs")
-                        .and_then(|e| e.as_seq())
-                        .is_some_and(|e| !e.is_empty());
-                    let what = match ty {
-                        "NodePort" | "LoadBalancer" => format!("the Service `{name}` of type {ty}"),
-                        _ if external => format!("the Service `{name}` with externalIPs"),
-                        _ => continue,
-                    };
-                    let line = spec.get("type").map(|t| t.line).unwrap_or(spec.line);
-                    c.exposures.push(Exposure {
-                        file: file.clone(),
-                        line,
-                        what,
-                        namespace,
-                        target: Exposed::Selected(Selector {
-                            labels: str_map(spec.get("selector")),
-                            exprs: vec![],
-                        }),
-                    });
-                }
+                "NetworkPolicy" => c.policies.push(read_policy(file, &root, name, namespace)?),
+                "Service" => c
+                    .exposures
+                    .extend(service_exposure(file, &root, &name, namespace)),
                 _ => {}
             }
         }

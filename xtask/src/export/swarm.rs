@@ -33,65 +33,8 @@ pub fn render(repo: &Repo, o: &Opts) -> Result<String, Error> {
             .uid()
             .map(|u| u.to_string())
             .unwrap_or("0".into());
-        let mut svc_secrets = vec![];
-        let mut svc_configs = vec![];
-        let mut volumes = vec![];
-        for m in &s.volumes {
-            if m.named {
-                volumes.push(json!(format!("{}:{}", m.source, m.target)));
-            } else if let Some(dir) = cert_dir(m) {
-                for f in cert_files(&dir) {
-                    let name = format!("{}-{f}", cert_name(&dir));
-                    secrets.insert(name.clone(), json!({"file": format!("{UP}/{dir}/{f}")}));
-                    svc_secrets.push(json!({"source": name, "target": format!("{}/{f}", m.target.trim_end_matches('/')), "uid": uid, "gid": uid, "mode": 0o440}));
-                }
-            } else {
-                let target = m.target.trim_end_matches('/');
-                match host_mount(repo, s, m)? {
-                    HostMount::Committed { src, dir, files } => {
-                        for f in files {
-                            let (name, file, to) = if dir {
-                                (
-                                    format!("{}-{}", host_name(&src), f.name),
-                                    format!("{src}/{}", f.name),
-                                    format!("{target}/{}", f.name),
-                                )
-                            } else {
-                                (host_name(&src), src.clone(), target.to_string())
-                            };
-                            configs.insert(name.clone(), json!({"file": format!("{UP}/{file}")}));
-                            svc_configs.push(json!({"source": name, "target": to, "mode": if f.exec { 0o555 } else { 0o444 }}));
-                        }
-                    }
-                    HostMount::Checkout { src, dir, files } => {
-                        for f in files {
-                            let (name, file, to) = if dir {
-                                (
-                                    format!("{}-{f}", host_name(&src)),
-                                    format!("{src}/{f}"),
-                                    format!("{target}/{f}"),
-                                )
-                            } else {
-                                (host_name(&src), src.clone(), target.to_string())
-                            };
-                            secrets.insert(name.clone(), json!({"file": format!("{UP}/{file}")}));
-                            svc_secrets.push(json!({"source": name, "target": to, "uid": uid, "gid": uid, "mode": 0o440}));
-                        }
-                    }
-                }
-            }
-        }
-        if s.name == "nginx" {
-            for f in nginx::conf_files(&repo.root) {
-                let name = f.replace('/', "-");
-                configs.insert(name.clone(), json!({"file": format!("{UP}/{f}")}));
-                let target = format!(
-                    "/etc/nginx/{}",
-                    f.strip_prefix(&format!("{}/", nginx::DIR)).unwrap_or(&f)
-                );
-                svc_configs.push(json!({"source": name, "target": target, "mode": 0o444}));
-            }
-        }
+        let (volumes, svc_secrets, svc_configs) =
+            mounts(repo, s, &uid, &mut secrets, &mut configs)?;
         // A service with a volume stops before its successor starts (the data
         // has one writer); the others start the new task first.
         let order = if s.volumes.iter().any(|m| m.named) {
@@ -180,6 +123,83 @@ pub fn render(repo: &Repo, o: &Opts) -> Result<String, Error> {
         }
     }
     Ok(format!("{}{}", header("swarm"), emit::to_yaml(&top)))
+}
+
+/// A service's `volumes`, `secrets` and `configs` lists.
+type ServiceMounts = (Vec<Value>, Vec<Value>, Vec<Value>);
+
+/// A service's mounts as a stack file has them: named volumes as they are,
+/// certificates and per-checkout files as swarm secrets, committed host
+/// files (and NGINX's config) as configs. The top-level `secrets` and
+/// `configs` get their entries; returns the service's volumes, secrets and
+/// configs.
+fn mounts(
+    repo: &Repo,
+    s: &crate::model::compose::Service,
+    uid: &str,
+    secrets: &mut Map<String, Value>,
+    configs: &mut Map<String, Value>,
+) -> Result<ServiceMounts, Error> {
+    let mut svc_secrets = vec![];
+    let mut svc_configs = vec![];
+    let mut volumes = vec![];
+    for m in &s.volumes {
+        if m.named {
+            volumes.push(json!(format!("{}:{}", m.source, m.target)));
+        } else if let Some(dir) = cert_dir(m) {
+            for f in cert_files(&dir) {
+                let name = format!("{}-{f}", cert_name(&dir));
+                secrets.insert(name.clone(), json!({"file": format!("{UP}/{dir}/{f}")}));
+                svc_secrets.push(json!({"source": name, "target": format!("{}/{f}", m.target.trim_end_matches('/')), "uid": uid, "gid": uid, "mode": 0o440}));
+            }
+        } else {
+            let target = m.target.trim_end_matches('/');
+            match host_mount(repo, s, m)? {
+                HostMount::Committed { src, dir, files } => {
+                    for f in files {
+                        let (name, file, to) = if dir {
+                            (
+                                format!("{}-{}", host_name(&src), f.name),
+                                format!("{src}/{}", f.name),
+                                format!("{target}/{}", f.name),
+                            )
+                        } else {
+                            (host_name(&src), src.clone(), target.to_string())
+                        };
+                        configs.insert(name.clone(), json!({"file": format!("{UP}/{file}")}));
+                        svc_configs.push(json!({"source": name, "target": to, "mode": if f.exec { 0o555 } else { 0o444 }}));
+                    }
+                }
+                HostMount::Checkout { src, dir, files } => {
+                    for f in files {
+                        let (name, file, to) = if dir {
+                            (
+                                format!("{}-{f}", host_name(&src)),
+                                format!("{src}/{f}"),
+                                format!("{target}/{f}"),
+                            )
+                        } else {
+                            (host_name(&src), src.clone(), target.to_string())
+                        };
+                        secrets.insert(name.clone(), json!({"file": format!("{UP}/{file}")}));
+                        svc_secrets.push(json!({"source": name, "target": to, "uid": uid, "gid": uid, "mode": 0o440}));
+                    }
+                }
+            }
+        }
+    }
+    if s.name == "nginx" {
+        for f in nginx::conf_files(&repo.root) {
+            let name = f.replace('/', "-");
+            configs.insert(name.clone(), json!({"file": format!("{UP}/{f}")}));
+            let target = format!(
+                "/etc/nginx/{}",
+                f.strip_prefix(&format!("{}/", nginx::DIR)).unwrap_or(&f)
+            );
+            svc_configs.push(json!({"source": name, "target": target, "mode": 0o444}));
+        }
+    }
+    Ok((volumes, svc_secrets, svc_configs))
 }
 
 pub fn plan(repo: &Repo, o: &Opts) -> Result<Txn, Error> {

@@ -338,7 +338,7 @@ impl Reader<'_> {
                 .map(|r| r.to_string_lossy().into_owned())
                 .unwrap_or_else(|_| f.to_string_lossy().into_owned());
             let text = match f.strip_prefix(root) {
-                Ok(r) => crate::model::repo::read_text(root, &r.to_string_lossy())?,
+                Ok(r) => crate::model::files::read_text(root, &r.to_string_lossy())?,
                 Err(_) => std::fs::read_to_string(&f).unwrap_or_default(),
             };
             self.depth += 1;

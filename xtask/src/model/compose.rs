@@ -785,6 +785,11 @@ impl Compose {
     pub fn service(&self, name: &str) -> Option<&Service> {
         self.services.iter().find(|s| s.name == name)
     }
+
+    /// The service keys, in file order.
+    pub fn names(&self) -> Vec<&str> {
+        self.services.iter().map(|s| s.name.as_str()).collect()
+    }
 }
 
 #[cfg(test)]

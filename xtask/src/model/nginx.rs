@@ -156,6 +156,40 @@ fn skip_lua(c: &[char], mut i: usize, line: &mut usize) -> Option<usize> {
     None
 }
 
+/// Where the bare word that starts at `i` ends: at whitespace, `;` or `{`,
+/// except a `{` right after `$` (`${var}`) and an escaped character.
+fn word_end(c: &[char], mut i: usize) -> usize {
+    let mut var = false;
+    while i < c.len() {
+        let d = c[i];
+        if d == '{' && var {
+            i += 1;
+            continue;
+        }
+        var = false;
+        if d == '\\' {
+            i += 2;
+            continue;
+        }
+        if d == '$' {
+            var = true;
+        } else if matches!(d, ' ' | '\t' | '\r' | '\n') || d == ';' || d == '{' {
+            break;
+        }
+        i += 1;
+    }
+    i.min(c.len())
+}
+
+fn no_semicolon(file: &str, line: usize, words: &[String]) -> Error {
+    err(
+        file,
+        line,
+        format!("directive `{}` has no `;`", words.join(" ")),
+        "end it with `;`",
+    )
+}
+
 fn tokenize(src: &str, file: &str) -> Result<Vec<Tok>, Error> {
     let c: Vec<char> = src.chars().collect();
     let mut toks = vec![];
@@ -243,26 +277,7 @@ fn tokenize(src: &str, file: &str) -> Result<Vec<Tok>, Error> {
             }
             _ => {
                 let start = i;
-                let mut var = false;
-                while i < c.len() {
-                    let d = c[i];
-                    if d == '{' && var {
-                        i += 1;
-                        continue;
-                    }
-                    var = false;
-                    if d == '\\' {
-                        i += 2;
-                        continue;
-                    }
-                    if d == '$' {
-                        var = true;
-                    } else if ws(d) || d == ';' || d == '{' {
-                        break;
-                    }
-                    i += 1;
-                }
-                let i2 = i.min(c.len());
+                let i2 = word_end(&c, i);
                 let w = unescape(&c[start..i2].iter().collect::<String>());
                 line += c[start..i2].iter().filter(|x| **x == '\n').count();
                 first.get_or_insert_with(|| w.clone());
@@ -319,12 +334,7 @@ pub fn parse(src: &str, file: &str) -> Result<Vec<Directive>, Error> {
             }
             Tok::Close(l) => {
                 if !words.is_empty() {
-                    return Err(err(
-                        file,
-                        first_line,
-                        format!("directive `{}` has no `;`", words.join(" ")),
-                        "end it with `;`",
-                    ));
+                    return Err(no_semicolon(file, first_line, &words));
                 }
                 if stack.len() == 1 {
                     return Err(err(
@@ -353,12 +363,7 @@ pub fn parse(src: &str, file: &str) -> Result<Vec<Directive>, Error> {
         ));
     }
     if !words.is_empty() {
-        return Err(err(
-            file,
-            first_line,
-            format!("directive `{}` has no `;`", words.join(" ")),
-            "end it with `;`",
-        ));
+        return Err(no_semicolon(file, first_line, &words));
     }
     Ok(stack.pop().unwrap().0)
 }
@@ -580,7 +585,7 @@ impl Config {
     pub fn load(root: &Path) -> Result<Config, Error> {
         let mut files = BTreeMap::new();
         for f in conf_files(root) {
-            let text = crate::model::repo::read_text(root, &f)?;
+            let text = crate::model::files::read_text(root, &f)?;
             files.insert(f.clone(), parse(&text, &f)?);
         }
         Ok(Config::from_files(files))
@@ -692,7 +697,9 @@ mod tests {
     #[test]
     fn follows_upstreams_servers_and_includes() {
         let main = "http {\n  upstream gw { server gateway:8080 max_fails=3; server gateway2:8080; }\n  map $a $b { default 1; '' 0; }\n  server {\n    listen 443 ssl;\n    include locations/*.conf;\n  }\n  server {\n    listen 8080;\n    location = /x { proxy_pass http://gw; }\n    location ^~ /api/ { if ($x) { return 403; } proxy_pass http://gw/api/; }\n  }\n}\n";
-        let loc = crate::edit::nginx::render_location("svc", "/svc/", 9000, false, false);
+        // An endpoint file as edit/nginx writes it (written out: the model
+        // does not depend on its editor).
+        let loc = "# Public endpoint of `svc`.\nlocation /svc/ {\n    set $svc_upstream svc:9000;\n    proxy_pass http://$svc_upstream;\n}\n";
         let files = BTreeMap::from([
             (
                 "nginx/nginx.conf".to_string(),
@@ -700,7 +707,7 @@ mod tests {
             ),
             (
                 "nginx/locations/svc.conf".to_string(),
-                parse(&loc, "nginx/locations/svc.conf").unwrap(),
+                parse(loc, "nginx/locations/svc.conf").unwrap(),
             ),
         ]);
         let c = Config::from_files(files);

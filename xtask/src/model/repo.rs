@@ -8,11 +8,16 @@ use std::path::{Path, PathBuf};
 use crate::diag::{Diagnostic, Error};
 use crate::model::cargo_toml::{self, Members};
 use crate::model::cnf::{self, Cnf};
-use crate::model::compose::{self, Compose};
+use crate::model::compose::{self, Compose, LABEL_PUBLIC};
+use crate::model::files::{check_file, read_bounded, read_text, read_text_max, MAX_COMPOSE_FILE};
+use crate::model::names::{container_path, host, join, plain_key, public_path, service, volume};
 use crate::model::nginx;
 use crate::model::yaml;
 
 pub const SERVICES_DIR: &str = "src/backend_services";
+/// A frontend's folder inside its service folder (the one `add-service
+/// --frontend` writes and the label must name).
+pub const FRONTEND_DIR: &str = "Frontend";
 /// Names a service may not take: folders of `src/`, the infrastructure
 /// services and the networks.
 pub const RESERVED: &[&str] = &[
@@ -29,70 +34,6 @@ pub const RESERVED: &[&str] = &[
     "probe",
     "certs",
 ];
-/// Larger inputs are refused: nothing this tool edits or reads (compose,
-/// openssl.cnf, NGINX configs, `.env` and env files, Cargo.toml) is
-/// legitimately that big.
-pub const MAX_FILE: u64 = 4 << 20;
-/// The compose file has its own limit: 120k services written out in full
-/// are about 15 MB, and parsing is linear, so 64 MiB is still quick.
-pub const MAX_COMPOSE_FILE: u64 = 64 << 20;
-
-/// Why `path` must not be read: not a regular file (a FIFO would block
-/// the reader forever, a device could be endless) or over `MAX_FILE`.
-/// Follows symlinks (read_text has already refused those that leave).
-pub fn check_file(path: &Path) -> Result<(), String> {
-    let m = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(format!("cannot read: {e}")),
-    };
-    check_meta(&m, MAX_FILE)
-}
-
-fn check_meta(m: &std::fs::Metadata, max: u64) -> Result<(), String> {
-    if !m.is_file() {
-        return Err(
-            "is not a regular file (a FIFO, socket, device or folder); refusing to read it".into(),
-        );
-    }
-    if m.len() > max {
-        return Err(format!(
-            "is {} bytes, over the {max}-byte ({} MiB) limit",
-            m.len(),
-            max >> 20
-        ));
-    }
-    Ok(())
-}
-
-/// Reads a file that must be regular and at most `MAX_FILE` bytes. Opened
-/// with O_NONBLOCK so that a FIFO put in place after a stat cannot block
-/// the open; checked again on the open descriptor; read through `take` so
-/// a file that grows is still bounded.
-pub fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
-    read_bounded_max(path, MAX_FILE)
-}
-
-/// `read_bounded` with another limit (the compose file's).
-pub fn read_bounded_max(path: &Path, max: u64) -> Result<Vec<u8>, String> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| format!("cannot read: {e}"))?;
-    check_meta(&f.metadata().map_err(|e| format!("cannot read: {e}"))?, max)?;
-    let mut bytes = vec![];
-    f.take(max + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read: {e}"))?;
-    if bytes.len() as u64 > max {
-        return Err(format!("grew over the {max}-byte limit while being read"));
-    }
-    Ok(bytes)
-}
-
 pub struct Repo {
     pub root: PathBuf,
     /// The compose file used (`compose::FILES`, first found) and its text.
@@ -112,41 +53,6 @@ pub struct Repo {
     pub service_dirs: Vec<String>,
     /// Variables from `.env`, where image overrides live.
     pub dotenv: BTreeMap<String, String>,
-}
-
-/// Reads a repository file as UTF-8 text, refusing what we must not edit:
-/// links that leave the repository, huge files, non-UTF-8 bytes.
-pub fn read_text(root: &Path, rel: &str) -> Result<String, Error> {
-    read_text_max(root, rel, MAX_FILE)
-}
-
-/// `read_text` with a size limit of its own (the compose files).
-pub fn read_text_max(root: &Path, rel: &str, max: u64) -> Result<String, Error> {
-    let p = root.join(rel);
-    let meta = std::fs::symlink_metadata(&p)
-        .map_err(|e| Diagnostic::error(format!("{rel}: cannot read: {e}")))?;
-    if meta.file_type().is_symlink() {
-        let real = std::fs::canonicalize(&p)
-            .map_err(|e| Diagnostic::error(format!("{rel}:1: broken symlink: {e}")))?;
-        let root_real = std::fs::canonicalize(root).unwrap_or(root.to_path_buf());
-        if !real.starts_with(&root_real) {
-            return Err(Diagnostic::error(format!(
-                "{rel}:1: is a symlink to {}, outside the repository",
-                real.display()
-            ))
-            .fix("replace the link with the file itself"));
-        }
-    }
-    let bytes = read_bounded_max(&p, max).map_err(|e| {
-        Diagnostic::error(format!("{rel}:1: {e}")).fix(
-            "this file should be a small regular text file; check that the right file is in place",
-        )
-    })?;
-    String::from_utf8(bytes).map_err(|e| {
-        let upto = e.utf8_error().valid_up_to();
-        let line = e.as_bytes()[..upto].iter().filter(|b| **b == b'\n').count() + 1;
-        Diagnostic::error(format!("{rel}:{line}: is not UTF-8 text")).fix("save the file as UTF-8")
-    })
 }
 
 pub fn parse_dotenv(text: &str) -> BTreeMap<String, String> {
@@ -326,9 +232,9 @@ impl Repo {
     pub fn service_env(&self, s: &compose::Service) -> Vec<(String, String)> {
         let mut out = vec![];
         for (f, _) in &s.env_file {
-            // The gate (names::Repo::name_problems) reports bad env files;
+            // The gate (Repo::name_problems, below) reports bad env files;
             // here they only contribute nothing.
-            let Ok(p) = crate::model::names::join(&self.root, f) else {
+            let Ok(p) = join(&self.root, f) else {
                 continue;
             };
             if let Ok(t) = read_bounded(&p).map(|b| String::from_utf8_lossy(&b).into_owned()) {
@@ -339,5 +245,201 @@ impl Repo {
             out.push((k.clone(), v.clone()));
         }
         out
+    }
+}
+
+// --- the input gate, applied to the whole repository (grammars: names.rs) ---
+
+/// A frontend's folder, as its label names it: only `Frontend` (the one
+/// `add-service --frontend` writes), and never a link that leaves the
+/// repository (NGINX's bind mount and the exports would follow it).
+/// None when it is fine (or missing: `check` reports that as MR021).
+pub fn frontend_dir(root: &std::path::Path, service: &str, dir: &str) -> Option<String> {
+    let want = FRONTEND_DIR;
+    if dir != want {
+        return Some(format!("`{}` is not `{want}`", dir.escape_debug()));
+    }
+    let rel = format!("{SERVICES_DIR}/{service}/{want}");
+    let path = join(root, &rel).ok()?;
+    let meta = std::fs::symlink_metadata(&path).ok()?;
+    if meta.file_type().is_symlink() {
+        let inside = match (path.canonicalize(), root.canonicalize()) {
+            (Ok(t), Ok(r)) => t.starts_with(r),
+            _ => false,
+        };
+        if !inside {
+            return Some(format!(
+                "{rel} is a symlink that leaves the repository (or dangles)"
+            ));
+        }
+    }
+    None
+}
+
+/// A name read from a file that the gate refuses: where, what, the fix.
+pub struct Problem {
+    pub file: String,
+    pub line: usize,
+    pub msg: String,
+    pub fix: String,
+}
+
+/// The line of `key:` inside the block of a service that starts at `from`
+/// (the typed view keeps no line per label).
+fn key_line(text: &str, from: usize, key: &str) -> usize {
+    text.lines()
+        .enumerate()
+        .skip(from)
+        .find(|(_, l)| {
+            l.trim_start()
+                .trim_start_matches(['"', '\''])
+                .starts_with(key)
+        })
+        .map(|(i, _)| i + 1)
+        .unwrap_or(from)
+}
+
+impl Repo {
+    /// Every name from the compose file and openssl.cnf that would become
+    /// a path, a compose key, an NGINX directive or a certificate name,
+    /// checked against the grammars above. Writers refuse on the first
+    /// (`refuse_untrusted`); `check` reports each one.
+    pub fn name_problems(&self) -> Vec<Problem> {
+        let mut out = vec![];
+        let cf = self.compose_file.as_str();
+        let mut p = |file: &str, line: usize, msg: String, fix: &str| {
+            out.push(Problem {
+                file: file.into(),
+                line,
+                msg,
+                fix: fix.into(),
+            })
+        };
+        for s in &self.compose.services {
+            // A service this tool manages (built from src/backend_services/,
+            // served over https or public) has its name turned into a folder,
+            // certificate paths, a DNS entry and an NGINX upstream: a DNS
+            // label. Any other service (the user's traefik, a `from_env`
+            // helper) only needs a key that can never act as a path; its own
+            // bind mounts are the user's business, as in Compose.
+            let managed = s.is_backend() || s.https() || s.public_path().is_some();
+            if let Err(e) = if managed {
+                service(&s.name)
+            } else {
+                plain_key(&s.name)
+            } {
+                p(cf, s.line, format!("service key: {e}"), "rename the service to a DNS label such as `billing` (its folder, container_name and certificates follow the name)");
+            }
+            if let Some(pp) = s.public_path() {
+                if let Err(e) = public_path(pp) {
+                    p(
+                        cf,
+                        key_line(&self.compose_text, s.line, LABEL_PUBLIC),
+                        format!(
+                            "service `{}`: label {LABEL_PUBLIC}: {e}",
+                            s.name.escape_debug()
+                        ),
+                        "write the public path as plain `/segment/` parts",
+                    );
+                }
+            }
+            if let Some(dir) = s.frontend() {
+                let line = key_line(
+                    &self.compose_text,
+                    s.line,
+                    crate::model::compose::LABEL_FRONTEND,
+                );
+                if let Some(e) = frontend_dir(&self.root, &s.name, dir) {
+                    p(cf, line, format!("service `{}`: label {}: {e}", s.name.escape_debug(), crate::model::compose::LABEL_FRONTEND), "keep the page's files in a real folder src/backend_services/<name>/Frontend/ (label value `Frontend`)");
+                }
+            }
+            for (f, l) in &s.env_file {
+                match join(&self.root, f) {
+                    Err(e) => p(cf, *l, format!("env_file: {e}"), "keep env files inside the repository, e.g. src/backend_services/<name>/service.env"),
+                    Ok(path) => {
+                        if let Err(e) = check_file(&path) {
+                            p(cf, *l, format!("env_file `{f}`: {e}"), "make it a regular text file under the size limit");
+                        }
+                    }
+                }
+            }
+            // Only a managed service's build context must be inside the
+            // repository (its folder is ours); another's `../` is the
+            // user's, as Compose accepts it.
+            if let Some(b) = s.build.as_ref().filter(|_| managed) {
+                let df = format!("{}/{}", b.context.trim_end_matches('/'), b.dockerfile);
+                if let Err(e) = join(&self.root, &b.context).and_then(|_| join(&self.root, &df)) {
+                    p(
+                        cf,
+                        b.line,
+                        format!("service `{}`: build: {e}", s.name.escape_debug()),
+                        "build from a folder inside the repository (`context: ./src`)",
+                    );
+                }
+            }
+            for m in s.volumes.iter().filter(|_| managed) {
+                let r = if m.named {
+                    volume(&m.source)
+                } else if m.source.starts_with('.') {
+                    join(&self.root, &m.source).map(|_| ())
+                } else {
+                    Err(format!(
+                        "`{}` is neither a named volume nor a path inside the repository",
+                        m.source
+                    ))
+                };
+                if let Err(e) = r.and_then(|_| container_path(&m.target)) {
+                    p(cf, m.line, format!("service `{}`: volume: {e}", s.name.escape_debug()), "mount a named volume (`data:/var/lib/x`) or a `./path` inside the repository");
+                }
+            }
+        }
+        out.extend(self.alt_name_problems());
+        out
+    }
+
+    /// The `[alt_names]` values the gate refuses: DNS names that are not
+    /// host names, IPs that do not parse, control characters in the rest.
+    fn alt_name_problems(&self) -> Vec<Problem> {
+        let mut out = vec![];
+        for a in &self.cnf.alt_names {
+            let r = match a.kind.as_str() {
+                "DNS" => host(&a.value),
+                "IP" => a
+                    .value
+                    .parse::<std::net::IpAddr>()
+                    .map(|_| ())
+                    .map_err(|_| format!("{:?} is not an IP address", a.value)),
+                // email, URI, RID, dirName, otherName are kept as written and
+                // never become a name, path or directive: only control
+                // characters are refused (they would reach a log line).
+                _ if a.value.chars().any(char::is_control) => {
+                    Err(format!("{:?} holds a control character", a.value))
+                }
+                _ => Ok(()),
+            };
+            if let Err(e) = r {
+                out.push(Problem {
+                    file: a.file.clone(),
+                    line: a.line,
+                    msg: format!("[alt_names] {}.{}: {e}", a.kind, a.index),
+                    fix: "write a host name or an IP address".into(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Refuses (exit 2, file:line and the fix) a repository whose files
+    /// name something the gate refuses. Every writing command calls it
+    /// right after loading the model.
+    pub fn refuse_untrusted(&self) -> Result<(), Error> {
+        match self.name_problems().into_iter().next() {
+            None => Ok(()),
+            Some(p) => Err(
+                Diagnostic::error(format!("{} (nothing was written)", p.msg))
+                    .at(&p.file, p.line)
+                    .fix(p.fix),
+            ),
+        }
     }
 }

@@ -8,6 +8,8 @@
 //! certs/server/{cert,key,ca}.pem      the shared certificate (NGINX)
 //! certs/services/<name>/{cert,key,ca}.pem   one per https service
 
+use std::path::Path;
+
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
@@ -17,6 +19,7 @@ use time::{Duration, OffsetDateTime};
 use crate::diag::{Diagnostic, Error};
 use crate::model::cnf::Cnf;
 use crate::model::der::{self, CertInfo};
+use crate::model::repo::Repo;
 use crate::plan::txn::Txn;
 
 pub const DIR: &str = "certs";
@@ -224,11 +227,52 @@ pub fn plan(
 
 /// Plans removal of a service's certificate folder.
 pub fn remove_service(txn: &mut Txn, name: &str) -> Result<(), Error> {
-    crate::model::names::service(name).map_err(|e| {
-        crate::diag::Diagnostic::error(e).fix("name a service of docker-compose.yml")
-    })?;
+    crate::model::names::service(name)
+        .map_err(|e| crate::diag::Diagnostic::error(e).fix("name a service of the compose file"))?;
     for f in ["cert.pem", "key.pem", "ca.pem"] {
         txn.delete(&format!("{}/{f}", service_dir(name)))?;
+    }
+    Ok(())
+}
+
+// --- making them: `certs`, and `ensure` for commands that need them ---
+
+/// Makes what is missing or stale (all leaves with `force`), under the
+/// repository lock; returns one line per certificate made.
+pub fn make(root: &Path, force: bool) -> Result<Vec<String>, Error> {
+    make_with(root, force, false)
+}
+
+/// `make`; with `data_if_missing`, the data-layer files are written only
+/// when one of them is missing (a fresh clone): a hand edit of an existing
+/// one (an ACL widened to `~*`) is drift for `check` (MR015) to report, not
+/// something a command that merely needs the files may quietly undo.
+fn make_with(root: &Path, force: bool, data_if_missing: bool) -> Result<Vec<String>, Error> {
+    let _lock = crate::plan::txn::lock(root)?;
+    let repo = Repo::load(root)?;
+    repo.refuse_untrusted()?;
+    let mut t = Txn::new(&repo.root);
+    let report = plan(&mut t, &repo.cnf, &repo.wanted_alt_names(), force)?;
+    // The data-layer credentials are made per checkout like the keys.
+    let mut data = Txn::new(&repo.root);
+    crate::plan::datalayer::plan(&mut data, &repo.root, &repo.compose)?;
+    if !data_if_missing || data.paths().iter().any(|p| !repo.root.join(p).exists()) {
+        crate::plan::datalayer::plan(&mut t, &repo.root, &repo.compose)?;
+    }
+    t.commit()?;
+    Ok(report)
+}
+
+/// For commands that use the certificates (verify): they are derived
+/// files, so make the missing or stale ones as `certs` would, and say so on
+/// stderr (stdout may be a JSON report).
+pub fn ensure(root: &Path, who: &str) -> Result<(), Error> {
+    let report = make_with(root, false, true)?;
+    if !report.is_empty() {
+        eprintln!("{who}: made the missing or stale certificates (as `cargo xtask certs` does):");
+        for r in report {
+            eprintln!("  cert  {r}");
+        }
     }
     Ok(())
 }

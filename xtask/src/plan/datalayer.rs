@@ -72,14 +72,6 @@ pub fn new_password() -> Result<String, Error> {
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
-fn sha256_hex(s: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// What a plan sees of `rel`: the planned content, else the file on disk.
 fn current(t: &Txn, rel: &str) -> BTreeMap<String, String> {
     t.content(rel)
@@ -173,7 +165,8 @@ pub fn render_acl(users: &[(String, String)]) -> String {
     for (u, pw) in users {
         s += &format!(
             "user {u} on #{} resetkeys ~{u}:* resetchannels {REDIS_COMMANDS}\n",
-            sha256_hex(pw)
+            // Redis's ACL takes a password as `#<sha256 hex>`.
+            crate::model::digest::sha256_hex(pw.as_bytes())
         );
     }
     s

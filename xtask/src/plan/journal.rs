@@ -96,7 +96,8 @@ pub fn step(name: &str) -> std::io::Result<()> {
 
 // ---- small file-system helpers ----------------------------------------------
 
-fn is_root_user() -> bool {
+/// Whether we run as root (then a file's owner can be given back).
+pub(crate) fn is_root_user() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
@@ -196,19 +197,19 @@ fn at(rel: &str) -> impl Fn(std::io::Error) -> StepErr + '_ {
     move |e| (e, Some(rel.to_string()))
 }
 
-fn apply(
+/// The folders a change creates (outermost first) and those a deletion may
+/// empty (with the metadata to remake them).
+type Mkdirs = Vec<String>;
+type Rmdirs = Vec<(String, fs::Metadata)>;
+
+/// Step 1: stages every new content (`new-<i>`) and keeps every file a
+/// change replaces or deletes (`old-<i>`); returns the journal's entries
+/// and the folders to create and to try removing.
+fn stage(
     root: &Path,
     st: &Path,
     changes: &[Planned],
-    journal_written: &mut bool,
-) -> Result<(), StepErr> {
-    step("mkdir:.xtask-txn").map_err(at(DIR))?;
-    fs::DirBuilder::new()
-        .mode(0o700)
-        .create(st)
-        .map_err(at(DIR))?;
-
-    // 1. Stage.
+) -> Result<(Vec<serde_json::Value>, Mkdirs, Rmdirs), StepErr> {
     let mut entries = vec![];
     let mut mkdirs: Vec<String> = vec![];
     let mut rmdirs: Vec<(String, fs::Metadata)> = vec![];
@@ -263,16 +264,17 @@ fn apply(
         }
         entries.push(json!({ "rel": c.rel, "new": c.new.is_some(), "old": old.is_some() }));
     }
-    // Deepest first, so that a parent is tried after its children.
-    rmdirs.sort_by_key(|(r, _)| std::cmp::Reverse(r.matches('/').count()));
-    let journal = json!({
-        "version": 1,
-        "changes": entries,
-        "mkdirs": mkdirs,
-        "rmdirs": rmdirs.iter().map(|(r, m)| json!({ "rel": r, "mode": m.mode() & 0o7777, "uid": m.uid(), "gid": m.gid() })).collect::<Vec<_>>(),
-    });
+    Ok((entries, mkdirs, rmdirs))
+}
 
-    // 2. The journal, durable before the first change to the repository.
+/// Step 2: the journal, written to a temporary name, fsynced, renamed into
+/// place, and both folders fsynced.
+fn write_journal(
+    root: &Path,
+    st: &Path,
+    journal: &serde_json::Value,
+    journal_written: &mut bool,
+) -> Result<(), StepErr> {
     let tmp = st.join("journal.tmp");
     step("journal").map_err(at(DIR))?;
     let mut f = fs::OpenOptions::new()
@@ -293,8 +295,18 @@ fn apply(
     fsync_dir(st).map_err(at(DIR))?;
     step("fsync-dir:.").map_err(at(DIR))?;
     fsync_dir(root).map_err(at(DIR))?;
+    Ok(())
+}
 
-    // 3. Apply.
+/// Step 3: the folders, the renames and unlinks, the emptied folders, then
+/// an fsync of every folder touched.
+fn apply_changes(
+    root: &Path,
+    st: &Path,
+    changes: &[Planned],
+    mkdirs: &[String],
+    rmdirs: &[(String, fs::Metadata)],
+) -> Result<(), StepErr> {
     let mut touched: Vec<PathBuf> = vec![];
     let mut touch = |p: &Path| {
         let d = p.parent().unwrap_or(root).to_path_buf();
@@ -302,7 +314,7 @@ fn apply(
             touched.push(d);
         }
     };
-    for m in &mkdirs {
+    for m in mkdirs {
         step(&format!("mkdir:{m}")).map_err(at(m))?;
         fs::create_dir(root.join(m)).map_err(at(m))?;
         touch(&root.join(m));
@@ -321,7 +333,7 @@ fn apply(
         }
         touch(&target);
     }
-    for (r, _) in &rmdirs {
+    for (r, _) in rmdirs {
         step(&format!("rmdir:{r}")).map_err(at(r))?;
         if fs::remove_dir(root.join(r)).is_ok() {
             touch(&root.join(r));
@@ -337,6 +349,37 @@ fn apply(
             fsync_dir(d).map_err(at(&rel))?;
         }
     }
+    Ok(())
+}
+
+fn apply(
+    root: &Path,
+    st: &Path,
+    changes: &[Planned],
+    journal_written: &mut bool,
+) -> Result<(), StepErr> {
+    step("mkdir:.xtask-txn").map_err(at(DIR))?;
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(st)
+        .map_err(at(DIR))?;
+
+    // 1. Stage.
+    let (entries, mkdirs, mut rmdirs) = stage(root, st, changes)?;
+    // Deepest first, so that a parent is tried after its children.
+    rmdirs.sort_by_key(|(r, _)| std::cmp::Reverse(r.matches('/').count()));
+    let journal = json!({
+        "version": 1,
+        "changes": entries,
+        "mkdirs": mkdirs,
+        "rmdirs": rmdirs.iter().map(|(r, m)| json!({ "rel": r, "mode": m.mode() & 0o7777, "uid": m.uid(), "gid": m.gid() })).collect::<Vec<_>>(),
+    });
+
+    // 2. The journal, durable before the first change to the repository.
+    write_journal(root, st, &journal, journal_written)?;
+
+    // 3. Apply.
+    apply_changes(root, st, changes, &mkdirs, &rmdirs)?;
 
     // 4. The commit marker: from here on, the change stands.
     step("commit").map_err(at(DIR))?;
@@ -350,7 +393,13 @@ fn apply(
 
     // 5. Clean up; an error here is not the change's failure.
     if let Err(e) = cleanup(root, st) {
-        eprintln!("xtask: warning: the change is complete but {DIR}/ could not be removed ({e}); the next command removes it");
+        crate::diag::warn(
+            &Diagnostic::warning(format!(
+                "the change is complete but the folder could not be removed ({e})"
+            ))
+            .at(DIR, 0)
+            .fix("nothing to do: the next command removes it"),
+        );
     }
     Ok(())
 }

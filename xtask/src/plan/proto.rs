@@ -21,9 +21,7 @@ use crate::diag::{Diagnostic, Error};
 use crate::plan::proto_stamp;
 use crate::plan::txn::Txn;
 
-pub const SCRIPT: &str = "scripts/gen_proto.py";
-pub const PROTO_DIR: &str = "src/proto";
-pub const GEN_DIR: &str = "src/common/gen";
+pub use crate::plan::proto_stamp::{GEN_DIR, PROTO_DIR, SCRIPT};
 /// The generator's reason for a generated file that must go.
 const EXTRA: &str = "not generated from src/proto (remove it)";
 pub const INSTALL: &str = "install protoc 3.21 and the gRPC Python plugin: `apt-get install protobuf-compiler protobuf-compiler-grpc` (Debian bookworm; `bash scripts/setup.sh` does it)";
@@ -303,7 +301,8 @@ pub fn start(t: &Txn, root: &Path, planned: &[String]) -> Result<Pending, Error>
     let mut adds_only = true;
     for rel in planned {
         let Some(under) = rel.strip_prefix(&format!("{PROTO_DIR}/")) else {
-            return Err(Diagnostic::error(format!("{rel}: not under {PROTO_DIR}"))
+            return Err(Diagnostic::error(format!("not under {PROTO_DIR}"))
+                .at(rel, 0)
                 .fix("this is a bug in the plan; report it"));
         };
         match t.content(rel)? {

@@ -32,7 +32,14 @@ use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::proto::{GEN_DIR, PROTO_DIR, SCRIPT};
+use crate::model::digest::sha256_hex;
+
+/// The generator's layout. Defined here, the lower of the two modules
+/// (`proto` runs the script and re-exports them), so the stamp does not
+/// depend on the runner.
+pub const SCRIPT: &str = "scripts/gen_proto.py";
+pub const PROTO_DIR: &str = "src/proto";
+pub const GEN_DIR: &str = "src/common/gen";
 
 const HEADER: &str = "xtask proto stamp 1";
 /// The plugin the script runs (its `PLUGIN`).
@@ -74,14 +81,6 @@ struct Entry {
     stat: Stat,
     /// The sha256 of the content the check found right, when it read it.
     sha: Option<String>,
-}
-
-pub fn sha256_hex(b: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, b)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// The script's cache folder (its `Cache.__init__`), or None when the cache

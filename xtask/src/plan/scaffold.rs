@@ -18,7 +18,7 @@ const FRONTEND_STYLE: &str = include_str!("../../templates/frontend_style.css.tm
 
 /// A frontend service's folders: its API's code, and the files NGINX serves.
 pub const BACKEND_DIR: &str = "Backend";
-pub const FRONTEND_DIR: &str = "Frontend";
+pub use crate::model::repo::FRONTEND_DIR;
 
 /// The user the service images run as (`USER` in the Dockerfile template).
 pub const APP_UID: u32 = 10001;

@@ -33,7 +33,7 @@ pub fn plan(repo: &Repo) -> Result<Txn, Error> {
         }
         let file = nginx::location_file(&s.name);
         wanted_files.push(file.clone());
-        let current = crate::model::repo::read_bounded(&repo.root.join(&file))
+        let current = crate::model::files::read_bounded(&repo.root.join(&file))
             .ok()
             .map(|b| String::from_utf8_lossy(&b).into_owned());
         // A file the user wrote (no marker on its first line) is theirs.
@@ -69,7 +69,7 @@ pub fn plan(repo: &Repo) -> Result<Txn, Error> {
         if service.contains('/') || wanted_files.contains(&f) {
             continue;
         }
-        let text = crate::model::repo::read_bounded(&repo.root.join(&f))
+        let text = crate::model::files::read_bounded(&repo.root.join(&f))
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default();
         if edit::nginx::is_generated(service, &text) {

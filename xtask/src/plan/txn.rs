@@ -51,10 +51,9 @@ impl Txn {
     fn resolve(&self, rel: &str, follow: bool) -> Result<String, Error> {
         let comps: Vec<Component> = Path::new(rel).components().collect();
         if comps.is_empty() || comps.iter().any(|c| !matches!(c, Component::Normal(_))) {
-            return Err(
-                Diagnostic::error(format!("{rel}: not a path inside the repository"))
-                    .fix("this is a bug in the plan; report it"),
-            );
+            return Err(Diagnostic::error("not a path inside the repository")
+                .at(rel, 0)
+                .fix("this is a bug in the plan; report it"));
         }
         let mut cur = self.root.clone();
         for (i, c) in comps.iter().enumerate() {
@@ -109,7 +108,7 @@ impl Txn {
         match fs::read(self.root.join(rel)) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Diagnostic::error(format!("{rel}: cannot read: {e}"))),
+            Err(e) => Err(Diagnostic::error(format!("cannot read: {e}")).at(rel, 0)),
         }
     }
 
@@ -205,7 +204,7 @@ impl Txn {
             || self
                 .owners
                 .iter()
-                .any(|(r, u)| *r == c.rel && is_root_user() && m.uid() != *u)
+                .any(|(r, u)| *r == c.rel && journal::is_root_user() && m.uid() != *u)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -287,11 +286,6 @@ impl Txn {
         journal::commit(&self.root, &planned)?;
         Ok(planned.into_iter().map(|p| p.rel).collect())
     }
-}
-
-fn is_root_user() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
 }
 
 /// A lock on the repository (`.xtask.lock`, flock): exclusive for commands

@@ -40,7 +40,7 @@ pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
     let t_all = Instant::now();
     let mut phases = Phases::default();
     let t = Instant::now();
-    crate::cmd::certs::ensure(root, "verify")?;
+    crate::plan::certs::ensure(root, "verify")?;
     // Recover an interrupted change and read a whole one, not half of it.
     let mut repo = {
         let _lock = crate::plan::txn::lock_shared(root)?;

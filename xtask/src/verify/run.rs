@@ -9,6 +9,7 @@ use bollard::Docker;
 
 use crate::docker::{self, HOST_LABEL, PID_LABEL, RUN_LABEL};
 use crate::model::repo::Repo;
+use crate::model::secrets::is_secret_name;
 
 /// Wall time of each phase, for the report and the benchmarks.
 #[derive(Default)]
@@ -124,18 +125,4 @@ impl Run {
         }
         s
     }
-}
-
-pub fn is_secret_name(k: &str) -> bool {
-    let k = k.to_ascii_uppercase();
-    [
-        "PASSWORD",
-        "SECRET",
-        "TOKEN",
-        "PASSWD",
-        "API_KEY",
-        "PRIVATE_KEY",
-    ]
-    .iter()
-    .any(|p| k.contains(p))
 }

@@ -28,7 +28,7 @@ use bollard::Docker;
 
 use super::matrix::{self, Cell, Kind, Target};
 use super::report::{self, indent};
-use super::run::{is_secret_name, Phases, Run};
+use super::run::{Phases, Run};
 use super::{datalayer, images, probe, stack, Opts};
 use crate::cli::Format;
 use crate::diag::{Diagnostic, Error, Exit};
@@ -36,6 +36,7 @@ use crate::docker::buildkit::{self, Choice};
 use crate::docker::{self, PID_LABEL, RUN_LABEL};
 use crate::model::compose::Service;
 use crate::model::repo::Repo;
+use crate::model::secrets::is_secret_name;
 
 /// Set on a swarm that `--init-swarm` made: whether `docker_gwbridge`
 /// existed before, so a later run can undo a swarm whose maker was killed.
@@ -329,7 +330,7 @@ async fn take_swarm(d: &Docker, id: &str, init: bool) -> Result<Option<Made>, Er
             .and_then(|s| s.spec?.labels)
             .unwrap_or_default();
         let pid = labels.get(PID_LABEL).and_then(|p| p.parse::<i32>().ok());
-        if let Some(pid) = pid.filter(|p| unsafe { libc::kill(*p, 0) } != 0) {
+        if let Some(pid) = pid.filter(|p| !docker::pid_alive(*p)) {
             docker::sweep(d, None).await;
             let m = Made {
                 gwbridge_existed: labels.get(GWBRIDGE_LABEL).is_some_and(|v| v == "true"),

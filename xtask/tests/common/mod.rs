@@ -85,6 +85,16 @@ pub fn xtask_env(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     c.output().expect("run xtask")
 }
 
+/// Asserts that a command succeeded, showing its output when not.
+pub fn ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "exit {:?}:\n{}",
+        o.status.code(),
+        text(o)
+    );
+}
+
 pub fn text(o: &Output) -> String {
     format!(
         "{}{}",

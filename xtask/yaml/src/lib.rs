@@ -170,14 +170,7 @@ fn parse_exact(src: &str) -> Result<Option<Node>, YamlError> {
         src[start..].chars().nth(col)
     };
     while let Some(ev) = parser.next_event() {
-        let (ev, span) = ev.map_err(|e| YamlError {
-            line: e.marker().line(),
-            col: e.marker().col() + 1,
-            msg: match e.info() {
-                m if m.contains("recursion limit") => format!("collections nested too deep ({m})"),
-                m => m.to_string(),
-            },
-        })?;
+        let (ev, span) = ev.map_err(scan_error)?;
         let (line, col) = (span.start.line(), span.start.col() + 1);
         let (node, size) = match ev {
             Event::DocumentStart(_) => {
@@ -233,24 +226,13 @@ fn parse_exact(src: &str) -> Result<Option<Node>, YamlError> {
                     });
                 }
                 let is_seq = matches!(ev, Event::SequenceStart(..));
-                let c = char_at(line, col - 1);
-                let (value, flow) = if is_seq {
-                    (Value::Seq(vec![]), c == Some('['))
-                } else {
-                    (Value::Map(vec![]), c == Some('{'))
-                };
-                stack.push(Frame {
-                    node: Node {
-                        value,
-                        line,
-                        col,
-                        flow,
-                    },
+                stack.push(Frame::open(
+                    is_seq,
                     anchor,
-                    key: None,
-                    size: 1,
-                    seen: HashMap::new(),
-                });
+                    line,
+                    col,
+                    char_at(line, col - 1),
+                ));
                 continue;
             }
             Event::SequenceEnd | Event::MappingEnd => {
@@ -264,35 +246,22 @@ fn parse_exact(src: &str) -> Result<Option<Node>, YamlError> {
         };
         match stack.last_mut() {
             None => root = Some(node),
-            Some(f) => {
-                f.size += size;
-                match &mut f.node.value {
-                    Value::Seq(items) => items.push(node),
-                    Value::Map(entries) => match f.key.take() {
-                        None => f.key = Some(node),
-                        Some(k) => {
-                            if let Some(ks) = k.as_str() {
-                                if ks != "<<" {
-                                    // A set per mapping: a linear search here made
-                                    // 40k services take seconds (quadratic).
-                                    if let Some(prev) = f.seen.insert(ks.to_string(), k.line) {
-                                        return Err(YamlError {
-                                            line: k.line,
-                                            col: k.col,
-                                            msg: format!("duplicate key `{ks}` (first defined on line {prev})"),
-                                        });
-                                    }
-                                }
-                            }
-                            entries.push((k, node));
-                        }
-                    },
-                    Value::Scalar(_) => unreachable!(),
-                }
-            }
+            Some(f) => f.add(node, size)?,
         }
     }
     Ok(root)
+}
+
+/// The parser's error at its place, in Compose's words for deep nesting.
+fn scan_error(e: saphyr_parser::ScanError) -> YamlError {
+    YamlError {
+        line: e.marker().line(),
+        col: e.marker().col() + 1,
+        msg: match e.info() {
+            m if m.contains("recursion limit") => format!("collections nested too deep ({m})"),
+            m => m.to_string(),
+        },
+    }
 }
 
 struct Frame {
@@ -303,6 +272,62 @@ struct Frame {
     size: usize,
     /// Keys of a mapping so far, with their lines.
     seen: HashMap<String, usize>,
+}
+
+impl Frame {
+    /// A collection that starts at (line, col); `c` is the character there
+    /// (`[` or `{` for the flow style).
+    fn open(is_seq: bool, anchor: usize, line: usize, col: usize, c: Option<char>) -> Frame {
+        let (value, flow) = if is_seq {
+            (Value::Seq(vec![]), c == Some('['))
+        } else {
+            (Value::Map(vec![]), c == Some('{'))
+        };
+        Frame {
+            node: Node {
+                value,
+                line,
+                col,
+                flow,
+            },
+            anchor,
+            key: None,
+            size: 1,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// Adds a finished node (`size` nodes) to this collection: an item, a
+    /// key, or the value of the pending key (duplicate keys refused).
+    fn add(&mut self, node: Node, size: usize) -> Result<(), YamlError> {
+        self.size += size;
+        match &mut self.node.value {
+            Value::Seq(items) => items.push(node),
+            Value::Map(entries) => match self.key.take() {
+                None => self.key = Some(node),
+                Some(k) => {
+                    if let Some(ks) = k.as_str() {
+                        if ks != "<<" {
+                            // A set per mapping: a linear search here made
+                            // 40k services take seconds (quadratic).
+                            if let Some(prev) = self.seen.insert(ks.to_string(), k.line) {
+                                return Err(YamlError {
+                                    line: k.line,
+                                    col: k.col,
+                                    msg: format!(
+                                        "duplicate key `{ks}` (first defined on line {prev})"
+                                    ),
+                                });
+                            }
+                        }
+                    }
+                    entries.push((k, node));
+                }
+            },
+            Value::Scalar(_) => unreachable!(),
+        }
+        Ok(())
+    }
 }
 
 /// A copy of `src` in which every line that continues a flow collection
