@@ -77,6 +77,14 @@ pub enum Command {
         #[command(subcommand)]
         command: ImagesCommand,
     },
+    /// A real multi-node Docker Swarm on this machine (nodes are containers running dockerd)
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+        /// The cluster's name (its objects are monorepo-cluster-<name>-*)
+        #[arg(long, value_name = "name", global = true, default_value = "local", value_parser = parse_cluster_name)]
+        name: String,
+    },
     /// Print a shell completion script
     Completions { shell: clap_complete::Shell },
 }
@@ -85,6 +93,45 @@ pub enum Command {
 pub enum ImagesCommand {
     /// Build local stand-ins for the base images from Debian packages (no registry needed)
     Bootstrap,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Make the cluster (or reuse a healthy one): N nodes in one swarm, and a registry
+    Up {
+        /// How many nodes (node 1 is the manager)
+        #[arg(long, value_name = "n", default_value_t = 3)]
+        nodes: usize,
+    },
+    /// Remove every container, network, volume and folder of the cluster
+    Down {
+        /// Also remove the nodes' root filesystem image (the cache of the next `up`)
+        #[arg(long)]
+        purge: bool,
+    },
+    /// The nodes (id, hostname, state, availability, role, memory) and the registry
+    Status,
+    /// Copy host images into node 1 and push them to the cluster's registry
+    Push {
+        #[arg(required = true, value_name = "image")]
+        images: Vec<String>,
+    },
+}
+
+/// A DNS-label-like name: it becomes part of container and network names.
+fn parse_cluster_name(v: &str) -> Result<String, String> {
+    let ok = !v.is_empty()
+        && v.len() <= 20
+        && v.starts_with(|c: char| c.is_ascii_lowercase())
+        && v.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(v.to_string())
+    } else {
+        Err(format!(
+            "`{v}`: use 1-20 lowercase letters, digits and `-`, starting with a letter"
+        ))
+    }
 }
 
 #[derive(Debug, Clone, Args)]

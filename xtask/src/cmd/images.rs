@@ -88,7 +88,7 @@ const STAND_INS: &[StandIn] = &[
     },
 ];
 
-fn suite() -> String {
+pub(crate) fn suite() -> String {
     std::fs::read_to_string("/etc/os-release")
         .ok()
         .and_then(|t| {
@@ -152,7 +152,7 @@ pub async fn bootstrap(root: &Path) -> Result<(), Error> {
         }
     }
     if !missing.is_empty() && !docker::image_exists(&d, &rootfs).await {
-        import_rootfs(&d, root, &suite, &rootfs).await?;
+        import_rootfs(&d, root, &suite, &rootfs, PACKAGES).await?;
     }
     for s in &missing {
         let tag = tag_for(s.name, &hash);
@@ -200,26 +200,30 @@ pub async fn bootstrap(root: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-async fn import_rootfs(
+/// `mmdebstrap` of `suite` with `packages`, imported as `tag` (also used by
+/// `cluster up` for the nodes' root filesystem).
+pub(crate) async fn import_rootfs(
     d: &bollard::Docker,
     root: &Path,
     suite: &str,
     tag: &str,
+    packages: &[&str],
 ) -> Result<(), Error> {
     let dir = root.join("target/xtask");
     std::fs::create_dir_all(&dir)
         .map_err(|e| Diagnostic::error(format!("{}: {e}", dir.display())))?;
-    let tarball = dir.join("rootfs.tar");
+    // Named by the tag: two different root filesystems may be made at once.
+    let tarball = dir.join(format!("{}.tar", tag.replace(['/', ':'], "-")));
     println!(
         "images: mmdebstrap {suite} with {} (from this machine's apt sources)",
-        PACKAGES.join(",")
+        packages.join(",")
     );
     let t = std::time::Instant::now();
     let status = std::process::Command::new("mmdebstrap")
         .args([
             "--quiet",
             "--variant=minbase",
-            &format!("--include={}", PACKAGES.join(",")),
+            &format!("--include={}", packages.join(",")),
             suite,
         ])
         .arg(&tarball)

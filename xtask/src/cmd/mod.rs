@@ -4,6 +4,7 @@
 
 pub mod add;
 pub mod certs;
+pub mod cluster;
 pub mod export;
 pub mod images;
 pub mod list;
