@@ -1,0 +1,258 @@
+//! `cluster up|status|push|down` for real: three nodes become Ready in one
+//! swarm (the nested engines' own `docker node ls` is the oracle), an image
+//! pushed from the host through the manager is pulled by a worker, a second
+//! `up` reuses the healthy cluster and refuses a broken one, and `down`
+//! leaves the host engine's containers, networks, volumes and images
+//! exactly as they were. Prints the cold/warm times and each node's memory.
+//!
+//! The host engine never becomes a swarm: the swarm lives in the nodes.
+//! On an engine other people use at the same time, set
+//! `CLUSTER_TEST_SHARED_ENGINE=1` to compare only what the cluster could
+//! have made (its label and prefix, the root filesystem image).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Instant;
+
+use common::*;
+
+fn docker_at(host: Option<&Path>, args: &[&str]) -> Output {
+    let mut c = Command::new("docker");
+    if let Some(sock) = host {
+        c.env("DOCKER_HOST", format!("unix://{}", sock.display()));
+    }
+    c.args(args).output().expect("docker")
+}
+
+fn lines(o: Output) -> BTreeSet<String> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The host engine's objects: containers, networks, volumes, images (with
+/// their tags), and its swarm state.
+fn host_objects() -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for (kind, args) in [
+        (
+            "container",
+            &["ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Names}}"][..],
+        ),
+        (
+            "network",
+            &["network", "ls", "--format", "{{.ID}} {{.Name}}"],
+        ),
+        ("volume", &["volume", "ls", "--format", "{{.Name}}"]),
+        (
+            "image",
+            &[
+                "images",
+                "-a",
+                "--no-trunc",
+                "--format",
+                "{{.ID}} {{.Repository}}:{{.Tag}}",
+            ],
+        ),
+        ("swarm", &["info", "--format", "{{.Swarm.LocalNodeState}}"]),
+    ] {
+        for l in lines(docker_at(None, args)) {
+            out.insert(format!("{kind} {l}"));
+        }
+    }
+    out
+}
+
+fn ours(name: &str, o: &str) -> bool {
+    o.contains(&format!("monorepo-cluster-{name}")) || o.contains("cluster-rootfs")
+}
+
+fn assert_host_as_before(before: &BTreeSet<String>, name: &str, what: &str) {
+    let after = host_objects();
+    let shared = std::env::var_os("CLUSTER_TEST_SHARED_ENGINE").is_some();
+    let diff: Vec<String> = before
+        .symmetric_difference(&after)
+        .filter(|o| !shared || ours(name, o) || o.starts_with("swarm"))
+        .map(|o| {
+            let sign = if after.contains(o.as_str()) { "+" } else { "-" };
+            format!("{sign} {o}")
+        })
+        .collect();
+    assert!(
+        diff.is_empty(),
+        "{what}: the host engine changed:\n{}",
+        diff.join("\n")
+    );
+}
+
+fn cluster(root: &Path, name: &str, args: &[&str]) -> (Output, f64) {
+    let mut a = vec!["cluster", "--name", name];
+    a.extend_from_slice(args);
+    let t = Instant::now();
+    let o = xtask(root, &a);
+    (o, t.elapsed().as_secs_f64())
+}
+
+fn ok(o: &Output, what: &str) {
+    assert_eq!(o.status.code(), Some(0), "{what}:\n{}", text(o));
+}
+
+#[test]
+fn three_nodes_push_pull_reuse_refuse_and_down_leaves_the_host_as_found() {
+    assert!(docker_available(), "these tests need a Docker daemon");
+    let c = copy("cluster");
+    let root = c.root.as_path();
+    let name = format!("t{}", std::process::id() % 100000);
+    let before = host_objects();
+    assert!(
+        before.contains("swarm inactive"),
+        "the host engine must be in no swarm"
+    );
+    let cached = before.iter().any(|o| o.contains("cluster-rootfs"));
+
+    let (o, first) = cluster(root, &name, &["up"]);
+    ok(&o, "cluster up");
+    let manager = root.join(format!("target/xtask/cluster/{name}/node1/run/docker.sock"));
+    assert!(
+        text(&o).contains(&format!("DOCKER_HOST=unix://{}", manager.display())),
+        "{}",
+        text(&o)
+    );
+
+    // The nested swarm, as its own CLI sees it.
+    let nodes = lines(docker_at(
+        Some(&manager),
+        &[
+            "node",
+            "ls",
+            "--format",
+            "{{.Hostname}} {{.Status}} {{.Availability}}",
+        ],
+    ));
+    let want: BTreeSet<String> = (1..=3).map(|i| format!("node{i} Ready Active")).collect();
+    assert_eq!(nodes, want);
+    let (o, _) = cluster(root, &name, &["status"]);
+    ok(&o, "cluster status");
+    let st = text(&o);
+    assert_eq!(st.matches(" ready ").count(), 3, "{st}");
+    assert!(
+        st.contains("manager") && st.contains("registry: monorepo-cluster-"),
+        "{st}"
+    );
+    // No node has a way out to the host: no default route.
+    for i in 1..=3 {
+        let r = docker_at(
+            None,
+            &[
+                "exec",
+                &format!("monorepo-cluster-{name}-node{i}"),
+                "ip",
+                "route",
+            ],
+        );
+        let r = String::from_utf8_lossy(&r.stdout).into_owned();
+        assert!(!r.contains("default"), "node{i} routes:\n{r}");
+    }
+
+    // A host image, through the manager's engine, into the registry; a
+    // worker pulls it.
+    let tiny = std::env::temp_dir().join(format!("xtask-cluster-img-{name}"));
+    std::fs::create_dir_all(&tiny).unwrap();
+    std::fs::write(tiny.join("hello"), format!("cluster test {name}\n")).unwrap();
+    let image = format!("monorepo-cluster-{name}-test/hello:1");
+    let imported = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "tar -C {} -c . | docker import - {image}",
+            tiny.display()
+        ))
+        .output()
+        .unwrap();
+    ok(&imported, "docker import");
+    let t = Instant::now();
+    let (o, _) = cluster(root, &name, &["push", &image]);
+    let push_secs = t.elapsed().as_secs_f64();
+    ok(&o, "cluster push");
+    let remote = format!("registry:5000/{image}");
+    assert!(text(&o).contains(&remote), "{}", text(&o));
+    let worker = root.join(format!("target/xtask/cluster/{name}/node3/run/docker.sock"));
+    ok(
+        &docker_at(Some(&worker), &["pull", &remote]),
+        "pull on node 3",
+    );
+    ok(
+        &docker_at(Some(&worker), &["image", "inspect", &remote]),
+        "the image on node 3",
+    );
+    let _ = docker_at(None, &["rmi", &image]);
+    let _ = std::fs::remove_dir_all(&tiny);
+
+    let mem = String::from_utf8_lossy(
+        &docker_at(
+            None,
+            &[
+                "stats",
+                "--no-stream",
+                "--format",
+                "{{.Name}} {{.MemUsage}}",
+                &format!("monorepo-cluster-{name}-node1"),
+                &format!("monorepo-cluster-{name}-node2"),
+                &format!("monorepo-cluster-{name}-node3"),
+                &format!("monorepo-cluster-{name}-registry"),
+            ],
+        )
+        .stdout,
+    )
+    .into_owned();
+
+    // A healthy cluster is reused; a broken one is refused with the fix.
+    let (o, reuse) = cluster(root, &name, &["up"]);
+    ok(&o, "second cluster up");
+    assert!(text(&o).contains("reusing it"), "{}", text(&o));
+    ok(
+        &docker_at(None, &["kill", &format!("monorepo-cluster-{name}-node3")]),
+        "docker kill node3",
+    );
+    let (o, _) = cluster(root, &name, &["up"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("is not running") && text(&o).contains("cluster down"),
+        "{}",
+        text(&o)
+    );
+
+    let (o, down1) = cluster(root, &name, &["down"]);
+    ok(&o, "cluster down");
+    let mut expected = before.clone();
+    if !cached {
+        // The root filesystem image stays as the cache of the next `up`.
+        expected.extend(
+            host_objects()
+                .into_iter()
+                .filter(|o| o.starts_with("image ") && o.contains("cluster-rootfs")),
+        );
+    }
+    assert_host_as_before(&expected, &name, "after down");
+    assert!(!root.join(format!("target/xtask/cluster/{name}")).exists());
+
+    let (o, warm) = cluster(root, &name, &["up"]);
+    ok(&o, "warm cluster up");
+    let purge: &[&str] = if cached {
+        &["down"]
+    } else {
+        &["down", "--purge"]
+    };
+    let (o, down2) = cluster(root, &name, purge);
+    ok(&o, "last cluster down");
+    assert_host_as_before(&before, &name, "after the last down");
+
+    eprintln!(
+        "cluster: first up {first:.1}s ({}), warm up {warm:.1}s, reuse {reuse:.1}s, push {push_secs:.1}s, down {down1:.1}s / {down2:.1}s\nmemory:\n{mem}",
+        if cached { "root filesystem cached" } else { "cold: root filesystem built" }
+    );
+}
