@@ -641,38 +641,69 @@ pub async fn push(root: &Path, cluster: &str, images: &[String]) -> Result<Vec<S
     let m = connect_node(&n, 1)
         .await
         .map_err(|e| e.fix(format!("cargo xtask cluster up{}", name_flag(cluster))))?;
-    let mut out = vec![];
-    for image in images {
-        if !docker::image_exists(&d, image).await {
+    let pairs: Vec<(String, String)> = images
+        .iter()
+        .map(|i| (i.clone(), registry_ref(i)))
+        .collect();
+    let t = Instant::now();
+    load_and_push(&d, &m, &pairs).await.map_err(|e| {
+        e.fix(format!(
+            "`cargo xtask cluster status{}`: is the registry running?",
+            name_flag(cluster)
+        ))
+    })?;
+    for (_, r) in &pairs {
+        println!("cluster: pushed {r}");
+    }
+    println!(
+        "cluster: {} image(s) in {:.1}s",
+        pairs.len(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(pairs.into_iter().map(|(_, r)| r).collect())
+}
+
+/// Moves `(host image, registry name)` pairs from the host engine into the
+/// manager in one `save | load` (shared layers travel once), tags them
+/// there and pushes them to the registry.
+pub async fn load_and_push(
+    host: &Docker,
+    manager: &Docker,
+    pairs: &[(String, String)],
+) -> Result<(), Error> {
+    for (image, _) in pairs {
+        if !docker::image_exists(host, image).await {
             return Err(
                 Diagnostic::error(format!("no image {image} on this engine"))
                     .fix("build or pull it first; `docker images` lists what is here"),
             );
         }
-        let t = Instant::now();
-        let mut load = m.import_image_stream(
-            q::ImportImageOptions {
-                quiet: true,
-                ..Default::default()
-            },
-            d.export_image(image),
-            None,
-        );
-        while let Some(r) = load.next().await {
-            r.map_err(|e| host_err(&format!("loading {image} into node 1"), e))?;
-        }
-        let target = registry_ref(image);
-        let (repo, tag) = target.rsplit_once(':').unwrap_or((&target, "latest"));
-        m.tag_image(
-            image,
-            Some(q::TagImageOptions {
-                repo: Some(repo.to_string()),
-                tag: Some(tag.to_string()),
-            }),
-        )
-        .await
-        .map_err(|e| host_err(&format!("tagging {image} as {target} on node 1"), e))?;
-        let mut s = m.push_image(
+    }
+    let names: Vec<&str> = pairs.iter().map(|(i, _)| i.as_str()).collect();
+    let mut load = manager.import_image_stream(
+        q::ImportImageOptions {
+            quiet: true,
+            ..Default::default()
+        },
+        host.export_images(&names),
+        None,
+    );
+    while let Some(r) = load.next().await {
+        r.map_err(|e| host_err("loading the images into node 1", e))?;
+    }
+    for (image, target) in pairs {
+        let (repo, tag) = target.rsplit_once(':').unwrap_or((target, "latest"));
+        manager
+            .tag_image(
+                image,
+                Some(q::TagImageOptions {
+                    repo: Some(repo.to_string()),
+                    tag: Some(tag.to_string()),
+                }),
+            )
+            .await
+            .map_err(|e| host_err(&format!("tagging {image} as {target} on node 1"), e))?;
+        let mut s = manager.push_image(
             repo,
             Some(q::PushImageOptions {
                 tag: Some(tag.to_string()),
@@ -683,21 +714,11 @@ pub async fn push(root: &Path, cluster: &str, images: &[String]) -> Result<Vec<S
         while let Some(r) = s.next().await {
             let info = r.map_err(|e| host_err(&format!("pushing {target}"), e))?;
             if let Some(e) = info.error_detail.and_then(|e| e.message) {
-                return Err(
-                    Diagnostic::error(format!("pushing {target}: {e}")).fix(format!(
-                        "`cargo xtask cluster status{}`: is the registry running?",
-                        name_flag(cluster)
-                    )),
-                );
+                return Err(Diagnostic::error(format!("pushing {target}: {e}")));
             }
         }
-        println!(
-            "cluster: pushed {target} ({:.1}s)",
-            t.elapsed().as_secs_f64()
-        );
-        out.push(target);
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]

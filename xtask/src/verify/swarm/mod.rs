@@ -17,11 +17,12 @@ use base64::Engine as _;
 use bollard::models::{
     ConfigSpec, ContainerCreateBody, EndpointPortConfig, EndpointPortConfigProtocolEnum,
     EndpointPortConfigPublishModeEnum, EndpointSpec, EndpointSpecModeEnum, HostConfig,
-    LocalNodeState, Mount, MountType, NetworkAttachmentConfig, NetworkCreateRequest, SecretSpec,
-    ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, SwarmInitRequest, SwarmSpec, TaskSpec,
-    TaskSpecContainerSpec, TaskSpecContainerSpecConfigs, TaskSpecContainerSpecFile,
-    TaskSpecContainerSpecFile1, TaskSpecContainerSpecSecrets, TaskSpecRestartPolicy,
-    TaskSpecRestartPolicyConditionEnum, TaskState, VolumeCreateRequest,
+    LocalNodeState, Mount, MountType, MountVolumeOptions, NetworkAttachmentConfig,
+    NetworkCreateRequest, SecretSpec, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
+    SwarmInitRequest, SwarmSpec, TaskSpec, TaskSpecContainerSpec, TaskSpecContainerSpecConfigs,
+    TaskSpecContainerSpecFile, TaskSpecContainerSpecFile1, TaskSpecContainerSpecSecrets,
+    TaskSpecPlacement, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
+    VolumeCreateRequest,
 };
 use bollard::query_parameters as q;
 use bollard::Docker;
@@ -38,6 +39,7 @@ use crate::model::compose::Service;
 use crate::model::repo::Repo;
 
 mod mode;
+mod multinode;
 mod objects;
 mod reporting;
 mod state;
@@ -99,6 +101,9 @@ pub(super) async fn verify(
     mut phases: Phases,
     t_all: Instant,
 ) -> Result<Exit, Error> {
+    if let Some(c) = o.cluster.clone() {
+        return multinode::verify(repo, o, phases, t_all, &c).await;
+    }
     let d = docker::connect().await?;
     // One swarm per engine: runs on the same engine take turns.
     let _lock = lock_engine()?;
@@ -204,9 +209,17 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
     // 3. One service per compose service, all at once (a swarm has no
     // depends_on); then each one's task container on this node.
     let t = Instant::now();
-    let creates = order
-        .iter()
-        .map(|s| create_service(repo, run, s, &images[&s.name], &volumes, detected.mode));
+    let creates = order.iter().map(|s| {
+        create_service(
+            repo,
+            run,
+            s,
+            &images[&s.name],
+            &volumes,
+            detected.mode,
+            None,
+        )
+    });
     let mut ids = HashMap::new();
     for (s, r) in order
         .iter()

@@ -347,9 +347,14 @@ pub(super) async fn create_service(
     image: &str,
     volumes: &BTreeMap<String, String>,
     mode: Mode,
+    placed: Option<&Placed>,
 ) -> Result<String, Error> {
     let d = &run.d;
-    let image_id = local_image_id(d, image, &s.name).await?;
+    let image_id = match placed {
+        // On a cluster every node pulls the run's tag from the registry.
+        Some(p) => p.image.clone(),
+        None => local_image_id(d, image, &s.name).await?,
+    };
     let uid = stack::image_uid(d, image).await;
     let mut mounts = vec![];
     let mut files = nginx_files(repo, s);
@@ -371,10 +376,28 @@ pub(super) async fn create_service(
                 source: Some(vol.clone()),
                 typ: Some(MountType::VOLUME),
                 read_only: Some(read_only),
+                // A node that has no such volume makes it: labelled, so
+                // the run's sweep of that node removes it.
+                volume_options: placed.map(|_| MountVolumeOptions {
+                    labels: Some(run.labels()),
+                    ..Default::default()
+                }),
                 ..Default::default()
             });
         } else if m.source.starts_with("./certs/") {
             files.extend(cert_files(repo, s, &m.source, &target, uid)?);
+        } else if placed.is_some() && m.source.starts_with("./") {
+            // The nodes do not have the repository: its files travel as
+            // configs (secrets under ./secrets/).
+            let secret = m.source.starts_with("./secrets/");
+            files.extend(
+                cert_files(repo, s, &m.source, &target, uid)?
+                    .into_iter()
+                    .map(|f| FileRef {
+                        secret: secret || f.secret,
+                        ..f
+                    }),
+            );
         } else {
             let src = if m.source.starts_with('/') {
                 m.source.clone()
@@ -406,6 +429,12 @@ pub(super) async fn create_service(
         })
         .collect();
     let mut task = task_spec(run, s, image_id, env_vars(repo, s), networks);
+    if let Some(p) = placed {
+        task.placement = Some(TaskSpecPlacement {
+            constraints: Some(vec![format!("node.hostname=={}", p.node)]),
+            ..Default::default()
+        });
+    }
     if let Some(c) = task.container_spec.as_mut() {
         c.mounts = Some(mounts);
         c.secrets = Some(secrets);
@@ -421,6 +450,13 @@ pub(super) async fn create_service(
             s.name
         ))
     })
+}
+
+/// Where a service runs on a multi-node cluster, and the registry name of
+/// its image there.
+pub(super) struct Placed {
+    pub image: String,
+    pub node: String,
 }
 
 /// Waits for each service's task to run on this node. Returns compose name

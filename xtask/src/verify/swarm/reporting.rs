@@ -10,6 +10,19 @@ pub(super) fn write_report(
     data: &[datalayer::DataCell],
     detected: &Detected,
 ) -> Result<Exit, Error> {
+    write_report_placed(run, o, cells, data, detected, None)
+}
+
+/// The report; on a multi-node cluster with each service's node (JSON:
+/// `source_node` and `target_node` on every cell, `nodes` on the engine).
+pub(super) fn write_report_placed(
+    run: &Run,
+    o: &Opts,
+    cells: &[Cell],
+    data: &[datalayer::DataCell],
+    detected: &Detected,
+    placement: Option<&BTreeMap<String, String>>,
+) -> Result<Exit, Error> {
     let failed = cells.iter().filter(|c| !c.matches()).count()
         + data.iter().filter(|c| !c.matches()).count();
     if o.format == Format::Json {
@@ -17,11 +30,26 @@ pub(super) fn write_report(
             serde_json::from_str(&report::render_json(&run.id, cells, data))
                 .map_err(|e| Diagnostic::error(format!("the JSON report: {e}")))?;
         v["engine"] = serde_json::json!({"name": "swarm", "endpoint_mode": detected.mode.as_str(), "why": detected.why});
+        if let Some(p) = placement {
+            v["engine"]["nodes"] = serde_json::json!(p);
+            if let Some(cs) = v["cells"].as_array_mut() {
+                for c in cs {
+                    for (k, node) in [("source", "source_node"), ("target", "target_node")] {
+                        let n = c[k].as_str().and_then(|s| p.get(s)).cloned();
+                        c[node] = serde_json::json!(n);
+                    }
+                }
+            }
+        }
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
         print!("{}", report::render_matrix(cells));
         print!("{}", datalayer::render_text(data));
         println!("{}", detected.line());
+        if let Some(p) = placement {
+            let l: Vec<String> = p.iter().map(|(s, n)| format!("{s} on {n}")).collect();
+            println!("placement: {}", l.join(", "));
+        }
     }
     if let Some(j) = &o.junit {
         std::fs::write(

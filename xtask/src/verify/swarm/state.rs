@@ -9,6 +9,11 @@ use super::*;
 pub(super) fn lock_engine() -> Result<std::fs::File, Error> {
     let host =
         std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    lock_engine_at(&host)
+}
+
+/// The lock of the engine at `host` (a DOCKER_HOST value).
+pub(super) fn lock_engine_at(host: &str) -> Result<std::fs::File, Error> {
     let path = std::env::temp_dir().join(format!(
         "xtask-swarm-{}.lock",
         &docker::sha256_hex(&[host.as_bytes()])[..12]
