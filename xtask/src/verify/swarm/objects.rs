@@ -74,6 +74,10 @@ pub(super) struct FileRef {
     data: Vec<u8>,
     uid: u32,
     secret: bool,
+    /// Readable by every user, as the repository's file is on the host
+    /// (the compose engine bind-mounts it): the image's user may be a name
+    /// whose uid is not known here.
+    readable: bool,
 }
 
 pub(super) async fn create_file_object(
@@ -109,7 +113,7 @@ pub(super) async fn create_file_object(
             name: Some(f.target.clone()),
             uid,
             gid,
-            mode: Some(0o400),
+            mode: Some(if f.readable { 0o444 } else { 0o400 }),
         };
         Ok((
             Some(TaskSpecContainerSpecSecrets {
@@ -182,6 +186,7 @@ pub(super) fn cert_files(
             data: read(&src)?,
             uid,
             secret: key(&n),
+            readable: false,
         }]);
     }
     let rd = std::fs::read_dir(&src).map_err(|_| missing())?;
@@ -193,6 +198,7 @@ pub(super) fn cert_files(
             data: read(&e.path())?,
             uid,
             secret: key(&n),
+            readable: false,
         });
     }
     Ok(out)
@@ -213,6 +219,7 @@ pub(super) fn nginx_files(repo: &Repo, s: &Service) -> Vec<FileRef> {
             data,
             uid: 0,
             secret: false,
+            readable: false,
         });
     }
     let mut locs: Vec<_> = std::fs::read_dir(ctx.join("locations"))
@@ -232,6 +239,7 @@ pub(super) fn nginx_files(repo: &Repo, s: &Service) -> Vec<FileRef> {
                 data,
                 uid: 0,
                 secret: false,
+                readable: false,
             });
         }
     }
@@ -395,6 +403,7 @@ pub(super) async fn create_service(
                     .into_iter()
                     .map(|f| FileRef {
                         secret: secret || f.secret,
+                        readable: true,
                         ..f
                     }),
             );
