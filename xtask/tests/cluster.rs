@@ -5,7 +5,12 @@
 //! leaves the host engine's containers, networks, volumes and images
 //! exactly as they were. Prints the cold/warm times and each node's memory.
 //!
+//! `verify --engine swarm --cluster` passes the example on three nodes with
+//! a reach and a block cell of every network across nodes, shows each
+//! cell's nodes, and leaves nothing of the run on any node.
+//!
 //! The host engine never becomes a swarm: the swarm lives in the nodes.
+//! The tests take turns (SERIAL): each makes a cluster of its own.
 //! On an engine other people use at the same time, set
 //! `CLUSTER_TEST_SHARED_ENGINE=1` to compare only what the cluster could
 //! have made (its label and prefix, the root filesystem image).
@@ -15,9 +20,12 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Output};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use common::*;
+
+static SERIAL: Mutex<()> = Mutex::new(());
 
 fn docker_at(host: Option<&Path>, args: &[&str]) -> Output {
     let mut c = Command::new("docker");
@@ -104,6 +112,7 @@ fn ok(o: &Output, what: &str) {
 
 #[test]
 fn three_nodes_push_pull_reuse_refuse_and_down_leaves_the_host_as_found() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     assert!(docker_available(), "these tests need a Docker daemon");
     let c = copy("cluster");
     let root = c.root.as_path();
@@ -255,4 +264,104 @@ fn three_nodes_push_pull_reuse_refuse_and_down_leaves_the_host_as_found() {
         "cluster: first up {first:.1}s ({}), warm up {warm:.1}s, reuse {reuse:.1}s, push {push_secs:.1}s, down {down1:.1}s / {down2:.1}s\nmemory:\n{mem}",
         if cached { "root filesystem cached" } else { "cold: root filesystem built" }
     );
+}
+
+/// What a verify run left on a node: anything labelled with a run, and
+/// the run's image tags.
+fn run_leftovers(sock: &Path) -> Vec<String> {
+    let f = "label=monorepo.verify.run";
+    let mut out = vec![];
+    for (kind, args) in [
+        ("container", &["ps", "-aq", "--filter", f][..]),
+        ("volume", &["volume", "ls", "-q", "--filter", f]),
+        ("network", &["network", "ls", "-q", "--filter", f]),
+        ("service", &["service", "ls", "-q", "--filter", f]),
+        ("secret", &["secret", "ls", "-q", "--filter", f]),
+        ("config", &["config", "ls", "-q", "--filter", f]),
+    ] {
+        for l in lines(docker_at(Some(sock), args)) {
+            out.push(format!("{kind} {l}"));
+        }
+    }
+    for l in lines(docker_at(
+        Some(sock),
+        &["images", "--format", "{{.Repository}}:{{.Tag}}"],
+    )) {
+        if l.contains("/run-") {
+            out.push(format!("image {l}"));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_example_passes_across_three_nodes_and_the_run_leaves_nothing() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let c = prepared("clv");
+    let root = c.root.as_path();
+    let name = format!("v{}", std::process::id() % 100000);
+    let before = host_objects();
+    let (o, up) = cluster(root, &name, &["up"]);
+    ok(&o, "cluster up");
+    let sock = |i: usize| {
+        root.join(format!(
+            "target/xtask/cluster/{name}/node{i}/run/docker.sock"
+        ))
+    };
+
+    let t = Instant::now();
+    let o = verify(
+        root,
+        &["--engine", "swarm", "--cluster", &name, "--format", "json"],
+    );
+    let secs = t.elapsed().as_secs_f64();
+    let out = text(&o);
+    // Whatever happened, the cluster goes.
+    let leftovers: Vec<String> = (1..=3).flat_map(|i| run_leftovers(&sock(i))).collect();
+    let (d, down) = cluster(root, &name, &["down"]);
+    ok(&d, "cluster down");
+    assert_host_as_before(&before, &name, "after the multi-node verify");
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert_eq!(leftovers, Vec::<String>::new(), "{out}");
+
+    let v: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(v["engine"]["endpoint_mode"], "dnsrr", "{out}");
+    let placed: BTreeSet<&str> = v["engine"]["nodes"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(|n| n.as_str())
+        .collect();
+    assert_eq!(placed.len(), 3, "services on every node: {placed:?}");
+    let cells = v["cells"].as_array().unwrap();
+    assert!(!cells.is_empty());
+    let crossing = |expected: &str| {
+        cells
+            .iter()
+            .filter(|c| c["expected"] == expected && c["ok"] == true)
+            .filter(|c| c["source_node"].is_string() && c["source_node"] != c["target_node"])
+            .count()
+    };
+    for c in cells {
+        assert!(
+            c["source_node"].is_string() && c["target_node"].is_string(),
+            "{c}"
+        );
+    }
+    assert!(
+        crossing("reachable") >= 4 && crossing("unreachable") >= 4,
+        "{out}"
+    );
+    // The per-network proof: a reach and a block cell across nodes each.
+    for net in ["grpc-network", "pg-network", "redis-network", "web-network"] {
+        for what in ["reach", "block"] {
+            let line = out
+                .lines()
+                .find(|l| l.contains(&format!("cross  {net}: {what} ")))
+                .unwrap_or_else(|| panic!("no {what} line for {net}:\n{out}"));
+            assert!(line.contains("as expected"), "{line}");
+        }
+    }
+    eprintln!("cluster verify: up {up:.1}s, verify {secs:.1}s, down {down:.1}s");
 }
