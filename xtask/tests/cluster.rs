@@ -295,7 +295,7 @@ fn run_leftovers(sock: &Path) -> Vec<String> {
 }
 
 #[test]
-fn the_example_passes_across_three_nodes_and_the_run_leaves_nothing() {
+fn the_example_passes_across_three_nodes_and_a_run_leaves_nothing_even_interrupted() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let c = prepared("clv");
     let root = c.root.as_path();
@@ -316,13 +316,37 @@ fn the_example_passes_across_three_nodes_and_the_run_leaves_nothing() {
     );
     let secs = t.elapsed().as_secs_f64();
     let out = text(&o);
-    // Whatever happened, the cluster goes.
     let leftovers: Vec<String> = (1..=3).flat_map(|i| run_leftovers(&sock(i))).collect();
+    // Interrupted once its services run: it still removes everything.
+    let log = root.join("interrupted.log");
+    let mut child = spawn_verify(
+        root,
+        &["--engine", "swarm", "--cluster", &name],
+        std::fs::File::create(&log).unwrap().into(),
+    );
+    let t0 = Instant::now();
+    while t0.elapsed().as_secs() < 300
+        && !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("  node   ")
+    {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    let int_log = std::fs::read_to_string(&log).unwrap_or_default();
+    let int_leftovers: Vec<String> = (1..=3).flat_map(|i| run_leftovers(&sock(i))).collect();
+    // Whatever happened, the cluster goes.
     let (d, down) = cluster(root, &name, &["down"]);
     ok(&d, "cluster down");
     assert_host_as_before(&before, &name, "after the multi-node verify");
     assert_eq!(o.status.code(), Some(0), "{out}");
     assert_eq!(leftovers, Vec::<String>::new(), "{out}");
+    assert_eq!(status.code(), Some(2), "{int_log}");
+    assert!(int_log.contains("interrupted (SIGINT)"), "{int_log}");
+    assert_eq!(int_leftovers, Vec::<String>::new(), "{int_log}");
 
     let v: serde_json::Value =
         serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
