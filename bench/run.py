@@ -16,34 +16,86 @@ Needs what the tests need (bash scripts/setup.sh). It reports; it never fails
 on a missed target.
 """
 
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
 import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Final, NamedTuple
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Where cargo put them (CARGO_TARGET_DIR, the host's triple): set by main()
-# and ensure_probe() from cargo's JSON messages (cargo_exe).
-XTASK = None
-PROBE = None
-ROWS = []
+ROOT: Final = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def row(name, value, unit, baseline=None, target=None, ok=None, note=""):
-    ROWS.append((name, value, unit, baseline, target, ok, note))
-    b = f" (baseline {baseline:.3g})" if baseline is not None else ""
-    print(f"  {name}: {value:.3g} {unit}{b} {note}", flush=True)
+class Row(NamedTuple):
+    """One line of the final table."""
+
+    name: str
+    value: float
+    unit: str
+    baseline: float | None
+    target: str | None
+    ok: bool | None
+    note: str
 
 
-def run(cmd, cwd=None, env=None, check=True, quiet=True):
+@dataclasses.dataclass
+class Bench:
+    """What the sections share: the executables cargo built (where cargo put
+    them: CARGO_TARGET_DIR, the host's triple, read from its JSON messages),
+    the runs per figure, and the table's rows so far."""
+
+    xtask: str
+    runs: int
+    # Built by ensure_probe() for the sections that run verify.
+    probe: str | None = None
+    rows: list[Row] = dataclasses.field(default_factory=list)
+
+    def row(
+        self,
+        name: str,
+        value: float,
+        unit: str,
+        baseline: float | None = None,
+        target: str | None = None,
+        ok: bool | None = None,
+        note: str = "",
+    ) -> None:
+        self.rows.append(Row(name, value, unit, baseline, target, ok, note))
+        b = f" (baseline {baseline:.3g})" if baseline is not None else ""
+        print(f"  {name}: {value:.3g} {unit}{b} {note}", flush=True)
+
+    def xt(self, root: str, *args: str, check: bool = True) -> Timed:
+        return run([self.xtask, "--root", root, *args], check=check)
+
+    def table(self) -> None:
+        print()
+        print("| benchmark | measured | baseline | target | met |")
+        print("|---|---|---|---|---|")
+        for name, value, unit, baseline, target, ok, note in self.rows:
+            b = f"{baseline:.3g} {unit}" if baseline is not None else ""
+            met = "" if ok is None else ("yes" if ok else "NO")
+            print(f"| {name} | {value:.3g} {unit} {note} | {b} | {target or ''} | {met} |")
+
+
+# (seconds, peak RSS in MiB, output) of one command.
+Timed = tuple[float, float, str]
+
+
+def run(cmd: Sequence[str], cwd: str | None = None, env: Mapping[str, str] | None = None, check: bool = True) -> Timed:
     """Runs a command; returns (seconds, peak RSS in MiB, completed output)."""
     e = dict(os.environ, NO_COLOR="1")
     e.update(env or {})
     t = time.perf_counter()
     p = subprocess.Popen(cmd, cwd=cwd, env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert p.stdout is not None
     # wait4 gives this child's own rusage (peak RSS), not the sum of all.
     out = p.stdout.read()
     _, status, ru = os.wait4(p.pid, 0)
@@ -57,109 +109,173 @@ def run(cmd, cwd=None, env=None, check=True, quiet=True):
     return dt, ru.ru_maxrss / 1024.0, text
 
 
-def median(fn, n):
+def median(fn: Callable[[], float], n: int) -> float:
     return statistics.median(fn() for _ in range(n))
 
 
-def repo_copy(tag):
+def repo_copy(tag: str) -> str:
     d = tempfile.mkdtemp(prefix=f"xtask-bench-{tag}-")
     subprocess.run(["git", "clone", "-q", ROOT, d], check=True)
     if os.path.exists(os.path.join(ROOT, ".env")):
         shutil.copy(os.path.join(ROOT, ".env"), d)
     else:
-        print("  note: no .env here: the stack uses the official images (without a registry, run bash scripts/setup.sh)")
+        print(
+            "  note: no .env here: the stack uses the official images (without a registry, run bash scripts/setup.sh)"
+        )
     return d
 
 
-def xt(root, *args, check=True):
-    return run([XTASK, "--root", root, *args], check=check)
+def no_flags(i: int) -> list[str]:
+    return []
 
 
-def grow(root, have, want, https=False, flags=lambda i: []):
+def grow(
+    ctx: Bench, root: str, have: int, want: int, https: bool = False, flags: Callable[[int], list[str]] = no_flags
+) -> None:
     for i in range(have, want):
         args = ["add-service", f"s{i:03d}", "--grpc", *flags(i)]
         if https:
             args.append("--https")
-        xt(root, *args)
+        ctx.xt(root, *args)
 
 
 # --- sections -------------------------------------------------------------
 
 
-def static():
+def static(ctx: Bench) -> None:
     print("static side at scale (dev build, as `cargo xtask` runs it)")
     root = repo_copy("static")
-    xt(root, "certs")
+    ctx.xt(root, "certs")
     have = 2
     per = {}
     for n in (100, 250, 500):
-        grow(root, have, n, flags=lambda i: ["--pg"] if i % 3 == 0 else (["--public", f"/s{i:03d}/"] if i % 5 == 0 else []))
+        grow(
+            ctx,
+            root,
+            have,
+            n,
+            flags=lambda i: ["--pg"] if i % 3 == 0 else (["--public", f"/s{i:03d}/"] if i % 5 == 0 else []),
+        )
         have = n
-        chk = median(lambda: xt(root, "check")[0], 5)
-        syn = median(lambda: xt(root, "sync", "--check")[0], 5)
+        chk = median(lambda: ctx.xt(root, "check")[0], 5)
+        syn = median(lambda: ctx.xt(root, "sync", "--check")[0], 5)
 
-        def add_once():
-            dt = xt(root, "add-service", "extra", "--grpc", "--pg")[0]
-            xt(root, "remove-service", "extra")
+        def add_once() -> float:
+            dt = ctx.xt(root, "add-service", "extra", "--grpc", "--pg")[0]
+            ctx.xt(root, "remove-service", "extra")
             return dt
 
         add = median(add_once, 3)
         per[n] = (chk, add, syn)
-        row(f"check, {n} services", chk * 1000, "ms", target="<150 ms at 500" if n == 500 else None, ok=(chk < 0.150) if n == 500 else None)
-        row(f"add-service, {n} services", add * 1000, "ms", target="<100 ms at 500" if n == 500 else None, ok=(add < 0.100) if n == 500 else None)
-        row(f"sync --check, {n} services", syn * 1000, "ms", target="<150 ms at 500" if n == 500 else None, ok=(syn < 0.150) if n == 500 else None)
+        ctx.row(
+            f"check, {n} services",
+            chk * 1000,
+            "ms",
+            target="<150 ms at 500" if n == 500 else None,
+            ok=(chk < 0.150) if n == 500 else None,
+        )
+        ctx.row(
+            f"add-service, {n} services",
+            add * 1000,
+            "ms",
+            target="<100 ms at 500" if n == 500 else None,
+            ok=(add < 0.100) if n == 500 else None,
+        )
+        ctx.row(
+            f"sync --check, {n} services",
+            syn * 1000,
+            "ms",
+            target="<150 ms at 500" if n == 500 else None,
+            ok=(syn < 0.150) if n == 500 else None,
+        )
     for i, what in enumerate(("check", "add-service", "sync --check")):
         # Linear growth: time per service stays flat from 100 to 500.
         r = (per[500][i] / 500) / (per[100][i] / 100)
-        row(f"{what}: per-service time 500 vs 100", r, "x", target="~1 or less (linear)", ok=r < 1.5)
+        ctx.row(f"{what}: per-service time 500 vs 100", r, "x", target="~1 or less (linear)", ok=r < 1.5)
     shutil.rmtree(root)
 
 
-def certs():
+def certs(ctx: Bench) -> None:
     print("certificates: 50 https services")
     root = repo_copy("certs")
-    xt(root, "certs")
-    grow(root, 2, 51, https=True)  # accounts + 49 = 50 https services
-    ours = median(lambda: xt(root, "certs", "--force")[0], 3)
+    ctx.xt(root, "certs")
+    grow(ctx, root, 2, 51, https=True)  # accounts + 49 = 50 https services
+    ours = median(lambda: ctx.xt(root, "certs", "--force")[0], 3)
     tmp = tempfile.mkdtemp(prefix="xtask-bench-openssl-")
     shutil.copy(os.path.join(root, "certs/ca/ca.pem"), tmp)
     shutil.copy(os.path.join(root, "certs/ca/ca.key"), tmp)
     names = ["server"] + [f"s{i:03d}" for i in range(2, 51)] + ["accounts"]
 
-    def loop():
+    def loop() -> float:
         t = time.perf_counter()
         for n in names:
             ext = os.path.join(tmp, f"{n}.ext")
             with open(ext, "w") as f:
                 f.write(f"subjectAltName=DNS:{n}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
-            run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                 "-keyout", f"{n}.key", "-out", f"{n}.csr", "-subj", f"/CN={n}"], cwd=tmp)
-            run(["openssl", "x509", "-req", "-in", f"{n}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                 "-days", "825", "-extfile", ext, "-out", f"{n}.pem"], cwd=tmp)
+            run(
+                [
+                    "openssl",
+                    "req",
+                    "-new",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                    "-nodes",
+                    "-keyout",
+                    f"{n}.key",
+                    "-out",
+                    f"{n}.csr",
+                    "-subj",
+                    f"/CN={n}",
+                ],
+                cwd=tmp,
+            )
+            run(
+                [
+                    "openssl",
+                    "x509",
+                    "-req",
+                    "-in",
+                    f"{n}.csr",
+                    "-CA",
+                    "ca.pem",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-days",
+                    "825",
+                    "-extfile",
+                    ext,
+                    "-out",
+                    f"{n}.pem",
+                ],
+                cwd=tmp,
+            )
         return time.perf_counter() - t
 
     theirs = median(loop, 3)
-    row("certs --force, 51 certificates", ours * 1000, "ms", baseline=theirs * 1000)
-    row("openssl loop / certs --force", theirs / ours, "x", target=">=10x", ok=theirs / ours >= 10)
+    ctx.row("certs --force, 51 certificates", ours * 1000, "ms", baseline=theirs * 1000)
+    ctx.row("openssl loop / certs --force", theirs / ours, "x", target=">=10x", ok=theirs / ours >= 10)
     shutil.rmtree(tmp)
     shutil.rmtree(root)
 
 
-def build():
+def build(ctx: Bench) -> None:
     print("the xtask's own build")
     target = tempfile.mkdtemp(prefix="xtask-bench-target-")
     env = {"CARGO_TARGET_DIR": target}
     run(["cargo", "fetch"], cwd=ROOT)
     dt, _, out = run(["cargo", "build", "-p", "xtask", "--offline"], cwd=ROOT, env=env)
     crates = out.count("Compiling ")
-    row("cold cargo build -p xtask", dt, "s", target="<60 s", ok=dt < 60, note=f"({crates} crates compiled)")
+    ctx.row("cold cargo build -p xtask", dt, "s", target="<60 s", ok=dt < 60, note=f"({crates} crates compiled)")
     src = os.path.join(ROOT, "xtask", "src", "main.rs")
     os.utime(src)
     dt, _, _ = run(["cargo", "build", "-p", "xtask", "--offline"], cwd=ROOT, env=env)
-    row("rebuild after touching one file", dt, "s", target="<3 s", ok=dt < 3)
+    ctx.row("rebuild after touching one file", dt, "s", target="<3 s", ok=dt < 3)
     exe = os.path.join(target, "debug", "xtask")
     h = median(lambda: run([exe, "--help"])[0], 10)
-    row("xtask --help", h * 1000, "ms", target="<500 ms", ok=h < 0.5)
+    ctx.row("xtask --help", h * 1000, "ms", target="<500 ms", ok=h < 0.5)
     shutil.rmtree(target)
 
 
@@ -176,28 +292,29 @@ def build():
 # The probe binary is built before anything is timed and handed to verify
 # (XTASK_PROBE_BIN): it is part of neither side's cold cost.
 
-PAIRS_PORTS = {"postgres": 5432, "redis": 6379, "nginx": 443, "accounts": 50051, "gateway": 8080}
-PROJECT = "xtaskbench"
-RUNS = 3  # --runs N: each figure is the median of N runs (min and max shown)
+PAIRS_PORTS: Final = MappingProxyType(
+    {"postgres": 5432, "redis": 6379, "nginx": 443, "accounts": 50051, "gateway": 8080}
+)
+PROJECT: Final = "xtaskbench"
 
 
-def compose_clis():
+def compose_clis() -> list[tuple[str, list[str]]]:
     """(label, command) of each Compose to compare with: v2 first."""
     out = []
-    v2 = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)
+    v2 = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True, check=False)
     if v2.returncode == 0 and " v2." in v2.stdout:
         out.append(("compose v2", ["docker", "compose"]))
     else:
         raise SystemExit("bench: Docker Compose v2 (`docker compose`) is missing; run bash scripts/setup.sh")
     v1 = shutil.which("docker-compose")
     if v1:
-        ver = subprocess.run([v1, "version", "--short"], capture_output=True, text=True).stdout.strip()
+        ver = subprocess.run([v1, "version", "--short"], capture_output=True, text=True, check=False).stdout.strip()
         if ver.startswith("1."):
             out.append(("compose v1", [v1]))
     return out
 
 
-def remove_all_images(project=PROJECT):
+def remove_all_images(project: str = PROJECT) -> None:
     """Every image either side built, under every name, and BuildKit's cache,
     so that the next run is cold: verify's `monorepo-verify/<service>:<hash>`
     tags, Compose v2's `<project>-<service>` and v1's `<project>_<service>`.
@@ -205,24 +322,30 @@ def remove_all_images(project=PROJECT):
     The base images (`.env`, `cargo xtask images bootstrap`) stay. This is
     daemon-wide: run the cold benchmark when nothing else uses the daemon
     (another verify would lose its images mid-run)."""
-    listing = subprocess.run(["docker", "images", "--format", "{{.Repository}} {{.ID}}"], capture_output=True, text=True).stdout
+    listing = subprocess.run(
+        ["docker", "images", "--format", "{{.Repository}} {{.ID}}"], capture_output=True, text=True, check=False
+    ).stdout
     ids = set()
     for line in listing.splitlines():
         repo, _, iid = line.partition(" ")
         if repo.startswith(("monorepo-verify/", f"{project}-", f"{project}_")):
             ids.add(iid)
     if ids:
-        subprocess.run(["docker", "rmi", "-f", *sorted(ids)], capture_output=True)
-    subprocess.run(["docker", "image", "prune", "-f"], capture_output=True)
+        subprocess.run(["docker", "rmi", "-f", *sorted(ids)], capture_output=True, check=False)
+    subprocess.run(["docker", "image", "prune", "-f"], capture_output=True, check=False)
     # BuildKit keeps its cache apart from the image list.
-    subprocess.run(["docker", "builder", "prune", "-af"], capture_output=True)
-    left = [l for l in subprocess.run(["docker", "images", "--format", "{{.Repository}}"], capture_output=True, text=True).stdout.splitlines()
-            if l.startswith(("monorepo-verify/", f"{project}-", f"{project}_"))]
+    subprocess.run(["docker", "builder", "prune", "-af"], capture_output=True, check=False)
+    listing = subprocess.run(
+        ["docker", "images", "--format", "{{.Repository}}"], capture_output=True, text=True, check=False
+    ).stdout
+    left = [
+        repo for repo in listing.splitlines() if repo.startswith(("monorepo-verify/", f"{project}-", f"{project}_"))
+    ]
     if left:
         raise SystemExit(f"bench: could not remove {left} (in use?); a cold run would not be cold")
 
 
-def seed_dir(root):
+def seed_dir(root: str) -> str:
     """Where verify caches Postgres's initialised data directory
     (xtask/src/verify/pgseed.rs): removed before a cold run, as BuildKit's
     cache is for Compose."""
@@ -230,7 +353,15 @@ def seed_dir(root):
     return os.path.join(root, target, "xtask", "pg-seed")
 
 
-def engine_floor(root):
+def read_env_file(path: str) -> dict[str, str]:
+    """KEY=value lines of a .env file; {} when there is none."""
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return dict(line.split("=", 1) for line in f if "=" in line and not line.startswith("#"))
+
+
+def engine_floor(root: str) -> float:
     """What the engine alone takes for the example stack's objects, through
     the docker CLI with every call of a step in parallel: create its 4
     networks, create its 5 containers (each service's image, a process that
@@ -238,24 +369,48 @@ def engine_floor(root):
     networks. No readiness, no probe: a lower bound for verify's and
     Compose's start and cleanup (the CLI adds its own ~50 ms per call)."""
     images = {}
-    for line in subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True, text=True).stdout.splitlines():
+    for line in subprocess.run(
+        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True, text=True, check=False
+    ).stdout.splitlines():
         repo = line.split(":")[0]
         for svc in ("accounts", "gateway", "nginx"):
             if repo == f"monorepo-verify/{svc}":
                 images[svc] = line
-    env = dict(l.split("=", 1) for l in open(os.path.join(root, ".env")) if "=" in l and not l.startswith("#")) if os.path.exists(os.path.join(root, ".env")) else {}
+    env = read_env_file(os.path.join(root, ".env"))
     images["postgres"] = env.get("POSTGRES_IMAGE", "postgres:16").strip()
     images["redis"] = env.get("REDIS_IMAGE", "redis:7").strip()
-    nets = {"postgres": ["pg"], "redis": ["redis"], "nginx": ["web"], "accounts": ["grpc", "pg", "redis"], "gateway": ["grpc", "web"]}
+    nets = {
+        "postgres": ["pg"],
+        "redis": ["redis"],
+        "nginx": ["web"],
+        "accounts": ["grpc", "pg", "redis"],
+        "gateway": ["grpc", "web"],
+    }
 
-    def par(cmds):
+    def par(cmds: list[list[str]]) -> None:
         ps = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for c in cmds]
         for p in ps:
             p.wait()
 
     t = time.perf_counter()
     par([["docker", "network", "create", f"floor-{n}"] for n in ("pg", "redis", "web", "grpc")])
-    par([["docker", "create", "--name", f"floor-{s}", "--network", f"floor-{ns[0]}", "--entrypoint", "sleep", images[s], "60"] for s, ns in nets.items()])
+    par(
+        [
+            [
+                "docker",
+                "create",
+                "--name",
+                f"floor-{s}",
+                "--network",
+                f"floor-{ns[0]}",
+                "--entrypoint",
+                "sleep",
+                images[s],
+                "60",
+            ]
+            for s, ns in nets.items()
+        ]
+    )
     par([["docker", "network", "connect", f"floor-{n}", f"floor-{s}"] for s, ns in nets.items() for n in ns[1:]])
     par([["docker", "start", f"floor-{s}"] for s in nets])
     par([["docker", "rm", "-f", f"floor-{s}"] for s in nets])
@@ -263,54 +418,76 @@ def engine_floor(root):
     return time.perf_counter() - t
 
 
-def compose_baseline(root, dc):
+def compose_baseline(root: str, dc: list[str]) -> float:
     """up --build, wait until every container answers, one exec per pair, down -v -t 1."""
-    dc = dc + ["-p", PROJECT]
+    dc = [*dc, "-p", PROJECT]
     t = time.perf_counter()
-    run(dc + ["up", "-d", "--build"], cwd=root)
+    run([*dc, "up", "-d", "--build"], cwd=root)
     ready = {
         "postgres": ["pg_isready", "-h", "127.0.0.1", "-U", "app"],
         "redis": ["redis-cli", "ping"],
         "accounts": ["python3", "-c", "import socket; socket.create_connection(('127.0.0.1', 50051), 2)"],
-        "gateway": ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)"],
+        "gateway": [
+            "python3",
+            "-c",
+            "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)",
+        ],
         "nginx": ["nginx", "-t"],
     }
     deadline = time.time() + 120
     for svc, cmd in ready.items():
         while True:
-            if subprocess.run(dc + ["exec", "-T", svc, *cmd], cwd=root, capture_output=True).returncode == 0:
+            if (
+                subprocess.run([*dc, "exec", "-T", svc, *cmd], cwd=root, capture_output=True, check=False).returncode
+                == 0
+            ):
                 break
             if time.time() > deadline:
-                run(dc + ["down", "-v", "-t", "1"], cwd=root, check=False)
+                run([*dc, "down", "-v", "-t", "1"], cwd=root, check=False)
                 raise SystemExit(f"baseline: {svc} never became ready")
             time.sleep(0.5)
     for src in ("accounts", "gateway"):
         for dst, port in PAIRS_PORTS.items():
             if dst == src:
                 continue
-            probe = f"import socket\ntry:\n    socket.create_connection(('{dst}', {port}), 2)\nexcept OSError:\n    pass\n"
-            run(dc + ["exec", "-T", src, "python3", "-c", probe], cwd=root, check=False)
-    # -t 1: the services do not stop on SIGTERM yet (see issue 13), and
-    # verify removes with force; waiting out 10 s stop timeouts is not a
-    # cost of Compose.
-    run(dc + ["down", "-v", "-t", "1"], cwd=root)
+            probe = (
+                f"import socket\ntry:\n    socket.create_connection(('{dst}', {port}), 2)\nexcept OSError:\n    pass\n"
+            )
+            run([*dc, "exec", "-T", src, "python3", "-c", probe], cwd=root, check=False)
+    # -t 1: verify removes its containers with force and never waits for a
+    # stop, so Compose's stop is capped too. The services themselves stop on
+    # SIGTERM (exit 0 within STOP_GRACE, 1 s by default: common/serve.py,
+    # tests/python/test_sigterm.py), so the cap rarely cuts anything short;
+    # it keeps a slow stop of any container from counting against Compose.
+    run([*dc, "down", "-v", "-t", "1"], cwd=root)
     return time.perf_counter() - t
 
 
 PHASES = ("check", "images", "start", "ready", "probes", "cleanup")
 
 
-def verify_run(root, *args, cold=False):
+# (seconds, peak RSS in MiB, {phase: seconds}) of one verify.
+VerifyRun = tuple[float, float, dict[str, float]]
+
+
+def verify_run(ctx: Bench, root: str, *args: str, cold: bool = False) -> VerifyRun:
     """(seconds, peak RSS, {phase: seconds}) of one verify. `cold`: with an
     empty cache for scripts/gen_proto.py and the proto stamp (check's MR017)."""
-    env = {"XTASK_PROBE_BIN": PROBE}
+    assert ctx.probe is not None, "ensure_probe() first"
+    env = {"XTASK_PROBE_BIN": ctx.probe}
     if cold:
         env["GEN_PROTO_CACHE"] = tempfile.mkdtemp(prefix="xtask-bench-protocache-")
-    dt, rss, out = run([XTASK, "--root", root, "verify", *args], env=env)
+    dt, rss, out = run([ctx.xtask, "--root", root, "verify", *args], env=env)
     if cold:
         shutil.rmtree(env["GEN_PROTO_CACHE"], ignore_errors=True)
-    phases = {}
-    lines = [l for l in out.splitlines() if l.startswith("verify: ") and "s (" in l]
+    return dt, rss, phases_of(out)
+
+
+def phases_of(out: str) -> dict[str, float]:
+    """{phase: seconds} from verify's last summary line,
+    `verify: 12.3s (check 0.1s, images 2.0s, ...)`; {} without one."""
+    phases: dict[str, float] = {}
+    lines = [line for line in out.splitlines() if line.startswith("verify: ") and "s (" in line]
     if lines:
         for part in lines[-1].split("(", 1)[1].rstrip(")").split(", "):
             name, _, secs = part.rpartition(" ")
@@ -318,52 +495,65 @@ def verify_run(root, *args, cold=False):
                 phases[name] = float(secs.rstrip("s"))
             except ValueError:
                 pass
-    return dt, rss, phases
+    return phases
 
 
-def cargo_exe(args, name, env=None):
+def cargo_exe(args: list[str], name: str, env: Mapping[str, str] | None = None) -> str:
     """Builds with cargo and returns the executable `name` as cargo names it."""
-    import json
-    out = subprocess.run(["cargo", "build", "--quiet", "--message-format=json-render-diagnostics", *args],
-                         cwd=ROOT, env=dict(os.environ, **(env or {})), stdout=subprocess.PIPE, text=True, check=True).stdout
-    exes = [m["executable"] for m in map(json.loads, out.splitlines())
-            if m.get("reason") == "compiler-artifact" and m["target"]["name"] == name and m.get("executable")]
-    return exes[-1]
+    out = subprocess.run(
+        ["cargo", "build", "--quiet", "--message-format=json-render-diagnostics", *args],
+        cwd=ROOT,
+        env=dict(os.environ, **(env or {})),
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    ).stdout
+    exes = [
+        m["executable"]
+        for m in map(json.loads, out.splitlines())
+        if m.get("reason") == "compiler-artifact" and m["target"]["name"] == name and m.get("executable")
+    ]
+    exe: str = exes[-1]
+    return exe
 
 
-def ensure_probe():
+def ensure_probe(ctx: Bench) -> None:
+    """Builds the probe once, as verify would, and records it in `ctx`."""
     # The same build as verify's (xtask/src/verify/probe_build.rs): the
     # host's Linux triple, the user's RUSTFLAGS plus +crt-static.
-    global PROBE
+    if ctx.probe is not None:
+        return
     triple = {"x86_64": "x86_64-unknown-linux-gnu", "aarch64": "aarch64-unknown-linux-gnu"}[os.uname().machine]
     flags = (os.environ.get("RUSTFLAGS", "") + " -C target-feature=+crt-static").strip()
-    PROBE = cargo_exe(["--release", "-p", "probe", "--target", triple], "probe", {"RUSTFLAGS": flags})
+    ctx.probe = cargo_exe(["--release", "-p", "probe", "--target", triple], "probe", {"RUSTFLAGS": flags})
 
 
-def spread(xs):
+def spread(xs: Sequence[float]) -> tuple[float, str]:
     """median, and the range as a note."""
     return statistics.median(xs), f"(median of {len(xs)}, {min(xs):.1f}-{max(xs):.1f} s)"
 
 
-def breakdown(runs):
+def breakdown(runs: Sequence[Mapping[str, float]]) -> str:
     """The median of each phase over runs, as one note."""
-    return ", ".join(f"{p} {statistics.median(r.get(p, 0.0) for r in runs):.1f}" for p in PHASES if any(p in r for r in runs))
+    return ", ".join(
+        f"{p} {statistics.median(r.get(p, 0.0) for r in runs):.1f}" for p in PHASES if any(p in r for r in runs)
+    )
 
 
-def verify():
-    print(f"verify against the Docker Compose baselines (example stack, {RUNS} runs each)")
-    ensure_probe()
+def verify(ctx: Bench) -> None:
+    print(f"verify against the Docker Compose baselines (example stack, {ctx.runs} runs each)")
+    ensure_probe(ctx)
     root = repo_copy("verify")
-    xt(root, "certs")
+    ctx.xt(root, "certs")
     clis = compose_clis()
     print("  baselines: " + ", ".join(f"{n} ({' '.join(c)})" for n, c in clis))
     # Cold: before every run, every image of either side and BuildKit's cache go.
-    cold = {"verify": [], **{n: [] for n, _ in clis}}
-    cold_phases = []
-    for i in range(RUNS):
+    cold: dict[str, list[float]] = {"verify": [], **{n: [] for n, _ in clis}}
+    cold_phases: list[dict[str, float]] = []
+    for i in range(ctx.runs):
         remove_all_images()
         shutil.rmtree(seed_dir(root), ignore_errors=True)
-        dt, _, ph = verify_run(root, cold=True)
+        dt, _, ph = verify_run(ctx, root, cold=True)
         cold["verify"].append(dt)
         cold_phases.append(ph)
         print(f"    cold {i + 1}: verify {dt:.1f} s ({breakdown([ph])})", flush=True)
@@ -376,86 +566,106 @@ def verify():
     # Warm: each side with its own images in place (unmeasured runs first:
     # one that builds, one that caches Postgres's data directory, which a
     # run that builds leaves to the next).
-    warm = {"verify": [], **{n: [] for n, _ in clis}}
-    warm_phases = []
+    warm: dict[str, list[float]] = {"verify": [], **{n: [] for n, _ in clis}}
+    warm_phases: list[dict[str, float]] = []
     rss = 0.0
-    verify_run(root)
-    verify_run(root)
-    for i in range(RUNS):
-        dt, r, ph = verify_run(root)
+    verify_run(ctx, root)
+    verify_run(ctx, root)
+    for i in range(ctx.runs):
+        dt, r, ph = verify_run(ctx, root)
         warm["verify"].append(dt)
         warm_phases.append(ph)
         rss = max(rss, r)
         print(f"    warm {i + 1}: verify {dt:.1f} s ({breakdown([ph])})", flush=True)
     for n, dc in clis:
         compose_baseline(root, dc)
-        for i in range(RUNS):
+        for i in range(ctx.runs):
             warm[n].append(compose_baseline(root, dc))
             print(f"    warm {i + 1}: {n} {warm[n][-1]:.1f} s", flush=True)
-    for kind, data, ph, target in (("cold", cold, cold_phases, 0.8), ("warm", warm, warm_phases, 0.3)):
+    for kind, data, phases, target in (("cold", cold, cold_phases, 0.8), ("warm", warm, warm_phases, 0.3)):
         v, vnote = spread(data["verify"])
         for n, _ in clis:
             b, bnote = spread(data[n])
-            row(f"verify {kind} vs {n}", v, "s", baseline=b, note=f"{vnote}; baseline {bnote}")
+            ctx.row(f"verify {kind} vs {n}", v, "s", baseline=b, note=f"{vnote}; baseline {bnote}")
             if n == "compose v2":
-                row(f"verify/{n} {kind}", v / b, "x", target=f"<={target}", ok=v / b <= target)
+                ctx.row(f"verify/{n} {kind}", v / b, "x", target=f"<={target}", ok=v / b <= target)
             else:
-                row(f"verify/{n} {kind}", v / b, "x")
-        row(f"verify {kind}: phases (median s)", v, "s", note=breakdown(ph))
-    row("verify peak RSS (xtask)", rss, "MiB", target="<100 MiB", ok=rss < 100)
-    floor, fnote = spread([engine_floor(root) for _ in range(RUNS)])
+                ctx.row(f"verify/{n} {kind}", v / b, "x")
+        ctx.row(f"verify {kind}: phases (median s)", v, "s", note=breakdown(phases))
+    ctx.row("verify peak RSS (xtask)", rss, "MiB", target="<100 MiB", ok=rss < 100)
+    floor, fnote = spread([engine_floor(root) for _ in range(ctx.runs)])
     b, _ = spread(warm["compose v2"])
-    row("engine floor: the example's 4 networks and 5 containers created, started, removed", floor, "s", note=f"{fnote}; {floor / b:.2f}x the Compose v2 warm baseline")
+    ctx.row(
+        "engine floor: the example's 4 networks and 5 containers created, started, removed",
+        floor,
+        "s",
+        note=f"{fnote}; {floor / b:.2f}x the Compose v2 warm baseline",
+    )
     remove_all_images()
     shutil.rmtree(root)
 
 
-def scale():
-    print(f"verify with 2, 8 and 24 services ({RUNS} warm runs each)")
-    ensure_probe()
+def scale(ctx: Bench) -> None:
+    print(f"verify with 2, 8 and 24 services ({ctx.runs} warm runs each)")
+    ensure_probe(ctx)
     root = repo_copy("scale")
-    xt(root, "certs")
+    ctx.xt(root, "certs")
     have = 2
     for n in (2, 8, 24):
-        grow(root, have, n, flags=lambda i: (["--pg"] if i % 3 == 0 else []) + (["--redis"] if i % 4 == 0 else []))
+        grow(ctx, root, have, n, flags=lambda i: (["--pg"] if i % 3 == 0 else []) + (["--redis"] if i % 4 == 0 else []))
         have = n
-        verify_run(root)  # builds what is new
-        verify_run(root)  # caches Postgres's data directory for the new init script
-        runs = [verify_run(root) for _ in range(RUNS)]
+        verify_run(ctx, root)  # builds what is new
+        verify_run(ctx, root)  # caches Postgres's data directory for the new init script
+        runs = [verify_run(ctx, root) for _ in range(ctx.runs)]
         dt, note = spread([r[0] for r in runs])
-        row(f"verify warm, {n} services", dt, "s", target="<30 s at 24" if n == 24 else None, ok=(dt < 30) if n == 24 else None,
-            note=f"{note}; {breakdown([r[2] for r in runs])}")
-        row(f"verify warm, {n} services, per service", dt / n, "s")
+        ctx.row(
+            f"verify warm, {n} services",
+            dt,
+            "s",
+            target="<30 s at 24" if n == 24 else None,
+            ok=(dt < 30) if n == 24 else None,
+            note=f"{note}; {breakdown([r[2] for r in runs])}",
+        )
+        ctx.row(f"verify warm, {n} services, per service", dt / n, "s")
         rss = max(r[1] for r in runs)
-        row(f"verify peak RSS, {n} services", rss, "MiB", target="<100 MiB", ok=rss < 100)
+        ctx.row(f"verify peak RSS, {n} services", rss, "MiB", target="<100 MiB", ok=rss < 100)
     shutil.rmtree(root)
 
 
-SECTIONS = {"static": static, "certs": certs, "build": build, "verify": verify, "scale": scale}
+SECTIONS: Final[Mapping[str, Callable[[Bench], None]]] = MappingProxyType(
+    {"static": static, "certs": certs, "build": build, "verify": verify, "scale": scale}
+)
 
 
-def main():
-    global RUNS
-    args = sys.argv[1:]
-    if "--runs" in args:
-        i = args.index("--runs")
-        RUNS = int(args[i + 1])
-        del args[i:i + 2]
-    wanted = args or list(SECTIONS)
-    for w in wanted:
+def positive(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text}: want 1 or more")
+    return n
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        prog="bench/run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    # No `choices=`: Python 3.11's argparse rejects an empty list against them.
+    ap.add_argument("sections", nargs="*", metavar="SECTION", help=f"one of {', '.join(SECTIONS)} (default: all)")
+    ap.add_argument("--runs", type=positive, default=3, help="each figure is the median of N runs (default 3)")
+    # Intermixed: `static --runs 1 verify` works as it always did.
+    args = ap.parse_intermixed_args(argv)
+    for w in args.sections:
         if w not in SECTIONS:
-            raise SystemExit(f"unknown section {w}; choose from {', '.join(SECTIONS)}")
-    global XTASK
-    XTASK = cargo_exe(["-p", "xtask"], "xtask")
+            ap.error(f"unknown section {w}; choose from {', '.join(SECTIONS)}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    wanted = args.sections or list(SECTIONS)
+    ctx = Bench(xtask=cargo_exe(["-p", "xtask"], "xtask"), runs=args.runs)
     for w in wanted:
-        SECTIONS[w]()
-    print()
-    print("| benchmark | measured | baseline | target | met |")
-    print("|---|---|---|---|---|")
-    for name, value, unit, baseline, target, ok, note in ROWS:
-        b = f"{baseline:.3g} {unit}" if baseline is not None else ""
-        met = "" if ok is None else ("yes" if ok else "NO")
-        print(f"| {name} | {value:.3g} {unit} {note} | {b} | {target or ''} | {met} |")
+        SECTIONS[w](ctx)
+    ctx.table()
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@
 #  - the development certificates;
 #  - for the Python tests and scripts/gen_proto.py: Debian's python3-* packages
 #    (importable by /usr/bin/python3, not by a pyenv python3), protoc 3.21 and
-#    the gRPC Python plugin.
+#    the gRPC Python plugin;
+#  - ruff and mypy for the Python's lint and types (pyproject.toml), pinned,
+#    in a virtual environment of their own (target/pytools).
 # Safe to run again: every step skips what is already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,6 +53,20 @@ kubernetes_validate=1.37.0
 if ! command -v kubernetes-validate >/dev/null || ! kubernetes-validate --version 2>/dev/null | grep -q "$kubernetes_validate"; then
   echo "setup: installing kubernetes-validate $kubernetes_validate (PyPI)"
   python3 -m pip install -q "kubernetes-validate==$kubernetes_validate"
+fi
+
+# ruff and mypy from PyPI into target/pytools (not system site-packages),
+# with the stubs mypy checks the libraries' calls against: the same check on
+# every machine, whatever python3 has installed. pytest is there for its
+# types only; the tests run with /usr/bin/python3's (Debian's 7.2.1).
+pytools=target/pytools
+pytools_pins="ruff==0.17.6 mypy==2.4.1 pytest==7.2.1 types-redis==4.6.0.20241004 types-psycopg2==2.9.21.20261008 grpc-stubs==1.53.0.6"
+if [ "$(cat "$pytools/pins" 2>/dev/null)" != "$pytools_pins" ]; then
+  echo "setup: installing ruff and mypy into $pytools (PyPI)"
+  python3 -m venv --clear "$pytools"
+  # shellcheck disable=SC2086 # one argument per pin
+  "$pytools/bin/python" -m pip install -q --disable-pip-version-check $pytools_pins
+  echo "$pytools_pins" >"$pytools/pins"
 fi
 
 docker info >/dev/null 2>&1 || { echo "setup: the Docker daemon is not reachable; start it first" >&2; exit 2; }

@@ -3,14 +3,21 @@ dependency checks behind it: a service is SERVING only while every database
 and cache it uses answers."""
 
 import logging
+from collections.abc import Callable, Iterable, Sequence
+
+import grpc
 
 from common.gen.grpc.health.v1 import health_pb2, health_pb2_grpc
+from common.settings import PgParams, RedisAuth, Settings
 
 Status = health_pb2.HealthCheckResponse
 SERVICE = "grpc.health.v1.Health"
 
+# (name, fn): fn raises while the dependency `name` is unreachable.
+Check = tuple[str, Callable[[], object]]
 
-def check_postgres(pg: dict) -> None:
+
+def check_postgres(pg: PgParams) -> None:
     import psycopg2
 
     conn = psycopg2.connect(connect_timeout=2, **pg)
@@ -22,7 +29,7 @@ def check_postgres(pg: dict) -> None:
         conn.close()
 
 
-def check_redis(url: str, auth=None) -> None:
+def check_redis(url: str, auth: RedisAuth | None = None) -> None:
     import redis
 
     client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, **(auth or {}))
@@ -33,9 +40,9 @@ def check_redis(url: str, auth=None) -> None:
         client.close()
 
 
-def dependency_checks(cfg) -> list:
+def dependency_checks(cfg: Settings) -> list[Check]:
     """[(name, fn)]: each fn raises while its dependency is unreachable."""
-    checks = []
+    checks: list[Check] = []
     if cfg.pg:
         checks.append(("postgres", lambda: check_postgres(cfg.pg)))
     if cfg.redis_url:
@@ -43,28 +50,28 @@ def dependency_checks(cfg) -> list:
     return checks
 
 
-def status(checks) -> int:
+def status(checks: Iterable[Check]) -> int:
     """SERVING, or NOT_SERVING at the first check that fails."""
     for name, check in checks:
         try:
             check()
-        except Exception as e:  # any failure means not serving
+        except Exception as e:  # noqa: BLE001 - any failure means not serving
             logging.warning("health: %s unreachable: %s", name, e)
-            return Status.NOT_SERVING
-    return Status.SERVING
+            return int(Status.NOT_SERVING)
+    return int(Status.SERVING)
 
 
 class HealthServicer(health_pb2_grpc.HealthServicer):
     """Check for the server as a whole (service "") and for each service it
     serves by full name; any other name is NOT_FOUND, as the protocol says."""
 
-    def __init__(self, checks, services=()):
+    def __init__(self, checks: Sequence[Check], services: Iterable[str] = ()) -> None:
         self.checks = checks
         self.services = {"", SERVICE, *services}
 
-    def Check(self, request, context):
-        import grpc
-
+    def Check(
+        self, request: health_pb2.HealthCheckRequest, context: grpc.ServicerContext
+    ) -> health_pb2.HealthCheckResponse:
         if request.service not in self.services:
             context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
         return health_pb2.HealthCheckResponse(status=status(self.checks))

@@ -4,7 +4,7 @@ stubs (common.gen.*_pb2_grpc)."""
 import grpc
 
 
-def channel(target: str, ca_file: str = "", server_name: str = ""):
+def channel(target: str, ca_file: str = "", server_name: str = "") -> grpc.Channel:
     """A channel to `host:port`; TLS when a CA file is given, verifying the
     certificate against that CA and the host name."""
     if ca_file:

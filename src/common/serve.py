@@ -16,18 +16,24 @@ import ssl
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
+from types import FrameType
+from typing import Any
+
+import grpc
 
 from common import health
+from common.gen.grpc.health.v1 import health_pb2_grpc
+from common.settings import Settings
 
 # Set by the signal handler. A plain flag, polled: a handler that took a lock
 # (threading.Event.set) could deadlock against the main thread holding it.
 _stopping = False
 
 
-def _on_signal(signum, frame) -> None:
+def _on_signal(signum: int, frame: FrameType | None) -> None:
     global _stopping
     if not _stopping:
         logging.info("%s: stopping", signal.Signals(signum).name)
@@ -62,7 +68,7 @@ class GrpcService:
     """One generated service: its add_<Name>Servicer_to_server function, the
     implementation, and its full name (for Health/Check by name)."""
 
-    add: Callable
+    add: Callable[[Any, grpc.Server], None]
     servicer: object
     name: str
 
@@ -71,8 +77,14 @@ class GrpcService:
 class Request:
     method: str
     path: str
-    query: dict  # name -> last value
+    query: dict[str, str]  # name -> last value
     body: bytes
+
+
+# A route's answer: (HTTP status, JSON body).
+Reply = tuple[int, dict[str, Any]]
+# {(method, path prefix): route}
+Routes = Mapping[tuple[str, str], Callable[[Request], Reply]]
 
 
 class HttpError(Exception):
@@ -83,16 +95,22 @@ class HttpError(Exception):
         self.status = status
 
 
-def run(cfg, grpc_services=(), http_routes=None, checks=None) -> None:
+def run(
+    cfg: Settings,
+    grpc_services: Sequence[GrpcService] = (),
+    http_routes: Routes | None = None,
+    checks: Sequence[health.Check] | None = None,
+) -> None:
     """Serves until SIGTERM/SIGINT, then stops cleanly and returns.
 
     checks: [(name, fn)] for the health check; by default Postgres and Redis
     as configured (health.dependency_checks)."""
     handle_signals()
     checks = health.dependency_checks(cfg) if checks is None else checks
+    stop: Callable[[], object]
     if cfg.protocol == "http":
-        server = start_http(cfg, checks, http_routes or {})
-        stop = lambda: stop_http(server, cfg.stop_grace)  # noqa: E731
+        http = start_http(cfg, checks, http_routes or {})
+        stop = lambda: stop_http(http, cfg.stop_grace)  # noqa: E731
     else:
         server, _ = start_grpc(cfg, checks, grpc_services)
         stop = lambda: server.stop(cfg.stop_grace).wait()  # noqa: E731
@@ -102,17 +120,14 @@ def run(cfg, grpc_services=(), http_routes=None, checks=None) -> None:
     logging.info("stopped in %.2f s", time.monotonic() - started)
 
 
-def start_grpc(cfg, checks, services=(), host: str = "0.0.0.0"):
+def start_grpc(
+    cfg: Settings, checks: Sequence[health.Check], services: Iterable[GrpcService] = (), host: str = "0.0.0.0"
+) -> tuple[grpc.Server, int]:
     """A started grpc.Server and the port it listens on (cfg.port, or the
     one the system picked for port 0)."""
-    import grpc
-
-    from common.gen.grpc.health.v1 import health_pb2_grpc
-
+    services = list(services)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    health_pb2_grpc.add_HealthServicer_to_server(
-        health.HealthServicer(checks, [s.name for s in services]), server
-    )
+    health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(checks, [s.name for s in services]), server)
     for s in services:
         s.add(s.servicer, server)
     addr = f"{host}:{cfg.port}"
@@ -137,12 +152,12 @@ class _HttpServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
         self.active = 0
         self.idle = threading.Condition()
-        super().__init__(*args, **kwargs)
+        super().__init__(address, handler)
 
-    def process_request_thread(self, request, client_address):
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
         with self.idle:
             self.active += 1
         try:
@@ -153,7 +168,7 @@ class _HttpServer(ThreadingHTTPServer):
                 self.idle.notify_all()
 
 
-def start_http(cfg, checks, routes, host: str = "0.0.0.0"):
+def start_http(cfg: Settings, checks: Sequence[health.Check], routes: Routes, host: str = "0.0.0.0") -> _HttpServer:
     """A serving HTTP server (its port: server.server_address[1]).
 
     routes: {(method, path prefix): fn(Request) -> (status, dict)}; the
@@ -165,24 +180,26 @@ def start_http(cfg, checks, routes, host: str = "0.0.0.0"):
     class Handler(BaseHTTPRequestHandler):
         timeout = 30  # a client that sends nothing does not hold a thread forever
 
-        def do_GET(self):
+        def do_GET(self) -> None:
             self.dispatch("GET")
 
-        def do_POST(self):
+        def do_POST(self) -> None:
             self.dispatch("POST")
 
-        def do_PUT(self):
+        def do_PUT(self) -> None:
             self.dispatch("PUT")
 
-        def do_DELETE(self):
+        def do_DELETE(self) -> None:
             self.dispatch("DELETE")
 
-        def dispatch(self, method):
+        def dispatch(self, method: str) -> None:
             url = urllib.parse.urlsplit(self.path)
             if url.path in healthz and method == "GET":
                 st = health.status(checks)
                 ok = st == health.Status.SERVING
-                return self.reply(200 if ok else 503, {"service": cfg.name, "status": "SERVING" if ok else "NOT_SERVING"})
+                return self.reply(
+                    200 if ok else 503, {"service": cfg.name, "status": "SERVING" if ok else "NOT_SERVING"}
+                )
             prefixes = sorted((p for (_, p) in routes if url.path.startswith(p)), key=len, reverse=True)
             if not prefixes:
                 return self.reply(404, {"error": "not found", "path": url.path})
@@ -207,7 +224,7 @@ def start_http(cfg, checks, routes, host: str = "0.0.0.0"):
                 code, out = 500, {"error": "internal error"}
             self.reply(code, out)
 
-        def reply(self, code, body, headers=None):
+        def reply(self, code: int, body: dict[str, Any], headers: Mapping[str, str] | None = None) -> None:
             data = json.dumps(body).encode()
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
@@ -217,7 +234,7 @@ def start_http(cfg, checks, routes, host: str = "0.0.0.0"):
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, fmt, *args):
+        def log_message(self, fmt: str, *args: Any) -> None:
             logging.info("%s %s", self.address_string(), fmt % args)
 
     server = _HttpServer((host, cfg.port), Handler)
@@ -231,7 +248,7 @@ def start_http(cfg, checks, routes, host: str = "0.0.0.0"):
     return server
 
 
-def stop_http(server, grace: float) -> None:
+def stop_http(server: _HttpServer, grace: float) -> None:
     """Stops accepting, waits up to `grace` seconds for requests in flight."""
     server.shutdown()
     with server.idle:

@@ -2,10 +2,29 @@
 
 import dataclasses
 import os
+from collections.abc import Mapping
+from typing import TypedDict
 
 
 class SettingsError(ValueError):
     """A setting has a value the service cannot run with; the message names it."""
+
+
+class PgParams(TypedDict, total=False):
+    """psycopg2.connect's keyword arguments; empty when the service uses no Postgres."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    dbname: str
+
+
+class RedisAuth(TypedDict, total=False):
+    """redis.Redis.from_url's credentials; empty: the URL's (it holds none)."""
+
+    username: str
+    password: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,7 +36,7 @@ class Settings:
     tls_cert: str
     tls_key: str
     tls_ca: str
-    pg: dict
+    pg: PgParams
     redis_url: str
     # The service's own Redis ACL user (keys `<service>:*`); empty: the URL's.
     redis_username: str = ""
@@ -26,9 +45,9 @@ class Settings:
     stop_grace: float = 1.0
 
     @property
-    def redis_auth(self) -> dict:
+    def redis_auth(self) -> RedisAuth:
         """username/password for redis.Redis.from_url (the URL holds none)."""
-        auth = {}
+        auth: RedisAuth = {}
         if self.redis_username:
             auth["username"] = self.redis_username
         if self.redis_password:
@@ -40,7 +59,7 @@ class Settings:
         return bool(self.tls_cert and self.tls_key)
 
 
-def _int(env, key: str, default: str, lo: int, hi: int) -> int:
+def _int(env: Mapping[str, str], key: str, default: str, lo: int, hi: int) -> int:
     raw = env.get(key, default)
     try:
         n = int(raw)
@@ -51,10 +70,10 @@ def _int(env, key: str, default: str, lo: int, hi: int) -> int:
     return n
 
 
-def load(env=None) -> Settings:
+def load(env: Mapping[str, str] | None = None) -> Settings:
     """Raises SettingsError for a malformed value, naming the variable."""
     env = os.environ if env is None else env
-    pg = {}
+    pg: PgParams = {}
     if env.get("PGHOST"):
         pg = {
             "host": env["PGHOST"],

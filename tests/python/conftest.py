@@ -13,6 +13,8 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -27,7 +29,8 @@ PG_ENV = {"POSTGRES_USER": "app", "POSTGRES_PASSWORD": "test-password", "POSTGRE
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def closed_port() -> int:
@@ -47,23 +50,39 @@ def image(var: str, official: str) -> str:
 
 
 class Container:
-    def __init__(self, image_name: str, port: int, env: dict):
+    def __init__(self, image_name: str, port: int, env: dict[str, str]) -> None:
         self.name = f"mr-pytest-{uuid.uuid4().hex[:8]}"
-        args = ["docker", "run", "-d", "--rm", "--name", self.name, "--label", "monorepo.pytest=1",
-                "-p", f"127.0.0.1::{port}"]
+        args = [
+            "docker",
+            "run",
+            "-d",
+            "--rm",
+            "--name",
+            self.name,
+            "--label",
+            "monorepo.pytest=1",
+            "-p",
+            f"127.0.0.1::{port}",
+        ]
         for k, v in env.items():
             args += ["-e", f"{k}={v}"]
-        r = subprocess.run([*args, image_name], capture_output=True, text=True)
+        r = subprocess.run([*args, image_name], capture_output=True, text=True, check=False)
         if r.returncode != 0:
-            raise RuntimeError(f"docker run {image_name}: {r.stderr.strip()} (run `bash scripts/setup.sh` for the images)")
-        out = subprocess.run(["docker", "port", self.name, f"{port}/tcp"], capture_output=True, text=True, check=True).stdout
+            raise RuntimeError(
+                f"docker run {image_name}: {r.stderr.strip()} (run `bash scripts/setup.sh` for the images)"
+            )
+        out = subprocess.run(
+            ["docker", "port", self.name, f"{port}/tcp"], capture_output=True, text=True, check=True
+        ).stdout
         self.port = int(out.splitlines()[0].rsplit(":", 1)[1])
 
     def logs(self) -> str:
-        return subprocess.run(["docker", "logs", "--tail", "20", self.name], capture_output=True, text=True).stdout
+        return subprocess.run(
+            ["docker", "logs", "--tail", "20", self.name], capture_output=True, text=True, check=False
+        ).stdout
 
     def remove(self) -> None:
-        subprocess.run(["docker", "rm", "-f", self.name], capture_output=True)
+        subprocess.run(["docker", "rm", "-f", self.name], capture_output=True, check=False)
 
 
 def wait_until(fn, timeout: float, what: str):
@@ -85,7 +104,13 @@ def postgres():
     import psycopg2
 
     c = Container(image("POSTGRES_IMAGE", "postgres:16"), 5432, PG_ENV)
-    pg = {"host": "127.0.0.1", "port": c.port, "user": "app", "password": PG_ENV["POSTGRES_PASSWORD"], "dbname": "app"}
+    pg: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": c.port,
+        "user": "app",
+        "password": PG_ENV["POSTGRES_PASSWORD"],
+        "dbname": "app",
+    }
     try:
         wait_until(lambda: psycopg2.connect(connect_timeout=2, **pg).close(), 60, f"postgres ({c.logs()})")
         yield pg
@@ -106,7 +131,7 @@ def redis_url():
         c.remove()
 
 
-def service_env(**kw) -> dict:
+def service_env(**kw: object) -> dict[str, str]:
     """The environment of a service process started by a test."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "REDIS", "TLS_"))}
     env.update(PYTHONPATH=str(SRC), PYTHONDONTWRITEBYTECODE="1")
@@ -114,11 +139,12 @@ def service_env(**kw) -> dict:
     return env
 
 
-def load_service(name: str):
+def load_service(name: str) -> ModuleType:
     """src/backend_services/<name>/server.py as module `<name>_server`."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(f"{name}_server", SRC / "backend_services" / name / "server.py")
+    assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

@@ -5,7 +5,8 @@ import grpc
 import pytest
 
 from common import health, serve, settings
-from common.gen.accounts.v1 import accounts_pb2 as pb, accounts_pb2_grpc
+from common.gen.accounts.v1 import accounts_pb2 as pb
+from common.gen.accounts.v1 import accounts_pb2_grpc
 from common.gen.grpc.health.v1 import health_pb2, health_pb2_grpc
 from conftest import closed_port, load_service
 from fakes import FakeStore, grpc_server
@@ -16,7 +17,9 @@ accounts = load_service("accounts")
 @pytest.fixture
 def fake():
     store = FakeStore(accounts.Unavailable, {"1": "Ada Lovelace", "2": "Alan Turing"})
-    svc = serve.GrpcService(accounts_pb2_grpc.add_AccountsServicer_to_server, accounts.Accounts(store), accounts.SERVICE_NAME)
+    svc = serve.GrpcService(
+        accounts_pb2_grpc.add_AccountsServicer_to_server, accounts.Accounts(store), accounts.SERVICE_NAME
+    )
     server, chan = grpc_server([svc])
     yield store, accounts_pb2_grpc.AccountsStub(chan)
     server.stop(None)
@@ -29,8 +32,10 @@ def code_of(call, *args):
 
 
 def test_get(fake):
-    store, stub = fake
-    assert stub.GetAccount(pb.GetAccountRequest(id="1"), timeout=5) == pb.Account(id="1", name="Ada Lovelace", source="postgres")
+    _, stub = fake
+    assert stub.GetAccount(pb.GetAccountRequest(id="1"), timeout=5) == pb.Account(
+        id="1", name="Ada Lovelace", source="postgres"
+    )
     assert stub.GetAccount(pb.GetAccountRequest(id="1"), timeout=5).source == "redis"
     assert code_of(stub.GetAccount, pb.GetAccountRequest(id="3")) == grpc.StatusCode.NOT_FOUND
     assert code_of(stub.GetAccount, pb.GetAccountRequest(id="")) == grpc.StatusCode.INVALID_ARGUMENT
@@ -44,7 +49,9 @@ def test_create(fake):
     assert code_of(stub.CreateAccount, pb.CreateAccountRequest(id="3", name="Other")) == grpc.StatusCode.ALREADY_EXISTS
     assert store.accounts["3"] == "Grace Hopper"
     assert code_of(stub.CreateAccount, pb.CreateAccountRequest(id="4", name="")) == grpc.StatusCode.INVALID_ARGUMENT
-    assert code_of(stub.CreateAccount, pb.CreateAccountRequest(id="4", name="n" * 201)) == grpc.StatusCode.INVALID_ARGUMENT
+    assert (
+        code_of(stub.CreateAccount, pb.CreateAccountRequest(id="4", name="n" * 201)) == grpc.StatusCode.INVALID_ARGUMENT
+    )
     assert "4" not in store.accounts
 
 
@@ -70,8 +77,16 @@ def test_store_down_is_unavailable(fake):
 
 
 def cfg_for(pg, redis_url):
-    return settings.load({"PGHOST": pg["host"], "PGPORT": str(pg["port"]), "PGUSER": pg["user"],
-                          "PGPASSWORD": pg["password"], "PGDATABASE": pg["dbname"], "REDIS_URL": redis_url})
+    return settings.load(
+        {
+            "PGHOST": pg["host"],
+            "PGPORT": str(pg["port"]),
+            "PGUSER": pg["user"],
+            "PGPASSWORD": pg["password"],
+            "PGDATABASE": pg["dbname"],
+            "REDIS_URL": redis_url,
+        }
+    )
 
 
 def test_real_store(postgres, redis_url):

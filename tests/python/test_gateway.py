@@ -36,7 +36,9 @@ def call(url, method="GET", body=None):
 @pytest.fixture
 def api():
     store = FakeStore(accounts.Unavailable, {"1": "Ada Lovelace", "2": "Alan Turing"})
-    svc = serve.GrpcService(accounts_pb2_grpc.add_AccountsServicer_to_server, accounts.Accounts(store), accounts.SERVICE_NAME)
+    svc = serve.GrpcService(
+        accounts_pb2_grpc.add_AccountsServicer_to_server, accounts.Accounts(store), accounts.SERVICE_NAME
+    )
     grpc_srv, chan = grpc_server([svc])
     http, base = start(gateway.routes(accounts_pb2_grpc.AccountsStub(chan)))
     yield store, base
@@ -70,7 +72,10 @@ def test_list(api):
 
 def test_create(api):
     store, base = api
-    assert call(base + "/api/accounts", "POST", {"id": "9", "name": "Grace"}) == (201, {"id": "9", "name": "Grace", "source": "postgres"})
+    assert call(base + "/api/accounts", "POST", {"id": "9", "name": "Grace"}) == (
+        201,
+        {"id": "9", "name": "Grace", "source": "postgres"},
+    )
     assert store.accounts["9"] == "Grace"
     assert call(base + "/api/accounts", "POST", {"id": "9", "name": "Again"})[0] == 409
     assert call(base + "/api/accounts", "POST", {"id": "10", "name": ""})[0] == 400
@@ -111,8 +116,12 @@ def test_accounts_unreachable_is_503():
 
 def test_grpc_to_http_mapping():
     assert gateway.GRPC_TO_HTTP == {
-        grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.ALREADY_EXISTS: 409,
-        grpc.StatusCode.UNAVAILABLE: 503, grpc.StatusCode.DEADLINE_EXCEEDED: 504}
+        grpc.StatusCode.NOT_FOUND: 404,
+        grpc.StatusCode.INVALID_ARGUMENT: 400,
+        grpc.StatusCode.ALREADY_EXISTS: 409,
+        grpc.StatusCode.UNAVAILABLE: 503,
+        grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    }
 
 
 def test_http_server_basics():
@@ -125,7 +134,9 @@ def test_http_server_basics():
     def crash(req):
         raise KeyError("secret detail")
 
-    http, base = start({("GET", "/api/crash"): crash, ("GET", "/api/echo"): lambda r: (200, {"q": r.query})}, [("dep", dep)])
+    http, base = start(
+        {("GET", "/api/crash"): crash, ("GET", "/api/echo"): lambda r: (200, {"q": r.query})}, [("dep", dep)]
+    )
     try:
         assert call(base + "/healthz") == (200, {"service": "gateway", "status": "SERVING"})
         assert call(base + "/api/healthz")[0] == 200
@@ -134,7 +145,7 @@ def test_http_server_basics():
         assert call(base + "/api/crash") == (500, {"error": "internal error"})
         assert call(base + "/api/echo?a=1&b=x%20y") == (200, {"q": {"a": "1", "b": "x y"}})
         assert call(base + "/nope")[0] == 404
-        status, body = call(base + "/api/echo", "DELETE")
+        status, _ = call(base + "/api/echo", "DELETE")
         assert status == 405
     finally:
         serve.stop_http(http, 1)

@@ -1,5 +1,7 @@
 import grpc
+import psycopg2
 import pytest
+import redis
 
 from common import health, settings
 from common.gen.grpc.health.v1 import health_pb2, health_pb2_grpc
@@ -26,9 +28,11 @@ def test_dependency_checks_follow_settings():
 
 
 def test_checks_fail_on_unreachable_dependencies():
-    with pytest.raises(Exception):
-        health.check_postgres({"host": "127.0.0.1", "port": closed_port(), "user": "app", "password": "x", "dbname": "app"})
-    with pytest.raises(Exception):
+    with pytest.raises(psycopg2.OperationalError):
+        health.check_postgres(
+            {"host": "127.0.0.1", "port": closed_port(), "user": "app", "password": "x", "dbname": "app"}
+        )
+    with pytest.raises(redis.ConnectionError):
         health.check_redis(f"redis://127.0.0.1:{closed_port()}/0")
 
 
@@ -54,8 +58,18 @@ def test_check_over_grpc():
 
 
 def test_check_with_real_dependencies(postgres, redis_url):
-    cfg = settings.load({"PGHOST": postgres["host"], "PGPORT": str(postgres["port"]), "PGUSER": "app",
-                         "PGPASSWORD": postgres["password"], "PGDATABASE": "app", "REDIS_URL": redis_url})
+    cfg = settings.load(
+        {
+            "PGHOST": postgres["host"],
+            "PGPORT": str(postgres["port"]),
+            "PGUSER": "app",
+            "PGPASSWORD": postgres["password"],
+            "PGDATABASE": "app",
+            "REDIS_URL": redis_url,
+        }
+    )
     assert health.status(health.dependency_checks(cfg)) == S.SERVING
-    wrong = settings.load({"PGHOST": "127.0.0.1", "PGPORT": str(postgres["port"]), "PGPASSWORD": "wrong", "REDIS_URL": redis_url})
+    wrong = settings.load(
+        {"PGHOST": "127.0.0.1", "PGPORT": str(postgres["port"]), "PGPASSWORD": "wrong", "REDIS_URL": redis_url}
+    )
     assert health.status(health.dependency_checks(wrong)) == S.NOT_SERVING

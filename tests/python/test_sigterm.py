@@ -22,8 +22,13 @@ STOP_WITHIN = 2.0
 
 
 def start(script, **env):
-    return subprocess.Popen([sys.executable, "-B", "-u", str(script)], env=service_env(**env),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-B", "-u", str(script)],
+        env=service_env(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def stop(proc):
@@ -80,15 +85,30 @@ def assert_clean_stop(proc):
 
 def test_gateway_http(tmp_path):
     port = free_port()
-    proc = start(SRC / "backend_services/gateway/server.py", SERVICE_NAME="gateway", PORT=port, PROTOCOL="http",
-                 PUBLIC_PATH="/api/", ACCOUNTS_GRPC_ADDR=f"127.0.0.1:{closed_port()}")
+    proc = start(
+        SRC / "backend_services/gateway/server.py",
+        SERVICE_NAME="gateway",
+        PORT=port,
+        PROTOCOL="http",
+        PUBLIC_PATH="/api/",
+        ACCOUNTS_GRPC_ADDR=f"127.0.0.1:{closed_port()}",
+    )
     wait_ready(proc, lambda: http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200, "gateway")
     assert_clean_stop(proc)
 
 
 def accounts_env(port, pg, redis_url):
-    return dict(SERVICE_NAME="accounts", PORT=port, PROTOCOL="grpc", PGHOST=pg["host"], PGPORT=pg["port"],
-                PGUSER=pg["user"], PGPASSWORD=pg["password"], PGDATABASE=pg["dbname"], REDIS_URL=redis_url)
+    return dict(
+        SERVICE_NAME="accounts",
+        PORT=port,
+        PROTOCOL="grpc",
+        PGHOST=pg["host"],
+        PGPORT=pg["port"],
+        PGUSER=pg["user"],
+        PGPASSWORD=pg["password"],
+        PGDATABASE=pg["dbname"],
+        REDIS_URL=redis_url,
+    )
 
 
 def test_accounts_grpc_serving(postgres, redis_url):
@@ -123,7 +143,7 @@ def test_request_in_flight_finishes(tmp_path):
     port = free_port()
     proc = start(script, PORT=port, PROTOCOL="http", STOP_GRACE="2")
     wait_ready(proc, lambda: http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200, "server")
-    result = {}
+    result: dict[str, object] = {}
     t = threading.Thread(target=lambda: result.update(r=http_get(f"http://127.0.0.1:{port}/slow")))
     t.start()
     time.sleep(0.2)
@@ -153,14 +173,24 @@ def test_scaffolded_grpc_service(tmp_path):
     svc = tmp_path / "src/backend_services/user-prefs"
     svc.mkdir(parents=True)
     (svc / "server.py").write_text(render("grpc_server.py.tmpl", **vars))
-    r = subprocess.run([sys.executable, str(ROOT / "scripts/gen_proto.py"), "--root", str(tmp_path)], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/gen_proto.py"), "--root", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
 
     port = free_port()
     env = service_env(SERVICE_NAME="user-prefs", PORT=port, PROTOCOL="grpc")
     env["PYTHONPATH"] = str(tmp_path / "src")
-    proc = subprocess.Popen([sys.executable, "-B", "-u", str(svc / "server.py")], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-B", "-u", str(svc / "server.py")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     wait_ready(proc, lambda: grpc_health(port) == health_pb2.HealthCheckResponse.SERVING, "user-prefs")
     try:
         client = (
@@ -174,9 +204,18 @@ def test_scaffolded_grpc_service(tmp_path):
             "except grpc.RpcError as e:\n    print(e.code())\n"
             "print(hg.HealthStub(chan).Check(h.HealthCheckRequest(service='user_prefs.v1.UserPrefs'), timeout=5).status)\n"
         )
-        out = subprocess.run([sys.executable, "-B", "-c", client], env=env, capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            [sys.executable, "-B", "-c", client], env=env, capture_output=True, text=True, timeout=30, check=False
+        )
         assert out.returncode == 0, out.stderr
-        assert out.stdout.split() == ['message:', '"hello"', 'service:', '"user-prefs"', 'StatusCode.INVALID_ARGUMENT', '1']
+        assert out.stdout.split() == [
+            "message:",
+            '"hello"',
+            "service:",
+            '"user-prefs"',
+            "StatusCode.INVALID_ARGUMENT",
+            "1",
+        ]
     except Exception:
         proc.kill()
         raise

@@ -15,7 +15,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     after_help = "Exit codes: 0 ok, 1 findings (check, sync --check, verify), 2 bad input or failure."
 )]
 pub struct Cli {
-    /// The repository root (default: the nearest folder above with docker-compose.yml and openssl.cnf)
+    /// The repository root (default: the nearest folder upwards with a Cargo.toml that has [workspace], xtask/, a compose file and src/backend_services/)
     #[arg(long, value_name = "dir", global = true)]
     pub root: Option<PathBuf>,
     #[command(subcommand)]
@@ -37,7 +37,7 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Rewrite [alt_names], NGINX endpoints and workspace members from the compose entries
+    /// Rewrite [alt_names], NGINX endpoints, workspace members and the data layer from the compose entries
     Sync {
         /// Print the diff and exit 1 instead of writing
         #[arg(long)]
@@ -59,7 +59,7 @@ pub enum Command {
     Check {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
-        /// Print the rule table (the README embeds it)
+        /// Print the rule table (docs/check.md embeds it)
         #[arg(long)]
         rules: bool,
     },

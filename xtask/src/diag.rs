@@ -57,7 +57,7 @@ impl Severity {
 macro_rules! rules {
     ($($v:ident = $id:literal, $name:literal, $what:literal;)*) => {
         /// The static house rules, each with a stable ID. `check --rules`
-        /// and the README's table are made from this list.
+        /// and the table in docs/check.md are made from this list.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub enum Rule { $($v),* }
 
@@ -97,9 +97,10 @@ rules! {
     ProtoGenerated = "MR017", "proto-generated", "src/common/gen is what `cargo xtask proto` makes from src/proto";
     OwnDataUsers = "MR018", "own-data-users", "each service that uses Postgres or Redis logs in as its own role / ACL user (its name); no two share one";
     CommittedCredentials = "MR019", "committed-credentials", "no committed env file or compose file sets a PASSWORD/SECRET/TOKEN-like variable to a literal value";
+    PortOnAllInterfaces = "MR020", "port-on-all-interfaces", "only nginx and services labelled `monorepo.reach: \"network\"` publish a port on all interfaces; the rest bind to 127.0.0.1";
 }
 
-/// The rules as a Markdown table (the README embeds it; a test keeps it current).
+/// The rules as a Markdown table (docs/check.md embeds it; a test keeps it current).
 pub fn rules_table() -> String {
     let mut s = String::from("| ID | rule | checks |\n|---|---|---|\n");
     for r in Rule::ALL {

@@ -172,7 +172,9 @@ proptest! {
     }
 }
 
-/// Pieces of every syntax of issue 14, points 1-3, for `wide_compose_file`.
+/// Pieces of the port and interpolation syntaxes real compose files use
+/// (ranges, host addresses, protocols, every `${...}` form), for
+/// `wide_compose_file`.
 const PORTS: &[&str] = &[
     "\"8080:80\"",
     "\"$BIND:80/tcp\"",

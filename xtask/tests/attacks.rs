@@ -1,7 +1,7 @@
-//! Attacks on the input gate (issue 9, "one gate for paths and directives"
-//! and "bounds"): names that would become paths outside the repository,
-//! NGINX directives or compose keys, from arguments and from files, and
-//! files that are huge or not regular. Every case runs the real binary;
+//! Attacks on the input gate (one gate for every name that becomes a path
+//! or a directive, and the bounds on what is read): names that would become
+//! paths outside the repository, NGINX directives or compose keys, from
+//! arguments and from files, and files that are huge or not regular. Every case runs the real binary;
 //! every refusal must exit 2 (`check`: 1, a finding) and name file:line,
 //! and the repository, `certs/` included, must keep every byte, mode,
 //! owner and symlink. A hang is killed and fails the case.

@@ -320,3 +320,167 @@ fn other_host_folders_are_still_refused() {
         text(&o)
     );
 }
+
+/// `docker compose config --format json`'s model of the stack file.
+fn stack_model(root: &std::path::Path) -> serde_json::Value {
+    let o = Command::new("docker")
+        .args(["compose", "-f"])
+        .arg(root.join("deploy/swarm/stack.yml"))
+        .args(["config", "--format", "json"])
+        .output()
+        .expect("docker compose");
+    assert!(o.status.success(), "docker compose config: {}", text(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// The services of the stack file that publish a port, as Compose reads it.
+fn publishing(root: &std::path::Path) -> Vec<String> {
+    let m = stack_model(root);
+    m["services"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, s)| s["ports"].as_array().is_some_and(|p| !p.is_empty()))
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+#[test]
+fn swarm_publishes_only_the_services_meant_for_the_network() {
+    let c = copy("export-swarm-ports");
+    // The stack file names the per-checkout env files.
+    assert_eq!(code(&xtask(&c.root, &["certs"])), 0);
+    assert_eq!(publishing(&c.root), ["nginx"], "the committed stack file");
+    let o = xtask(&c.root, &["export", "swarm", "--check"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    // A service labelled for the network publishes (on its host port).
+    edit(
+        &c.root,
+        "docker-compose.yml",
+        "      monorepo.public-path: \"/api/\"\n",
+        "      monorepo.public-path: \"/api/\"\n      monorepo.reach: \"network\"\n",
+    );
+    assert_eq!(code(&xtask(&c.root, &["export", "swarm"])), 0);
+    assert_eq!(publishing(&c.root), ["gateway", "nginx"]);
+    let m = stack_model(&c.root);
+    assert_eq!(m["services"]["gateway"]["ports"][0]["published"], "8080");
+    assert_eq!(m["services"]["gateway"]["ports"][0]["target"], 8080);
+    let o = Command::new("docker")
+        .args(["stack", "config", "-c"])
+        .arg(c.root.join("deploy/swarm/stack.yml"))
+        .output()
+        .expect("docker");
+    assert!(o.status.success(), "docker stack config: {}", text(&o));
+}
+
+/// Every manifest of deploy/k8s with the text `needle`.
+fn manifests_with(root: &std::path::Path, needle: &str) -> Vec<String> {
+    std::fs::read_dir(root.join("deploy/k8s"))
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::read_to_string(e.path()).unwrap().contains(needle))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn k8s_exposes_no_service_but_the_public_ones_and_check_holds_it() {
+    let c = copy("export-k8s-exposure");
+    for needle in [
+        "hostPort",
+        "hostNetwork",
+        "NodePort",
+        "LoadBalancer",
+        "externalIPs",
+    ] {
+        assert_eq!(
+            manifests_with(&c.root, needle),
+            Vec::<String>::new(),
+            "{needle}"
+        );
+    }
+    let validate = |rel: &str| match Command::new("kubernetes-validate")
+        .args(["-k", K8S_VERSION, "--strict", "--quiet"])
+        .arg(c.root.join(rel))
+        .output()
+    {
+        Err(e) => eprintln!("SKIPPED: kubernetes-validate is not installed ({e})"),
+        Ok(o) => assert!(
+            o.status.success(),
+            "{rel}: kubernetes-validate: {}",
+            text(&o)
+        ),
+    };
+    let check = || {
+        let o = xtask(&c.root, &["export", "k8s", "--check"]);
+        (code(&o), text(&o))
+    };
+    let svc = "deploy/k8s/postgres.service.yaml";
+    let dep = "deploy/k8s/postgres.deployment.yaml";
+    let svc_text = std::fs::read_to_string(c.root.join(svc)).unwrap();
+    let dep_text = std::fs::read_to_string(c.root.join(dep)).unwrap();
+    // Valid manifests (the schemas accept them) that open postgres.
+    for (ty, line) in [("NodePort", 12), ("LoadBalancer", 12)] {
+        std::fs::write(
+            c.root.join(svc),
+            svc_text.replace("spec:\n", &format!("spec:\n  type: \"{ty}\"\n")),
+        )
+        .unwrap();
+        validate(svc);
+        let (rc, out) = check();
+        assert_eq!(rc, 1, "{out}");
+        assert!(out.contains(&format!("{svc}:{line}: the Service `postgres` of type {ty} opens `postgres` to the nodes' network, but `postgres` is not public")), "{out}");
+    }
+    std::fs::write(
+        c.root.join(svc),
+        svc_text.replace("spec:\n", "spec:\n  externalIPs:\n    - \"192.0.2.10\"\n"),
+    )
+    .unwrap();
+    validate(svc);
+    let (rc, out) = check();
+    assert_eq!(rc, 1, "{out}");
+    assert!(
+        out.contains("the Service `postgres` with externalIPs opens `postgres`"),
+        "{out}"
+    );
+    std::fs::write(c.root.join(svc), &svc_text).unwrap();
+    assert_eq!(check().0, 0);
+    assert!(dep_text.contains("containerPort: 5432\n"), "{dep_text}");
+    // `hostPort` at the column of `containerPort` (the item's keys).
+    let line = dep_text
+        .lines()
+        .find(|l| l.contains("containerPort: 5432"))
+        .unwrap();
+    let indent = " ".repeat(line.find("containerPort").unwrap());
+    std::fs::write(
+        c.root.join(dep),
+        dep_text.replace(
+            "containerPort: 5432\n",
+            &format!("containerPort: 5432\n{indent}hostPort: 5432\n"),
+        ),
+    )
+    .unwrap();
+    validate(dep);
+    let (rc, out) = check();
+    assert_eq!(rc, 1, "{out}");
+    assert!(
+        out.contains("the Deployment `postgres`'s hostPort 5432 opens `postgres`"),
+        "{out}"
+    );
+    std::fs::write(c.root.join(dep), &dep_text).unwrap();
+    // nginx may be exposed: only staleness is reported.
+    let nginx = "deploy/k8s/nginx.service.yaml";
+    edit(
+        &c.root,
+        nginx,
+        "spec:\n",
+        "spec:\n  type: \"LoadBalancer\"\n",
+    );
+    validate(nginx);
+    let (rc, out) = check();
+    assert_eq!(rc, 1, "{out}");
+    assert!(
+        out.contains("out of date") && !out.contains("opens `"),
+        "{out}"
+    );
+}

@@ -1,5 +1,5 @@
 //! openssl.cnf, NGINX and Cargo.toml written the way real projects write
-//! them (issue 14, points 6-9): the real binary on a copy of this
+//! them: the real binary on a copy of this
 //! repository, with `openssl req` and `nginx -t` as oracles.
 //!
 //! The in/out cases under `tests/edits/<case>/` (cargo-edit style): `in/`

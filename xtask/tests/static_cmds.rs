@@ -380,7 +380,10 @@ fn check_reports_rule_file_line_and_fix() {
     let compose = std::fs::read_to_string(c.root.join("docker-compose.yml")).unwrap();
     let broken = compose
         .replace("    container_name: gateway\n", "    container_name: gw\n")
-        .replace("      - \"8080:8080\"\n", "      - \"5432:8080\"\n")
+        .replace(
+            "      - \"127.0.0.1:8080:8080\"\n",
+            "      - \"127.0.0.1:5432:8080\"\n",
+        )
         .replace(
             "      - pg-network\n      - redis-network\n",
             "      - redis-network\n",
@@ -509,7 +512,11 @@ fn list_shows_every_service() {
     let o = xtask(&c.root, &["list"]);
     ok(&o);
     assert!(text(&o).lines().next().unwrap().starts_with("SERVICE"));
-    assert!(text(&o).contains("accounts  50051:50051"), "{}", text(&o));
+    assert!(
+        text(&o).contains("accounts  127.0.0.1:50051:50051"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -878,4 +885,212 @@ fn proto_stamp_skips_the_generator_only_while_nothing_changed() {
     let _ = std::fs::remove_dir_all(&cache);
     let _ = std::fs::remove_file(&log);
     let _ = std::fs::remove_file(&wrapper);
+}
+
+/// `docker compose config --format json`'s model of the copy at `root`.
+fn compose_model(root: &std::path::Path) -> serde_json::Value {
+    let o = Command::new("docker")
+        .current_dir(root)
+        .args(["compose", "config", "--format", "json"])
+        .output()
+        .expect("docker compose (v2)");
+    assert!(o.status.success(), "docker compose config:\n{}", text(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// (file line, message) of every MR020 finding of `check --format json`.
+fn all_interfaces_findings(root: &std::path::Path) -> Vec<(u64, String)> {
+    let o = xtask(root, &["check", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["id"] == "MR020")
+        .map(|f| {
+            (
+                f["line"].as_u64().unwrap(),
+                format!("{} {}", f["message"], f["fix"]),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_example_publishes_only_nginx_on_all_interfaces() {
+    // Docker Compose's own model of the example is the oracle.
+    let c = copy("loopback");
+    set_up(&c.root);
+    let model = compose_model(&c.root);
+    for (svc, host_ip) in [
+        ("postgres", "127.0.0.1"),
+        ("redis", "127.0.0.1"),
+        ("accounts", "127.0.0.1"),
+        ("gateway", "127.0.0.1"),
+        ("nginx", ""),
+    ] {
+        let ports = model["services"][svc]["ports"].as_array().unwrap();
+        assert!(!ports.is_empty(), "{svc}");
+        for p in ports {
+            assert_eq!(p["host_ip"].as_str().unwrap_or(""), host_ip, "{svc}: {p}");
+        }
+    }
+    ok(&xtask(&c.root, &["check"]));
+    // A new service is bound to loopback too, and check stays clean.
+    ok(&xtask(&c.root, &["add-service", "ledger", "--pg"]));
+    let model = compose_model(&c.root);
+    assert_eq!(
+        model["services"]["ledger"]["ports"][0]["host_ip"], "127.0.0.1",
+        "{}",
+        model["services"]["ledger"]
+    );
+    ok(&xtask(&c.root, &["check"]));
+}
+
+#[test]
+fn a_port_on_all_interfaces_is_a_finding_in_every_form() {
+    let c = copy("allifs");
+    set_up(&c.root);
+    let path = c.root.join("docker-compose.yml");
+    let example = std::fs::read_to_string(&path).unwrap();
+    // Each case edits `gateway`'s port; `want` is the text its finding names.
+    let fire: &[(&str, String, &str)] = &[
+        (
+            "short",
+            example.replace("\"127.0.0.1:8080:8080\"", "\"8080:8080\""),
+            "`127.0.0.1:8080:8080`",
+        ),
+        (
+            "0.0.0.0",
+            example.replace("\"127.0.0.1:8080:8080\"", "\"0.0.0.0:8080:8080\""),
+            "port 0.0.0.0:8080:8080",
+        ),
+        (
+            "::",
+            example.replace("\"127.0.0.1:8080:8080\"", "\"[::]:8080:8080\""),
+            "port [::]:8080:8080",
+        ),
+        (
+            "container only",
+            example.replace("\"127.0.0.1:8080:8080\"", "\"8080\""),
+            "`127.0.0.1::8080`",
+        ),
+        (
+            "range",
+            example.replace("\"127.0.0.1:8080:8080\"", "\"9000-9001:9000-9001/udp\""),
+            "`127.0.0.1:9000-9001:9000-9001/udp`",
+        ),
+        (
+            "long",
+            example.replace(
+                "      - \"127.0.0.1:8080:8080\"\n",
+                "      - target: 8080\n        published: \"8080\"\n",
+            ),
+            "`127.0.0.1:8080:8080`",
+        ),
+        (
+            "long with host_ip ::",
+            example.replace(
+                "      - \"127.0.0.1:8080:8080\"\n",
+                "      - target: 8080\n        published: \"8080\"\n        host_ip: \"::\"\n",
+            ),
+            "port [::]:8080:8080",
+        ),
+        (
+            "label with another value",
+            example
+                .replace("\"127.0.0.1:8080:8080\"", "\"8080:8080\"")
+                .replace(
+                    "      monorepo.public-path: \"/api/\"\n",
+                    "      monorepo.public-path: \"/api/\"\n      monorepo.reach: \"host\"\n",
+                ),
+            "`127.0.0.1:8080:8080`",
+        ),
+    ];
+    for (case, text_, want) in fire {
+        assert_ne!(text_, &example, "{case}: the edit did not apply");
+        std::fs::write(&path, text_).unwrap();
+        let found = all_interfaces_findings(&c.root);
+        assert_eq!(found.len(), 1, "{case}: {found:?}");
+        let (line, msg) = &found[0];
+        let line_text = text_.lines().nth(*line as usize - 1).unwrap();
+        assert!(
+            line_text.trim_start().starts_with("- "),
+            "{case}: line {line} is {line_text:?}"
+        );
+        for w in [
+            *want,
+            "`gateway`",
+            "all interfaces",
+            "monorepo.reach: \\\"network\\\"",
+        ] {
+            assert!(msg.contains(w), "{case}: {w:?} not in {msg}");
+        }
+        // Compose agrees that the port is on every interface.
+        let model = compose_model(&c.root);
+        assert!(
+            model["services"]["gateway"]["ports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| matches!(p["host_ip"].as_str().unwrap_or(""), "" | "0.0.0.0" | "::")),
+            "{case}: {}",
+            model["services"]["gateway"]["ports"]
+        );
+    }
+    let silent: &[(&str, String)] = &[
+        ("the example", example.clone()),
+        (
+            "::1",
+            example.replace("\"127.0.0.1:8080:8080\"", "\"[::1]:8080:8080\""),
+        ),
+        (
+            "long with host_ip 127.0.0.1",
+            example.replace(
+                "      - \"127.0.0.1:8080:8080\"\n",
+                "      - target: 8080\n        published: \"8080\"\n        host_ip: 127.0.0.1\n",
+            ),
+        ),
+        (
+            "nginx on every interface",
+            example.replace(
+                "      - \"8443:443\"",
+                "      - \"0.0.0.0:8444:444\"\n      - \"8443:443\"",
+            ),
+        ),
+        (
+            "labelled",
+            example
+                .replace("\"127.0.0.1:8080:8080\"", "\"8080:8080\"")
+                .replace(
+                    "      monorepo.public-path: \"/api/\"\n",
+                    "      monorepo.public-path: \"/api/\"\n      monorepo.reach: \"network\"\n",
+                ),
+        ),
+    ];
+    for (case, text_) in silent {
+        std::fs::write(&path, text_).unwrap();
+        assert_eq!(all_interfaces_findings(&c.root), vec![], "{case}");
+    }
+    // The override file counts, and its label opts the service out.
+    std::fs::write(&path, &example).unwrap();
+    let over = c.root.join("docker-compose.override.yml");
+    std::fs::write(
+        &over,
+        "services:\n  redis:\n    ports:\n      - \"6380:6380\"\n",
+    )
+    .unwrap();
+    let o = xtask(&c.root, &["check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("MR020 docker-compose.override.yml:4: service `redis`"),
+        "{}",
+        text(&o)
+    );
+    std::fs::write(
+        &over,
+        "services:\n  redis:\n    ports:\n      - \"6380:6380\"\n    labels:\n      monorepo.reach: network\n",
+    )
+    .unwrap();
+    assert_eq!(all_interfaces_findings(&c.root), vec![]);
 }

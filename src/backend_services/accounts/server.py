@@ -7,18 +7,28 @@ them in id order. The health check reports NOT_SERVING until the table exists
 and while Postgres or Redis is unreachable. SIGTERM stops it cleanly.
 """
 
+from __future__ import annotations
+
 import logging
 import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import grpc
 
 from common import health, log, serve, settings
 from common.gen.accounts.v1 import accounts_pb2, accounts_pb2_grpc
 
+if TYPE_CHECKING:
+    import psycopg2.extensions
+    import redis
+
 SEED = [("1", "Ada Lovelace"), ("2", "Alan Turing")]
 CACHE_SECONDS = 60
 MAX_ID, MAX_NAME = 64, 200
 DEFAULT_PAGE, MAX_PAGE = 50, 100
+
+T = TypeVar("T")
 
 
 class Unavailable(Exception):
@@ -29,15 +39,19 @@ class Store:
     """Postgres holds the accounts; Redis caches reads. A Redis failure only
     costs the cache; a Postgres failure raises Unavailable."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg: settings.Settings) -> None:
         import redis
 
         self.cfg = cfg
         self.redis_error = redis.RedisError
-        self.cache = redis.Redis.from_url(cfg.redis_url, socket_timeout=2, socket_connect_timeout=2, **cfg.redis_auth) if cfg.redis_url else None
+        self.cache: redis.Redis[bytes] | None = (
+            redis.Redis.from_url(cfg.redis_url, socket_timeout=2, socket_connect_timeout=2, **cfg.redis_auth)
+            if cfg.redis_url
+            else None
+        )
         self.migrated = threading.Event()
 
-    def _connect(self):
+    def _connect(self) -> psycopg2.extensions.connection:
         import psycopg2
 
         try:
@@ -45,7 +59,8 @@ class Store:
         except psycopg2.OperationalError as e:
             raise Unavailable(f"postgres: {e}".strip()) from e
 
-    def _query(self, sql, args=(), write=False):
+    def _query(self, sql: str, args: Sequence[object] = (), write: bool = False) -> Any:
+        """The rows (a list of tuples), or the count of rows written."""
         import psycopg2
 
         conn = self._connect()
@@ -75,7 +90,7 @@ class Store:
                 self.migrate()
                 logging.info("accounts table ready")
                 return
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - logged, and retried until it works
                 attempt += 1
                 logging.info("waiting for postgres (attempt %d): %s", attempt, e)
                 serve.sleep(min(1.0, 0.1 * 2 ** (attempt - 1)))
@@ -84,7 +99,7 @@ class Store:
         if not self.migrated.is_set():
             raise RuntimeError("the accounts table is not ready yet")
 
-    def _cache(self, op, *args):
+    def _cache(self, op: str, *args: object) -> Any:
         if self.cache is None:
             return None
         try:
@@ -93,7 +108,7 @@ class Store:
             logging.warning("cache unavailable: %s", e)
             return None
 
-    def get(self, account_id: str):
+    def get(self, account_id: str) -> tuple[str, str] | None:
         """(name, source) or None."""
         # Under the service's own prefix: its ACL user may touch only `accounts:*`.
         key = f"accounts:account:{account_id}"
@@ -108,32 +123,48 @@ class Store:
 
     def create(self, account_id: str, name: str) -> bool:
         """False when the id is taken."""
-        return self._query("INSERT INTO accounts VALUES (%s, %s) ON CONFLICT (id) DO NOTHING", (account_id, name), write=True) == 1
+        written: int = self._query(
+            "INSERT INTO accounts VALUES (%s, %s) ON CONFLICT (id) DO NOTHING", (account_id, name), write=True
+        )
+        return written == 1
 
-    def list(self, after_id: str, limit: int):
+    def list(self, after_id: str, limit: int) -> list[tuple[str, str]]:
         """[(id, name)] in id order, after `after_id`."""
-        return self._query("SELECT id, name FROM accounts WHERE id > %s ORDER BY id LIMIT %s", (after_id, limit))
+        rows: list[tuple[str, str]] = self._query(
+            "SELECT id, name FROM accounts WHERE id > %s ORDER BY id LIMIT %s", (after_id, limit)
+        )
+        return rows
 
 
-def _valid(context, field: str, value: str, limit: int) -> str:
+def _valid(context: grpc.ServicerContext, field: str, value: str, limit: int) -> str:
     if not value or len(value) > limit:
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{field} must be 1-{limit} characters")
     return value
 
 
+class AccountStore(Protocol):
+    """What Accounts needs of a store: Store, or the tests' fake."""
+
+    def get(self, account_id: str) -> tuple[str, str] | None: ...
+    def create(self, account_id: str, name: str) -> bool: ...
+    def list(self, after_id: str, limit: int) -> list[tuple[str, str]]: ...
+
+
 class Accounts(accounts_pb2_grpc.AccountsServicer):
     """accounts.v1.Accounts over a Store (anything with get/create/list)."""
 
-    def __init__(self, store):
+    def __init__(self, store: AccountStore) -> None:
         self.store = store
 
-    def _call(self, context, fn, *args):
+    def _call(self, context: grpc.ServicerContext, fn: Callable[..., T], *args: object) -> T:
         try:
             return fn(*args)
         except Unavailable as e:
             context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
 
-    def GetAccount(self, request, context):
+    def GetAccount(
+        self, request: accounts_pb2.GetAccountRequest, context: grpc.ServicerContext
+    ) -> accounts_pb2.Account:
         account_id = _valid(context, "id", request.id, MAX_ID)
         found = self._call(context, self.store.get, account_id)
         if found is None:
@@ -141,14 +172,18 @@ class Accounts(accounts_pb2_grpc.AccountsServicer):
         name, source = found
         return accounts_pb2.Account(id=account_id, name=name, source=source)
 
-    def CreateAccount(self, request, context):
+    def CreateAccount(
+        self, request: accounts_pb2.CreateAccountRequest, context: grpc.ServicerContext
+    ) -> accounts_pb2.Account:
         account_id = _valid(context, "id", request.id, MAX_ID)
         name = _valid(context, "name", request.name, MAX_NAME)
         if not self._call(context, self.store.create, account_id, name):
             context.abort(grpc.StatusCode.ALREADY_EXISTS, f"account {account_id!r} exists")
         return accounts_pb2.Account(id=account_id, name=name, source="postgres")
 
-    def ListAccounts(self, request, context):
+    def ListAccounts(
+        self, request: accounts_pb2.ListAccountsRequest, context: grpc.ServicerContext
+    ) -> accounts_pb2.ListAccountsResponse:
         if request.limit < 0:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"limit must not be negative (got {request.limit})")
         limit = min(request.limit or DEFAULT_PAGE, MAX_PAGE)

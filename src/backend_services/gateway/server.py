@@ -17,6 +17,8 @@ runs. SIGTERM stops it cleanly.
 import json
 import os
 import urllib.parse
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 
@@ -35,26 +37,27 @@ GRPC_TO_HTTP = {
 }
 
 
-def _account(a) -> dict:
+def _account(a: accounts_pb2.Account) -> dict[str, str]:
     return {"id": a.id, "name": a.name, "source": a.source}
 
 
-def routes(stub) -> dict:
+def routes(stub: accounts_pb2_grpc.AccountsStub) -> serve.Routes:
     """The HTTP routes over an accounts.v1.Accounts stub."""
 
-    def call(method, request):
+    def call(method: Callable[..., Any], request: object) -> Any:
         try:
             return method(request, timeout=TIMEOUT)
         except grpc.RpcError as e:
             code = e.code()
             status = GRPC_TO_HTTP.get(code, 502)
-            detail = e.details() if status != 502 else f"accounts: {code.name}: {e.details()}"
+            # details() is None when the server sent none: then the code's name.
+            detail = (e.details() or code.name) if status != 502 else f"accounts: {code.name}: {e.details()}"
             raise serve.HttpError(status, detail) from None
 
-    def get_or_list(req: serve.Request):
+    def get_or_list(req: serve.Request) -> serve.Reply:
         if req.path != PREFIX and not req.path.startswith(PREFIX + "/"):
             raise serve.HttpError(404, f"no such path {req.path}")
-        rest = urllib.parse.unquote(req.path[len(PREFIX):].strip("/"))
+        rest = urllib.parse.unquote(req.path[len(PREFIX) :].strip("/"))
         if "/" in rest:
             raise serve.HttpError(404, f"no such path {req.path}")
         if rest:
@@ -65,16 +68,18 @@ def routes(stub) -> dict:
             raise serve.HttpError(400, "limit must be an integer") from None
         if not -(2**31) <= limit < 2**31:
             raise serve.HttpError(400, "limit out of range")
-        reply = call(stub.ListAccounts, accounts_pb2.ListAccountsRequest(limit=limit, after_id=req.query.get("after", "")))
+        reply = call(
+            stub.ListAccounts, accounts_pb2.ListAccountsRequest(limit=limit, after_id=req.query.get("after", ""))
+        )
         return 200, {"accounts": [_account(a) for a in reply.accounts], "next_after": reply.next_after_id}
 
-    def create(req: serve.Request):
+    def create(req: serve.Request) -> serve.Reply:
         if req.path.rstrip("/") != PREFIX:
             raise serve.HttpError(404, f"no such path {req.path}")
         try:
             body = json.loads(req.body)
         except ValueError:
-            raise serve.HttpError(400, "the body must be JSON: {\"id\": ..., \"name\": ...}") from None
+            raise serve.HttpError(400, 'the body must be JSON: {"id": ..., "name": ...}') from None
         if not isinstance(body, dict) or not all(isinstance(body.get(k), str) for k in ("id", "name")):
             raise serve.HttpError(400, "the body must be a JSON object with string fields id and name")
         reply = call(stub.CreateAccount, accounts_pb2.CreateAccountRequest(id=body["id"], name=body["name"]))

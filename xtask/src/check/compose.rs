@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::diag::{Diagnostic, Error, Rule};
-use crate::model::compose::{Port, Service};
+use crate::model::compose::{all_interfaces, Port, Service, LABEL_REACH, REACH_NETWORK};
 use crate::model::repo::Repo;
 
 /// A finding in the compose file Compose uses (`repo.compose_file`).
@@ -110,6 +110,81 @@ pub fn ports(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(), Error> {
     Ok(())
 }
 
+/// MR020: a port published on all interfaces is reachable through the host
+/// from every container of every network (and from the network), which
+/// voids the isolation the compose networks give. Only nginx and a service
+/// labelled `monorepo.reach: "network"` may do that; the others bind to
+/// loopback. The override file's ports count too (Compose appends them);
+/// the label may be set in either file (Compose merges labels).
+pub fn port_on_all_interfaces(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(), Error> {
+    let reach = |name: &str| {
+        let files = std::iter::once(&repo.compose).chain(repo.override_file.iter().map(|(_, c)| c));
+        files
+            .filter_map(|c| c.service(name))
+            .any(|s| s.network_reach())
+    };
+    let files = std::iter::once((repo.compose_file.as_str(), &repo.compose))
+        .chain(repo.override_file.iter().map(|(f, c)| (f.as_str(), c)));
+    for (file, compose) in files {
+        for s in &compose.services {
+            if s.ports.iter().all(|p| !all_interfaces(&p.host_ip)) || reach(&s.name) {
+                continue;
+            }
+            for p in s.ports.iter().filter(|p| all_interfaces(&p.host_ip)) {
+                out.push(finding_in(
+                    file,
+                    Rule::PortOnAllInterfaces,
+                    p.line,
+                    format!(
+                        "service `{}`: port {} is published on all interfaces, so every container (through the host) and the network can reach it",
+                        s.name,
+                        spec(p)
+                    ),
+                    format!(
+                        "bind it to loopback: `127.0.0.1:{}`, or remove it; or label the service `{LABEL_REACH}: \"{REACH_NETWORK}\"` if it must be reachable from the network",
+                        host_and_container(p)
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `A` or `A-B`.
+fn range(a: u32, b: u32) -> String {
+    if a == b {
+        a.to_string()
+    } else {
+        format!("{a}-{b}")
+    }
+}
+
+/// `HOST:CONTAINER` (`:CONTAINER` when Docker picks the host port), with
+/// the protocol when it is not tcp.
+fn host_and_container(p: &Port) -> String {
+    let host = p
+        .host
+        .map(|h| range(h, p.host_end.unwrap_or(h)))
+        .unwrap_or_default();
+    let proto = if p.protocol == "tcp" {
+        String::new()
+    } else {
+        format!("/{}", p.protocol)
+    };
+    format!("{host}:{}{proto}", range(p.container, p.container_end))
+}
+
+/// The port as written, with its host address when one is.
+fn spec(p: &Port) -> String {
+    let hc = host_and_container(p);
+    match p.host_ip.as_str() {
+        "" => hc.trim_start_matches(':').to_string(),
+        ip if ip.contains(':') => format!("[{ip}]:{hc}"),
+        ip => format!("{ip}:{hc}"),
+    }
+}
+
 type HostPorts<'a> = BTreeMap<(u32, String), Vec<(String, &'a str, usize)>>;
 
 /// Records the host ports `p` publishes, reporting a clash. A host port is
@@ -129,12 +204,11 @@ fn publish<'a>(
             continue;
         };
         let key = (h, p.protocol.clone());
-        let any = |ip: &str| ip.is_empty() || ip == "0.0.0.0" || ip == "::";
         let clash = host_ports
             .get(&key)
             .into_iter()
             .flatten()
-            .find(|(ip, ..)| any(ip) || any(&p.host_ip) || *ip == p.host_ip)
+            .find(|(ip, ..)| all_interfaces(ip) || all_interfaces(&p.host_ip) || *ip == p.host_ip)
             .cloned();
         if let Some((_, other, l)) = clash {
             out.push(finding_in(

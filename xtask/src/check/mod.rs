@@ -39,6 +39,7 @@ pub const RULES: &[(Rule, Check)] = &[
     (Rule::ProtoGenerated, proto::generated),
     (Rule::OwnDataUsers, datalayer::own_data_users),
     (Rule::CommittedCredentials, datalayer::committed_credentials),
+    (Rule::PortOnAllInterfaces, compose::port_on_all_interfaces),
 ];
 
 /// MR016: the names the input gate refuses (`model/names.rs`).

@@ -5,9 +5,9 @@ use std::path::Path;
 use crate::cli::{ExportArgs, ExportTarget};
 use crate::diag::{Error, Exit};
 use crate::export::{self, k8s, policy, swarm, Opts};
+use crate::model::reach as matrix;
 use crate::model::repo::Repo;
 use crate::plan::txn;
-use crate::verify::matrix;
 
 pub fn run(root: &Path, a: &ExportArgs) -> Result<Exit, Error> {
     let _lock = if a.check || a.dry_run {
@@ -54,7 +54,9 @@ pub fn run(root: &Path, a: &ExportArgs) -> Result<Exit, Error> {
 }
 
 /// Evaluates the NetworkPolicies as written in deploy/k8s against the
-/// expected matrix; prints every difference.
+/// expected matrix, and finds every hostPort, hostNetwork, NodePort,
+/// LoadBalancer or externalIPs that opens a non-public service to the
+/// nodes' network; prints every difference.
 fn check_policies(repo: &Repo) -> Result<bool, Error> {
     let mut files = vec![];
     for f in k8s::existing(repo)
@@ -64,8 +66,16 @@ fn check_policies(repo: &Repo) -> Result<bool, Error> {
         files.push((f.clone(), crate::model::repo::read_text(&repo.root, &f)?));
     }
     let cluster = policy::Cluster::read(&files)?;
-    let expected = matrix::expected(&export::compose(repo)?);
-    let diffs = policy::compare(&cluster, &expected);
+    let compose = export::compose(repo)?;
+    let expected = matrix::expected(&compose);
+    let mut diffs = policy::compare(&cluster, &expected);
+    let public = compose
+        .services
+        .iter()
+        .filter(|s| s.network_reach())
+        .map(|s| s.name.clone())
+        .collect();
+    diffs.extend(policy::exposures(&cluster, &public));
     let reach = expected.iter().filter(|e| e.reach).count();
     if diffs.is_empty() {
         println!("policies: {} cell(s) ({reach} reachable) as docker-compose.yml's networks say, from {} NetworkPolicies", expected.len(), cluster.policies.len());

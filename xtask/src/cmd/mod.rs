@@ -1,6 +1,7 @@
-//! The static commands: add-service, remove-service, sync, certs, list.
-//! Each loads the repository model, plans every file into one `Txn`, then
-//! prints the plan (`--dry-run`) or commits it under the repository lock.
+//! The commands that need no running stack: add-service, remove-service,
+//! sync, certs, list, export and images (bootstrap). Each loads the
+//! repository model; those that write plan every file into one `Txn`, then
+//! print the plan (`--dry-run`) or commit it under the repository lock.
 
 pub mod add;
 pub mod certs;

@@ -20,6 +20,9 @@ pub use tar_filter::TarFilter;
 /// and `monorepo.verify.pid` names the process that owns it.
 pub const RUN_LABEL: &str = "monorepo.verify.run";
 pub const PID_LABEL: &str = "monorepo.verify.pid";
+/// On every object of a `verify --keep` run: the stack stays until the user
+/// removes it; a later run's sweep of dead runs leaves it alone.
+pub const KEEP_LABEL: &str = "monorepo.verify.keep";
 /// The host whose process `PID_LABEL` names: a pid means nothing on
 /// another machine sharing the daemon.
 pub const HOST_LABEL: &str = "monorepo.verify.host";

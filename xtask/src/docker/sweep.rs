@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bollard::query_parameters as q;
 use bollard::Docker;
 
-use super::{HOST_LABEL, PID_LABEL, RUN_LABEL};
+use super::{HOST_LABEL, KEEP_LABEL, PID_LABEL, RUN_LABEL};
 
 /// This machine's host name (empty if it cannot be read).
 pub fn hostname() -> String {
@@ -67,21 +67,26 @@ fn kill0(pid: i32) -> (i32, i32) {
     )
 }
 
+/// Whether an object labelled by a verify run is what a dead run left: its
+/// run's process is gone (see `run_alive`) and it is not part of a stack
+/// kept with `verify --keep`, which stays until the user removes it.
+pub fn is_leftover(
+    labels: Option<&HashMap<String, String>>,
+    this_host: &str,
+    this_pid: i32,
+    probe: impl Fn(i32) -> (i32, i32),
+) -> bool {
+    let l = |k: &str| labels.and_then(|l| l.get(k)).map(|s| s.as_str());
+    l(KEEP_LABEL).is_none() && !run_alive(l(PID_LABEL), l(HOST_LABEL), this_host, this_pid, probe)
+}
+
 /// Removes every service, container, network, volume, secret and config labelled with `run`
 /// (or, with `run = None`, those of runs whose process is gone).
 pub async fn sweep(d: &Docker, run: Option<&str>) -> usize {
     let this_host = hostname();
     // Ours to remove: every object of `run`, or (no run) those whose run is gone.
     let ours = |labels: Option<&HashMap<String, String>>| -> bool {
-        let l = |k: &str| labels.and_then(|l| l.get(k)).map(|s| s.as_str());
-        run.is_some()
-            || !run_alive(
-                l(PID_LABEL),
-                l(HOST_LABEL),
-                &this_host,
-                std::process::id() as i32,
-                kill0,
-            )
+        run.is_some() || is_leftover(labels, &this_host, std::process::id() as i32, kill0)
     };
     let filter = match run {
         Some(r) => format!("{RUN_LABEL}={r}"),
@@ -292,6 +297,28 @@ async fn remaining_names(d: &Docker, run: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kept_stack_is_never_a_leftover() {
+        let labels = |keep: bool| {
+            let mut m = HashMap::from([
+                (PID_LABEL.to_string(), "4242".to_string()),
+                (HOST_LABEL.to_string(), "h".to_string()),
+            ]);
+            if keep {
+                m.insert(KEEP_LABEL.to_string(), "1".into());
+            }
+            m
+        };
+        let dead = |_| (-1, libc::ESRCH);
+        let alive = |_| (0, 0);
+        assert!(is_leftover(Some(&labels(false)), "h", 1, dead));
+        assert!(!is_leftover(Some(&labels(true)), "h", 1, dead));
+        assert!(!is_leftover(Some(&labels(false)), "h", 1, alive));
+        assert!(!is_leftover(Some(&labels(true)), "h", 1, alive));
+    }
+
     #[test]
     fn eperm_means_alive_esrch_means_gone() {
         use super::{alive_from_kill, run_alive};

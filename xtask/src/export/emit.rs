@@ -1,6 +1,6 @@
 //! Writes a `serde_json::Value` as block-style YAML, the form people read in
 //! manifests. Hand-written because the serde YAML serializers are deprecated
-//! or unmaintained (see the team's library notes) and we need only this
+//! or unmaintained (serde_yaml, serde_yaml_ng, serde_norway) and we need only this
 //! subset: strings are always double-quoted (JSON escapes are valid YAML, so
 //! `"true"` or `"0440"` stay strings), multi-line text is a literal block,
 //! keys are plain when they are safe. Keys come out sorted (serde_json's

@@ -28,9 +28,9 @@ use super::{
 use crate::diag::{Diagnostic, Error};
 use crate::model::compose::{Compose, Service};
 use crate::model::nginx;
+use crate::model::reach::{self as matrix, Kind};
 use crate::model::repo::Repo;
 use crate::plan::txn::Txn;
-use crate::verify::matrix::{self, Kind};
 
 pub const DIR: &str = "deploy/k8s";
 pub const NAMESPACE: &str = "monorepo";

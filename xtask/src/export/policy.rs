@@ -25,8 +25,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::diag::{Diagnostic, Error};
+use crate::model::reach::Expect;
 use crate::model::yaml::{self, Node};
-use crate::verify::matrix::Expect;
 
 #[derive(Debug, Clone, Default)]
 pub struct Selector {
@@ -102,6 +102,29 @@ pub struct Cluster {
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
     pub pods: Vec<Pod>,
     pub policies: Vec<Policy>,
+    pub exposures: Vec<Exposure>,
+}
+
+/// What opens pods to the nodes' network, where no NetworkPolicy of the
+/// namespace decides: a container `hostPort` or `hostNetwork: true` (the
+/// node's own address), a Service of type NodePort or LoadBalancer, or one
+/// with `externalIPs`.
+#[derive(Debug, Clone)]
+pub struct Exposure {
+    pub file: String,
+    pub line: usize,
+    /// What it is, as the message names it (`Service `x` of type NodePort`).
+    pub what: String,
+    namespace: String,
+    target: Exposed,
+}
+
+#[derive(Debug, Clone)]
+enum Exposed {
+    /// The Deployment's own pods (by its name).
+    Pod(String),
+    /// The pods a Service selects (an empty selector: none).
+    Selected(Selector),
 }
 
 fn bad(file: &str, n: &Node, msg: impl std::fmt::Display) -> Error {
@@ -263,6 +286,15 @@ impl Cluster {
                         .unwrap_or(&[])
                     {
                         for p in ctr.get("ports").and_then(|p| p.as_seq()).unwrap_or(&[]) {
+                            if let Some(h) = p.get("hostPort").and_then(|x| x.as_str()) {
+                                c.exposures.push(Exposure {
+                                    file: file.clone(),
+                                    line: p.line,
+                                    what: format!("the Deployment `{name}`'s hostPort {h}"),
+                                    namespace: namespace.clone(),
+                                    target: Exposed::Pod(name.clone()),
+                                });
+                            }
                             let Some(num) = p
                                 .get("containerPort")
                                 .and_then(|x| x.as_str())
@@ -278,6 +310,19 @@ impl Cluster {
                                 .to_string();
                             ports.push((pname, num, proto));
                         }
+                    }
+                    if let Some(h) = tpl
+                        .get("spec")
+                        .and_then(|s| s.get("hostNetwork"))
+                        .filter(|h| h.as_str() == Some("true"))
+                    {
+                        c.exposures.push(Exposure {
+                            file: file.clone(),
+                            line: h.line,
+                            what: format!("the Deployment `{name}`'s hostNetwork"),
+                            namespace: namespace.clone(),
+                            target: Exposed::Pod(name.clone()),
+                        });
                     }
                     c.pods.push(Pod {
                         name,
@@ -329,10 +374,53 @@ impl Cluster {
                         egress,
                     });
                 }
+                "Service" => {
+                    let Some(spec) = root.get("spec") else {
+                        continue;
+                    };
+                    let ty = spec
+                        .get("type")
+                        .and_then(|t| t.as_str())
+                        .unwrap_or("ClusterIP");
+                    let external = spec
+                        .get("externalIPs")
+                        .and_then(|e| e.as_seq())
+                        .is_some_and(|e| !e.is_empty());
+                    let what = match ty {
+                        "NodePort" | "LoadBalancer" => format!("the Service `{name}` of type {ty}"),
+                        _ if external => format!("the Service `{name}` with externalIPs"),
+                        _ => continue,
+                    };
+                    let line = spec.get("type").map(|t| t.line).unwrap_or(spec.line);
+                    c.exposures.push(Exposure {
+                        file: file.clone(),
+                        line,
+                        what,
+                        namespace,
+                        target: Exposed::Selected(Selector {
+                            labels: str_map(spec.get("selector")),
+                            exprs: vec![],
+                        }),
+                    });
+                }
                 _ => {}
             }
         }
         Ok(c)
+    }
+
+    /// The pods (Deployment names) an exposure opens to the nodes' network.
+    pub fn exposed(&self, e: &Exposure) -> Vec<String> {
+        self.pods
+            .iter()
+            .filter(|p| p.namespace == e.namespace)
+            .filter(|p| match &e.target {
+                Exposed::Pod(n) => &p.name == n,
+                // A Service without a selector selects no pod.
+                Exposed::Selected(sel) => !sel.labels.is_empty() && sel.matches(&p.labels),
+            })
+            .map(|p| p.name.clone())
+            .collect()
     }
 
     fn ns_labels(&self, ns: &str) -> BTreeMap<String, String> {
@@ -526,6 +614,27 @@ pub fn compare(cluster: &Cluster, expected: &BTreeSet<Expect>) -> Vec<String> {
             out.push(format!(
                 "{s} -> {t}:{p}: not in the compose file, but the policies allow it: {why}"
             ));
+        }
+    }
+    out
+}
+
+/// Every exposure of a pod that is not in `public` (the services that may
+/// publish a port on all interfaces: `Service::network_reach`).
+pub fn exposures(cluster: &Cluster, public: &BTreeSet<String>) -> Vec<String> {
+    let mut out = vec![];
+    for e in &cluster.exposures {
+        for pod in cluster.exposed(e) {
+            if !public.contains(&pod) {
+                out.push(format!(
+                    "{}:{}: {} opens `{pod}` to the nodes' network, but `{pod}` is not public (only nginx and services labelled `{}: \"{}\"` may be)",
+                    e.file,
+                    e.line,
+                    e.what,
+                    crate::model::compose::LABEL_REACH,
+                    crate::model::compose::REACH_NETWORK
+                ));
+            }
         }
     }
     out
@@ -730,5 +839,49 @@ spec: {template: {metadata: {labels: {role: tool}}, spec: {containers: [{ports: 
     fn egress_isolation_needs_both_ends() {
         let a = allowed(&["spec: {podSelector: {matchLabels: {role: web}}, policyTypes: [Egress], egress: [{to: [{podSelector: {matchLabels: {role: api}}}], ports: [{port: api}]}]}"]);
         assert_eq!(a, all_but(&["web>db:5432", "web>tool:1"]));
+    }
+
+    #[test]
+    fn exposures_name_the_pods_they_open_and_spare_the_public_ones() {
+        let extra = [
+            // web is public: spared.
+            "kind: Service\nmetadata: {name: web, namespace: app}\nspec: {type: NodePort, selector: {role: web}}",
+            "kind: Service\nmetadata: {name: db, namespace: app}\nspec: {type: LoadBalancer, selector: {role: db}}",
+            // Another namespace's pods are not selected.
+            "kind: Service\nmetadata: {name: x, namespace: other}\nspec: {type: NodePort, selector: {role: api}}",
+            // No selector: no pod.
+            "kind: Service\nmetadata: {name: y, namespace: app}\nspec: {type: NodePort}",
+            "kind: Service\nmetadata: {name: z, namespace: app}\nspec: {externalIPs: [192.0.2.1], selector: {role: api}}",
+            "kind: Service\nmetadata: {name: c, namespace: app}\nspec: {selector: {role: api}}",
+            "kind: Deployment\nmetadata: {name: h, namespace: app}\nspec: {template: {spec: {hostNetwork: true, containers: [{ports: [{containerPort: 1, hostPort: 1}]}]}}}",
+        ];
+        let mut files: Vec<(String, String)> = PODS
+            .split("---")
+            .chain(extra)
+            .enumerate()
+            .map(|(i, d)| (format!("f{i}.yaml"), d.to_string()))
+            .collect();
+        files.push(("empty.yaml".into(), String::new()));
+        let c = Cluster::read(&files).unwrap();
+        let public = BTreeSet::from(["web".to_string()]);
+        let got = exposures(&c, &public);
+        let opened: Vec<&str> = got.iter().map(|m| m.split('`').nth(3).unwrap()).collect();
+        assert_eq!(opened, ["db", "api", "h", "h"], "{got:#?}");
+        assert!(
+            got[0].starts_with("f7.yaml:3: the Service `db` of type LoadBalancer"),
+            "{}",
+            got[0]
+        );
+        assert!(
+            got[2].contains("hostPort 1") && got[3].contains("hostNetwork"),
+            "{got:#?}"
+        );
+        assert_eq!(
+            exposures(
+                &c,
+                &BTreeSet::from(["web".into(), "db".into(), "api".into(), "h".into()])
+            ),
+            Vec::<String>::new()
+        );
     }
 }

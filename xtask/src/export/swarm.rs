@@ -102,7 +102,6 @@ pub fn render(repo: &Repo, o: &Opts) -> Result<String, Error> {
         let mut svc = json!({
             "image": image(s, o),
             "networks": s.networks.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
-            "ports": s.ports.iter().filter_map(|p| Some(json!({"target": p.container, "published": p.host?, "protocol": "tcp", "mode": "ingress"}))).collect::<Vec<_>>(),
             "deploy": {
                 "replicas": 1,
                 "update_config": {"parallelism": 1, "delay": "10s", "order": order, "failure_action": "rollback"},
@@ -111,6 +110,16 @@ pub fn render(repo: &Repo, o: &Opts) -> Result<String, Error> {
             },
         });
         let m = svc.as_object_mut().unwrap();
+        // The ingress mesh publishes on every interface of every node, and a
+        // host IP cannot narrow it: only services meant for the network
+        // (nginx, `monorepo.reach: "network"`) publish; the others are
+        // reached over their overlays only.
+        if s.network_reach() {
+            let ports: Vec<Value> = s.ports.iter().filter_map(|p| Some(json!({"target": p.container, "published": p.host?, "protocol": "tcp", "mode": "ingress"}))).collect();
+            if !ports.is_empty() {
+                m.insert("ports".into(), json!(ports));
+            }
+        }
         if !s.command.is_empty() {
             m.insert("command".into(), json!(s.command));
         }

@@ -68,6 +68,9 @@ pub struct Service {
     pub extends: Option<(Option<String>, String)>,
     /// `profiles:`: the service runs only when one of them is enabled.
     pub profiles: Vec<String>,
+    /// `expose:` ports (reachable on its networks, published nowhere); the
+    /// stack view fills it (verify/load.rs).
+    pub expose: Vec<u16>,
 }
 
 #[derive(Debug, Clone)]
@@ -152,6 +155,7 @@ impl Service {
         self.ports
             .first()
             .and_then(|p| u16::try_from(p.container).ok())
+            .or_else(|| self.expose.first().copied())
     }
     /// May this service publish a port on all interfaces (see `LABEL_REACH`)?
     pub fn network_reach(&self) -> bool {

@@ -6,5 +6,7 @@ pub mod compose;
 pub mod der;
 pub mod names;
 pub mod nginx;
+pub mod reach;
 pub mod repo;
+pub mod stack;
 pub mod yaml;

@@ -251,7 +251,9 @@ pub fn render_service(spec: &ServiceSpec, unit: usize) -> String {
     );
     s += &format!("{i3}args:\n{i4}PYTHON_IMAGE: ${{PYTHON_IMAGE:-python:3.12-slim}}\n");
     s += &format!("{i2}container_name: {}\n", spec.name);
-    s += &format!("{i2}ports:\n{i3}- \"{p}:{p}\"\n", p = spec.port);
+    // Loopback only: a port on all interfaces is reachable through the host
+    // from every container (check rule MR020).
+    s += &format!("{i2}ports:\n{i3}- \"127.0.0.1:{p}:{p}\"\n", p = spec.port);
     s += &format!("{i2}networks:\n");
     for n in &spec.networks {
         s += &format!("{i3}- {n}\n");

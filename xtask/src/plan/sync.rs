@@ -1,5 +1,6 @@
-//! `sync`: derives `[alt_names]`, the NGINX endpoint files and the workspace
-//! members from the services' compose entries, and plans the rewrite.
+//! `sync`: derives `[alt_names]`, the NGINX endpoint files, the workspace
+//! members and the data layer (`plan::datalayer`) from the services'
+//! compose entries, and plans the rewrite.
 
 use crate::edit;
 use crate::model::cargo_toml;

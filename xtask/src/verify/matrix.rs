@@ -2,33 +2,14 @@
 //! the compose model), the probe spec for it, and the typed cells of the
 //! matrix. No Docker here.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
-use crate::model::compose::{Compose, Service};
+use crate::model::compose::Service;
+pub use crate::model::reach::{container_ports, expected, reaches, target, Expect, Kind, Target};
 use crate::model::repo::Repo;
 
 /// Where the CA certificate goes inside a probe container.
 pub const PROBE_CA: &str = "/etc/probe/ca.pem";
-
-/// What a target speaks; the probe's `kind=`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Pg,
-    Redis,
-    Grpc,
-    Http,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Pg => "pg",
-            Kind::Redis => "redis",
-            Kind::Grpc => "grpc",
-            Kind::Http => "http",
-        }
-    }
-}
 
 /// What the probe saw for one (source, target) pair.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,23 +58,13 @@ impl std::fmt::Display for Outcome {
     }
 }
 
-/// Something a probe can reach: a service, its port and its protocol.
-#[derive(Debug, Clone)]
-pub struct Target {
-    pub service: String,
-    pub port: u16,
-    pub kind: Kind,
-    pub tls: bool,
-    pub path: String,
-    pub networks: Vec<String>,
-    /// Credentials the server itself was given (Postgres).
-    pub creds: Vec<(String, String)>,
-}
-
 #[derive(Debug, Clone)]
 pub struct Cell {
     pub source: String,
     pub target: String,
+    /// How it was tried: empty for the target's name, else the path
+    /// (verify/paths.rs: an address, or the host at a published port).
+    pub via: String,
     pub port: u16,
     pub expected: bool,
     pub outcome: Outcome,
@@ -126,32 +97,6 @@ pub(super) fn pct(s: &str) -> String {
 
 pub(super) fn env_of(repo: &Repo, s: &Service) -> HashMap<String, String> {
     repo.service_env(s).into_iter().collect()
-}
-
-pub fn target(repo: &Repo, s: &Service) -> Option<Target> {
-    let networks: Vec<String> = s.networks.iter().map(|(n, _)| n.clone()).collect();
-    let env = env_of(repo, s);
-    let port = s.port()?;
-    let (kind, tls, path, port) = match s.name.as_str() {
-        "postgres" => (Kind::Pg, false, String::new(), port),
-        "redis" => (Kind::Redis, false, String::new(), port),
-        "nginx" => (Kind::Http, true, "/nginx-health".to_string(), port),
-        _ if s.protocol() == "http" => (Kind::Http, s.https(), "/healthz".to_string(), port),
-        _ => (Kind::Grpc, s.https(), String::new(), port),
-    };
-    let creds = ["POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"]
-        .iter()
-        .filter_map(|k| env.get(*k).map(|v| (k.to_string(), v.clone())))
-        .collect();
-    Some(Target {
-        service: s.name.clone(),
-        port,
-        kind,
-        tls,
-        path,
-        networks,
-        creds,
-    })
 }
 
 impl Target {
@@ -216,55 +161,6 @@ impl Target {
     }
 }
 
-/// Must `src` reach `target`? Compose's rule: they share a network.
-pub fn reaches(src: &Service, target: &Service) -> bool {
-    target.networks.iter().any(|(n, _)| src.on_network(n))
-}
-
-/// One cell of the expected matrix: may `source` connect to `target:port`?
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Expect {
-    pub source: String,
-    pub target: String,
-    pub port: u16,
-    pub reach: bool,
-}
-
-/// The expected matrix over every ordered pair of distinct services and
-/// every port the target listens on (its containers' ports). `verify`
-/// probes the rows of the backend services at each target's first port;
-/// `export k8s --check` compares all rows, since a policy must be right for
-/// every pod. Pure: no Docker, no files.
-pub fn expected(compose: &Compose) -> BTreeSet<Expect> {
-    let mut out = BTreeSet::new();
-    for t in &compose.services {
-        for port in container_ports(t) {
-            for s in compose.services.iter().filter(|s| s.name != t.name) {
-                out.insert(Expect {
-                    source: s.name.clone(),
-                    target: t.name.clone(),
-                    port,
-                    reach: reaches(s, t),
-                });
-            }
-        }
-    }
-    out
-}
-
-/// The distinct container ports of a service, in file order.
-pub fn container_ports(s: &Service) -> Vec<u16> {
-    let mut v: Vec<u16> = vec![];
-    for p in &s.ports {
-        if let Ok(p) = u16::try_from(p.container) {
-            if p > 0 && !v.contains(&p) {
-                v.push(p);
-            }
-        }
-    }
-    v
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,6 +170,7 @@ mod tests {
         let cell = |expected: bool, outcome: &str| Cell {
             source: "a".into(),
             target: "b".into(),
+            via: String::new(),
             port: 1,
             expected,
             outcome: Outcome::parse(outcome),
@@ -285,35 +182,5 @@ mod tests {
         assert!(!cell(true, "refused").matches());
         assert!(cell(false, "unresolved").matches() && cell(false, "refused").matches());
         assert!(!cell(false, "ok").matches() && !cell(false, "failed").matches());
-    }
-
-    #[test]
-    fn expected_is_sharing_a_network() {
-        let text = "services:\n  a: {networks: [n1], ports: [\"1:10\"]}\n  b: {networks: [n1, n2], ports: [\"20\", \"21:21\"]}\n  c: {networks: [n2]}\nnetworks: {n1: {}, n2: {}}\n";
-        let c = Compose::parse(text, &|_| None).unwrap();
-        let e = expected(&c);
-        let reach: Vec<(&str, &str, u16)> = e
-            .iter()
-            .filter(|x| x.reach)
-            .map(|x| (x.source.as_str(), x.target.as_str(), x.port))
-            .collect();
-        assert_eq!(
-            reach,
-            vec![
-                ("a", "b", 20),
-                ("a", "b", 21),
-                ("b", "a", 10),
-                ("c", "b", 20),
-                ("c", "b", 21)
-            ]
-        );
-        // c has no port: it is never a target; every other pair is a cell.
-        assert_eq!(e.len(), 2 + 2 * 2);
-        assert!(e.contains(&Expect {
-            source: "c".into(),
-            target: "a".into(),
-            port: 10,
-            reach: false
-        }));
     }
 }

@@ -5,7 +5,9 @@
 
 pub mod datalayer;
 pub mod images;
+pub mod load;
 pub mod matrix;
+pub mod paths;
 pub mod pgseed;
 pub mod probe;
 pub mod probe_build;
@@ -40,17 +42,22 @@ pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
     let t = Instant::now();
     crate::cmd::certs::ensure(root, "verify")?;
     // Recover an interrupted change and read a whole one, not half of it.
-    let repo = {
+    let mut repo = {
         let _lock = crate::plan::txn::lock_shared(root)?;
         Repo::load(root)?
     };
     if !preflight(&repo, &o)? {
         return Ok(Exit::Findings);
     }
-    phases.add("check", t);
     if o.engine == crate::cli::Engine::Swarm {
+        phases.add("check", t);
         return swarm::verify(repo, o, phases, t_all).await;
     }
+    // The stack Compose would run, read by Compose itself; every key verify
+    // does not model is refused here, before anything is created.
+    let stack = load::load(&repo)?;
+    repo.compose = load::view(&repo.compose, &stack);
+    phases.add("check", t);
     if o.init_swarm {
         return Err(
             Diagnostic::error("--init-swarm makes a swarm for `--engine swarm` only")
@@ -63,6 +70,8 @@ pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
         eprintln!("verify: removed {swept} object(s) left by an earlier interrupted run");
     }
     let mut run = Run::new(&repo, d.clone());
+    run.stack = stack;
+    run.keep = o.keep;
     eprintln!(
         "verify: run {} ({} services)",
         run.id,
@@ -244,12 +253,15 @@ async fn probe_phase(
         .collect();
     let mut cells: Vec<Cell> = vec![];
     let mut data: Vec<datalayer::DataCell> = vec![];
+    // The addresses and host ports every path is tried at.
+    let topo = paths::topology(run).await;
+    let topo = &topo;
     // One probe container per source: its matrix row and its data-layer cells.
     let rows = sources.iter().map(|src| async move {
         let planned = datalayer::plan(repo, src);
         let extra: Vec<String> = planned.iter().map(|(_, s)| s.clone()).collect();
         let (row, results, out) =
-            probe::matrix_row(&run.d, run, repo, probe_image, src, targets, &extra).await?;
+            probe::matrix_row(&run.d, run, repo, probe_image, src, targets, &extra, topo).await?;
         Ok::<_, Error>((row, datalayer::fill(planned, &results, &out)))
     });
     for r in futures_util::future::join_all(rows).await {
@@ -270,11 +282,13 @@ async fn probe_phase(
 
 type Ready = Vec<(String, Result<u128, String>)>;
 
-/// The services whose namespaces the matrix is probed from.
+/// The services whose namespaces the matrix is probed from: every one
+/// (infrastructure too: what Postgres, Redis and NGINX can reach is part of
+/// the proof), or the --only ones.
 fn row_sources<'a>(order: &[&'a Service], o: &Opts) -> Vec<&'a str> {
     order
         .iter()
-        .filter(|s| s.is_backend() && (o.only.is_empty() || o.only.contains(&s.name)))
+        .filter(|s| o.only.is_empty() || o.only.contains(&s.name))
         .map(|s| s.name.as_str())
         .collect()
 }
@@ -341,9 +355,15 @@ async fn start_stack(
         .iter()
         .map(|s| (s.name.as_str(), tokio::sync::watch::channel(false).0))
         .collect();
+    // Container ids as they are created: `network_mode: service:x` needs x's.
+    let created: HashMap<&str, tokio::sync::watch::Sender<Option<String>>> = order
+        .iter()
+        .map(|s| (s.name.as_str(), tokio::sync::watch::channel(None).0))
+        .collect();
     let timing = std::sync::Mutex::new((Duration::ZERO, Duration::ZERO));
     let lines = order.iter().map(|s| {
-        let (builds, started, pulled, timing) = (&builds, &started, &pulled, &timing);
+        let (builds, started, pulled, timing, created) =
+            (&builds, &started, &pulled, &timing, &created);
         async move {
             let image = match builds.get(&s.name) {
                 Some(b) => {
@@ -354,9 +374,23 @@ async fn start_stack(
                 }
                 None => pulled[&s.name].clone(),
             };
-            let cid = stack::create(repo, run, s, &image, volumes, seeding).await?;
+            let svc = run.stack.service(&s.name);
+            let ns = match svc.and_then(|v| v.shares_namespace_of()) {
+                Some(x) => match created.get(x) {
+                    Some(tx) => {
+                        let mut rx = tx.subscribe();
+                        let _ = rx.wait_for(|c| c.is_some()).await;
+                        let id = rx.borrow().clone();
+                        id
+                    }
+                    None => None,
+                },
+                None => None,
+            };
+            let cid = stack::create(repo, run, s, &image, volumes, seeding, ns.as_deref()).await?;
+            created[s.name.as_str()].send_replace(Some(cid.clone()));
             if sources.contains(&s.name.as_str()) {
-                probe::precreate_row(d, run, repo, probe_image, s, &cid, targets).await?;
+                probe::precreate_row(d, run, probe_image, s, &cid, targets).await?;
             }
             for (dep, _) in &s.depends_on {
                 if let Some(tx) = started.get(dep.as_str()) {
@@ -364,6 +398,13 @@ async fn start_stack(
                     // The sender lives as long as `started`: this ends when the
                     // dependency has started (or the whole stack fails).
                     let _ = rx.wait_for(|up| *up).await;
+                }
+                let cond = svc
+                    .and_then(|v| v.depends_on.iter().find(|(d, _)| d == dep))
+                    .map(|(_, c)| c.as_str());
+                let dep_cid = created.get(dep.as_str()).and_then(|tx| tx.borrow().clone());
+                if let (Some(cond), Some(dep_cid)) = (cond, dep_cid) {
+                    stack::wait_condition(run, &s.name, dep, &dep_cid, cond, timeout).await?;
                 }
             }
             stack::start(run, s, &cid).await?;
@@ -432,7 +473,11 @@ async fn report_ready(run: &Run, targets: &[Target], ready: Ready) -> bool {
 
 /// The logs of the containers in failing cells; secrets masked everywhere.
 async fn attach_logs_and_mask(run: &Run, cells: &mut [Cell]) {
-    for c in cells.iter_mut().filter(|c| !c.matches()) {
+    // A path that leaks says all in its address; logs help a broken service.
+    for c in cells
+        .iter_mut()
+        .filter(|c| !c.matches() && c.via.is_empty())
+    {
         for who in [&c.source, &c.target] {
             if let Some(id) = run.containers.get(who.as_str()) {
                 let l = docker::logs(&run.d, id, 8).await;

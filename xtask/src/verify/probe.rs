@@ -12,6 +12,7 @@ use bollard::Docker;
 use futures_util::StreamExt;
 
 use super::matrix::{self, env_of, pct, Cell, Outcome, Target};
+use super::paths::{self, Topology};
 use super::run::Run;
 use crate::diag::{Diagnostic, Error};
 use crate::docker::buildkit::{self, Builder};
@@ -269,38 +270,113 @@ fn tls_hint(repo: &Repo, detail: &str, name: &str) -> Option<String> {
 }
 
 /// What the probe container of `src`'s matrix row runs: the cells it
-/// fills, its command (every other target, then `extra`), and whether it
+/// fills (each target by name, then every other path to it: see
+/// verify/paths.rs), the specs (one a line, `extra` last), and whether it
 /// needs the CA.
 fn row_plan(
     repo: &Repo,
+    run: &Run,
+    topo: &Topology,
     src: &Service,
     targets: &[Target],
     extra: &[String],
 ) -> (Vec<Cell>, Vec<String>, bool) {
     let env = env_of(repo, src);
-    let mut cmd = vec!["check".to_string()];
+    let mut specs = vec![];
     let mut cells = vec![];
-    for t in targets.iter().filter(|t| t.service != src.name) {
+    let own_ns = run
+        .stack
+        .service(&src.name)
+        .map(|s| run.stack.networks_of(s));
+    let same_ns = |t: &str| {
+        let (Some(a), Some(b)) = (run.stack.service(&src.name), run.stack.service(t)) else {
+            return false;
+        };
+        a.shares_namespace_of() == Some(t) || b.shares_namespace_of() == Some(&src.name)
+    };
+    let none = run
+        .stack
+        .service(&src.name)
+        .is_some_and(|s| run.stack.mode_of(s).as_deref() == Some("none"));
+    for t in targets
+        .iter()
+        .filter(|t| t.service != src.name && !same_ns(&t.service))
+    {
         let id = format!("{}->{}", src.name, t.service);
-        cmd.push(t.spec(&id, &t.service, &env));
-        let expected = repo
-            .compose
-            .service(&t.service)
-            .is_some_and(|ts| matrix::reaches(src, ts));
-        cells.push(Cell {
+        specs.push(t.spec(&id, &t.service, &env));
+        let expected = !none
+            && repo.compose.service(&t.service).is_some_and(|ts| {
+                own_ns.as_ref().map_or_else(
+                    || matrix::reaches(src, ts),
+                    |nets| ts.networks.iter().any(|(n, _)| nets.contains(n)),
+                )
+            });
+        let cell = |via: String, expected: bool, port: u16| Cell {
             source: src.name.clone(),
             target: t.service.clone(),
-            port: t.port,
+            via,
+            port,
             expected,
             outcome: Outcome::Missing,
             detail: String::new(),
             hint: None,
             logs: vec![],
-        });
+        };
+        cells.push(cell(String::new(), expected, t.port));
+        for (k, p) in paths::paths(&run.stack, &repo.compose, topo, &src.name, t)
+            .into_iter()
+            .enumerate()
+        {
+            let pid = format!("{id}#{k}");
+            let mut spec = t.clone();
+            spec.port = p.port;
+            let line = if p.own_port {
+                spec.spec(&pid, &p.host, &env)
+            } else {
+                format!(
+                    "id={}&kind=tcp&host={}&port={}",
+                    pct(&pid),
+                    pct(&p.host),
+                    p.port
+                )
+            };
+            // A path the engine drops waits out the connect timeout; 1 s is
+            // ample on one machine (an open path connects in the kernel).
+            let line = format!("{line}&connect_ms={PATH_CONNECT_MS}");
+            specs.push(line);
+            cells.push(cell(p.via, p.expected, p.target_port));
+        }
     }
-    cmd.extend(extra.iter().cloned());
+    specs.extend(extra.iter().cloned());
     let with_ca = targets.iter().any(|t| t.tls && t.service != src.name);
-    (cells, cmd, with_ca)
+    (cells, specs, with_ca)
+}
+
+/// The connect timeout of a path probe, in ms.
+const PATH_CONNECT_MS: u64 = 1000;
+
+/// The command of every matrix row's probe: its specs are uploaded just
+/// before it starts (the addresses are known only once the stack runs).
+const SPECS: &str = "/etc/probe/specs";
+
+fn row_cmd() -> Vec<String> {
+    vec!["check-file".into(), SPECS.into()]
+}
+
+async fn upload_specs(d: &Docker, id: &str, specs: &[String]) -> Result<(), Error> {
+    let mut tar = Tar::default();
+    tar.dir("etc/probe", 0o755, 65534);
+    tar.file("etc/probe/specs", specs.join("\n").as_bytes(), 0o444, 65534);
+    d.upload_to_container(
+        id,
+        Some(q::UploadToContainerOptions {
+            path: "/".into(),
+            ..Default::default()
+        }),
+        bollard::body_full(tar.finish().into()),
+    )
+    .await
+    .map_err(|e| Diagnostic::error(format!("copying the probe's specs: {e}")))
 }
 
 /// Creates the probe container of `src`'s matrix row as soon as `src`'s
@@ -308,18 +384,13 @@ fn row_plan(
 pub(super) async fn precreate_row(
     d: &Docker,
     run: &Run,
-    repo: &Repo,
     image: &str,
     src: &Service,
     cid: &str,
     targets: &[Target],
 ) -> Result<(), Error> {
-    let extra: Vec<String> = super::datalayer::plan(repo, src)
-        .into_iter()
-        .map(|(_, s)| s)
-        .collect();
-    let (_, cmd, with_ca) = row_plan(repo, src, targets, &extra);
-    let pid = create_probe(d, run, image, cid, cmd, with_ca)
+    let with_ca = targets.iter().any(|t| t.tls && t.service != src.name);
+    let pid = create_probe(d, run, image, cid, row_cmd(), with_ca)
         .await
         .map_err(Diagnostic::error)?;
     run.row_probes
@@ -333,7 +404,7 @@ pub(super) async fn precreate_row(
 /// one probe container that also runs `extra` specs (the source's
 /// data-layer cells). Returns the cells, and the probe's lines and output
 /// for the extra specs.
-#[allow(clippy::type_complexity)]
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
 pub async fn matrix_row(
     d: &Docker,
     run: &Run,
@@ -342,31 +413,39 @@ pub async fn matrix_row(
     src: &Service,
     targets: &[Target],
     extra: &[String],
+    topo: &Topology,
 ) -> Result<(Vec<Cell>, Vec<(String, String, String)>, String), Error> {
     let cid = run_container(run, &src.name).map_err(Diagnostic::error)?;
-    let (mut cells, cmd, with_ca) = row_plan(repo, src, targets, extra);
+    let (mut cells, specs, with_ca) = row_plan(repo, run, topo, src, targets, extra);
     let precreated = run
         .row_probes
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .remove(&src.name);
     let pid = match precreated {
-        Some(pid) => {
-            d.start_container(&pid, None::<q::StartContainerOptions>)
-                .await
-                .map_err(|e| Diagnostic::error(format!("starting the probe: {e}")))?;
-            pid
-        }
-        None => start_probe(d, run, image, &cid, cmd, with_ca)
+        Some(pid) => pid,
+        None => create_probe(d, run, image, &cid, row_cmd(), with_ca)
             .await
             .map_err(Diagnostic::error)?,
     };
+    upload_specs(d, &pid, &specs).await?;
+    d.start_container(&pid, None::<q::StartContainerOptions>)
+        .await
+        .map_err(|e| Diagnostic::error(format!("starting the probe: {e}")))?;
     let _ = tokio::time::timeout(Duration::from_secs(120), exited(d, &pid)).await;
     let out = stdout_of(d, &pid).await;
     run.reap(&pid);
     let results = parse_lines(&out);
+    let mut k_of: HashMap<String, usize> = HashMap::new();
     for c in cells.iter_mut() {
-        let id = format!("{}->{}", c.source, c.target);
+        let base = format!("{}->{}", c.source, c.target);
+        let id = if c.via.is_empty() {
+            base
+        } else {
+            let k = k_of.entry(base.clone()).or_insert(0);
+            *k += 1;
+            format!("{base}#{}", *k - 1)
+        };
         match results.iter().find(|(i, _, _)| *i == id) {
             Some((_, outcome, detail)) => {
                 c.outcome = Outcome::parse(outcome);
@@ -374,6 +453,21 @@ pub async fn matrix_row(
                 c.hint = tls_hint(repo, detail, &c.target);
             }
             None => c.detail = format!("the probe gave no answer: {}", out.trim()),
+        }
+        if !c.via.is_empty() {
+            if !c.matches() {
+                c.hint = Some(if c.expected {
+                    format!("`{}` is meant to be reachable from the network but `{}` could not reach it through {}", c.target, c.source, c.via)
+                } else if c.via.starts_with("host") {
+                    format!("`{}` publishes port {} where every container reaches it through the host: bind it to loopback (`127.0.0.1:<port>:<port>`) or remove it in {}; label it `monorepo.reach: \"network\"` only if it must be reachable from the network", c.target, c.port, repo.compose_file)
+                } else {
+                    format!(
+                        "`{}` reached `{}` {} though they share no network",
+                        c.source, c.target, c.via
+                    )
+                });
+            }
+            continue;
         }
         if !c.matches() && c.expected && c.hint.is_none() {
             // Expected means they share a network, and the target answered
@@ -448,6 +542,7 @@ pub fn nginx_routes(repo: &Repo, bin: &Path, port: u16, order: &[&Service]) -> V
         cells.push(Cell {
             source: "host".into(),
             target: format!("nginx{path}"),
+            via: String::new(),
             port,
             expected: true,
             outcome: last.0,

@@ -17,7 +17,8 @@ pub fn render_matrix(cells: &[Cell]) -> String {
     }
     let w0 = sources.iter().map(|s| s.len()).max().unwrap_or(6).max(6);
     let wc = targets.iter().map(|s| s.len()).max().unwrap_or(8).max(16);
-    let mut out = format!("\nreachability (expected/actual; `reach` = must connect and speak the protocol, `block` = must not connect)\n{:w0$}", "source");
+    let n_paths = cells.iter().filter(|c| !c.via.is_empty()).count();
+    let mut out = format!("\nreachability (expected/actual by name; `reach` = must connect and speak the protocol, `block` = must not connect; LEAK = another path disagreed: {n_paths} paths by address and through the host were tried, failures below)\n{:w0$}", "source");
     for t in &targets {
         out += &format!("  {t:wc$}");
     }
@@ -25,7 +26,9 @@ pub fn render_matrix(cells: &[Cell]) -> String {
     for s in &sources {
         out += &format!("{s:w0$}");
         for t in &targets {
-            let txt = match cells.iter().find(|c| c.source == *s && c.target == *t) {
+            let pair = |c: &&Cell| c.source == *s && c.target == *t;
+            let paths_ok = cells.iter().filter(pair).all(|c| c.matches());
+            let txt = match cells.iter().filter(pair).find(|c| c.via.is_empty()) {
                 None => "-".to_string(),
                 Some(c) => {
                     let want = if c.expected { "reach" } else { "block" };
@@ -34,15 +37,17 @@ pub fn render_matrix(cells: &[Cell]) -> String {
                         Outcome::Failed => "error",
                         _ => "block",
                     };
-                    if c.matches() {
+                    if c.matches() && paths_ok {
                         format!("{want}/{got} ok")
+                    } else if c.matches() {
+                        format!("{want}/{got} LEAK")
                     } else {
                         format!("{want}/{got} FAIL")
                     }
                 }
             };
             let padded = format!("{txt:wc$}");
-            let bad = txt.ends_with("FAIL");
+            let bad = txt.ends_with("FAIL") || txt.ends_with("LEAK");
             out += &format!(
                 "  {}",
                 if bad && color {
@@ -66,10 +71,15 @@ pub fn render_matrix(cells: &[Cell]) -> String {
         out += "\nfailures:\n";
         for c in failed {
             out += &format!(
-                "- {} -> {}:{} expected {}, got {}: {}\n",
+                "- {} -> {}:{}{} expected {}, got {}: {}\n",
                 c.source,
                 c.target,
                 c.port,
+                if c.via.is_empty() {
+                    String::new()
+                } else {
+                    format!(" via {}", c.via)
+                },
                 if c.expected {
                     "reachable"
                 } else {
@@ -100,6 +110,7 @@ pub fn render_json(run: &str, cells: &[Cell], data: &[DataCell]) -> String {
         .map(|c| {
             serde_json::json!({
                 "kind": "network", "source": c.source, "target": c.target, "port": c.port,
+                "via": if c.via.is_empty() { "name" } else { c.via.as_str() },
                 "expected": if c.expected { "reachable" } else { "unreachable" },
                 "outcome": c.outcome.as_str(), "ok": c.matches(), "detail": c.detail, "hint": c.hint,
                 "logs": c.logs.iter().map(|(w, l)| serde_json::json!({"container": w, "lines": l})).collect::<Vec<_>>(),
@@ -127,10 +138,15 @@ pub fn render_junit(cells: &[Cell], data: &[DataCell]) -> String {
     let mut s = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"verify\" tests=\"{}\" failures=\"{failures}\">\n", cells.len() + data.len());
     for c in cells {
         let name = format!(
-            "{} -> {}:{} ({})",
+            "{} -> {}:{}{} ({})",
             c.source,
             c.target,
             c.port,
+            if c.via.is_empty() {
+                String::new()
+            } else {
+                format!(" via {}", c.via)
+            },
             if c.expected {
                 "reachable"
             } else {

@@ -38,6 +38,10 @@ pub struct Run {
     /// Probe containers of matrix rows made ahead of the probe phase
     /// (source service -> container id).
     pub(super) row_probes: std::sync::Mutex<HashMap<String, String>>,
+    /// The stack Compose would run (verify/load.rs); empty for the swarm engine.
+    pub(super) stack: crate::model::stack::Stack,
+    /// `--keep`: everything is labelled so no later sweep takes it for a dead run's.
+    pub(super) keep: bool,
 }
 
 impl Run {
@@ -66,14 +70,20 @@ impl Run {
             secrets,
             reaping: Default::default(),
             row_probes: Default::default(),
+            stack: Default::default(),
+            keep: false,
         }
     }
     pub fn labels(&self) -> HashMap<String, String> {
-        HashMap::from([
+        let mut l = HashMap::from([
             (RUN_LABEL.to_string(), self.id.clone()),
             (PID_LABEL.to_string(), std::process::id().to_string()),
             (HOST_LABEL.to_string(), docker::hostname()),
-        ])
+        ]);
+        if self.keep {
+            l.insert(docker::KEEP_LABEL.to_string(), "1".into());
+        }
+        l
     }
     pub fn container(&self, service: &str) -> Option<String> {
         self.containers.get(service).cloned()

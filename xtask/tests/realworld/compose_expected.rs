@@ -9,6 +9,12 @@
 /// - MR010: the service depends on `postgres` or `redis` and is not on
 ///   pg-network/redis-network (the house rule; these files use their default
 ///   network). Two when it depends on both.
+/// - MR020: one per port entry published on every interface (no host IP,
+///   `0.0.0.0`): reachable through the host from every container, which the
+///   house rules allow only for nginx and services labelled
+///   `monorepo.reach: "network"` (none here). A range is one entry, as
+///   written; entries bound to 127.0.0.1 (03, 12, 29) are not findings. The
+///   test also derives the services from Compose's own model.
 ///
 /// Findings checked and found false, then fixed: MR009 on env files marked
 /// `required: false` (25, 29); MR005 for one port on tcp and udp (04, 15,
@@ -16,6 +22,8 @@
 const EXPECTED: &[(&str, &[&str])] = &[
     ("01-localstack-localstack/docker-compose.yml", &[
         "MR004 localstack",
+        "MR020 localstack",
+        "MR020 localstack",
     ]),
     ("02-apache-airflow/docker-compose.yaml", &[
         "MR004 airflow-apiserver",
@@ -44,6 +52,8 @@ const EXPECTED: &[(&str, &[&str])] = &[
         "MR010 airflow-worker",
         "MR010 flower",
         "MR010 flower",
+        "MR020 airflow-apiserver",
+        "MR020 flower",
     ]),
     ("03-apache-superset/docker-compose.yml", &[
         "MR003 superset",
@@ -59,6 +69,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
         "MR010 superset-init",
         "MR010 superset-node",
         "MR010 superset-worker",
+        "MR020 superset",
     ]),
     ("04-deviantony-docker-elk/docker-compose.yml", &[
         "MR003 elasticsearch",
@@ -67,6 +78,13 @@ const EXPECTED: &[(&str, &[&str])] = &[
         "MR004 elasticsearch",
         "MR004 kibana",
         "MR004 logstash",
+        "MR020 elasticsearch",
+        "MR020 elasticsearch",
+        "MR020 kibana",
+        "MR020 logstash",
+        "MR020 logstash",
+        "MR020 logstash",
+        "MR020 logstash",
     ]),
     ("05-dockersamples-example-voting-app/docker-compose.yml", &[
         "MR003 result",
@@ -75,6 +93,10 @@ const EXPECTED: &[(&str, &[&str])] = &[
         "MR004 result",
         "MR004 votes",
         "MR004 worker",
+        "MR020 redis",
+        "MR020 result",
+        "MR020 result",
+        "MR020 votes",
     ]),
     ("06-docker-awesome-compose-react-express-mysql/compose.yaml", &[
         "MR003 backend",
@@ -82,6 +104,10 @@ const EXPECTED: &[(&str, &[&str])] = &[
         "MR004 backend",
         "MR004 db",
         "MR004 frontend",
+        "MR020 backend",
+        "MR020 backend",
+        "MR020 backend",
+        "MR020 frontend",
     ]),
     ("07-docker-compose-interpolation/compose.yaml", &[
         "MR004 example",
@@ -100,6 +126,9 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ]),
     ("09-temporalio-docker-compose/docker-compose.yml", &[
         "MR004 cassandra",
+        "MR020 cassandra",
+        "MR020 temporal",
+        "MR020 temporal-web",
     ]),
     ("10-dotnet-architecture-eshoponcontainers/docker-compose.yml", &[
         "MR003 basket-api",
@@ -142,6 +171,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("11-umami-software-umami/docker-compose.yml", &[
         "MR004 db",
         "MR004 umami",
+        "MR020 umami",
     ]),
     ("12-langfuse-langfuse/docker-compose.yml", &[
         "MR004 clickhouse",
@@ -154,11 +184,15 @@ const EXPECTED: &[(&str, &[&str])] = &[
         "MR010 langfuse-web",
         "MR010 langfuse-worker",
         "MR010 langfuse-worker",
+        "MR020 langfuse-web",
+        "MR020 minio",
     ]),
     ("13-docker-awesome-compose-aspnet-mssql/compose.yaml", &[
         "MR003 web",
         "MR004 db",
         "MR004 web",
+        "MR020 db",
+        "MR020 web",
     ]),
     ("14-docker-awesome-compose-react-aspnet-mongodb/compose.yaml", &[
         "MR003 backend",
@@ -166,6 +200,17 @@ const EXPECTED: &[(&str, &[&str])] = &[
         "MR004 backend",
         "MR004 frontend",
         "MR004 mongo",
+        "MR020 backend",
+        "MR020 frontend",
+    ]),
+    ("15-docker-awesome-compose-pihole-cloudflared-doh/compose.yaml", &[
+        "MR020 cloudflared",
+        "MR020 cloudflared",
+        "MR020 pihole",
+        "MR020 pihole",
+        "MR020 pihole",
+        "MR020 pihole",
+        "MR020 pihole",
     ]),
     ("16-docker-awesome-compose-nginx-golang-postgres-rabbitmq/compose.yaml", &[
         "MR003 backend",
@@ -173,6 +218,9 @@ const EXPECTED: &[(&str, &[&str])] = &[
         "MR004 db",
         "MR004 mq",
         "MR004 proxy",
+        "MR020 mq",
+        "MR020 mq",
+        "MR020 proxy",
     ]),
     ("17-dotnet-architecture-eshoponweb/docker-compose.yml", &[
         "MR003 eshoppublicapi",
@@ -180,6 +228,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
         "MR004 eshoppublicapi",
         "MR004 eshopwebmvc",
         "MR004 sqlserver",
+        "MR020 sqlserver",
     ]),
     ("18-kgrzybek-modular-monolith-with-ddd/docker-compose.yml", &[
         "MR003 backend",
@@ -188,9 +237,12 @@ const EXPECTED: &[(&str, &[&str])] = &[
         "MR004 backend",
         "MR004 migrator",
         "MR004 mymeetingsdb",
+        "MR020 backend",
+        "MR020 mymeetingsdb",
     ]),
     ("19-docker-compose-port-range/compose.yaml", &[
         "MR004 a",
+        "MR020 a",
     ]),
     ("20-docker-compose-deps-not-required/deps-not-required.yaml", &[
         "MR004 bar",
@@ -199,14 +251,19 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("21-docker-awesome-compose-gitea-postgres/compose.yaml", &[
         "MR004 db",
         "MR004 gitea",
+        "MR020 gitea",
     ]),
     ("22-docker-awesome-compose-nextcloud-redis-mariadb/docker-compose.yaml", &[
         "MR004 db",
         "MR004 nc",
         "MR004 redis",
+        "MR020 nc",
     ]),
     ("23-traefik-traefik-acme-dns-secrets/docker-compose_secrets.yml", &[
         "MR004 whoami",
+        "MR020 traefik",
+        "MR020 traefik",
+        "MR020 traefik",
     ]),
     ("24-docker-compose-profiles/docker-compose.yaml", &[
         "MR004 bar",
@@ -225,6 +282,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
         "MR004 superset-worker",
         "MR004 superset-worker-beat",
         "MR010 superset-init",
+        "MR020 superset",
     ]),
     ("26-docker-compose-env-file-include/compose.yml", &[
         "MR004 main",
@@ -235,6 +293,8 @@ const EXPECTED: &[(&str, &[&str])] = &[
         "MR004 backend",
         "MR004 db",
         "MR004 proxy",
+        "MR020 backend",
+        "MR020 proxy",
     ]),
     ("28-docker-awesome-compose-bunkerweb-mariadb/compose.yaml", &[
         "MR004 app",
@@ -243,6 +303,9 @@ const EXPECTED: &[(&str, &[&str])] = &[
         "MR004 bw-scheduler",
         "MR004 bw-ui",
         "MR004 valkey",
+        "MR020 bunkerweb",
+        "MR020 bunkerweb",
+        "MR020 bunkerweb",
     ]),
     ("29-apache-superset-light/docker-compose-light.yml", &[
         "MR003 pytest-runner",

@@ -19,7 +19,7 @@ say() { # status file detail
   if [ "$1" != ok ] || [ "$VERBOSE" = 1 ]; then [ -s "$3" ] && sed 's/^/      | /' "$3" | head -20; fi
 }
 
-# The local stand-in image that has nginx (see README.md): $NGINX_IMAGE, else the
+# The local stand-in image that has nginx (see docs/images.md): $NGINX_IMAGE, else the
 # repository's .env, else the newest monorepo-local/nginx image.
 nginx_image() {
   if [ -n "${NGINX_IMAGE:-}" ]; then echo "$NGINX_IMAGE"; return; fi

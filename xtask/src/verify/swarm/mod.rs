@@ -144,6 +144,8 @@ pub(super) async fn verify(
         secrets,
         reaping: Default::default(),
         row_probes: Default::default(),
+        stack: Default::default(),
+        keep: false,
     };
     eprintln!(
         "verify: run {} on swarm ({} services)",

@@ -180,6 +180,8 @@ fn node_run(run: &Run, d: &Docker) -> Run {
         secrets: run.secrets.clone(),
         reaping: Default::default(),
         row_probes: Default::default(),
+        stack: Default::default(),
+        keep: run.keep,
     }
 }
 
@@ -395,6 +397,10 @@ async fn body(
 
     // 5-6. One probe per source, in its task's namespace on its node.
     let t = Instant::now();
+    // The addresses as the manager knows them: the overlays' are the same
+    // on every node; a node's own bridges are inside that node.
+    let topo = super::super::paths::topology(run).await;
+    let topo = &topo;
     let rows = order.iter().map(|src| {
         let r = &runs[node_of[&src.name]];
         let (targets, probe_ref) = (&targets, &probe_ref);
@@ -402,7 +408,7 @@ async fn body(
             let planned = datalayer::plan(repo, src);
             let extra: Vec<String> = planned.iter().map(|(_, s)| s.clone()).collect();
             let (row, results, out) =
-                probe::matrix_row(&r.d, r, repo, probe_ref, src, targets, &extra).await?;
+                probe::matrix_row(&r.d, r, repo, probe_ref, src, targets, &extra, topo).await?;
             Ok::<_, Error>((row, datalayer::fill(planned, &results, &out)))
         }
     });

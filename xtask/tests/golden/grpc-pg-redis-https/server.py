@@ -33,7 +33,11 @@ SERVICE_NAME = billing_events_pb2.DESCRIPTOR.services_by_name["BillingEvents"].f
 def main() -> None:
     cfg = settings.load()
     log.setup(cfg.name)
-    service = serve.GrpcService(billing_events_pb2_grpc.add_BillingEventsServicer_to_server, BillingEvents(cfg), SERVICE_NAME)
+    service = serve.GrpcService(
+        billing_events_pb2_grpc.add_BillingEventsServicer_to_server,
+        BillingEvents(cfg),
+        SERVICE_NAME,
+    )
     serve.run(cfg, grpc_services=[service])
 
 

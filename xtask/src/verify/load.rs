@@ -1,0 +1,264 @@
+//! The stack verify proves is the one Compose would run: Compose v2's own
+//! loader (`docker compose config --format json`) reads the project, and
+//! `model::stack` types its answer. Keys verify does not model are refused
+//! here, before anything is created, at the line that wrote them.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::diag::{Diagnostic, Error};
+use crate::model::compose::{Build, Compose, Mount, Port, Service};
+use crate::model::repo::Repo;
+use crate::model::stack::{MountKind, Stack, Unmodeled};
+
+/// The compose CLI: `docker compose` unless `XTASK_COMPOSE` names another
+/// command (split on spaces).
+fn compose_cmd() -> Command {
+    let spec = std::env::var("XTASK_COMPOSE").unwrap_or_else(|_| "docker compose".into());
+    let mut parts = spec.split_whitespace();
+    let mut c = Command::new(parts.next().unwrap_or("docker"));
+    c.args(parts);
+    c
+}
+
+/// Runs Compose's loader in `root` (so `COMPOSE_FILE`, `COMPOSE_PROFILES`,
+/// `.env` and the override file apply exactly as for `docker compose up`).
+pub fn compose_json(root: &Path) -> Result<serde_json::Value, Error> {
+    let out = compose_cmd()
+        .args(["config", "--format", "json"])
+        .current_dir(root)
+        .output()
+        .map_err(|e| {
+            Diagnostic::error(format!("cannot run `docker compose`: {e}"))
+                .fix("install Docker Compose v2 (`bash scripts/setup.sh` does)")
+        })?;
+    if !out.status.success() {
+        let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        return Err(Diagnostic::error(format!(
+            "Compose refuses this project, so verify does too: {msg}"
+        ))
+        .fix("`docker compose config` shows the same; fix what it names"));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| {
+        Diagnostic::error(format!(
+            "`docker compose config --format json` printed no JSON: {e}"
+        ))
+        .fix("check `docker compose version` is v2")
+    })
+}
+
+/// The stack of `repo`, or every key verify does not model as one error.
+pub fn load(repo: &Repo) -> Result<Stack, Error> {
+    let v = compose_json(&repo.root)?;
+    match Stack::from_json(&v) {
+        Ok(st) => refuse_unsupported(repo, st),
+        Err(bad) => Err(unmodeled(repo, &bad)),
+    }
+}
+
+/// What Compose accepts but verify cannot run as Compose would.
+fn refuse_unsupported(repo: &Repo, st: Stack) -> Result<Stack, Error> {
+    let mut bad = vec![];
+    for s in &st.services {
+        if let Some(x) = s.shares_namespace_of() {
+            if st.service(x).is_none() {
+                bad.push(Unmodeled {
+                    owner: s.name.clone(),
+                    key: "network_mode".into(),
+                    why: format!("`service:{x}` names no service of the stack"),
+                });
+            }
+        } else if let Some(m) = &s.network_mode {
+            if !matches!(m.as_str(), "host" | "none" | "bridge") {
+                bad.push(Unmodeled {
+                    owner: s.name.clone(),
+                    key: "network_mode".into(),
+                    why: format!(
+                        "`{m}` joins a namespace outside the project; use `service:<name>` or networks"
+                    ),
+                });
+            }
+        }
+        for m in &s.volumes {
+            if m.kind == MountKind::Bind && !Path::new(&m.source).exists() {
+                bad.push(Unmodeled {
+                    owner: s.name.clone(),
+                    key: "volumes".into(),
+                    why: format!(
+                        "bind source {} does not exist (Compose would make an empty folder there); create it or run `cargo xtask certs` if it is a certificate folder",
+                        m.source
+                    ),
+                });
+            }
+        }
+    }
+    if bad.is_empty() {
+        Ok(st)
+    } else {
+        Err(unmodeled(repo, &bad))
+    }
+}
+
+/// One error listing every key, each at its line, with what to do.
+fn unmodeled(repo: &Repo, bad: &[Unmodeled]) -> Error {
+    let first = &bad[0];
+    let (file, line) = locate(repo, &first.owner, &first.key);
+    let mut msg = format!(
+        "verify cannot prove the stack Compose would run: {} key(s) are not modeled",
+        bad.len()
+    );
+    for u in bad {
+        let (f, l) = locate(repo, &u.owner, &u.key);
+        msg.push_str(&format!(
+            "\n  {f}:{l}: `{}` of `{}`: {}",
+            u.key, u.owner, u.why
+        ));
+    }
+    Diagnostic::error(msg)
+        .at(&file, line)
+        .fix("change each key as its line says; verify refuses rather than prove a different stack")
+}
+
+/// The file and line of `owner.key` in the repository's compose file (the
+/// owner's line when the key came from an override, `extends` or
+/// `include`, line 1 when the owner did too).
+pub fn locate(repo: &Repo, owner: &str, key: &str) -> (String, usize) {
+    let file = repo.compose_file.clone();
+    let Some(tree) = &repo.compose_tree else {
+        return (file, 1);
+    };
+    let (section, name) = match owner.split_once('.') {
+        Some((sec @ ("networks" | "volumes"), n)) => (sec, n),
+        _ => ("services", owner),
+    };
+    let Some(node) = tree.get(section).and_then(|s| s.get(name)) else {
+        return (file, 1);
+    };
+    let first = key.split('.').next().unwrap_or(key);
+    let line = node
+        .keys()
+        .into_iter()
+        .find(|(k, _)| *k == first)
+        .map(|(_, l)| l)
+        .unwrap_or(node.line.saturating_sub(1).max(1));
+    (file, line)
+}
+
+/// The typed view the rest of verify reads (targets, the matrix, the data
+/// layer), made from the stack so that it agrees with Compose: networks
+/// (the implicit `default` included), ports, mounts and environment as
+/// Compose resolved them; lines from the file where the service is in it.
+pub fn view(file_model: &Compose, st: &Stack) -> Compose {
+    let services = st
+        .services
+        .iter()
+        .map(|s| {
+            let file = file_model.service(&s.name);
+            let line = file.map(|f| f.line).unwrap_or(1);
+            let build = s.build.as_ref().map(|b| Build {
+                context: b.context.clone(),
+                dockerfile: b.dockerfile.clone(),
+                args: b.args.clone(),
+                line: file.and_then(|f| f.build.as_ref()).map_or(line, |b| b.line),
+            });
+            Service {
+                name: s.name.clone(),
+                line,
+                container_name: s.container_name.clone().map(|c| (c, line)),
+                build,
+                image: s.image.clone(),
+                ports: s
+                    .ports
+                    .iter()
+                    .map(|p| Port {
+                        host: p.published.as_deref().and_then(|h| h.parse().ok()),
+                        host_end: None,
+                        container: u32::from(p.target),
+                        container_end: u32::from(p.target),
+                        protocol: p.protocol.clone(),
+                        host_ip: p.host_ip.clone(),
+                        line,
+                    })
+                    .collect(),
+                networks: st.networks_of(s).into_iter().map(|n| (n, line)).collect(),
+                volumes: s
+                    .volumes
+                    .iter()
+                    .filter(|m| m.kind != MountKind::Tmpfs)
+                    .map(|m| Mount {
+                        source: m.source.clone(),
+                        target: m.target.clone(),
+                        named: m.kind == MountKind::Volume,
+                        line,
+                    })
+                    .collect(),
+                depends_on: s
+                    .depends_on
+                    .iter()
+                    .map(|(d, _)| (d.clone(), line))
+                    .collect(),
+                env_file: vec![],
+                env_file_optional: vec![],
+                refs: file.map(|f| f.refs.clone()).unwrap_or_default(),
+                environment: s
+                    .environment
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.clone()?, line)))
+                    .collect(),
+                labels: s.labels.clone(),
+                has_healthcheck: s.healthcheck.as_ref().is_some_and(|h| !h.disable),
+                command: s.command.clone().unwrap_or_default(),
+                extends: None,
+                profiles: vec![],
+                expose: s
+                    .expose
+                    .iter()
+                    .filter_map(|e| e.split('/').next()?.parse().ok())
+                    .collect(),
+            }
+        })
+        .collect();
+    Compose {
+        services,
+        networks: st.networks.keys().map(|n| (n.clone(), 1)).collect(),
+        volumes: st.volumes.keys().map(|v| (v.clone(), 1)).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::reach;
+
+    /// Two services without `networks:` share Compose's `default` network
+    /// and must reach each other; `networks: [default, n]` is two networks.
+    #[test]
+    fn the_implicit_default_network_is_a_network() {
+        let v = serde_json::json!({
+            "name": "p",
+            "services": {
+                "a": {"image": "x", "networks": {"default": null}, "ports": [{"target": 80, "protocol": "tcp", "host_ip": "127.0.0.1"}]},
+                "b": {"image": "x", "networks": {"default": null}, "expose": ["9000"]},
+                "c": {"image": "x", "networks": {"default": null, "n": null}},
+                "d": {"image": "x", "networks": {"n": null}}
+            },
+            "networks": {"default": {"name": "p_default"}, "n": {"name": "p_n"}}
+        });
+        let st = Stack::from_json(&v).unwrap();
+        let repo_view = Compose {
+            services: vec![],
+            networks: vec![],
+            volumes: vec![],
+        };
+        let c = view(&repo_view, &st);
+        let s = |n: &str| c.service(n).unwrap();
+        assert!(reach::reaches(s("a"), s("b")) && reach::reaches(s("b"), s("a")));
+        assert!(reach::reaches(s("c"), s("d")) && !reach::reaches(s("a"), s("d")));
+        // A service with only `expose:` is a target at that port.
+        assert_eq!(s("b").port(), Some(9000));
+        let e = reach::expected(&c);
+        assert!(e
+            .iter()
+            .any(|x| x.source == "a" && x.target == "b" && x.port == 9000 && x.reach));
+    }
+}

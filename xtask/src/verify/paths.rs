@@ -1,0 +1,372 @@
+//! Every path a packet can take from one service's namespace to another
+//! service, beyond its name: the target's address on each network the
+//! source is not on, and the host, where the target's published ports
+//! listen (the gateway of each of the source's networks and the default
+//! bridge's address). A port published on all interfaces is open through
+//! the host to every container, whatever the networks say: the path that
+//! used to make "must not connect" a statement about name resolution only.
+//!
+//! What each path must do (`expected`):
+//! - by name: the source shares a network with the target (the name cell);
+//! - by address on a network the source is not on: never;
+//! - through the host: only to a port bound on all interfaces (or on that
+//!   very address) of a service that may be reached from the network
+//!   (`Service::network_reach`: NGINX, or `monorepo.reach: "network"`);
+//!   anything else connecting there is a leak, reported with its fix;
+//! - `network_mode: host`: the host's own namespace reaches every bridge
+//!   address and every published port (loopback included): all expected;
+//! - `network_mode: none`: nothing.
+//!
+//! Probes are sent only to the run's own containers' addresses and to the
+//! host ports the run's own containers were given (ephemeral ones), never
+//! to another port of a gateway, where other stacks may publish theirs.
+
+use std::collections::BTreeMap;
+
+use bollard::query_parameters as q;
+
+use super::matrix::Target;
+use super::run::Run;
+use crate::model::compose::{all_interfaces, Compose};
+use crate::model::stack::Stack;
+
+/// The addresses the run's containers and networks were given.
+#[derive(Debug, Default, Clone)]
+pub struct Topology {
+    /// service -> (network key, IPv4 address)
+    pub addrs: BTreeMap<String, Vec<(String, String)>>,
+    /// network key -> its gateway (the host's address on it)
+    pub gateways: BTreeMap<String, String>,
+    /// The default bridge's gateway (`docker0`), where Docker's published
+    /// ports also listen.
+    pub bridge_gw: Option<String>,
+    /// service -> (container port, protocol, host IP as published, host port)
+    pub published: BTreeMap<String, Vec<(u16, String, String, u16)>>,
+}
+
+/// Reads the topology from the engine, once every container has started.
+pub async fn topology(run: &Run) -> Topology {
+    let d = &run.d;
+    let mut t = Topology::default();
+    for (key, name) in &run.networks {
+        if let Ok(n) = d
+            .inspect_network(name, None::<q::InspectNetworkOptions>)
+            .await
+        {
+            let gw = n
+                .ipam
+                .and_then(|i| i.config)
+                .and_then(|c| c.into_iter().find_map(|c| c.gateway));
+            if let Some(gw) = gw {
+                t.gateways.insert(key.clone(), gw);
+            }
+        }
+    }
+    if let Ok(n) = d
+        .inspect_network("bridge", None::<q::InspectNetworkOptions>)
+        .await
+    {
+        t.bridge_gw = n
+            .ipam
+            .and_then(|i| i.config)
+            .and_then(|c| c.into_iter().find_map(|c| c.gateway));
+    }
+    let by_name: BTreeMap<&String, &String> = run.networks.iter().map(|(k, v)| (v, k)).collect();
+    for (svc, cid) in &run.containers {
+        let Ok(info) = d
+            .inspect_container(cid, None::<q::InspectContainerOptions>)
+            .await
+        else {
+            continue;
+        };
+        let Some(ns) = info.network_settings else {
+            continue;
+        };
+        for (net, ep) in ns.networks.unwrap_or_default() {
+            if let (Some(key), Some(ip)) = (by_name.get(&net), ep.ip_address) {
+                if !ip.is_empty() {
+                    t.addrs
+                        .entry(svc.clone())
+                        .or_default()
+                        .push(((*key).clone(), ip));
+                }
+            }
+        }
+        for (port, bindings) in ns.ports.unwrap_or_default() {
+            let (p, proto) = port.split_once('/').unwrap_or((&port, "tcp"));
+            let Ok(p) = p.parse::<u16>() else { continue };
+            // IPv6 bindings (Docker gives `::` its own ephemeral port) are
+            // not paths the IPv4 probes can take: the networks here are IPv4.
+            for b in bindings
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|b| !b.host_ip.as_deref().unwrap_or("").contains(':'))
+            {
+                let Some(hp) = b.host_port.as_deref().and_then(|h| h.parse::<u16>().ok()) else {
+                    continue;
+                };
+                t.published.entry(svc.clone()).or_default().push((
+                    p,
+                    proto.to_string(),
+                    b.host_ip.unwrap_or_default(),
+                    hp,
+                ));
+            }
+        }
+    }
+    // One entry a host port.
+    for v in t.published.values_mut() {
+        v.sort_by(|a, b| (a.0, &a.1, a.3, &a.2).cmp(&(b.0, &b.1, b.3, &b.2)));
+        v.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1 && a.3 == b.3);
+    }
+    t
+}
+
+/// One path of a cell: how it is tried and what it must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathSpec {
+    /// What the report says (`address 172.20.0.3 on pg-network`, ...).
+    pub via: String,
+    pub host: String,
+    pub port: u16,
+    /// The target's port this path ends at (the container port).
+    pub target_port: u16,
+    /// The target's own port (speak its protocol) or another published
+    /// port (a TCP connection is the proof).
+    pub own_port: bool,
+    pub expected: bool,
+}
+
+/// The paths from `src` to `t` other than the name (which the name cell
+/// covers). Pure: the stack, its view and the topology decide.
+pub fn paths(
+    stack: &Stack,
+    view: &Compose,
+    topo: &Topology,
+    src: &str,
+    t: &Target,
+) -> Vec<PathSpec> {
+    let mut out = vec![];
+    let Some(s) = stack.service(src) else {
+        return out;
+    };
+    let mode = stack.mode_of(s);
+    if mode.as_deref() == Some("none") {
+        return out;
+    }
+    let host_mode = mode.as_deref() == Some("host");
+    let src_nets = stack.networks_of(s);
+    let reach_ok = view.service(&t.service).is_some_and(|v| v.network_reach());
+    for (net, ip) in topo.addrs.get(&t.service).into_iter().flatten() {
+        if host_mode || !src_nets.contains(net) {
+            out.push(PathSpec {
+                via: format!("address {ip} on {net}"),
+                host: ip.clone(),
+                port: t.port,
+                target_port: t.port,
+                own_port: true,
+                expected: host_mode,
+            });
+        }
+    }
+    // A target in the host's namespace listens on every host address:
+    // through each gateway at its own port (Compose publishes nothing for it).
+    let target_host_mode = stack
+        .service(&t.service)
+        .is_some_and(|ts| stack.mode_of(ts).as_deref() == Some("host"));
+    if target_host_mode && !host_mode {
+        for (gw, what) in gateways(&src_nets, topo) {
+            out.push(PathSpec {
+                via: format!(
+                    "host {gw}:{} ({what}) -> `{}` in the host's namespace",
+                    t.port, t.service
+                ),
+                host: gw,
+                port: t.port,
+                target_port: t.port,
+                own_port: true,
+                expected: reach_ok,
+            });
+        }
+    }
+    let published = topo.published.get(&t.service).into_iter().flatten();
+    for (cport, proto, host_ip, hport) in published.filter(|p| p.1 == "tcp") {
+        let _ = proto;
+        if host_mode {
+            // The host's own namespace: the port on loopback and on every
+            // interface it is bound to.
+            let addr = if all_interfaces(host_ip) {
+                "127.0.0.1"
+            } else {
+                host_ip
+            };
+            out.push(PathSpec {
+                via: format!("host {addr}:{hport} (published {cport})"),
+                host: addr.to_string(),
+                port: *hport,
+                target_port: *cport,
+                own_port: *cport == t.port,
+                expected: true,
+            });
+            continue;
+        }
+        for (gw, what) in gateways(&src_nets, topo) {
+            let open = all_interfaces(host_ip) || host_ip == &gw;
+            out.push(PathSpec {
+                via: format!(
+                    "host {gw}:{hport} ({what}) -> published {cport} bound to {}",
+                    if host_ip.is_empty() {
+                        "all interfaces"
+                    } else {
+                        host_ip
+                    }
+                ),
+                host: gw.clone(),
+                port: *hport,
+                target_port: *cport,
+                own_port: *cport == t.port,
+                expected: open && reach_ok,
+            });
+        }
+    }
+    out
+}
+
+/// The host's addresses a container on `nets` reaches it by: each
+/// network's gateway and the default bridge's.
+fn gateways(nets: &[String], topo: &Topology) -> Vec<(String, String)> {
+    let mut gws: Vec<(String, String)> = nets
+        .iter()
+        .filter_map(|n| Some((topo.gateways.get(n)?.clone(), format!("gateway of {n}"))))
+        .collect();
+    if let Some(b) = &topo.bridge_gw {
+        gws.push((b.clone(), "the default bridge".into()));
+    }
+    gws
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::reach::Kind;
+
+    fn stack() -> (Stack, Compose) {
+        let v = serde_json::json!({
+            "name": "p",
+            "services": {
+                "a": {"image": "x", "networks": {"n1": null}},
+                "b": {"image": "x", "networks": {"n2": null}, "ports": [{"target": 80, "published": "80", "protocol": "tcp"}]},
+                "h": {"image": "x", "network_mode": "host"},
+                "z": {"image": "x", "network_mode": "none"},
+                "w": {"image": "x", "network_mode": "service:a"}
+            },
+            "networks": {"n1": {"name": "p_n1"}, "n2": {"name": "p_n2"}}
+        });
+        let st = Stack::from_json(&v).unwrap();
+        let mut view = Compose {
+            services: vec![],
+            networks: vec![],
+            volumes: vec![],
+        };
+        for s in &st.services {
+            view.services.push(crate::model::compose::Service {
+                name: s.name.clone(),
+                labels: s.labels.clone(),
+                ..Default::default()
+            });
+        }
+        (st, view)
+    }
+
+    fn topo(host_ip: &str) -> Topology {
+        let mut t = Topology::default();
+        t.addrs
+            .insert("b".into(), vec![("n2".into(), "10.0.2.5".into())]);
+        t.gateways.insert("n1".into(), "10.0.1.1".into());
+        t.gateways.insert("n2".into(), "10.0.2.1".into());
+        t.bridge_gw = Some("172.17.0.1".into());
+        t.published
+            .insert("b".into(), vec![(80, "tcp".into(), host_ip.into(), 49001)]);
+        t
+    }
+
+    fn target() -> Target {
+        Target {
+            service: "b".into(),
+            port: 80,
+            kind: Kind::Http,
+            tls: false,
+            path: "/".into(),
+            networks: vec!["n2".into()],
+            creds: vec![],
+        }
+    }
+
+    #[test]
+    fn a_port_on_all_interfaces_is_a_path_through_every_gateway() {
+        let (st, view) = stack();
+        let p = paths(&st, &view, &topo("0.0.0.0"), "a", &target());
+        let vias: Vec<(&str, u16, bool)> = p
+            .iter()
+            .map(|p| (p.host.as_str(), p.port, p.expected))
+            .collect();
+        // Its address on n2 (not a's network), then the host through a's
+        // gateway and the default bridge, at the published host port: none
+        // may connect (b is not a public service).
+        assert_eq!(
+            vias,
+            vec![
+                ("10.0.2.5", 80, false),
+                ("10.0.1.1", 49001, false),
+                ("172.17.0.1", 49001, false)
+            ]
+        );
+        // A service that opts in is expected to be reached through the host.
+        let (st, mut view) = stack();
+        view.services[1]
+            .labels
+            .insert("monorepo.reach".into(), "network".into());
+        let p = paths(&st, &view, &topo(""), "a", &target());
+        assert_eq!(
+            p.iter().map(|p| p.expected).collect::<Vec<_>>(),
+            vec![false, true, true]
+        );
+        // Bound to loopback, the host paths are still tried and must fail.
+        let p = paths(&st, &view, &topo("127.0.0.1"), "a", &target());
+        assert_eq!(
+            p.iter().map(|p| p.expected).collect::<Vec<_>>(),
+            vec![false, false, false]
+        );
+    }
+
+    #[test]
+    fn namespace_modes() {
+        let (st, view) = stack();
+        // none reaches nothing: no path at all besides the name cell.
+        assert!(paths(&st, &view, &topo(""), "z", &target()).is_empty());
+        // host reaches every bridge address and every published port.
+        let p = paths(&st, &view, &topo("127.0.0.1"), "h", &target());
+        assert_eq!(
+            p.iter()
+                .map(|p| (p.host.as_str(), p.expected))
+                .collect::<Vec<_>>(),
+            vec![("10.0.2.5", true), ("127.0.0.1", true)]
+        );
+        // service:a has a's reach (a's networks and gateways).
+        let pw = paths(&st, &view, &topo("0.0.0.0"), "w", &target());
+        let pa = paths(&st, &view, &topo("0.0.0.0"), "a", &target());
+        assert_eq!(pw, pa);
+        // A target in the host's namespace is reached through every gateway
+        // at its own port: a path that must fail unless it opts in.
+        let mut th = target();
+        th.service = "h".into();
+        th.port = 7000;
+        let p = paths(&st, &view, &topo(""), "a", &th);
+        assert_eq!(
+            p.iter()
+                .map(|p| (p.host.as_str(), p.port, p.expected))
+                .collect::<Vec<_>>(),
+            vec![("10.0.1.1", 7000, false), ("172.17.0.1", 7000, false)]
+        );
+    }
+}
