@@ -98,6 +98,20 @@ fn assert_host_as_before(before: &BTreeSet<String>, name: &str, what: &str) {
     );
 }
 
+/// `before`, plus the root filesystem image if `before` had none: `down`
+/// keeps it as the cache of the next `up` (`down --purge` removes it).
+fn with_cache(before: &BTreeSet<String>) -> BTreeSet<String> {
+    let mut expected = before.clone();
+    if !before.iter().any(|o| o.contains("cluster-rootfs")) {
+        expected.extend(
+            host_objects()
+                .into_iter()
+                .filter(|o| o.starts_with("image ") && o.contains("cluster-rootfs")),
+        );
+    }
+    expected
+}
+
 fn cluster(root: &Path, name: &str, args: &[&str]) -> (Output, f64) {
     let mut a = vec!["cluster", "--name", name];
     a.extend_from_slice(args);
@@ -237,16 +251,7 @@ fn three_nodes_push_pull_reuse_refuse_and_down_leaves_the_host_as_found() {
 
     let (o, down1) = cluster(root, &name, &["down"]);
     ok(&o, "cluster down");
-    let mut expected = before.clone();
-    if !cached {
-        // The root filesystem image stays as the cache of the next `up`.
-        expected.extend(
-            host_objects()
-                .into_iter()
-                .filter(|o| o.starts_with("image ") && o.contains("cluster-rootfs")),
-        );
-    }
-    assert_host_as_before(&expected, &name, "after down");
+    assert_host_as_before(&with_cache(&before), &name, "after down");
     assert!(!root.join(format!("target/xtask/cluster/{name}")).exists());
 
     let (o, warm) = cluster(root, &name, &["up"]);
@@ -341,7 +346,7 @@ fn the_example_passes_across_three_nodes_and_a_run_leaves_nothing_even_interrupt
     // Whatever happened, the cluster goes.
     let (d, down) = cluster(root, &name, &["down"]);
     ok(&d, "cluster down");
-    assert_host_as_before(&before, &name, "after the multi-node verify");
+    assert_host_as_before(&with_cache(&before), &name, "after the multi-node verify");
     assert_eq!(o.status.code(), Some(0), "{out}");
     assert_eq!(leftovers, Vec::<String>::new(), "{out}");
     assert_eq!(status.code(), Some(2), "{int_log}");

@@ -231,12 +231,14 @@ pub(super) async fn verify(
         // The manager first: once the services are gone, the workers'
         // task containers and overlay endpoints go too.
         clean(&nodes[0].d, &run.id).await;
-        for n in &nodes[1..] {
-            let left = docker::sweep_until_gone(&n.d, &run.id, Duration::from_secs(18), 2).await;
+        let id = &run.id;
+        let workers = nodes[1..].iter().map(|n| async move {
+            let left = docker::sweep_until_gone(&n.d, id, Duration::from_secs(18), 2).await;
             if !left.is_empty() {
                 eprintln!("verify: on {}: still there: {}", n.host, left.join(", "));
             }
-        }
+        });
+        futures_util::future::join_all(workers).await;
         remove_pushed(&host, &names, &nodes, &pushed).await;
     }
     phases.add("cleanup", t);
@@ -288,9 +290,7 @@ async fn body(
     cl::load_and_push(host, manager, &pairs).await?;
     let probe_ref = run_ref(run, &probe_image);
     // Every node runs probes: each pulls the probe image now.
-    for n in &nodes[1..] {
-        pull(&n.d, &probe_ref).await?;
-    }
+    futures_util::future::try_join_all(nodes[1..].iter().map(|n| pull(&n.d, &probe_ref))).await?;
     eprintln!(
         "verify: {} image(s) pushed to the cluster's registry ({:.1}s)",
         pairs.len(),
