@@ -52,6 +52,37 @@ fn label_filter(n: &Names) -> HashMap<String, Vec<String>> {
     HashMap::from([("label".to_string(), vec![format!("{LABEL}={}", n.cluster)])])
 }
 
+/// An exclusive lock per cluster, held by `up`, `down` and `push`: two
+/// `up`s of one cluster would otherwise both find nothing and both make it.
+/// In the temporary folder, so `down` leaves no file behind.
+fn lock(n: &Names) -> Result<std::fs::File, Error> {
+    use std::os::fd::AsRawFd;
+    let path = std::env::temp_dir().join(format!(
+        "xtask-cluster-{}.lock",
+        &docker::sha256_hex(&[n.dir.as_os_str().as_encoded_bytes()])[..12]
+    ));
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| host_err(&path.display().to_string(), e))?;
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        eprintln!(
+            "cluster: waiting for another `cluster` command on `{}` ({})",
+            n.cluster,
+            path.display()
+        );
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(host_err(
+                &format!("cannot lock {}", path.display()),
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
+    Ok(f)
+}
+
 /// The root filesystem image's tag, made (mmdebstrap + import, the
 /// machinery of `images bootstrap`) when it is not there yet.
 async fn rootfs(d: &Docker, root: &Path) -> Result<String, Error> {
@@ -298,6 +329,7 @@ pub async fn up(root: &Path, cluster: &str, nodes: usize) -> Result<(), Error> {
         .fix("use a shorter --name or a checkout at a shorter path"));
     }
     let d = docker::connect().await?;
+    let _lock = lock(&n)?;
     match inspect_existing(&d, &n, nodes).await? {
         Found::Healthy => {
             println!("cluster `{cluster}`: already up and healthy ({nodes} node(s)); reusing it");
@@ -486,6 +518,7 @@ async fn teardown(d: &Docker, n: &Names) -> (Vec<String>, Vec<String>) {
 pub async fn down(root: &Path, cluster: &str, purge: bool) -> Result<(), Error> {
     let n = Names::new(root, cluster);
     let d = docker::connect().await?;
+    let _lock = lock(&n)?;
     let t0 = Instant::now();
     let (gone, mut left) = teardown(&d, &n).await;
     let mut images = 0;
@@ -638,6 +671,7 @@ pub fn registry_ref(image: &str) -> String {
 pub async fn push(root: &Path, cluster: &str, images: &[String]) -> Result<Vec<String>, Error> {
     let n = Names::new(root, cluster);
     let d = docker::connect().await?;
+    let _lock = lock(&n)?;
     let m = connect_node(&n, 1)
         .await
         .map_err(|e| e.fix(format!("cargo xtask cluster up{}", name_flag(cluster))))?;
