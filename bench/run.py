@@ -29,7 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 ROOT: Final = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -362,59 +362,57 @@ def read_env_file(path: str) -> dict[str, str]:
 
 
 def engine_floor(root: str) -> float:
-    """What the engine alone takes for the example stack's objects, through
-    the docker CLI with every call of a step in parallel: create its 4
-    networks, create its 5 containers (each service's image, a process that
-    only sleeps, its networks), start them, remove them, remove the
-    networks. No readiness, no probe: a lower bound for verify's and
-    Compose's start and cleanup (the CLI adds its own ~50 ms per call)."""
-    images = {}
+    """What the engine alone takes for the stack's own objects, through the
+    docker CLI with every call of a step in parallel: create its networks,
+    create its containers (verify's images, the environment and command
+    Compose resolves, their networks), connect, start, remove them, remove
+    the networks. No readiness, no probe: a lower bound for verify's and
+    Compose's start and cleanup (the CLI adds its own ~50 ms per call). The
+    stack is read by Compose itself (`docker compose config`), so it grows
+    with `scale`'s services."""
+    cfg = json.loads(
+        subprocess.run(
+            ["docker", "compose", "config", "--format", "json"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout
+    )
+    built: dict[str, str] = {}
     for line in subprocess.run(
         ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True, text=True, check=False
     ).stdout.splitlines():
         repo = line.split(":")[0]
-        for svc in ("accounts", "gateway", "nginx"):
-            if repo == f"monorepo-verify/{svc}":
-                images[svc] = line
-    env = read_env_file(os.path.join(root, ".env"))
-    images["postgres"] = env.get("POSTGRES_IMAGE", "postgres:16").strip()
-    images["redis"] = env.get("REDIS_IMAGE", "redis:7").strip()
-    nets = {
-        "postgres": ["pg"],
-        "redis": ["redis"],
-        "nginx": ["web"],
-        "accounts": ["grpc", "pg", "redis"],
-        "gateway": ["grpc", "web"],
-    }
+        if repo.startswith("monorepo-verify/"):
+            built.setdefault(repo.removeprefix("monorepo-verify/"), line)
+    services: dict[str, Any] = cfg["services"]
+    nets = sorted({n for s in services.values() for n in (s.get("networks") or {})})
 
     def par(cmds: list[list[str]]) -> None:
         ps = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for c in cmds]
         for p in ps:
             p.wait()
 
+    def create(name: str, s: Mapping[str, Any]) -> list[str]:
+        image = built.get(name) or s.get("image") or ""
+        cmd = ["docker", "create", "--name", f"floor-{name}"]
+        own = list(s.get("networks") or {})
+        if own:
+            cmd += ["--network", f"floor-{own[0]}"]
+        for k, v in (s.get("environment") or {}).items():
+            cmd += ["-e", f"{k}={v}" if v is not None else k]
+        return [*cmd, image, *(s.get("command") or [])]
+
     t = time.perf_counter()
-    par([["docker", "network", "create", f"floor-{n}"] for n in ("pg", "redis", "web", "grpc")])
+    par([["docker", "network", "create", f"floor-{n}"] for n in nets])
+    par([create(name, s) for name, s in services.items()])
     par(
         [
-            [
-                "docker",
-                "create",
-                "--name",
-                f"floor-{s}",
-                "--network",
-                f"floor-{ns[0]}",
-                "--entrypoint",
-                "sleep",
-                images[s],
-                "60",
-            ]
-            for s, ns in nets.items()
+            ["docker", "network", "connect", f"floor-{n}", f"floor-{name}"]
+            for name, s in services.items()
+            for n in list(s.get("networks") or {})[1:]
         ]
     )
-    par([["docker", "network", "connect", f"floor-{n}", f"floor-{s}"] for s, ns in nets.items() for n in ns[1:]])
-    par([["docker", "start", f"floor-{s}"] for s in nets])
-    par([["docker", "rm", "-f", f"floor-{s}"] for s in nets])
-    par([["docker", "network", "rm", f"floor-{n}"] for n in ("pg", "redis", "web", "grpc")])
+    par([["docker", "start", f"floor-{name}"] for name in services])
+    par([["docker", "rm", "-f", "-v", f"floor-{name}"] for name in services])
+    par([["docker", "network", "rm", f"floor-{n}"] for n in nets])
     return time.perf_counter() - t
 
 
@@ -627,6 +625,15 @@ def scale(ctx: Bench) -> None:
             note=f"{note}; {breakdown([r[2] for r in runs])}",
         )
         ctx.row(f"verify warm, {n} services, per service", dt / n, "s")
+        floor, fnote = spread([engine_floor(root) for _ in range(ctx.runs)])
+        ctx.row(
+            f"engine floor, {n} services",
+            floor,
+            "s",
+            target="verify <= 1.3x",
+            ok=dt <= 1.3 * floor,
+            note=f"{fnote}; verify is {dt / floor:.2f}x",
+        )
         rss = max(r[1] for r in runs)
         ctx.row(f"verify peak RSS, {n} services", rss, "MiB", target="<100 MiB", ok=rss < 100)
     shutil.rmtree(root)

@@ -19,6 +19,8 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 command -v protoc >/dev/null || need+=(protobuf-compiler)
 command -v grpc_python_plugin >/dev/null || need+=(protobuf-compiler-grpc)
+# A real browser for xtask/tests/browser.rs (headless; the frontend pages).
+command -v chromium >/dev/null || need+=(chromium)
 /usr/bin/python3 -c "import pytest, grpc, google.protobuf, psycopg2, redis" 2>/dev/null ||
   need+=(python3-pytest python3-grpcio python3-protobuf python3-psycopg2 python3-redis)
 if ((${#need[@]})); then

@@ -181,6 +181,9 @@ pub struct AddArgs {
     /// A public HTTP API behind NGINX at this path, e.g. /billing/
     #[arg(long, value_name = "path")]
     pub public: Option<String>,
+    /// A web page too: Frontend/ served by NGINX at the --public path, its API (Backend/) at <path>api/
+    #[arg(long)]
+    pub frontend: bool,
     /// Its port (default: the next free one)
     #[arg(long, value_name = "n", value_parser = parse_port)]
     pub port: Option<u32>,

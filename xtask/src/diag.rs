@@ -78,7 +78,7 @@ macro_rules! rules {
 }
 
 rules! {
-    ServiceFolder = "MR001", "service-folder", "a service folder has server.py or main.py, and a Dockerfile";
+    ServiceFolder = "MR001", "service-folder", "a service folder has server.py or main.py (a frontend service: in Backend/), and a Dockerfile";
     FolderInCompose = "MR002", "folder-in-compose", "every folder under src/backend_services/ has a compose entry";
     BuildContext = "MR003", "build-context", "every compose build context and Dockerfile exists";
     ContainerName = "MR004", "container-name", "container_name equals the service key";
@@ -98,6 +98,8 @@ rules! {
     OwnDataUsers = "MR018", "own-data-users", "each service that uses Postgres or Redis logs in as its own role / ACL user (its name); no two share one";
     CommittedCredentials = "MR019", "committed-credentials", "no committed env file or compose file sets a PASSWORD/SECRET/TOKEN-like variable to a literal value";
     PortOnAllInterfaces = "MR020", "port-on-all-interfaces", "only nginx and services labelled `monorepo.reach: \"network\"` publish a port on all interfaces; the rest bind to 127.0.0.1";
+    FrontendFiles = "MR021", "frontend-files", "a service with a page (label monorepo.frontend) has src/backend_services/<name>/Frontend/index.html";
+    FrontendRoutes = "MR022", "frontend-routes", "a service with a page has NGINX locations for its path and the path without its slash, and NGINX mounts its Frontend/";
 }
 
 /// The rules as a Markdown table (docs/check.md embeds it; a test keeps it current).

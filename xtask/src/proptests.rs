@@ -309,7 +309,7 @@ proptest! {
             let sp = " ".repeat(edit_compose::section_indent(&text, sec, unit));
             text = edit_compose::insert_entry(&text, sec, &format!("{sp}{n}:\n")).unwrap();
         }
-        let change = edit_compose::Change { added: vec![("services", name.clone()), ("networks", "grpc-network".into()), ("volumes", format!("{name}-data"))], removed: vec![] };
+        let change = edit_compose::Change { added: vec![("services", name.clone()), ("networks", "grpc-network".into()), ("volumes", format!("{name}-data"))], removed: vec![], changed: vec![] };
         // Both ways: the old text parsed again, and its tree handed over.
         let tree = edit_compose::verify_edit(&plain, None, &text, &change, "docker-compose.yml").unwrap();
         let old_tree = compose::Compose::tree(&plain).unwrap();
@@ -326,5 +326,60 @@ proptest! {
             back = edit_compose::remove_entry(&back, sec, &n, true).unwrap();
         }
         prop_assert_eq!(form2.restore(&back), src);
+    }
+}
+
+/// A compose file whose `nginx` has a `volumes:` block list of generated
+/// items (short and long form, comments between, its own indentation, the
+/// file's form), for the page mount's editor.
+fn nginx_volumes_file() -> impl Strategy<Value = String> {
+    (
+        1usize..5,
+        2usize..5,
+        any::<bool>(),
+        proptest::collection::vec((any::<bool>(), any::<bool>(), "[a-z][a-z0-9-]{0,8}"), 1..5),
+        any::<bool>(),
+    )
+        .prop_map(|(unit, extra, same_level, items, tail)| {
+            let p = |n: usize| " ".repeat(unit * n);
+            let item_pad = if same_level { p(2) } else { p(2) + &" ".repeat(extra) };
+            let mut s = format!("services:\n{}nginx:\n{}image: nginx\n{}volumes:\n", p(1), p(2), p(2));
+            for (long, comment, name) in items {
+                if comment {
+                    s += &format!("{item_pad}# {name}\n");
+                }
+                if long {
+                    s += &format!("{item_pad}- type: bind\n{item_pad}  source: ./{name}\n{item_pad}  target: /{name}\n");
+                } else {
+                    s += &format!("{item_pad}- ./{name}:/{name}:ro   # why\n");
+                }
+            }
+            s += &format!("{}ports: [\"8443:443\"]\n", p(2));
+            if tail {
+                s += &format!("{}web:\n{}image: w\n\nnetworks:\n{}web-network:\n", p(1), p(2), p(1));
+            }
+            s
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+
+    /// The page mount lands as the last item of NGINX's list (as YAML reads
+    /// it), and taking it out gives back every byte.
+    #[test]
+    fn the_page_mount_is_added_and_removed_byte_for_byte(src in nginx_volumes_file(), name in "[a-z][a-z0-9-]{0,8}") {
+        let item = edit::nginx::frontend_mount(&name, &format!("/{name}/"));
+        let added = edit_compose::add_list_item(&src, "nginx", "volumes", &item).unwrap();
+        let tree = yaml::parse(&added).unwrap().unwrap();
+        let vols = tree.get("services").unwrap().get("nginx").unwrap().get("volumes").unwrap().as_seq().unwrap();
+        let before = yaml::parse(&src).unwrap().unwrap();
+        let old = before.get("services").unwrap().get("nginx").unwrap().get("volumes").unwrap().as_seq().unwrap();
+        prop_assert_eq!(vols.len(), old.len() + 1);
+        prop_assert_eq!(vols.last().unwrap().as_str(), Some(item.as_str()));
+        let change = edit_compose::Change { added: vec![], removed: vec![], changed: vec![("services", "nginx".to_string())] };
+        edit_compose::verify_edit(&src, None, &added, &change, "docker-compose.yml").unwrap();
+        prop_assert!(edit_compose::has_list_item(&added, "nginx", "volumes", &item));
+        prop_assert_eq!(edit_compose::remove_list_item(&added, "nginx", "volumes", &item).unwrap(), src);
     }
 }

@@ -30,6 +30,28 @@ const ADD: &[&str] = &[
     "/nsvc/",
 ];
 
+/// A service with a page: its folders, NGINX's endpoint, and a line in
+/// NGINX's compose entry (the mount of the page).
+const ADD_WEB: &[&str] = &[
+    "add-service",
+    "nweb",
+    "--frontend",
+    "--pg",
+    "--public",
+    "/nweb/",
+];
+
+/// What `ADD_WEB` writes besides the compose file and the data layer.
+const WEB_FILES: &[&str] = &[
+    "src/backend_services/nweb/Backend/server.py",
+    "src/backend_services/nweb/Frontend/index.html",
+    "src/backend_services/nweb/Frontend/app.js",
+    "src/backend_services/nweb/Frontend/style.css",
+    "src/backend_services/nweb/Dockerfile",
+    "src/backend_services/nweb/service.env",
+    "nginx/locations/nweb.conf",
+];
+
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_xtask")
 }
@@ -363,7 +385,22 @@ fn a_kill_at_any_moment_leaves_the_old_or_the_new_state() {
             .unwrap();
         }),
         case(&dir, &fx, "certs", &["certs", "--force"], add_n),
+        case(&dir, &fx, "add --frontend", ADD_WEB, |_| {}),
+        case(
+            &dir,
+            &fx,
+            "remove --frontend",
+            &["remove-service", "nweb"],
+            |root: &Path| ok(&run(root, ADD_WEB, &[]), "add nweb"),
+        ),
     ];
+    // The page's files are part of what must land whole or not at all.
+    for (c, present) in [(&cases[4], true), (&cases[5], false)] {
+        for f in WEB_FILES {
+            assert_eq!(c.new.contains_key(*f), present, "{}: {f}", c.name);
+            assert_eq!(c.old.contains_key(*f), !present, "{}: {f}", c.name);
+        }
+    }
     let seed = std::env::var("CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())

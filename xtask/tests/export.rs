@@ -92,7 +92,7 @@ fn check_on_the_example_is_clean_and_catches_staleness() {
     }
     let o = xtask(&c.root, &["export", "k8s", "--check"]);
     assert!(
-        text(&o).contains("20 cell(s) (8 reachable)"),
+        text(&o).contains("30 cell(s) (12 reachable)"),
         "{}",
         text(&o)
     );
@@ -177,7 +177,7 @@ fn check_catches_policy_mutations() {
     let (rc, out) = run(&c.root);
     assert_eq!(rc, 1, "{out}");
     assert!(
-        out.contains("out of date") && out.contains("policies: 20 cell(s)"),
+        out.contains("out of date") && out.contains("policies: 30 cell(s)"),
         "{out}"
     );
     std::fs::remove_file(

@@ -571,6 +571,7 @@ fn corpus_nginx() {
         let rel = format!("nginx/conf.d/{name}");
         let ds = xtask::model::nginx::parse(&src, &rel).unwrap_or_else(|e| panic!("{file}: {e}"));
         let mut loc_text = String::new();
+        let mut web_text = String::new();
         for form in ["lf", "crlf"] {
             let tag = format!("{}-{form}", name.trim_end_matches(".conf"));
             let c = copy(&format!("rw-nginx-{tag}"));
@@ -622,6 +623,33 @@ fn corpus_nginx() {
             let o = xtask(&c.root, &["remove-service", "rwtest"]);
             assert_eq!(o.status.code(), Some(0), "{tag}: remove:\n{}", text(&o));
             assert_same(&before, &snapshot(&c.root), &tag);
+            // A page too: its endpoint file and NGINX's mount, and back.
+            let o = xtask(
+                &c.root,
+                &["add-service", "rwweb", "--frontend", "--public", "/rwweb/"],
+            );
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "{tag}: add --frontend:\n{}",
+                text(&o)
+            );
+            assert_eq!(
+                std::fs::read_to_string(c.root.join(&rel)).unwrap(),
+                body,
+                "{tag}: the user's config was edited"
+            );
+            web_text = std::fs::read_to_string(c.root.join("nginx/locations/rwweb.conf")).unwrap();
+            let o = xtask(&c.root, &["check"]);
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "{tag}: check after add --frontend:\n{}",
+                text(&o)
+            );
+            let o = xtask(&c.root, &["remove-service", "rwweb"]);
+            assert_eq!(o.status.code(), Some(0), "{tag}: remove:\n{}", text(&o));
+            assert_same(&before, &snapshot(&c.root), &format!("{tag} --frontend"));
         }
         // The intermediate state for nginx -t: the case with the endpoint in it.
         let context = oracle
@@ -635,7 +663,7 @@ fn corpus_nginx() {
             .into_owned();
         std::fs::write(
             oracle_dir.join("nginx").join(&case),
-            with_endpoint(&src, context, &loc_text),
+            with_endpoint(&src, context, &format!("{loc_text}{web_text}")),
         )
         .unwrap();
         sources += &format!("nginx/{case}\tnginx\tcase\t-\t-\t-\t-\t{oracle}\t-\n");

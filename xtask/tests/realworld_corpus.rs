@@ -433,11 +433,21 @@ fn findings(root: &Path) -> Result<Vec<String>, String> {
 
 /// The findings the rest of this repository gives in every alone form, all
 /// true: its service folders have no compose entry there (MR002); sync
-/// would delete the endpoint file of `gateway`, which no longer has a
-/// compose entry (MR015). The copy is set up (`certs` ran on the case), so
-/// certificates and the per-checkout `secrets/` are there and current.
+/// would delete the endpoint files of its public services (`gateway`,
+/// `accounts-web`), which no longer have a compose entry (MR015). The copy
+/// is set up (`certs` ran on the case), so certificates and the
+/// per-checkout `secrets/` are there and current.
 fn repo_findings(root: &Path) -> Vec<String> {
-    let mut out = vec!["MR015 nginx/locations/gateway.conf".to_string()];
+    let mut out = vec![];
+    for e in std::fs::read_dir(root.join("nginx/locations"))
+        .unwrap()
+        .flatten()
+    {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.ends_with(".conf") {
+            out.push(format!("MR015 nginx/locations/{n}"));
+        }
+    }
     for e in std::fs::read_dir(root.join("src/backend_services"))
         .unwrap()
         .flatten()

@@ -513,7 +513,9 @@ fn list_shows_every_service() {
     ok(&o);
     assert!(text(&o).lines().next().unwrap().starts_with("SERVICE"));
     assert!(
-        text(&o).contains("accounts  127.0.0.1:50051:50051"),
+        text(&o)
+            .lines()
+            .any(|l| l.starts_with("accounts ") && l.contains(" 127.0.0.1:50051:50051 ")),
         "{}",
         text(&o)
     );

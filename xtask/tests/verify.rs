@@ -541,8 +541,8 @@ fn a_service_on_loopback_only_is_a_mismatch_in_report_json_and_junit() {
     edit(
         &c.root,
         "src/common/serve.py",
-        "def start_grpc(cfg, checks, services=(), host: str = \"0.0.0.0\"):",
-        "def start_grpc(cfg, checks, services=(), host: str = \"127.0.0.1\"):",
+        "services: Iterable[GrpcService] = (), host: str = \"0.0.0.0\"",
+        "services: Iterable[GrpcService] = (), host: str = \"127.0.0.1\"",
     );
     ok_check(&c.root);
     let junit = c.root.join("verify.xml");
@@ -572,18 +572,29 @@ fn a_service_on_loopback_only_is_a_mismatch_in_report_json_and_junit() {
     );
     let hint = m["hint"].as_str().unwrap_or_default();
     assert!(hint.contains("`accounts` answers inside its own container but refused `gateway` on port 50051 over grpc-network: it listens on 127.0.0.1 only; bind 0.0.0.0"), "{m}");
-    // Only that pair fails; what accounts itself reaches is fine.
-    let bad: Vec<String> = v["cells"]
+    // Only the pairs into accounts by name fail (every service that shares
+    // a network with it: gateway, and Postgres and Redis as sources too);
+    // what accounts itself reaches is fine.
+    let mut bad: Vec<String> = v["cells"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|c| c["ok"] == false)
-        .map(|c| format!("{}->{}", c["source"], c["target"]))
+        .map(|c| format!("{}->{} via {}", c["source"], c["target"], c["via"]))
         .collect();
-    assert_eq!(bad, ["\"gateway\"->\"accounts\""], "{v}");
+    bad.sort();
+    assert_eq!(
+        bad,
+        [
+            "\"gateway\"->\"accounts\" via \"name\"",
+            "\"postgres\"->\"accounts\" via \"name\"",
+            "\"redis\"->\"accounts\" via \"name\""
+        ],
+        "{v}"
+    );
     assert_eq!(cell(&v, "accounts", "postgres")["outcome"], "ok");
     let xml = std::fs::read_to_string(&junit).unwrap();
-    assert!(xml.contains("failures=\"1\""), "{xml}");
+    assert!(xml.contains("failures=\"3\""), "{xml}");
     let tc = xml
         .split("<testcase")
         .find(|t| t.contains("name=\"gateway -&gt; accounts:50051 (reachable)\""))

@@ -9,12 +9,15 @@ pub fn service_folder(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(), Erro
     for d in &repo.service_dirs {
         let dir = repo.root.join(SERVICES_DIR).join(d);
         let rel = format!("{SERVICES_DIR}/{d}");
-        if !dir.join("server.py").exists() && !dir.join("main.py").exists() {
+        // A frontend service keeps its API's code in Backend/.
+        let has_entry =
+            |d: &std::path::Path| d.join("server.py").exists() || d.join("main.py").exists();
+        if !has_entry(&dir) && !has_entry(&dir.join(crate::plan::scaffold::BACKEND_DIR)) {
             out.push(Diagnostic::finding(
                 Rule::ServiceFolder,
                 &rel,
                 0,
-                format!("service `{d}` has no server.py or main.py"),
+                format!("service `{d}` has no server.py or main.py (nor Backend/server.py or Backend/main.py)"),
                 format!("add {rel}/server.py"),
             ));
         }

@@ -7,6 +7,7 @@ mod certs;
 mod compose;
 mod datalayer;
 mod folders;
+mod frontend;
 mod proto;
 mod routes;
 
@@ -40,6 +41,8 @@ pub const RULES: &[(Rule, Check)] = &[
     (Rule::OwnDataUsers, datalayer::own_data_users),
     (Rule::CommittedCredentials, datalayer::committed_credentials),
     (Rule::PortOnAllInterfaces, compose::port_on_all_interfaces),
+    (Rule::FrontendFiles, frontend::frontend_files),
+    (Rule::FrontendRoutes, frontend::frontend_routes),
 ];
 
 /// MR016: the names the input gate refuses (`model/names.rs`).

@@ -11,8 +11,16 @@ use crate::plan::sync;
 /// it, directly or through an `upstream`'s servers.
 pub fn nginx_endpoint(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(), Error> {
     for s in repo.backend() {
-        let Some(path) = s.public_path() else {
+        let Some(public) = s.public_path() else {
             continue;
+        };
+        // A frontend's page is files; its API is what proxies to it.
+        let api;
+        let path = if s.frontend().is_some() {
+            api = crate::edit::nginx::api_path(public);
+            api.as_str()
+        } else {
+            public
         };
         let port = s.port().unwrap_or(0);
         let routes: Vec<_> = repo

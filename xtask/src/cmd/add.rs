@@ -156,8 +156,29 @@ pub fn resolve_add(repo: &Repo, a: &AddArgs) -> Result<Options, Error> {
             .fix(fix));
         }
     }
+    if a.frontend && a.public.is_none() {
+        return Err(Diagnostic::error(
+            "--frontend needs --public: the page is served at that path",
+        )
+        .fix(format!("add `--public /{name}/`")));
+    }
     if let Some(p) = &a.public {
         validate_public(p)?;
+        if a.frontend {
+            frontend_paths_free(repo, p)?;
+        } else if let Some((s, q)) = repo.backend().find_map(|s| {
+            s.frontend()
+                .and(s.public_path())
+                .filter(|q| *q != p && p.starts_with(q))
+                .map(|q| (s, q))
+        }) {
+            return Err(Diagnostic::error(format!(
+                "path `{p}` lies inside `{q}`, the page of `{}`: a page owns every path below its own",
+                s.name
+            ))
+            .at(&repo.compose_file, s.line)
+            .fix("pick a --public path outside the page's"));
+        }
         if let Some(r) = repo.nginx.conflict(p, "") {
             return Err(
                 Diagnostic::error(format!("path `{p}` is already routed to {}", r.host))
@@ -212,7 +233,47 @@ pub fn resolve_add(repo: &Repo, a: &AddArgs) -> Result<Options, Error> {
         depends_on: a.depends_on.clone(),
         volumes,
         entry,
+        frontend: a.frontend,
     })
+}
+
+/// A frontend owns its whole path (deep links fall back to its page) and
+/// the exact path without the slash (a redirect): no other public path may
+/// lie inside it, contain it, or be routed there by NGINX already. (That
+/// NGINX has a `volumes:` block list for its mount is checked by the edit.)
+fn frontend_paths_free(repo: &Repo, p: &str) -> Result<(), Error> {
+    if p == "/" {
+        return Err(
+            Diagnostic::error("--frontend --public /: a page needs a path of its own")
+                .fix("give a path like `/billing-web/`"),
+        );
+    }
+    for s in repo.backend() {
+        let Some(q) = s.public_path() else { continue };
+        if q != p && (q.starts_with(p) || p.starts_with(q)) {
+            return Err(Diagnostic::error(format!(
+                "path `{p}` clashes with `{q}`, the public path of `{}`: a page owns every path below its own",
+                s.name
+            ))
+            .at(&repo.compose_file, s.line)
+            .fix("pick a --public path that neither contains nor lies inside another service's"));
+        }
+    }
+    let bare = p.trim_end_matches('/');
+    if let Some(r) = repo.nginx.routes.iter().find(|r| {
+        (r.path.starts_with(p) || r.path == bare)
+            && r.server
+                .as_ref()
+                .is_none_or(|s| repo.nginx.location_servers.contains(s))
+    }) {
+        return Err(Diagnostic::error(format!(
+            "NGINX already routes `{}` (inside `{p}`) to {}",
+            r.path, r.host
+        ))
+        .at(&r.file, r.line)
+        .fix("pick another --public path"));
+    }
+    Ok(())
 }
 
 /// The generator, started for the `.proto` the request will add before the
@@ -265,6 +326,7 @@ pub fn plan_add(
     let mut change = edit_compose::Change {
         added: vec![("services", o.name.clone())],
         removed: vec![],
+        changed: vec![],
     };
     // Declarations take their own section's indentation, not the services'.
     for net in o.networks() {
@@ -282,6 +344,24 @@ pub fn plan_add(
             text = edit_compose::insert_entry(&text, "volumes", &format!("{pad}{v}:\n"))?;
             change.added.push(("volumes", v.clone()));
         }
+    }
+    // A frontend's files reach NGINX by a read-only bind mount (no new
+    // port, no image to rebuild when a file changes: docs/frontend.md).
+    if o.frontend {
+        let p = o.public.as_deref().unwrap_or_default();
+        text = edit_compose::add_list_item(
+            &text,
+            "nginx",
+            "volumes",
+            &edit::nginx::frontend_mount(&o.name, p),
+        )
+        .map_err(|e| {
+            e.at(
+                &repo.compose_file,
+                repo.compose.service("nginx").map_or(0, |s| s.line),
+            )
+        })?;
+        change.changed.push(("services", "nginx".to_string()));
     }
     // Read back what we wrote: exactly the intended change, and the new
     // entry parses to what was asked.
@@ -317,10 +397,12 @@ pub fn plan_add(
         t.write(cnf::FILE, cnf_text.clone())?;
     }
     if let Some(p) = &o.public {
-        t.write(
-            &nginx::location_file(&o.name),
-            edit::nginx::render_location(&o.name, p, o.port, o.https, o.protocol() == "grpc"),
-        )?;
+        let conf = if o.frontend {
+            edit::nginx::render_frontend(&o.name, p, o.port, o.https)
+        } else {
+            edit::nginx::render_location(&o.name, p, o.port, o.https, o.protocol() == "grpc")
+        };
+        t.write(&nginx::location_file(&o.name), conf)?;
     }
     let mut report = vec![];
     if o.https {

@@ -74,6 +74,8 @@ pub fn run(root: &Path, json: bool) -> Result<(), Error> {
                 "networks": s.networks.iter().map(|n| n.0.clone()).collect::<Vec<_>>(),
                 "https": s.https(),
                 "public": s.public_path(),
+                // The folder of its page (served by NGINX at `public`), if any.
+                "frontend": s.frontend().map(|d| format!("{}/{}/{d}/", crate::model::repo::SERVICES_DIR, s.name)),
                 "depends_on": s.depends_on.iter().map(|n| n.0.clone()).collect::<Vec<_>>(),
                 "backend": s.is_backend(),
             })
@@ -131,7 +133,10 @@ pub fn run(root: &Path, json: bool) -> Result<(), Error> {
                 } else {
                     "-".into()
                 },
-                r["public"].as_str().unwrap_or("-").to_string(),
+                match (r["public"].as_str(), r["frontend"].is_string()) {
+                    (Some(p), true) => format!("{p}+page"),
+                    (p, _) => p.unwrap_or("-").to_string(),
+                },
                 join("depends_on"),
             ]
         })

@@ -85,7 +85,16 @@ pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(
     let mut change = edit_compose::Change {
         added: vec![],
         removed: vec![("services", name.to_string())],
+        changed: vec![],
     };
+    // Its page's mount in NGINX's volumes, exactly as add-service wrote it.
+    if let (Some(_), Some(path)) = (svc.frontend(), svc.public_path()) {
+        let item = edit::nginx::frontend_mount(name, path);
+        if let Some(t2) = edit_compose::remove_list_item(&text, "nginx", "volumes", &item) {
+            text = t2;
+            change.changed.push(("services", "nginx".to_string()));
+        }
+    }
     // The mirror of add-service: a declaration goes only when no other
     // service uses it and it is exactly what add-service writes (a bare
     // `name:`); anything a user wrote (`driver: local`, a comment) stays.
@@ -123,6 +132,26 @@ pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(
             "internal error: the edited compose file does not parse: {e}"
         ))
     })?;
+    // A mount of its folder that is not the line add-service wrote (edited
+    // by hand) would be left pointing at nothing: the user decides.
+    let folder = format!("{SERVICES_DIR}/{name}/");
+    for o in parsed.services.iter().filter(|_| !keep_files) {
+        if let Some(m) = o.volumes.iter().find(|m| {
+            !m.named
+                && format!(
+                    "{}/",
+                    m.source.trim_start_matches("./").trim_end_matches('/')
+                )
+                .starts_with(&folder)
+        }) {
+            return Err(Diagnostic::error(format!(
+                "`{}` still mounts {} from the folder of `{name}`",
+                o.name, m.source
+            ))
+            .at(cf, m.line)
+            .fix("remove that mount first, or pass --keep-files"));
+        }
+    }
     let text = form.restore(&text);
     t.write(&repo.compose_file, text)?;
     // Its role, ACL user and credentials go with it.

@@ -218,6 +218,121 @@ pub fn remove_entry(text: &str, section: &str, name: &str, drop_empty: bool) -> 
     Some(out)
 }
 
+/// The block list `key:` of service `service`: the key's line and its
+/// items' first lines (0-based), or why it cannot be edited as one.
+fn service_list(lines: &[&str], service: &str, key: &str) -> Result<(usize, Vec<usize>), String> {
+    let sec = top_key(lines, "services").ok_or("there is no `services:`")?;
+    let entry_indent = child_indent(lines, sec, 0);
+    let entry = (sec + 1..lines.len())
+        .take_while(|&i| !is_content(lines[i]) || indent_of(lines[i]) > 0)
+        .find(|&i| {
+            indent_of(lines[i]) == entry_indent
+                && lines[i]
+                    .trim_start()
+                    .strip_prefix(service)
+                    .is_some_and(|r| r.trim_start().starts_with(':'))
+        })
+        .ok_or(format!("there is no service `{service}`"))?;
+    let end = block_end(lines, entry);
+    let field_indent = child_indent(lines, entry, entry_indent + 1);
+    let k = (entry + 1..=end)
+        .find(|&i| {
+            is_content(lines[i])
+                && indent_of(lines[i]) == field_indent
+                && lines[i]
+                    .trim_start()
+                    .strip_prefix(key)
+                    .is_some_and(|r| r.trim_start().starts_with(':'))
+        })
+        .ok_or(format!("`{service}` has no `{key}:` list"))?;
+    let rest = lines[k].trim_start()[key.len()..].trim_start()[1..].trim();
+    if !(rest.is_empty() || rest.starts_with('#')) {
+        return Err(format!(
+            "`{service}`'s `{key}:` is written inline (`{}`)",
+            lines[k].trim()
+        ));
+    }
+    let mut items = vec![];
+    for (i, l) in lines.iter().enumerate().take(end + 1).skip(k + 1) {
+        if !is_content(l) {
+            continue;
+        }
+        let (ind, t) = (indent_of(l), l.trim_start());
+        if ind < field_indent || (ind == field_indent && !t.starts_with("- ")) {
+            break;
+        }
+        if t.starts_with("- ") && items.first().is_none_or(|&f| indent_of(lines[f]) == ind) {
+            items.push(i);
+        }
+    }
+    if items.is_empty() {
+        return Err(format!("`{service}`'s `{key}:` has no items"));
+    }
+    Ok((k, items))
+}
+
+/// Appends `- item` to the block list `key:` of service `service` (as the
+/// last item, at the items' indentation). Errors (with the line) when the
+/// list is not a block list with at least one item: the edit never
+/// rewrites a line the user wrote.
+pub fn add_list_item(text: &str, service: &str, key: &str, item: &str) -> Result<String, Error> {
+    let lines = split_lines(text);
+    let (_, items) = service_list(&lines, service, key).map_err(|e| {
+        err(
+            0,
+            format!("cannot add `{item}` to `{service}`: {e}"),
+            &format!("write `{service}`'s `{key}:` as a block list with one `- item` per line"),
+        )
+    })?;
+    let last = *items.last().unwrap();
+    let mut end = last;
+    // The last item may span lines (a long-form mount): its deeper lines.
+    for (i, l) in lines.iter().enumerate().skip(last + 1) {
+        if is_content(l) && indent_of(l) <= indent_of(lines[last]) {
+            break;
+        }
+        if is_content(l) {
+            end = i;
+        }
+    }
+    let pad = " ".repeat(indent_of(lines[last]));
+    let mut out: String = lines[..=end].concat();
+    ensure_newline(&mut out);
+    out += &format!("{pad}- {item}\n");
+    out += &lines[end + 1..].concat();
+    // The file's last line stays without its newline.
+    if !text.ends_with('\n') && end + 1 == lines.len() {
+        out.pop();
+    }
+    Ok(out)
+}
+
+/// Removes the item `- item` that `add_list_item` added; None when it is
+/// not there.
+pub fn remove_list_item(text: &str, service: &str, key: &str, item: &str) -> Option<String> {
+    let lines = split_lines(text);
+    let (_, items) = service_list(&lines, service, key).ok()?;
+    let i = *items
+        .iter()
+        .find(|&&i| lines[i].trim_start().strip_prefix("- ").map(str::trim_end) == Some(item))?;
+    let mut out: String = lines[..i].concat();
+    out += &lines[i + 1..].concat();
+    if !text.ends_with('\n') && i + 1 == lines.len() && out.ends_with('\n') {
+        out.pop();
+    }
+    Some(out)
+}
+
+/// Whether service `service`'s `key:` list has the item `- item`.
+pub fn has_list_item(text: &str, service: &str, key: &str, item: &str) -> bool {
+    let lines = split_lines(text);
+    service_list(&lines, service, key).is_ok_and(|(_, items)| {
+        items
+            .iter()
+            .any(|&i| lines[i].trim_start().strip_prefix("- ").map(str::trim_end) == Some(item))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,6 +366,33 @@ mod tests {
             remove_entry(&vols, "volumes", "data", true).unwrap(),
             SAMPLE
         );
+    }
+
+    #[test]
+    fn list_items_add_and_remove_byte_for_byte() {
+        let item = "./src/backend_services/w/Frontend:/usr/share/nginx/frontends/w:ro";
+        for text in [
+            "services:\n  nginx:\n    image: n\n    volumes:\n      - ./a:/a:ro   # certs\n    ports: [\"1:1\"]\n  b:\n    image: b\n",
+            "services:\n    nginx:\n        volumes:\n        - ./a:/a\n        # a comment\n        - type: bind\n          source: ./b\n          target: /b\n",
+            "services:\n  nginx:\n    volumes:\n      - ./a:/a",
+        ] {
+            let added = add_list_item(text, "nginx", "volumes", item).unwrap();
+            let tree = yaml::parse(&added).unwrap().unwrap();
+            let vols = tree.get("services").unwrap().get("nginx").unwrap().get("volumes").unwrap();
+            let last = vols.as_seq().unwrap().last().unwrap();
+            assert_eq!(last.as_str(), Some(item), "{added}");
+            assert!(has_list_item(&added, "nginx", "volumes", item));
+            assert!(!has_list_item(text, "nginx", "volumes", item));
+            assert_eq!(remove_list_item(&added, "nginx", "volumes", item).unwrap(), text);
+        }
+        for bad in [
+            "services:\n  nginx:\n    volumes: [./a:/a]\n",
+            "services:\n  nginx:\n    image: n\n",
+            "services:\n  web:\n    volumes:\n      - ./a:/a\n",
+        ] {
+            let e = add_list_item(bad, "nginx", "volumes", item).unwrap_err();
+            assert!(e.fix.is_some(), "{e}");
+        }
     }
 
     #[test]
@@ -347,6 +489,9 @@ impl Form {
 pub struct Change<'a> {
     pub added: Vec<(&'a str, String)>,
     pub removed: Vec<(&'a str, String)>,
+    /// Entries that may differ (NGINX's, when a frontend's mount is added
+    /// or removed).
+    pub changed: Vec<(&'a str, String)>,
 }
 
 /// Every edit checks itself: the models of `old` and `new` must differ by
@@ -422,6 +567,8 @@ pub fn verify_edit(
                     (Some(p), Some(q)) if p.same(q) => {}
                     (None, Some(_)) if change.added.iter().any(|(s, n)| *s == sec && n == e) => {}
                     (Some(_), None) if change.removed.iter().any(|(s, n)| *s == sec && n == e) => {}
+                    (Some(_), Some(_))
+                        if change.changed.iter().any(|(s, n)| *s == sec && n == e) => {}
                     _ => return Err(bug(format!("`{sec}.{e}`"))),
                 }
             }

@@ -87,7 +87,7 @@ pub fn cert_name(dir: &str) -> String {
 }
 
 /// A mount we cannot carry to a cluster (a host folder other than certs/,
-/// datalayer/ and secrets/).
+/// datalayer/, secrets/ and the pages of frontend services).
 pub fn unsupported_mount(s: &Service, m: &Mount) -> Error {
     Diagnostic::error(format!(
         "service `{}` bind-mounts `{}`, a folder of this machine, which a cluster does not have",
@@ -161,8 +161,22 @@ pub fn object_name_ok(n: &str) -> bool {
 
 /// The object a data-layer path becomes: `datalayer/redis/redis.conf` ->
 /// `datalayer-redis-redis.conf`, `secrets/redis` -> `secrets-redis`.
+/// A page's folder (`src/backend_services/<name>/Frontend`) becomes
+/// `frontend-<name>`.
 pub fn host_name(src: &str) -> String {
-    src.replace('/', "-")
+    match frontend_of(src) {
+        Some(name) => format!("frontend-{name}"),
+        None => src.replace('/', "-"),
+    }
+}
+
+/// The service whose page `src` is, by the path alone.
+fn frontend_of(src: &str) -> Option<&str> {
+    src.strip_prefix(crate::model::repo::SERVICES_DIR)?
+        .strip_prefix('/')?
+        .strip_suffix(crate::plan::scaffold::FRONTEND_DIR)?
+        .strip_suffix('/')
+        .filter(|n| !n.contains('/'))
 }
 
 fn file_name(src: &str) -> &str {
@@ -207,7 +221,14 @@ pub fn host_mount(repo: &Repo, s: &Service, m: &Mount) -> Result<HostMount, Erro
         }
         return Ok(HostMount::Checkout { src, dir, files });
     }
-    if !src.starts_with(&format!("{COMMITTED_DIR}/")) {
+    // A page's files (NGINX's mount of a frontend service's Frontend/)
+    // travel like the committed data layer: as a config per file.
+    let page = frontend_of(&src).is_some_and(|n| {
+        repo.compose
+            .service(n)
+            .is_some_and(|f| f.frontend().is_some())
+    });
+    if !src.starts_with(&format!("{COMMITTED_DIR}/")) && !page {
         return Err(unsupported_mount(s, m));
     }
     let path = repo.root.join(&src);

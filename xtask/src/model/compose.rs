@@ -24,6 +24,10 @@ pub const OVERRIDES: &[&str] = &[
 pub const LABEL_HTTPS: &str = "monorepo.https";
 pub const LABEL_PUBLIC: &str = "monorepo.public-path";
 pub const LABEL_PROTOCOL: &str = "monorepo.protocol";
+/// A public service with a web page: the folder (under the service's) that
+/// NGINX serves at its public path, `Frontend` as `add-service --frontend`
+/// writes it; its API is at `<public path>api/` (docs/frontend.md).
+pub const LABEL_FRONTEND: &str = "monorepo.frontend";
 /// The opt-in for a service whose published ports are meant for the
 /// network: `monorepo.reach: "network"`. A port on all interfaces is
 /// reachable from every container (through the host) and from outside; the
@@ -136,6 +140,12 @@ impl Service {
     }
     pub fn public_path(&self) -> Option<&str> {
         self.labels.get(LABEL_PUBLIC).map(|s| s.as_str())
+    }
+    /// The folder of its web page (`monorepo.frontend`), for a public service.
+    pub fn frontend(&self) -> Option<&str> {
+        self.public_path()
+            .and(self.labels.get(LABEL_FRONTEND))
+            .map(|s| s.as_str())
     }
     /// `grpc` or `http`: what the service's own port speaks.
     pub fn protocol(&self) -> &str {

@@ -177,6 +177,32 @@ pub fn plain_key(name: &str) -> Result<(), String> {
 use crate::diag::{Diagnostic, Error};
 use crate::model::repo::Repo;
 
+/// A frontend's folder, as its label names it: only `Frontend` (the one
+/// `add-service --frontend` writes), and never a link that leaves the
+/// repository (NGINX's bind mount and the exports would follow it).
+/// None when it is fine (or missing: `check` reports that as MR021).
+pub fn frontend_dir(root: &std::path::Path, service: &str, dir: &str) -> Option<String> {
+    let want = crate::plan::scaffold::FRONTEND_DIR;
+    if dir != want {
+        return Some(format!("`{}` is not `{want}`", dir.escape_debug()));
+    }
+    let rel = format!("{}/{service}/{want}", crate::model::repo::SERVICES_DIR);
+    let path = join(root, &rel).ok()?;
+    let meta = std::fs::symlink_metadata(&path).ok()?;
+    if meta.file_type().is_symlink() {
+        let inside = match (path.canonicalize(), root.canonicalize()) {
+            (Ok(t), Ok(r)) => t.starts_with(r),
+            _ => false,
+        };
+        if !inside {
+            return Some(format!(
+                "{rel} is a symlink that leaves the repository (or dangles)"
+            ));
+        }
+    }
+    None
+}
+
 /// A name read from a file that the gate refuses: where, what, the fix.
 pub struct Problem {
     pub file: String,
@@ -242,6 +268,16 @@ impl Repo {
                         ),
                         "write the public path as plain `/segment/` parts",
                     );
+                }
+            }
+            if let Some(dir) = s.frontend() {
+                let line = key_line(
+                    &self.compose_text,
+                    s.line,
+                    crate::model::compose::LABEL_FRONTEND,
+                );
+                if let Some(e) = frontend_dir(&self.root, &s.name, dir) {
+                    p(cf, line, format!("service `{}`: label {}: {e}", s.name.escape_debug(), crate::model::compose::LABEL_FRONTEND), "keep the page's files in a real folder src/backend_services/<name>/Frontend/ (label value `Frontend`)");
                 }
             }
             for (f, l) in &s.env_file {

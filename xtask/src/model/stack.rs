@@ -534,24 +534,7 @@ impl Stack {
 fn service(name: &str, s: &Value, bad: &mut Vec<Unmodeled>) -> Svc {
     let empty = serde_json::Map::new();
     let m = s.as_object().unwrap_or(&empty);
-    for k in m.keys() {
-        let k = k.as_str();
-        if MODELED.contains(&k) || INERT.contains(&k) || k.starts_with("x-") {
-            continue;
-        }
-        let why = REFUSED
-            .iter()
-            .find(|(r, _)| *r == k)
-            .map(|(_, w)| w.to_string())
-            .unwrap_or_else(|| {
-                "verify does not model this key, so it cannot prove the stack Compose would run with it; remove it".into()
-            });
-        bad.push(Unmodeled {
-            owner: name.to_string(),
-            key: k.to_string(),
-            why,
-        });
-    }
+    refuse_keys(name, m, bad);
     let mut svc = Svc {
         name: name.to_string(),
         image: string(m.get("image")),
@@ -607,14 +590,45 @@ fn service(name: &str, s: &Value, bad: &mut Vec<Unmodeled>) -> Svc {
             svc.environment.insert(k.clone(), string(Some(v)));
         }
     }
-    for p in m
-        .get("ports")
-        .and_then(|p| p.as_array())
-        .into_iter()
-        .flatten()
-    {
+    svc.ports = ports(name, m.get("ports"), bad);
+    svc.networks = attachments(name, m.get("networks"), bad);
+    svc.volumes = mounts(name, m.get("volumes"), bad);
+    if let Some(Value::Object(deps)) = m.get("depends_on") {
+        for (d, c) in deps {
+            let cond = string(c.get("condition")).unwrap_or_else(|| "service_started".into());
+            svc.depends_on.push((d.clone(), cond));
+        }
+    }
+    svc
+}
+
+/// Every key of service `name` that is neither modeled nor inert.
+fn refuse_keys(name: &str, m: &serde_json::Map<String, Value>, bad: &mut Vec<Unmodeled>) {
+    for k in m.keys() {
+        let k = k.as_str();
+        if MODELED.contains(&k) || INERT.contains(&k) || k.starts_with("x-") {
+            continue;
+        }
+        let why = REFUSED
+            .iter()
+            .find(|(r, _)| *r == k)
+            .map(|(_, w)| w.to_string())
+            .unwrap_or_else(|| {
+                "verify does not model this key, so it cannot prove the stack Compose would run with it; remove it".into()
+            });
+        bad.push(Unmodeled {
+            owner: name.to_string(),
+            key: k.to_string(),
+            why,
+        });
+    }
+}
+
+fn ports(name: &str, v: Option<&Value>, bad: &mut Vec<Unmodeled>) -> Vec<Published> {
+    let mut out = vec![];
+    for p in v.and_then(|p| p.as_array()).into_iter().flatten() {
         extra_keys(name, "ports", p, PORT_KEYS, bad);
-        svc.ports.push(Published {
+        out.push(Published {
             target: p
                 .get("target")
                 .and_then(|t| t.as_u64())
@@ -625,11 +639,20 @@ fn service(name: &str, s: &Value, bad: &mut Vec<Unmodeled>) -> Svc {
             protocol: string(p.get("protocol")).unwrap_or_else(|| "tcp".into()),
         });
     }
-    match m.get("networks") {
+    out
+}
+
+fn attachments(
+    name: &str,
+    v: Option<&Value>,
+    bad: &mut Vec<Unmodeled>,
+) -> BTreeMap<String, Attach> {
+    let mut out = BTreeMap::new();
+    match v {
         Some(Value::Object(nets)) => {
             for (n, a) in nets {
                 extra_keys(name, &format!("networks.{n}"), a, ATTACH_KEYS, bad);
-                svc.networks.insert(
+                out.insert(
                     n.clone(),
                     Attach {
                         aliases: strs(a.get("aliases")),
@@ -641,17 +664,17 @@ fn service(name: &str, s: &Value, bad: &mut Vec<Unmodeled>) -> Svc {
         }
         Some(Value::Array(nets)) => {
             for n in nets.iter().filter_map(|n| n.as_str()) {
-                svc.networks.insert(n.to_string(), Attach::default());
+                out.insert(n.to_string(), Attach::default());
             }
         }
         _ => {}
     }
-    for v in m
-        .get("volumes")
-        .and_then(|p| p.as_array())
-        .into_iter()
-        .flatten()
-    {
+    out
+}
+
+fn mounts(name: &str, vs: Option<&Value>, bad: &mut Vec<Unmodeled>) -> Vec<MountSpec> {
+    let mut out = vec![];
+    for v in vs.and_then(|p| p.as_array()).into_iter().flatten() {
         extra_keys(name, "volumes", v, MOUNT_KEYS, bad);
         if let Some(b) = v.get("bind") {
             extra_keys(name, "volumes.bind", b, BIND_KEYS, bad);
@@ -666,7 +689,7 @@ fn service(name: &str, s: &Value, bad: &mut Vec<Unmodeled>) -> Svc {
             }
         }
         match mount(v) {
-            Some(mnt) => svc.volumes.push(mnt),
+            Some(mnt) => out.push(mnt),
             None => bad.push(Unmodeled {
                 owner: name.to_string(),
                 key: "volumes".into(),
@@ -677,13 +700,7 @@ fn service(name: &str, s: &Value, bad: &mut Vec<Unmodeled>) -> Svc {
             }),
         }
     }
-    if let Some(Value::Object(deps)) = m.get("depends_on") {
-        for (d, c) in deps {
-            let cond = string(c.get("condition")).unwrap_or_else(|| "service_started".into());
-            svc.depends_on.push((d.clone(), cond));
-        }
-    }
-    svc
+    out
 }
 
 #[cfg(test)]

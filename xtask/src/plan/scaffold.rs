@@ -10,6 +10,15 @@ const GRPC_SERVER: &str = include_str!("../../templates/grpc_server.py.tmpl");
 const PROTO: &str = include_str!("../../templates/service.proto.tmpl");
 const REQUIREMENTS: &str = include_str!("../../templates/requirements.txt.tmpl");
 const ENV: &str = include_str!("../../templates/service.env.tmpl");
+const FRONTEND_DOCKERFILE: &str = include_str!("../../templates/frontend_Dockerfile.tmpl");
+const FRONTEND_SERVER: &str = include_str!("../../templates/frontend_server.py.tmpl");
+const FRONTEND_INDEX: &str = include_str!("../../templates/frontend_index.html.tmpl");
+const FRONTEND_APP: &str = include_str!("../../templates/frontend_app.js.tmpl");
+const FRONTEND_STYLE: &str = include_str!("../../templates/frontend_style.css.tmpl");
+
+/// A frontend service's folders: its API's code, and the files NGINX serves.
+pub const BACKEND_DIR: &str = "Backend";
+pub const FRONTEND_DIR: &str = "Frontend";
 
 /// The user the service images run as (`USER` in the Dockerfile template).
 pub const APP_UID: u32 = 10001;
@@ -27,6 +36,9 @@ pub struct Options {
     pub depends_on: Vec<String>,
     pub volumes: Vec<(String, String)>,
     pub entry: String,
+    /// A web page in `Frontend/` that NGINX serves at `public`, its API
+    /// (`Backend/`) at `<public>api/` (docs/frontend.md).
+    pub frontend: bool,
 }
 
 impl Options {
@@ -162,8 +174,35 @@ pub fn files(o: &Options) -> Vec<(String, String)> {
         ("extra", extra.join("\n")),
         ("proto_pkg", proto_pkg(&o.name)),
         ("service_class", service_class(&o.name)),
+        ("public", o.public.clone().unwrap_or_default()),
     ];
     let dir = o.dir();
+    if o.frontend {
+        return vec![
+            (
+                format!("{dir}/{BACKEND_DIR}/{}", o.entry),
+                fill(FRONTEND_SERVER, &vars),
+            ),
+            (
+                format!("{dir}/Dockerfile"),
+                fill(FRONTEND_DOCKERFILE, &vars),
+            ),
+            (format!("{dir}/requirements.txt"), fill(REQUIREMENTS, &vars)),
+            (format!("{dir}/service.env"), fill(ENV, &vars)),
+            (
+                format!("{dir}/{FRONTEND_DIR}/index.html"),
+                fill(FRONTEND_INDEX, &vars),
+            ),
+            (
+                format!("{dir}/{FRONTEND_DIR}/app.js"),
+                fill(FRONTEND_APP, &vars),
+            ),
+            (
+                format!("{dir}/{FRONTEND_DIR}/style.css"),
+                fill(FRONTEND_STYLE, &vars),
+            ),
+        ];
+    }
     let server = if o.serves_api() { GRPC_SERVER } else { SERVER };
     let mut files = vec![
         (format!("{dir}/{}", o.entry), fill(server, &vars)),
@@ -200,6 +239,12 @@ pub fn compose_entry(o: &Options, unit: usize) -> String {
     if let Some(p) = &o.public {
         labels.push((compose::LABEL_PUBLIC.to_string(), p.clone()));
     }
+    if o.frontend {
+        labels.push((
+            compose::LABEL_FRONTEND.to_string(),
+            FRONTEND_DIR.to_string(),
+        ));
+    }
     let mut volumes = o.volumes.clone();
     // Certificates are mounted at run time, never built into the image.
     volumes.push(("./certs/trust".into(), "/run/trust:ro".into()));
@@ -222,6 +267,8 @@ pub fn compose_entry(o: &Options, unit: usize) -> String {
             e
         },
         dockerfile: format!("backend_services/{}/Dockerfile", o.name),
+        // Its API is for NGINX; the host reaches it on loopback only.
+        host_ip: if o.frontend { "127.0.0.1:" } else { "" }.to_string(),
     };
     render_service(&spec, unit)
 }
@@ -237,6 +284,8 @@ pub struct ServiceSpec {
     pub labels: Vec<(String, String)>,
     pub env_file: Vec<String>,
     pub dockerfile: String,
+    /// Written before the published port: empty, or `127.0.0.1:`.
+    pub host_ip: String,
 }
 
 pub fn render_service(spec: &ServiceSpec, unit: usize) -> String {
@@ -310,6 +359,7 @@ mod tests {
                     depends_on: vec!["accounts".into()],
                     volumes: vec![("billing-data".into(), "/var/lib/billing".into())],
                     entry: "server.py".into(),
+                    frontend: false,
                 },
             ),
             (
@@ -319,6 +369,17 @@ mod tests {
                     public: Some("/web/".into()),
                     port: 8081,
                     entry: "main.py".into(),
+                    ..Default::default()
+                },
+            ),
+            (
+                "frontend",
+                Options {
+                    name: "shop-web".into(),
+                    public: Some("/shop-web/".into()),
+                    port: 8090,
+                    entry: "server.py".into(),
+                    frontend: true,
                     ..Default::default()
                 },
             ),
@@ -337,16 +398,18 @@ mod tests {
             }
             outputs.push(("compose-entry.yml".into(), compose_entry(&o, 2)));
             if let Some(p) = &o.public {
-                outputs.push((
-                    "location.conf".into(),
+                let conf = if o.frontend {
+                    crate::edit::nginx::render_frontend(&o.name, p, o.port, o.https)
+                } else {
                     crate::edit::nginx::render_location(
                         &o.name,
                         p,
                         o.port,
                         o.https,
                         o.protocol() == "grpc",
-                    ),
-                ));
+                    )
+                };
+                outputs.push(("location.conf".into(), conf));
             }
             for (name, content) in outputs {
                 let path = dir.join(case).join(&name);

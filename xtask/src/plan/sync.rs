@@ -49,10 +49,12 @@ pub fn plan(repo: &Repo) -> Result<Txn, Error> {
         if repo.nginx.conflict(path, &file).is_some() {
             continue;
         }
-        txn.write(
-            &file,
-            edit::nginx::render_location(&s.name, path, port, s.https(), s.protocol() == "grpc"),
-        )?;
+        let conf = if s.frontend().is_some() && path != "/" {
+            edit::nginx::render_frontend(&s.name, path, port, s.https())
+        } else {
+            edit::nginx::render_location(&s.name, path, port, s.https(), s.protocol() == "grpc")
+        };
+        txn.write(&file, conf)?;
     }
     // Delete only endpoint files we generated, for services that no longer
     // want one.

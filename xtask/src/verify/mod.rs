@@ -189,20 +189,21 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
         .iter()
         .filter_map(|s| matrix::target(repo, s))
         .collect();
-    let (started, ready, built_at, started_at) = start_stack(
+    let sources = row_sources(&order, o);
+    let (started, ready, built_at, started_at) = start_stack(&Start {
         repo,
         run,
-        &order,
-        &volumes,
-        &probe_image,
-        &targets,
+        order: &order,
+        volumes: &volumes,
+        probe_image: &probe_image,
+        targets: &targets,
         builder,
         fallback,
-        o.timeout,
-        o.no_seed,
-        &row_sources(&order, o),
+        timeout: o.timeout,
+        no_seed: o.no_seed,
+        sources: &sources,
         t,
-    )
+    })
     .await?;
     run.containers.extend(started);
     // The phases as seen on the line of work that ends last (the one that
@@ -302,22 +303,57 @@ fn row_sources<'a>(order: &[&'a Service], o: &Opts) -> Vec<&'a str> {
 /// Returns the containers, the readiness of each target, and when (since
 /// `t`, the start of the images phase) the last build and the last start
 /// were done.
-#[allow(clippy::too_many_arguments)]
-async fn start_stack(
-    repo: &Repo,
-    run: &Run,
-    order: &[&Service],
-    volumes: &BTreeMap<String, String>,
-    probe_image: &str,
-    targets: &[Target],
+/// What starting the stack reads: the run, what runs in which order, and
+/// the options that matter to it.
+struct Start<'a> {
+    repo: &'a Repo,
+    run: &'a Run,
+    order: &'a [&'a Service],
+    volumes: &'a BTreeMap<String, String>,
+    probe_image: &'a str,
+    targets: &'a [Target],
     builder: Builder,
     fallback: bool,
     timeout: u64,
     no_seed: bool,
-    sources: &[&str],
+    /// The services whose matrix rows are probed (their probes made ahead).
+    sources: &'a [&'a str],
+    /// The start of the images phase.
     t: Instant,
+}
+
+/// What the lines of work tell each other: who has started, each
+/// container once created, and when the last build and start were done.
+struct Lines<'a> {
+    started: HashMap<&'a str, tokio::sync::watch::Sender<bool>>,
+    created: HashMap<&'a str, tokio::sync::watch::Sender<Option<String>>>,
+    timing: std::sync::Mutex<(Duration, Duration)>,
+}
+
+impl Lines<'_> {
+    /// The container of `name` once it exists (`network_mode: service:x`).
+    async fn container_of(&self, name: &str) -> Option<String> {
+        let mut rx = self.created.get(name)?.subscribe();
+        let _ = rx.wait_for(|c| c.is_some()).await;
+        let id = rx.borrow().clone();
+        id
+    }
+    fn mark(&self, built: bool, t: Instant) {
+        let mut tm = self.timing.lock().unwrap_or_else(|e| e.into_inner());
+        if built {
+            tm.0 = tm.0.max(t.elapsed());
+        } else {
+            tm.1 = tm.1.max(t.elapsed());
+        }
+    }
+}
+
+type Line = ((String, String), Option<(String, Result<u128, String>)>);
+
+async fn start_stack(
+    st: &Start<'_>,
 ) -> Result<(Vec<(String, String)>, Ready, Duration, Duration), Error> {
-    let d = &run.d;
+    let (d, order) = (&st.run.d, st.order);
     let pulled = pulled_images(d, order).await?;
     // How many builds know whether they must build, and whether any must.
     let (decided_tx, decided) = tokio::sync::watch::channel((0usize, false));
@@ -327,14 +363,13 @@ async fn start_stack(
             *any |= building;
         })
     };
-    let n_builds = order.iter().filter(|s| s.build.is_some()).count();
     let seeding = pgseed::Seeding {
-        probe_image,
-        timeout,
+        probe_image: st.probe_image,
+        timeout: st.timeout,
         decided,
-        builds: n_builds,
+        builds: order.iter().filter(|s| s.build.is_some()).count(),
     };
-    let seeding = (!no_seed).then_some(&seeding);
+    let seeding = (!st.no_seed).then_some(&seeding);
     // Builds are shared: a failed one is reported with every other failure.
     let decide = &decide;
     let builds: HashMap<String, _> = order
@@ -344,86 +379,39 @@ async fn start_stack(
             (
                 s.name.clone(),
                 futures_util::FutureExt::shared(Box::pin(async move {
-                    images::build_one(d, repo, s, builder, fallback, decide)
+                    images::build_one(d, st.repo, s, st.builder, st.fallback, decide)
                         .await
                         .1
                 })),
             )
         })
         .collect();
-    let started: HashMap<&str, tokio::sync::watch::Sender<bool>> = order
-        .iter()
-        .map(|s| (s.name.as_str(), tokio::sync::watch::channel(false).0))
-        .collect();
-    // Container ids as they are created: `network_mode: service:x` needs x's.
-    let created: HashMap<&str, tokio::sync::watch::Sender<Option<String>>> = order
-        .iter()
-        .map(|s| (s.name.as_str(), tokio::sync::watch::channel(None).0))
-        .collect();
-    let timing = std::sync::Mutex::new((Duration::ZERO, Duration::ZERO));
-    let lines = order.iter().map(|s| {
-        let (builds, started, pulled, timing, created) =
-            (&builds, &started, &pulled, &timing, &created);
+    let lines = Lines {
+        started: order
+            .iter()
+            .map(|s| (s.name.as_str(), tokio::sync::watch::channel(false).0))
+            .collect(),
+        created: order
+            .iter()
+            .map(|s| (s.name.as_str(), tokio::sync::watch::channel(None).0))
+            .collect(),
+        timing: std::sync::Mutex::new((Duration::ZERO, Duration::ZERO)),
+    };
+    let work = order.iter().map(|s| {
+        let (builds, pulled, lines) = (&builds, &pulled, &lines);
         async move {
             let image = match builds.get(&s.name) {
                 Some(b) => {
                     let tag = b.clone().await.map_err(Diagnostic::error)?;
-                    let mut tm = timing.lock().unwrap_or_else(|e| e.into_inner());
-                    tm.0 = tm.0.max(t.elapsed());
+                    lines.mark(true, st.t);
                     tag
                 }
                 None => pulled[&s.name].clone(),
             };
-            let svc = run.stack.service(&s.name);
-            let ns = match svc.and_then(|v| v.shares_namespace_of()) {
-                Some(x) => match created.get(x) {
-                    Some(tx) => {
-                        let mut rx = tx.subscribe();
-                        let _ = rx.wait_for(|c| c.is_some()).await;
-                        let id = rx.borrow().clone();
-                        id
-                    }
-                    None => None,
-                },
-                None => None,
-            };
-            let cid = stack::create(repo, run, s, &image, volumes, seeding, ns.as_deref()).await?;
-            created[s.name.as_str()].send_replace(Some(cid.clone()));
-            if sources.contains(&s.name.as_str()) {
-                probe::precreate_row(d, run, probe_image, s, &cid, targets).await?;
-            }
-            for (dep, _) in &s.depends_on {
-                if let Some(tx) = started.get(dep.as_str()) {
-                    let mut rx = tx.subscribe();
-                    // The sender lives as long as `started`: this ends when the
-                    // dependency has started (or the whole stack fails).
-                    let _ = rx.wait_for(|up| *up).await;
-                }
-                let cond = svc
-                    .and_then(|v| v.depends_on.iter().find(|(d, _)| d == dep))
-                    .map(|(_, c)| c.as_str());
-                let dep_cid = created.get(dep.as_str()).and_then(|tx| tx.borrow().clone());
-                if let (Some(cond), Some(dep_cid)) = (cond, dep_cid) {
-                    stack::wait_condition(run, &s.name, dep, &dep_cid, cond, timeout).await?;
-                }
-            }
-            stack::start(run, s, &cid).await?;
-            started[s.name.as_str()].send_replace(true);
-            {
-                let mut tm = timing.lock().unwrap_or_else(|e| e.into_inner());
-                tm.1 = tm.1.max(t.elapsed());
-            }
-            let ready = match targets.iter().find(|tg| tg.service == s.name) {
-                Some(tg) => Some((
-                    s.name.clone(),
-                    probe::wait_ready(d, run, probe_image, tg, &cid, timeout).await,
-                )),
-                None => None,
-            };
-            Ok::<_, Error>(((s.name.clone(), cid), ready))
+            line(st, lines, s, &image, seeding).await
         }
     });
-    let results = match futures_util::future::try_join_all(lines).await {
+    let results = match futures_util::future::try_join_all(work).await {
         Ok(r) => r,
         Err(e) => {
             // A failed build: report every failed build, not just the first.
@@ -439,10 +427,63 @@ async fn start_stack(
             });
         }
     };
-    let (built_at, started_at) = *timing.lock().unwrap_or_else(|e| e.into_inner());
+    let (built_at, started_at) = *lines.timing.lock().unwrap_or_else(|e| e.into_inner());
     let containers = results.iter().map(|(c, _)| c.clone()).collect();
     let ready = results.into_iter().filter_map(|(_, r)| r).collect();
     Ok((containers, ready, built_at, started_at))
+}
+
+/// One service's line of work once its image is there: its container
+/// (in the namespace it shares, once that exists), its row's probe made
+/// ahead, its start once what it depends on has started (and is healthy or
+/// completed, as the condition says), then its readiness.
+async fn line(
+    st: &Start<'_>,
+    lines: &Lines<'_>,
+    s: &Service,
+    image: &str,
+    seeding: Option<&pgseed::Seeding<'_>>,
+) -> Result<Line, Error> {
+    let (run, d) = (st.run, &st.run.d);
+    let svc = run.stack.service(&s.name);
+    let ns = match svc.and_then(|v| v.shares_namespace_of()) {
+        Some(x) => lines.container_of(x).await,
+        None => None,
+    };
+    let cid = stack::create(st.repo, run, s, image, st.volumes, seeding, ns.as_deref()).await?;
+    lines.created[s.name.as_str()].send_replace(Some(cid.clone()));
+    if st.sources.contains(&s.name.as_str()) {
+        probe::precreate_row(d, run, st.probe_image, s, &cid, st.targets).await?;
+    }
+    for (dep, _) in &s.depends_on {
+        if let Some(tx) = lines.started.get(dep.as_str()) {
+            let mut rx = tx.subscribe();
+            // The sender lives as long as `lines`: this ends when the
+            // dependency has started (or the whole stack fails).
+            let _ = rx.wait_for(|up| *up).await;
+        }
+        let cond = svc
+            .and_then(|v| v.depends_on.iter().find(|(d, _)| d == dep))
+            .map(|(_, c)| c.as_str());
+        let dep_cid = lines
+            .created
+            .get(dep.as_str())
+            .and_then(|tx| tx.borrow().clone());
+        if let (Some(cond), Some(dep_cid)) = (cond, dep_cid) {
+            stack::wait_condition(run, &s.name, dep, &dep_cid, cond, st.timeout).await?;
+        }
+    }
+    stack::start(run, s, &cid).await?;
+    lines.started[s.name.as_str()].send_replace(true);
+    lines.mark(false, st.t);
+    let ready = match st.targets.iter().find(|tg| tg.service == s.name) {
+        Some(tg) => Some((
+            s.name.clone(),
+            probe::wait_ready(d, run, st.probe_image, tg, &cid, st.timeout).await,
+        )),
+        None => None,
+    };
+    Ok(((s.name.clone(), cid), ready))
 }
 
 /// Prints how long each target took to answer; reports the ones that never

@@ -497,7 +497,11 @@ pub async fn matrix_row(
 
 /// Each public path, requested from the host through NGINX's published
 /// https port, must answer from the right service with a certificate valid
-/// for `localhost`.
+/// for `localhost`. A service with a page (`monorepo.frontend`) gets its
+/// page's cells instead: the page and a deep link are HTML, a missing file
+/// is a 404, the path without its slash redirects, its API answers
+/// `<path>api/healthz`, and an unknown API route is the API's 404, not the
+/// page.
 pub fn nginx_routes(repo: &Repo, bin: &Path, port: u16, order: &[&Service]) -> Vec<Cell> {
     let mut cells = vec![];
     let ca = repo.root.join(crate::plan::certs::TRUST);
@@ -505,58 +509,183 @@ pub fn nginx_routes(repo: &Repo, bin: &Path, port: u16, order: &[&Service]) -> V
         let Some(path) = s.public_path() else {
             continue;
         };
-        let full = format!("{}/healthz", path.trim_end_matches('/'));
-        let id = format!("host->nginx{path}");
-        let spec = [
-            ("id", id.clone()),
-            ("kind", "http".into()),
-            ("host", "127.0.0.1".into()),
-            ("port", port.to_string()),
-            ("tls", "1".into()),
-            ("ca", ca.display().to_string()),
-            ("name", "localhost".into()),
-            ("path", full),
-            ("expect", format!("\"service\": \"{}\"", s.name)),
-        ]
-        .iter()
-        .map(|(k, v)| format!("{k}={}", pct(v)))
-        .collect::<Vec<_>>()
-        .join("&");
-        // NGINX may still be resolving the upstream: retry briefly.
-        let mut last = (Outcome::Failed, String::new());
-        for _ in 0..20 {
-            let out = std::process::Command::new(bin)
-                .args(["check", &spec])
-                .output();
-            let text = out
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default();
-            if let Some((_, o, d)) = parse_lines(&text).into_iter().next() {
-                last = (Outcome::parse(&o), d);
-            }
-            if last.0 == Outcome::Ok {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(250));
+        let healthz = Want::Ok(format!("\"service\": \"{}\"", s.name));
+        let wants: Vec<(String, String, Want)> = if s.frontend().is_some() {
+            let bare = path.trim_end_matches('/');
+            let page = || Want::Ok("<html".to_string());
+            vec![
+                (format!("nginx{path} (page)"), path.to_string(), page()),
+                (
+                    format!("nginx{path}verify/deep/link (page)"),
+                    format!("{path}verify/deep/link"),
+                    page(),
+                ),
+                (
+                    format!("nginx{path}verify-missing.js (404)"),
+                    format!("{path}verify-missing.js"),
+                    Want::Status(404, "", ""),
+                ),
+                (
+                    format!("nginx{bare} (301)"),
+                    bare.to_string(),
+                    Want::Status(301, "", ""),
+                ),
+                (
+                    format!("nginx{path}api/healthz"),
+                    format!("{path}api/healthz"),
+                    healthz,
+                ),
+                (
+                    format!("nginx{path}api/verify-no-such-route (the API's 404)"),
+                    format!("{path}api/verify-no-such-route"),
+                    Want::Status(404, "\"error\"", "<html"),
+                ),
+            ]
+        } else {
+            vec![(
+                format!("nginx{path}"),
+                format!("{}/healthz", path.trim_end_matches('/')),
+                healthz,
+            )]
+        };
+        for (target, full, want) in wants {
+            let (outcome, detail) = route(bin, &ca, port, &full, &want);
+            cells.push(Cell {
+                source: "host".into(),
+                target,
+                via: String::new(),
+                port,
+                expected: true,
+                outcome,
+                detail,
+                hint: None,
+                logs: vec![],
+            });
         }
-        cells.push(Cell {
-            source: "host".into(),
-            target: format!("nginx{path}"),
-            via: String::new(),
-            port,
-            expected: true,
-            outcome: last.0,
-            detail: last.1,
-            hint: None,
-            logs: vec![],
-        });
     }
     cells
+}
+
+/// What a route must answer: 200 with `expect` in the body, or another
+/// status whose body holds the first string and not the second.
+enum Want {
+    Ok(String),
+    Status(u16, &'static str, &'static str),
+}
+
+/// One GET through NGINX with the probe (`check`, kind http over TLS),
+/// judged against `want`. The probe reports any status but 200 as a
+/// failure saying `answered <status>: <body>`, which is read back here.
+/// NGINX may still be resolving the upstream: retried briefly.
+fn route(bin: &Path, ca: &Path, port: u16, path: &str, want: &Want) -> (Outcome, String) {
+    let expect = match want {
+        Want::Ok(e) => e.clone(),
+        Want::Status(..) => String::new(),
+    };
+    let spec = [
+        ("id", format!("host->nginx{path}")),
+        ("kind", "http".into()),
+        ("host", "127.0.0.1".into()),
+        ("port", port.to_string()),
+        ("tls", "1".into()),
+        ("ca", ca.display().to_string()),
+        ("name", "localhost".into()),
+        ("path", path.to_string()),
+        ("expect", expect),
+    ]
+    .iter()
+    .map(|(k, v)| format!("{k}={}", pct(v)))
+    .collect::<Vec<_>>()
+    .join("&");
+    let mut last = (Outcome::Failed, String::new());
+    for _ in 0..20 {
+        let out = std::process::Command::new(bin)
+            .args(["check", &spec])
+            .output();
+        let text = out
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        if let Some((_, o, d)) = parse_lines(&text).into_iter().next() {
+            last = judge(want, Outcome::parse(&o), d);
+        }
+        if last.0 == Outcome::Ok {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    last
+}
+
+fn judge(want: &Want, got: Outcome, detail: String) -> (Outcome, String) {
+    match want {
+        Want::Ok(_) => (got, detail),
+        Want::Status(code, has, lacks) => {
+            let answered = format!("answered {code}: ");
+            let body = detail.split_once(&answered).map(|(_, b)| b);
+            match body {
+                Some(b)
+                    if got != Outcome::Ok
+                        && b.contains(has)
+                        && (lacks.is_empty() || !b.contains(lacks)) =>
+                {
+                    (Outcome::Ok, format!("{code} as it must be"))
+                }
+                _ => (
+                    Outcome::Failed,
+                    format!(
+                        "wanted {code}{}{}, got: {}",
+                        if has.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" with `{has}`")
+                        },
+                        if lacks.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" without `{lacks}`")
+                        },
+                        if got == Outcome::Ok {
+                            "200".to_string()
+                        } else {
+                            detail
+                        }
+                    ),
+                ),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn route_cells_read_the_status_the_probe_reports() {
+        let want = Want::Status(404, "\"error\"", "<html");
+        let api = "http: GET /w/api/x answered 404: {\"error\": \"not found\", \"path\": \"/x\"}";
+        assert_eq!(judge(&want, Outcome::Failed, api.into()).0, Outcome::Ok);
+        let page = "http: GET /w/api/x answered 404: <html><head>";
+        assert_eq!(
+            judge(&want, Outcome::Failed, page.into()).0,
+            Outcome::Failed
+        );
+        let (o, d) = judge(&want, Outcome::Ok, String::new());
+        assert!(o == Outcome::Failed && d.contains("got: 200"), "{d}");
+        let moved = "http: GET /w answered 301: <html>";
+        assert_eq!(
+            judge(&Want::Status(301, "", ""), Outcome::Failed, moved.into()).0,
+            Outcome::Ok
+        );
+        assert_eq!(
+            judge(&Want::Status(404, "", ""), Outcome::Failed, moved.into()).0,
+            Outcome::Failed
+        );
+        assert_eq!(
+            judge(&Want::Ok("x".into()), Outcome::Refused, "r".into()).0,
+            Outcome::Refused
+        );
+    }
 
     #[test]
     fn the_probe_container_adds_nothing_and_mounts_nothing() {

@@ -98,7 +98,13 @@ pub(super) async fn nginx_port(run: &Run) -> Option<u16> {
         .await
         .ok();
     info.and_then(|i| i.network_settings?.ports?.get("443/tcp").cloned().flatten())
-        .and_then(|b| b.first()?.host_port.clone())
+        // The IPv4 binding: Docker gives `::` its own ephemeral port.
+        .and_then(|b| {
+            b.iter()
+                .find(|b| !b.host_ip.as_deref().unwrap_or("").contains(':'))?
+                .host_port
+                .clone()
+        })
         .and_then(|p| p.parse::<u16>().ok())
 }
 
@@ -330,62 +336,11 @@ pub(super) fn container_body(
         Some(n) if own_net => Some(net_name(run, n)?),
         _ => None,
     };
-    let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
-    let mut exposed: Vec<String> = vec![];
-    if own_net || s.network_mode.as_deref() == Some("host") {
-        for p in &s.ports {
-            let key = format!("{}/{}", p.target, p.protocol);
-            port_bindings
-                .entry(key.clone())
-                .or_insert_with(|| Some(vec![]))
-                .get_or_insert_with(Vec::new)
-                .push(PortBinding {
-                    host_ip: Some(p.host_ip.trim_matches(['[', ']']).to_string()),
-                    host_port: Some(String::new()),
-                });
-            if !exposed.contains(&key) {
-                exposed.push(key);
-            }
-        }
-    }
-    // As Compose passes them: written as is (the engine reads `9000` as tcp).
-    for e in &s.expose {
-        if !exposed.contains(e) && !exposed.contains(&format!("{e}/tcp")) {
-            exposed.push(e.clone());
-        }
-    }
-    let restart = s.restart.as_deref().map(|r| {
-        let (name, n) = r.split_once(':').unwrap_or((r, ""));
-        RestartPolicy {
-            name: Some(match name {
-                "always" => RestartPolicyNameEnum::ALWAYS,
-                "unless-stopped" => RestartPolicyNameEnum::UNLESS_STOPPED,
-                "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
-                _ => RestartPolicyNameEnum::NO,
-            }),
-            maximum_retry_count: n.parse().ok(),
-        }
-    });
-    let healthcheck = s.healthcheck.as_ref().map(|h| HealthConfig {
-        test: Some(if h.disable {
-            vec!["NONE".into()]
-        } else {
-            h.test.clone()
-        }),
-        interval: h.interval_ns,
-        timeout: h.timeout_ns,
-        start_period: h.start_period_ns,
-        retries: h.retries,
-        ..Default::default()
-    });
-    let tmpfs: HashMap<String, String> = s
-        .tmpfs
-        .iter()
-        .map(|t| match t.split_once(':') {
-            Some((p, o)) => (p.to_string(), o.to_string()),
-            None => (t.clone(), String::new()),
-        })
-        .collect();
+    let (port_bindings, exposed) =
+        published(s, own_net || s.network_mode.as_deref() == Some("host"));
+    let restart = restart_policy(s);
+    let healthcheck = health_config(s);
+    let tmpfs = tmpfs_map(s);
     let opt_vec = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
     let body = ContainerCreateBody {
         image: Some(image.to_string()),
@@ -429,6 +384,78 @@ pub(super) fn container_body(
         ..Default::default()
     };
     Ok(body)
+}
+
+type Bindings = HashMap<String, Option<Vec<PortBinding>>>;
+
+/// The port bindings (when the container has ports of its own: `publish`)
+/// and the exposed ports, as Compose sets them; host ports ephemeral.
+fn published(s: &Svc, publish: bool) -> (Bindings, Vec<String>) {
+    let mut port_bindings: Bindings = HashMap::new();
+    let mut exposed: Vec<String> = vec![];
+    if publish {
+        for p in &s.ports {
+            let key = format!("{}/{}", p.target, p.protocol);
+            port_bindings
+                .entry(key.clone())
+                .or_insert_with(|| Some(vec![]))
+                .get_or_insert_with(Vec::new)
+                .push(PortBinding {
+                    host_ip: Some(p.host_ip.trim_matches(['[', ']']).to_string()),
+                    host_port: Some(String::new()),
+                });
+            if !exposed.contains(&key) {
+                exposed.push(key);
+            }
+        }
+    }
+    // As Compose passes them: written as is (the engine reads `9000` as tcp).
+    for e in &s.expose {
+        if !exposed.contains(e) && !exposed.contains(&format!("{e}/tcp")) {
+            exposed.push(e.clone());
+        }
+    }
+    (port_bindings, exposed)
+}
+
+fn restart_policy(s: &Svc) -> Option<RestartPolicy> {
+    s.restart.as_deref().map(|r| {
+        let (name, n) = r.split_once(':').unwrap_or((r, ""));
+        RestartPolicy {
+            name: Some(match name {
+                "always" => RestartPolicyNameEnum::ALWAYS,
+                "unless-stopped" => RestartPolicyNameEnum::UNLESS_STOPPED,
+                "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
+                _ => RestartPolicyNameEnum::NO,
+            }),
+            maximum_retry_count: n.parse().ok(),
+        }
+    })
+}
+
+fn health_config(s: &Svc) -> Option<HealthConfig> {
+    s.healthcheck.as_ref().map(|h| HealthConfig {
+        test: Some(if h.disable {
+            vec!["NONE".into()]
+        } else {
+            h.test.clone()
+        }),
+        interval: h.interval_ns,
+        timeout: h.timeout_ns,
+        start_period: h.start_period_ns,
+        retries: h.retries,
+        ..Default::default()
+    })
+}
+
+fn tmpfs_map(s: &Svc) -> HashMap<String, String> {
+    s.tmpfs
+        .iter()
+        .map(|t| match t.split_once(':') {
+            Some((p, o)) => (p.to_string(), o.to_string()),
+            None => (t.clone(), String::new()),
+        })
+        .collect()
 }
 
 /// The endpoint of `s` on network `key`: the names Compose gives it there
