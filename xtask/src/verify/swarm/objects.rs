@@ -204,6 +204,60 @@ pub(super) fn cert_files(
     Ok(out)
 }
 
+/// The files under a repository mount (a file, or a folder walked down),
+/// for a cluster whose nodes do not have the repository: configs, or
+/// secrets under `./secrets/`, readable like the host's files (the image's
+/// user may be a name whose uid is not known here). Symbolic links are
+/// not followed: through a bind mount they resolve in the container's own
+/// filesystem, and read here they would ship a host file.
+pub(super) fn repo_files(
+    root: &Path,
+    service: &str,
+    source: &str,
+    target: &str,
+    uid: u32,
+) -> Result<Vec<FileRef>, Error> {
+    let secret = source.starts_with("./secrets/");
+    let src = root.join(source);
+    let read =
+        |p: &Path| std::fs::read(p).map_err(|e| Diagnostic::error(format!("{}: {e}", p.display())));
+    let file = |data, target: String| FileRef {
+        target,
+        data,
+        uid,
+        secret,
+        readable: true,
+    };
+    let meta = std::fs::symlink_metadata(&src).map_err(|_| {
+        Diagnostic::error(format!(
+            "service `{service}` mounts {} which does not exist",
+            src.display()
+        ))
+    })?;
+    if meta.is_file() {
+        return Ok(vec![file(read(&src)?, target.to_string())]);
+    }
+    let mut out = vec![];
+    let mut stack = vec![(src, target.trim_end_matches('/').to_string())];
+    while let Some((dir, at)) = stack.pop() {
+        let rd = std::fs::read_dir(&dir)
+            .map_err(|e| Diagnostic::error(format!("{}: {e}", dir.display())))?;
+        for e in rd.flatten() {
+            let (p, name) = (e.path(), e.file_name().to_string_lossy().into_owned());
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push((p, format!("{at}/{name}"))),
+                Ok(t) if t.is_file() => out.push(file(read(&p)?, format!("{at}/{name}"))),
+                _ => eprintln!(
+                    "verify: `{service}`: {} is not shipped to the cluster (not a regular file)",
+                    p.display()
+                ),
+            }
+        }
+    }
+    out.sort_by(|a, b| a.target.cmp(&b.target));
+    Ok(out)
+}
+
 /// NGINX's configuration as configs over the files its image carries
 /// (nginx/Dockerfile copies the folder to /etc/nginx), so the swarm serves
 /// the repository's current nginx.conf and locations.
@@ -397,16 +451,7 @@ pub(super) async fn create_service(
         } else if placed.is_some() && m.source.starts_with("./") {
             // The nodes do not have the repository: its files travel as
             // configs (secrets under ./secrets/).
-            let secret = m.source.starts_with("./secrets/");
-            files.extend(
-                cert_files(repo, s, &m.source, &target, uid)?
-                    .into_iter()
-                    .map(|f| FileRef {
-                        secret: secret || f.secret,
-                        readable: true,
-                        ..f
-                    }),
-            );
+            files.extend(repo_files(&repo.root, &s.name, &m.source, &target, uid)?);
         } else {
             let src = if m.source.starts_with('/') {
                 m.source.clone()
@@ -553,4 +598,38 @@ pub(super) async fn wait_tasks(
         }
     }
     done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repository_files_are_walked_down_without_following_links() {
+        let root = std::env::temp_dir().join(format!("xtask-repo-files-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("web/css")).unwrap();
+        std::fs::create_dir_all(root.join("secrets/r")).unwrap();
+        std::fs::write(root.join("web/index.html"), "i").unwrap();
+        std::fs::write(root.join("web/css/a.css"), "a").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.join("web/passwd")).unwrap();
+        std::fs::write(root.join("secrets/r/users.acl"), "u").unwrap();
+        let f = repo_files(&root, "web", "./web", "/srv/", 7).unwrap();
+        let got: Vec<(&str, &[u8], bool)> = f
+            .iter()
+            .map(|f| (f.target.as_str(), f.data.as_slice(), f.secret))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("/srv/css/a.css", &b"a"[..], false),
+                ("/srv/index.html", &b"i"[..], false)
+            ]
+        );
+        assert!(f.iter().all(|f| f.readable && f.uid == 7));
+        let s = repo_files(&root, "redis", "./secrets/r", "/acl", 0).unwrap();
+        assert!(s.len() == 1 && s[0].secret && s[0].target == "/acl/users.acl");
+        assert!(repo_files(&root, "x", "./missing", "/m", 0).is_err());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }
