@@ -233,7 +233,7 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub init_swarm: bool,
     /// With --engine swarm: run on the multi-node cluster of `cargo xtask cluster up` (default name: local), services spread over its nodes
-    #[arg(long, value_name = "name", num_args = 0..=1, default_missing_value = "local", requires = "engine", conflicts_with = "init_swarm")]
+    #[arg(long, value_name = "name", num_args = 0..=1, default_missing_value = "local", conflicts_with = "init_swarm")]
     pub cluster: Option<String>,
     /// Start Postgres from an empty data directory (its init scripts run)
     /// instead of from the one cached by an earlier run with the same image,

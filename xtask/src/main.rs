@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
-use xtask::cli::{Cli, ClusterCommand, Command, Format, ImagesCommand};
+use xtask::cli::{Cli, ClusterCommand, Command, Engine, Format, ImagesCommand};
 use xtask::diag::{Diagnostic, Exit};
 use xtask::{check, cmd, diag, model, verify};
 
@@ -109,6 +109,10 @@ fn run(cli: Cli) -> Result<Exit, Diagnostic> {
             .map(|()| Exit::Ok)
         }
         Command::Export(e) => cmd::export::run(&root(cli.root)?, &e),
+        Command::Verify(v) if v.cluster.is_some() && v.engine != Engine::Swarm => Err(
+            Diagnostic::error("--cluster runs the stack on the cluster's swarm")
+                .fix("add `--engine swarm`"),
+        ),
         Command::Verify(v) => block_on(verify::verify(&root(cli.root)?, v)),
     }
 }
