@@ -309,6 +309,36 @@ mod tests {
     }
 
     #[test]
+    fn cluster_commands_and_names() {
+        let c =
+            Cli::try_parse_from(["x", "cluster", "up", "--nodes", "2", "--name", "ci"]).unwrap();
+        let Some(Command::Cluster {
+            command: ClusterCommand::Up { nodes },
+            name,
+        }) = c.command
+        else {
+            panic!()
+        };
+        assert_eq!((nodes, name.as_str()), (2, "ci"));
+        let c = Cli::try_parse_from(["x", "cluster", "down", "--purge"]).unwrap();
+        let Some(Command::Cluster {
+            command: ClusterCommand::Down { purge },
+            name,
+        }) = c.command
+        else {
+            panic!()
+        };
+        assert_eq!((purge, name.as_str()), (true, "local"));
+        assert!(Cli::try_parse_from(["x", "cluster", "status", "--name", "Up"]).is_err());
+        assert!(Cli::try_parse_from(["x", "cluster", "push"]).is_err());
+        let c = Cli::try_parse_from(["x", "verify", "--engine", "swarm", "--cluster"]).unwrap();
+        let Some(Command::Verify(v)) = c.command else {
+            panic!()
+        };
+        assert_eq!(v.cluster.as_deref(), Some("local"));
+    }
+
+    #[test]
     fn suggests_commands_and_answers_help() {
         let e = Cli::try_parse_from(["x", "verfy"]).unwrap_err();
         assert!(e.to_string().contains("verify"), "{e}");
