@@ -77,6 +77,14 @@ pub enum Command {
         #[command(subcommand)]
         command: ImagesCommand,
     },
+    /// A real multi-node Docker Swarm on this machine (nodes are containers running dockerd)
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+        /// The cluster's name (its objects are monorepo-cluster-<name>-*)
+        #[arg(long, value_name = "name", global = true, default_value = "local", value_parser = parse_cluster_name)]
+        name: String,
+    },
     /// Print a shell completion script
     Completions { shell: clap_complete::Shell },
 }
@@ -85,6 +93,45 @@ pub enum Command {
 pub enum ImagesCommand {
     /// Build local stand-ins for the base images from Debian packages (no registry needed)
     Bootstrap,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Make the cluster (or reuse a healthy one): N nodes in one swarm, and a registry
+    Up {
+        /// How many nodes (node 1 is the manager)
+        #[arg(long, value_name = "n", default_value_t = 3)]
+        nodes: usize,
+    },
+    /// Remove every container, network, volume and folder of the cluster
+    Down {
+        /// Also remove the nodes' root filesystem image (the cache of the next `up`)
+        #[arg(long)]
+        purge: bool,
+    },
+    /// The nodes (id, hostname, state, availability, role, memory) and the registry
+    Status,
+    /// Copy host images into node 1 and push them to the cluster's registry
+    Push {
+        #[arg(required = true, value_name = "image")]
+        images: Vec<String>,
+    },
+}
+
+/// A DNS-label-like name: it becomes part of container and network names.
+fn parse_cluster_name(v: &str) -> Result<String, String> {
+    let ok = !v.is_empty()
+        && v.len() <= 20
+        && v.starts_with(|c: char| c.is_ascii_lowercase())
+        && v.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(v.to_string())
+    } else {
+        Err(format!(
+            "`{v}`: use 1-20 lowercase letters, digits and `-`, starting with a letter"
+        ))
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -185,6 +232,9 @@ pub struct VerifyArgs {
     /// With --engine swarm on an engine in no swarm: make a one-node swarm for this run and leave it afterwards
     #[arg(long)]
     pub init_swarm: bool,
+    /// With --engine swarm: run on the multi-node cluster of `cargo xtask cluster up` (default name: local), services spread over its nodes
+    #[arg(long, value_name = "name", num_args = 0..=1, default_missing_value = "local", conflicts_with = "init_swarm")]
+    pub cluster: Option<String>,
     /// Start Postgres from an empty data directory (its init scripts run)
     /// instead of from the one cached by an earlier run with the same image,
     /// environment and init scripts
@@ -256,6 +306,36 @@ mod tests {
             panic!()
         };
         assert_eq!((a.depends_on.len(), a.port), (2, Some(70000)));
+    }
+
+    #[test]
+    fn cluster_commands_and_names() {
+        let c =
+            Cli::try_parse_from(["x", "cluster", "up", "--nodes", "2", "--name", "ci"]).unwrap();
+        let Some(Command::Cluster {
+            command: ClusterCommand::Up { nodes },
+            name,
+        }) = c.command
+        else {
+            panic!()
+        };
+        assert_eq!((nodes, name.as_str()), (2, "ci"));
+        let c = Cli::try_parse_from(["x", "cluster", "down", "--purge"]).unwrap();
+        let Some(Command::Cluster {
+            command: ClusterCommand::Down { purge },
+            name,
+        }) = c.command
+        else {
+            panic!()
+        };
+        assert_eq!((purge, name.as_str()), (true, "local"));
+        assert!(Cli::try_parse_from(["x", "cluster", "status", "--name", "Up"]).is_err());
+        assert!(Cli::try_parse_from(["x", "cluster", "push"]).is_err());
+        let c = Cli::try_parse_from(["x", "verify", "--engine", "swarm", "--cluster"]).unwrap();
+        let Some(Command::Verify(v)) = c.command else {
+            panic!()
+        };
+        assert_eq!(v.cluster.as_deref(), Some("local"));
     }
 
     #[test]

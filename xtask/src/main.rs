@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
-use xtask::cli::{Cli, Command, Format, ImagesCommand};
+use xtask::cli::{Cli, ClusterCommand, Command, Engine, Format, ImagesCommand};
 use xtask::diag::{Diagnostic, Exit};
 use xtask::{check, cmd, diag, model, verify};
 
@@ -103,7 +103,25 @@ fn run(cli: Cli) -> Result<Exit, Diagnostic> {
         Command::Images {
             command: ImagesCommand::Bootstrap,
         } => block_on(cmd::images::bootstrap(&root(cli.root)?)).map(|()| Exit::Ok),
+        Command::Cluster { command, name } => {
+            let root = root(cli.root)?;
+            block_on(async {
+                match command {
+                    ClusterCommand::Up { nodes } => cmd::cluster::up(&root, &name, nodes).await,
+                    ClusterCommand::Down { purge } => cmd::cluster::down(&root, &name, purge).await,
+                    ClusterCommand::Status => cmd::cluster::status(&root, &name).await,
+                    ClusterCommand::Push { images } => {
+                        cmd::cluster::push(&root, &name, &images).await.map(|_| ())
+                    }
+                }
+            })
+            .map(|()| Exit::Ok)
+        }
         Command::Export(e) => cmd::export::run(&root(cli.root)?, &e),
+        Command::Verify(v) if v.cluster.is_some() && v.engine != Engine::Swarm => Err(
+            Diagnostic::error("--cluster runs the stack on the cluster's swarm")
+                .fix("add `--engine swarm`"),
+        ),
         Command::Verify(v) => block_on(verify::verify(&root(cli.root)?, v)),
     }
 }

@@ -7,10 +7,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use bollard::query_parameters as q;
-use futures_util::StreamExt;
-
 use crate::diag::{Diagnostic, Error};
+use crate::docker::rootfs::{import_rootfs, suite, tag_for};
 use crate::docker::{self, Tar, HASH_LABEL};
 use crate::model::digest::recipe_hash;
 use crate::plan::txn::Txn;
@@ -89,22 +87,6 @@ const STAND_INS: &[StandIn] = &[
     },
 ];
 
-fn suite() -> String {
-    std::fs::read_to_string("/etc/os-release")
-        .ok()
-        .and_then(|t| {
-            t.lines().find_map(|l| {
-                l.strip_prefix("VERSION_CODENAME=")
-                    .map(|s| s.trim_matches('"').to_string())
-            })
-        })
-        .unwrap_or_else(|| "bookworm".into())
-}
-
-pub fn tag_for(name: &str, hash: &str) -> String {
-    format!("monorepo-local/{name}:{}", &hash[..12])
-}
-
 /// Sets `KEY=value` lines in `.env`, keeping every other line.
 pub fn set_env_lines(text: &str, vals: &[(String, String)]) -> String {
     let mut out = String::new();
@@ -153,7 +135,7 @@ pub async fn bootstrap(root: &Path) -> Result<(), Error> {
         }
     }
     if !missing.is_empty() && !docker::image_exists(&d, &rootfs).await {
-        import_rootfs(&d, root, &suite, &rootfs).await?;
+        import_rootfs(&d, root, &suite, &rootfs, PACKAGES).await?;
     }
     for s in &missing {
         let tag = tag_for(s.name, &hash);
@@ -198,66 +180,6 @@ pub async fn bootstrap(root: &Path) -> Result<(), Error> {
         STAND_INS.len() - missing.len(),
         t0.elapsed().as_secs_f64()
     );
-    Ok(())
-}
-
-async fn import_rootfs(
-    d: &bollard::Docker,
-    root: &Path,
-    suite: &str,
-    tag: &str,
-) -> Result<(), Error> {
-    let dir = root.join("target/xtask");
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| Diagnostic::error(format!("{}: {e}", dir.display())))?;
-    let tarball = dir.join("rootfs.tar");
-    println!(
-        "images: mmdebstrap {suite} with {} (from this machine's apt sources)",
-        PACKAGES.join(",")
-    );
-    let t = std::time::Instant::now();
-    let status = std::process::Command::new("mmdebstrap")
-        .args([
-            "--quiet",
-            "--variant=minbase",
-            &format!("--include={}", PACKAGES.join(",")),
-            suite,
-        ])
-        .arg(&tarball)
-        .status()
-        .map_err(|e| {
-            Diagnostic::error(format!("cannot run mmdebstrap: {e}"))
-                .fix("apt-get install mmdebstrap")
-        })?;
-    if !status.success() {
-        return Err(Diagnostic::error(format!(
-            "mmdebstrap failed ({status}); see its output above"
-        )));
-    }
-    println!(
-        "images: root filesystem built in {:.1}s; importing as {tag}",
-        t.elapsed().as_secs_f64()
-    );
-    let (repo, tagname) = tag.split_once(':').unwrap();
-    let file = std::fs::File::open(&tarball)
-        .map_err(|e| Diagnostic::error(format!("{}: {e}", tarball.display())))?;
-    // Streamed in 1 MiB pieces rather than holding ~500 MB.
-    let body = docker::file_chunks(file);
-    let opts = q::CreateImageOptions {
-        from_src: Some("-".into()),
-        repo: Some(repo.into()),
-        tag: Some(tagname.into()),
-        ..Default::default()
-    };
-    let mut s = d.create_image(Some(opts), Some(bollard::body_try_stream(body)), None);
-    while let Some(r) = s.next().await {
-        if let Err(e) = r {
-            return Err(Diagnostic::error(format!(
-                "importing the root filesystem failed: {e}"
-            )));
-        }
-    }
-    let _ = std::fs::remove_file(&tarball);
     Ok(())
 }
 

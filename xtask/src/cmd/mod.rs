@@ -5,6 +5,8 @@
 
 pub mod add;
 pub mod certs;
+/// `cluster up|down|status|push`: the machinery is `docker::cluster`.
+pub use crate::docker::cluster;
 pub mod export;
 pub mod images;
 pub mod list;

@@ -4,9 +4,11 @@
 //! buildkit.rs), container logs and cleanup.
 
 pub mod buildkit;
+pub mod cluster;
 mod connection;
 mod context;
 mod images;
+pub mod rootfs;
 mod sweep;
 mod tar_filter;
 
