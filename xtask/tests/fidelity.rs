@@ -201,47 +201,8 @@ fn normal(i: &Value, project: &str, services: &BTreeMap<String, String>) -> Valu
         })
         .collect();
     ports.sort();
-    let mut mounts: Vec<String> = i["Mounts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|m| {
-            let src = match m["Type"].as_str() {
-                Some("bind") => m["Source"].as_str().unwrap_or("").to_string(),
-                Some("volume") => strip(m["Name"].as_str().unwrap_or("")),
-                _ => String::new(),
-            };
-            format!(
-                "{} {} -> {} rw={}",
-                m["Type"], src, m["Destination"], m["RW"]
-            )
-        })
-        .collect();
-    mounts.sort();
-    let mut nets: Vec<String> = i["NetworkSettings"]["Networks"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(n, ep)| {
-            let mut aliases: Vec<String> = ep["Aliases"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|a| a.as_str())
-                // Docker adds the short container id, Compose its container name.
-                .filter(|a| !(a.len() == 12 && a.chars().all(|c| c.is_ascii_hexdigit())))
-                .map(str::to_string)
-                .collect();
-            aliases.sort();
-            aliases.dedup();
-            format!(
-                "{} aliases={aliases:?} ip={}",
-                strip(n),
-                ep["IPAMConfig"]["IPv4Address"]
-            )
-        })
-        .collect();
-    nets.sort();
+    let mounts = mounts_of(i, &strip);
+    let nets = nets_of(i, &strip);
     let mode = hc["NetworkMode"].as_str().unwrap_or("").to_string();
     let mode = match mode.strip_prefix("container:") {
         Some(id) => format!(
@@ -267,6 +228,57 @@ fn normal(i: &Value, project: &str, services: &BTreeMap<String, String>) -> Valu
         "ShmSize": hc["ShmSize"], "NetworkMode": mode, "Ports": ports, "Mounts": mounts,
         "Networks": nets,
     })
+}
+
+/// The mounts as Compose decides them (named volumes by their key).
+fn mounts_of(i: &Value, strip: &dyn Fn(&str) -> String) -> Vec<String> {
+    let mut mounts: Vec<String> = i["Mounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            let src = match m["Type"].as_str() {
+                Some("bind") => m["Source"].as_str().unwrap_or("").to_string(),
+                Some("volume") => strip(m["Name"].as_str().unwrap_or("")),
+                _ => String::new(),
+            };
+            format!(
+                "{} {} -> {} rw={}",
+                m["Type"], src, m["Destination"], m["RW"]
+            )
+        })
+        .collect();
+    mounts.sort();
+    mounts
+}
+
+/// The networks (by key) with their aliases and fixed address.
+fn nets_of(i: &Value, strip: &dyn Fn(&str) -> String) -> Vec<String> {
+    let mut nets: Vec<String> = i["NetworkSettings"]["Networks"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(n, ep)| {
+            let mut aliases: Vec<String> = ep["Aliases"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a.as_str())
+                // Docker adds the short container id, Compose its container name.
+                .filter(|a| !(a.len() == 12 && a.chars().all(|c| c.is_ascii_hexdigit())))
+                .map(str::to_string)
+                .collect();
+            aliases.sort();
+            aliases.dedup();
+            format!(
+                "{} aliases={aliases:?} ip={}",
+                strip(n),
+                ep["IPAMConfig"]["IPv4Address"]
+            )
+        })
+        .collect();
+    nets.sort();
+    nets
 }
 
 fn inspect(id: &str) -> Value {
@@ -522,6 +534,15 @@ fn verify_runs_and_proves_the_stack_compose_runs() {
     assert!(kept > 0);
 
     // 1. docker inspect, field by field.
+    let theirs = same_containers(&tag, &run);
+    // 2. Ground truth: every path from every container of Compose's stack.
+    let truth = ground_truth(&tag, &theirs);
+    compare_paths(&truth, &report);
+}
+
+/// Compose's containers (service -> id), once asserted equal to the run's
+/// in every field `normal` keeps.
+fn same_containers(tag: &str, run: &str) -> BTreeMap<String, String> {
     let theirs = containers(
         &format!("label=com.docker.compose.project={tag}"),
         "com.docker.compose.service",
@@ -538,8 +559,8 @@ fn verify_runs_and_proves_the_stack_compose_runs() {
     );
     let mut diffs = vec![];
     for (svc, id) in &theirs {
-        let a = normal(&inspect(id), &tag, &theirs);
-        let b = normal(&inspect(&ours[svc]), &tag, &ours);
+        let a = normal(&inspect(id), tag, &theirs);
+        let b = normal(&inspect(&ours[svc]), tag, &ours);
         for (k, va) in a.as_object().unwrap() {
             let vb = &b[k];
             // Compose sends an empty list where verify sends none: the same.
@@ -551,8 +572,12 @@ fn verify_runs_and_proves_the_stack_compose_runs() {
     }
     assert!(diffs.is_empty(), "containers differ:\n{}", diffs.join("\n"));
 
-    // 2. Ground truth: every path from every container of Compose's stack.
-    let truth = ground_truth(&tag, &theirs, &c.root);
+    theirs
+}
+
+/// Every path verify tried against the ground truth: the same paths, the
+/// same answers.
+fn compare_paths(truth: &BTreeMap<String, bool>, report: &Value) {
     let mut claimed: BTreeMap<String, bool> = BTreeMap::new();
     for cell in report["cells"].as_array().unwrap() {
         let (s, t) = (
@@ -567,7 +592,7 @@ fn verify_runs_and_proves_the_stack_compose_runs() {
         claimed.insert(key_of(s, t, via), connected);
     }
     let mut disagree = vec![];
-    for (k, v) in &truth {
+    for (k, v) in truth {
         match claimed.get(k) {
             Some(c) if c == v => {}
             other => disagree.push(format!(
@@ -594,10 +619,145 @@ fn verify_runs_and_proves_the_stack_compose_runs() {
     assert!(truth.len() > 40, "too few paths: {}", truth.len());
 }
 
+/// Compose's running stack as `docker inspect` shows it.
+struct World<'a> {
+    tag: &'a str,
+    svcs: &'a BTreeMap<String, String>,
+    info: BTreeMap<String, Value>,
+    bridge: Option<String>,
+}
+
+impl World<'_> {
+    fn gw(&self, n: &str) -> Option<String> {
+        let (_, out) = sh(&[
+            "docker",
+            "network",
+            "inspect",
+            n,
+            "--format",
+            "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
+        ]);
+        Some(out.trim().to_string()).filter(|s| !s.is_empty())
+    }
+    /// The service whose namespace `s` is in (following `container:`).
+    fn ns_of(&self, s: &str) -> String {
+        let mode = self.info[s]["HostConfig"]["NetworkMode"]
+            .as_str()
+            .unwrap_or("");
+        match mode.strip_prefix("container:") {
+            Some(id) => self
+                .svcs
+                .iter()
+                .find(|(_, v)| v.starts_with(id) || id.starts_with(v.as_str()))
+                .map(|(k, _)| k.clone())
+                .unwrap(),
+            None => s.to_string(),
+        }
+    }
+    /// (engine network, compose key, address) of `s`'s namespace.
+    fn nets(&self, s: &str) -> Vec<(String, String, String)> {
+        let key = |n: &str| {
+            n.strip_prefix(&format!("{}_", self.tag))
+                .unwrap_or(n)
+                .to_string()
+        };
+        self.info[&self.ns_of(s)]["NetworkSettings"]["Networks"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(n, ep)| {
+                (
+                    n.clone(),
+                    key(n),
+                    ep["IPAddress"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    }
+    /// The service's own port: the first declared published one, else exposed.
+    fn port_of(&self, s: &str) -> Option<u16> {
+        let ports = |v: &Value| -> Vec<u16> {
+            v.as_object()
+                .map(|m| {
+                    m.keys()
+                        .filter_map(|k| k.trim_end_matches("/tcp").parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let declared = ports(&self.info[s]["HostConfig"]["PortBindings"]);
+        let exposed = ports(&self.info[s]["Config"]["ExposedPorts"]);
+        declared.into_iter().min().or(exposed.into_iter().min())
+    }
+    /// Every path from `src` to every other service: (key, host, port).
+    fn paths_from(&self, src: &str) -> Vec<(String, String, u16)> {
+        let src_nets = self.nets(src);
+        let mut out = vec![];
+        for dst in self
+            .svcs
+            .keys()
+            .filter(|d| *d != src && self.ns_of(d) != self.ns_of(src))
+        {
+            let mode = self.info[dst]["HostConfig"]["NetworkMode"]
+                .as_str()
+                .unwrap_or("");
+            // A service in another's namespace has no port of its own.
+            let Some(port) = self
+                .port_of(dst)
+                .filter(|_| !mode.starts_with("container:"))
+            else {
+                continue;
+            };
+            out.push((key_of(src, dst, "name"), dst.clone(), port));
+            for (_, key, ip) in self.nets(dst) {
+                if !src_nets.iter().any(|(_, k, _)| *k == key) {
+                    out.push((format!("{src} -> {dst} by address on {key}"), ip, port));
+                }
+            }
+            let published = self.info[dst]["NetworkSettings"]["Ports"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            for (p, bs) in published {
+                let Some(cport) = p.strip_suffix("/tcp") else {
+                    continue;
+                };
+                for b in bs.as_array().into_iter().flatten() {
+                    let ip = b["HostIp"].as_str().unwrap_or("");
+                    if ip.contains(':') {
+                        continue;
+                    }
+                    let hp: u16 = b["HostPort"].as_str().unwrap_or("0").parse().unwrap();
+                    let on = norm_ip(ip);
+                    for (n, key, _) in &src_nets {
+                        if let Some(g) = self.gw(n) {
+                            out.push((
+                                format!(
+                                    "{src} -> {dst}:{cport} on {on} through the gateway of {key}"
+                                ),
+                                g,
+                                hp,
+                            ));
+                        }
+                    }
+                    if let Some(br) = &self.bridge {
+                        out.push((
+                            format!("{src} -> {dst}:{cport} on {on} through the default bridge"),
+                            br.clone(),
+                            hp,
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
 /// From each Compose container, a TCP connection along every path to every
 /// other service's port (the first published or exposed one), by name, by
 /// address, through the host. Returns path -> connected.
-fn ground_truth(tag: &str, svcs: &BTreeMap<String, String>, root: &Path) -> BTreeMap<String, bool> {
+fn ground_truth(tag: &str, svcs: &BTreeMap<String, String>) -> BTreeMap<String, bool> {
     let probe = sh(&[
         "docker",
         "images",
@@ -611,156 +771,44 @@ fn ground_truth(tag: &str, svcs: &BTreeMap<String, String>, root: &Path) -> BTre
         .next()
         .expect("the probe image (verify builds it)")
         .to_string();
-    let _ = root;
-    let info: BTreeMap<String, Value> = svcs
+    let info = svcs
         .iter()
         .map(|(s, id)| (s.clone(), inspect(id)))
         .collect();
-    let net_key = |n: &str| n.strip_prefix(&format!("{tag}_")).unwrap_or(n).to_string();
-    let gw = |n: &str| -> Option<String> {
-        let (_, out) = sh(&[
-            "docker",
-            "network",
-            "inspect",
-            n,
-            "--format",
-            "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
-        ]);
-        Some(out.trim().to_string()).filter(|s| !s.is_empty())
+    let mut w = World {
+        tag,
+        svcs,
+        info,
+        bridge: None,
     };
-    let bridge = gw("bridge");
-    // Per service: own networks (following container: modes), addresses, port, published.
-    let ns_of = |s: &str| -> String {
-        let mode = info[s]["HostConfig"]["NetworkMode"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
-        match mode.strip_prefix("container:") {
-            Some(id) => svcs
-                .iter()
-                .find(|(_, v)| v.starts_with(id) || id.starts_with(v.as_str()))
-                .map(|(k, _)| k.clone())
-                .unwrap(),
-            None => s.to_string(),
-        }
-    };
-    let nets = |s: &str| -> Vec<(String, String, String)> {
-        info[&ns_of(s)]["NetworkSettings"]["Networks"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .map(|(n, ep)| {
-                (
-                    n.clone(),
-                    net_key(n),
-                    ep["IPAddress"].as_str().unwrap_or("").to_string(),
-                )
-            })
-            .collect()
-    };
-    let port_of = |s: &str| -> Option<u16> {
-        let c = &info[s]["Config"]["ExposedPorts"];
-        let mut ps: Vec<u16> = c
-            .as_object()?
-            .keys()
-            .filter_map(|k| k.trim_end_matches("/tcp").parse().ok())
-            .collect();
-        // The service's own port: the first declared published one, else exposed.
-        let declared: Vec<u16> = info[s]["HostConfig"]["PortBindings"]
-            .as_object()
-            .map(|m| {
-                m.keys()
-                    .filter_map(|k| k.trim_end_matches("/tcp").parse().ok())
-                    .collect()
-            })
-            .unwrap_or_default();
-        ps.sort();
-        declared.into_iter().min().or(ps.first().copied())
-    };
+    w.bridge = w.gw("bridge");
     let mut out = BTreeMap::new();
     for src in svcs.keys() {
-        let src_nets = nets(src);
-        let mut specs = vec![];
-        let mut keys = vec![];
-        for dst in svcs.keys().filter(|d| *d != src && ns_of(d) != ns_of(src)) {
-            if info[dst]["HostConfig"]["NetworkMode"]
-                .as_str()
-                .unwrap_or("")
-                .starts_with("container:")
-            {
-                continue; // no port of its own
-            }
-            let Some(port) = port_of(dst) else { continue };
-            let mut add = |k: String, host: &str, p: u16| {
-                specs.push(format!("id={}&kind=tcp&host={host}&port={p}", keys.len()));
-                keys.push(k);
-            };
-            add(key_of(src, dst, "name"), dst, port);
-            for (_, key, ip) in nets(dst) {
-                if !src_nets.iter().any(|(_, k, _)| *k == key) {
-                    add(format!("{src} -> {dst} by address on {key}"), &ip, port);
-                }
-            }
-            let published = info[dst]["NetworkSettings"]["Ports"]
-                .as_object()
-                .cloned()
-                .unwrap_or_default();
-            for (p, bs) in published {
-                let Some(cport) = p.strip_suffix("/tcp") else {
-                    continue;
-                };
-                for b in bs.as_array().into_iter().flatten() {
-                    if b["HostIp"].as_str().unwrap_or("").contains(':') {
-                        continue;
-                    }
-                    let hp: u16 = b["HostPort"].as_str().unwrap_or("0").parse().unwrap();
-                    for (n, key, _) in &src_nets {
-                        if let Some(g) = gw(n) {
-                            add(
-                                format!(
-                                    "{src} -> {dst}:{cport} on {} through the gateway of {key}",
-                                    norm_ip(b["HostIp"].as_str().unwrap_or(""))
-                                ),
-                                &g,
-                                hp,
-                            );
-                        }
-                    }
-                    let b0 = b;
-                    if let Some(br) = &bridge {
-                        add(
-                            format!(
-                                "{src} -> {dst}:{cport} on {} through the default bridge",
-                                norm_ip(b0["HostIp"].as_str().unwrap_or(""))
-                            ),
-                            br,
-                            hp,
-                        );
-                    }
-                }
-            }
-        }
-        if specs.is_empty() {
+        let paths = w.paths_from(src);
+        if paths.is_empty() {
             continue;
         }
-        let mut args = vec![
-            "docker".to_string(),
-            "run".into(),
-            "--rm".into(),
-            "--network".into(),
+        let mut args: Vec<String> = ["docker", "run", "--rm", "--network"]
+            .map(String::from)
+            .to_vec();
+        args.extend([
             format!("container:{}", svcs[src]),
             probe.clone(),
             "check".into(),
-        ];
-        args.extend(specs);
+        ]);
+        args.extend(
+            paths
+                .iter()
+                .enumerate()
+                .map(|(i, (_, host, p))| format!("id={i}&kind=tcp&host={host}&port={p}")),
+        );
         let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (_, text) = sh(&a);
-        for l in text.lines() {
+        for l in sh(&a).1.lines() {
             let Ok(v) = serde_json::from_str::<Value>(l) else {
                 continue;
             };
             let i: usize = v["id"].as_str().unwrap().parse().unwrap();
-            out.insert(keys[i].clone(), v["outcome"] == "ok");
+            out.insert(paths[i].0.clone(), v["outcome"] == "ok");
         }
     }
     out
