@@ -49,7 +49,18 @@ pub fn compose_json(root: &Path) -> Result<serde_json::Value, Error> {
 
 /// The stack of `repo`, or every key verify does not model as one error.
 pub fn load(repo: &Repo) -> Result<Stack, Error> {
-    let v = compose_json(&repo.root)?;
+    load_allowing(repo, &[])
+}
+
+/// The same, for an engine that models `allowed` service keys too (the
+/// swarm engine: `deploy`), which the stack then leaves out.
+pub fn load_allowing(repo: &Repo, allowed: &[&str]) -> Result<Stack, Error> {
+    let mut v = compose_json(&repo.root)?;
+    if let Some(svcs) = v.get_mut("services").and_then(|s| s.as_object_mut()) {
+        for s in svcs.values_mut().filter_map(|s| s.as_object_mut()) {
+            s.retain(|k, _| !allowed.contains(&k.as_str()));
+        }
+    }
     match Stack::from_json(&v) {
         Ok(st) => refuse_unsupported(repo, st),
         Err(bad) => Err(unmodeled(repo, &bad)),

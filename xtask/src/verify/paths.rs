@@ -48,15 +48,29 @@ pub struct Topology {
 pub async fn topology(run: &Run) -> Topology {
     let d = &run.d;
     let mut t = Topology::default();
+    let gateway_of = |n: bollard::models::NetworkInspect| {
+        n.ipam
+            .and_then(|i| i.config)
+            .and_then(|c| c.into_iter().find_map(|c| c.gateway))
+    };
+    // A task on an overlay reaches its node through `docker_gwbridge` (the
+    // overlay's own gateway is inside the overlay, not the host).
+    let gwbridge = d
+        .inspect_network("docker_gwbridge", None::<q::InspectNetworkOptions>)
+        .await
+        .ok()
+        .and_then(gateway_of);
     for (key, name) in &run.networks {
         if let Ok(n) = d
             .inspect_network(name, None::<q::InspectNetworkOptions>)
             .await
         {
-            let gw = n
-                .ipam
-                .and_then(|i| i.config)
-                .and_then(|c| c.into_iter().find_map(|c| c.gateway));
+            let overlay = n.driver.as_deref() == Some("overlay");
+            let gw = if overlay {
+                gwbridge.clone()
+            } else {
+                gateway_of(n)
+            };
             if let Some(gw) = gw {
                 t.gateways.insert(key.clone(), gw);
             }
@@ -235,11 +249,22 @@ pub fn paths(
 /// The host's addresses a container on `nets` reaches it by: each
 /// network's gateway and the default bridge's.
 fn gateways(nets: &[String], topo: &Topology) -> Vec<(String, String)> {
-    let mut gws: Vec<(String, String)> = nets
-        .iter()
-        .filter_map(|n| Some((topo.gateways.get(n)?.clone(), format!("gateway of {n}"))))
-        .collect();
-    if let Some(b) = &topo.bridge_gw {
+    let mut gws: Vec<(String, String)> = vec![];
+    for n in nets {
+        // Overlays share one node address (docker_gwbridge's): once.
+        if let Some(g) = topo
+            .gateways
+            .get(n)
+            .filter(|g| !gws.iter().any(|(a, _)| a == *g))
+        {
+            gws.push((g.clone(), format!("gateway of {n}")));
+        }
+    }
+    if let Some(b) = topo
+        .bridge_gw
+        .as_ref()
+        .filter(|b| !gws.iter().any(|(a, _)| a == *b))
+    {
         gws.push((b.clone(), "the default bridge".into()));
     }
     gws

@@ -105,6 +105,11 @@ pub(super) async fn verify(
     if let Some(c) = o.cluster.clone() {
         return multinode::verify(repo, o, phases, t_all, &c).await;
     }
+    // The stack Compose resolves, read before anything changes: the matrix
+    // rows follow its namespaces and every path to a task (its addresses on
+    // other overlays, the node's address at a port published in `mode:
+    // host`) is tried.
+    let stack = super::load::load_allowing(&repo, &["deploy"])?;
     let d = docker::connect().await?;
     // One swarm per engine: runs on the same engine take turns.
     let _lock = lock_engine()?;
@@ -145,7 +150,7 @@ pub(super) async fn verify(
         secrets,
         reaping: Default::default(),
         row_probes: Default::default(),
-        stack: Default::default(),
+        stack,
         keep: false,
     };
     eprintln!(
