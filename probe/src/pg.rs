@@ -111,13 +111,8 @@ pub fn first_column(b: &[u8]) -> Result<String, String> {
     Ok(String::from_utf8_lossy(v).into_owned())
 }
 
-/// Logs in (SCRAM-SHA-256 or cleartext) and runs a query.
-pub fn postgres(
-    s: &mut dyn ReadWrite,
-    user: &str,
-    password: &str,
-    db: &str,
-) -> Result<String, String> {
+/// The StartupMessage (protocol 3.0) for `user` on `db`, length-prefixed.
+fn startup_message(user: &str, db: &str) -> Vec<u8> {
     let mut startup = vec![];
     startup.extend(196608u32.to_be_bytes());
     for (k, v) in [("user", user), ("database", db)] {
@@ -129,79 +124,145 @@ pub fn postgres(
     startup.push(0);
     let mut m = ((startup.len() + 4) as u32).to_be_bytes().to_vec();
     m.extend(startup);
-    io(s.write_all(&m), "postgres write")?;
-    let mut scram: Option<(String, String)> = None; // (client nonce, client-first-bare)
-    let mut server_sig: Option<Vec<u8>> = None;
-    let mut ready = false;
+    m
+}
+
+/// SCRAM state across the login: the client nonce and client-first-bare,
+/// then the server signature expected in SASLFinal.
+#[derive(Default)]
+struct Scram {
+    first: Option<(String, String)>,
+    server_sig: Option<Vec<u8>>,
+}
+
+/// AuthenticationSASL: checks SCRAM-SHA-256 is offered and sends client-first.
+fn scram_start(s: &mut dyn ReadWrite, rest: &[u8], scram: &mut Scram) -> Result<(), String> {
+    if !String::from_utf8_lossy(rest).contains("SCRAM-SHA-256") {
+        return Err("postgres: server offers no SCRAM-SHA-256".into());
+    }
+    let mut nb = [0u8; 18];
+    ring::rand::SystemRandom::new()
+        .fill(&mut nb)
+        .map_err(|_| "rng")?;
+    let nonce = b64_encode(&nb);
+    let bare = format!("n=,r={nonce}");
+    let first = format!("n,,{bare}");
+    let mut body = b"SCRAM-SHA-256\0".to_vec();
+    body.extend((first.len() as u32).to_be_bytes());
+    body.extend(first.as_bytes());
+    send(s, b'p', &body)?;
+    scram.first = Some((nonce, bare));
+    Ok(())
+}
+
+/// AuthenticationSASLContinue: derives the keys, sends client-final with the
+/// proof and remembers the server signature to expect.
+fn scram_continue(
+    s: &mut dyn ReadWrite,
+    rest: &[u8],
+    password: &str,
+    scram: &mut Scram,
+) -> Result<(), String> {
+    let (nonce, bare) = scram
+        .first
+        .clone()
+        .ok_or("postgres: unexpected SASL continue")?;
+    let server_first = String::from_utf8_lossy(rest).into_owned();
+    let (r, salt, iters) = scram_server_first(&server_first, &nonce)?;
+    let mut salted = [0u8; 32];
+    let iters = std::num::NonZeroU32::new(iters).ok_or("postgres: zero SCRAM iterations")?;
+    pbkdf2::derive(
+        pbkdf2::PBKDF2_HMAC_SHA256,
+        iters,
+        &salt,
+        password.as_bytes(),
+        &mut salted,
+    );
+    let key = hmac::Key::new(hmac::HMAC_SHA256, &salted);
+    let client_key = hmac::sign(&key, b"Client Key");
+    let stored = digest::digest(&digest::SHA256, client_key.as_ref());
+    let without_proof = format!("c=biws,r={r}");
+    let auth = format!("{bare},{server_first},{without_proof}");
+    let sig = hmac::sign(
+        &hmac::Key::new(hmac::HMAC_SHA256, stored.as_ref()),
+        auth.as_bytes(),
+    );
+    let proof: Vec<u8> = client_key
+        .as_ref()
+        .iter()
+        .zip(sig.as_ref())
+        .map(|(a, b)| a ^ b)
+        .collect();
+    let server_key = hmac::sign(&key, b"Server Key");
+    scram.server_sig = Some(
+        hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, server_key.as_ref()),
+            auth.as_bytes(),
+        )
+        .as_ref()
+        .to_vec(),
+    );
+    send(
+        s,
+        b'p',
+        format!("{without_proof},p={}", b64_encode(&proof)).as_bytes(),
+    )
+}
+
+/// One Authentication message: answers it, or fails on what the probe cannot do.
+fn authenticate(
+    s: &mut dyn ReadWrite,
+    b: &[u8],
+    password: &str,
+    scram: &mut Scram,
+) -> Result<(), String> {
+    let (code, rest) = auth(b)?;
+    match code {
+        0 => {}
+        3 => {
+            let mut p = password.as_bytes().to_vec();
+            p.push(0);
+            send(s, b'p', &p)?;
+        }
+        10 => scram_start(s, rest, scram)?,
+        11 => scram_continue(s, rest, password, scram)?,
+        12 => {
+            let fin = String::from_utf8_lossy(rest).into_owned();
+            let v = fin.strip_prefix("v=").map(b64_decode);
+            if v.is_none() || scram.server_sig.is_none() || v != scram.server_sig {
+                return Err("postgres: the server's SCRAM signature does not verify".into());
+            }
+        }
+        5 => {
+            return Err(
+                "postgres: md5 password auth is not supported by the probe; use scram-sha-256"
+                    .into(),
+            )
+        }
+        c => return Err(format!("postgres: unsupported auth method {c}")),
+    }
+    Ok(())
+}
+
+/// The login phase: authentication messages until ReadyForQuery.
+fn login(s: &mut dyn ReadWrite, password: &str) -> Result<(), String> {
+    let mut scram = Scram::default();
     for _ in 0..MAX_MESSAGES {
         let (tag, b) = read_message(s)?;
         match tag {
             b'E' => return Err(error_text(&b)),
-            b'R' => {
-                let (code, rest) = auth(&b)?;
-                match code {
-                    0 => {}
-                    3 => {
-                        let mut p = password.as_bytes().to_vec();
-                        p.push(0);
-                        send(s, b'p', &p)?;
-                    }
-                    10 => {
-                        if !String::from_utf8_lossy(rest).contains("SCRAM-SHA-256") {
-                            return Err("postgres: server offers no SCRAM-SHA-256".into());
-                        }
-                        let mut nb = [0u8; 18];
-                        ring::rand::SystemRandom::new().fill(&mut nb).map_err(|_| "rng")?;
-                        let nonce = b64_encode(&nb);
-                        let bare = format!("n=,r={nonce}");
-                        let first = format!("n,,{bare}");
-                        let mut body = b"SCRAM-SHA-256\0".to_vec();
-                        body.extend((first.len() as u32).to_be_bytes());
-                        body.extend(first.as_bytes());
-                        send(s, b'p', &body)?;
-                        scram = Some((nonce, bare));
-                    }
-                    11 => {
-                        let (nonce, bare) = scram.clone().ok_or("postgres: unexpected SASL continue")?;
-                        let server_first = String::from_utf8_lossy(rest).into_owned();
-                        let (r, salt, iters) = scram_server_first(&server_first, &nonce)?;
-                        let mut salted = [0u8; 32];
-                        let iters = std::num::NonZeroU32::new(iters).ok_or("postgres: zero SCRAM iterations")?;
-                        pbkdf2::derive(pbkdf2::PBKDF2_HMAC_SHA256, iters, &salt, password.as_bytes(), &mut salted);
-                        let key = hmac::Key::new(hmac::HMAC_SHA256, &salted);
-                        let client_key = hmac::sign(&key, b"Client Key");
-                        let stored = digest::digest(&digest::SHA256, client_key.as_ref());
-                        let without_proof = format!("c=biws,r={r}");
-                        let auth = format!("{bare},{server_first},{without_proof}");
-                        let sig = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, stored.as_ref()), auth.as_bytes());
-                        let proof: Vec<u8> = client_key.as_ref().iter().zip(sig.as_ref()).map(|(a, b)| a ^ b).collect();
-                        let server_key = hmac::sign(&key, b"Server Key");
-                        server_sig = Some(hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, server_key.as_ref()), auth.as_bytes()).as_ref().to_vec());
-                        send(s, b'p', format!("{without_proof},p={}", b64_encode(&proof)).as_bytes())?;
-                    }
-                    12 => {
-                        let fin = String::from_utf8_lossy(rest).into_owned();
-                        let v = fin.strip_prefix("v=").map(b64_decode);
-                        if v.is_none() || server_sig.is_none() || v != server_sig {
-                            return Err("postgres: the server's SCRAM signature does not verify".into());
-                        }
-                    }
-                    5 => return Err("postgres: md5 password auth is not supported by the probe; use scram-sha-256".into()),
-                    c => return Err(format!("postgres: unsupported auth method {c}")),
-                }
-            }
-            b'Z' => {
-                ready = true;
-                break;
-            }
+            b'R' => authenticate(s, &b, password, &mut scram)?,
+            b'Z' => return Ok(()),
             _ => {}
         }
     }
-    if !ready {
-        return Err(format!(
-            "postgres: no ReadyForQuery after {MAX_MESSAGES} messages"
-        ));
-    }
+    Err(format!(
+        "postgres: no ReadyForQuery after {MAX_MESSAGES} messages"
+    ))
+}
+
+/// The query phase: who the session is, then Terminate.
+fn query(s: &mut dyn ReadWrite) -> Result<String, String> {
     send(
         s,
         b'Q',
@@ -226,6 +287,18 @@ pub fn postgres(
     Err(format!(
         "postgres: no ReadyForQuery after {MAX_MESSAGES} messages"
     ))
+}
+
+/// Logs in (SCRAM-SHA-256 or cleartext) and runs a query.
+pub fn postgres(
+    s: &mut dyn ReadWrite,
+    user: &str,
+    password: &str,
+    db: &str,
+) -> Result<String, String> {
+    io(s.write_all(&startup_message(user, db)), "postgres write")?;
+    login(s, password)?;
+    query(s)
 }
 
 #[cfg(test)]

@@ -145,6 +145,121 @@ fn ok(o: &Output, what: &str) {
     assert_eq!(o.status.code(), Some(0), "{what}:\n{}", text(o));
 }
 
+/// The nested swarm, as its own CLI sees it, and `cluster status`: three
+/// nodes Ready; no node has a way out to the host.
+fn assert_three_ready_nodes(root: &Path, name: &str, manager: &Path) {
+    let nodes = lines(docker_at(
+        Some(manager),
+        &[
+            "node",
+            "ls",
+            "--format",
+            "{{.Hostname}} {{.Status}} {{.Availability}}",
+        ],
+    ));
+    let want: BTreeSet<String> = (1..=3).map(|i| format!("node{i} Ready Active")).collect();
+    assert_eq!(nodes, want);
+    let (o, _) = cluster(root, name, &["status"]);
+    ok(&o, "cluster status");
+    let st = text(&o);
+    assert_eq!(st.matches(" ready ").count(), 3, "{st}");
+    assert!(
+        st.contains("manager") && st.contains("registry: monorepo-cluster-"),
+        "{st}"
+    );
+    // No node has a way out to the host: no default route.
+    for i in 1..=3 {
+        let r = docker_at(
+            None,
+            &[
+                "exec",
+                &format!("monorepo-cluster-{name}-node{i}"),
+                "ip",
+                "route",
+            ],
+        );
+        let r = String::from_utf8_lossy(&r.stdout).into_owned();
+        assert!(!r.contains("default"), "node{i} routes:\n{r}");
+    }
+}
+
+/// A host image, through the manager's engine, into the registry; a worker
+/// pulls it. Returns how long the push took.
+fn push_and_pull_on_a_worker(root: &Path, name: &str) -> f64 {
+    let tiny = std::env::temp_dir().join(format!("xtask-cluster-img-{name}"));
+    std::fs::create_dir_all(&tiny).unwrap();
+    std::fs::write(tiny.join("hello"), format!("cluster test {name}\n")).unwrap();
+    let image = format!("monorepo-cluster-{name}-test/hello:1");
+    let imported = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "tar -C {} -c . | docker import - {image}",
+            tiny.display()
+        ))
+        .output()
+        .unwrap();
+    ok(&imported, "docker import");
+    let t = Instant::now();
+    let (o, _) = cluster(root, name, &["push", &image]);
+    let push_secs = t.elapsed().as_secs_f64();
+    ok(&o, "cluster push");
+    let remote = format!("registry:5000/{image}");
+    assert!(text(&o).contains(&remote), "{}", text(&o));
+    let worker = root.join(format!("target/xtask/cluster/{name}/node3/run/docker.sock"));
+    ok(
+        &docker_at(Some(&worker), &["pull", &remote]),
+        "pull on node 3",
+    );
+    ok(
+        &docker_at(Some(&worker), &["image", "inspect", &remote]),
+        "the image on node 3",
+    );
+    let _ = docker_at(None, &["rmi", &image]);
+    let _ = std::fs::remove_dir_all(&tiny);
+    push_secs
+}
+
+/// Each node's and the registry's memory use, as `docker stats` reports it.
+fn node_memory(name: &str) -> String {
+    String::from_utf8_lossy(
+        &docker_at(
+            None,
+            &[
+                "stats",
+                "--no-stream",
+                "--format",
+                "{{.Name}} {{.MemUsage}}",
+                &format!("monorepo-cluster-{name}-node1"),
+                &format!("monorepo-cluster-{name}-node2"),
+                &format!("monorepo-cluster-{name}-node3"),
+                &format!("monorepo-cluster-{name}-registry"),
+            ],
+        )
+        .stdout,
+    )
+    .into_owned()
+}
+
+/// A healthy cluster is reused; a broken one is refused with the fix.
+/// Returns how long the reusing `up` took.
+fn assert_reused_then_refused_when_broken(root: &Path, name: &str) -> f64 {
+    let (o, reuse) = cluster(root, name, &["up"]);
+    ok(&o, "second cluster up");
+    assert!(text(&o).contains("reusing it"), "{}", text(&o));
+    ok(
+        &docker_at(None, &["kill", &format!("monorepo-cluster-{name}-node3")]),
+        "docker kill node3",
+    );
+    let (o, _) = cluster(root, name, &["up"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("is not running") && text(&o).contains("cluster down"),
+        "{}",
+        text(&o)
+    );
+    reuse
+}
+
 #[test]
 fn three_nodes_push_pull_reuse_refuse_and_down_leaves_the_host_as_found() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -168,107 +283,10 @@ fn three_nodes_push_pull_reuse_refuse_and_down_leaves_the_host_as_found() {
         text(&o)
     );
 
-    // The nested swarm, as its own CLI sees it.
-    let nodes = lines(docker_at(
-        Some(&manager),
-        &[
-            "node",
-            "ls",
-            "--format",
-            "{{.Hostname}} {{.Status}} {{.Availability}}",
-        ],
-    ));
-    let want: BTreeSet<String> = (1..=3).map(|i| format!("node{i} Ready Active")).collect();
-    assert_eq!(nodes, want);
-    let (o, _) = cluster(root, &name, &["status"]);
-    ok(&o, "cluster status");
-    let st = text(&o);
-    assert_eq!(st.matches(" ready ").count(), 3, "{st}");
-    assert!(
-        st.contains("manager") && st.contains("registry: monorepo-cluster-"),
-        "{st}"
-    );
-    // No node has a way out to the host: no default route.
-    for i in 1..=3 {
-        let r = docker_at(
-            None,
-            &[
-                "exec",
-                &format!("monorepo-cluster-{name}-node{i}"),
-                "ip",
-                "route",
-            ],
-        );
-        let r = String::from_utf8_lossy(&r.stdout).into_owned();
-        assert!(!r.contains("default"), "node{i} routes:\n{r}");
-    }
-
-    // A host image, through the manager's engine, into the registry; a
-    // worker pulls it.
-    let tiny = std::env::temp_dir().join(format!("xtask-cluster-img-{name}"));
-    std::fs::create_dir_all(&tiny).unwrap();
-    std::fs::write(tiny.join("hello"), format!("cluster test {name}\n")).unwrap();
-    let image = format!("monorepo-cluster-{name}-test/hello:1");
-    let imported = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "tar -C {} -c . | docker import - {image}",
-            tiny.display()
-        ))
-        .output()
-        .unwrap();
-    ok(&imported, "docker import");
-    let t = Instant::now();
-    let (o, _) = cluster(root, &name, &["push", &image]);
-    let push_secs = t.elapsed().as_secs_f64();
-    ok(&o, "cluster push");
-    let remote = format!("registry:5000/{image}");
-    assert!(text(&o).contains(&remote), "{}", text(&o));
-    let worker = root.join(format!("target/xtask/cluster/{name}/node3/run/docker.sock"));
-    ok(
-        &docker_at(Some(&worker), &["pull", &remote]),
-        "pull on node 3",
-    );
-    ok(
-        &docker_at(Some(&worker), &["image", "inspect", &remote]),
-        "the image on node 3",
-    );
-    let _ = docker_at(None, &["rmi", &image]);
-    let _ = std::fs::remove_dir_all(&tiny);
-
-    let mem = String::from_utf8_lossy(
-        &docker_at(
-            None,
-            &[
-                "stats",
-                "--no-stream",
-                "--format",
-                "{{.Name}} {{.MemUsage}}",
-                &format!("monorepo-cluster-{name}-node1"),
-                &format!("monorepo-cluster-{name}-node2"),
-                &format!("monorepo-cluster-{name}-node3"),
-                &format!("monorepo-cluster-{name}-registry"),
-            ],
-        )
-        .stdout,
-    )
-    .into_owned();
-
-    // A healthy cluster is reused; a broken one is refused with the fix.
-    let (o, reuse) = cluster(root, &name, &["up"]);
-    ok(&o, "second cluster up");
-    assert!(text(&o).contains("reusing it"), "{}", text(&o));
-    ok(
-        &docker_at(None, &["kill", &format!("monorepo-cluster-{name}-node3")]),
-        "docker kill node3",
-    );
-    let (o, _) = cluster(root, &name, &["up"]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(
-        text(&o).contains("is not running") && text(&o).contains("cluster down"),
-        "{}",
-        text(&o)
-    );
+    assert_three_ready_nodes(root, &name, &manager);
+    let push_secs = push_and_pull_on_a_worker(root, &name);
+    let mem = node_memory(&name);
+    let reuse = assert_reused_then_refused_when_broken(root, &name);
 
     let (o, down1) = cluster(root, &name, &["down"]);
     ok(&o, "cluster down");

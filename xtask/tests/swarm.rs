@@ -12,6 +12,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -112,6 +113,62 @@ fn an_engine_in_no_swarm_is_refused_with_the_command_to_make_one() {
     assert_eq!(leftovers(), Vec::<String>::new());
 }
 
+/// The matrix on the swarm: reachable where a network is shared (in the
+/// protocol, across the overlay), unresolved where none is, and NGINX from the host.
+fn assert_the_matrix_cells_hold(v: &serde_json::Value) {
+    // Reachable where a network is shared, in the protocol, across the overlay.
+    let pg = cell(v, "accounts", "postgres");
+    assert_eq!(
+        (pg["expected"].as_str(), pg["outcome"].as_str()),
+        (Some("reachable"), Some("ok"))
+    );
+    assert!(
+        pg["detail"]
+            .as_str()
+            .unwrap()
+            .contains("query answered as accounts@accounts"),
+        "{pg}"
+    );
+    assert!(cell(v, "accounts", "redis")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("PONG"));
+    // gRPC over TLS: the key came as a swarm secret, the certificate and CA as configs.
+    assert!(cell(v, "gateway", "accounts")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("SERVING"));
+    // Unreachable where no network is shared.
+    let iso = cell(v, "gateway", "postgres");
+    assert_eq!(
+        (iso["expected"].as_str(), iso["outcome"].as_str()),
+        (Some("unreachable"), Some("unresolved"))
+    );
+    assert_eq!(cell(v, "accounts", "nginx")["outcome"], "unresolved");
+    // Through NGINX (its configuration from swarm configs) from the host.
+    assert_eq!(cell(v, "host", "nginx/api/")["outcome"], "ok");
+}
+
+/// Neither the example's dev password nor a per-checkout one is in `out`.
+fn assert_no_secret_in(root: &Path, out: &str) {
+    assert!(
+        !out.contains("app-dev-password"),
+        "a secret leaked into the output"
+    );
+    for line in std::fs::read_to_string(root.join("secrets/accounts.env"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+    {
+        if let Some((_, secret)) = line.split_once('=') {
+            assert!(
+                secret.len() < 8 || !out.contains(secret),
+                "a per-checkout password leaked into the output"
+            );
+        }
+    }
+}
+
 #[test]
 fn the_example_stack_passes_on_a_one_node_swarm_and_the_engine_is_left_as_found() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -148,37 +205,7 @@ fn the_example_stack_passes_on_a_one_node_swarm_and_the_engine_is_left_as_found(
         "{}",
         v["engine"]
     );
-    // Reachable where a network is shared, in the protocol, across the overlay.
-    let pg = cell(&v, "accounts", "postgres");
-    assert_eq!(
-        (pg["expected"].as_str(), pg["outcome"].as_str()),
-        (Some("reachable"), Some("ok"))
-    );
-    assert!(
-        pg["detail"]
-            .as_str()
-            .unwrap()
-            .contains("query answered as accounts@accounts"),
-        "{pg}"
-    );
-    assert!(cell(&v, "accounts", "redis")["detail"]
-        .as_str()
-        .unwrap()
-        .contains("PONG"));
-    // gRPC over TLS: the key came as a swarm secret, the certificate and CA as configs.
-    assert!(cell(&v, "gateway", "accounts")["detail"]
-        .as_str()
-        .unwrap()
-        .contains("SERVING"));
-    // Unreachable where no network is shared.
-    let iso = cell(&v, "gateway", "postgres");
-    assert_eq!(
-        (iso["expected"].as_str(), iso["outcome"].as_str()),
-        (Some("unreachable"), Some("unresolved"))
-    );
-    assert_eq!(cell(&v, "accounts", "nginx")["outcome"], "unresolved");
-    // Through NGINX (its configuration from swarm configs) from the host.
-    assert_eq!(cell(&v, "host", "nginx/api/")["outcome"], "ok");
+    assert_the_matrix_cells_hold(&v);
     // The data layer on the swarm too: own database and keys allowed, the
     // rest refused by the servers themselves.
     let data = v["data_cells"].as_array().unwrap();
@@ -203,22 +230,7 @@ fn the_example_stack_passes_on_a_one_node_swarm_and_the_engine_is_left_as_found(
             )),
         "{xml}"
     );
-    assert!(
-        !text(&o).contains("app-dev-password"),
-        "a secret leaked into the output"
-    );
-    for line in std::fs::read_to_string(c.root.join("secrets/accounts.env"))
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-    {
-        if let Some((_, secret)) = line.split_once('=') {
-            assert!(
-                secret.len() < 8 || !text(&o).contains(secret),
-                "a per-checkout password leaked into the output"
-            );
-        }
-    }
+    assert_no_secret_in(&c.root, &text(&o));
     assert!(!text(&o).contains("are still there"), "{}", text(&o));
     assert_eq!(leftovers(), Vec::<String>::new());
     assert_eq!(

@@ -719,65 +719,48 @@ fn a_grant_into_another_services_database_fails_naming_the_cell() {
     assert_eq!(leftovers(), 0);
 }
 
-/// Postgres starts from the data directory an earlier run cached, until an
-/// input changes (here: a new init script); the cache is private (0700
-/// folder, 0600 tar); a damaged cache file is refused, removed and made
-/// again; `--no-seed` initialises inside the stack.
-#[test]
-fn a_cached_postgres_data_directory_is_used_until_its_inputs_change() {
+/// The seeds (`*.tar`) in the cache folder, sorted; none if it is missing.
+fn seed_tars(seeds: &Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(seeds)
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "tar"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// A run that passes with no mismatch and says `want`.
+fn pass_saying(root: &Path, args: &[&str], want: &str) -> Output {
+    let o = verify(root, args);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains(want),
+        "expected {want:?} in:\n{}",
+        text(&o)
+    );
+    assert!(text(&o).contains("0 mismatch(es)"), "{}", text(&o));
+    o
+}
+
+/// Killed (SIGKILL) while writing the seed, and after writing it but
+/// before the rename: no seed under its name, only a temporary file
+/// (0600); the next run sweeps the dead run's containers and makes it.
+fn assert_a_killed_seed_write_leaves_only_a_temporary(root: &Path, seeds: &Path) {
     use std::os::unix::fs::PermissionsExt;
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let c = prepared("vseed");
-    let seeds = c.root.join("target/xtask/pg-seed");
-    let tars = || -> Vec<std::path::PathBuf> {
-        let mut v: Vec<_> = std::fs::read_dir(&seeds)
-            .map(|r| {
-                r.flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.extension().is_some_and(|x| x == "tar"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
-    };
-    let pass = |args: &[&str], want: &str| {
-        let o = verify(&c.root, args);
-        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-        assert!(
-            text(&o).contains(want),
-            "expected {want:?} in:\n{}",
-            text(&o)
-        );
-        assert!(text(&o).contains("0 mismatch(es)"), "{}", text(&o));
-        o
-    };
-    // A run that builds images initialises Postgres in place (in the
-    // builds' shadow) and leaves the seed to the next run.
-    let o = pass(&[], "0 mismatch(es)");
-    if text(&o).contains("building with") {
-        assert!(
-            text(&o).contains("initialises in place this time"),
-            "{}",
-            text(&o)
-        );
-        assert!(tars().is_empty());
-    } else {
-        std::fs::remove_dir_all(&seeds).unwrap();
-    }
-    // Killed (SIGKILL) while writing the seed, and after writing it but
-    // before the rename: no seed under its name, only a temporary file
-    // (0600); the next run sweeps the dead run's containers and makes it.
     for at in ["writing", "renaming"] {
-        let o = verify_env(&c.root, &[], &[("XTASK_CRASH_SEED", at)]);
+        let o = verify_env(root, &[], &[("XTASK_CRASH_SEED", at)]);
         assert_eq!(
             std::os::unix::process::ExitStatusExt::signal(&o.status),
             Some(9),
             "{at}: {}",
             text(&o)
         );
-        assert!(tars().is_empty(), "{at}: {:?}", tars());
-        let tmp: Vec<_> = std::fs::read_dir(&seeds)
+        assert!(seed_tars(seeds).is_empty(), "{at}: {:?}", seed_tars(seeds));
+        let tmp: Vec<_> = std::fs::read_dir(seeds)
             .unwrap()
             .flatten()
             .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
@@ -789,9 +772,12 @@ fn a_cached_postgres_data_directory_is_used_until_its_inputs_change() {
         );
         std::fs::remove_file(tmp[0].path()).unwrap();
     }
-    // A data directory over the limit is not cached (none, no temporary
-    // file) and the run goes on, initialising in place.
-    let o = verify_env(&c.root, &[], &[("XTASK_SEED_MAX_MB", "1")]);
+}
+
+/// A data directory over the limit is not cached (none, no temporary
+/// file) and the run goes on, initialising in place.
+fn assert_a_seed_over_the_limit_is_not_cached(root: &Path, seeds: &Path) {
+    let o = verify_env(root, &[], &[("XTASK_SEED_MAX_MB", "1")]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(
         text(&o).contains("not seeded: its data directory is over 1 MiB")
@@ -800,29 +786,16 @@ fn a_cached_postgres_data_directory_is_used_until_its_inputs_change() {
         text(&o)
     );
     assert!(
-        std::fs::read_dir(&seeds).unwrap().next().is_none(),
+        std::fs::read_dir(seeds).unwrap().next().is_none(),
         "{:?}",
-        std::fs::read_dir(&seeds).unwrap().collect::<Vec<_>>()
+        std::fs::read_dir(seeds).unwrap().collect::<Vec<_>>()
     );
-    let o = pass(&[], "initialising it once");
-    assert_eq!(leftovers(), 0, "{}", text(&o));
-    let first = tars();
-    assert_eq!(first.len(), 1, "{first:?}");
-    assert_eq!(
-        std::fs::metadata(&seeds).unwrap().permissions().mode() & 0o777,
-        0o700
-    );
-    assert_eq!(
-        std::fs::metadata(&first[0]).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
-    // Postgres' preallocated, all-zero WAL segments are left out of the
-    // seed (it makes them again); the segment with the records is kept.
-    let list = Command::new("tar")
-        .arg("-tf")
-        .arg(&first[0])
-        .output()
-        .unwrap();
+}
+
+/// Postgres' preallocated, all-zero WAL segments are left out of the
+/// seed (it makes them again); the segment with the records is kept.
+fn assert_the_seed_keeps_only_written_wal_segments(tar: &Path) {
+    let list = Command::new("tar").arg("-tf").arg(tar).output().unwrap();
     let segments: Vec<String> = String::from_utf8_lossy(&list.stdout)
         .lines()
         .filter(|l| l.contains("/pg_wal/") && l.len() - l.rfind('/').unwrap() == 25)
@@ -836,13 +809,78 @@ fn a_cached_postgres_data_directory_is_used_until_its_inputs_change() {
     for seg in &segments {
         let data = Command::new("tar")
             .arg("-xOf")
-            .arg(&first[0])
+            .arg(tar)
             .arg(seg)
             .output()
             .unwrap()
             .stdout;
         assert!(data.iter().any(|b| *b != 0), "{seg} is all zeros");
     }
+}
+
+/// Damaged (cut short): refused before Postgres starts, removed, named.
+fn assert_a_damaged_seed_is_refused_and_removed(root: &Path, seed: &Path) {
+    let len = std::fs::metadata(seed).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(seed)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let o = verify(root, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!(
+            "unpacking the cached data directory {}",
+            seed.display()
+        )) && text(&o).contains("--no-seed"),
+        "{}",
+        text(&o)
+    );
+    assert!(!seed.exists(), "a damaged seed must not be used again");
+    assert_eq!(leftovers(), 0);
+}
+
+/// Postgres starts from the data directory an earlier run cached, until an
+/// input changes (here: a new init script); the cache is private (0700
+/// folder, 0600 tar); a damaged cache file is refused, removed and made
+/// again; `--no-seed` initialises inside the stack.
+#[test]
+fn a_cached_postgres_data_directory_is_used_until_its_inputs_change() {
+    use std::os::unix::fs::PermissionsExt;
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let c = prepared("vseed");
+    let seeds = c.root.join("target/xtask/pg-seed");
+    let tars = || seed_tars(&seeds);
+    let pass = |args: &[&str], want: &str| pass_saying(&c.root, args, want);
+    // A run that builds images initialises Postgres in place (in the
+    // builds' shadow) and leaves the seed to the next run.
+    let o = pass(&[], "0 mismatch(es)");
+    if text(&o).contains("building with") {
+        assert!(
+            text(&o).contains("initialises in place this time"),
+            "{}",
+            text(&o)
+        );
+        assert!(tars().is_empty());
+    } else {
+        std::fs::remove_dir_all(&seeds).unwrap();
+    }
+    assert_a_killed_seed_write_leaves_only_a_temporary(&c.root, &seeds);
+    assert_a_seed_over_the_limit_is_not_cached(&c.root, &seeds);
+    let o = pass(&[], "initialising it once");
+    assert_eq!(leftovers(), 0, "{}", text(&o));
+    let first = tars();
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(
+        std::fs::metadata(&seeds).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    assert_eq!(
+        std::fs::metadata(&first[0]).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_the_seed_keeps_only_written_wal_segments(&first[0]);
     // The same inputs: from the cache, and the data cells still hold (the
     // roles and their rights are in the cached directory).
     pass(&[], "data directory from the cache");
@@ -856,26 +894,7 @@ fn a_cached_postgres_data_directory_is_used_until_its_inputs_change() {
     let second = tars();
     assert_eq!(second.len(), 2, "{second:?}");
     let new = second.iter().find(|p| !first.contains(p)).unwrap().clone();
-    // Damaged (cut short): refused before Postgres starts, removed, named.
-    let len = std::fs::metadata(&new).unwrap().len();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&new)
-        .unwrap()
-        .set_len(len / 2)
-        .unwrap();
-    let o = verify(&c.root, &[]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(
-        text(&o).contains(&format!(
-            "unpacking the cached data directory {}",
-            new.display()
-        )) && text(&o).contains("--no-seed"),
-        "{}",
-        text(&o)
-    );
-    assert!(!new.exists(), "a damaged seed must not be used again");
-    assert_eq!(leftovers(), 0);
+    assert_a_damaged_seed_is_refused_and_removed(&c.root, &new);
     pass(&[], "initialising it once");
     // Without the cache: no seed line at all.
     let o = pass(&["--no-seed"], "0 mismatch(es)");

@@ -256,28 +256,33 @@ pub(super) async fn verify(
     Ok(code)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn body(
+/// What the images phase leaves: the volumes of the run, each service's
+/// image on the host and the probe image's reference in the registry.
+struct Staged {
+    volumes: BTreeMap<String, String>,
+    images: HashMap<String, String>,
+    probe_ref: String,
+}
+
+/// Steps 1-2, networks and volumes on the manager; images built on the host,
+/// then moved into the registry under the run's tags.
+async fn stage(
     repo: &Repo,
     run: &mut Run,
     o: &Opts,
-    phases: &mut Phases,
     host: &Docker,
     nodes: &[Node],
     pushed: &mut Vec<String>,
-) -> Result<Exit, Error> {
-    let order = super::super::services_to_run(repo, o);
+    order: &[&Service],
+) -> Result<Staged, Error> {
     let manager = &nodes[0].d;
-    // 1-2. Networks and volumes on the manager; images built on the host,
-    // then moved into the registry under the run's tags.
-    let t = Instant::now();
     let volumes = create_networks_and_volumes(repo, run).await?;
     let (builder, why) = buildkit::choose(host, o.builder).await;
     eprintln!("verify: {why}");
     let fallback = o.builder == Choice::Auto;
     let (probe_image, _probe_bin) = probe::ensure_image(host, &repo.root, builder).await?;
-    let mut images = images::pulled_images(host, &order).await?;
-    images.extend(images::build_images(host, repo, &order, builder, fallback).await?);
+    let mut images = images::pulled_images(host, order).await?;
+    images.extend(images::build_images(host, repo, order, builder, fallback).await?);
     let mut pairs: Vec<(String, String)> = images
         .values()
         .chain(std::iter::once(&probe_image))
@@ -296,20 +301,29 @@ async fn body(
         pairs.len(),
         tp.elapsed().as_secs_f64()
     );
-    phases.add("images", t);
+    Ok(Staged {
+        volumes,
+        images,
+        probe_ref,
+    })
+}
 
-    // 3. The placement, then one service per compose service.
-    let t = Instant::now();
-    let target_names: Vec<String> = order
-        .iter()
-        .filter_map(|s| matrix::target(repo, s).map(|t| t.service))
-        .collect();
-    let at = place(&order, &target_names, nodes.len());
+/// Step 3, the placement, then one service per compose service: the swarm
+/// service ids, each mapped to its compose service's name.
+async fn create_placed(
+    repo: &Repo,
+    run: &Run,
+    nodes: &[Node],
+    order: &[&Service],
+    target_names: &[String],
+    st: &Staged,
+) -> Result<HashMap<String, String>, Error> {
+    let at = place(order, target_names, nodes.len());
     let placed: Vec<Placed> = order
         .iter()
         .zip(&at)
         .map(|(s, k)| Placed {
-            image: run_ref(run, &images[&s.name]),
+            image: run_ref(run, &st.images[&s.name]),
             node: nodes[*k].host.clone(),
         })
         .collect();
@@ -318,8 +332,8 @@ async fn body(
             repo,
             run,
             s,
-            &images[&s.name],
-            &volumes,
+            &st.images[&s.name],
+            &st.volumes,
             Mode::Dnsrr,
             Some(p),
         )
@@ -331,7 +345,13 @@ async fn body(
     {
         ids.insert(r?, s.name.clone());
     }
-    let started = wait_tasks(run, &ids, o.timeout).await;
+    Ok(ids)
+}
+
+/// Waits for every task: records each started one's container in `run`,
+/// returns why the others never started.
+async fn start_tasks(run: &mut Run, ids: &HashMap<String, String>, timeout: u64) -> Vec<String> {
+    let started = wait_tasks(run, ids, timeout).await;
     let mut not_started = vec![];
     for (name, r) in started {
         match r {
@@ -341,31 +361,22 @@ async fn body(
             Err(why) => not_started.push(format!("{name} never started: {why}")),
         }
     }
-    phases.add("start", t);
-    for n in &not_started {
-        eprintln!("verify: {}", run.mask(n));
-    }
-    if !not_started.is_empty() {
-        return Ok(Exit::Findings);
-    }
-    // Where each task runs, as the manager reports it (the constraint
-    // decided it; this is the proof).
-    let node_of = task_nodes(run, &ids, nodes).await?;
-    for s in &order {
-        eprintln!("  node   {:<12} {}", s.name, nodes[node_of[&s.name]].host);
-    }
-    let runs: Vec<Run> = nodes.iter().map(|n| node_run(run, &n.d)).collect();
+    not_started
+}
 
-    // 4. Readiness, from inside each task's namespace, on its node.
-    let t = Instant::now();
-    let targets: Vec<Target> = order
-        .iter()
-        .filter_map(|s| matrix::target(repo, s))
-        .collect();
+/// Step 4, readiness, from inside each task's namespace, on its node: why each
+/// target that never became ready did not, with its last log lines.
+async fn wait_ready_all(
+    run: &Run,
+    o: &Opts,
+    runs: &[Run],
+    node_of: &HashMap<String, usize>,
+    targets: &[Target],
+    probe_ref: &str,
+) -> Vec<String> {
     let waits = targets.iter().map(|tg| {
         let cid = run.containers[&tg.service].clone();
         let r = &runs[node_of[&tg.service]];
-        let probe_ref = &probe_ref;
         async move {
             (
                 tg.service.clone(),
@@ -387,23 +398,26 @@ async fn body(
             }
         }
     }
-    phases.add("ready", t);
-    for n in &not_ready {
-        eprintln!("verify: {}", run.mask(n));
-    }
-    if !not_ready.is_empty() {
-        return Ok(Exit::Findings);
-    }
+    not_ready
+}
 
-    // 5-6. One probe per source, in its task's namespace on its node.
-    let t = Instant::now();
+/// Steps 5-6, one probe per source, in its task's namespace on its node: the
+/// matrix cells and the data-layer cells.
+async fn probe_all(
+    repo: &Repo,
+    run: &Run,
+    order: &[&Service],
+    targets: &[Target],
+    runs: &[Run],
+    node_of: &HashMap<String, usize>,
+    probe_ref: &str,
+) -> Result<(Vec<Cell>, Vec<datalayer::DataCell>), Error> {
     // The addresses as the manager knows them: the overlays' are the same
     // on every node; a node's own bridges are inside that node.
     let topo = super::super::paths::topology(run).await;
     let topo = &topo;
     let rows = order.iter().map(|src| {
         let r = &runs[node_of[&src.name]];
-        let (targets, probe_ref) = (&targets, &probe_ref);
         async move {
             let planned = datalayer::plan(repo, src);
             let extra: Vec<String> = planned.iter().map(|(_, s)| s.clone()).collect();
@@ -418,9 +432,21 @@ async fn body(
         cells.extend(row);
         data.extend(d);
     }
-    for r in &runs {
+    for r in runs {
         r.reaped().await;
     }
+    Ok((cells, data))
+}
+
+/// Each cell's detail names the nodes of its ends, masked; a cell that does
+/// not match carries the last log lines of both ends.
+async fn annotate(
+    run: &Run,
+    nodes: &[Node],
+    node_of: &HashMap<String, usize>,
+    cells: &mut [Cell],
+    data: &mut [datalayer::DataCell],
+) {
     let host_of = |svc: &str| {
         node_of
             .get(svc)
@@ -446,6 +472,63 @@ async fn body(
     for c in data.iter_mut() {
         c.detail = run.mask(&c.detail);
     }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn body(
+    repo: &Repo,
+    run: &mut Run,
+    o: &Opts,
+    phases: &mut Phases,
+    host: &Docker,
+    nodes: &[Node],
+    pushed: &mut Vec<String>,
+) -> Result<Exit, Error> {
+    let order = super::super::services_to_run(repo, o);
+    let t = Instant::now();
+    let st = stage(repo, run, o, host, nodes, pushed, &order).await?;
+    phases.add("images", t);
+
+    let t = Instant::now();
+    let target_names: Vec<String> = order
+        .iter()
+        .filter_map(|s| matrix::target(repo, s).map(|t| t.service))
+        .collect();
+    let ids = create_placed(repo, run, nodes, &order, &target_names, &st).await?;
+    let not_started = start_tasks(run, &ids, o.timeout).await;
+    phases.add("start", t);
+    for n in &not_started {
+        eprintln!("verify: {}", run.mask(n));
+    }
+    if !not_started.is_empty() {
+        return Ok(Exit::Findings);
+    }
+    // Where each task runs, as the manager reports it (the constraint
+    // decided it; this is the proof).
+    let node_of = task_nodes(run, &ids, nodes).await?;
+    for s in &order {
+        eprintln!("  node   {:<12} {}", s.name, nodes[node_of[&s.name]].host);
+    }
+    let runs: Vec<Run> = nodes.iter().map(|n| node_run(run, &n.d)).collect();
+
+    let t = Instant::now();
+    let targets: Vec<Target> = order
+        .iter()
+        .filter_map(|s| matrix::target(repo, s))
+        .collect();
+    let not_ready = wait_ready_all(run, o, &runs, &node_of, &targets, &st.probe_ref).await;
+    phases.add("ready", t);
+    for n in &not_ready {
+        eprintln!("verify: {}", run.mask(n));
+    }
+    if !not_ready.is_empty() {
+        return Ok(Exit::Findings);
+    }
+
+    let t = Instant::now();
+    let (mut cells, mut data) =
+        probe_all(repo, run, &order, &targets, &runs, &node_of, &st.probe_ref).await?;
+    annotate(run, nodes, &node_of, &mut cells, &mut data).await;
     phases.add("probes", t);
     let crossing = crossing_summary(&order, &target_names, &cells, &node_of);
     for l in &crossing {
