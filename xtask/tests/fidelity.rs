@@ -639,6 +639,18 @@ impl World<'_> {
         ]);
         Some(out.trim().to_string()).filter(|s| !s.is_empty())
     }
+    /// A bridge network that is not internal: the host routes its subnet.
+    fn routed(&self, n: &str) -> bool {
+        let (_, out) = sh(&[
+            "docker",
+            "network",
+            "inspect",
+            n,
+            "--format",
+            "{{.Driver}} {{.Internal}}",
+        ]);
+        out.trim() == "bridge false"
+    }
     /// The service whose namespace `s` is in (following `container:`).
     fn ns_of(&self, s: &str) -> String {
         let mode = self.info[s]["HostConfig"]["NetworkMode"]
@@ -709,8 +721,10 @@ impl World<'_> {
                 continue;
             };
             out.push((key_of(src, dst, "name"), dst.clone(), port));
-            for (_, key, ip) in self.nets(dst) {
-                if !src_nets.iter().any(|(_, k, _)| *k == key) {
+            for (n, key, ip) in self.nets(dst) {
+                // Only addresses this machine routes to a local bridge: any
+                // other would leave it by the default route.
+                if !src_nets.iter().any(|(_, k, _)| *k == key) && self.routed(&n) {
                     out.push((format!("{src} -> {dst} by address on {key}"), ip, port));
                 }
             }

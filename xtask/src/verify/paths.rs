@@ -40,6 +40,12 @@ pub struct Topology {
     /// The default bridge's gateway (`docker0`), where Docker's published
     /// ports also listen.
     pub bridge_gw: Option<String>,
+    /// The networks whose addresses the host routes to a local bridge (a
+    /// bridge network that is not `internal`). Only these addresses are
+    /// probed from elsewhere: a packet to an overlay's or an internal
+    /// network's address from outside it is not dropped on this machine but
+    /// follows the host's default route off it, where no probe may go.
+    pub routed: std::collections::BTreeSet<String>,
     /// service -> (container port, protocol, host IP as published, host port)
     pub published: BTreeMap<String, Vec<(u16, String, String, u16)>>,
 }
@@ -66,6 +72,9 @@ pub async fn topology(run: &Run) -> Topology {
             .await
         {
             let overlay = n.driver.as_deref() == Some("overlay");
+            if n.driver.as_deref() == Some("bridge") && n.internal != Some(true) {
+                t.routed.insert(key.clone());
+            }
             let gw = if overlay {
                 gwbridge.clone()
             } else {
@@ -172,7 +181,7 @@ pub fn paths(
     let src_nets = stack.networks_of(s);
     let reach_ok = view.service(&t.service).is_some_and(|v| v.network_reach());
     for (net, ip) in topo.addrs.get(&t.service).into_iter().flatten() {
-        if host_mode || !src_nets.contains(net) {
+        if (host_mode || !src_nets.contains(net)) && topo.routed.contains(net) {
             out.push(PathSpec {
                 via: format!("address {ip} on {net}"),
                 host: ip.clone(),
@@ -305,6 +314,7 @@ mod tests {
 
     fn topo(host_ip: &str) -> Topology {
         let mut t = Topology::default();
+        t.routed.extend(["n1".to_string(), "n2".to_string()]);
         t.addrs
             .insert("b".into(), vec![("n2".into(), "10.0.2.5".into())]);
         t.gateways.insert("n1".into(), "10.0.1.1".into());
@@ -362,6 +372,18 @@ mod tests {
             p.iter().map(|p| p.expected).collect::<Vec<_>>(),
             vec![false, false, false]
         );
+    }
+
+    #[test]
+    fn an_address_the_host_does_not_route_locally_is_never_probed() {
+        // An overlay's or an internal network's address, tried from outside
+        // it, would leave the machine by the default route.
+        let (st, view) = stack();
+        let mut t = topo("127.0.0.1");
+        t.routed.clear();
+        let p = paths(&st, &view, &t, "a", &target());
+        assert!(p.iter().all(|p| p.host != "10.0.2.5"), "{p:?}");
+        assert_eq!(p.len(), 2, "the host paths stay: {p:?}");
     }
 
     #[test]
