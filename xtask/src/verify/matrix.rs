@@ -74,6 +74,15 @@ pub struct Cell {
 }
 
 impl Cell {
+    /// ` via <path>` for a path cell, nothing for the name cell: how the
+    /// text and JUnit reports name a cell.
+    pub fn via_suffix(&self) -> String {
+        if self.via.is_empty() {
+            String::new()
+        } else {
+            format!(" via {}", self.via)
+        }
+    }
     pub fn matches(&self) -> bool {
         if self.expected {
             self.outcome == Outcome::Ok

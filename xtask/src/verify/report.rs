@@ -75,11 +75,7 @@ pub fn render_matrix(cells: &[Cell]) -> String {
                 c.source,
                 c.target,
                 c.port,
-                if c.via.is_empty() {
-                    String::new()
-                } else {
-                    format!(" via {}", c.via)
-                },
+                c.via_suffix(),
                 if c.expected {
                     "reachable"
                 } else {
@@ -142,11 +138,7 @@ pub fn render_junit(cells: &[Cell], data: &[DataCell]) -> String {
             c.source,
             c.target,
             c.port,
-            if c.via.is_empty() {
-                String::new()
-            } else {
-                format!(" via {}", c.via)
-            },
+            c.via_suffix(),
             if c.expected {
                 "reachable"
             } else {
