@@ -33,3 +33,36 @@ pub const KEEP_LABEL: &str = "monorepo.verify.keep";
 pub const HOST_LABEL: &str = "monorepo.verify.host";
 /// Images built by this tool: the hash of what they were built from.
 pub const HASH_LABEL: &str = "monorepo.build.hash";
+
+/// An exclusive `flock` on `path` (made if missing), held while the file
+/// lives; when `holder` has it, says so and waits. Lock files stay in the
+/// temporary folder: the lock, not the file, is the state.
+pub fn lock_exclusive(
+    path: &std::path::Path,
+    holder: &str,
+) -> Result<std::fs::File, crate::diag::Error> {
+    use crate::diag::Diagnostic;
+    use std::os::fd::AsRawFd;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| {
+            Diagnostic::error(format!("cannot open the lock file {}: {e}", path.display()))
+                .fix("check that the temporary folder (TMPDIR) is writable")
+        })?;
+    // SAFETY: flock on a file descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        eprintln!("waiting for {holder} ({})", path.display());
+        // SAFETY: as above.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(Diagnostic::error(format!(
+                "cannot lock {}: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            )));
+        }
+    }
+    Ok(f)
+}

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use super::matrix::{env_of, pct};
+use super::matrix::{env_of, pct, xml};
 use crate::model::compose::Service;
 use crate::model::repo::Repo;
 use crate::plan::datalayer::{uses_pg, uses_redis};
@@ -291,13 +291,6 @@ pub fn to_json(c: &DataCell) -> serde_json::Value {
         "expected": c.expected_str(), "outcome": c.outcome.as_str(), "ok": c.matches(), "detail": c.detail,
         "hint": (!c.matches()).then(|| hint(c)),
     })
-}
-
-fn xml(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// JUnit test cases of class `datalayer.<source>`.

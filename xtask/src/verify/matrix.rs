@@ -170,6 +170,14 @@ impl Target {
     }
 }
 
+/// `s` as XML attribute or text content (the JUnit reports of every engine).
+pub fn xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -78,12 +78,10 @@ pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
         repo.compose.services.len()
     );
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| Diagnostic::error(format!("cannot install a SIGTERM handler: {e}")))?;
+    let mut signals = run::Signals::listen()?;
     let (result, interrupted) = tokio::select! {
         r = body(&repo, &mut run, &o, &mut phases) => (r, false),
-        _ = tokio::signal::ctrl_c() => (Err(Diagnostic::error("interrupted (SIGINT)")), true),
-        _ = term.recv() => (Err(Diagnostic::error("interrupted (SIGTERM)")), true),
+        e = signals.recv() => (Err(e), true),
     };
     // The report is out; what is left is removal, and the command exits
     // only when nothing of this run is left.
@@ -114,18 +112,7 @@ pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
         }
     }
     phases.add("cleanup", t);
-    let code = result?;
-    let breakdown: Vec<String> = phases
-        .0
-        .iter()
-        .map(|(n, s)| format!("{n} {s:.1}s"))
-        .collect();
-    eprintln!(
-        "verify: {:.1}s ({})",
-        t_all.elapsed().as_secs_f64(),
-        breakdown.join(", ")
-    );
-    Ok(code)
+    phases.finish(result, t_all)
 }
 
 /// The static check must be clean and every --only name a service.
@@ -252,24 +239,10 @@ async fn probe_phase(
         .copied()
         .filter(|s| names.contains(&s.name.as_str()))
         .collect();
-    let mut cells: Vec<Cell> = vec![];
-    let mut data: Vec<datalayer::DataCell> = vec![];
     // The addresses and host ports every path is tried at.
     let topo = paths::topology(run).await;
-    let topo = &topo;
-    // One probe container per source: its matrix row and its data-layer cells.
-    let rows = sources.iter().map(|src| async move {
-        let planned = datalayer::plan(repo, src);
-        let extra: Vec<String> = planned.iter().map(|(_, s)| s.clone()).collect();
-        let (row, results, out) =
-            probe::matrix_row(&run.d, run, repo, probe_image, src, targets, &extra, topo).await?;
-        Ok::<_, Error>((row, datalayer::fill(planned, &results, &out)))
-    });
-    for r in futures_util::future::join_all(rows).await {
-        let (row, d) = r?;
-        cells.extend(row);
-        data.extend(d);
-    }
+    let (mut cells, mut data) =
+        probe_rows(repo, &sources, targets, &topo, probe_image, &|_| run).await?;
     if let Some(port) = nginx_port {
         cells.extend(probe::nginx_routes(repo, probe_bin, port, order));
     }
@@ -278,6 +251,34 @@ async fn probe_phase(
     }
     phases.add("probes", t);
     attach_logs_and_mask(run, &mut cells).await;
+    Ok((cells, data))
+}
+
+/// One probe container per source, all at once, each in the run (the
+/// engine) that holds the source's container: its matrix row and its
+/// data-layer cells.
+async fn probe_rows<'r>(
+    repo: &Repo,
+    sources: &[&Service],
+    targets: &[Target],
+    topo: &paths::Topology,
+    probe_image: &str,
+    run_of: &dyn Fn(&str) -> &'r Run,
+) -> Result<(Vec<Cell>, Vec<datalayer::DataCell>), Error> {
+    let rows = sources.iter().map(|src| async move {
+        let run = run_of(&src.name);
+        let planned = datalayer::plan(repo, src);
+        let extra: Vec<String> = planned.iter().map(|(_, s)| s.clone()).collect();
+        let (row, results, out) =
+            probe::matrix_row(&run.d, run, repo, probe_image, src, targets, &extra, topo).await?;
+        Ok::<_, Error>((row, datalayer::fill(planned, &results, &out)))
+    });
+    let (mut cells, mut data) = (vec![], vec![]);
+    for r in futures_util::future::join_all(rows).await {
+        let (row, d) = r?;
+        cells.extend(row);
+        data.extend(d);
+    }
     Ok((cells, data))
 }
 

@@ -1,7 +1,7 @@
 //! The verify report: the matrix as text, JSON and JUnit.
 
 use super::datalayer::{self, DataCell};
-use super::matrix::{Cell, Outcome};
+use super::matrix::{xml, Cell, Outcome};
 
 pub fn render_matrix(cells: &[Cell]) -> String {
     let color = std::env::var_os("NO_COLOR").is_none() && unsafe { libc::isatty(1) } == 1;
@@ -119,13 +119,6 @@ pub fn render_json(run: &str, cells: &[Cell], data: &[DataCell]) -> String {
         &serde_json::json!({"run": run, "ok": ok, "cells": v, "data_cells": d}),
     )
     .unwrap()
-}
-
-fn xml(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 pub fn render_junit(cells: &[Cell], data: &[DataCell]) -> String {

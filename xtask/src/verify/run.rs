@@ -22,6 +22,52 @@ impl Phases {
     pub(super) fn push(&mut self, name: &'static str, d: Duration) {
         self.0.push((name, d.as_secs_f64()));
     }
+    /// The run's last line, for every engine: the whole time and each
+    /// phase's (`bench/run.py` reads it). Then the verdict, or the error.
+    pub(super) fn finish(
+        self,
+        result: Result<crate::diag::Exit, crate::diag::Error>,
+        t_all: Instant,
+    ) -> Result<crate::diag::Exit, crate::diag::Error> {
+        let code = result?;
+        let breakdown: Vec<String> = self.0.iter().map(|(n, s)| format!("{n} {s:.1}s")).collect();
+        eprintln!(
+            "verify: {:.1}s ({})",
+            t_all.elapsed().as_secs_f64(),
+            breakdown.join(", ")
+        );
+        Ok(code)
+    }
+}
+
+/// SIGINT and SIGTERM, listened to from the run's start: either ends the
+/// body of every engine with an error, and the cleanup still runs.
+pub(super) struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub(super) fn listen() -> Result<Signals, crate::diag::Error> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let on = |k| {
+            signal(k).map_err(|e| {
+                crate::diag::Diagnostic::error(format!("cannot install a signal handler: {e}"))
+            })
+        };
+        Ok(Signals {
+            int: on(SignalKind::interrupt())?,
+            term: on(SignalKind::terminate())?,
+        })
+    }
+    /// The error of the first signal that comes.
+    pub(super) async fn recv(&mut self) -> crate::diag::Error {
+        let which = tokio::select! {
+            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => "SIGTERM",
+        };
+        crate::diag::Diagnostic::error(format!("interrupted ({which})"))
+    }
 }
 
 pub struct Run {

@@ -56,31 +56,14 @@ fn label_filter(n: &Names) -> HashMap<String, Vec<String>> {
 /// `up`s of one cluster would otherwise both find nothing and both make it.
 /// In the temporary folder, so `down` leaves no file behind.
 fn lock(n: &Names) -> Result<std::fs::File, Error> {
-    use std::os::fd::AsRawFd;
     let path = std::env::temp_dir().join(format!(
         "xtask-cluster-{}.lock",
         &docker::sha256_hex(&[n.dir.as_os_str().as_encoded_bytes()])[..12]
     ));
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| host_err(&path.display().to_string(), e))?;
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        eprintln!(
-            "cluster: waiting for another `cluster` command on `{}` ({})",
-            n.cluster,
-            path.display()
-        );
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(host_err(
-                &format!("cannot lock {}", path.display()),
-                std::io::Error::last_os_error(),
-            ));
-        }
-    }
-    Ok(f)
+    docker::lock_exclusive(
+        &path,
+        &format!("another `cluster` command on `{}`", n.cluster),
+    )
 }
 
 /// The root filesystem image's tag, made (mmdebstrap + import, the

@@ -9,7 +9,6 @@
 //! unless `--init-swarm`, which makes a one-node swarm and leaves it again.
 
 use std::collections::{BTreeMap, HashMap};
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -29,7 +28,7 @@ use bollard::Docker;
 
 use super::matrix::{self, Cell, Kind, Target};
 use super::report::{self, indent};
-use super::run::{Phases, Run};
+use super::run::{Phases, Run, Signals};
 use super::{datalayer, images, probe, stack, Opts};
 use crate::cli::Format;
 use crate::diag::{Diagnostic, Error, Exit};
@@ -115,14 +114,7 @@ pub(super) async fn verify(
     let _lock = lock_engine()?;
     // Listening from here on: a signal during the swarm init is kept and
     // ends the run right after it, with the cleanup (and the leave).
-    let signal = |k| {
-        tokio::signal::unix::signal(k)
-            .map_err(|e| Diagnostic::error(format!("cannot install a signal handler: {e}")))
-    };
-    let (mut int, mut term) = (
-        signal(tokio::signal::unix::SignalKind::interrupt())?,
-        signal(tokio::signal::unix::SignalKind::terminate())?,
-    );
+    let mut signals = super::run::Signals::listen()?;
     let id = format!(
         "{:x}{:04x}",
         std::process::id(),
@@ -160,8 +152,7 @@ pub(super) async fn verify(
     );
     let result = tokio::select! {
         r = body(&repo, &mut run, &o, &mut phases) => r,
-        _ = int.recv() => Err(Diagnostic::error("interrupted (SIGINT)")),
-        _ = term.recv() => Err(Diagnostic::error("interrupted (SIGTERM)")),
+        e = signals.recv() => Err(e),
     };
     let t = Instant::now();
     let keep = o.keep && result.is_ok();
@@ -182,18 +173,7 @@ pub(super) async fn verify(
         }
     }
     phases.add("cleanup", t);
-    let code = result?;
-    let breakdown: Vec<String> = phases
-        .0
-        .iter()
-        .map(|(n, s)| format!("{n} {s:.1}s"))
-        .collect();
-    eprintln!(
-        "verify: {:.1}s ({})",
-        t_all.elapsed().as_secs_f64(),
-        breakdown.join(", ")
-    );
-    Ok(code)
+    phases.finish(result, t_all)
 }
 
 async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Result<Exit, Error> {

@@ -196,14 +196,7 @@ pub(super) async fn verify(
     let names = Names::new(&repo.root, cluster);
     let nodes = connect_nodes(&names).await?;
     let _lock = lock_engine_at(&format!("unix://{}", names.socket(1).display()))?;
-    let signal = |k| {
-        tokio::signal::unix::signal(k)
-            .map_err(|e| Diagnostic::error(format!("cannot install a signal handler: {e}")))
-    };
-    let (mut int, mut term) = (
-        signal(tokio::signal::unix::SignalKind::interrupt())?,
-        signal(tokio::signal::unix::SignalKind::terminate())?,
-    );
+    let mut signals = Signals::listen()?;
     for n in &nodes {
         docker::sweep(&n.d, None).await;
     }
@@ -217,8 +210,7 @@ pub(super) async fn verify(
     let mut pushed = vec![];
     let result = tokio::select! {
         r = body(&repo, &mut run, &o, &mut phases, &host, &nodes, &mut pushed) => r,
-        _ = int.recv() => Err(Diagnostic::error("interrupted (SIGINT)")),
-        _ = term.recv() => Err(Diagnostic::error("interrupted (SIGTERM)")),
+        e = signals.recv() => Err(e),
     };
     let t = Instant::now();
     if o.keep && result.is_ok() {
@@ -242,18 +234,7 @@ pub(super) async fn verify(
         remove_pushed(&host, &names, &nodes, &pushed).await;
     }
     phases.add("cleanup", t);
-    let code = result?;
-    let breakdown: Vec<String> = phases
-        .0
-        .iter()
-        .map(|(n, s)| format!("{n} {s:.1}s"))
-        .collect();
-    eprintln!(
-        "verify: {:.1}s ({})",
-        t_all.elapsed().as_secs_f64(),
-        breakdown.join(", ")
-    );
-    Ok(code)
+    phases.finish(result, t_all)
 }
 
 /// What the images phase leaves: the volumes of the run, each service's
@@ -415,23 +396,10 @@ async fn probe_all(
     // The addresses as the manager knows them: the overlays' are the same
     // on every node; a node's own bridges are inside that node.
     let topo = super::super::paths::topology(run).await;
-    let topo = &topo;
-    let rows = order.iter().map(|src| {
-        let r = &runs[node_of[&src.name]];
-        async move {
-            let planned = datalayer::plan(repo, src);
-            let extra: Vec<String> = planned.iter().map(|(_, s)| s.clone()).collect();
-            let (row, results, out) =
-                probe::matrix_row(&r.d, r, repo, probe_ref, src, targets, &extra, topo).await?;
-            Ok::<_, Error>((row, datalayer::fill(planned, &results, &out)))
-        }
-    });
-    let (mut cells, mut data) = (vec![], vec![]);
-    for r in futures_util::future::join_all(rows).await {
-        let (row, d) = r?;
-        cells.extend(row);
-        data.extend(d);
-    }
+    let (cells, data) = super::super::probe_rows(repo, order, targets, &topo, probe_ref, &|name| {
+        &runs[node_of[name]]
+    })
+    .await?;
     for r in runs {
         r.reaped().await;
     }

@@ -69,12 +69,7 @@ pub(super) fn write_report_placed(
 
 /// The JUnit report with the engine and endpoint mode as suite properties.
 pub(super) fn junit_with_engine(xml: &str, detected: &Detected) -> String {
-    let esc = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;")
-    };
+    let esc = super::matrix::xml;
     let props = format!(
         "  <properties>\n    <property name=\"engine\" value=\"swarm\"/>\n    <property name=\"endpoint_mode\" value=\"{}\"/>\n    <property name=\"endpoint_mode_why\" value=\"{}\"/>\n  </properties>\n",
         detected.mode.as_str(),

@@ -18,26 +18,10 @@ pub(super) fn lock_engine_at(host: &str) -> Result<std::fs::File, Error> {
         "xtask-swarm-{}.lock",
         &docker::sha256_hex(&[host.as_bytes()])[..12]
     ));
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Diagnostic::error(format!("{}: {e}", path.display())))?;
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        eprintln!(
-            "verify: waiting for another `verify --engine swarm` on this Docker engine ({})",
-            path.display()
-        );
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(Diagnostic::error(format!(
-                "cannot lock {}: {}",
-                path.display(),
-                std::io::Error::last_os_error()
-            )));
-        }
-    }
-    Ok(f)
+    docker::lock_exclusive(
+        &path,
+        "another `verify --engine swarm` on this Docker engine",
+    )
 }
 
 pub(super) async fn node_state(d: &Docker) -> Result<(LocalNodeState, bool), Error> {
