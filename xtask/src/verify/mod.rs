@@ -8,6 +8,7 @@ pub mod images;
 pub mod load;
 pub mod matrix;
 pub mod paths;
+pub mod pgcow;
 pub mod pgseed;
 pub mod probe;
 pub mod probe_build;

@@ -59,6 +59,9 @@ pub(super) struct Seed {
     tar: std::fs::File,
     file: PathBuf,
     parent: String,
+    /// The run's data volume is a copy-on-write overlay of the seed
+    /// (pgcow.rs): nothing to unpack.
+    cow: bool,
 }
 
 /// Where the seeds of `root` live: next to its build output.
@@ -151,8 +154,12 @@ pub(super) async fn prepare(
     if let Ok(tar) = std::fs::File::open(&file) {
         // Recently used: pruning removes the least recently used first.
         let _ = tar.set_modified(SystemTime::now());
-        say(&format!("data directory from the cache ({rel})"));
-        return Ok(Some(Seed { tar, file, parent }));
+        let seed = Seed::new(run, body, &pgdata, tar, file, parent, seeding).await;
+        say(&format!(
+            "data directory from the cache ({rel}){}",
+            if seed.cow { ", copy-on-write" } else { "" }
+        ));
+        return Ok(Some(seed));
     }
     // A run that builds images waits for them: Postgres initialises in
     // place in their shadow (on 2 cores, making the seed beside the builds
@@ -180,7 +187,48 @@ pub(super) async fn prepare(
     let tar = std::fs::File::open(&file)
         .map_err(|e| Diagnostic::error(format!("{}: {e}", file.display())))?;
     prune(&dir, &file);
-    Ok(Some(Seed { tar, file, parent }))
+    super::pgcow::prune(&run.d).await;
+    Ok(Some(
+        Seed::new(run, body, &pgdata, tar, file, parent, seeding).await,
+    ))
+}
+
+/// Makes the run's volume at PGDATA a copy-on-write overlay of the seed
+/// `file` (pgcow.rs); false, after saying why, when it cannot be (the seed
+/// is unpacked into it then). Only a volume of the run mounted at PGDATA
+/// itself is replaced.
+async fn copy_on_write(
+    run: &Run,
+    body: &ContainerCreateBody,
+    pgdata: &str,
+    file: &Path,
+    seeding: &Seeding<'_>,
+) -> bool {
+    let binds = body
+        .host_config
+        .as_ref()
+        .and_then(|h| h.binds.clone())
+        .unwrap_or_default();
+    let ours = run.name("");
+    let volume = binds.iter().find_map(|b| {
+        let mut parts = b.split(':');
+        let (src, target, opts) = (parts.next()?, parts.next()?, parts.next());
+        (target == pgdata && src.starts_with(&ours) && opts.is_none()).then_some(src)
+    });
+    let Some(volume) = volume else {
+        return false;
+    };
+    let base = Path::new(pgdata)
+        .file_name()
+        .map(|b| b.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match super::pgcow::attach(run, file, &base, volume, seeding.probe_image).await {
+        Ok(()) => true,
+        Err(why) => {
+            say(&format!("unpacked, not copy-on-write: {why}"));
+            false
+        }
+    }
 }
 
 /// The key: the image's id, PGDATA, the environment, the command, and
@@ -528,13 +576,35 @@ fn prune(dir: &Path, keep: &Path) {
     seeds.sort();
     let extra = seeds.len().saturating_sub(KEEP - 1);
     for (_, p) in seeds.into_iter().take(extra) {
-        let _ = std::fs::remove_file(p);
+        let _ = std::fs::remove_file(p.with_extension("cow"));
+        let _ = std::fs::remove_file(&p);
     }
 }
 
 impl Seed {
+    /// The seed of the open `tar` (at `file`), copy-on-write when it can be.
+    async fn new(
+        run: &Run,
+        body: &ContainerCreateBody,
+        pgdata: &str,
+        tar: std::fs::File,
+        file: PathBuf,
+        parent: String,
+        seeding: &Seeding<'_>,
+    ) -> Seed {
+        let cow = copy_on_write(run, body, pgdata, &file, seeding).await;
+        Seed {
+            tar,
+            file,
+            parent,
+            cow,
+        }
+    }
     /// Unpacks the seed into the created (not started) container `id`.
     pub(super) async fn upload(self, d: &Docker, id: &str) -> Result<(), Error> {
+        if self.cow {
+            return Ok(());
+        }
         // Ownership and modes come from the tar (no copyUIDGID).
         let chunks = docker::file_chunks(self.tar);
         let opts = q::UploadToContainerOptions {
