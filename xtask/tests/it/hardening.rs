@@ -3,11 +3,9 @@
 //! line, and leave every file byte-identical. Plus the Docker-side faults
 //! that need no running stack.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 
 const COMMANDS: &[&[&str]] = &[
     &["add-service", "zeta", "--grpc", "--https"],

@@ -1,12 +1,10 @@
 //! The static commands, run as the real binary on a temporary copy of this
 //! repository and held against the real oracles: docker compose (v2) and
-//! openssl. None needs the Docker daemon (`nginx -t` is in `nginx_t.rs`).
-
-mod common;
+//! openssl. None needs the Docker daemon (`nginx -t` is in `docker/nginx_t.rs`).
 
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 fn compose_config_ok(root: &std::path::Path) {
     let o = Command::new("docker")

@@ -6,14 +6,10 @@
 //! a freshly generated service, one on the example's `accounts-web` in the
 //! stack `cargo xtask verify --keep` leaves up (its accounts come from the
 //! `accounts` service through the gateway).
-#![cfg(feature = "docker")]
-
-mod common;
-mod frontend_stack;
 
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 fn chromium() -> &'static str {
     for c in ["chromium", "chromium-browser", "google-chrome"] {
@@ -89,7 +85,7 @@ fn the_page_shows_its_api_answer_in_a_real_browser() {
         ],
     );
     assert!(o.status.success(), "{}", text(&o));
-    let s = frontend_stack::Stack::start(&c.root, "shop-web", "browser");
+    let s = crate::frontend_stack::Stack::start(&c.root, "shop-web", "browser");
     let r = s.request(
         "POST",
         "/shop-web/api/items",

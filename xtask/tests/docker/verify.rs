@@ -5,16 +5,13 @@
 //!
 //! Needs the Docker daemon and the base images (`cargo xtask images
 //! bootstrap` on machines without a registry; see README).
-#![cfg(feature = "docker")]
-
-mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// One verify at a time: the machine has two cores, and timeouts are real.
 static SERIAL: Mutex<()> = Mutex::new(());

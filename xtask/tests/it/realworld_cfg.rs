@@ -9,12 +9,10 @@
 //! (in/ and out/ converted) unless it has a `lf-only` file.
 //! `SNAPSHOTS=overwrite` rewrites `out/` from what the commands produced.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 fn edits() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/edits")

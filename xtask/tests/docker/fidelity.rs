@@ -10,15 +10,12 @@
 //!   connection, and the set of paths that connect must equal verify's.
 //!
 //! Needs the Docker daemon, Compose v2 and the base images (see README).
-#![cfg(feature = "docker")]
-
-mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn sh(args: &[&str]) -> (bool, String) {

@@ -7,9 +7,6 @@
 //!
 //! One swarm per engine: the tests take turns (SERIAL), and each checks
 //! that the engine is in no swarm before and after.
-#![cfg(feature = "docker")]
-
-mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -17,7 +14,7 @@ use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 

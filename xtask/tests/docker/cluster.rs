@@ -14,9 +14,6 @@
 //! On an engine other people use at the same time, set
 //! `CLUSTER_TEST_SHARED_ENGINE=1` to compare only what the cluster could
 //! have made (its label and prefix, the root filesystem image).
-#![cfg(feature = "docker")]
-
-mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -24,7 +21,7 @@ use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use common::*;
+use crate::common::*;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
