@@ -66,6 +66,7 @@ fn dom_once(browser: &str, url: &str) -> String {
 
 #[test]
 fn the_page_shows_its_api_answer_in_a_real_browser() {
+    let _area = area("browser");
     assert!(
         docker_available(),
         "this test needs the Docker daemon (see README: setup)"
@@ -154,6 +155,7 @@ impl Drop for Kept {
 
 #[test]
 fn the_example_page_lists_accounts_through_the_gateway() {
+    let _area = area("browser");
     let browser = chromium();
     let c = prepared("fe-example");
     // A stack that `verify --keep` left up belongs to no live process, so a

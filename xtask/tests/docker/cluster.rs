@@ -259,6 +259,7 @@ fn assert_reused_then_refused_when_broken(root: &Path, name: &str) -> f64 {
 
 #[test]
 fn three_nodes_push_pull_reuse_refuse_and_down_leaves_the_host_as_found() {
+    let _area = area("cluster");
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     assert!(docker_available(), "these tests need a Docker daemon");
     let c = copy("cluster");
@@ -337,6 +338,7 @@ fn run_leftovers(sock: &Path) -> Vec<String> {
 
 #[test]
 fn the_example_passes_across_three_nodes_and_a_run_leaves_nothing_even_interrupted() {
+    let _area = area("cluster");
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let c = prepared("clv");
     let root = c.root.as_path();

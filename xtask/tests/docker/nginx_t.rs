@@ -8,6 +8,7 @@ use crate::common::*;
 
 #[test]
 fn nginx_config_passes_nginx_t_in_the_nginx_image() {
+    let _area = area("nginx_t");
     assert!(
         docker_available(),
         "this test needs the Docker daemon (see README: setup)"
@@ -72,6 +73,7 @@ fn nginx_config_passes_nginx_t_in_the_nginx_image() {
 /// stripped, and an unknown API route answered by the API, not the page.
 #[test]
 fn frontend_routes_answer_through_nginx() {
+    let _area = area("nginx_t");
     assert!(
         docker_available(),
         "this test needs the Docker daemon (see README: setup)"

@@ -559,6 +559,7 @@ fn multiset_diff(g: &[String], w: &[String]) -> (Vec<String>, Vec<String>) {
 
 #[test]
 fn corpus_reads_round_trips_and_checks_without_false_positives() {
+    let _area = area("realworld_corpus");
     if !docker_available() {
         eprintln!("skipped: no Docker daemon / compose plugin");
         return;
@@ -664,6 +665,7 @@ fn corpus_reads_round_trips_and_checks_without_false_positives() {
 /// `service:`; the comparison adds them on our side from the file).
 #[test]
 fn list_agrees_with_compose_config_on_ports_networks_and_depends_on() {
+    let _area = area("realworld_corpus");
     if !docker_available() {
         eprintln!("skipped: no Docker daemon / compose plugin");
         return;
