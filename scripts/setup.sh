@@ -19,7 +19,7 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 command -v protoc >/dev/null || need+=(protobuf-compiler)
 command -v grpc_python_plugin >/dev/null || need+=(protobuf-compiler-grpc)
-# A real browser for xtask/tests/browser.rs (headless; the frontend pages).
+# A real browser for xtask/tests/docker/browser.rs (headless; the frontend pages).
 command -v chromium >/dev/null || need+=(chromium)
 /usr/bin/python3 -c "import pytest, grpc, google.protobuf, psycopg2, redis" 2>/dev/null ||
   need+=(python3-pytest python3-grpcio python3-protobuf python3-psycopg2 python3-redis)
@@ -49,7 +49,7 @@ if ! docker compose version 2>/dev/null | grep -q "v2\."; then
 fi
 
 # kubernetes-validate carries the Kubernetes JSON schemas, so `cargo xtask
-# export k8s` output is validated offline (xtask/tests/export.rs). Through
+# export k8s` output is validated offline (xtask/tests/it/export.rs). Through
 # `python3 -m pip` so it lands with the python3 on PATH (CI's may be pyenv's).
 kubernetes_validate=1.37.0
 if ! command -v kubernetes-validate >/dev/null || ! kubernetes-validate --version 2>/dev/null | grep -q "$kubernetes_validate"; then

@@ -336,12 +336,17 @@ pub fn render_service(spec: &ServiceSpec, unit: usize) -> String {
     s
 }
 
+/// The snapshot helper of the integration tests, and its one switch.
+#[cfg(test)]
+#[path = "../../tests/common/snap.rs"]
+mod snap;
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// The templates' output is pinned in `xtask/tests/golden/`; run with
-    /// `UPDATE_GOLDEN=1` to accept a deliberate change.
+    /// `XTASK_SNAPSHOT=overwrite` to accept a deliberate change.
     #[test]
     fn templates_match_golden_files() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
@@ -384,7 +389,6 @@ mod tests {
                 },
             ),
         ];
-        let update = std::env::var_os("UPDATE_GOLDEN").is_some();
         for (case, o) in cases {
             let mut outputs: Vec<(String, String)> = files(&o)
                 .into_iter()
@@ -412,16 +416,7 @@ mod tests {
                 outputs.push(("location.conf".into(), conf));
             }
             for (name, content) in outputs {
-                let path = dir.join(case).join(&name);
-                if update {
-                    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-                    std::fs::write(&path, &content).unwrap();
-                    continue;
-                }
-                let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-                    panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display())
-                });
-                assert_eq!(content, want, "{case}/{name} differs from its golden file");
+                snap::assert_snapshot(&dir.join(case).join(&name), &content);
             }
         }
     }

@@ -2,9 +2,13 @@
 //! the real xtask binary run against it, and snapshots of its files.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+#[path = "snap.rs"]
+pub mod snap;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::{Condvar, Mutex, PoisonError};
 
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -28,6 +32,18 @@ impl Drop for Copy {
 }
 
 pub fn copy(tag: &str) -> Copy {
+    // The folder is named by the tag and the process: with every area's
+    // tests in one binary, two tests using one tag would share (and remove)
+    // each other's copy.
+    static TAGS: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+    let fresh = TAGS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(tag.to_string());
+    assert!(
+        fresh,
+        "copy tag {tag:?} is used by two tests of this binary: give each its own"
+    );
     let ws = workspace();
     let root = std::env::temp_dir().join(format!("xtask-it-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
@@ -332,4 +348,36 @@ pub fn spawn_verify(
         .stderr(stderr)
         .spawn()
         .expect("run xtask verify")
+}
+
+/// A turn on the Docker daemon for one area of the `docker` binary. The
+/// areas were binaries of their own, which cargo runs one after another, so
+/// none saw another's containers, networks or swarm: tests of one area may
+/// run together (as they did), tests of two areas never do. Held for the
+/// test's length: `let _area = area("verify");`.
+pub fn area(name: &'static str) -> Area {
+    let mut s = AREA.lock().unwrap_or_else(PoisonError::into_inner);
+    while s.0.is_some_and(|held| held != name) {
+        s = AREA_FREE.wait(s).unwrap_or_else(PoisonError::into_inner);
+    }
+    s.0 = Some(name);
+    s.1 += 1;
+    Area
+}
+
+/// The area that has the daemon and how many of its tests run.
+static AREA: Mutex<(Option<&'static str>, usize)> = Mutex::new((None, 0));
+static AREA_FREE: Condvar = Condvar::new();
+
+pub struct Area;
+
+impl Drop for Area {
+    fn drop(&mut self) {
+        let mut s = AREA.lock().unwrap_or_else(PoisonError::into_inner);
+        s.1 -= 1;
+        if s.1 == 0 {
+            s.0 = None;
+            AREA_FREE.notify_all();
+        }
+    }
 }

@@ -6,9 +6,6 @@
 //! `certs/` included), and the retried command must succeed. Plus `check`
 //! beside a writer, which must never see half a change.
 
-mod common;
-mod fsnap;
-
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -16,8 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::*;
-use fsnap::*;
+use crate::common::*;
+use crate::fsnap::*;
 
 const ADD: &[&str] = &[
     "add-service",

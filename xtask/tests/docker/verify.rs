@@ -5,16 +5,13 @@
 //!
 //! Needs the Docker daemon and the base images (`cargo xtask images
 //! bootstrap` on machines without a registry; see README).
-#![cfg(feature = "docker")]
-
-mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// One verify at a time: the machine has two cores, and timeouts are real.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -88,6 +85,7 @@ fn cell<'a>(v: &'a serde_json::Value, src: &str, dst: &str) -> &'a serde_json::V
 
 #[test]
 fn the_example_stack_passes_and_reports_json_and_junit() {
+    let _area = area("verify");
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let c = prepared("vok");
     let junit = c.root.join("verify.xml");
@@ -284,6 +282,7 @@ fn images_are_non_root_and_hold_no_secret(verify_output: &str, root: &Path) {
 
 #[test]
 fn the_classic_builder_is_chosen_with_a_flag_and_builds() {
+    let _area = area("verify");
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let c = prepared("vclassic");
     let o = verify(&c.root, &["--builder", "v1"]);
@@ -318,117 +317,139 @@ fn the_classic_builder_is_chosen_with_a_flag_and_builds() {
     assert!(text(&o).contains("gateway      cached"), "{}", text(&o));
 }
 
-#[test]
-fn a_container_that_exits_at_once_is_reported_with_its_logs() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let c = prepared("vexit");
-    edit(
-        &c.root,
-        "src/backend_services/accounts/service.env",
-        "PORT=50051",
-        "PORT=fifty",
-    );
-    let o = verify(&c.root, &["--timeout", "30"]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    let out = text(&o);
-    assert!(
-        out.contains("accounts never became ready: its container exited (code 1)"),
-        "{out}"
-    );
-    // The service's own error, from its logs: the setting it refused.
-    assert!(
-        out.contains("SettingsError: PORT='fifty'"),
-        "the container's logs must be shown: {out}"
-    );
-    assert_eq!(leftovers(), 0);
+/// A broken variant of the example per row: one edit, then `verify` must
+/// exit 1 and say every `want` (and no `absent`); `leftovers` checks that
+/// the run removed what it made, `within` that it ended in time.
+struct Failure {
+    tag: &'static str,
+    edit: (&'static str, &'static str, &'static str),
+    args: &'static [&'static str],
+    want: &'static [&'static str],
+    absent: &'static [&'static str],
+    leftovers: bool,
+    within: Option<Duration>,
 }
 
-#[test]
-fn a_pg_user_without_pg_network_fails_naming_the_rule() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let c = prepared("vpg");
-    edit(
-        &c.root,
-        "docker-compose.yml",
-        "      - pg-network\n      - redis-network\n",
-        "      - redis-network\n",
-    );
-    let o = verify(&c.root, &[]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(
-        text(&o).contains("MR010")
-            && text(&o).contains("`accounts` depends on postgres but is not on pg-network"),
-        "{}",
-        text(&o)
-    );
-}
+const FAILURE: Failure = Failure {
+    tag: "",
+    edit: ("", "", ""),
+    args: &[],
+    want: &[],
+    absent: &[],
+    leftovers: false,
+    within: None,
+};
 
-#[test]
-fn an_https_service_without_its_dns_line_fails_naming_openssl_cnf() {
+/// The driver every row runs through.
+fn fails(case: &Failure) {
+    let _area = area("verify");
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let c = prepared("vdns");
-    edit(&c.root, "openssl.cnf", "DNS.3 = accounts\n", "");
-    let o = verify(&c.root, &[]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(
-        text(&o).contains("openssl.cnf:")
-            && text(&o).contains("add `DNS.3 = accounts` under [ alt_names ]"),
-        "{}",
-        text(&o)
-    );
-}
-
-#[test]
-fn a_service_on_the_wrong_port_fails() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let c = prepared("vport");
-    edit(
-        &c.root,
-        "src/backend_services/accounts/service.env",
-        "PORT=50051",
-        "PORT=50099",
-    );
-    let o = verify(&c.root, &["--timeout", "8"]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(
-        text(&o).contains("accounts never became ready: no answer on port 50051"),
-        "{}",
-        text(&o)
-    );
-    assert_eq!(leftovers(), 0);
-}
-
-#[test]
-fn a_service_that_never_gets_healthy_times_out_with_its_logs() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let c = prepared("vhealth");
-    edit(
-        &c.root,
-        "src/backend_services/accounts/service.env",
-        "redis://redis:6379/0",
-        "redis://redis:6390/0",
-    );
+    let c = prepared(case.tag);
+    let (file, from, to) = case.edit;
+    edit(&c.root, file, from, to);
     let t = std::time::Instant::now();
-    let o = verify(&c.root, &["--timeout", "8"]);
+    let o = verify(&c.root, case.args);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(
-        t.elapsed() < Duration::from_secs(90),
-        "verify must end at its timeout"
-    );
+    if let Some(limit) = case.within {
+        assert!(t.elapsed() < limit, "verify must end at its timeout");
+    }
     let out = text(&o);
-    assert!(
-        out.contains("accounts never became ready") && out.contains("NOT_SERVING"),
-        "{out}"
-    );
-    assert!(
-        out.contains("last log lines of accounts") && out.contains("redis unreachable"),
-        "{out}"
-    );
-    assert_eq!(leftovers(), 0);
+    for want in case.want {
+        assert!(out.contains(want), "missing {want:?}:\n{out}");
+    }
+    for absent in case.absent {
+        assert!(!out.contains(absent), "unexpected {absent:?}:\n{out}");
+    }
+    if case.leftovers {
+        assert_eq!(leftovers(), 0);
+    }
+}
+
+/// One `#[test]` per row, named by the row, so each still runs alone
+/// (`cargo test -p xtask --features docker --test docker -- verify::<name>`).
+macro_rules! failures {
+    ($($(#[doc = $doc:expr])* $name:ident: $case:expr,)*) => {$(
+        $(#[doc = $doc])*
+        #[test]
+        fn $name() {
+            fails(&$case);
+        }
+    )*};
+}
+
+failures! {
+    a_container_that_exits_at_once_is_reported_with_its_logs: Failure {
+        tag: "vexit",
+        edit: ("src/backend_services/accounts/service.env", "PORT=50051", "PORT=fifty"),
+        args: &["--timeout", "30"],
+        want: &[
+            "accounts never became ready: its container exited (code 1)",
+            // The service's own error, from its logs: the setting it refused.
+            "SettingsError: PORT='fifty'",
+        ],
+        leftovers: true,
+        ..FAILURE
+    },
+    a_pg_user_without_pg_network_fails_naming_the_rule: Failure {
+        tag: "vpg",
+        edit: (
+            "docker-compose.yml",
+            "      - pg-network\n      - redis-network\n",
+            "      - redis-network\n",
+        ),
+        want: &["MR010", "`accounts` depends on postgres but is not on pg-network"],
+        ..FAILURE
+    },
+    an_https_service_without_its_dns_line_fails_naming_openssl_cnf: Failure {
+        tag: "vdns",
+        edit: ("openssl.cnf", "DNS.3 = accounts\n", ""),
+        want: &["openssl.cnf:", "add `DNS.3 = accounts` under [ alt_names ]"],
+        ..FAILURE
+    },
+    a_service_on_the_wrong_port_fails: Failure {
+        tag: "vport",
+        edit: ("src/backend_services/accounts/service.env", "PORT=50051", "PORT=50099"),
+        args: &["--timeout", "8"],
+        want: &["accounts never became ready: no answer on port 50051"],
+        leftovers: true,
+        ..FAILURE
+    },
+    a_service_that_never_gets_healthy_times_out_with_its_logs: Failure {
+        tag: "vhealth",
+        edit: (
+            "src/backend_services/accounts/service.env",
+            "redis://redis:6379/0",
+            "redis://redis:6390/0",
+        ),
+        args: &["--timeout", "8"],
+        want: &[
+            "accounts never became ready",
+            "NOT_SERVING",
+            "last log lines of accounts",
+            "redis unreachable",
+        ],
+        leftovers: true,
+        within: Some(Duration::from_secs(90)),
+        ..FAILURE
+    },
+    /// A Redis ACL widened to `~*` by hand: verify fails before starting
+    /// anything, because the ACL file is derived (MR015 names it; `sync`
+    /// restores it). The probe side of the same cell is unit-tested in
+    /// verify/datalayer.rs and probe/src/redis.rs. It stops at the static
+    /// check, before creating anything (no `leftovers` here: it counts
+    /// every helper's runs on a shared daemon).
+    a_widened_redis_acl_fails_verify: Failure {
+        tag: "vacl",
+        edit: ("secrets/redis/users.acl", "~accounts:*", "~*"),
+        want: &["MR015 secrets/redis/users.acl"],
+        absent: &["verify: run "],
+        ..FAILURE
+    },
 }
 
 #[test]
 fn an_undeclared_shared_network_passes_and_shows_in_the_report() {
+    let _area = area("verify");
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let c = prepared("vshare");
     // gateway joins pg-network without depending on postgres.
@@ -451,6 +472,7 @@ fn an_undeclared_shared_network_passes_and_shows_in_the_report() {
 
 #[test]
 fn interrupting_verify_leaves_nothing_behind() {
+    let _area = area("verify");
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let c = prepared("vint");
     let moments = [200u64, 500, 900, 1300, 1800, 2300, 2900, 3500, 4200, 5000];
@@ -484,6 +506,7 @@ fn interrupting_verify_leaves_nothing_behind() {
 /// it, makes the certificates itself and says so.
 #[test]
 fn a_fresh_clone_with_cargo_target_dir_elsewhere_passes() {
+    let _area = area("verify");
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     assert!(
         docker_available(),
@@ -537,6 +560,7 @@ fn a_fresh_clone_with_cargo_target_dir_elsewhere_passes() {
 /// report, the JSON and the JUnit <failure> all name it and the fix.
 #[test]
 fn a_service_on_loopback_only_is_a_mismatch_in_report_json_and_junit() {
+    let _area = area("verify");
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let c = prepared("vloop");
     edit(
@@ -618,27 +642,6 @@ fn ok_check(root: &Path) {
     );
 }
 
-/// A Redis ACL widened to `~*` by hand: verify fails before starting
-/// anything, because the ACL file is derived (MR015 names it; `sync`
-/// restores it). The probe side of the same cell is unit-tested in
-/// verify/datalayer.rs and probe/src/redis.rs.
-#[test]
-fn a_widened_redis_acl_fails_verify() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let c = prepared("vacl");
-    edit(&c.root, "secrets/redis/users.acl", "~accounts:*", "~*");
-    let o = verify(&c.root, &[]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(
-        text(&o).contains("MR015 secrets/redis/users.acl"),
-        "{}",
-        text(&o)
-    );
-    // It stops at the static check, before creating anything (no
-    // leftovers() here: it counts every helper's runs on a shared daemon).
-    assert!(!text(&o).contains("verify: run "), "{}", text(&o));
-}
-
 /// Two services with their own data (issue 11): both pass with every
 /// cross-service cell denied by the servers; then a hand-written grant that
 /// lets `billing` into `accounts`' database makes verify fail, naming the
@@ -647,6 +650,7 @@ fn a_widened_redis_acl_fails_verify() {
 /// and only the running Postgres can tell.
 #[test]
 fn a_grant_into_another_services_database_fails_naming_the_cell() {
+    let _area = area("verify");
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let c = prepared("vgrant");
     let o = xtask(&c.root, &["add-service", "billing", "--pg", "--redis"]);
@@ -847,6 +851,7 @@ fn assert_a_damaged_seed_is_refused_and_removed(root: &Path, seed: &Path) {
 /// again; `--no-seed` initialises inside the stack.
 #[test]
 fn a_cached_postgres_data_directory_is_used_until_its_inputs_change() {
+    let _area = area("verify");
     use std::os::unix::fs::PermissionsExt;
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let c = prepared("vseed");
@@ -907,6 +912,7 @@ fn a_cached_postgres_data_directory_is_used_until_its_inputs_change() {
 /// silence; once it can go, the retry removes it.
 #[test]
 fn what_the_daemon_refuses_to_remove_is_retried_and_named() {
+    let _area = area("verify");
     use xtask::docker::{hostname, sweep_until_gone, HOST_LABEL, PID_LABEL, RUN_LABEL};
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     assert!(docker_available());

@@ -1,17 +1,14 @@
 //! Needs the Docker daemon: the NGINX endpoints that add-service writes pass
 //! `nginx -t` in the NGINX image. Kept out of `static_cmds` so the static
 //! tests run without a daemon; `.ci/run` runs it with the rest.
-#![cfg(feature = "docker")]
-
-mod common;
-mod frontend_stack;
 
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn nginx_config_passes_nginx_t_in_the_nginx_image() {
+    let _area = area("nginx_t");
     assert!(
         docker_available(),
         "this test needs the Docker daemon (see README: setup)"
@@ -76,6 +73,7 @@ fn nginx_config_passes_nginx_t_in_the_nginx_image() {
 /// stripped, and an unknown API route answered by the API, not the page.
 #[test]
 fn frontend_routes_answer_through_nginx() {
+    let _area = area("nginx_t");
     assert!(
         docker_available(),
         "this test needs the Docker daemon (see README: setup)"
@@ -100,11 +98,11 @@ fn frontend_routes_answer_through_nginx() {
             .join("src/backend_services/shop-web/Frontend/passwd.txt"),
     )
     .unwrap();
-    let s = frontend_stack::Stack::start(&c.root, "shop-web", "routes");
+    let s = crate::frontend_stack::Stack::start(&c.root, "shop-web", "routes");
     let r = s.get("/shop-web/passwd.txt");
     assert!(r.status == 403 || r.status == 404, "{r:?}");
     assert!(!r.body.contains("root:"), "{r:?}");
-    let html = |r: &frontend_stack::Response, what: &str| {
+    let html = |r: &crate::frontend_stack::Response, what: &str| {
         assert_eq!(r.status, 200, "{what}: {r:?}");
         assert_eq!(r.header("content-type"), Some("text/html"), "{what}: {r:?}");
         assert_eq!(r.header("cache-control"), Some("no-cache"), "{what}: {r:?}");

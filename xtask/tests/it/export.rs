@@ -3,11 +3,9 @@
 //! Kubernetes schemas, `docker stack config`, `docker compose config`), and
 //! `export k8s --check` must catch stale files and policy mutations.
 
-mod common;
-
 use std::process::Command;
 
-use common::{copy, text, xtask};
+use crate::common::{copy, text, xtask};
 
 /// The Kubernetes version the manifests are validated against.
 const K8S_VERSION: &str = "1.34.0";
@@ -193,7 +191,7 @@ fn check_catches_policy_mutations() {
 #[test]
 fn data_layer_is_carried_without_its_secrets() {
     let c = copy("export-datalayer");
-    let committed = common::snapshot(&c.root);
+    let committed = crate::common::snapshot(&c.root);
     let o = xtask(&c.root, &["certs"]);
     assert_eq!(code(&o), 0, "{}", text(&o));
     // The per-checkout credentials exist now; exporting again changes nothing.
@@ -215,7 +213,7 @@ fn data_layer_is_carried_without_its_secrets() {
         let o = xtask(&c.root, &["export", what]);
         assert_eq!(code(&o), 0, "{}", text(&o));
     }
-    let after = common::snapshot(&c.root);
+    let after = crate::common::snapshot(&c.root);
     for (f, bytes) in after.iter().filter(|(f, _)| f.starts_with("deploy/")) {
         assert_eq!(
             committed.get(f),

@@ -14,9 +14,6 @@
 //! On an engine other people use at the same time, set
 //! `CLUSTER_TEST_SHARED_ENGINE=1` to compare only what the cluster could
 //! have made (its label and prefix, the root filesystem image).
-#![cfg(feature = "docker")]
-
-mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -24,7 +21,7 @@ use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use common::*;
+use crate::common::*;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -262,6 +259,7 @@ fn assert_reused_then_refused_when_broken(root: &Path, name: &str) -> f64 {
 
 #[test]
 fn three_nodes_push_pull_reuse_refuse_and_down_leaves_the_host_as_found() {
+    let _area = area("cluster");
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     assert!(docker_available(), "these tests need a Docker daemon");
     let c = copy("cluster");
@@ -340,6 +338,7 @@ fn run_leftovers(sock: &Path) -> Vec<String> {
 
 #[test]
 fn the_example_passes_across_three_nodes_and_a_run_leaves_nothing_even_interrupted() {
+    let _area = area("cluster");
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let c = prepared("clv");
     let root = c.root.as_path();

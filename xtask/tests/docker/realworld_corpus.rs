@@ -31,15 +31,12 @@
 //! one: see the comment there; MR004 and MR020 also against Compose's own
 //! model); anything else counts as a false positive.
 //! The test prints a table per file and the false-positive count.
-#![cfg(feature = "docker")]
-
-mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const NEW: &str = "rwcorpus";
@@ -463,7 +460,7 @@ fn repo_findings(root: &Path) -> Vec<String> {
     out
 }
 
-include!("realworld/compose_expected.rs");
+include!("../realworld/compose_expected.rs");
 
 /// Where the expected MR004 and MR020 findings of `key` (case/file) differ
 /// from what Compose's model says, for the services of the file itself:
@@ -562,6 +559,7 @@ fn multiset_diff(g: &[String], w: &[String]) -> (Vec<String>, Vec<String>) {
 
 #[test]
 fn corpus_reads_round_trips_and_checks_without_false_positives() {
+    let _area = area("realworld_corpus");
     if !docker_available() {
         eprintln!("skipped: no Docker daemon / compose plugin");
         return;
@@ -667,6 +665,7 @@ fn corpus_reads_round_trips_and_checks_without_false_positives() {
 /// `service:`; the comparison adds them on our side from the file).
 #[test]
 fn list_agrees_with_compose_config_on_ports_networks_and_depends_on() {
+    let _area = area("realworld_corpus");
     if !docker_available() {
         eprintln!("skipped: no Docker daemon / compose plugin");
         return;

@@ -7,9 +7,6 @@
 //!
 //! One swarm per engine: the tests take turns (SERIAL), and each checks
 //! that the engine is in no swarm before and after.
-#![cfg(feature = "docker")]
-
-mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -17,7 +14,7 @@ use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -93,6 +90,7 @@ fn cell<'a>(v: &'a serde_json::Value, src: &str, dst: &str) -> &'a serde_json::V
 
 #[test]
 fn an_engine_in_no_swarm_is_refused_with_the_command_to_make_one() {
+    let _area = area("swarm");
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let before = not_in_a_swarm();
     let c = prepared("swno");
@@ -171,6 +169,7 @@ fn assert_no_secret_in(root: &Path, out: &str) {
 
 #[test]
 fn the_example_stack_passes_on_a_one_node_swarm_and_the_engine_is_left_as_found() {
+    let _area = area("swarm");
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let before = not_in_a_swarm();
     let c = prepared("swok");
@@ -243,6 +242,7 @@ fn the_example_stack_passes_on_a_one_node_swarm_and_the_engine_is_left_as_found(
 
 #[test]
 fn a_service_without_its_network_fails_naming_the_cell() {
+    let _area = area("swarm");
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let before = not_in_a_swarm();
     let c = prepared("swnet");
@@ -274,6 +274,7 @@ fn a_service_without_its_network_fails_naming_the_cell() {
 
 #[test]
 fn interrupting_a_swarm_verify_leaves_nothing_and_leaves_the_swarm() {
+    let _area = area("swarm");
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let before = not_in_a_swarm();
     let c = prepared("swint");
@@ -346,6 +347,7 @@ impl Drop for UserSwarm {
 
 #[test]
 fn on_the_users_swarm_the_swarm_stays_and_the_runs_objects_go() {
+    let _area = area("swarm");
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let before = not_in_a_swarm();
     let c = prepared("swuser");

@@ -10,15 +10,12 @@
 //!   connection, and the set of paths that connect must equal verify's.
 //!
 //! Needs the Docker daemon, Compose v2 and the base images (see README).
-#![cfg(feature = "docker")]
-
-mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn sh(args: &[&str]) -> (bool, String) {
@@ -66,6 +63,7 @@ fn remove_run(run: &str) {
 /// its line before anything exists; so is what Compose itself refuses.
 #[test]
 fn keys_verify_does_not_model_are_refused_at_their_line() {
+    let _area = area("fidelity");
     if !docker_available() {
         eprintln!("skipped: no Docker daemon");
         return;
@@ -456,6 +454,7 @@ fn key_of(src: &str, dst: &str, via: &str) -> String {
 
 #[test]
 fn verify_runs_and_proves_the_stack_compose_runs() {
+    let _area = area("fidelity");
     if !docker_available() {
         eprintln!("skipped: no Docker daemon");
         return;

@@ -6,11 +6,9 @@
 //! and the repository, `certs/` included, must keep every byte, mode,
 //! owner and symlink. A hang is killed and fails the case.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 
 const T: u64 = 30;
 

@@ -6,14 +6,10 @@
 //! a freshly generated service, one on the example's `accounts-web` in the
 //! stack `cargo xtask verify --keep` leaves up (its accounts come from the
 //! `accounts` service through the gateway).
-#![cfg(feature = "docker")]
-
-mod common;
-mod frontend_stack;
 
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 fn chromium() -> &'static str {
     for c in ["chromium", "chromium-browser", "google-chrome"] {
@@ -70,6 +66,7 @@ fn dom_once(browser: &str, url: &str) -> String {
 
 #[test]
 fn the_page_shows_its_api_answer_in_a_real_browser() {
+    let _area = area("browser");
     assert!(
         docker_available(),
         "this test needs the Docker daemon (see README: setup)"
@@ -89,7 +86,7 @@ fn the_page_shows_its_api_answer_in_a_real_browser() {
         ],
     );
     assert!(o.status.success(), "{}", text(&o));
-    let s = frontend_stack::Stack::start(&c.root, "shop-web", "browser");
+    let s = crate::frontend_stack::Stack::start(&c.root, "shop-web", "browser");
     let r = s.request(
         "POST",
         "/shop-web/api/items",
@@ -158,6 +155,7 @@ impl Drop for Kept {
 
 #[test]
 fn the_example_page_lists_accounts_through_the_gateway() {
+    let _area = area("browser");
     let browser = chromium();
     let c = prepared("fe-example");
     // A stack that `verify --keep` left up belongs to no live process, so a

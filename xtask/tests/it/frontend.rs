@@ -2,13 +2,11 @@
 //! repository: the files, the compose entries (with `docker compose config`
 //! as the oracle), the rules, the listing, bad input, and the way back.
 //! None needs the Docker daemon (`nginx -t` and the live routes are in
-//! `nginx_t.rs`, the browser in `browser.rs`).
-
-mod common;
+//! `docker/nginx_t.rs`, the browser in `docker/browser.rs`).
 
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 fn ok(o: &std::process::Output) {
     assert!(

@@ -7,14 +7,12 @@
 //! optional `=> <exit code>` at the end), `out/` holds every file that must
 //! come out byte for byte. Each case also runs with CRLF line endings
 //! (in/ and out/ converted) unless it has a `lf-only` file.
-//! `SNAPSHOTS=overwrite` rewrites `out/` from what the commands produced.
-
-mod common;
+//! `XTASK_SNAPSHOT=overwrite` rewrites `out/` from what the commands produced.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 fn edits() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/edits")
@@ -75,7 +73,7 @@ fn run_case(case: &Path, as_crlf: bool) {
         );
     }
     let out = case.join("out");
-    if std::env::var("SNAPSHOTS").as_deref() == Ok("overwrite") && !as_crlf {
+    if crate::common::snap::overwrite() && !as_crlf {
         for f in files(&out) {
             std::fs::write(out.join(&f), std::fs::read(c.root.join(&f)).unwrap()).unwrap();
         }

@@ -1,8 +1,6 @@
 //! Tests that check the repository itself: the docs say what the code does.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -442,7 +440,7 @@ fn layering_problems(edges: &[(Vec<String>, Vec<String>, String)]) -> Vec<String
                 .is_some_and(|to| to.contains(&b[0].as_str()));
             if !ok {
                 bad.push(format!(
-                    "{at}: {} -> {} (edge {} -> {} is not in tests/tidy.rs ALLOWED)",
+                    "{at}: {} -> {} (edge {} -> {} is not in tests/it/tidy.rs ALLOWED)",
                     a.join("::"),
                     b.join("::"),
                     a[0],
@@ -554,9 +552,9 @@ fn the_edge_reader_sees_every_kind_of_path() {
     assert_eq!(
         bad,
         [
-            "a/y.rs:2: a::y -> b::z (edge a -> b is not in tests/tidy.rs ALLOWED)",
-            "b/z.rs:1: b::z -> a::x (edge b -> a is not in tests/tidy.rs ALLOWED)",
-            "b/z.rs:1: b::z -> a::y (edge b -> a is not in tests/tidy.rs ALLOWED)",
+            "a/y.rs:2: a::y -> b::z (edge a -> b is not in tests/it/tidy.rs ALLOWED)",
+            "b/z.rs:1: b::z -> a::x (edge b -> a is not in tests/it/tidy.rs ALLOWED)",
+            "b/z.rs:1: b::z -> a::y (edge b -> a is not in tests/it/tidy.rs ALLOWED)",
             "cycle a::x, a::y, b::z: a/x.rs:1 -> a/y.rs:2 -> b/z.rs:1",
             "cycle a::y, b::z: a/y.rs:2 -> b/z.rs:1",
         ]

@@ -3,15 +3,12 @@
 //! redirect a write out of the repository, and commands act only in a
 //! repository they recognise, the nearest one, and say which.
 
-mod common;
-mod fsnap;
-
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::*;
-use fsnap::*;
+use crate::common::*;
+use crate::fsnap::*;
 
 fn owner_mode(p: &Path) -> (u32, u32) {
     let m = std::fs::metadata(p).unwrap();

@@ -3,11 +3,9 @@
 //! line, and leave every file byte-identical. Plus the Docker-side faults
 //! that need no running stack.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 
 const COMMANDS: &[&[&str]] = &[
     &["add-service", "zeta", "--grpc", "--https"],
@@ -97,6 +95,7 @@ fn cases() -> Vec<Case> {
 #[test]
 fn broken_repositories_exit_2_naming_file_and_line_and_change_nothing() {
     let mut tried = 0;
+    let mut messages = String::new();
     let all = cases();
     for (name, file, breaker) in &all {
         let c = copy(&format!("corpus-{name}"));
@@ -122,10 +121,17 @@ fn broken_repositories_exit_2_naming_file_and_line_and_change_nothing() {
                 "{name}: {cmd:?}: the message must say how to fix it:\n{out}"
             );
             assert_same(&before, &snapshot(&c.root), &format!("{name}: {cmd:?}"));
+            messages += &format!(
+                "=== {name}: {}\n{}\n",
+                cmd.join(" "),
+                snap::render(&c.root, &o)
+            );
             tried += 1;
         }
         let _ = std::fs::remove_file(c.root.with_extension("outside.yml"));
     }
+    // The whole messages, as committed.
+    snap::assert_cli("hardening", &messages);
     println!("hardening corpus: {} broken repositories x {} commands = {tried} runs, each exit 2 with file:line and files unchanged", all.len(), COMMANDS.len());
 }
 

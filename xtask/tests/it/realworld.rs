@@ -3,12 +3,10 @@
 //! whose compose file is replaced or extended, held against `docker compose
 //! config` (Compose v2) as the oracle.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 fn compose_ok(root: &Path, file: &str) -> Result<(), String> {
     let o = Command::new("docker")
