@@ -119,6 +119,9 @@ struct Record {
     volume: String,
     created: String,
     overlay: bool,
+    /// The tar's length: a tar changed since (cut short, replaced) is not
+    /// what the volume holds.
+    len: u64,
 }
 
 impl Record {
@@ -132,6 +135,7 @@ impl Record {
             volume: v["volume"].as_str()?.to_string(),
             created: v["created"].as_str()?.to_string(),
             overlay: v["overlay"].as_bool()?,
+            len: v["len"].as_u64()?,
         })
     }
     /// Written whole or not at all (a temporary file, renamed).
@@ -143,7 +147,7 @@ impl Record {
             p.file_name().unwrap_or_default().to_string_lossy(),
             std::process::id()
         ));
-        let v = serde_json::json!({"volume": self.volume, "created": self.created, "overlay": self.overlay});
+        let v = serde_json::json!({"volume": self.volume, "created": self.created, "overlay": self.overlay, "len": self.len});
         std::fs::write(&tmp, v.to_string()).map_err(|e| format!("{}: {e}", tmp.display()))?;
         std::fs::rename(&tmp, &p).map_err(|e| format!("{}: {e}", p.display()))
     }
@@ -194,8 +198,11 @@ async fn seed_volume(run: &Run, tar: &Path, base: &str, image: &str) -> Result<S
     let d = &run.d;
     let name = volume_name(tar);
     let found = d.inspect_volume(&name).await.ok();
+    let len = std::fs::metadata(tar)
+        .map_err(|e| format!("{}: {e}", tar.display()))?
+        .len();
     if let (Some(v), Some(r)) = (&found, Record::read(tar)) {
-        if r.volume == name && Some(&r.created) == v.created_at.as_ref() {
+        if r.volume == name && Some(&r.created) == v.created_at.as_ref() && r.len == len {
             return if r.overlay {
                 Ok(name)
             } else {
@@ -233,6 +240,7 @@ async fn seed_volume(run: &Run, tar: &Path, base: &str, image: &str) -> Result<S
     let r = upload_tar(d, &filler, tar).await;
     run.reap(&filler);
     r?;
+    super::pgseed::crash_point("filling");
     let overlay = match try_overlay(run, &name, base, image).await {
         Ok(()) => true,
         Err(why) => {
@@ -246,6 +254,7 @@ async fn seed_volume(run: &Run, tar: &Path, base: &str, image: &str) -> Result<S
         volume: name.clone(),
         created: v.created_at.unwrap_or_default(),
         overlay,
+        len,
     }
     .write(tar)?;
     if overlay {
@@ -460,6 +469,7 @@ mod tests {
             volume: volume_name(&tar),
             created: "2026-12-06T16:00:00Z".into(),
             overlay: true,
+            len: 1594,
         };
         r.write(&tar).unwrap();
         assert_eq!(Record::read(&tar), Some(r));

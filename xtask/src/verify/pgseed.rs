@@ -546,10 +546,11 @@ async fn download(
     r
 }
 
-/// Test hook: `XTASK_CRASH_SEED=writing|renaming` kills the process with
-/// SIGKILL while the seed's temporary file is being written, or once it is
-/// complete and synced but not yet renamed.
-fn crash_point(at: &str) {
+/// Test hook: `XTASK_CRASH_SEED=writing|renaming|filling` kills the
+/// process with SIGKILL while the seed's temporary file is being written,
+/// once it is complete and synced but not yet renamed, or once the seed's
+/// volume is filled but not yet recorded (pgcow.rs).
+pub(super) fn crash_point(at: &str) {
     if std::env::var("XTASK_CRASH_SEED").ok().as_deref() == Some(at) {
         // SAFETY: kill(2) on our own pid; nothing runs after it.
         unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };

@@ -822,6 +822,26 @@ fn assert_the_seed_keeps_only_written_wal_segments(tar: &Path) {
     }
 }
 
+/// Killed (SIGKILL) once the seed's volume is filled but before that is
+/// recorded: the next run does not trust the volume, fills it again and
+/// runs copy-on-write; nothing of either run is left.
+fn assert_a_killed_seed_fill_is_filled_again(root: &Path, tar: &Path) {
+    let record = tar.with_extension("cow");
+    assert!(record.exists(), "{}", record.display());
+    std::fs::remove_file(&record).unwrap();
+    let o = verify_env(root, &[], &[("XTASK_CRASH_SEED", "filling")]);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&o.status),
+        Some(9),
+        "{}",
+        text(&o)
+    );
+    assert!(!record.exists());
+    pass_saying(root, &[], ", copy-on-write");
+    assert!(record.exists());
+    assert_eq!(leftovers(), 0);
+}
+
 /// Damaged (cut short): refused before Postgres starts, removed, named.
 fn assert_a_damaged_seed_is_refused_and_removed(root: &Path, seed: &Path) {
     let len = std::fs::metadata(seed).unwrap().len();
@@ -887,8 +907,10 @@ fn a_cached_postgres_data_directory_is_used_until_its_inputs_change() {
     );
     assert_the_seed_keeps_only_written_wal_segments(&first[0]);
     // The same inputs: from the cache, and the data cells still hold (the
-    // roles and their rights are in the cached directory).
-    pass(&[], "data directory from the cache");
+    // roles and their rights are in the cached directory); the data volume
+    // is a copy-on-write overlay of the seed unpacked once.
+    pass(&[], ", copy-on-write");
+    assert_a_killed_seed_fill_is_filled_again(&c.root, &first[0]);
     // A new init script is a new key.
     std::fs::write(
         c.root.join("datalayer/postgres/20-note.sql"),
