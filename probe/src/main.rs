@@ -10,9 +10,7 @@
 //! Usage: probe check <spec>...   one JSON line per spec
 //!        probe check-file <path>  the same for one spec a line, run at once
 //!        probe wait <secs> <spec> retry one spec until it succeeds
-//!        probe cow-prep <lower> <dir> the writable half of a copy-on-write
-//!                                 data directory (xtask/src/verify/pgcow.rs)
-//!        probe exists <path>      exit 0 when the path exists
+//!        probe exists <path>      exit 0 when the path exists (verify/pgcow.rs)
 //! A spec is `kind=grpc&host=accounts&port=50051&tls=1&ca=/ca.pem&name=accounts`
 //! (percent-encoded values). Kinds: pg, redis, grpc, http.
 //! Data-layer modes: `kind=pg&user=&password=&db=` reports `denied` for
@@ -212,30 +210,6 @@ fn report(spec: &Spec, o: &Outcome, elapsed: Duration) {
     );
 }
 
-/// `<dir>/upper` and `<dir>/work` for an overlay whose lower layer is the
-/// folder `lower`: the upper folder takes `lower`'s owner, group and mode
-/// (the overlay's root shows the upper folder's, and Postgres refuses a
-/// data directory that is not its own with mode 0700 or 0750); the work
-/// folder is empty, as overlayfs requires.
-fn cow_prep(lower: &std::path::Path, dir: &std::path::Path) -> Result<(), String> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let md = std::fs::metadata(lower).map_err(|e| format!("{}: {e}", lower.display()))?;
-    if !md.is_dir() {
-        return Err(format!("{} is not a folder", lower.display()));
-    }
-    let (upper, work) = (dir.join("upper"), dir.join("work"));
-    for p in [&upper, &work] {
-        std::fs::create_dir(p).map_err(|e| format!("{}: {e}", p.display()))?;
-    }
-    // The mode first: once the folder is another user's, changing it
-    // would take CAP_FOWNER, which the helper does not have.
-    std::fs::set_permissions(&upper, std::fs::Permissions::from_mode(md.mode() & 0o777))
-        .map_err(|e| format!("{}: {e}", upper.display()))?;
-    std::os::unix::fs::chown(&upper, Some(md.uid()), Some(md.gid()))
-        .map_err(|e| format!("{}: {e}", upper.display()))?;
-    Ok(())
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(|s| s.as_str()) {
@@ -291,21 +265,12 @@ fn main() {
                 pause = (pause * 2).min(Duration::from_millis(200));
             }
         }
-        Some("cow-prep") if args.len() == 3 => {
-            if let Err(e) = cow_prep(
-                std::path::Path::new(&args[1]),
-                std::path::Path::new(&args[2]),
-            ) {
-                eprintln!("cow-prep: {e}");
-                std::process::exit(1);
-            }
-        }
         Some("exists") if args.len() == 2 => {
             let there = std::fs::symlink_metadata(&args[1]).is_ok();
             std::process::exit(if there { 0 } else { 1 });
         }
         _ => {
-            eprintln!("usage: probe check <spec>... | probe check-file <path> | probe wait <secs> <spec> | probe cow-prep <lower> <dir> | probe exists <path>");
+            eprintln!("usage: probe check <spec>... | probe check-file <path> | probe wait <secs> <spec> | probe exists <path>");
             std::process::exit(2);
         }
     }

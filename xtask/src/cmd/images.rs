@@ -31,7 +31,10 @@ set -e
 BIN=$(ls -d /usr/lib/postgresql/*/bin | tail -n 1)
 PGDATA=${PGDATA:-/var/lib/postgresql/data}
 mkdir -p "$PGDATA" /run/postgresql
-chown -R postgres:postgres "$PGDATA" /run/postgresql
+# As the official image: only what is not postgres's changes owner (a
+# seeded, copy-on-write data directory is then not copied up whole).
+find "$PGDATA" \! -user postgres -exec chown postgres:postgres '{}' +
+chown postgres:postgres /run/postgresql
 chmod 700 "$PGDATA"
 as_pg() { setpriv --reuid=postgres --regid=postgres --init-groups "$@"; }
 if [ ! -s "$PGDATA/PG_VERSION" ]; then

@@ -28,10 +28,18 @@ impl Tar {
     }
 
     fn header(&mut self, path: &str, size: usize, mode: u32, uid: u32, kind: u8) {
-        self.header_link(path, size, mode, uid, kind, "");
+        self.header_link(path, size, mode, (uid, uid), kind, "");
     }
 
-    fn header_link(&mut self, path: &str, size: usize, mode: u32, uid: u32, kind: u8, link: &str) {
+    fn header_link(
+        &mut self,
+        path: &str,
+        size: usize,
+        mode: u32,
+        (uid, gid): (u32, u32),
+        kind: u8,
+        link: &str,
+    ) {
         let mut h = [0u8; 512];
         // Paths this writer is given fit (`split`; callers check what they
         // read from disk); ours are short.
@@ -45,7 +53,7 @@ impl Tar {
         };
         oct(&mut h, 100, 8, mode as u64);
         oct(&mut h, 108, 8, uid as u64);
-        oct(&mut h, 116, 8, uid as u64);
+        oct(&mut h, 116, 8, gid as u64);
         oct(&mut h, 124, 12, size as u64);
         oct(&mut h, 136, 12, 0);
         h[156] = kind;
@@ -71,6 +79,12 @@ impl Tar {
         );
     }
 
+    /// A folder owned by `uid` and `gid` (`dir` gives the group the uid).
+    pub fn dir_owned(&mut self, path: &str, mode: u32, uid: u32, gid: u32) {
+        let path = format!("{}/", path.trim_end_matches('/'));
+        self.header_link(&path, 0, mode, (uid, gid), b'5', "");
+    }
+
     pub fn file(&mut self, path: &str, data: &[u8], mode: u32, uid: u32) {
         self.header(path, data.len(), mode, uid, b'0');
         self.buf.extend_from_slice(data);
@@ -80,7 +94,7 @@ impl Tar {
 
     /// A symlink entry (`target` at most 100 bytes: ustar's linkname field).
     pub fn symlink(&mut self, path: &str, target: &str) {
-        self.header_link(path, 0, 0o777, 0, b'2', target);
+        self.header_link(path, 0, 0o777, (0, 0), b'2', target);
     }
 
     pub fn finish(mut self) -> Vec<u8> {

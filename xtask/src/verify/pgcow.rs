@@ -58,10 +58,11 @@ pub(super) async fn attach(
     let d = &run.d;
     let seed = {
         let _turn = take_turn(tar).await?;
-        let seed = seed_volume(run, tar, base, probe_image).await?;
+        let owner = top_owner(tar, base)?;
+        let seed = seed_volume(run, tar, base, probe_image, owner).await?;
         // Mounted by a container of this run from here on: no other run's
         // pruning can remove it while this run lives.
-        prepare_upper(run, &seed, base, probe_image).await?;
+        holder(run, &seed, "pgcow", owner).await?;
         seed
     };
     let lower = mountpoint(d, &seed).await?;
@@ -194,7 +195,13 @@ async fn mountpoint(d: &Docker, volume: &str) -> Result<String, String> {
 
 /// The seed's volume, filled from the tar if it is not (or if a fill was
 /// cut short). Err when this daemon cannot mount an overlay of it.
-async fn seed_volume(run: &Run, tar: &Path, base: &str, image: &str) -> Result<String, String> {
+async fn seed_volume(
+    run: &Run,
+    tar: &Path,
+    base: &str,
+    image: &str,
+    owner: Owner,
+) -> Result<String, String> {
     let d = &run.d;
     let name = volume_name(tar);
     let found = d.inspect_volume(&name).await.ok();
@@ -241,7 +248,7 @@ async fn seed_volume(run: &Run, tar: &Path, base: &str, image: &str) -> Result<S
     run.reap(&filler);
     r?;
     super::pgseed::crash_point("filling");
-    let overlay = match try_overlay(run, &name, base, image).await {
+    let overlay = match try_overlay(run, &name, base, image, owner).await {
         Ok(()) => true,
         Err(why) => {
             eprintln!(
@@ -281,26 +288,17 @@ async fn upload_tar(d: &Docker, id: &str, tar: &Path) -> Result<(), String> {
 /// Whether the daemon mounts an overlay of the seed: a throwaway upper
 /// folder and overlay volume, and a container that starts with it mounted
 /// and sees the seed's PG_VERSION through it.
-async fn try_overlay(run: &Run, seed: &str, base: &str, image: &str) -> Result<(), String> {
+async fn try_overlay(
+    run: &Run,
+    seed: &str,
+    base: &str,
+    image: &str,
+    owner: Owner,
+) -> Result<(), String> {
     let d = &run.d;
     let cow = run.name("pgcow-try");
     let ov = run.name("pgcow-try-ov");
-    d.create_volume(VolumeCreateRequest {
-        name: Some(cow.clone()),
-        labels: Some(run.labels()),
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| format!("creating {cow}: {e}"))?;
-    let prep = helper(
-        run,
-        image,
-        "pgcow-try",
-        vec![format!("{seed}:/seed:ro"), format!("{cow}:/cow")],
-        vec!["cow-prep".into(), format!("/seed/{base}"), "/cow".into()],
-    )
-    .await?;
-    finished(d, &prep, "preparing the overlay's upper folder").await?;
+    let hold = holder(run, seed, "pgcow-try", owner).await?;
     let opts = overlay_options(
         &format!("{}/{base}", mountpoint(d, seed).await?),
         &mountpoint(d, &cow).await?,
@@ -324,17 +322,88 @@ async fn try_overlay(run: &Run, seed: &str, base: &str, image: &str) -> Result<(
     .await?;
     let r = finished(d, &look, "mounting the overlay").await;
     // The throwaway volumes go with the run's cleanup (they carry its labels).
-    run.reap(&prep);
+    run.reap(&hold);
     run.reap(&look);
     r
 }
 
-/// The run's upper and work folders (in the run's volume `pgcow`), made by
-/// a container that mounts the seed and stays (exited) until the run's
-/// cleanup: while it exists, the daemon refuses to remove the seed.
-async fn prepare_upper(run: &Run, seed: &str, base: &str, image: &str) -> Result<(), String> {
+/// The owner, group and mode of the seed's top folder (PGDATA), from the
+/// tar's first entry: the overlay's root shows its upper folder's, and
+/// Postgres refuses a data directory that is not its own with mode 0700
+/// or 0750.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Owner {
+    uid: u32,
+    gid: u32,
+    mode: u32,
+}
+
+fn top_owner(tar: &Path, base: &str) -> Result<Owner, String> {
+    use std::io::Read;
+    let mut h = [0u8; 512];
+    std::fs::File::open(tar)
+        .and_then(|mut f| f.read_exact(&mut h))
+        .map_err(|e| format!("{}: {e}", tar.display()))?;
+    parse_top(&h, base)
+        .ok_or_else(|| format!("{} does not start with the folder `{base}/`", tar.display()))
+}
+
+/// The first header of a ustar archive, when it is the folder `base/`.
+fn parse_top(h: &[u8; 512], base: &str) -> Option<Owner> {
+    let field = |off: usize, len: usize| {
+        let s = std::str::from_utf8(&h[off..off + len]).ok()?;
+        u32::from_str_radix(s.trim_matches(|c: char| c == '\0' || c == ' '), 8).ok()
+    };
+    let name_end = h[..100].iter().position(|b| *b == 0).unwrap_or(100);
+    let name = std::str::from_utf8(&h[..name_end]).ok()?;
+    let dir = h[156] == b'5' && name.trim_start_matches("./").trim_end_matches('/') == base;
+    dir.then_some(Owner {
+        mode: field(100, 8)? & 0o777,
+        uid: field(108, 8)?,
+        gid: field(116, 8)?,
+    })
+}
+
+/// A local image of two folders, `/cow/upper` (owned as `o`) and
+/// `/cow/work`: a container of it made with an empty volume at `/cow`
+/// fills that volume with them, owners included, as the daemon creates
+/// the container, without starting it (no container start on Postgres's
+/// line of work). Imported once per owner; a few hundred bytes.
+async fn cow_image(d: &Docker, o: Owner) -> Result<String, String> {
+    let tag = format!("xtask-pg-cow:{}-{}-{:o}", o.uid, o.gid, o.mode);
+    if docker::image_exists(d, &tag).await {
+        return Ok(tag);
+    }
+    let mut t = docker::Tar::default();
+    t.dir("cow", 0o755, 0);
+    t.dir_owned("cow/upper", o.mode, o.uid, o.gid);
+    t.dir("cow/work", 0o700, 0);
+    let (repo, name) = tag.split_once(':').unwrap_or((&tag, "latest"));
+    let opts = q::CreateImageOptions {
+        from_src: Some("-".into()),
+        repo: Some(repo.into()),
+        tag: Some(name.into()),
+        ..Default::default()
+    };
+    let mut s = d.create_image(
+        Some(opts),
+        Some(bollard::body_full(t.finish().into())),
+        None,
+    );
+    while let Some(r) = futures_util::StreamExt::next(&mut s).await {
+        r.map_err(|e| format!("importing {tag}: {e}"))?;
+    }
+    Ok(tag)
+}
+
+/// The run's volume `name` holding the upper and work folders, and the
+/// container that filled it (created, never started). It also mounts the
+/// seed, so while it exists the daemon refuses to remove the seed; it
+/// carries the run's labels and goes with the run's cleanup.
+async fn holder(run: &Run, seed: &str, name: &str, owner: Owner) -> Result<String, String> {
     let d = &run.d;
-    let cow = run.name("pgcow");
+    let image = cow_image(d, owner).await?;
+    let cow = run.name(name);
     d.create_volume(VolumeCreateRequest {
         name: Some(cow.clone()),
         labels: Some(run.labels()),
@@ -342,19 +411,35 @@ async fn prepare_upper(run: &Run, seed: &str, base: &str, image: &str) -> Result
     })
     .await
     .map_err(|e| format!("creating {cow}: {e}"))?;
-    let id = helper(
-        run,
-        image,
-        "pgcow",
-        vec![format!("{seed}:/seed:ro"), format!("{cow}:/cow")],
-        vec!["cow-prep".into(), format!("/seed/{base}"), "/cow".into()],
-    )
-    .await?;
-    finished(d, &id, "preparing the overlay's upper folder").await
+    let mut labels = run.labels();
+    labels.insert("monorepo.verify.seed".into(), "postgres".into());
+    let id = d
+        .create_container(
+            Some(q::CreateContainerOptions {
+                name: Some(cow.clone()),
+                ..Default::default()
+            }),
+            ContainerCreateBody {
+                image: Some(image),
+                cmd: Some(vec!["/none".into()]),
+                labels: Some(labels),
+                host_config: Some(HostConfig {
+                    binds: Some(vec![format!("{seed}:/seed:ro"), format!("{cow}:/cow")]),
+                    network_mode: Some("none".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| format!("creating {cow}: {e}"))?
+        .id;
+    Ok(id)
 }
 
-/// A container of the probe image, as root with only the capabilities
-/// `cow-prep` and `exists` need, no network; started unless `cmd` is empty.
+/// A container of the probe image, as root with only the capability
+/// `exists` needs (to look into a folder that is another user's), no
+/// network; started unless `cmd` is empty.
 async fn helper(
     run: &Run,
     image: &str,
@@ -386,7 +471,7 @@ async fn helper(
                     binds: Some(binds),
                     network_mode: Some("none".into()),
                     cap_drop: Some(vec!["ALL".into()]),
-                    cap_add: Some(vec!["CHOWN".into(), "DAC_READ_SEARCH".into()]),
+                    cap_add: Some(vec!["DAC_READ_SEARCH".into()]),
                     security_opt: Some(vec!["no-new-privileges".into()]),
                     ..Default::default()
                 }),
@@ -448,6 +533,33 @@ pub(super) async fn prune(d: &Docker) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_seeds_top_folder_gives_the_upper_folders_owner() {
+        let mut t = docker::Tar::default();
+        t.dir_owned("data", 0o700, 102, 104);
+        t.file(
+            "data/PG_VERSION",
+            b"15
+",
+            0o600,
+            102,
+        );
+        let bytes = t.finish();
+        let h: &[u8; 512] = bytes[..512].try_into().unwrap();
+        assert_eq!(
+            parse_top(h, "data"),
+            Some(Owner {
+                uid: 102,
+                gid: 104,
+                mode: 0o700
+            })
+        );
+        // Another top folder, or a file first: no owner to copy.
+        assert_eq!(parse_top(h, "pgdata"), None);
+        let f: &[u8; 512] = bytes[512..1024].try_into().unwrap();
+        assert_eq!(parse_top(f, "data"), None);
+    }
 
     #[test]
     fn the_overlay_options_name_the_seed_below_and_the_runs_folders_above() {

@@ -222,8 +222,17 @@ async fn copy_on_write(
         .file_name()
         .map(|b| b.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let t = Instant::now();
     match super::pgcow::attach(run, file, &base, volume, seeding.probe_image).await {
-        Ok(()) => true,
+        Ok(()) => {
+            if std::env::var_os("XTASK_TRACE").is_some() {
+                say(&format!(
+                    "copy-on-write in {:.2}s",
+                    t.elapsed().as_secs_f64()
+                ));
+            }
+            true
+        }
         Err(why) => {
             say(&format!("unpacked, not copy-on-write: {why}"));
             false
