@@ -2,7 +2,7 @@
 """Generates the Python messages and gRPC stubs of src/proto into src/common/gen.
 
     python3 scripts/gen_proto.py [--check] [--full] [--root DIR] [--out DIR]
-    python3 scripts/gen_proto.py --plan DIR [--overlay DIR] [--drop REL]... [--base-current]
+    python3 scripts/gen_proto.py --plan DIR [--overlay DIR] [--drop REL]...
 
 Without --check: brings src/common/gen/ up to date with every
 src/proto/**/*.proto and replaces the folder as a whole (a crash leaves the
@@ -15,20 +15,20 @@ and `remove-service` call: the .proto files are those of src/proto with the
 files of --overlay (a folder laid out like src/proto) added or replacing
 theirs and the --drop ones (paths under src/proto) removed; it prints the
 `path: why` lines of src/common/gen against that planned set, writes the new
-content of each missing or differing file under DIR, and exits 0.
-
-Two options serve `cargo xtask`'s shortcuts (plan/proto_stamp.rs), which
-skip this script while nothing it reads changed:
---manifest FILE (with --check): when the code is current, writes one
-`sha256<TAB>path` line for every file the check read and found right (the
-generated files and .proto files as repository paths, the imports found
-outside src/proto as absolute paths), so the caller can stamp exactly them.
---base-current (with --plan): the caller has proved src/common/gen current
-for src/proto, and the overlay only ADDS .proto files; then protoc runs for
-those alone and only their files are compared, not the whole tree. When an
+content of each missing or differing file under DIR, and exits 0. A plan
+that only ADDS .proto files (what add-service --grpc asks) makes and
+compares the added files' code alone: the others' code cannot change, and
+whether it is current is --check's business, not the new service's. When an
 added file could change what the others generate (it replaces one, shares
 a module name with one, or shadows an import found outside src/proto), the
-option is ignored and the plan is the full one.
+plan is the full one.
+
+--manifest FILE (with --check) serves `cargo xtask check`'s stamp
+(plan/proto_stamp.rs), which skips this script while nothing it read
+changed: when the code is current, it writes one `sha256<TAB>path` line for
+every file the check read and found right (the generated files and .proto
+files as repository paths, the imports found outside src/proto as absolute
+paths), so the caller can stamp exactly them.
 
 Exit codes: 0 up to date / written / planned; 1 stale (--check); 2 failure
 (no protoc, the wrong protoc version, a protoc error).
@@ -96,6 +96,9 @@ import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+if sys.version_info < (3, 10):  # `X | None` below is evaluated at import
+    sys.exit(f"gen_proto: needs Python 3.10 or newer, not {sys.version.split()[0]} ({sys.executable})")
 
 PROTO_DIR = Path("src/proto")
 OUT_DIR = Path("src/common/gen")
@@ -397,7 +400,7 @@ def closure(rel: str, imports: dict[str, list[str]]) -> list[str]:
 
 
 def additions_only(inputs: Inputs) -> list[str] | None:
-    """--base-current: the added .proto files when the planned set only adds
+    """--plan: the added .proto files when the planned set only adds
     files that cannot change what the others generate, else None. protoc's
     output for a file depends on it and its imports only; none of src/proto
     can import an added file unless that import resolved before outside
@@ -442,7 +445,7 @@ def generate(
     file in `gen` is it" (its recorded hash checked), the .proto files
     protoc ran for, and {rel: hash} of the files taken from `gen`. With
     `only` (a list of .proto files), the package of those files alone: the
-    other files are known to be current (--base-current)."""
+    other files are not the plan's business (additions_only)."""
     names = inputs.names if only is None else only
     hashes = {rel: inputs.proto_hash(rel) for rel in names}
     # Two .proto files with one output name: protoc must see them together
@@ -557,7 +560,7 @@ def tree(d: Path) -> set[str]:
 
 def stale(want: Package, old: Path, whole: bool = True) -> list[tuple[str, str]]:
     """Files of `old` that differ from `want`: (path, why), sorted. Not
-    `whole`: only the files of `want` are looked at (--base-current)."""
+    `whole`: only the files of `want` are looked at (additions_only)."""
     if whole:
         have = tree(old) if old.is_dir() else set()
     else:
@@ -611,11 +614,6 @@ def main(argv: list[str] | None = None) -> int:
         "--overlay", type=Path, help="with --plan: .proto files added or replaced (laid out like src/proto)"
     )
     ap.add_argument("--drop", action="append", default=[], help="with --plan: a .proto removed (path under src/proto)")
-    ap.add_argument(
-        "--base-current",
-        action="store_true",
-        help="with --plan: src/common/gen is known current; plan only added files",
-    )
     ap.add_argument("--manifest", type=Path, help="with --check: when current, write the hash of every file read here")
     args = ap.parse_args(argv)
     root = args.root.resolve()
@@ -632,9 +630,9 @@ def main(argv: list[str] | None = None) -> int:
             want, _, _ = generate(inputs, target, args.full, cache)
             materialize(want, target, args.out.resolve(), link=False)
             return 0
-        if (args.base_current and not args.plan) or (args.manifest and not args.check):
-            raise Failure("--base-current goes with --plan, --manifest with --check")
-        only = additions_only(inputs) if args.base_current and not args.full else None
+        if args.manifest and not args.check:
+            raise Failure("--manifest goes with --check")
+        only = additions_only(inputs) if args.plan and not args.full else None
         want, _, kept = generate(inputs, target, args.full, cache, only)
         diff = stale(want, target, whole=only is None)
         if args.plan:

@@ -375,10 +375,10 @@ def test_manifest_names_every_file_a_current_check_read(tmp_path):
 
 
 @needs_protoc
-def test_base_current_plans_only_the_added_files_and_the_same_bytes(tmp_path):
-    """--plan --base-current: what `add-service --grpc` runs when the stamp
-    proves src/common/gen current; ignored when an added file could change
-    the others."""
+def test_a_plan_that_only_adds_makes_only_the_added_files_and_the_same_bytes(tmp_path):
+    """--plan with an overlay that only adds .proto files (what `add-service
+    --grpc` runs): only their code is made and compared; the full plan
+    when an added file could change the others."""
     root = copy_repo(tmp_path / "repo")
     overlay = tmp_path / "overlay"
     (overlay / "ledger/v1").mkdir(parents=True)
@@ -387,24 +387,25 @@ def test_base_current_plans_only_the_added_files_and_the_same_bytes(tmp_path):
         "message Entry { accounts.v1.Account a = 1; }\n"
     )
     fast, full = tmp_path / "fast", tmp_path / "full"
-    r = gen(root, "--plan", str(fast), "--overlay", str(overlay), "--base-current")
+    r = gen(root, "--plan", str(fast), "--overlay", str(overlay))
     assert r.returncode == 0, r.stderr
-    assert gen(root, "--plan", str(full), "--overlay", str(overlay)).stdout == r.stdout
+    assert gen(root, "--plan", str(full), "--overlay", str(overlay), "--full").stdout == r.stdout
     assert (
         files(fast) == files(full)
         and b"from common.gen.accounts.v1 import accounts_pb2" in (fast / "ledger/v1/ledger_pb2.py").read_bytes()
     )
-    # The fast plan trusts the rest: a stale file elsewhere is not its business...
+    # The added service's plan leaves the rest alone: a stale file elsewhere is check's business...
     (root / "src/common/gen/extra_pb2.py").write_text("")
-    r = gen(root, "--plan", str(tmp_path / "fast2"), "--overlay", str(overlay), "--base-current")
+    r = gen(root, "--plan", str(tmp_path / "fast2"), "--overlay", str(overlay))
     assert "extra_pb2" not in r.stdout
+    assert gen(root, "--check").returncode == 1
     # ...but an added file that shares a module name with an existing one,
     # or replaces one, gets the full plan.
     (overlay / "accounts/v1").mkdir(parents=True)
     (overlay / "accounts/v1/accounts.proto").write_text(
         'syntax = "proto3";\npackage accounts.v1;\nmessage Account { string id = 1; }\n'
     )
-    r = gen(root, "--plan", str(tmp_path / "fast3"), "--overlay", str(overlay), "--base-current")
+    r = gen(root, "--plan", str(tmp_path / "fast3"), "--overlay", str(overlay))
     assert "src/common/gen/extra_pb2.py: not generated from src/proto (remove it)" in r.stdout.splitlines()
     assert "src/common/gen/accounts/v1/accounts_pb2.py: differs" in r.stdout.splitlines()
 

@@ -64,14 +64,8 @@ fn run(cli: Cli) -> Result<Exit, Diagnostic> {
         } => cmd::remove::run(&root(cli.root)?, &name, keep_files, dry_run).map(|()| Exit::Ok),
         Command::Sync { check } => cmd::sync::run(&root(cli.root)?, check)
             .map(|clean| Exit::findings_unless(clean || !check)),
-        Command::Proto { check } => {
-            let code = xtask::plan::proto::run(&root(cli.root)?, check)?;
-            Ok(match code {
-                0 => Exit::Ok,
-                1 => Exit::Findings,
-                _ => Exit::Failure,
-            })
-        }
+        Command::Proto { check } => cmd::proto::run(&root(cli.root)?, check)
+            .map(|clean| Exit::findings_unless(clean || !check)),
         Command::Certs { force } => cmd::certs::run(&root(cli.root)?, force).map(|()| Exit::Ok),
         Command::List { format } => {
             cmd::list::run(&root(cli.root)?, format == Format::Json).map(|()| Exit::Ok)

@@ -27,11 +27,7 @@ pub fn generated(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(), Error> {
             }
         }
         Staleness::Unknown(why) => {
-            let fix = if why.starts_with("protoc failed") {
-                "fix the .proto file protoc names, then run `cargo xtask proto`"
-            } else {
-                proto::INSTALL
-            };
+            let fix = proto::fix_for(&why);
             out.push(Diagnostic::finding(
                 Rule::ProtoGenerated,
                 proto::GEN_DIR,

@@ -1,5 +1,5 @@
 //! The commands that need no running stack: add-service, remove-service,
-//! sync, certs, list, export and images (bootstrap). Each loads the
+//! sync, proto, certs, list, export and images (bootstrap). Each loads the
 //! repository model; those that write plan every file into one `Txn`, then
 //! print the plan (`--dry-run`) or commit it under the repository lock.
 
@@ -10,6 +10,7 @@ pub use crate::docker::cluster;
 pub mod export;
 pub mod images;
 pub mod list;
+pub mod proto;
 pub mod remove;
 pub mod sync;
 

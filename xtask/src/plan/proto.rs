@@ -3,12 +3,12 @@
 //! and planning a regeneration into a `Txn`, so a new service's `.proto`
 //! and its generated code land together or not at all. The script is
 //! incremental (protoc runs only for the `.proto` files whose inputs or
-//! generated files changed; see its docstring), so a check or an added
+//! generated files changed; see its docstring), and a plan that only adds
+//! `.proto` files makes and compares only theirs, so a check or an added
 //! service costs about the same at 500 services as at 5.
 //!
 //! `check` skips the script while the files it read last time are
-//! unchanged (`proto_stamp`), and an added service's plan compares only its
-//! own files when that stamp proves the rest current.
+//! unchanged (`proto_stamp`).
 //!
 //! The generator stays one Python script (stdlib only, protoc 3.21 and the
 //! grpc_python_plugin): CI, the Python tests and this tool all run the same
@@ -26,94 +26,46 @@ pub use crate::plan::proto_stamp::{GEN_DIR, PROTO_DIR, SCRIPT};
 const EXTRA: &str = "not generated from src/proto (remove it)";
 pub const INSTALL: &str = "install protoc 3.21 and the gRPC Python plugin: `apt-get install protobuf-compiler protobuf-compiler-grpc` (Debian bookworm; `bash scripts/setup.sh` does it)";
 
+/// The fix for a generator failure: its own text says whether protoc
+/// rejected a `.proto` file or the tools are missing.
+pub fn fix_for(why: &str) -> &'static str {
+    if why.starts_with("protoc failed") || why.contains("still imported") {
+        "fix the .proto file named above, then run `cargo xtask proto`"
+    } else {
+        INSTALL
+    }
+}
+
 /// The command that starts the generator: `$XTASK_PYTHON` when set, else
-/// the `python3` on PATH. A pyenv shim there is resolved as pyenv itself
-/// would resolve it (`pyenv_python`): the shim is a chain of bash scripts
-/// that costs 70-100 ms per start, more than the generator's own work.
+/// the first `python3` on PATH that is not a version manager's shim (a
+/// file in a folder named `shims`, as pyenv's and asdf's are), else
+/// `python3` itself. A shim is a chain of shell scripts that picks an
+/// interpreter by its own rules at 70-100 ms a start, more than the
+/// generator's own work for an added service; the script is stdlib only
+/// and makes the same bytes on any Python 3.10 or newer, so the choice
+/// among interpreters does not matter, only the start does.
 fn python() -> Command {
-    let mut c = interpreter();
-    // The script is stdlib only: without `site` (site-packages, their
-    // .pth hooks) Python starts in a third of the time (about 8 ms instead
-    // of 35 here), and the script is on the critical path of add-service.
+    let exe = std::env::var_os("XTASK_PYTHON")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            let path = std::env::var_os("PATH")?;
+            std::env::split_paths(&path)
+                .filter(|d| d.file_name().is_none_or(|n| n != "shims"))
+                .map(|d| d.join("python3"))
+                .find(|p| executable(p))
+        })
+        .unwrap_or_else(|| PathBuf::from("python3"));
+    let mut c = Command::new(exe);
+    // Without `site` (site-packages, their .pth hooks) Python starts in a
+    // third of the time; the script needs only the standard library.
     c.arg("-S");
     c
 }
 
-fn interpreter() -> Command {
-    if let Some(p) = std::env::var_os("XTASK_PYTHON").filter(|p| !p.is_empty()) {
-        return Command::new(p);
-    }
-    let version = std::env::var("PYENV_VERSION")
-        .ok()
-        .filter(|v| !v.is_empty());
-    let cwd = std::env::current_dir().unwrap_or_default();
-    let pyenv_dir = std::env::var_os("PYENV_DIR").is_some();
-    match proto_stamp::which("python3")
-        .and_then(|shim| pyenv_python(&shim, version, pyenv_dir, &cwd))
-    {
-        Some((exe, bin)) => {
-            let mut c = Command::new(exe);
-            // As `pyenv exec` does: the version's bin folder first on PATH.
-            let path = std::env::var_os("PATH").unwrap_or_default();
-            c.env(
-                "PATH",
-                std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(&path)))
-                    .unwrap_or(path),
-            );
-            c
-        }
-        None => Command::new("python3"),
-    }
-}
-
-/// The interpreter a pyenv shim would exec, and its bin folder, for the
-/// plain case only: `<root>/shims/python3` with `<root>/libexec/pyenv`, one
-/// version named by $PYENV_VERSION, else the nearest `.python-version` up
-/// from the current folder, else `<root>/version`, installed as
-/// `<root>/versions/<v>/bin/python3`. Anything else (PYENV_DIR set,
-/// several versions, `system`, a prefix like `3.11`) keeps the shim, which
-/// stays right whatever pyenv does.
-fn pyenv_python(
-    shim: &Path,
-    version: Option<String>,
-    pyenv_dir: bool,
-    cwd: &Path,
-) -> Option<(PathBuf, PathBuf)> {
-    let shims = shim.parent()?;
-    let root = shims.parent()?;
-    if shims.file_name()? != "shims" || !root.join("libexec/pyenv").is_file() || pyenv_dir {
-        return None;
-    }
-    let named = match version {
-        Some(v) => v,
-        None => {
-            let file = cwd
-                .ancestors()
-                .map(|d| d.join(".python-version"))
-                .find(|f| f.is_file())
-                .unwrap_or_else(|| root.join("version"));
-            // pyenv-version-file-read: the first word of each line, empty
-            // lines and `#` comments skipped; several words name several versions.
-            let text = std::fs::read_to_string(file).ok()?;
-            let words: Vec<&str> = text
-                .lines()
-                .filter_map(|l| l.split_whitespace().next())
-                .filter(|w| !w.starts_with('#'))
-                .collect();
-            let [v] = words[..] else { return None };
-            v.to_string()
-        }
-    };
-    if named == "system" || named.contains([':', '/']) || named.starts_with('.') {
-        return None;
-    }
-    let bin = root.join("versions").join(&named).join("bin");
-    let exe = bin.join("python3");
+fn executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(&exe)
-        .ok()
-        .filter(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)?;
-    Some((exe, bin))
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// `python3 scripts/gen_proto.py --root <root> <args>` with stdout captured.
@@ -131,18 +83,6 @@ fn script(root: &Path, args: &[&str], stdout: Stdio) -> Result<Output, Error> {
             Diagnostic::error(format!("cannot run `python3 {SCRIPT}`: {e}"))
                 .fix("install Python 3 (`apt-get install python3`)")
         })
-}
-
-/// `cargo xtask proto [--check]`: the script's own output and exit code
-/// (0 written or current, 1 stale, 2 failure).
-pub fn run(root: &Path, check: bool) -> Result<u8, Error> {
-    let args: &[&str] = if check { &["--check"] } else { &[] };
-    let o = script(root, args, Stdio::inherit())?;
-    eprint!("{}", String::from_utf8_lossy(&o.stderr));
-    Ok(match o.status.code() {
-        Some(c @ 0..=2) => c as u8,
-        _ => 2,
-    })
 }
 
 /// What `gen_proto.py --check` found.
@@ -298,7 +238,6 @@ pub fn start(t: &Txn, root: &Path, planned: &[String]) -> Result<Pending, Error>
         .arg(&out)
         .arg("--overlay")
         .arg(&overlay);
-    let mut adds_only = true;
     for rel in planned {
         let Some(under) = rel.strip_prefix(&format!("{PROTO_DIR}/")) else {
             return Err(Diagnostic::error(format!("not under {PROTO_DIR}"))
@@ -307,22 +246,15 @@ pub fn start(t: &Txn, root: &Path, planned: &[String]) -> Result<Pending, Error>
         };
         match t.content(rel)? {
             Some(b) => {
-                adds_only &= !root.join(rel).exists();
                 let p = overlay.join(under);
                 std::fs::create_dir_all(p.parent().unwrap())
                     .and_then(|_| std::fs::write(&p, b))
                     .map_err(|e| io(&p, e))?;
             }
             None => {
-                adds_only = false;
                 cmd.arg("--drop").arg(rel);
             }
         }
-    }
-    // New .proto files on top of code proved current: the script compares
-    // only their files (it checks that they cannot change the others').
-    if adds_only && proto_stamp::trusted(root) {
-        cmd.arg("--base-current");
     }
     let child = cmd
         .stdin(Stdio::null())
@@ -356,7 +288,7 @@ impl Pending {
                 .to_string();
             return Err(
                 Diagnostic::error(format!("generating the gRPC code failed: {why}"))
-                    .fix(format!("{INSTALL}; nothing was written")),
+                    .fix(format!("{}; nothing was written", fix_for(&why))),
             );
         }
         for (path, why) in parse_stale(&String::from_utf8_lossy(&o.stdout)) {
@@ -382,67 +314,6 @@ impl Pending {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_pyenv_shim_is_resolved_as_pyenv_would_or_kept() {
-        let root = std::env::temp_dir().join(format!("xtask-pyenv-unit-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let exe = |p: &Path| {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, "").unwrap();
-            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
-        };
-        let (shim, project) = (root.join("pyenv/shims/python3"), root.join("project/sub"));
-        for p in [
-            &shim,
-            &root.join("pyenv/libexec/pyenv"),
-            &root.join("pyenv/versions/3.11.7/bin/python3"),
-            &root.join("pyenv/versions/3.12.1/bin/python3"),
-        ] {
-            exe(p);
-        }
-        std::fs::create_dir_all(&project).unwrap();
-        std::fs::write(root.join("pyenv/version"), "3.11.7\n").unwrap();
-        let got = |v: Option<&str>, dir: bool| {
-            pyenv_python(&shim, v.map(String::from), dir, &project).map(|(e, _)| e)
-        };
-        let v = |n: &str| Some(root.join(format!("pyenv/versions/{n}/bin/python3")));
-        assert_eq!(got(None, false), v("3.11.7"), "the global version file");
-        std::fs::write(
-            root.join("project/.python-version"),
-            "# pinned for the CI\n\n3.12.1 # comment\n",
-        )
-        .unwrap();
-        assert_eq!(
-            got(None, false),
-            v("3.12.1"),
-            "the nearest .python-version wins"
-        );
-        assert_eq!(
-            got(Some("3.11.7"), false),
-            v("3.11.7"),
-            "PYENV_VERSION wins"
-        );
-        // Whatever pyenv would decide by rules not copied here: the shim.
-        for (ver, dir) in [
-            (Some("3.11.7:3.12.1"), false),
-            (Some("system"), false),
-            (Some("3.11"), false),
-            (Some("../../x"), false),
-            (None, true),
-        ] {
-            assert_eq!(got(ver, dir), None, "{ver:?} {dir}");
-        }
-        std::fs::write(root.join("project/.python-version"), "3.12.1\n3.11.7\n").unwrap();
-        assert_eq!(got(None, false), None, "two versions");
-        assert_eq!(
-            pyenv_python(&root.join("project/python3"), None, false, &project),
-            None,
-            "not a shim"
-        );
-        let _ = std::fs::remove_dir_all(&root);
-    }
 
     #[test]
     fn stale_lines_become_path_and_reason() {

@@ -1,6 +1,6 @@
 //! Crash safety: the real binary is killed at every write step (its
 //! `XTASK_CRASH_AT` points abort the process with SIGKILL) and at random
-//! moments, during add-service, remove-service, sync and certs. After each
+//! moments, during add-service, remove-service, sync, proto and certs. After each
 //! kill the next command must find the repository exactly as it was or
 //! exactly as the finished command leaves it (bytes, modes, owners, links,
 //! `certs/` included), and the retried command must succeed. Plus `check`
@@ -346,7 +346,7 @@ impl Rng {
     }
 }
 
-/// The four writing commands, each from the state its change starts in.
+/// The writing commands, each from the state its change starts in.
 fn kill_cases(dir: &Path, fx: &Path) -> Vec<Case> {
     let add_n = |root: &Path| ok(&run(root, ADD, &[]), "add nsvc");
     vec![
@@ -385,6 +385,15 @@ fn kill_cases(dir: &Path, fx: &Path) -> Vec<Case> {
             &["remove-service", "nweb"],
             |root: &Path| ok(&run(root, ADD_WEB, &[]), "add nweb"),
         ),
+        // An API changed without regenerating, and a generated file that
+        // no .proto makes: proto rewrites two files and deletes one.
+        case(dir, fx, "proto", &["proto"], |root: &Path| {
+            let p = root.join("src/proto/accounts/v1/accounts.proto");
+            let t = std::fs::read_to_string(&p).unwrap();
+            assert!(t.contains("string source = 3;"));
+            std::fs::write(&p, t.replace("string source = 3;", "string source = 4;")).unwrap();
+            std::fs::write(root.join("src/common/gen/stray_pb2.py"), "").unwrap();
+        }),
     ]
 }
 
