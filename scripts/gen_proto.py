@@ -97,7 +97,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-if sys.version_info < (3, 10):  # `X | None` below is evaluated at import
+if sys.version_info < (3, 10):  # noqa: UP036 (the python3 found on PATH may be older) `X | None` below is evaluated at import
     sys.exit(f"gen_proto: needs Python 3.10 or newer, not {sys.version.split()[0]} ({sys.executable})")
 
 PROTO_DIR = Path("src/proto")
