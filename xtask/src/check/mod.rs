@@ -47,11 +47,7 @@ pub const RULES: &[(Rule, Check)] = &[
 
 /// MR016: the names the input gate refuses (`model/names.rs`).
 fn names(repo: &Repo, out: &mut Vec<Finding>) -> Result<(), Error> {
-    out.extend(
-        repo.name_problems()
-            .into_iter()
-            .map(|p| Diagnostic::finding(Rule::Names, &p.file, p.line, p.msg, p.fix)),
-    );
+    out.extend(repo.name_problems());
     Ok(())
 }
 
