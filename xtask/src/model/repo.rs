@@ -435,3 +435,26 @@ impl Repo {
         }
     }
 }
+
+/// A repository in a fresh folder under the temporary directory: a minimal
+/// `Cargo.toml`, `openssl.cnf` and `src/backend_services/`, then `files`
+/// (path, text) over them; loaded. For unit tests that need a `Repo`.
+#[cfg(test)]
+pub(crate) fn scratch(tag: &str, files: &[(&str, &str)]) -> Repo {
+    let root = std::env::temp_dir().join(format!("xtask-unit-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join(SERVICES_DIR)).unwrap();
+    let base = [
+        (cargo_toml::FILE, "[workspace]\nmembers = [\"xtask\"]\n"),
+        (
+            cnf::FILE,
+            "[ req ]\ndistinguished_name = dn\n\n[ dn ]\nCN = localhost\n\n[ alt_names ]\nDNS.1 = localhost\n",
+        ),
+    ];
+    for (path, text) in base.iter().chain(files) {
+        let p = root.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    Repo::load(&root).unwrap()
+}
