@@ -258,6 +258,12 @@ impl Diagnostic {
         self
     }
 
+    /// The whole file at `path` (one outside the repository too: a cache,
+    /// a state file), as it is displayed.
+    pub fn at_path(self, path: &std::path::Path) -> Diagnostic {
+        self.at(&path.display().to_string(), 0)
+    }
+
     pub fn col(mut self, column: usize) -> Diagnostic {
         self.column = column;
         self

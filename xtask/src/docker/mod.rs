@@ -21,6 +21,16 @@ pub use images::{build, image_exists, image_id, logs, remove_older_tags};
 pub use sweep::{hostname, pid_alive, sweep, sweep_until_gone};
 pub use tar_filter::TarFilter;
 
+/// The fix of an Engine API call the daemon refused or could not answer:
+/// its reason is in the message; these show the daemon's own state.
+pub const ENGINE_FIX: &str = "is the Docker daemon running and healthy? `docker info` shows it (disk space, storage driver), `docker events` what it did";
+
+/// An Engine API call that failed: `what` names the call and its object
+/// (`creating container for `web``), then the engine's answer, and the fix.
+pub fn engine_error(what: impl std::fmt::Display, e: impl std::fmt::Display) -> crate::diag::Error {
+    crate::diag::Diagnostic::error(format!("{what}: {e}")).fix(ENGINE_FIX)
+}
+
 /// Every object a verify run creates carries this label (value: run id),
 /// and `monorepo.verify.pid` names the process that owns it.
 pub const RUN_LABEL: &str = "monorepo.verify.run";

@@ -160,6 +160,16 @@ pub fn locate(repo: &Repo, owner: &str, key: &str) -> (String, usize) {
     (file, line)
 }
 
+/// `e` at the line of `owner.key` (see `locate`; an unknown key: the
+/// owner's line) unless it has a place already.
+pub fn at_key(repo: &Repo, owner: &str, key: &str, e: Diagnostic) -> Diagnostic {
+    if !e.file.is_empty() {
+        return e;
+    }
+    let (file, line) = locate(repo, owner, key);
+    e.at(&file, line)
+}
+
 /// The typed view the rest of verify reads (targets, the matrix, the data
 /// layer), made from the stack so that it agrees with Compose: networks
 /// (the implicit `default` included), ports, mounts and environment as

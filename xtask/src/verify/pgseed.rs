@@ -27,7 +27,7 @@ use super::probe;
 use super::report::indent;
 use super::run::Run;
 use crate::diag::{Diagnostic, Error};
-use crate::docker;
+use crate::docker::{self, engine_error};
 use crate::model::compose::Service;
 use crate::model::repo::Repo;
 
@@ -91,7 +91,7 @@ pub(super) async fn prepare(
     let inspect = d
         .inspect_image(&image)
         .await
-        .map_err(|e| Diagnostic::error(format!("inspecting `{image}`: {e}")))?;
+        .map_err(|e| engine_error(format!("inspecting `{image}`"), e))?;
     let env = body.env.clone().unwrap_or_default();
     let image_env = inspect
         .config
@@ -177,8 +177,11 @@ pub(super) async fn prepare(
         "cached in {:.1}s ({rel})",
         t.elapsed().as_secs_f64()
     ));
-    let tar = std::fs::File::open(&file)
-        .map_err(|e| Diagnostic::error(format!("{}: {e}", file.display())))?;
+    let tar = std::fs::File::open(&file).map_err(|e| {
+        Diagnostic::error(format!("reading the cached data directory: {e}"))
+            .at_path(&file)
+            .fix("make the cache folder readable, or pass `--no-seed`")
+    })?;
     prune(&dir, &file);
     Ok(Some(Seed { tar, file, parent }))
 }
@@ -318,7 +321,7 @@ async fn make(
             ..Default::default()
         })
         .await
-        .map_err(|e| Diagnostic::error(format!("creating volume {vol}: {e}")))?;
+        .map_err(|e| engine_error(format!("creating volume {vol}"), e))?;
         binds.push(format!("{vol}:{rest}"));
     }
     let mut labels = run.labels();
@@ -341,13 +344,22 @@ async fn make(
             prep,
         )
         .await
-        .map_err(|e| Diagnostic::error(format!("creating {name}: {e}")))?
+        .map_err(|e| engine_error(format!("creating {name}"), e))?
         .id;
     d.start_container(&id, None::<q::StartContainerOptions>)
         .await
-        .map_err(|e| Diagnostic::error(format!("starting {name}: {e}")))?;
-    let target = matrix::target(repo, s)
-        .ok_or_else(|| Diagnostic::error(format!("`{}` publishes no port to probe", s.name)))?;
+        .map_err(|e| engine_error(format!("starting {name}"), e))?;
+    let target = matrix::target(repo, s).ok_or_else(|| {
+        super::load::at_key(
+            repo,
+            &s.name,
+            "ports",
+            Diagnostic::error(format!("`{}` publishes no port to probe", s.name)).fix(format!(
+                "give `{}` its port (`expose: [\"5432\"]`), or pass `--no-seed`",
+                s.name
+            )),
+        )
+    })?;
     if let Err(why) =
         probe::wait_ready(d, run, seeding.probe_image, &target, &id, seeding.timeout).await
     {
@@ -375,12 +387,9 @@ async fn make(
     let r = download(d, &id, pgdata, dir, file).await;
     run.reap(&id);
     r.map_err(|e| {
-        Diagnostic::error(format!(
-            "caching the data directory of `{}` in {}: {e}",
-            s.name,
-            dir.display()
-        ))
-        .fix("make the folder writable, or pass `--no-seed`")
+        Diagnostic::error(format!("caching the data directory of `{}`: {e}", s.name))
+            .at_path(dir)
+            .fix("make the folder writable, or pass `--no-seed`")
     })
 }
 
@@ -551,7 +560,8 @@ impl Seed {
         if let Err(e) = r {
             // A damaged seed must not be used again.
             let _ = std::fs::remove_file(&self.file);
-            return Err(Diagnostic::error(format!("unpacking the cached data directory {} into {SERVICE}: {e}; the cache file was removed", self.file.display()))
+            return Err(Diagnostic::error(format!("unpacking the cached data directory into {SERVICE}: {e}; the cache file was removed"))
+                .at_path(&self.file)
                 .fix("run verify again (it initialises a new one), or pass `--no-seed`"));
         }
         Ok(())
