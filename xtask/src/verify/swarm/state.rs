@@ -23,7 +23,11 @@ pub(super) fn lock_engine_at(host: &str) -> Result<std::fs::File, Error> {
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|e| Diagnostic::error(format!("{}: {e}", path.display())))?;
+        .map_err(|e| {
+            Diagnostic::error(format!("opening the swarm engine's lock: {e}"))
+                .at_path(&path)
+                .fix("the lock lives in the temporary folder (TMPDIR): make it writable, or remove a lock file another user left there")
+        })?;
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         eprintln!(
             "verify: waiting for another `verify --engine swarm` on this Docker engine ({})",
@@ -31,10 +35,10 @@ pub(super) fn lock_engine_at(host: &str) -> Result<std::fs::File, Error> {
         );
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
             return Err(Diagnostic::error(format!(
-                "cannot lock {}: {}",
-                path.display(),
+                "cannot lock: {}",
                 std::io::Error::last_os_error()
-            )));
+            ))
+            .at_path(&path));
         }
     }
     Ok(f)
@@ -44,7 +48,7 @@ pub(super) async fn node_state(d: &Docker) -> Result<(LocalNodeState, bool), Err
     let info = d
         .info()
         .await
-        .map_err(|e| Diagnostic::error(format!("asking the Docker engine about its swarm: {e}")))?;
+        .map_err(|e| crate::docker::engine_error("asking the Docker engine about its swarm", e))?;
     let sw = info.swarm.unwrap_or_default();
     Ok((
         sw.local_node_state.unwrap_or(LocalNodeState::INACTIVE),
@@ -102,7 +106,10 @@ pub(super) async fn take_swarm(d: &Docker, id: &str, init: bool) -> Result<Optio
                 spec: Some(SwarmSpec { labels: Some(labels), ..Default::default() }),
                 ..Default::default()
             };
-            d.init_swarm(req).await.map_err(|e| Diagnostic::error(format!("making a one-node swarm: {e}")))?;
+            d.init_swarm(req).await.map_err(|e| {
+                Diagnostic::error(format!("making a one-node swarm: {e}"))
+                    .fix(format!("make it yourself with `{INIT_COMMAND}` and run without --init-swarm; `docker info` shows the engine's swarm state"))
+            })?;
             eprintln!("verify: --init-swarm: made a one-node swarm (advertise 127.0.0.1); it is left again at the end");
             Ok(Some(Made { gwbridge_existed, ingress_existed }))
         }
