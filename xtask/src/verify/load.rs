@@ -21,12 +21,13 @@ fn compose_cmd() -> Command {
     c
 }
 
-/// Runs Compose's loader in `root` (so `COMPOSE_FILE`, `COMPOSE_PROFILES`,
-/// `.env` and the override file apply exactly as for `docker compose up`).
-pub fn compose_json(root: &Path) -> Result<serde_json::Value, Error> {
+/// Runs Compose's loader in the repository's root (so `COMPOSE_FILE`,
+/// `COMPOSE_PROFILES`, `.env` and the override file apply exactly as for
+/// `docker compose up`). Its refusal is about the compose file.
+fn compose_json(repo: &Repo) -> Result<serde_json::Value, Error> {
     let out = compose_cmd()
         .args(["config", "--format", "json"])
-        .current_dir(root)
+        .current_dir(&repo.root)
         .output()
         .map_err(|e| {
             Diagnostic::error(format!("cannot run `docker compose`: {e}"))
@@ -37,6 +38,7 @@ pub fn compose_json(root: &Path) -> Result<serde_json::Value, Error> {
         return Err(Diagnostic::error(format!(
             "Compose refuses this project, so verify does too: {msg}"
         ))
+        .at(&repo.compose_file, 0)
         .fix("`docker compose config` shows the same; fix what it names"));
     }
     serde_json::from_slice(&out.stdout).map_err(|e| {
@@ -55,7 +57,7 @@ pub fn load(repo: &Repo) -> Result<Stack, Error> {
 /// The same, for an engine that models `allowed` service keys too (the
 /// swarm engine: `deploy`), which the stack then leaves out.
 pub fn load_allowing(repo: &Repo, allowed: &[&str]) -> Result<Stack, Error> {
-    stack_of(repo, compose_json(&repo.root)?, allowed)
+    stack_of(repo, compose_json(repo)?, allowed)
 }
 
 /// The stack of `v`, Compose's model of `repo` (no Compose run: the tests

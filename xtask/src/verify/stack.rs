@@ -266,6 +266,10 @@ fn mounts(s: &Svc, volumes: &BTreeMap<String, String>) -> Result<(Vec<String>, V
                         "service `{}`: volume `{}` is not declared",
                         s.name, m.source
                     ))
+                    .fix(format!(
+                        "declare `{}` under the top-level `volumes:`",
+                        m.source
+                    ))
                 })?;
                 binds.push(format!(
                     "{vol}:{}{}",
