@@ -136,6 +136,58 @@ pub fn name_one_of(name: &str, candidates: &[&str], what: &str) -> String {
     }
 }
 
+/// `file:line:column`, as much of it as is known (empty without a file).
+fn location(file: &str, line: usize, column: usize) -> String {
+    match (line, column) {
+        _ if file.is_empty() => String::new(),
+        (0, _) => file.to_string(),
+        (l, 0) => format!("{file}:{l}"),
+        (l, c) => format!("{file}:{l}:{c}"),
+    }
+}
+
+/// A second place a diagnostic points at, with its own short message: the
+/// other half of a clash (the port's first publisher, the first of two
+/// equal keys), or each item of a list (every key verify refuses). Like
+/// codespan's secondary labels, as cargo-deny prints them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label {
+    /// Repository-relative path, as `Diagnostic::file`.
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl Label {
+    pub fn at(file: &str, line: usize, message: impl Into<String>) -> Label {
+        Label {
+            file: file.to_string(),
+            line,
+            column: 0,
+            message: message.into(),
+        }
+    }
+
+    pub fn col(mut self, column: usize) -> Label {
+        self.column = column;
+        self
+    }
+
+    pub fn location(&self) -> String {
+        location(&self.file, self.line, self.column)
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+            "message": self.message,
+        })
+    }
+}
+
 /// What is wrong, where, and the fix. `line` and `column` are 1-based; 0
 /// means "the whole file" (or no position known).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,6 +199,8 @@ pub struct Diagnostic {
     pub line: usize,
     pub column: usize,
     pub message: String,
+    /// Secondary places, each with its own note, printed under the message.
+    pub labels: Vec<Label>,
     pub fix: Option<String>,
 }
 
@@ -163,6 +217,7 @@ impl Diagnostic {
             line: 0,
             column: 0,
             message: message.into(),
+            labels: vec![],
             fix: None,
         }
     }
@@ -192,6 +247,7 @@ impl Diagnostic {
             line,
             column: 0,
             message: message.into(),
+            labels: vec![],
             fix: Some(fix.into()),
         }
     }
@@ -200,6 +256,12 @@ impl Diagnostic {
         self.file = file.to_string();
         self.line = line;
         self
+    }
+
+    /// The whole file at `path` (one outside the repository too: a cache,
+    /// a state file), as it is displayed.
+    pub fn at_path(self, path: &std::path::Path) -> Diagnostic {
+        self.at(&path.display().to_string(), 0)
     }
 
     pub fn col(mut self, column: usize) -> Diagnostic {
@@ -212,14 +274,15 @@ impl Diagnostic {
         self
     }
 
+    /// Adds a secondary place (see `Label`).
+    pub fn label(mut self, label: Label) -> Diagnostic {
+        self.labels.push(label);
+        self
+    }
+
     /// `file:line:column`, as much of it as is known.
     pub fn location(&self) -> String {
-        match (self.line, self.column) {
-            _ if self.file.is_empty() => String::new(),
-            (0, _) => self.file.clone(),
-            (l, 0) => format!("{}:{l}", self.file),
-            (l, c) => format!("{}:{l}:{c}", self.file),
-        }
+        location(&self.file, self.line, self.column)
     }
 
     pub fn to_json(&self) -> serde_json::Value {
@@ -231,13 +294,15 @@ impl Diagnostic {
             "line": self.line,
             "column": self.column,
             "message": self.message,
+            "labels": self.labels.iter().map(Label::to_json).collect::<Vec<_>>(),
             "fix": self.fix,
         })
     }
 }
 
-/// `file:line: message` then `  fix: …` on its own line; `check` puts the
-/// rule ID first, `main` puts `error: ` first.
+/// `file:line: message`, then each label as `  file:line: message` and
+/// `  fix: …`, each on its own line; `check` puts the rule ID first, `main`
+/// puts `error: ` first.
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         if let Some(r) = self.rule {
@@ -248,6 +313,12 @@ impl fmt::Display for Diagnostic {
             write!(f, "{loc}: ")?;
         }
         f.write_str(&self.message)?;
+        for l in &self.labels {
+            match l.location() {
+                loc if loc.is_empty() => write!(f, "\n  {}", l.message)?,
+                loc => write!(f, "\n  {loc}: {}", l.message)?,
+            }
+        }
         if let Some(fix) = &self.fix {
             write!(f, "\n  fix: {fix}")?;
         }
@@ -298,6 +369,48 @@ mod tests {
         assert_eq!(w.to_string(), "f.yml:2: w\n  fix: y");
         assert_eq!(w.severity.exit(), Exit::Ok);
         assert_eq!(w.to_json()["severity"], "warning");
+    }
+
+    #[test]
+    fn renders_secondary_labels_under_the_place_in_text_and_json() {
+        let f = Diagnostic::finding(
+            Rule::Ports,
+            "docker-compose.yml",
+            12,
+            "host port 8080/tcp of `b` is already published by `a`",
+            "pick a free port",
+        )
+        .label(Label::at("compose.override.yml", 7, "`a` publishes it here").col(9))
+        .label(Label::at("", 0, "a note without a place"));
+        assert_eq!(
+            f.to_string(),
+            "MR005 docker-compose.yml:12: host port 8080/tcp of `b` is already published by `a`\n  \
+             compose.override.yml:7:9: `a` publishes it here\n  \
+             a note without a place\n  \
+             fix: pick a free port"
+        );
+        let j = f.to_json();
+        assert_eq!(
+            j["labels"],
+            serde_json::json!([
+                {"file": "compose.override.yml", "line": 7, "column": 9, "message": "`a` publishes it here"},
+                {"file": "", "line": 0, "column": 0, "message": "a note without a place"}
+            ])
+        );
+        // The fields that were there before labels keep their names.
+        for k in [
+            "id", "rule", "severity", "file", "line", "column", "message", "fix",
+        ] {
+            assert!(j.get(k).is_some(), "{k} missing from {j}");
+        }
+        assert_eq!(
+            (j["file"].as_str(), j["line"].as_u64()),
+            (Some("docker-compose.yml"), Some(12))
+        );
+        // No label: an empty array, and the text is as before.
+        let e = Diagnostic::error("bad").at("f.yml", 3);
+        assert_eq!(e.to_json()["labels"], serde_json::json!([]));
+        assert_eq!(e.to_string(), "f.yml:3: bad");
     }
 
     #[test]

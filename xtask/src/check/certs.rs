@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::diag::{Diagnostic, Error, Rule};
+use crate::diag::{Diagnostic, Error, Label, Rule};
 use crate::model::der;
 use crate::model::repo::Repo;
 use crate::plan::certs;
@@ -29,16 +29,22 @@ pub fn alt_names(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(), Error> {
         ));
     }
     // OpenSSL keeps only the last of two equal keys: the other name is lost.
-    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut seen: BTreeMap<&str, (&str, usize)> = BTreeMap::new();
     for a in &c.alt_names {
-        if let Some(l) = seen.insert(&a.key, a.line) {
-            out.push(Diagnostic::finding(
-                Rule::AltNames,
-                &a.file,
-                a.line,
-                format!("{} is also used on line {l}", a.key),
-                "renumber it (`cargo xtask sync` does)",
-            ));
+        if let Some((f, l)) = seen.insert(&a.key, (&a.file, a.line)) {
+            out.push(
+                Diagnostic::finding(
+                    Rule::AltNames,
+                    &a.file,
+                    a.line,
+                    format!(
+                        "{} is used twice: OpenSSL keeps only the last, the other name is lost",
+                        a.key
+                    ),
+                    "renumber it (`cargo xtask sync` does)",
+                )
+                .label(Label::at(f, l, format!("{} is first used here", a.key))),
+            );
         }
     }
     Ok(())

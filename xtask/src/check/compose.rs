@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::diag::{Diagnostic, Error, Rule};
+use crate::diag::{Diagnostic, Error, Label, Rule};
 use crate::model::compose::{all_interfaces, Port, Service, LABEL_REACH, REACH_NETWORK};
 use crate::model::repo::Repo;
 
@@ -185,7 +185,8 @@ fn spec(p: &Port) -> String {
     }
 }
 
-type HostPorts<'a> = BTreeMap<(u32, String), Vec<(String, &'a str, usize)>>;
+/// (host port, protocol) -> each publisher: (host IP, service, file, line).
+type HostPorts<'a> = BTreeMap<(u32, String), Vec<(String, &'a str, &'a str, usize)>>;
 
 /// Records the host ports `p` publishes, reporting a clash. A host port is
 /// taken per protocol (53/tcp and 53/udp are two) and per address
@@ -195,7 +196,7 @@ type HostPorts<'a> = BTreeMap<(u32, String), Vec<(String, &'a str, usize)>>;
 fn publish<'a>(
     host_ports: &mut HostPorts<'a>,
     out: &mut Vec<Diagnostic>,
-    file: &str,
+    file: &'a str,
     svc: &'a str,
     p: &Port,
 ) {
@@ -210,22 +211,29 @@ fn publish<'a>(
             .flatten()
             .find(|(ip, ..)| all_interfaces(ip) || all_interfaces(&p.host_ip) || *ip == p.host_ip)
             .cloned();
-        if let Some((_, other, l)) = clash {
-            out.push(finding_in(
-                file,
-                Rule::Ports,
-                p.line,
-                format!(
-                    "host port {h}/{} of `{svc}` is already published by `{other}` (line {l})",
-                    p.protocol
-                ),
-                "pick a free port",
-            ));
+        if let Some((_, other, of, l)) = clash {
+            out.push(
+                finding_in(
+                    file,
+                    Rule::Ports,
+                    p.line,
+                    format!(
+                        "host port {h}/{} of `{svc}` is already published by `{other}`",
+                        p.protocol
+                    ),
+                    "pick a free port",
+                )
+                .label(Label::at(
+                    of,
+                    l,
+                    format!("`{other}` publishes {h}/{} here", p.protocol),
+                )),
+            );
         }
         host_ports
             .entry(key)
             .or_default()
-            .push((p.host_ip.clone(), svc, p.line));
+            .push((p.host_ip.clone(), svc, file, p.line));
     }
 }
 

@@ -47,11 +47,7 @@ pub const RULES: &[(Rule, Check)] = &[
 
 /// MR016: the names the input gate refuses (`model/names.rs`).
 fn names(repo: &Repo, out: &mut Vec<Finding>) -> Result<(), Error> {
-    out.extend(
-        repo.name_problems()
-            .into_iter()
-            .map(|p| Diagnostic::finding(Rule::Names, &p.file, p.line, p.msg, p.fix)),
-    );
+    out.extend(repo.name_problems());
     Ok(())
 }
 
@@ -121,6 +117,7 @@ pub fn render_json_error(e: &Diagnostic) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::repo::scratch;
 
     #[test]
     fn verify_is_not_stopped_by_a_missing_protoc_but_by_stale_code() {
@@ -149,5 +146,71 @@ mod tests {
     fn every_rule_has_one_check_in_id_order() {
         let rules: Vec<Rule> = RULES.iter().map(|(r, _)| *r).collect();
         assert_eq!(rules, Rule::ALL);
+    }
+
+    /// A clash names its other half as a label with its own file and line:
+    /// a host port taken in the compose file and again in the override,
+    /// and two equal [alt_names] keys.
+    #[test]
+    fn the_other_half_of_a_clash_is_a_label_at_its_own_file() {
+        let repo = scratch(
+            "check-labels",
+            &[
+                (
+                    "docker-compose.yml",
+                    "services:\n  a:\n    image: x\n    ports:\n      - \"8080:80\"\n  b:\n    image: x\n",
+                ),
+                (
+                    "docker-compose.override.yml",
+                    "services:\n  b:\n    ports:\n      - \"8080:80\"\n",
+                ),
+                (
+                    "openssl.cnf",
+                    "[ req ]\ndistinguished_name = dn\n\n[ dn ]\nCN = localhost\n\n[ alt_names ]\nDNS.1 = localhost\nDNS.2 = a\nDNS.2 = b\n",
+                ),
+            ],
+        );
+        let mut out = vec![];
+        compose::ports(&repo, &mut out).unwrap();
+        let [f] = &out[..] else { panic!("{out:?}") };
+        assert_eq!(
+            (f.file.as_str(), f.line),
+            ("docker-compose.override.yml", 4),
+            "{f}"
+        );
+        assert_eq!(
+            f.labels,
+            [crate::diag::Label::at(
+                "docker-compose.yml",
+                5,
+                "`a` publishes 8080/tcp here"
+            )]
+        );
+        assert!(
+            !f.message.contains("line"),
+            "the other place is in the prose: {f}"
+        );
+        assert_eq!(f.to_json()["labels"][0]["file"], "docker-compose.yml");
+
+        let mut out = vec![];
+        certs::alt_names(&repo, &mut out).unwrap();
+        let f = out
+            .iter()
+            .find(|f| f.message.contains("DNS.2"))
+            .expect("no MR012 finding");
+        assert_eq!((f.file.as_str(), f.line), ("openssl.cnf", 10), "{f}");
+        assert_eq!(
+            f.labels,
+            [crate::diag::Label::at(
+                "openssl.cnf",
+                9,
+                "DNS.2 is first used here"
+            )]
+        );
+        assert_eq!(
+            f.to_string().lines().nth(1),
+            Some("  openssl.cnf:9: DNS.2 is first used here")
+        );
+        std::fs::remove_dir_all(&repo.root).ok();
     }
 }

@@ -1,7 +1,7 @@
 //! Rules on what is derived from the compose entries: NGINX endpoints and
 //! everything `sync` writes.
 
-use crate::diag::{Diagnostic, Error, Rule};
+use crate::diag::{Diagnostic, Error, Label, Rule};
 use crate::model::repo::Repo;
 use crate::plan::sync;
 
@@ -49,13 +49,18 @@ pub fn nginx_endpoint(repo: &Repo, out: &mut Vec<Diagnostic>) -> Result<(), Erro
                     .map(|(h, p)| format!("{h}:{p}"))
                     .collect::<Vec<_>>()
                     .join(", ");
+                let svc = Label::at(
+                    &repo.compose_file,
+                    s.line,
+                    format!("`{}` has the public path `{public}`", s.name),
+                );
                 out.push(Diagnostic::finding(
                     Rule::NginxEndpoint,
                     &r.file,
                     r.line,
                     format!("location `{path}` proxies to {to}, but `{}` is reached at {}:{port}", s.name, s.name),
                     "point it at the service's container name and port (`cargo xtask sync` rewrites generated endpoints)",
-                ));
+                ).label(svc));
             }
         }
     }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::diag::{name_one_of, Diagnostic, Error};
+use crate::diag::{name_one_of, Diagnostic, Error, Label};
 use crate::edit;
 use crate::edit::compose as edit_compose;
 use crate::model::cnf;
@@ -54,13 +54,13 @@ pub fn run(root: &Path, name: &str, keep_files: bool, dry_run: bool) -> Result<(
 /// Anything that still names the service keeps it: refuse, naming each place.
 fn refuse_if_referred(repo: &Repo, name: &str) -> Result<(), Error> {
     let cf = &repo.compose_file;
-    let mut uses: Vec<String> = vec![];
+    let mut uses: Vec<Label> = vec![];
     for s in repo.compose.services.iter().filter(|s| s.name != name) {
         for (d, l) in s.depends_on.iter().filter(|(d, _)| d == name) {
-            uses.push(format!("{cf}:{l}: `{}` depends_on `{d}`", s.name));
+            uses.push(Label::at(cf, *l, format!("`{}` depends_on `{d}`", s.name)));
         }
         for (_, key, l) in s.refs.iter().filter(|(d, ..)| d == name) {
-            uses.push(format!("{cf}:{l}: `{}` names it in {key}", s.name));
+            uses.push(Label::at(cf, *l, format!("`{}` names it in {key}", s.name)));
         }
     }
     let (_, plain) = edit_compose::Form::plain(&repo.compose_text);
@@ -68,15 +68,18 @@ fn refuse_if_referred(repo: &Repo, name: &str) -> Result<(), Error> {
         edit_compose::anchors_used_outside(&plain, name)
             .into_iter()
             .map(|(a, l)| {
-                format!("{cf}:{l}: alias `*{a}` refers to an anchor defined in `{name}`")
+                Label::at(
+                    cf,
+                    l,
+                    format!("alias `*{a}` refers to an anchor defined in `{name}`"),
+                )
             }),
     );
     if !uses.is_empty() {
-        return Err(Diagnostic::error(format!(
-            "`{name}` is still referred to:\n  {}",
-            uses.join("\n  ")
-        ))
-        .fix(format!(
+        let line = repo.compose.service(name).map_or(0, |s| s.line);
+        let mut e = Diagnostic::error(format!("`{name}` is still referred to:")).at(cf, line);
+        e.labels = uses;
+        return Err(e.fix(format!(
             "remove those references first, then remove `{name}`"
         )));
     }

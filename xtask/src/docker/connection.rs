@@ -17,8 +17,11 @@ pub async fn connect() -> Result<Docker, Error> {
             .fix("start the Docker daemon (e.g. `systemctl start docker`) or set DOCKER_HOST"));
         }
     }
-    let d = Docker::connect_with_local_defaults()
-        .map_err(|e| Diagnostic::error(format!("cannot connect to Docker: {e}")))?;
+    let d = Docker::connect_with_local_defaults().map_err(|e| {
+        Diagnostic::error(format!("cannot connect to Docker: {e}")).fix(
+            "set DOCKER_HOST to the daemon's socket, or start the daemon; `docker info` checks it",
+        )
+    })?;
     d.negotiate_version().await.map_err(|e| {
         Diagnostic::error(format!("the Docker daemon at {sock} does not answer: {e}"))
             .fix("start the daemon, or check that you may use its socket")

@@ -166,7 +166,9 @@ pub fn context_tar(ctx: &Path, dockerfile: &str) -> Result<Vec<u8>, Error> {
     let mut stack = vec![ctx.to_path_buf()];
     while let Some(d) = stack.pop() {
         let rd = std::fs::read_dir(&d).map_err(|e| {
-            Diagnostic::error(format!("{}: cannot read build context: {e}", d.display()))
+            Diagnostic::error(format!("cannot read build context: {e}"))
+                .at_path(&d)
+                .fix("make it readable, or list it in the context's .dockerignore")
         })?;
         for e in rd.flatten() {
             let p = e.path();
@@ -180,7 +182,7 @@ pub fn context_tar(ctx: &Path, dockerfile: &str) -> Result<Vec<u8>, Error> {
             // sends it): a link to `..` cannot loop the walk.
             let Ok(ft) = e.file_type() else { continue };
             if Tar::split(&rel).is_none() {
-                return Err(Diagnostic::error(format!("{}: the path is too long for the build context's tar (ustar: 100-byte names under 155-byte folders)", p.display())).fix("shorten it, or list it in the context's .dockerignore"));
+                return Err(Diagnostic::error("the path is too long for the build context's tar (ustar: 100-byte names under 155-byte folders)").at_path(&p).fix("shorten it, or list it in the context's .dockerignore"));
             }
             if ft.is_dir() {
                 stack.push(p);
@@ -195,21 +197,25 @@ pub fn context_tar(ctx: &Path, dockerfile: &str) -> Result<Vec<u8>, Error> {
     let mut tar = Tar::default();
     for (rel, p, link) in files {
         if link {
-            let to = std::fs::read_link(&p)
-                .map_err(|e| Diagnostic::error(format!("{}: {e}", p.display())))?;
+            let to = std::fs::read_link(&p).map_err(|e| {
+                Diagnostic::error(e.to_string())
+                    .at_path(&p)
+                    .fix("list it in the context's .dockerignore")
+            })?;
             let to = to.to_string_lossy();
             if to.len() > 100 {
-                return Err(Diagnostic::error(format!(
-                    "{}: the link's target is longer than ustar's 100 bytes",
-                    p.display()
-                ))
+                return Err(Diagnostic::error(
+                    "the link's target is longer than ustar's 100 bytes",
+                )
+                .at_path(&p)
                 .fix("shorten it, or list it in the context's .dockerignore"));
             }
             tar.symlink(&rel, &to);
             continue;
         }
         let data = crate::model::files::read_bounded_max(&p, CONTEXT_FILE_MAX).map_err(|e| {
-            Diagnostic::error(format!("{}: {e}", p.display()))
+            Diagnostic::error(e.to_string())
+                .at_path(&p)
                 .fix("list it in the build context's .dockerignore")
         })?;
         use std::os::unix::fs::PermissionsExt;

@@ -21,6 +21,16 @@ pub use images::{build, image_exists, image_id, logs, remove_older_tags};
 pub use sweep::{hostname, pid_alive, sweep, sweep_until_gone};
 pub use tar_filter::TarFilter;
 
+/// The fix of an Engine API call the daemon refused or could not answer:
+/// its reason is in the message; these show the daemon's own state.
+pub const ENGINE_FIX: &str = "is the Docker daemon running and healthy? `docker info` shows it (disk space, storage driver), `docker events` what it did";
+
+/// An Engine API call that failed: `what` names the call and its object
+/// (`creating container for `web``), then the engine's answer, and the fix.
+pub fn engine_error(what: impl std::fmt::Display, e: impl std::fmt::Display) -> crate::diag::Error {
+    crate::diag::Diagnostic::error(format!("{what}: {e}")).fix(ENGINE_FIX)
+}
+
 /// Every object a verify run creates carries this label (value: run id),
 /// and `monorepo.verify.pid` names the process that owns it.
 pub const RUN_LABEL: &str = "monorepo.verify.run";
@@ -49,19 +59,17 @@ pub fn lock_exclusive(
         .write(true)
         .open(path)
         .map_err(|e| {
-            Diagnostic::error(format!("cannot open the lock file {}: {e}", path.display()))
-                .fix("check that the temporary folder (TMPDIR) is writable")
+            Diagnostic::error(format!("opening the lock: {e}"))
+                .at_path(path)
+                .fix("the lock lives in the temporary folder (TMPDIR): make it writable, or remove a lock file another user left there")
         })?;
     // SAFETY: flock on a file descriptor we own.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         eprintln!("waiting for {holder} ({})", path.display());
         // SAFETY: as above.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(Diagnostic::error(format!(
-                "cannot lock {}: {}",
-                path.display(),
-                std::io::Error::last_os_error()
-            )));
+            let e = std::io::Error::last_os_error();
+            return Err(Diagnostic::error(format!("cannot lock: {e}")).at_path(path));
         }
     }
     Ok(f)

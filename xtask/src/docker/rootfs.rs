@@ -38,8 +38,11 @@ pub async fn import_rootfs(
     packages: &[&str],
 ) -> Result<(), Error> {
     let dir = root.join("target/xtask");
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| Diagnostic::error(format!("{}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        Diagnostic::error(e.to_string())
+            .at_path(&dir)
+            .fix("make target/ writable by you")
+    })?;
     // Named by the tag: two different root filesystems may be made at once.
     let tarball = dir.join(format!("{}.tar", tag.replace(['/', ':'], "-")));
     println!(
@@ -63,7 +66,8 @@ pub async fn import_rootfs(
     if !status.success() {
         return Err(Diagnostic::error(format!(
             "mmdebstrap failed ({status}); see its output above"
-        )));
+        ))
+        .fix("fix what its output names (often this machine's apt sources), then run the command again"));
     }
     println!(
         "images: root filesystem built in {:.1}s; importing as {tag}",
@@ -71,7 +75,7 @@ pub async fn import_rootfs(
     );
     let (repo, tagname) = tag.split_once(':').unwrap();
     let file = std::fs::File::open(&tarball)
-        .map_err(|e| Diagnostic::error(format!("{}: {e}", tarball.display())))?;
+        .map_err(|e| Diagnostic::error(e.to_string()).at_path(&tarball))?;
     // Streamed in 1 MiB pieces rather than holding ~500 MB.
     let body = docker::file_chunks(file);
     let opts = q::CreateImageOptions {
@@ -83,9 +87,10 @@ pub async fn import_rootfs(
     let mut s = d.create_image(Some(opts), Some(bollard::body_try_stream(body)), None);
     while let Some(r) = s.next().await {
         if let Err(e) = r {
-            return Err(Diagnostic::error(format!(
-                "importing the root filesystem failed: {e}"
-            )));
+            return Err(super::engine_error(
+                format!("importing the root filesystem as {tag}"),
+                e,
+            ));
         }
     }
     let _ = std::fs::remove_file(&tarball);

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::diag::{Diagnostic, Error};
+use crate::diag::{Diagnostic, Error, Rule, Severity};
 use crate::model::cargo_toml::{self, Members};
 use crate::model::cnf::{self, Cnf};
 use crate::model::compose::{self, Compose, LABEL_PUBLIC};
@@ -276,14 +276,6 @@ pub fn frontend_dir(root: &std::path::Path, service: &str, dir: &str) -> Option<
     None
 }
 
-/// A name read from a file that the gate refuses: where, what, the fix.
-pub struct Problem {
-    pub file: String,
-    pub line: usize,
-    pub msg: String,
-    pub fix: String,
-}
-
 /// The line of `key:` inside the block of a service that starts at `from`
 /// (the typed view keeps no line per label).
 fn key_line(text: &str, from: usize, key: &str) -> usize {
@@ -302,18 +294,14 @@ fn key_line(text: &str, from: usize, key: &str) -> usize {
 impl Repo {
     /// Every name from the compose file and openssl.cnf that would become
     /// a path, a compose key, an NGINX directive or a certificate name,
-    /// checked against the grammars above. Writers refuse on the first
+    /// checked against the grammars above: each refused one is an MR016
+    /// finding at its line. Writers refuse on the first
     /// (`refuse_untrusted`); `check` reports each one.
-    pub fn name_problems(&self) -> Vec<Problem> {
+    pub fn name_problems(&self) -> Vec<Diagnostic> {
         let mut out = vec![];
         let cf = self.compose_file.as_str();
         let mut p = |file: &str, line: usize, msg: String, fix: &str| {
-            out.push(Problem {
-                file: file.into(),
-                line,
-                msg,
-                fix: fix.into(),
-            })
+            out.push(Diagnostic::finding(Rule::Names, file, line, msg, fix))
         };
         for s in &self.compose.services {
             // A service this tool manages (built from src/backend_services/,
@@ -399,7 +387,7 @@ impl Repo {
 
     /// The `[alt_names]` values the gate refuses: DNS names that are not
     /// host names, IPs that do not parse, control characters in the rest.
-    fn alt_name_problems(&self) -> Vec<Problem> {
+    fn alt_name_problems(&self) -> Vec<Diagnostic> {
         let mut out = vec![];
         for a in &self.cnf.alt_names {
             let r = match a.kind.as_str() {
@@ -418,12 +406,13 @@ impl Repo {
                 _ => Ok(()),
             };
             if let Err(e) = r {
-                out.push(Problem {
-                    file: a.file.clone(),
-                    line: a.line,
-                    msg: format!("[alt_names] {}.{}: {e}", a.kind, a.index),
-                    fix: "write a host name or an IP address".into(),
-                });
+                out.push(Diagnostic::finding(
+                    Rule::Names,
+                    &a.file,
+                    a.line,
+                    format!("[alt_names] {}.{}: {e}", a.kind, a.index),
+                    "write a host name or an IP address",
+                ));
             }
         }
         out
@@ -435,11 +424,37 @@ impl Repo {
     pub fn refuse_untrusted(&self) -> Result<(), Error> {
         match self.name_problems().into_iter().next() {
             None => Ok(()),
-            Some(p) => Err(
-                Diagnostic::error(format!("{} (nothing was written)", p.msg))
-                    .at(&p.file, p.line)
-                    .fix(p.fix),
-            ),
+            // The same diagnostic, as the error that stops the writer
+            // (no rule ID: the output names what happened, as before).
+            Some(p) => Err(Diagnostic {
+                rule: None,
+                severity: Severity::Error,
+                message: format!("{} (nothing was written)", p.message),
+                ..p
+            }),
         }
     }
+}
+
+/// A repository in a fresh folder under the temporary directory: a minimal
+/// `Cargo.toml`, `openssl.cnf` and `src/backend_services/`, then `files`
+/// (path, text) over them; loaded. For unit tests that need a `Repo`.
+#[cfg(test)]
+pub(crate) fn scratch(tag: &str, files: &[(&str, &str)]) -> Repo {
+    let root = std::env::temp_dir().join(format!("xtask-unit-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join(SERVICES_DIR)).unwrap();
+    let base = [
+        (cargo_toml::FILE, "[workspace]\nmembers = [\"xtask\"]\n"),
+        (
+            cnf::FILE,
+            "[ req ]\ndistinguished_name = dn\n\n[ dn ]\nCN = localhost\n\n[ alt_names ]\nDNS.1 = localhost\n",
+        ),
+    ];
+    for (path, text) in base.iter().chain(files) {
+        let p = root.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    Repo::load(&root).unwrap()
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 use bollard::Docker;
 
 use super::report::indent;
-use crate::diag::{Diagnostic, Error};
+use crate::diag::{Diagnostic, Error, Label};
 use crate::docker;
 use crate::docker::buildkit::{self, Builder};
 use crate::model::compose::Service;
@@ -25,7 +25,8 @@ pub(super) async fn pulled_images(
             return Err(Diagnostic::error(format!(
                 "service `{}` has neither build nor image",
                 s.name
-            )));
+            ))
+            .fix("give it an `image:` or a `build:`"));
         };
         if !docker::image_exists(d, img).await {
             return Err(Diagnostic::error(format!("image `{img}` of `{}` is not on this machine and verify does not pull", s.name))
@@ -58,13 +59,36 @@ pub(super) async fn build_images(
             Ok(tag) => {
                 images.insert(name, tag);
             }
-            Err(why) => failed.push(why),
+            Err(why) => failed.push((name, why)),
         }
     }
     if !failed.is_empty() {
-        return Err(Diagnostic::error(failed.join("\n")));
+        let failed: Vec<(&str, String)> = failed
+            .iter()
+            .map(|(n, w)| (n.as_str(), w.clone()))
+            .collect();
+        return Err(build_failed(repo, &failed));
     }
     Ok(images)
+}
+
+/// The error of failed builds (service, what its build printed): every
+/// why in the message, at the first one's `build:` line, the others'
+/// lines as labels.
+pub(super) fn build_failed(repo: &Repo, failed: &[(&str, String)]) -> Error {
+    let cf = repo.compose_file.as_str();
+    let line = |n: &str| {
+        repo.compose
+            .service(n)
+            .map_or(0, |s| s.build.as_ref().map_or(s.line, |b| b.line))
+    };
+    let whys: Vec<&str> = failed.iter().map(|(_, w)| w.as_str()).collect();
+    let first = failed.first().map_or(0, |(n, _)| line(n));
+    let mut e = Diagnostic::error(whys.join("\n")).at(cf, first);
+    for (n, _) in failed.iter().skip(1) {
+        e = e.label(Label::at(cf, line(n), format!("`{n}` is built here")));
+    }
+    e.fix("fix the step the build output names, in the service's Dockerfile or build context")
 }
 
 /// Builds (or finds) the image of `s` (which has a `build:`), cached by

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::diag::{Diagnostic, Error};
+use crate::diag::{Diagnostic, Error, Label};
 use crate::model::compose::{Build, Compose, Mount, Port, Service};
 use crate::model::repo::Repo;
 use crate::model::stack::{MountKind, Stack, Unmodeled};
@@ -21,12 +21,13 @@ fn compose_cmd() -> Command {
     c
 }
 
-/// Runs Compose's loader in `root` (so `COMPOSE_FILE`, `COMPOSE_PROFILES`,
-/// `.env` and the override file apply exactly as for `docker compose up`).
-pub fn compose_json(root: &Path) -> Result<serde_json::Value, Error> {
+/// Runs Compose's loader in the repository's root (so `COMPOSE_FILE`,
+/// `COMPOSE_PROFILES`, `.env` and the override file apply exactly as for
+/// `docker compose up`). Its refusal is about the compose file.
+fn compose_json(repo: &Repo) -> Result<serde_json::Value, Error> {
     let out = compose_cmd()
         .args(["config", "--format", "json"])
-        .current_dir(root)
+        .current_dir(&repo.root)
         .output()
         .map_err(|e| {
             Diagnostic::error(format!("cannot run `docker compose`: {e}"))
@@ -37,6 +38,7 @@ pub fn compose_json(root: &Path) -> Result<serde_json::Value, Error> {
         return Err(Diagnostic::error(format!(
             "Compose refuses this project, so verify does too: {msg}"
         ))
+        .at(&repo.compose_file, 0)
         .fix("`docker compose config` shows the same; fix what it names"));
     }
     serde_json::from_slice(&out.stdout).map_err(|e| {
@@ -55,7 +57,12 @@ pub fn load(repo: &Repo) -> Result<Stack, Error> {
 /// The same, for an engine that models `allowed` service keys too (the
 /// swarm engine: `deploy`), which the stack then leaves out.
 pub fn load_allowing(repo: &Repo, allowed: &[&str]) -> Result<Stack, Error> {
-    let mut v = compose_json(&repo.root)?;
+    stack_of(repo, compose_json(repo)?, allowed)
+}
+
+/// The stack of `v`, Compose's model of `repo` (no Compose run: the tests
+/// drive the refusals through it).
+fn stack_of(repo: &Repo, mut v: serde_json::Value, allowed: &[&str]) -> Result<Stack, Error> {
     if let Some(svcs) = v.get_mut("services").and_then(|s| s.as_object_mut()) {
         for s in svcs.values_mut().filter_map(|s| s.as_object_mut()) {
             s.retain(|k, _| !allowed.contains(&k.as_str()));
@@ -110,24 +117,24 @@ fn refuse_unsupported(repo: &Repo, st: Stack) -> Result<Stack, Error> {
     }
 }
 
-/// One error listing every key, each at its line, with what to do.
+/// One error at the first key, with every key as a label at its line.
 fn unmodeled(repo: &Repo, bad: &[Unmodeled]) -> Error {
     let first = &bad[0];
     let (file, line) = locate(repo, &first.owner, &first.key);
-    let mut msg = format!(
+    let mut d = Diagnostic::error(format!(
         "verify cannot prove the stack Compose would run: {} key(s) are not modeled",
         bad.len()
-    );
+    ))
+    .at(&file, line);
     for u in bad {
         let (f, l) = locate(repo, &u.owner, &u.key);
-        msg.push_str(&format!(
-            "\n  {f}:{l}: `{}` of `{}`: {}",
-            u.key, u.owner, u.why
+        d = d.label(Label::at(
+            &f,
+            l,
+            format!("`{}` of `{}`: {}", u.key, u.owner, u.why),
         ));
     }
-    Diagnostic::error(msg)
-        .at(&file, line)
-        .fix("change each key as its line says; verify refuses rather than prove a different stack")
+    d.fix("change each key as its line says; verify refuses rather than prove a different stack")
 }
 
 /// The file and line of `owner.key` in the repository's compose file (the
@@ -153,6 +160,16 @@ pub fn locate(repo: &Repo, owner: &str, key: &str) -> (String, usize) {
         .map(|(_, l)| l)
         .unwrap_or(node.line.saturating_sub(1).max(1));
     (file, line)
+}
+
+/// `e` at the line of `owner.key` (see `locate`; an unknown key: the
+/// owner's line) unless it has a place already.
+pub fn at_key(repo: &Repo, owner: &str, key: &str, e: Diagnostic) -> Diagnostic {
+    if !e.file.is_empty() {
+        return e;
+    }
+    let (file, line) = locate(repo, owner, key);
+    e.at(&file, line)
 }
 
 /// The typed view the rest of verify reads (targets, the matrix, the data
@@ -240,6 +257,143 @@ pub fn view(file_model: &Compose, st: &Stack) -> Compose {
 mod tests {
     use super::*;
     use crate::model::reach;
+
+    /// Each refusal of a key verify does not model, through the same path
+    /// as `verify` (Compose's JSON typed, then refused) without running
+    /// Compose: an error at the file and line of the key, the key and its
+    /// reason as a label at that line, and a fix.
+    #[test]
+    fn refusals_carry_the_keys_file_line_and_a_fix() {
+        let head = "services:\n  web:\n    image: nginx\n    container_name: web\n";
+        // (lines added to `web`, top-level text after it, what Compose's
+        // JSON adds to `web`, its top-level `networks`, the label's
+        // fragment, the line)
+        type Case<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str, usize);
+        let cases: &[Case] = &[
+            (
+                "    ipc: host\n",
+                "",
+                r#""ipc": "host""#,
+                "",
+                "`ipc` of `web`: a shared IPC namespace",
+                5,
+            ),
+            (
+                "    links: [web]\n",
+                "",
+                r#""links": ["web"]"#,
+                "",
+                "`links` of `web`: legacy links",
+                5,
+            ),
+            (
+                "    restart: always\n    mem_limit: 64m\n",
+                "",
+                r#""restart": "always", "mem_limit": "67108864""#,
+                "",
+                "`mem_limit` of `web`: resource limits",
+                6,
+            ),
+            (
+                "    network_mode: \"container:abc\"\n",
+                "",
+                r#""network_mode": "container:abc""#,
+                "",
+                "`network_mode` of `web`: `container:abc` joins a namespace outside the project",
+                5,
+            ),
+            (
+                "    network_mode: \"service:ghost\"\n",
+                "",
+                r#""network_mode": "service:ghost""#,
+                "",
+                "`network_mode` of `web`: `service:ghost` names no service",
+                5,
+            ),
+            (
+                "    volumes:\n      - /nonexistent-xtask-unit/x:/x\n",
+                "",
+                r#""volumes": [{"type": "bind", "source": "/nonexistent-xtask-unit/x", "target": "/x"}]"#,
+                "",
+                "`volumes` of `web`: bind source /nonexistent-xtask-unit/x does not exist",
+                5,
+            ),
+            (
+                "",
+                "networks:\n  outside:\n    external: true\n",
+                "",
+                r#""outside": {"name": "outside", "external": true}"#,
+                "`external` of `networks.outside`: an external network",
+                7,
+            ),
+        ];
+        for (i, (svc, top, json, nets, want, line)) in cases.iter().enumerate() {
+            let text = format!("{head}{svc}{top}");
+            let repo = crate::model::repo::scratch(
+                &format!("load-refuse-{i}"),
+                &[("docker-compose.yml", &text)],
+            );
+            let sep = if json.is_empty() { "" } else { ", " };
+            let v: serde_json::Value = serde_json::from_str(&format!(
+                r#"{{"name": "p", "services": {{"web": {{"image": "nginx", "container_name": "web"{sep}{json}}}}}, "networks": {{{nets}}}}}"#
+            ))
+            .unwrap();
+            let e = stack_of(&repo, v, &[]).expect_err(want);
+            let ctx = format!("case {i}: {e}");
+            assert_eq!(e.severity.exit(), crate::diag::Exit::Failure, "{ctx}");
+            assert_eq!(
+                (e.file.as_str(), e.line),
+                ("docker-compose.yml", *line),
+                "{ctx}"
+            );
+            assert!(e.fix.as_deref().is_some_and(|f| !f.is_empty()), "{ctx}");
+            let l = e.labels.iter().find(|l| l.message.contains(want));
+            assert!(l.is_some(), "{ctx}: no label with {want:?}");
+            assert_eq!(
+                l.map(|l| (l.file.as_str(), l.line)),
+                Some(("docker-compose.yml", *line)),
+                "{ctx}"
+            );
+            // The text keeps the shape it had: the place, then each key at its line.
+            assert!(
+                e.to_string()
+                    .contains(&format!("\n  docker-compose.yml:{line}: {want}")),
+                "{ctx}"
+            );
+            std::fs::remove_dir_all(&repo.root).ok();
+        }
+    }
+
+    /// Two keys: one error at the first, both as labels, each at its line;
+    /// `--format json` carries them as `labels`.
+    #[test]
+    fn every_refused_key_is_a_label_at_its_line() {
+        let text = "services:\n  web:\n    image: nginx\n    ipc: host\n    pid: host\n";
+        let repo = crate::model::repo::scratch("load-two", &[("docker-compose.yml", text)]);
+        let v = serde_json::json!({"name": "p", "services": {"web": {"image": "nginx", "ipc": "host", "pid": "host"}}});
+        let e = stack_of(&repo, v, &[]).unwrap_err();
+        assert!(e.message.contains("2 key(s) are not modeled"), "{e}");
+        let at: Vec<(usize, bool)> = e
+            .labels
+            .iter()
+            .map(|l| {
+                (
+                    l.line,
+                    l.message.starts_with("`ipc`") || l.message.starts_with("`pid`"),
+                )
+            })
+            .collect();
+        assert_eq!(at, [(4, true), (5, true)], "{e}");
+        assert_eq!(e.line, 4);
+        let j = e.to_json();
+        assert_eq!(j["labels"][1]["line"], 5, "{j}");
+        assert_eq!(j["labels"][1]["file"], "docker-compose.yml", "{j}");
+        // `allowed` keys (the swarm engine's `deploy`) are left out, not refused.
+        let v = serde_json::json!({"name": "p", "services": {"web": {"image": "nginx", "deploy": {"replicas": 1}}}});
+        assert!(stack_of(&repo, v.clone(), &["deploy"]).is_ok());
+        assert!(stack_of(&repo, v, &[]).is_err());
+        std::fs::remove_dir_all(&repo.root).ok();
+    }
 
     /// Two services without `networks:` share Compose's `default` network
     /// and must reach each other; `networks: [default, n]` is two networks.

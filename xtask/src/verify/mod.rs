@@ -22,7 +22,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::check;
-use crate::diag::{did_you_mean, Diagnostic, Error};
+use crate::diag::{name_one_of, Diagnostic, Error};
 use crate::docker::buildkit::{self, Builder, Choice};
 use crate::docker::{self, RUN_LABEL};
 use crate::model::compose::Service;
@@ -132,11 +132,8 @@ fn preflight(repo: &Repo, o: &Opts) -> Result<bool, Error> {
         .map(|s| s.name.as_str())
         .collect();
     if let Some(s) = o.only.iter().find(|s| !names.contains(&s.as_str())) {
-        let e = Diagnostic::error(format!("--only `{s}`: no such service"));
-        return Err(match did_you_mean(s, &names) {
-            Some(near) => e.fix(format!("did you mean `{near}`?")),
-            None => e.fix(format!("name one of: {}", names.join(", "))),
-        });
+        return Err(Diagnostic::error(format!("--only `{s}`: no such service"))
+            .fix(name_one_of(s, &names, "services")));
     }
     Ok(true)
 }
@@ -404,7 +401,10 @@ async fn start_stack(
         async move {
             let image = match builds.get(&s.name) {
                 Some(b) => {
-                    let tag = b.clone().await.map_err(Diagnostic::error)?;
+                    let tag = b
+                        .clone()
+                        .await
+                        .map_err(|why| images::build_failed(st.repo, &[(&s.name, why)]))?;
                     lines.mark(true, st.t);
                     tag
                 }
@@ -417,13 +417,18 @@ async fn start_stack(
         Ok(r) => r,
         Err(e) => {
             // A failed build: report every failed build, not just the first.
-            let failed: Vec<String> = futures_util::future::join_all(builds.values().cloned())
+            let done = builds.iter().map(|(n, b)| {
+                let b = b.clone();
+                async move { (n.as_str(), b.await) }
+            });
+            let mut failed: Vec<(&str, String)> = futures_util::future::join_all(done)
                 .await
                 .into_iter()
-                .filter_map(|r| r.err())
+                .filter_map(|(n, r)| Some((n, r.err()?)))
                 .collect();
+            failed.sort();
             return Err(if failed.len() > 1 {
-                Diagnostic::error(failed.join("\n"))
+                images::build_failed(st.repo, &failed)
             } else {
                 e
             });
@@ -472,7 +477,7 @@ async fn line(
             .get(dep.as_str())
             .and_then(|tx| tx.borrow().clone());
         if let (Some(cond), Some(dep_cid)) = (cond, dep_cid) {
-            stack::wait_condition(run, &s.name, dep, &dep_cid, cond, st.timeout).await?;
+            stack::wait_condition(st.repo, run, &s.name, dep, &dep_cid, cond, st.timeout).await?;
         }
     }
     stack::start(run, s, &cid).await?;
@@ -551,8 +556,11 @@ fn write_report(
         print!("{}", datalayer::render_text(data));
     }
     if let Some(j) = &o.junit {
-        std::fs::write(j, report::render_junit(cells, data))
-            .map_err(|e| Diagnostic::error(format!("{}: {e}", j.display())))?;
+        std::fs::write(j, report::render_junit(cells, data)).map_err(|e| {
+            Diagnostic::error(format!("writing the JUnit report: {e}"))
+                .at_path(j)
+                .fix("give --junit a path in a folder you can write")
+        })?;
     }
     eprintln!(
         "verify: {} probe(s) ({} data-layer), {} mismatch(es)",

@@ -27,7 +27,7 @@ use super::probe;
 use super::report::indent;
 use super::run::Run;
 use crate::diag::{Diagnostic, Error};
-use crate::docker;
+use crate::docker::{self, engine_error};
 use crate::model::compose::Service;
 use crate::model::repo::Repo;
 
@@ -94,29 +94,11 @@ pub(super) async fn prepare(
     let inspect = d
         .inspect_image(&image)
         .await
-        .map_err(|e| Diagnostic::error(format!("inspecting `{image}`: {e}")))?;
+        .map_err(|e| engine_error(format!("inspecting `{image}`"), e))?;
     let env = body.env.clone().unwrap_or_default();
-    let image_env = inspect
-        .config
-        .as_ref()
-        .and_then(|c| c.env.clone())
-        .unwrap_or_default();
-    let Some(pgdata) = env
-        .iter()
-        .chain(image_env.iter())
-        .find_map(|e| e.strip_prefix("PGDATA="))
-        .map(str::to_string)
-    else {
-        say("not seeded: neither the image nor the service sets PGDATA");
+    let Some(pgdata) = pgdata_of(&env, &inspect) else {
         return Ok(None);
     };
-    if let Err(why) = plain_dir(&pgdata) {
-        say(&format!(
-            "not seeded: PGDATA `{}` {why}",
-            pgdata.escape_debug()
-        ));
-        return Ok(None);
-    }
     if !uploads.is_empty() {
         say("not seeded: certificates are copied into it");
         return Ok(None);
@@ -184,8 +166,11 @@ pub(super) async fn prepare(
         "cached in {:.1}s ({rel})",
         t.elapsed().as_secs_f64()
     ));
-    let tar = std::fs::File::open(&file)
-        .map_err(|e| Diagnostic::error(format!("{}: {e}", file.display())))?;
+    let tar = std::fs::File::open(&file).map_err(|e| {
+        Diagnostic::error(format!("reading the cached data directory: {e}"))
+            .at_path(&file)
+            .fix("make the cache folder readable, or pass `--no-seed`")
+    })?;
     prune(&dir, &file);
     super::pgcow::prune(&run.d).await;
     Ok(Some(
@@ -238,6 +223,33 @@ async fn copy_on_write(
             false
         }
     }
+}
+
+/// PGDATA as the service or else the image sets it, when it is a plain
+/// absolute folder; None after saying why not.
+fn pgdata_of(env: &[String], inspect: &bollard::models::ImageInspect) -> Option<String> {
+    let image_env = inspect
+        .config
+        .as_ref()
+        .and_then(|c| c.env.clone())
+        .unwrap_or_default();
+    let Some(pgdata) = env
+        .iter()
+        .chain(image_env.iter())
+        .find_map(|e| e.strip_prefix("PGDATA="))
+        .map(str::to_string)
+    else {
+        say("not seeded: neither the image nor the service sets PGDATA");
+        return None;
+    };
+    if let Err(why) = plain_dir(&pgdata) {
+        say(&format!(
+            "not seeded: PGDATA `{}` {why}",
+            pgdata.escape_debug()
+        ));
+        return None;
+    }
+    Some(pgdata)
 }
 
 /// The key: the image's id, PGDATA, the environment, the command, and
@@ -375,7 +387,7 @@ async fn make(
             ..Default::default()
         })
         .await
-        .map_err(|e| Diagnostic::error(format!("creating volume {vol}: {e}")))?;
+        .map_err(|e| engine_error(format!("creating volume {vol}"), e))?;
         binds.push(format!("{vol}:{rest}"));
     }
     let mut labels = run.labels();
@@ -398,13 +410,22 @@ async fn make(
             prep,
         )
         .await
-        .map_err(|e| Diagnostic::error(format!("creating {name}: {e}")))?
+        .map_err(|e| engine_error(format!("creating {name}"), e))?
         .id;
     d.start_container(&id, None::<q::StartContainerOptions>)
         .await
-        .map_err(|e| Diagnostic::error(format!("starting {name}: {e}")))?;
-    let target = matrix::target(repo, s)
-        .ok_or_else(|| Diagnostic::error(format!("`{}` publishes no port to probe", s.name)))?;
+        .map_err(|e| engine_error(format!("starting {name}"), e))?;
+    let target = matrix::target(repo, s).ok_or_else(|| {
+        super::load::at_key(
+            repo,
+            &s.name,
+            "ports",
+            Diagnostic::error(format!("`{}` publishes no port to probe", s.name)).fix(format!(
+                "give `{}` its port (`expose: [\"5432\"]`), or pass `--no-seed`",
+                s.name
+            )),
+        )
+    })?;
     if let Err(why) =
         probe::wait_ready(d, run, seeding.probe_image, &target, &id, seeding.timeout).await
     {
@@ -432,12 +453,9 @@ async fn make(
     let r = download(d, &id, pgdata, dir, file).await;
     run.reap(&id);
     r.map_err(|e| {
-        Diagnostic::error(format!(
-            "caching the data directory of `{}` in {}: {e}",
-            s.name,
-            dir.display()
-        ))
-        .fix("make the folder writable, or pass `--no-seed`")
+        Diagnostic::error(format!("caching the data directory of `{}`: {e}", s.name))
+            .at_path(dir)
+            .fix("make the folder writable, or pass `--no-seed`")
     })
 }
 
@@ -631,7 +649,8 @@ impl Seed {
         if let Err(e) = r {
             // A damaged seed must not be used again.
             let _ = std::fs::remove_file(&self.file);
-            return Err(Diagnostic::error(format!("unpacking the cached data directory {} into {SERVICE}: {e}; the cache file was removed", self.file.display()))
+            return Err(Diagnostic::error(format!("unpacking the cached data directory into {SERVICE}: {e}; the cache file was removed"))
+                .at_path(&self.file)
                 .fix("run verify again (it initialises a new one), or pass `--no-seed`"));
         }
         Ok(())

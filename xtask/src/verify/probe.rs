@@ -16,7 +16,7 @@ use super::paths::{self, Topology};
 use super::run::Run;
 use crate::diag::{Diagnostic, Error};
 use crate::docker::buildkit::{self, Builder};
-use crate::docker::{self, Tar, HASH_LABEL};
+use crate::docker::{self, engine_error, Tar, ENGINE_FIX, HASH_LABEL};
 use crate::model::compose::Service;
 use crate::model::repo::Repo;
 
@@ -37,8 +37,11 @@ pub async fn ensure_image(
     builder: Builder,
 ) -> Result<(String, PathBuf), Error> {
     let bin_path = probe_binary(root)?;
-    let bin = std::fs::read(&bin_path)
-        .map_err(|e| Diagnostic::error(format!("{}: {e}", bin_path.display())))?;
+    let bin = std::fs::read(&bin_path).map_err(|e| {
+        Diagnostic::error(format!("reading the probe's executable: {e}"))
+            .at_path(&bin_path)
+            .fix("remove it and run verify again: it builds the probe anew")
+    })?;
     let hash = docker::sha256_hex(&[&bin]);
     let tag = format!("monorepo-local/probe:{}", &hash[..12]);
     if docker::image_exists(d, &tag).await {
@@ -65,7 +68,9 @@ pub async fn ensure_image(
         &mut |_| {},
     )
     .await
-    .map_err(|log| Diagnostic::error(format!("building the probe image failed:\n{log}")))?;
+    .map_err(|log| {
+        Diagnostic::error(format!("building the probe image failed:\n{log}")).fix(ENGINE_FIX)
+    })?;
     Ok((tag, bin_path))
 }
 
@@ -379,7 +384,7 @@ async fn upload_specs(d: &Docker, id: &str, specs: &[String]) -> Result<(), Erro
         bollard::body_full(tar.finish().into()),
     )
     .await
-    .map_err(|e| Diagnostic::error(format!("copying the probe's specs: {e}")))
+    .map_err(|e| engine_error(format!("copying the probe's specs into container {id}"), e))
 }
 
 /// Creates the probe container of `src`'s matrix row as soon as `src`'s
@@ -395,7 +400,7 @@ pub(super) async fn precreate_row(
     let with_ca = targets.iter().any(|t| t.tls && t.service != src.name);
     let pid = create_probe(d, run, image, cid, row_cmd(), with_ca)
         .await
-        .map_err(Diagnostic::error)?;
+        .map_err(|e| engine_error(format!("the row of `{}`", src.name), e))?;
     run.row_probes
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -429,12 +434,12 @@ pub async fn matrix_row(
         Some(pid) => pid,
         None => create_probe(d, run, image, &cid, row_cmd(), with_ca)
             .await
-            .map_err(Diagnostic::error)?,
+            .map_err(|e| engine_error(format!("the row of `{}`", src.name), e))?,
     };
     upload_specs(d, &pid, &specs).await?;
     d.start_container(&pid, None::<q::StartContainerOptions>)
         .await
-        .map_err(|e| Diagnostic::error(format!("starting the probe: {e}")))?;
+        .map_err(|e| engine_error(format!("starting the probe of `{}`'s row", src.name), e))?;
     let _ = tokio::time::timeout(Duration::from_secs(120), exited(d, &pid)).await;
     let out = stdout_of(d, &pid).await;
     run.reap(&pid);

@@ -11,9 +11,11 @@ use bollard::models::{
 use bollard::query_parameters as q;
 use bollard::Docker;
 
+use super::load::at_key;
 use super::pgseed::{self, Seeding};
 use super::run::Run;
 use crate::diag::{Diagnostic, Error};
+use crate::docker::engine_error;
 use crate::model::compose::Service;
 use crate::model::repo::Repo;
 use crate::model::stack::{Attach, MountKind, Svc};
@@ -61,7 +63,7 @@ pub(super) async fn create_networks_and_volumes(
                 ..Default::default()
             })
             .await
-            .map_err(|e| Diagnostic::error(format!("creating network {name}: {e}")))?;
+            .map_err(|e| engine_error(format!("creating network {name}"), e))?;
             Ok::<_, Error>((n.clone(), name))
         }
     });
@@ -74,7 +76,7 @@ pub(super) async fn create_networks_and_volumes(
                 ..Default::default()
             })
             .await
-            .map_err(|e| Diagnostic::error(format!("creating volume {name}: {e}")))?;
+            .map_err(|e| engine_error(format!("creating volume {name}"), e))?;
             Ok::<_, Error>((v.clone(), name))
         }
     });
@@ -131,8 +133,9 @@ pub(super) fn start_order<'a>(services: &'a [Service], wanted: &[String]) -> Vec
 /// Waits for what `depends_on` asks of `dep` (container `cid`) before `s`
 /// starts, as Compose does: `service_healthy` (its healthcheck passes) or
 /// `service_completed_successfully` (it exited 0); `service_started` is
-/// the start order itself.
+/// the start order itself. Its errors are at `s`'s `depends_on`.
 pub(super) async fn wait_condition(
+    repo: &Repo,
     run: &Run,
     s: &str,
     dep: &str,
@@ -159,12 +162,17 @@ pub(super) async fn wait_condition(
         match cond {
             "service_healthy" if health.as_deref() == Some("healthy") => return Ok(()),
             "service_healthy" if health.is_none() => {
-                return Err(Diagnostic::error(format!(
-                    "`{s}` waits for `{dep}` to be healthy, but `{dep}` has no healthcheck"
+                return Err(at_key(
+                    repo,
+                    s,
+                    "depends_on",
+                    Diagnostic::error(format!(
+                        "`{s}` waits for `{dep}` to be healthy, but `{dep}` has no healthcheck"
+                    ))
+                    .fix(format!(
+                        "give `{dep}` a healthcheck, or depend on it with `condition: service_started`"
+                    )),
                 ))
-                .fix(format!(
-                    "give `{dep}` a healthcheck, or depend on it with `condition: service_started`"
-                )))
             }
             "service_completed_successfully"
                 if !running
@@ -177,19 +185,32 @@ pub(super) async fn wait_condition(
                 return Ok(())
             }
             "service_completed_successfully" if !running && code.is_some_and(|c| c != 0) => {
-                return Err(Diagnostic::error(format!(
-                    "`{s}` waits for `{dep}` to complete successfully; it exited with code {}",
-                    code.unwrap_or(-1)
-                )))
+                return Err(at_key(
+                    repo,
+                    s,
+                    "depends_on",
+                    Diagnostic::error(format!(
+                        "`{s}` waits for `{dep}` to complete successfully; it exited with code {}",
+                        code.unwrap_or(-1)
+                    ))
+                    .fix(format!(
+                        "`verify --keep` keeps the stack: `docker logs` of `{dep}`'s container says why it failed"
+                    )),
+                ))
             }
             "service_healthy" | "service_completed_successfully" => {}
             _ => return Ok(()),
         }
         if std::time::Instant::now() > deadline {
-            return Err(Diagnostic::error(format!(
-                "`{s}` waited {timeout}s for `{dep}` ({cond}) in vain"
-            ))
-            .fix("raise --timeout, or look at the dependency's logs with `verify --keep`"));
+            return Err(at_key(
+                repo,
+                s,
+                "depends_on",
+                Diagnostic::error(format!(
+                    "`{s}` waited {timeout}s for `{dep}` ({cond}) in vain"
+                ))
+                .fix("raise --timeout, or look at the dependency's logs with `verify --keep`"),
+            ));
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(std::time::Duration::from_secs(1));
@@ -201,7 +222,7 @@ pub(super) async fn start(run: &Run, s: &Service, cid: &str) -> Result<(), Error
     run.d
         .start_container(cid, None::<q::StartContainerOptions>)
         .await
-        .map_err(|e| Diagnostic::error(format!("starting `{}`: {e}", s.name)))
+        .map_err(|e| engine_error(format!("starting `{}`", s.name), e))
 }
 
 /// The user a container runs as, for the owner of uploaded keys.
@@ -244,6 +265,10 @@ fn mounts(s: &Svc, volumes: &BTreeMap<String, String>) -> Result<(Vec<String>, V
                     Diagnostic::error(format!(
                         "service `{}`: volume `{}` is not declared",
                         s.name, m.source
+                    ))
+                    .fix(format!(
+                        "declare `{}` under the top-level `volumes:`",
+                        m.source
                     ))
                 })?;
                 binds.push(format!(
@@ -485,11 +510,17 @@ pub(super) async fn create(
     ns: Option<&str>,
 ) -> Result<String, Error> {
     let d = &run.d;
-    let svc = run
-        .stack
-        .service(&s.name)
-        .ok_or_else(|| Diagnostic::error(format!("`{}` is not in the stack", s.name)))?;
-    let body = container_body(run, svc, image, volumes, ns)?;
+    let svc = run.stack.service(&s.name).ok_or_else(|| {
+        at_key(
+            repo,
+            &s.name,
+            "",
+            Diagnostic::error(format!("`{}` is not in the stack", s.name)),
+        )
+    })?;
+    // What the body cannot make is a key of the service.
+    let body =
+        container_body(run, svc, image, volumes, ns).map_err(|e| at_key(repo, &s.name, "", e))?;
     // Postgres from a cached data directory (made first if there is none).
     let seed = match seeding.filter(|_| s.name == pgseed::SERVICE) {
         Some(seeding) => pgseed::prepare(repo, run, s, &body, &[], seeding).await?,
@@ -505,19 +536,26 @@ pub(super) async fn create(
             body,
         )
         .await
-        .map_err(|e| Diagnostic::error(format!("creating container for `{}`: {e}", s.name)))?;
+        .map_err(|e| {
+            at_key(
+                repo,
+                &s.name,
+                "",
+                engine_error(format!("creating container for `{}`", s.name), e),
+            )
+        })?;
     // API 1.41 attaches one network at create; the others are connected before start.
     if svc.network_mode.is_none() {
         for (n, a) in svc.networks.iter().skip(1) {
             d.connect_network(
-                &net_name(run, n)?,
+                &net_name(run, n).map_err(|e| at_key(repo, &s.name, "networks", e))?,
                 NetworkConnectRequest {
                     container: created.id.clone(),
                     endpoint_config: Some(endpoint(svc, n, a)),
                 },
             )
             .await
-            .map_err(|e| Diagnostic::error(format!("connecting `{}` to {n}: {e}", s.name)))?;
+            .map_err(|e| engine_error(format!("connecting `{}` to {n}", s.name), e))?;
         }
     }
     if let Some(seed) = seed {

@@ -855,7 +855,7 @@ fn assert_a_damaged_seed_is_refused_and_removed(root: &Path, seed: &Path) {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
         text(&o).contains(&format!(
-            "unpacking the cached data directory {}",
+            "{}: unpacking the cached data directory into postgres",
             seed.display()
         )) && text(&o).contains("--no-seed"),
         "{}",

@@ -44,8 +44,20 @@ const PACKAGES: &[&str] = &[
 const ENGINE_WAIT: Duration = Duration::from_secs(60);
 const READY_WAIT: Duration = Duration::from_secs(90);
 
+/// What to do when a node, its engine or the cluster's registry fails.
+const CLUSTER_FIX: &str = "`cargo xtask cluster status` shows the nodes and the registry; `cargo xtask cluster down`, then `cargo xtask cluster up`, makes them anew";
+
+/// An engine call (the host's or a node's) that failed: what it was, the
+/// engine's answer, and `CLUSTER_FIX`.
 fn host_err(what: &str, e: impl std::fmt::Display) -> Error {
-    Diagnostic::error(format!("{what}: {e}"))
+    Diagnostic::error(format!("{what}: {e}")).fix(CLUSTER_FIX)
+}
+
+/// A file or folder of the cluster that cannot be made or opened.
+fn path_err(p: &std::path::Path, e: impl std::fmt::Display) -> Error {
+    Diagnostic::error(e.to_string())
+        .at_path(p)
+        .fix("make its folder writable by you")
 }
 
 fn label_filter(n: &Names) -> HashMap<String, Vec<String>> {
@@ -187,8 +199,7 @@ fn reset_dir(n: &Names, i: usize) -> Result<(), Error> {
     let dir = n.node_dir(i);
     let _ = std::fs::remove_dir_all(&dir);
     for sub in ["docker", "run"] {
-        std::fs::create_dir_all(dir.join(sub))
-            .map_err(|e| host_err(&dir.join(sub).display().to_string(), e))?;
+        std::fs::create_dir_all(dir.join(sub)).map_err(|e| path_err(&dir.join(sub), e))?;
     }
     Ok(())
 }
@@ -235,7 +246,10 @@ async fn address(d: &Docker, n: &Names, i: usize) -> Result<String, Error> {
                 .clone()
         })
         .filter(|a| !a.is_empty())
-        .ok_or_else(|| Diagnostic::error(format!("node {i} has no address on {}", n.network())))
+        .ok_or_else(|| {
+            Diagnostic::error(format!("node {i} has no address on {}", n.network()))
+                .fix(CLUSTER_FIX)
+        })
 }
 
 /// The swarm's nodes as the manager sees them: (hostname, ready).
@@ -404,7 +418,7 @@ async fn make(d: &Docker, root: &Path, n: &Names, nodes: usize) -> Result<(), Er
         .await
         .ok()
         .and_then(|s| s.join_tokens?.worker)
-        .ok_or_else(|| Diagnostic::error("node 1 gave no worker join token"))?;
+        .ok_or_else(|| Diagnostic::error("node 1 gave no worker join token").fix(CLUSTER_FIX))?;
     let workers = workers.await?;
     for (k, (w, _)) in workers.iter().enumerate() {
         let i = k + 2;
@@ -731,7 +745,7 @@ pub async fn load_and_push(
         while let Some(r) = s.next().await {
             let info = r.map_err(|e| host_err(&format!("pushing {target}"), e))?;
             if let Some(e) = info.error_detail.and_then(|e| e.message) {
-                return Err(Diagnostic::error(format!("pushing {target}: {e}")));
+                return Err(Diagnostic::error(format!("pushing {target}: {e}")).fix(CLUSTER_FIX));
             }
         }
     }

@@ -572,7 +572,7 @@ async fn task_nodes(
             )])),
         }))
         .await
-        .map_err(|e| Diagnostic::error(format!("listing the run's tasks: {e}")))?;
+        .map_err(|e| docker::engine_error("listing the run's tasks on node 1", e))?;
     let mut out = HashMap::new();
     for t in tasks {
         let Some(name) = t.service_id.as_ref().and_then(|i| ids.get(i)) else {
@@ -590,14 +590,19 @@ async fn task_nodes(
             .position(|n| Some(&n.id) == t.node_id.as_ref())
             .ok_or_else(|| {
                 Diagnostic::error(format!("the task of `{name}` is on no known node"))
+                    .fix("a node joined or left during the run: `cargo xtask cluster status`, then run verify again")
             })?;
         out.insert(name.clone(), k);
     }
     for name in ids.values() {
         if !out.contains_key(name) {
-            return Err(Diagnostic::error(format!(
-                "the running task of `{name}` was not found"
-            )));
+            return Err(
+                Diagnostic::error(format!("the running task of `{name}` was not found")).fix(
+                    format!(
+                        "`docker service ps` on node 1 shows why the task of `{name}` does not run"
+                    ),
+                ),
+            );
         }
     }
     Ok(out)
@@ -615,7 +620,10 @@ async fn pull(d: &Docker, reference: &str) -> Result<(), Error> {
         None,
     );
     while let Some(r) = futures_util::StreamExt::next(&mut s).await {
-        r.map_err(|e| Diagnostic::error(format!("pulling {reference} on a node: {e}")))?;
+        r.map_err(|e| {
+            Diagnostic::error(format!("pulling {reference} on a node: {e}"))
+                .fix("is the cluster's registry up? `cargo xtask cluster status`; `cargo xtask cluster push` pushes an image by hand")
+        })?;
     }
     Ok(())
 }

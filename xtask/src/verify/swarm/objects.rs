@@ -23,7 +23,7 @@ pub(super) async fn create_networks_and_volumes(
                 ..Default::default()
             })
             .await
-            .map_err(|e| Diagnostic::error(format!("creating volume {name}: {e}")))?;
+            .map_err(|e| docker::engine_error(format!("creating volume {name}"), e))?;
         volumes.insert(v.clone(), name);
     }
     Ok(volumes)
@@ -44,7 +44,7 @@ pub(super) async fn create_overlay(
     };
     d.create_network(req)
         .await
-        .map_err(|e| Diagnostic::error(format!("creating overlay network {name}: {e}")))?;
+        .map_err(|e| docker::engine_error(format!("creating overlay network {name}"), e))?;
     Ok(())
 }
 
@@ -107,7 +107,7 @@ pub(super) async fn create_file_object(
             })
             .await
             .map_err(|e| {
-                Diagnostic::error(format!("creating the secret {name} for `{service}`: {e}"))
+                docker::engine_error(format!("creating the secret {name} for `{service}`"), e)
             })?;
         let file = TaskSpecContainerSpecFile {
             name: Some(f.target.clone()),
@@ -134,7 +134,7 @@ pub(super) async fn create_file_object(
             })
             .await
             .map_err(|e| {
-                Diagnostic::error(format!("creating the config {name} for `{service}`: {e}"))
+                docker::engine_error(format!("creating the config {name} for `{service}`"), e)
             })?;
         let file = TaskSpecContainerSpecFile1 {
             name: Some(f.target.clone()),
@@ -154,6 +154,13 @@ pub(super) async fn create_file_object(
     }
 }
 
+/// A file verify ships to the cluster that cannot be read.
+fn read_error(p: &Path, e: std::io::Error) -> Error {
+    Diagnostic::error(e.to_string())
+        .at_path(p)
+        .fix("make it readable by you: verify ships it to the cluster as a secret or config")
+}
+
 /// The files of a `./certs/...` mount (a folder or one file), owned by the
 /// service's user; keys become secrets (0400), the rest configs.
 pub(super) fn cert_files(
@@ -165,15 +172,14 @@ pub(super) fn cert_files(
 ) -> Result<Vec<FileRef>, Error> {
     let src = repo.root.join(source);
     let missing = || {
-        Diagnostic::error(format!(
+        let e = Diagnostic::error(format!(
             "service `{}` mounts {} which does not exist",
             s.name,
             src.display()
-        ))
-        .fix("run `cargo xtask certs`")
+        ));
+        super::super::load::at_key(repo, &s.name, "volumes", e.fix("run `cargo xtask certs`"))
     };
-    let read =
-        |p: &Path| std::fs::read(p).map_err(|e| Diagnostic::error(format!("{}: {e}", p.display())));
+    let read = |p: &Path| std::fs::read(p).map_err(|e| read_error(p, e));
     let key = |n: &str| n.contains("key");
     if src.is_file() {
         let n = src
@@ -219,8 +225,7 @@ pub(super) fn repo_files(
 ) -> Result<Vec<FileRef>, Error> {
     let secret = source.starts_with("./secrets/");
     let src = root.join(source);
-    let read =
-        |p: &Path| std::fs::read(p).map_err(|e| Diagnostic::error(format!("{}: {e}", p.display())));
+    let read = |p: &Path| std::fs::read(p).map_err(|e| read_error(p, e));
     let file = |data, target: String| FileRef {
         target,
         data,
@@ -233,6 +238,7 @@ pub(super) fn repo_files(
             "service `{service}` mounts {} which does not exist",
             src.display()
         ))
+        .fix("create it, or remove the mount")
     })?;
     if meta.is_file() {
         return Ok(vec![file(read(&src)?, target.to_string())]);
@@ -240,8 +246,7 @@ pub(super) fn repo_files(
     let mut out = vec![];
     let mut stack = vec![(src, target.trim_end_matches('/').to_string())];
     while let Some((dir, at)) = stack.pop() {
-        let rd = std::fs::read_dir(&dir)
-            .map_err(|e| Diagnostic::error(format!("{}: {e}", dir.display())))?;
+        let rd = std::fs::read_dir(&dir).map_err(|e| read_error(&dir, e))?;
         for e in rd.flatten() {
             let (p, name) = (e.path(), e.file_name().to_string_lossy().into_owned());
             match e.file_type() {
@@ -323,6 +328,7 @@ pub(super) async fn local_image_id(
         Diagnostic::error(format!(
             "image `{image}` of `{service}` is not on this machine"
         ))
+        .fix(format!("`docker pull {image}`, or on a machine without a registry `cargo xtask images bootstrap`"))
     })
 }
 
@@ -428,10 +434,15 @@ pub(super) async fn create_service(
         };
         if m.named {
             let vol = volumes.get(&m.source).ok_or_else(|| {
-                Diagnostic::error(format!(
+                let e = Diagnostic::error(format!(
                     "service `{}`: volume `{}` is not declared",
                     s.name, m.source
-                ))
+                ));
+                let e = e.fix(format!(
+                    "declare `{}` under the top-level `volumes:`",
+                    m.source
+                ));
+                super::super::load::at_key(repo, &s.name, "volumes", e)
             })?;
             mounts.push(Mount {
                 target: Some(target),
@@ -451,7 +462,10 @@ pub(super) async fn create_service(
         } else if placed.is_some() && m.source.starts_with("./") {
             // The nodes do not have the repository: its files travel as
             // configs (secrets under ./secrets/).
-            files.extend(repo_files(&repo.root, &s.name, &m.source, &target, uid)?);
+            files.extend(
+                repo_files(&repo.root, &s.name, &m.source, &target, uid)
+                    .map_err(|e| super::super::load::at_key(repo, &s.name, "volumes", e))?,
+            );
         } else {
             let src = if m.source.starts_with('/') {
                 m.source.clone()
@@ -496,7 +510,7 @@ pub(super) async fn create_service(
     }
     let spec = service_spec(run, run.name(&s.name), &s.name, task, endpoint(s, mode));
     let r = d.create_service(spec, None).await.map_err(|e| {
-        Diagnostic::error(format!("creating the swarm service of `{}`: {e}", s.name))
+        docker::engine_error(format!("creating the swarm service of `{}`", s.name), e)
     })?;
     r.id.ok_or_else(|| {
         Diagnostic::error(format!(

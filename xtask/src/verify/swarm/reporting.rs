@@ -56,7 +56,11 @@ pub(super) fn write_report_placed(
             j,
             junit_with_engine(&report::render_junit(cells, data), detected),
         )
-        .map_err(|e| Diagnostic::error(format!("{}: {e}", j.display())))?;
+        .map_err(|e| {
+            Diagnostic::error(format!("writing the JUnit report: {e}"))
+                .at_path(j)
+                .fix("give --junit a path in a folder you can write")
+        })?;
     }
     eprintln!(
         "verify: {} probe(s) ({} data-layer), {} mismatch(es)",

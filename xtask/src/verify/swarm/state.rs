@@ -28,7 +28,7 @@ pub(super) async fn node_state(d: &Docker) -> Result<(LocalNodeState, bool), Err
     let info = d
         .info()
         .await
-        .map_err(|e| Diagnostic::error(format!("asking the Docker engine about its swarm: {e}")))?;
+        .map_err(|e| crate::docker::engine_error("asking the Docker engine about its swarm", e))?;
     let sw = info.swarm.unwrap_or_default();
     Ok((
         sw.local_node_state.unwrap_or(LocalNodeState::INACTIVE),
@@ -86,7 +86,10 @@ pub(super) async fn take_swarm(d: &Docker, id: &str, init: bool) -> Result<Optio
                 spec: Some(SwarmSpec { labels: Some(labels), ..Default::default() }),
                 ..Default::default()
             };
-            d.init_swarm(req).await.map_err(|e| Diagnostic::error(format!("making a one-node swarm: {e}")))?;
+            d.init_swarm(req).await.map_err(|e| {
+                Diagnostic::error(format!("making a one-node swarm: {e}"))
+                    .fix(format!("make it yourself with `{INIT_COMMAND}` and run without --init-swarm; `docker info` shows the engine's swarm state"))
+            })?;
             eprintln!("verify: --init-swarm: made a one-node swarm (advertise 127.0.0.1); it is left again at the end");
             Ok(Some(Made { gwbridge_existed, ingress_existed }))
         }
