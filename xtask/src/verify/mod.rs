@@ -459,37 +459,49 @@ async fn line(
     };
     let cid = stack::create(st.repo, run, s, image, st.volumes, seeding, ns.as_deref()).await?;
     lines.created[s.name.as_str()].send_replace(Some(cid.clone()));
-    if st.sources.contains(&s.name.as_str()) {
-        probe::precreate_row(d, run, st.probe_image, s, &cid, st.targets).await?;
-    }
-    for (dep, _) in &s.depends_on {
-        if let Some(tx) = lines.started.get(dep.as_str()) {
-            let mut rx = tx.subscribe();
-            // The sender lives as long as `lines`: this ends when the
-            // dependency has started (or the whole stack fails).
-            let _ = rx.wait_for(|up| *up).await;
+    // The row's probe is made beside the wait and the start, not before
+    // them: it only needs the container to exist.
+    let ahead = async {
+        if st.sources.contains(&s.name.as_str()) {
+            probe::precreate_row(d, run, st.probe_image, s, &cid, st.targets).await?;
         }
-        let cond = svc
-            .and_then(|v| v.depends_on.iter().find(|(d, _)| d == dep))
-            .map(|(_, c)| c.as_str());
-        let dep_cid = lines
-            .created
-            .get(dep.as_str())
-            .and_then(|tx| tx.borrow().clone());
-        if let (Some(cond), Some(dep_cid)) = (cond, dep_cid) {
-            stack::wait_condition(st.repo, run, &s.name, dep, &dep_cid, cond, st.timeout).await?;
-        }
-    }
-    stack::start(run, s, &cid).await?;
-    lines.started[s.name.as_str()].send_replace(true);
-    lines.mark(false, st.t);
-    let ready = match st.targets.iter().find(|tg| tg.service == s.name) {
-        Some(tg) => Some((
-            s.name.clone(),
-            probe::wait_ready(d, run, st.probe_image, tg, &cid, st.timeout).await,
-        )),
-        None => None,
+        Ok::<_, Error>(())
     };
+    let go = async {
+        for (dep, _) in &s.depends_on {
+            if let Some(tx) = lines.started.get(dep.as_str()) {
+                let mut rx = tx.subscribe();
+                // The sender lives as long as `lines`: this ends when the
+                // dependency has started (or the whole stack fails).
+                let _ = rx.wait_for(|up| *up).await;
+            }
+            let cond = svc
+                .and_then(|v| v.depends_on.iter().find(|(d, _)| d == dep))
+                .map(|(_, c)| c.as_str());
+            let dep_cid = lines
+                .created
+                .get(dep.as_str())
+                .and_then(|tx| tx.borrow().clone());
+            if let (Some(cond), Some(dep_cid)) = (cond, dep_cid) {
+                stack::wait_condition(st.repo, run, &s.name, dep, &dep_cid, cond, st.timeout)
+                    .await?;
+            }
+        }
+        stack::start(run, s, &cid).await?;
+        lines.started[s.name.as_str()].send_replace(true);
+        lines.mark(false, st.t);
+        let ready = match st.targets.iter().find(|tg| tg.service == s.name) {
+            Some(tg) => Some((
+                s.name.clone(),
+                probe::wait_ready(d, run, st.probe_image, tg, &cid, st.timeout).await,
+            )),
+            None => None,
+        };
+        Ok::<_, Error>(ready)
+    };
+    let (ahead, ready) = tokio::join!(ahead, go);
+    ahead?;
+    let ready = ready?;
     Ok(((s.name.clone(), cid), ready))
 }
 
