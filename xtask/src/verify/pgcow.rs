@@ -15,7 +15,7 @@
 //! path, so a new key is a new volume); a fill killed halfway leaves a
 //! volume without its record, which the next run removes and fills again;
 //! two runs take turns on one key (a lock file beside the tar); a seed
-//! volume in use by a run is never removed, because the run's helper
+//! volume in use by a run is never removed, because the run's holder
 //! container keeps it mounted (the daemon refuses to remove it) until the
 //! run's own cleanup; and a seed volume whose tar is gone (pruned, or the
 //! checkout deleted) is removed by the next run on this host.
@@ -596,5 +596,74 @@ mod tests {
         let b = volume_name(Path::new("/r2/target/xtask/pg-seed/k.tar"));
         assert_ne!(a, b);
         assert!(a.starts_with("xtask-pg-seed-") && a.len() == 30, "{a}");
+    }
+}
+
+/// Against the daemon (`--features docker`): pruning keeps a seed volume
+/// that a container mounts, and removes it once none does.
+#[cfg(all(test, feature = "docker"))]
+mod engine_tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_volume_in_use_is_kept_and_removed_once_unused() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let d = docker::connect().await.unwrap();
+            // A tar that does not exist: its seed volume is stale.
+            let tar = std::env::temp_dir().join(format!("pgcow-prune-{}.tar", std::process::id()));
+            let name = volume_name(&tar);
+            let labels = HashMap::from([
+                (TAR_LABEL.to_string(), tar.display().to_string()),
+                (HOST_LABEL.to_string(), docker::hostname()),
+            ]);
+            d.create_volume(VolumeCreateRequest {
+                name: Some(name.clone()),
+                labels: Some(labels),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+            let image = cow_image(
+                &d,
+                Owner {
+                    uid: 0,
+                    gid: 0,
+                    mode: 0o700,
+                },
+            )
+            .await
+            .unwrap();
+            let holder = d
+                .create_container(
+                    None::<q::CreateContainerOptions>,
+                    ContainerCreateBody {
+                        image: Some(image),
+                        cmd: Some(vec!["/none".into()]),
+                        host_config: Some(HostConfig {
+                            binds: Some(vec![format!("{name}:/seed:ro")]),
+                            network_mode: Some("none".into()),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap()
+                .id;
+            prune(&d).await;
+            let kept = d.inspect_volume(&name).await.is_ok();
+            d.remove_container(&holder, None::<q::RemoveContainerOptions>)
+                .await
+                .unwrap();
+            prune(&d).await;
+            let gone = d.inspect_volume(&name).await.is_err();
+            let _ = d.remove_volume(&name, None::<q::RemoveVolumeOptions>).await;
+            assert!(kept, "a seed volume a container mounts was pruned");
+            assert!(gone, "a seed volume whose tar is gone was kept once unused");
+        });
     }
 }
