@@ -93,7 +93,10 @@ pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
             "verify: --keep: the stack of run {} is still up. Remove it with:",
             run.id
         );
-        eprintln!("  docker rm -f $(docker ps -aq --filter label={RUN_LABEL}={}) && docker network prune -f --filter label={RUN_LABEL}={} && docker volume prune -f --filter label={RUN_LABEL}={}", run.id, run.id, run.id);
+        // `docker volume prune` passes over a volume with driver options
+        // (the copy-on-write Postgres data, pgcow.rs): each is named to `rm`.
+        let f = format!("--filter label={RUN_LABEL}={}", run.id);
+        eprintln!("  docker ps -aq {f} | xargs -r docker rm -f && docker network prune -f {f} && docker volume ls -q {f} | xargs -r docker volume rm");
     } else {
         // Checked, not assumed: under load the daemon refused a network
         // whose last endpoint it was still releasing (24 services, 2 cores).

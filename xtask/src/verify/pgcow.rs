@@ -45,11 +45,8 @@ pub(super) async fn attach(
     volume: &str,
     probe_image: &str,
 ) -> Result<(), String> {
-    // Off unless asked for: in CI, the run that filled a seed left its two
-    // overlay volumes behind (the daemon did not remove them); not yet
-    // understood, so the default stays the unpack.
-    if std::env::var("XTASK_SEED_COW").as_deref() != Ok("1") {
-        return Err("off (XTASK_SEED_COW=1 turns it on)".into());
+    if std::env::var("XTASK_SEED_COW").as_deref() == Ok("0") {
+        return Err("off (XTASK_SEED_COW=0)".into());
     }
     if base.is_empty() || base.contains([',', ':', '\\', '/']) || base.contains(char::is_whitespace)
     {

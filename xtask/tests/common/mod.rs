@@ -331,6 +331,67 @@ pub fn verify_env(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     xtask_env(root, &all, &env)
 }
 
+/// The stack a `verify --keep` run left up, removed with the command that
+/// run printed for it (so the printed command is what is tested); on drop.
+pub struct Kept {
+    pub run: String,
+    removal: String,
+}
+
+impl Kept {
+    /// From verify's output: the run's id and the line after "Remove it
+    /// with:" (or "Remove them with:").
+    pub fn from_output(out: &str) -> Kept {
+        let run = out
+            .split(" of run ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no kept run in:\n{out}"))
+            .to_string();
+        let removal = out
+            .lines()
+            .skip_while(|l| !l.contains(" with:"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no removal command in:\n{out}"))
+            .trim()
+            .to_string();
+        Kept { run, removal }
+    }
+
+    /// Runs the printed removal; what of the run is left after it.
+    pub fn remove(&self) -> Vec<String> {
+        let o = Command::new("sh").arg("-c").arg(&self.removal).output();
+        let f = format!("label=monorepo.verify.run={}", self.run);
+        let mut left = vec![];
+        for what in ["container", "network", "volume"] {
+            let mut c = Command::new("docker");
+            match what {
+                "container" => c.args(["ps", "-aq"]),
+                w => c.args([w, "ls", "-q"]),
+            };
+            let out = c.args(["--filter", &f]).output().unwrap();
+            left.extend(
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| format!("{what} {l}")),
+            );
+        }
+        if !left.is_empty() {
+            if let Ok(o) = o {
+                left.push(format!("`{}`: {}", self.removal, text(&o)));
+            }
+        }
+        left
+    }
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        let _ = self.remove();
+    }
+}
+
 /// `verify <args>` on `root` started in the background (to be signalled),
 /// stdout discarded, stderr as given.
 pub fn spawn_verify(

@@ -127,32 +127,6 @@ fn the_page_shows_its_api_answer_in_a_real_browser() {
     }
 }
 
-/// What `verify --keep` left up, removed on drop (by its run label).
-struct Kept(String);
-
-impl Drop for Kept {
-    fn drop(&mut self) {
-        let label = format!("label=monorepo.verify.run={}", self.0);
-        let ids = Command::new("docker")
-            .args(["ps", "-aq", "--filter", &label])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        let ids: Vec<&str> = ids.split_whitespace().collect();
-        if !ids.is_empty() {
-            let _ = Command::new("docker")
-                .args(["rm", "-f"])
-                .args(&ids)
-                .output();
-        }
-        for what in ["network", "volume"] {
-            let _ = Command::new("docker")
-                .args([what, "prune", "-f", "--filter", &label])
-                .output();
-        }
-    }
-}
-
 #[test]
 fn the_example_page_lists_accounts_through_the_gateway() {
     let _area = area("browser");
@@ -174,13 +148,8 @@ fn the_example_page_lists_accounts_through_the_gateway() {
 fn example_page(browser: &str, root: &std::path::Path, attempt: usize) -> Result<(), String> {
     let o = verify(root, &["--keep", "--only", "accounts-web", "gateway"]);
     let out = text(&o);
-    let run = out
-        .split("the stack of run ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no kept run in:\n{out}"))
-        .to_string();
-    let _kept = Kept(run.clone());
+    let kept = Kept::from_output(&out);
+    let run = kept.run.clone();
     assert!(o.status.success(), "verify failed:\n{out}");
     let nginx = format!("mr-{run}-nginx");
     let gone = || {
@@ -247,5 +216,8 @@ fn example_page(browser: &str, root: &std::path::Path, attempt: usize) -> Result
             && l.contains("\"GET /accounts-web/api/items HTTP/1.1\" 200")),
         "{logs}"
     );
+    // The removal verify printed leaves nothing of the run.
+    let left = kept.remove();
+    assert!(left.is_empty(), "{left:#?}");
     Ok(())
 }

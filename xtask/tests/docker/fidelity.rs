@@ -49,16 +49,6 @@ fn run_objects(run: &str) -> usize {
     n
 }
 
-fn remove_run(run: &str) {
-    let f = format!("label=monorepo.verify.run={run}");
-    let ids = sh(&["docker", "ps", "-aq", "--filter", &f]).1;
-    for id in ids.lines().filter(|l| !l.is_empty()) {
-        sh(&["docker", "rm", "-f", "-v", id]);
-    }
-    sh(&["docker", "network", "prune", "-f", "--filter", &f]);
-    sh(&["docker", "volume", "prune", "-f", "--filter", &f]);
-}
-
 /// Each key verify does not model, added to the example, is refused with
 /// its line before anything exists; so is what Compose itself refuses.
 #[test]
@@ -503,13 +493,8 @@ fn verify_runs_and_proves_the_stack_compose_runs() {
     let report: Value =
         serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
     let run = report["run"].as_str().unwrap().to_string();
-    struct Rm(String);
-    impl Drop for Rm {
-        fn drop(&mut self) {
-            remove_run(&self.0);
-        }
-    }
-    let _rm = Rm(run.clone());
+    let kept = Kept::from_output(&text(&o));
+    assert_eq!(kept.run, run);
     // The one leak of this stack, and nothing else, fails verify: gateway's
     // port on every interface, through each host address.
     let failing: Vec<String> = report["cells"]
@@ -529,14 +514,17 @@ fn verify_runs_and_proves_the_stack_compose_runs() {
     );
     assert!(text(&o).contains("--keep"), "{}", text(&o));
     // A later run's sweep of dead runs leaves a kept stack alone.
-    let kept = run_objects(&run);
-    assert!(kept > 0);
+    let objects = run_objects(&run);
+    assert!(objects > 0);
 
     // 1. docker inspect, field by field.
     let theirs = same_containers(&tag, &run);
     // 2. Ground truth: every path from every container of Compose's stack.
     let truth = ground_truth(&tag, &theirs);
     compare_paths(&truth, &report);
+    // The removal verify printed leaves nothing of the run.
+    let left = kept.remove();
+    assert!(left.is_empty(), "{left:#?}");
 }
 
 /// Compose's containers (service -> id), once asserted equal to the run's

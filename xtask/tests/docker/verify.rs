@@ -825,7 +825,6 @@ fn assert_the_seed_keeps_only_written_wal_segments(tar: &Path) {
 /// Killed (SIGKILL) once the seed's volume is filled but before that is
 /// recorded: the next run does not trust the volume, fills it again and
 /// runs copy-on-write; nothing of either run is left.
-#[allow(dead_code)] // for copy-on-write, off by default (pgcow.rs)
 fn assert_a_killed_seed_fill_is_filled_again(root: &Path, tar: &Path) {
     let record = tar.with_extension("cow");
     assert!(record.exists(), "{}", record.display());
@@ -910,7 +909,8 @@ fn a_cached_postgres_data_directory_is_used_until_its_inputs_change() {
     // The same inputs: from the cache, and the data cells still hold (the
     // roles and their rights are in the cached directory); the data volume
     // is a copy-on-write overlay of the seed unpacked once.
-    pass(&[], "data directory from the cache");
+    pass(&[], ", copy-on-write");
+    assert_a_killed_seed_fill_is_filled_again(&c.root, &first[0]);
     // A new init script is a new key.
     std::fs::write(
         c.root.join("datalayer/postgres/20-note.sql"),

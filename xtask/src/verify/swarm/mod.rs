@@ -162,7 +162,7 @@ pub(super) async fn verify(
             "verify: --keep: the services of run {} are still up. Remove them with:",
             run.id
         );
-        eprintln!("  docker service rm $(docker service ls -q {f}) && sleep 5 && docker network prune -f {f} && docker volume prune -f {f} && docker secret rm $(docker secret ls -q {f}) && docker config rm $(docker config ls -q {f})");
+        eprintln!("  docker service rm $(docker service ls -q {f}) && sleep 5 && docker network prune -f {f} && docker volume ls -q {f} | xargs -r docker volume rm && docker secret ls -q {f} | xargs -r docker secret rm && docker config ls -q {f} | xargs -r docker config rm");
         if made.is_some() {
             eprintln!("  and leave the one-node swarm this run made: docker swarm leave --force && docker network rm docker_gwbridge");
         }
