@@ -10,7 +10,8 @@ Sections: static (check/add-service/sync at 100, 250, 500 services),
 certs (50 https services vs an openssl loop), build (the xtask's own
 build), verify (against Docker Compose v2, and v1 while installed, cold and
 warm),
-floor (warm verify against the engine floor, alternated), scale (verify
+floor (warm verify against the engine floor, alternated), floor24 (the
+same at 24 services), scale (verify
 with 2, 8 and 24 services, peak RSS).
 
 Needs what the tests need (bash scripts/setup.sh). It reports; it never fails
@@ -606,14 +607,19 @@ def verify(ctx: Bench) -> None:
     shutil.rmtree(root)
 
 
-def floor(ctx: Bench) -> None:
-    """Warm verify of the example against the engine floor, alternated in
-    one loop so both see the same machine (the quick form of the ratio that
-    `verify` and `scale` also report)."""
-    print(f"warm verify against the engine floor (example stack, {ctx.runs} runs each, alternated)")
+def floor(ctx: Bench, services: int = 0) -> None:
+    """Warm verify against the engine floor, alternated in one loop so both
+    see the same machine (the quick form of the ratio that `verify` and
+    `scale` also report): the example, or (`services`) the example grown to
+    that many services with `add-service --grpc`, every other one `--pg`."""
+    what = f"{services} services" if services else "example"
+    print(f"warm verify against the engine floor ({what}, {ctx.runs} runs each, alternated)")
     ensure_probe(ctx)
     root = repo_copy("floor")
     ctx.xt(root, "certs")
+    if services:
+        have = len(json.loads(ctx.xt(root, "list", "--format", "json")[2]))
+        grow(ctx, root, 0, services - have, flags=lambda i: ["--pg"] if i % 2 == 0 else [])
     verify_run(ctx, root)  # builds
     verify_run(ctx, root)  # caches Postgres's data directory
     runs: list[VerifyRun] = []
@@ -623,10 +629,15 @@ def floor(ctx: Bench) -> None:
         floors.append(engine_floor(root))
     v, vnote = spread([r[0] for r in runs])
     f, fnote = spread(floors)
-    ctx.row("verify warm, example", v, "s", note=f"{vnote}; {breakdown([r[2] for r in runs])}")
-    ctx.row("engine floor, example", f, "s", note=fnote)
-    ctx.row("verify warm / engine floor, example", v / f, "x", target="<=1.3", ok=v / f <= 1.3)
+    ctx.row(f"verify warm, {what}", v, "s", note=f"{vnote}; {breakdown([r[2] for r in runs])}")
+    ctx.row(f"engine floor, {what}", f, "s", note=fnote)
+    ctx.row(f"verify warm / engine floor, {what}", v / f, "x", target="<=1.3", ok=v / f <= 1.3)
     shutil.rmtree(root)
+
+
+def floor24(ctx: Bench) -> None:
+    """`floor` at 24 services: the issue's second stack."""
+    floor(ctx, 24)
 
 
 def scale(ctx: Bench) -> None:
@@ -666,7 +677,15 @@ def scale(ctx: Bench) -> None:
 
 
 SECTIONS: Final[Mapping[str, Callable[[Bench], None]]] = MappingProxyType(
-    {"static": static, "certs": certs, "build": build, "verify": verify, "floor": floor, "scale": scale}
+    {
+        "static": static,
+        "certs": certs,
+        "build": build,
+        "verify": verify,
+        "floor": floor,
+        "floor24": floor24,
+        "scale": scale,
+    }
 )
 
 

@@ -210,6 +210,56 @@ fn report(spec: &Spec, o: &Outcome, elapsed: Duration) {
     );
 }
 
+/// One spec a line, all run at once (a blocked path waits out its connect
+/// timeout; in sequence those waits would add up), printed in the file's
+/// order. At most 256 specs, each on its own thread.
+fn check_file(path: &str) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let specs: Vec<Spec> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .take(256)
+        .map(parse_spec)
+        .collect();
+    let handles: Vec<_> = specs
+        .into_iter()
+        .map(|spec| {
+            std::thread::spawn(move || {
+                let t = Instant::now();
+                let o = run(&spec);
+                (spec, o, t.elapsed())
+            })
+        })
+        .collect();
+    for h in handles {
+        if let Ok((spec, o, el)) = h.join() {
+            report(&spec, &o, el);
+        }
+    }
+}
+
+/// Tries `spec` until it answers or `secs` pass; prints the last try's
+/// line (flushed) and says whether it answered.
+fn wait(secs: &str, spec: &str) -> bool {
+    use std::io::Write;
+    let secs: u64 = secs.parse().unwrap_or(60);
+    let spec = parse_spec(spec);
+    let t = Instant::now();
+    // Short waits first (a service that is almost up costs little
+    // extra), then every 200 ms: an attempt on loopback is cheap.
+    let mut pause = Duration::from_millis(25);
+    loop {
+        let o = run(&spec);
+        if matches!(o, Outcome::Ok(_)) || t.elapsed() > Duration::from_secs(secs) {
+            report(&spec, &o, t.elapsed());
+            let _ = std::io::stdout().flush();
+            return matches!(o, Outcome::Ok(_));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(|s| s.as_str()) {
@@ -221,56 +271,36 @@ fn main() {
                 report(&spec, &o, t.elapsed());
             }
         }
-        // One spec a line, all run at once (a blocked path waits out its
-        // connect timeout; in sequence those waits would add up), printed
-        // in the file's order. At most 256 specs, each on its own thread.
-        Some("check-file") if args.len() == 2 => {
-            let text = std::fs::read_to_string(&args[1]).unwrap_or_default();
-            let specs: Vec<Spec> = text
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .take(256)
-                .map(parse_spec)
-                .collect();
-            let handles: Vec<_> = specs
-                .into_iter()
-                .map(|spec| {
-                    std::thread::spawn(move || {
-                        let t = Instant::now();
-                        let o = run(&spec);
-                        (spec, o, t.elapsed())
-                    })
-                })
-                .collect();
-            for h in handles {
-                if let Ok((spec, o, el)) = h.join() {
-                    report(&spec, &o, el);
-                }
-            }
-        }
+        Some("check-file") if args.len() == 2 => check_file(&args[1]),
         Some("wait") if args.len() == 3 => {
-            let secs: u64 = args[1].parse().unwrap_or(60);
-            let spec = parse_spec(&args[2]);
-            let t = Instant::now();
-            // Short waits first (a service that is almost up costs little
-            // extra), then every 200 ms: an attempt on loopback is cheap.
-            let mut pause = Duration::from_millis(25);
-            loop {
-                let o = run(&spec);
-                if matches!(o, Outcome::Ok(_)) || t.elapsed() > Duration::from_secs(secs) {
-                    report(&spec, &o, t.elapsed());
-                    std::process::exit(if matches!(o, Outcome::Ok(_)) { 0 } else { 1 });
-                }
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(200));
+            let ok = wait(&args[1], &args[2]);
+            std::process::exit(if ok { 0 } else { 1 });
+        }
+        // A matrix row's probe that is also its service's readiness wait
+        // (one container where there were two): `wait`, its line printed
+        // and flushed; then, once `<go>` appears (verify writes it after
+        // `<specs>`, in one upload, when every target is ready), `check-file
+        // <specs>`. Exits 1 if not ready, 3 if no go came in time.
+        Some("row") if args.len() == 5 => {
+            if !wait(&args[1], &args[2]) {
+                std::process::exit(1);
             }
+            let go = std::path::Path::new(&args[4]);
+            let t = Instant::now();
+            while !go.exists() {
+                if t.elapsed() > Duration::from_secs(600) {
+                    std::process::exit(3);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            check_file(&args[3]);
         }
         Some("exists") if args.len() == 2 => {
             let there = std::fs::symlink_metadata(&args[1]).is_ok();
             std::process::exit(if there { 0 } else { 1 });
         }
         _ => {
-            eprintln!("usage: probe check <spec>... | probe check-file <path> | probe wait <secs> <spec> | probe exists <path>");
+            eprintln!("usage: probe check <spec>... | probe check-file <path> | probe wait <secs> <spec> | probe row <secs> <spec> <specs path> <go path> | probe exists <path>");
             std::process::exit(2);
         }
     }

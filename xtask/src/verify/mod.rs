@@ -466,9 +466,11 @@ async fn line(
     // them: it only needs the container to exist.
     let ahead = async {
         if st.sources.contains(&s.name.as_str()) {
-            probe::precreate_row(d, run, st.probe_image, s, &cid, st.targets).await?;
+            let pid = probe::precreate_row(d, run, st.probe_image, s, &cid, st.targets, st.timeout)
+                .await?;
+            return Ok::<_, Error>(Some(pid));
         }
-        Ok::<_, Error>(())
+        Ok(None)
     };
     let go = async {
         for (dep, _) in &s.depends_on {
@@ -493,18 +495,23 @@ async fn line(
         stack::start(run, s, &cid).await?;
         lines.started[s.name.as_str()].send_replace(true);
         lines.mark(false, st.t);
-        let ready = match st.targets.iter().find(|tg| tg.service == s.name) {
-            Some(tg) => Some((
-                s.name.clone(),
-                probe::wait_ready(d, run, st.probe_image, tg, &cid, st.timeout).await,
-            )),
-            None => None,
-        };
-        Ok::<_, Error>(ready)
+        Ok::<_, Error>(())
     };
-    let (ahead, ready) = tokio::join!(ahead, go);
-    ahead?;
-    let ready = ready?;
+    let (row_probe, started) = tokio::join!(ahead, go);
+    let row_probe = row_probe?;
+    started?;
+    // Readiness: by the row's own probe when the service is a source too
+    // (`probe row`), else by a probe of its own.
+    let ready = match st.targets.iter().find(|tg| tg.service == s.name) {
+        Some(tg) => Some((
+            s.name.clone(),
+            match &row_probe {
+                Some(pid) => probe::ready_row(d, tg, &cid, pid, st.timeout).await,
+                None => probe::wait_ready(d, run, st.probe_image, tg, &cid, st.timeout).await,
+            },
+        )),
+        None => None,
+    };
     Ok(((s.name.clone(), cid), ready))
 }
 

@@ -61,16 +61,26 @@ pub async fn topology(run: &Run) -> Topology {
     };
     // A task on an overlay reaches its node through `docker_gwbridge` (the
     // overlay's own gateway is inside the overlay, not the host).
-    let gwbridge = d
-        .inspect_network("docker_gwbridge", None::<q::InspectNetworkOptions>)
-        .await
-        .ok()
-        .and_then(gateway_of);
-    for (key, name) in &run.networks {
-        if let Ok(n) = d
-            .inspect_network(name, None::<q::InspectNetworkOptions>)
+    // Every inspect at once: on the critical path, between readiness and
+    // the probes.
+    let net = |name: String| async move {
+        d.inspect_network(&name, None::<q::InspectNetworkOptions>)
             .await
-        {
+            .ok()
+    };
+    let (gwbridge, bridge, nets, infos) = tokio::join!(
+        net("docker_gwbridge".into()),
+        net("bridge".into()),
+        futures_util::future::join_all(run.networks.values().map(|n| net(n.clone()))),
+        futures_util::future::join_all(run.containers.values().map(|cid| async move {
+            d.inspect_container(cid, None::<q::InspectContainerOptions>)
+                .await
+                .ok()
+        })),
+    );
+    let gwbridge = gwbridge.and_then(gateway_of);
+    for (key, n) in run.networks.keys().zip(nets) {
+        if let Some(n) = n {
             let overlay = n.driver.as_deref() == Some("overlay");
             if n.driver.as_deref() == Some("bridge") && n.internal != Some(true) {
                 t.routed.insert(key.clone());
@@ -85,21 +95,15 @@ pub async fn topology(run: &Run) -> Topology {
             }
         }
     }
-    if let Ok(n) = d
-        .inspect_network("bridge", None::<q::InspectNetworkOptions>)
-        .await
-    {
+    if let Some(n) = bridge {
         t.bridge_gw = n
             .ipam
             .and_then(|i| i.config)
             .and_then(|c| c.into_iter().find_map(|c| c.gateway));
     }
     let by_name: BTreeMap<&String, &String> = run.networks.iter().map(|(k, v)| (v, k)).collect();
-    for (svc, cid) in &run.containers {
-        let Ok(info) = d
-            .inspect_container(cid, None::<q::InspectContainerOptions>)
-            .await
-        else {
+    for (svc, info) in run.containers.keys().zip(infos) {
+        let Some(info) = info else {
             continue;
         };
         let Some(ns) = info.network_settings else {

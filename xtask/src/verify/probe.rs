@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 
 use super::matrix::{self, env_of, pct, Cell, Outcome, Target};
 use super::paths::{self, Topology};
-use super::run::Run;
+use super::run::{RowProbe, Run};
 use crate::diag::{Diagnostic, Error};
 use crate::docker::buildkit::{self, Builder};
 use crate::docker::{self, engine_error, Tar, ENGINE_FIX, HASH_LABEL};
@@ -197,11 +197,7 @@ pub async fn wait_ready(
     timeout: u64,
 ) -> Result<u128, String> {
     let start = Instant::now();
-    let spec = t.spec(
-        &format!("ready:{}", t.service),
-        "127.0.0.1",
-        &HashMap::new(),
-    );
+    let spec = ready_spec(t);
     let pid = match start_probe(
         d,
         run,
@@ -363,18 +359,43 @@ fn row_plan(
 /// The connect timeout of a path probe, in ms.
 const PATH_CONNECT_MS: u64 = 300;
 
-/// The command of every matrix row's probe: its specs are uploaded just
-/// before it starts (the addresses are known only once the stack runs).
+/// Where a matrix row's probe reads its specs, uploaded once the stack
+/// runs (the addresses are known only then); a probe that is also its
+/// service's readiness wait starts on `GO`, uploaded after them.
 const SPECS: &str = "/etc/probe/specs";
+const GO: &str = "/etc/probe/go";
 
-fn row_cmd() -> Vec<String> {
-    vec!["check-file".into(), SPECS.into()]
+/// The command of a row's probe: with `ready` (its own service's target
+/// and the timeout), first the readiness wait (`probe row`).
+fn row_cmd(ready: Option<(&Target, u64)>) -> Vec<String> {
+    match ready {
+        None => vec!["check-file".into(), SPECS.into()],
+        Some((t, timeout)) => vec![
+            "row".into(),
+            timeout.to_string(),
+            ready_spec(t),
+            SPECS.into(),
+            GO.into(),
+        ],
+    }
 }
 
-async fn upload_specs(d: &Docker, id: &str, specs: &[String]) -> Result<(), Error> {
+fn ready_spec(t: &Target) -> String {
+    t.spec(
+        &format!("ready:{}", t.service),
+        "127.0.0.1",
+        &HashMap::new(),
+    )
+}
+
+async fn upload_specs(d: &Docker, id: &str, specs: &[String], go: bool) -> Result<(), Error> {
     let mut tar = Tar::default();
     tar.dir("etc/probe", 0o755, 65534);
     tar.file("etc/probe/specs", specs.join("\n").as_bytes(), 0o444, 65534);
+    if go {
+        // After the specs in the archive, so written after them.
+        tar.file("etc/probe/go", b"", 0o444, 65534);
+    }
     d.upload_to_container(
         id,
         Some(q::UploadToContainerOptions {
@@ -388,7 +409,9 @@ async fn upload_specs(d: &Docker, id: &str, specs: &[String]) -> Result<(), Erro
 }
 
 /// Creates the probe container of `src`'s matrix row as soon as `src`'s
-/// own container exists (`cid`), so that the probe phase only starts it.
+/// own container exists (`cid`). When `src` is a target too, the same
+/// container is its readiness wait (`ready_row`): one container where
+/// there were two. Returns its id.
 pub(super) async fn precreate_row(
     d: &Docker,
     run: &Run,
@@ -396,16 +419,85 @@ pub(super) async fn precreate_row(
     src: &Service,
     cid: &str,
     targets: &[Target],
-) -> Result<(), Error> {
-    let with_ca = targets.iter().any(|t| t.tls && t.service != src.name);
-    let pid = create_probe(d, run, image, cid, row_cmd(), with_ca)
+    timeout: u64,
+) -> Result<String, Error> {
+    let own = targets.iter().find(|t| t.service == src.name);
+    let with_ca =
+        targets.iter().any(|t| t.tls && t.service != src.name) || own.is_some_and(|t| t.tls);
+    let cmd = row_cmd(own.map(|t| (t, timeout)));
+    let pid = create_probe(d, run, image, cid, cmd, with_ca)
         .await
         .map_err(|e| engine_error(format!("the row of `{}`", src.name), e))?;
     run.row_probes
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(src.name.clone(), pid);
-    Ok(())
+        .insert(
+            src.name.clone(),
+            RowProbe {
+                id: pid.clone(),
+                waits: own.is_some(),
+            },
+        );
+    Ok(pid)
+}
+
+/// `wait_ready` done by the row's own probe `pid` (made by `precreate_row`
+/// with the readiness wait): started, and its first line read as it is
+/// printed; it then waits for its specs.
+pub(super) async fn ready_row(
+    d: &Docker,
+    t: &Target,
+    cid: &str,
+    pid: &str,
+    timeout: u64,
+) -> Result<u128, String> {
+    let start = Instant::now();
+    if let Err(e) = d
+        .start_container(pid, None::<q::StartContainerOptions>)
+        .await
+    {
+        // The usual cause: the service died before the probe could join it.
+        return Err(match exited_now(d, cid).await {
+            Some(code) => format!("its container exited (code {code})"),
+            None => format!("starting the probe: {e}"),
+        });
+    }
+    let first_line = async {
+        let mut logs = d.logs(
+            pid,
+            Some(q::LogsOptions {
+                follow: true,
+                stdout: true,
+                ..Default::default()
+            }),
+        );
+        let mut out = String::new();
+        while let Some(Ok(chunk)) = logs.next().await {
+            out.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+            if out.contains('\n') {
+                break;
+            }
+        }
+        out
+    };
+    let deadline = Duration::from_secs(timeout + 10);
+    tokio::select! {
+        out = first_line => {
+            match parse_lines(&out).into_iter().next() {
+                Some((_, outcome, _)) if outcome == "ok" => Ok(start.elapsed().as_millis()),
+                first => match exited_now(d, cid).await {
+                    Some(c) => Err(format!("its container exited (code {c})")),
+                    None => Err(format!(
+                        "no answer on port {} after {timeout}s: {}",
+                        t.port,
+                        first.map(|(_, _, detail)| detail).unwrap_or(out)
+                    )),
+                },
+            }
+        }
+        code = exited(d, cid) => Err(format!("its container exited (code {})", code.unwrap_or(-1))),
+        _ = tokio::time::sleep(deadline) => Err(format!("timed out after {timeout}s")),
+    }
 }
 
 /// One row of the matrix: every target probed from `src`'s namespace, in
@@ -430,16 +522,22 @@ pub async fn matrix_row(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .remove(&src.name);
-    let pid = match precreated {
-        Some(pid) => pid,
-        None => create_probe(d, run, image, &cid, row_cmd(), with_ca)
-            .await
-            .map_err(|e| engine_error(format!("the row of `{}`", src.name), e))?,
+    let (pid, waits) = match precreated {
+        Some(p) => (p.id, p.waits),
+        None => (
+            create_probe(d, run, image, &cid, row_cmd(None), with_ca)
+                .await
+                .map_err(|e| engine_error(format!("the row of `{}`", src.name), e))?,
+            false,
+        ),
     };
-    upload_specs(d, &pid, &specs).await?;
-    d.start_container(&pid, None::<q::StartContainerOptions>)
-        .await
-        .map_err(|e| engine_error(format!("starting the probe of `{}`'s row", src.name), e))?;
+    // A probe that was the readiness wait runs already, waiting for them.
+    upload_specs(d, &pid, &specs, waits).await?;
+    if !waits {
+        d.start_container(&pid, None::<q::StartContainerOptions>)
+            .await
+            .map_err(|e| engine_error(format!("starting the probe of `{}`'s row", src.name), e))?;
+    }
     let _ = tokio::time::timeout(Duration::from_secs(120), exited(d, &pid)).await;
     let out = stdout_of(d, &pid).await;
     run.reap(&pid);

@@ -83,12 +83,20 @@ pub struct Run {
     /// awaited before the final sweep.
     pub(super) reaping: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Probe containers of matrix rows made ahead of the probe phase
-    /// (source service -> container id).
-    pub(super) row_probes: std::sync::Mutex<HashMap<String, String>>,
+    /// (source service -> container).
+    pub(super) row_probes: std::sync::Mutex<HashMap<String, RowProbe>>,
     /// The stack Compose would run (verify/load.rs); empty for the swarm engine.
     pub(super) stack: crate::model::stack::Stack,
     /// `--keep`: everything is labelled so no later sweep takes it for a dead run's.
     pub(super) keep: bool,
+}
+
+/// A matrix row's probe container made ahead. `waits`: it is also its
+/// service's readiness wait (`probe row`), started then and waiting for
+/// its specs; otherwise (`probe check-file`) the probe phase starts it.
+pub(super) struct RowProbe {
+    pub id: String,
+    pub waits: bool,
 }
 
 impl Run {
