@@ -3,6 +3,7 @@ dependency checks behind it: a service is SERVING only while every database
 and cache it uses answers."""
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Sequence
 
 import grpc
@@ -61,12 +62,40 @@ def status(checks: Iterable[Check]) -> int:
     return int(Status.SERVING)
 
 
+class Coalesced:
+    """`status(checks)` for callers that come at once: one check runs at a
+    time, and a caller takes the first one that started after it arrived
+    (it says what held then), so a burst costs at most two checks. Without
+    it every Health/Check opened its own Postgres connection: verify's
+    probes at 24 services pushed Postgres past its 100 connections."""
+
+    def __init__(self, checks: Sequence[Check]) -> None:
+        self.checks = checks
+        self._run = threading.Lock()
+        self._count = threading.Lock()
+        self._started = 0
+        self._done: tuple[int, int] | None = None  # (which check, its status)
+
+    def __call__(self) -> int:
+        with self._count:
+            seen = self._started
+        with self._run:
+            if self._done is not None and self._done[0] > seen:
+                return self._done[1]
+            with self._count:
+                self._started += 1
+                n = self._started
+            st = status(self.checks)
+            self._done = (n, st)
+            return st
+
+
 class HealthServicer(health_pb2_grpc.HealthServicer):
     """Check for the server as a whole (service "") and for each service it
     serves by full name; any other name is NOT_FOUND, as the protocol says."""
 
     def __init__(self, checks: Sequence[Check], services: Iterable[str] = ()) -> None:
-        self.checks = checks
+        self.status = Coalesced(checks)
         self.services = {"", SERVICE, *services}
 
     def Check(
@@ -74,4 +103,4 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
     ) -> health_pb2.HealthCheckResponse:
         if request.service not in self.services:
             context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
-        return health_pb2.HealthCheckResponse(status=status(self.checks))
+        return health_pb2.HealthCheckResponse(status=self.status())

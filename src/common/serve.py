@@ -176,6 +176,7 @@ def start_http(cfg: Settings, checks: Sequence[health.Check], routes: Routes, ho
     mistake; any other exception is a 500 (logged, details not sent)."""
 
     healthz = {"/healthz", cfg.public_path.rstrip("/") + "/healthz"}
+    health_status = health.Coalesced(checks)
 
     class Handler(BaseHTTPRequestHandler):
         timeout = 30  # a client that sends nothing does not hold a thread forever
@@ -195,8 +196,7 @@ def start_http(cfg: Settings, checks: Sequence[health.Check], routes: Routes, ho
         def dispatch(self, method: str) -> None:
             url = urllib.parse.urlsplit(self.path)
             if url.path in healthz and method == "GET":
-                st = health.status(checks)
-                ok = st == health.Status.SERVING
+                ok = health_status() == health.Status.SERVING
                 return self.reply(
                     200 if ok else 503, {"service": cfg.name, "status": "SERVING" if ok else "NOT_SERVING"}
                 )

@@ -21,6 +21,34 @@ def test_status():
     assert health.status([("a", lambda: None), ("b", failing)]) == S.NOT_SERVING
 
 
+def test_callers_at_once_share_a_check_and_later_ones_see_changes():
+    import threading
+    import time
+
+    state = {"runs": 0, "up": True}
+
+    def slow():
+        state["runs"] += 1
+        time.sleep(0.2)
+        if not state["up"]:
+            raise ConnectionRefusedError("down")
+
+    st = health.Coalesced([("dep", slow)])
+    got: list[int] = []
+    callers = [threading.Thread(target=lambda: got.append(st())) for _ in range(20)]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join()
+    assert got == [S.SERVING] * 20
+    assert 1 <= state["runs"] <= 2
+    # A caller that comes after a check ended gets a check of its own.
+    state["up"] = False
+    assert st() == S.NOT_SERVING
+    state["up"] = True
+    assert st() == S.SERVING
+
+
 def test_dependency_checks_follow_settings():
     assert health.dependency_checks(settings.load({})) == []
     cfg = settings.load({"PGHOST": "db", "REDIS_URL": "redis://r:6379/0"})
