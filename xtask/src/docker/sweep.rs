@@ -123,6 +123,24 @@ pub async fn sweep(d: &Docker, run: Option<&str>) -> usize {
         .filter_map(|s| s.id)
         .collect();
     removed += ok(futures_util::future::join_all(ids.iter().map(|id| d.delete_service(id))).await);
+    removed += remove_containers_networks_volumes(d, &filters, &ours).await;
+    // Secrets and configs can go once no service uses them.
+    removed += sweep_secrets_and_configs(d, &filters, &ours).await;
+    removed
+}
+
+type Labels = HashMap<String, String>;
+
+/// The containers `ours` accepts among those `filters` lists, all at once,
+/// each network once the containers on it are gone, then the volumes;
+/// returns how many were removed.
+async fn remove_containers_networks_volumes(
+    d: &Docker,
+    filters: &HashMap<String, Vec<String>>,
+    ours: &dyn Fn(Option<&Labels>) -> bool,
+) -> usize {
+    let f = || Some(filters.clone());
+    let ok = |rs: Vec<Result<(), bollard::errors::Error>>| rs.iter().filter(|r| r.is_ok()).count();
     // Containers next, all at once (counted whether or not the removal
     // answered). Each network goes as soon as the containers on it are
     // gone: the daemon removes networks one at a time (about 0.2 s each
@@ -141,7 +159,7 @@ pub async fn sweep(d: &Docker, run: Option<&str>) -> usize {
         .into_iter()
         .filter(|c| ours(c.labels.as_ref()) && c.id.is_some())
         .collect();
-    removed += cs.len();
+    let mut removed = cs.len();
     let opts = || {
         Some(q::RemoveContainerOptions {
             force: true,
@@ -205,12 +223,8 @@ pub async fn sweep(d: &Docker, run: Option<&str>) -> usize {
     };
     let (n, v) = tokio::join!(nets, vols);
     removed += ok(n) + v;
-    // Secrets and configs can go once no service uses them.
-    removed += sweep_secrets_and_configs(d, &filters, &ours).await;
     removed
 }
-
-type Labels = HashMap<String, String>;
 
 /// The secrets and configs `ours` accepts among those `filters` lists;
 /// returns how many were removed.
