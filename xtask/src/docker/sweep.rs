@@ -106,7 +106,6 @@ pub async fn sweep(d: &Docker, run: Option<&str>) -> usize {
     let mut filters = HashMap::new();
     filters.insert("label".to_string(), vec![filter]);
     let f = || Some(filters.clone());
-    let ok = |rs: Vec<Result<(), bollard::errors::Error>>| rs.iter().filter(|r| r.is_ok()).count();
     let mut removed = 0;
     // Swarm services first (their tasks' containers go with them); on an
     // engine in no swarm these lists fail, and there is nothing to remove.
@@ -122,7 +121,8 @@ pub async fn sweep(d: &Docker, run: Option<&str>) -> usize {
         .filter(|s| ours(s.spec.as_ref().and_then(|s| s.labels.as_ref())))
         .filter_map(|s| s.id)
         .collect();
-    removed += ok(futures_util::future::join_all(ids.iter().map(|id| d.delete_service(id))).await);
+    removed +=
+        succeeded(futures_util::future::join_all(ids.iter().map(|id| d.delete_service(id))).await);
     removed += remove_containers_networks_volumes(d, &filters, &ours).await;
     // Secrets and configs can go once no service uses them.
     removed += sweep_secrets_and_configs(d, &filters, &ours).await;
@@ -130,6 +130,11 @@ pub async fn sweep(d: &Docker, run: Option<&str>) -> usize {
 }
 
 type Labels = HashMap<String, String>;
+
+/// How many of the removals answered Ok.
+fn succeeded(rs: Vec<Result<(), bollard::errors::Error>>) -> usize {
+    rs.iter().filter(|r| r.is_ok()).count()
+}
 
 /// The containers `ours` accepts among those `filters` lists, all at once,
 /// each network once the containers on it are gone, then the volumes;
@@ -140,7 +145,6 @@ async fn remove_containers_networks_volumes(
     ours: &dyn Fn(Option<&Labels>) -> bool,
 ) -> usize {
     let f = || Some(filters.clone());
-    let ok = |rs: Vec<Result<(), bollard::errors::Error>>| rs.iter().filter(|r| r.is_ok()).count();
     // Containers next, all at once (counted whether or not the removal
     // answered). Each network goes as soon as the containers on it are
     // gone: the daemon removes networks one at a time (about 0.2 s each
@@ -214,15 +218,17 @@ async fn remove_containers_networks_volumes(
             .filter(|v| ours(Some(&v.labels)))
             .map(|v| v.name)
             .collect();
-        ok(futures_util::future::join_all(
-            names
-                .iter()
-                .map(|n| d.remove_volume(n, None::<q::RemoveVolumeOptions>)),
+        succeeded(
+            futures_util::future::join_all(
+                names
+                    .iter()
+                    .map(|n| d.remove_volume(n, None::<q::RemoveVolumeOptions>)),
+            )
+            .await,
         )
-        .await)
     };
     let (n, v) = tokio::join!(nets, vols);
-    removed += ok(n) + v;
+    removed += succeeded(n) + v;
     removed
 }
 
@@ -234,7 +240,6 @@ async fn sweep_secrets_and_configs(
     ours: &dyn Fn(Option<&Labels>) -> bool,
 ) -> usize {
     let f = || Some(filters.clone());
-    let ok = |rs: Vec<Result<(), bollard::errors::Error>>| rs.iter().filter(|r| r.is_ok()).count();
     let mut removed = 0;
     let secrets = d
         .list_secrets(Some(q::ListSecretsOptions { filters: f() }))
@@ -245,7 +250,8 @@ async fn sweep_secrets_and_configs(
         .filter(|s| ours(s.spec.as_ref().and_then(|s| s.labels.as_ref())))
         .filter_map(|s| s.id)
         .collect();
-    removed += ok(futures_util::future::join_all(ids.iter().map(|id| d.delete_secret(id))).await);
+    removed +=
+        succeeded(futures_util::future::join_all(ids.iter().map(|id| d.delete_secret(id))).await);
     let configs = d
         .list_configs(Some(q::ListConfigsOptions { filters: f() }))
         .await
@@ -255,7 +261,8 @@ async fn sweep_secrets_and_configs(
         .filter(|s| ours(s.spec.as_ref().and_then(|s| s.labels.as_ref())))
         .filter_map(|s| s.id)
         .collect();
-    removed += ok(futures_util::future::join_all(ids.iter().map(|id| d.delete_config(id))).await);
+    removed +=
+        succeeded(futures_util::future::join_all(ids.iter().map(|id| d.delete_config(id))).await);
     removed
 }
 

@@ -506,7 +506,7 @@ async fn line(
         Some(tg) => Some((
             s.name.clone(),
             match &row_probe {
-                Some(pid) => probe::ready_row(d, tg, &cid, pid, st.timeout).await,
+                Some(pid) => probe::readiness(d, tg, &cid, pid, st.timeout).await,
                 None => probe::wait_ready(d, run, st.probe_image, tg, &cid, st.timeout).await,
             },
         )),

@@ -74,27 +74,10 @@ pub async fn ensure_image(
     Ok((tag, bin_path))
 }
 
-/// Starts a probe container in `ns`'s network namespace. It adds no
-/// capabilities (drops them all) and mounts nothing from the host. The CA
-/// certificate is copied in only when a TLS target needs it (one API call
-/// less for the readiness probes of Postgres and Redis).
-pub(super) async fn start_probe(
-    d: &Docker,
-    run: &Run,
-    image: &str,
-    ns: &str,
-    cmd: Vec<String>,
-    with_ca: bool,
-) -> Result<String, String> {
-    let id = create_probe(d, run, image, ns, cmd, with_ca).await?;
-    d.start_container(&id, None::<q::StartContainerOptions>)
-        .await
-        .map_err(|e| format!("starting the probe: {e}"))?;
-    Ok(id)
-}
-
-/// A probe container in `ns`'s namespace, created (and given the CA) but
-/// not started: `ns` need only exist, not run.
+/// A probe container in `ns`'s network namespace, created (and given the
+/// CA) but not started: `ns` need only exist, not run. It adds no
+/// capabilities (drops them all) and mounts nothing from the host; the CA
+/// certificate is copied in only when a TLS target needs it.
 async fn create_probe(
     d: &Docker,
     run: &Run,
@@ -190,8 +173,9 @@ pub(super) async fn stdout_of(d: &Docker, id: &str) -> String {
 }
 
 /// Waits until `t` (container `cid`) answers its own protocol from inside
-/// its namespace, or its container exits, or `timeout` passes. Returns the
-/// milliseconds taken. The probe container is removed in the background.
+/// its namespace, or its container exits, or `timeout` passes, with a
+/// probe container of its own (`probe wait`). Returns the milliseconds
+/// taken. The probe container is removed in the background.
 pub async fn wait_ready(
     d: &Docker,
     run: &Run,
@@ -200,18 +184,8 @@ pub async fn wait_ready(
     cid: &str,
     timeout: u64,
 ) -> Result<u128, String> {
-    let start = Instant::now();
-    let spec = ready_spec(t);
-    let pid = match start_probe(
-        d,
-        run,
-        image,
-        cid,
-        vec!["wait".into(), timeout.to_string(), spec],
-        t.tls,
-    )
-    .await
-    {
+    let cmd = vec!["wait".into(), timeout.to_string(), ready_spec(t)];
+    let pid = match create_probe(d, run, image, cid, cmd, t.tls).await {
         Ok(p) => p,
         Err(e) => {
             // The usual cause: the service died before the probe could join it.
@@ -221,22 +195,7 @@ pub async fn wait_ready(
             });
         }
     };
-    let deadline = Duration::from_secs(timeout + 10);
-    let result = tokio::select! {
-        code = exited(d, &pid) => {
-            let out = stdout_of(d, &pid).await;
-            let detail = parse_lines(&out).into_iter().next().map(|(_, _, d)| d).unwrap_or(out);
-            if code == Some(0) {
-                Ok(start.elapsed().as_millis())
-            } else if let Some(c) = exited_now(d, cid).await {
-                Err(format!("its container exited (code {c})"))
-            } else {
-                Err(format!("no answer on port {} after {timeout}s: {detail}", t.port))
-            }
-        }
-        code = exited(d, cid) => Err(format!("its container exited (code {})", code.unwrap_or(-1))),
-        _ = tokio::time::sleep(deadline) => Err(format!("timed out after {timeout}s")),
-    };
+    let result = readiness(d, t, cid, &pid, timeout).await;
     run.reap(&pid);
     result
 }
@@ -414,7 +373,7 @@ async fn upload_specs(d: &Docker, id: &str, specs: &[String], go: bool) -> Resul
 
 /// Creates the probe container of `src`'s matrix row as soon as `src`'s
 /// own container exists (`cid`). When `src` is a target too, the same
-/// container is its readiness wait (`ready_row`): one container where
+/// container is its readiness wait (`readiness`): one container where
 /// there were two. Returns its id.
 pub(super) async fn precreate_row(
     d: &Docker,
@@ -445,10 +404,11 @@ pub(super) async fn precreate_row(
     Ok(pid)
 }
 
-/// `wait_ready` done by the row's own probe `pid` (made by `precreate_row`
-/// with the readiness wait): started, and its first line read as it is
-/// printed; it then waits for its specs.
-pub(super) async fn ready_row(
+/// Starts the probe `pid` (made in `cid`'s namespace with a readiness wait:
+/// `probe wait`, or a row's `probe row`) and reads its first line as it is
+/// printed: whether `t` answered (a row's probe then waits for its specs),
+/// or `cid` exited, or `timeout` passed. Returns the milliseconds taken.
+pub(super) async fn readiness(
     d: &Docker,
     t: &Target,
     cid: &str,

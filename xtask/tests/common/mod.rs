@@ -361,22 +361,7 @@ impl Kept {
     /// Runs the printed removal; what of the run is left after it.
     pub fn remove(&self) -> Vec<String> {
         let o = Command::new("sh").arg("-c").arg(&self.removal).output();
-        let f = format!("label=monorepo.verify.run={}", self.run);
-        let mut left = vec![];
-        for what in ["container", "network", "volume"] {
-            let mut c = Command::new("docker");
-            match what {
-                "container" => c.args(["ps", "-aq"]),
-                w => c.args([w, "ls", "-q"]),
-            };
-            let out = c.args(["--filter", &f]).output().unwrap();
-            left.extend(
-                String::from_utf8_lossy(&out.stdout)
-                    .lines()
-                    .filter(|l| !l.trim().is_empty())
-                    .map(|l| format!("{what} {l}")),
-            );
-        }
+        let mut left = run_objects(&self.run);
         if !left.is_empty() {
             if let Ok(o) = o {
                 left.push(format!("`{}`: {}", self.removal, text(&o)));
@@ -384,6 +369,28 @@ impl Kept {
         }
         left
     }
+}
+
+/// The containers, networks and volumes labelled with verify's run `run`,
+/// as `kind id`.
+pub fn run_objects(run: &str) -> Vec<String> {
+    let f = format!("label=monorepo.verify.run={run}");
+    let mut found = vec![];
+    for what in ["container", "network", "volume"] {
+        let mut c = Command::new("docker");
+        match what {
+            "container" => c.args(["ps", "-aq"]),
+            w => c.args([w, "ls", "-q"]),
+        };
+        let out = c.args(["--filter", &f]).output().unwrap();
+        found.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| format!("{what} {l}")),
+        );
+    }
+    found
 }
 
 impl Drop for Kept {
