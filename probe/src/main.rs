@@ -19,14 +19,16 @@
 //! reports `denied` for NOPERM. Both report `unresolved`/`refused` when the
 //! server is not reachable at all, so a refusal is never a network failure.
 //!
-//! One module per protocol (`pg`, `redis`, `grpc`, `http`, `tls`); `wire`
-//! holds what they share, including the bounds on every read: a broken or
-//! hostile service gives a failed cell, never a panic or a hang.
+//! One module per protocol (`pg`, `redis`, `grpc`, `http`, `tls`); `dns`
+//! looks names up; `wire` holds what they share, including the bounds on
+//! every read: a broken or hostile service gives a failed cell, never a
+//! panic or a hang.
 
 use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+mod dns;
 mod grpc;
 mod http;
 mod pg;
@@ -106,17 +108,20 @@ impl<T: Read + Write> Stream for T {}
 fn connect(spec: &Spec) -> Result<Box<dyn Stream>, Outcome> {
     let host = get(spec, "host");
     let port: u16 = get(spec, "port").parse().unwrap_or(0);
-    let addrs: Vec<_> = match (host, port).to_socket_addrs() {
-        Ok(a) => a.collect(),
-        Err(e) => {
+    let addr = match dns::lookup(host) {
+        dns::Lookup::Found(ip) => SocketAddr::new(ip, port),
+        dns::Lookup::Missing => {
             return Err(Outcome::Unresolved(format!(
-                "name `{host}` does not resolve: {e}"
+                "name `{host}` does not resolve: no such name"
+            )))
+        }
+        dns::Lookup::NoAnswer(why) => {
+            return Err(Outcome::Unresolved(format!(
+                "name `{host}` does not resolve: {why}"
             )))
         }
     };
-    let Some(addr) = addrs.first() else {
-        return Err(Outcome::Unresolved(format!("name `{host}` has no address")));
-    };
+    let addr = &addr;
     // `connect_ms`: how long a connection may take to be set up (2 s by
     // default). A path the engine drops never answers; one that is open
     // completes in the kernel within milliseconds, whatever the load.

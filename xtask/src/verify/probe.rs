@@ -123,10 +123,6 @@ fn probe_body(
     ContainerCreateBody {
         image: Some(image.to_string()),
         cmd: Some(cmd),
-        // glibc's resolver asks again after 5 s by default: at 24 services
-        // (a thousand lookups at once, the unknown ones forwarded upstream
-        // by the engine's DNS) a lost answer held a row for 5-10 s.
-        env: Some(vec!["RES_OPTIONS=timeout:1 attempts:3".into()]),
         labels: Some(labels),
         host_config: Some(HostConfig {
             network_mode: Some(format!("container:{ns}")),
