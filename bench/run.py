@@ -363,7 +363,7 @@ def read_env_file(path: str) -> dict[str, str]:
         return dict(line.split("=", 1) for line in f if "=" in line and not line.startswith("#"))
 
 
-def engine_floor(root: str) -> float:
+def engine_floor(root: str, full: bool = False) -> float:
     """What the engine alone takes for the stack's own objects, through the
     docker CLI with every call of a step in parallel: create its networks,
     create its containers (verify's images, the environment and command
@@ -371,7 +371,13 @@ def engine_floor(root: str) -> float:
     the networks. No readiness, no probe: a lower bound for verify's and
     Compose's start and cleanup (the CLI adds its own ~50 ms per call). The
     stack is read by Compose itself (`docker compose config`), so it grows
-    with `scale`'s services."""
+    with `scale`'s services.
+
+    `full`: the containers also publish their ports (host IP kept, an
+    ephemeral host port, as verify publishes them) and mount their binds and
+    volumes, so the engine's own cost for those (iptables rules, the
+    userland proxy, mounts) is in the floor too; the issue's floor is
+    without them."""
     cfg = json.loads(
         subprocess.run(
             ["docker", "compose", "config", "--format", "json"], cwd=root, capture_output=True, text=True, check=True
@@ -400,10 +406,23 @@ def engine_floor(root: str) -> float:
             cmd += ["--network", f"floor-{own[0]}"]
         for k, v in (s.get("environment") or {}).items():
             cmd += ["-e", f"{k}={v}" if v is not None else k]
+        if full:
+            for p in s.get("ports") or []:
+                host = f"{p['host_ip']}::" if p.get("host_ip") else ""
+                cmd += ["-p", f"{host}{p['target']}/{p.get('protocol', 'tcp')}"]
+            for m in s.get("volumes") or []:
+                src = f"floor-{m['source']}" if m["type"] == "volume" else m["source"]
+                ro = ",readonly" if m.get("read_only") else ""
+                cmd += ["--mount", f"type={m['type']},source={src},target={m['target']}{ro}"]
         return [*cmd, image, *(s.get("command") or [])]
 
+    vols = sorted(cfg.get("volumes") or {}) if full else []
+
     t = time.perf_counter()
-    par([["docker", "network", "create", f"floor-{n}"] for n in nets])
+    par(
+        [["docker", "network", "create", f"floor-{n}"] for n in nets]
+        + [["docker", "volume", "create", f"floor-{v}"] for v in vols]
+    )
     par([create(name, s) for name, s in services.items()])
     par(
         [
@@ -414,7 +433,10 @@ def engine_floor(root: str) -> float:
     )
     par([["docker", "start", f"floor-{name}"] for name in services])
     par([["docker", "rm", "-f", "-v", f"floor-{name}"] for name in services])
-    par([["docker", "network", "rm", f"floor-{n}"] for n in nets])
+    par(
+        [["docker", "network", "rm", f"floor-{n}"] for n in nets]
+        + [["docker", "volume", "rm", f"floor-{v}"] for v in vols]
+    )
     return time.perf_counter() - t
 
 
@@ -624,14 +646,19 @@ def floor(ctx: Bench, services: int = 0) -> None:
     verify_run(ctx, root)  # caches Postgres's data directory
     runs: list[VerifyRun] = []
     floors: list[float] = []
+    fulls: list[float] = []
     for _ in range(ctx.runs):
         runs.append(verify_run(ctx, root))
         floors.append(engine_floor(root))
+        fulls.append(engine_floor(root, full=True))
     v, vnote = spread([r[0] for r in runs])
     f, fnote = spread(floors)
+    ff, ffnote = spread(fulls)
     ctx.row(f"verify warm, {what}", v, "s", note=f"{vnote}; {breakdown([r[2] for r in runs])}")
     ctx.row(f"engine floor, {what}", f, "s", note=fnote)
     ctx.row(f"verify warm / engine floor, {what}", v / f, "x", target="<=1.3", ok=v / f <= 1.3)
+    ctx.row(f"engine floor with ports and mounts, {what}", ff, "s", note=ffnote)
+    ctx.row(f"verify warm / engine floor with ports and mounts, {what}", v / ff, "x")
     shutil.rmtree(root)
 
 

@@ -31,6 +31,9 @@ pub fn probe_binary(root: &Path) -> Result<PathBuf, Error> {
 }
 
 /// Returns the probe image's tag and the binary (also run on the host).
+/// The image holds the repository's CA at `/etc/probe/ca.pem` (its tag is
+/// the hash of both): copied into each probe container, it cost a mount of
+/// the container's file system per row.
 pub async fn ensure_image(
     d: &Docker,
     root: &Path,
@@ -42,7 +45,8 @@ pub async fn ensure_image(
             .at_path(&bin_path)
             .fix("remove it and run verify again: it builds the probe anew")
     })?;
-    let hash = docker::sha256_hex(&[&bin]);
+    let ca = std::fs::read(root.join(crate::plan::certs::TRUST)).unwrap_or_default();
+    let hash = docker::sha256_hex(&[&bin, &ca]);
     let tag = format!("monorepo-local/probe:{}", &hash[..12]);
     if docker::image_exists(d, &tag).await {
         return Ok((tag, bin_path));
@@ -50,11 +54,13 @@ pub async fn ensure_image(
     let mut tar = Tar::default();
     tar.file(
         "Dockerfile",
-        b"FROM scratch\nCOPY probe /probe\nUSER 65534:65534\nENTRYPOINT [\"/probe\"]\n",
+        b"FROM scratch\nCOPY probe /probe\nCOPY --chown=65534:65534 etc /etc\nUSER 65534:65534\nENTRYPOINT [\"/probe\"]\n",
         0o644,
         0,
     );
     tar.file("probe", &bin, 0o755, 0);
+    tar.dir("etc/probe", 0o755, 65534);
+    tar.file("etc/probe/ca.pem", &ca, 0o444, 65534);
     let labels = HashMap::from([(HASH_LABEL.to_string(), hash)]);
     buildkit::build_image(
         d,
@@ -74,17 +80,15 @@ pub async fn ensure_image(
     Ok((tag, bin_path))
 }
 
-/// A probe container in `ns`'s network namespace, created (and given the
-/// CA) but not started: `ns` need only exist, not run. It adds no
-/// capabilities (drops them all) and mounts nothing from the host; the CA
-/// certificate is copied in only when a TLS target needs it.
+/// A probe container in `ns`'s network namespace, created but not
+/// started: `ns` need only exist, not run. It adds no capabilities (drops
+/// them all) and mounts nothing from the host.
 async fn create_probe(
     d: &Docker,
     run: &Run,
     image: &str,
     ns: &str,
     cmd: Vec<String>,
-    with_ca: bool,
 ) -> Result<String, String> {
     let mut labels = run.labels();
     labels.insert("monorepo.verify.probe".into(), "1".into());
@@ -95,22 +99,6 @@ async fn create_probe(
         )
         .await
         .map_err(|e| format!("creating the probe: {e}"))?;
-    if with_ca {
-        let ca = std::fs::read(run.root().join(crate::plan::certs::TRUST)).unwrap_or_default();
-        let mut tar = Tar::default();
-        tar.dir("etc/probe", 0o755, 65534);
-        tar.file("etc/probe/ca.pem", &ca, 0o444, 65534);
-        d.upload_to_container(
-            &c.id,
-            Some(q::UploadToContainerOptions {
-                path: "/".into(),
-                ..Default::default()
-            }),
-            bollard::body_full(tar.finish().into()),
-        )
-        .await
-        .map_err(|e| format!("copying the CA into the probe: {e}"))?;
-    }
     Ok(c.id)
 }
 
@@ -181,7 +169,7 @@ pub async fn wait_ready(
     timeout: u64,
 ) -> Result<u128, String> {
     let cmd = vec!["wait".into(), timeout.to_string(), ready_spec(t)];
-    let pid = match create_probe(d, run, image, cid, cmd, t.tls).await {
+    let pid = match create_probe(d, run, image, cid, cmd).await {
         Ok(p) => p,
         Err(e) => {
             // The usual cause: the service died before the probe could join it.
@@ -231,8 +219,7 @@ fn tls_hint(repo: &Repo, detail: &str, name: &str) -> Option<String> {
 
 /// What the probe container of `src`'s matrix row runs: the cells it
 /// fills (each target by name, then every other path to it: see
-/// verify/paths.rs), the specs (one a line, `extra` last), and whether it
-/// needs the CA.
+/// verify/paths.rs) and the specs (one a line, `extra` last).
 fn row_plan(
     repo: &Repo,
     run: &Run,
@@ -240,7 +227,7 @@ fn row_plan(
     src: &Service,
     targets: &[Target],
     extra: &[String],
-) -> (Vec<Cell>, Vec<String>, bool) {
+) -> (Vec<Cell>, Vec<String>) {
     let env = env_of(repo, src);
     let mut specs = vec![];
     let mut cells = vec![];
@@ -311,8 +298,7 @@ fn row_plan(
         }
     }
     specs.extend(extra.iter().cloned());
-    let with_ca = targets.iter().any(|t| t.tls && t.service != src.name);
-    (cells, specs, with_ca)
+    (cells, specs)
 }
 
 /// The connect timeout of a path probe, in ms.
@@ -381,10 +367,8 @@ pub(super) async fn precreate_row(
     timeout: u64,
 ) -> Result<String, Error> {
     let own = targets.iter().find(|t| t.service == src.name);
-    let with_ca =
-        targets.iter().any(|t| t.tls && t.service != src.name) || own.is_some_and(|t| t.tls);
     let cmd = row_cmd(own.map(|t| (t, timeout)));
-    let pid = create_probe(d, run, image, cid, cmd, with_ca)
+    let pid = create_probe(d, run, image, cid, cmd)
         .await
         .map_err(|e| engine_error(format!("the row of `{}`", src.name), e))?;
     run.row_probes
@@ -476,7 +460,7 @@ pub async fn matrix_row(
     topo: &Topology,
 ) -> Result<(Vec<Cell>, Vec<(String, String, String)>, String), Error> {
     let cid = run_container(run, &src.name).map_err(Diagnostic::error)?;
-    let (mut cells, specs, with_ca) = row_plan(repo, run, topo, src, targets, extra);
+    let (mut cells, specs) = row_plan(repo, run, topo, src, targets, extra);
     let precreated = run
         .row_probes
         .lock()
@@ -485,7 +469,7 @@ pub async fn matrix_row(
     let (pid, waits) = match precreated {
         Some(p) => (p.id, p.waits),
         None => (
-            create_probe(d, run, image, &cid, row_cmd(None), with_ca)
+            create_probe(d, run, image, &cid, row_cmd(None))
                 .await
                 .map_err(|e| engine_error(format!("the row of `{}`", src.name), e))?,
             false,
