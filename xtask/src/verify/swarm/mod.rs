@@ -36,7 +36,6 @@ use crate::docker::buildkit::{self, Choice};
 use crate::docker::{self, PID_LABEL, RUN_LABEL};
 use crate::model::compose::Service;
 use crate::model::repo::Repo;
-use crate::model::secrets::is_secret_name;
 
 mod mode;
 mod multinode;
@@ -115,36 +114,14 @@ pub(super) async fn verify(
     // Listening from here on: a signal during the swarm init is kept and
     // ends the run right after it, with the cleanup (and the leave).
     let mut signals = super::run::Signals::listen()?;
-    let id = format!(
-        "{:x}{:04x}",
-        std::process::id(),
-        (time::OffsetDateTime::now_utc().unix_timestamp() & 0xffff) as u16
-    );
-    let made = take_swarm(&d, &id, o.init_swarm).await?;
+    // The run's id names what take_swarm makes, so the run comes first.
+    let mut run = Run::new(&repo, d.clone());
+    run.stack = stack;
+    let made = take_swarm(&d, &run.id, o.init_swarm).await?;
     let swept = docker::sweep(&d, None).await;
     if swept > 0 {
         eprintln!("verify: removed {swept} object(s) left by an earlier interrupted run");
     }
-    let secrets = repo
-        .compose
-        .services
-        .iter()
-        .flat_map(|s| repo.service_env(s))
-        .filter(|(k, v)| is_secret_name(k) && v.len() >= 4)
-        .map(|(_, v)| v)
-        .collect();
-    let mut run = Run {
-        id,
-        root: repo.root.clone(),
-        d: d.clone(),
-        containers: BTreeMap::new(),
-        networks: BTreeMap::new(),
-        secrets,
-        reaping: Default::default(),
-        row_probes: Default::default(),
-        stack,
-        keep: false,
-    };
     eprintln!(
         "verify: run {} on swarm ({} services)",
         run.id,
