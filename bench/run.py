@@ -12,7 +12,8 @@ build), verify (against Docker Compose v2, and v1 while installed, cold and
 warm),
 floor (warm verify against the engine floor, alternated), floor24 (the
 same at 24 services), scale (verify
-with 2, 8 and 24 services, peak RSS).
+with the example's 6, then 8 and 24 services in all, against the
+engine floor at each, peak RSS).
 
 Needs what the tests need (bash scripts/setup.sh). It reports; it never fails
 on a missed target.
@@ -668,13 +669,24 @@ def floor24(ctx: Bench) -> None:
 
 
 def scale(ctx: Bench) -> None:
-    print(f"verify with 2, 8 and 24 services ({ctx.runs} warm runs each)")
+    """Warm verify and the engine floor at the example's size, 8 and 24
+    services in all (the added ones `--grpc`, every third `--pg`, every
+    fourth `--redis`)."""
     ensure_probe(ctx)
     root = repo_copy("scale")
     ctx.xt(root, "certs")
-    have = 2
-    for n in (2, 8, 24):
-        grow(ctx, root, have, n, flags=lambda i: (["--pg"] if i % 3 == 0 else []) + (["--redis"] if i % 4 == 0 else []))
+    base = len(json.loads(ctx.xt(root, "list", "--format", "json")[2]))
+    print(f"verify with {base}, 8 and 24 services ({ctx.runs} warm runs each)")
+    have = base
+    for n in (base, 8, 24):
+        # s000, s001, ... are the added ones: those up to n - base.
+        grow(
+            ctx,
+            root,
+            have - base,
+            n - base,
+            flags=lambda i: (["--pg"] if i % 3 == 0 else []) + (["--redis"] if i % 4 == 0 else []),
+        )
         have = n
         verify_run(ctx, root)  # builds what is new
         verify_run(ctx, root)  # caches Postgres's data directory for the new init script

@@ -41,11 +41,10 @@ pub fn lookup(host: &str) -> Lookup {
     if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse() {
         return Lookup::Found(ip);
     }
-    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-    if let Some(ip) = hosts_file(&read("/etc/hosts"), host).first() {
+    if let Some(ip) = hosts_file(&read_text("/etc/hosts"), host).first() {
         return Lookup::Found(*ip);
     }
-    let conf = Conf::parse(&read("/etc/resolv.conf"));
+    let conf = Conf::parse(&read_text("/etc/resolv.conf"));
     let deadline = Instant::now() + BUDGET;
     let mut unanswered = None;
     for name in conf.candidates(host) {
@@ -67,6 +66,13 @@ pub fn lookup(host: &str) -> Lookup {
         Some(why) => Lookup::NoAnswer(why),
         None => Lookup::Missing,
     }
+}
+
+/// A file's text, empty if it cannot be read. Lossy: one byte that is not
+/// UTF-8 (a Latin-1 comment) must not empty the whole file; glibc reads
+/// the lines around it.
+fn read_text(path: &str) -> String {
+    String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
 }
 
 /// The addresses `/etc/hosts` gives `host` (names match without case).
@@ -143,6 +149,7 @@ impl Conf {
 }
 
 const A: u16 = 1;
+const CNAME: u16 = 5;
 const AAAA: u16 = 28;
 
 #[derive(Debug, PartialEq)]
@@ -204,6 +211,14 @@ fn ask(servers: &[SocketAddr], name: &str, qtype: u16, deadline: Instant) -> Rep
             }
             match r.rcode {
                 0 if !r.addrs.is_empty() => return Reply::Addrs(r.addrs),
+                // Cut short with nothing in it: glibc would ask again over
+                // TCP. Not "no record": the name may have one.
+                0 if r.truncated => {
+                    return Reply::NoAnswer(format!(
+                        "{} sent a truncated reply with no address",
+                        list(servers)
+                    ))
+                }
                 0 => return Reply::NoData,
                 3 => return Reply::NxDomain,
                 // SERVFAIL, REFUSED: glibc goes on to the next server.
@@ -277,12 +292,15 @@ fn query(name: &str, qtype: u16, id: u16) -> Option<Vec<u8>> {
 struct Parsed {
     id: u16,
     rcode: u8,
+    /// The reply was cut short (TC): what it holds may not be all.
+    truncated: bool,
     addrs: Vec<IpAddr>,
 }
 
 /// A reply to our question (`name`, `qtype`), or None for anything else or
-/// anything malformed. The addresses are the answer section's A and AAAA
-/// records (a CNAME chain's targets come with them).
+/// anything malformed. The addresses are the answer section's records of
+/// `qtype` owned by `name` or by a CNAME that `name` leads to (as glibc
+/// takes them: a record for another name in the same reply is not ours).
 fn parse(b: &[u8], name: &str, qtype: u16) -> Option<Parsed> {
     let u16_at = |i: usize| Some(u16::from_be_bytes([*b.get(i)?, *b.get(i + 1)?]));
     let id = u16_at(0)?;
@@ -296,26 +314,49 @@ fn parse(b: &[u8], name: &str, qtype: u16) -> Option<Parsed> {
         return None;
     }
     at += 4;
-    let mut addrs = vec![];
+    // (owner, type, where the data starts, its bytes)
+    let mut records = vec![];
     for _ in 0..answers {
-        let (_, next) = read_name(b, at)?;
+        let (owner, next) = read_name(b, at)?;
         let (typ, len) = (u16_at(next)?, u16_at(next + 8)? as usize);
         let data = b.get(next + 10..next + 10 + len)?;
-        match (typ, data.len()) {
-            (A, 4) => addrs.push(IpAddr::from(<[u8; 4]>::try_from(data).ok()?)),
-            (AAAA, 16) => addrs.push(IpAddr::from(<[u8; 16]>::try_from(data).ok()?)),
+        records.push((owner, typ, next + 10, data));
+        at = next + 10 + len;
+    }
+    // The names `name` leads to through CNAMEs, in any order in the reply
+    // (at most as many steps as records: a loop ends there).
+    let mut chain = vec![name.to_string()];
+    for _ in 0..records.len() {
+        let last = chain.last().cloned().unwrap_or_default();
+        let Some((_, _, start, _)) = records
+            .iter()
+            .find(|(o, t, ..)| *t == CNAME && o.eq_ignore_ascii_case(&last))
+        else {
+            break;
+        };
+        chain.push(read_name(b, *start)?.0);
+    }
+    let ours = |o: &str| chain.iter().any(|c| c.eq_ignore_ascii_case(o));
+    let mut addrs = vec![];
+    for (owner, typ, _, data) in &records {
+        if *typ != qtype || !ours(owner) {
+            continue;
+        }
+        match (*typ, data.len()) {
+            (A, 4) => addrs.push(IpAddr::from(<[u8; 4]>::try_from(*data).ok()?)),
+            (AAAA, 16) => addrs.push(IpAddr::from(<[u8; 16]>::try_from(*data).ok()?)),
             _ => {}
         }
-        at = next + 10 + len;
     }
     Some(Parsed {
         id,
         rcode: (flags & 0x000f) as u8,
+        truncated: flags & 0x0200 != 0,
         addrs,
     })
 }
 
-/// The name at `at` (following compression pointers, at most 32 of them)
+/// The name at `at` (following compression pointers, at most 128 steps)
 /// and where the record goes on after it.
 fn read_name(b: &[u8], mut at: usize) -> Option<(String, usize)> {
     let mut name = String::new();
@@ -331,6 +372,9 @@ fn read_name(b: &[u8], mut at: usize) -> Option<(String, usize)> {
             0 if len == 0 => return Some((name, after.unwrap_or(at + 1))),
             0 => {
                 let label = b.get(at + 1..at + 1 + len)?;
+                if label.contains(&b'.') {
+                    return None; // one label `a.b` must not pass for two
+                }
                 if !name.is_empty() {
                     name.push('.');
                 }
@@ -380,6 +424,83 @@ mod tests {
         assert!(parse(&q, "nginx", A).is_none(), "a query is not a reply");
         q.truncate(14);
         assert!(parse(&q, "nginx", A).is_none());
+    }
+
+    #[test]
+    fn only_records_of_our_name_and_its_cnames_count() {
+        // An A record for another name in the reply to ours is not ours.
+        let mut b = reply(3, 0, "redis", A, &[]);
+        b[6..8].copy_from_slice(&1u16.to_be_bytes());
+        b.extend_from_slice(&[4, b'e', b'v', b'i', b'l', 0]);
+        b.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 9, 0, 4, 10, 6, 6, 6]);
+        assert!(parse(&b, "redis", A).unwrap().addrs.is_empty());
+        // redis -> cache.internal (CNAME), then its A record: ours.
+        let mut c = reply(
+            4,
+            0,
+            "redis",
+            A,
+            &[(
+                CNAME,
+                &[
+                    5, b'c', b'a', b'c', b'h', b'e', 8, b'i', b'n', b't', b'e', b'r', b'n', b'a',
+                    b'l', 0,
+                ],
+            )],
+        );
+        c[6..8].copy_from_slice(&2u16.to_be_bytes());
+        c.extend_from_slice(&[
+            5, b'c', b'a', b'c', b'h', b'e', 8, b'i', b'n', b't', b'e', b'r', b'n', b'a', b'l', 0,
+        ]);
+        c.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 9, 0, 4, 10, 0, 0, 9]);
+        assert_eq!(
+            parse(&c, "redis", A).unwrap().addrs,
+            vec![IpAddr::from([10, 0, 0, 9])]
+        );
+        // An AAAA record in a reply to A is not an answer to A.
+        let d = reply(5, 0, "redis", A, &[(AAAA, &[0; 16])]);
+        assert!(parse(&d, "redis", A).unwrap().addrs.is_empty());
+    }
+
+    #[test]
+    fn a_label_holding_a_dot_is_not_two_labels() {
+        // One label `a.b` (3 bytes) must not pass for the name `a.b`.
+        let mut one = vec![
+            0, 1, 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0, 3, b'a', b'.', b'b', 0, 0, 1, 0, 1,
+        ];
+        assert!(parse(&one, "a.b", A).is_none());
+        one[14] = b'x';
+        assert!(parse(&one, "axb", A).is_some());
+    }
+
+    #[test]
+    fn a_file_with_a_byte_that_is_not_utf8_keeps_its_other_lines() {
+        let p = std::env::temp_dir().join(format!("probe-hosts-{}", std::process::id()));
+        std::fs::write(&p, b"# caf\xe9\n10.0.0.5 db\n").unwrap();
+        let text = read_text(p.to_str().unwrap());
+        let _ = std::fs::remove_file(&p);
+        assert_eq!(hosts_file(&text, "db"), vec![IpAddr::from([10, 0, 0, 5])]);
+        assert_eq!(read_text("/nonexistent/hosts"), "");
+    }
+
+    #[test]
+    fn a_truncated_empty_reply_is_no_answer_not_no_record() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = server.local_addr().unwrap();
+        let h = std::thread::spawn(move || {
+            let mut got = [0u8; 512];
+            let (n, from) = server.recv_from(&mut got).unwrap();
+            let mut r = got[..n].to_vec();
+            r[2] = 0x83; // a reply, TC, RD
+            r[3] = 0x80;
+            server.send_to(&r, from).unwrap();
+        });
+        let r = ask(&[addr], "big", A, Instant::now() + Duration::from_secs(2));
+        h.join().unwrap();
+        assert!(
+            matches!(r, Reply::NoAnswer(ref w) if w.contains("truncated")),
+            "{r:?}"
+        );
     }
 
     #[test]
