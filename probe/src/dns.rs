@@ -19,17 +19,6 @@
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-/// What a lookup found.
-#[derive(Debug, PartialEq)]
-pub enum Lookup {
-    /// The first address, as a client would take it.
-    Found(IpAddr),
-    /// Every form of the name was answered, none with an address.
-    Missing,
-    /// Some form got no answer in time (or only server failures).
-    NoAnswer(String),
-}
-
 /// How long one lookup may take, all forms of the name together (glibc's
 /// `timeout:1 attempts:3` that the probe used before).
 const BUDGET: Duration = Duration::from_secs(3);
@@ -37,12 +26,16 @@ const BUDGET: Duration = Duration::from_secs(3);
 const PACE: Duration = Duration::from_millis(200);
 const MAX_PACE: Duration = Duration::from_millis(800);
 
-pub fn lookup(host: &str) -> Lookup {
+/// The first address of `host`, as a client would take it, or why there
+/// is none: "no such name" when every form of it was answered without an
+/// address, the reason when some form got no answer in time (or only
+/// server failures).
+pub fn lookup(host: &str) -> Result<IpAddr, String> {
     if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse() {
-        return Lookup::Found(ip);
+        return Ok(ip);
     }
     if let Some(ip) = hosts_file(&read_text("/etc/hosts"), host).first() {
-        return Lookup::Found(*ip);
+        return Ok(*ip);
     }
     let conf = Conf::parse(&read_text("/etc/resolv.conf"));
     let deadline = Instant::now() + BUDGET;
@@ -55,17 +48,14 @@ pub fn lookup(host: &str) -> Lookup {
         match reply {
             Reply::Addrs(a) => {
                 if let Some(ip) = a.first() {
-                    return Lookup::Found(*ip);
+                    return Ok(*ip);
                 }
             }
             Reply::NxDomain | Reply::NoData => {}
             Reply::NoAnswer(why) => unanswered = Some(why),
         }
     }
-    match unanswered {
-        Some(why) => Lookup::NoAnswer(why),
-        None => Lookup::Missing,
-    }
+    Err(unanswered.unwrap_or_else(|| "no such name".into()))
 }
 
 /// A file's text, empty if it cannot be read. Lossy: one byte that is not
@@ -409,6 +399,25 @@ mod tests {
         b
     }
 
+    /// A server on loopback that drops the first `drop` queries and
+    /// answers the next with `answer(query)`; join it after the ask.
+    fn one_answer(
+        drop: usize,
+        answer: fn(&[u8]) -> Vec<u8>,
+    ) -> (SocketAddr, std::thread::JoinHandle<()>) {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = server.local_addr().unwrap();
+        let h = std::thread::spawn(move || {
+            let mut got = [0u8; 512];
+            for _ in 0..drop {
+                let _ = server.recv_from(&mut got).unwrap();
+            }
+            let (n, from) = server.recv_from(&mut got).unwrap();
+            server.send_to(&answer(&got[..n]), from).unwrap();
+        });
+        (addr, h)
+    }
+
     #[test]
     fn a_reply_gives_its_addresses_and_only_for_our_question() {
         let cname: &[u8] = &[3, b'a', b'b', b'c', 0];
@@ -485,15 +494,11 @@ mod tests {
 
     #[test]
     fn a_truncated_empty_reply_is_no_answer_not_no_record() {
-        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let addr = server.local_addr().unwrap();
-        let h = std::thread::spawn(move || {
-            let mut got = [0u8; 512];
-            let (n, from) = server.recv_from(&mut got).unwrap();
-            let mut r = got[..n].to_vec();
+        let (addr, h) = one_answer(0, |q| {
+            let mut r = q.to_vec();
             r[2] = 0x83; // a reply, TC, RD
             r[3] = 0x80;
-            server.send_to(&r, from).unwrap();
+            r
         });
         let r = ask(&[addr], "big", A, Instant::now() + Duration::from_secs(2));
         h.join().unwrap();
@@ -581,14 +586,11 @@ mod tests {
         }
         assert!(tries >= 2, "asked again within the budget ({tries} tries)");
 
-        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let addr = server.local_addr().unwrap();
-        let h = std::thread::spawn(move || {
-            let (n, from) = server.recv_from(&mut got).unwrap();
-            let mut r = got[..n].to_vec();
+        let (addr, h) = one_answer(0, |q| {
+            let mut r = q.to_vec();
             r[2] = 0x81;
             r[3] = 0x82; // SERVFAIL
-            server.send_to(&r, from).unwrap();
+            r
         });
         let r = ask(&[addr], "x", A, Instant::now() + Duration::from_secs(2));
         h.join().unwrap();
@@ -600,21 +602,9 @@ mod tests {
 
     #[test]
     fn a_lost_reply_is_asked_again_and_the_next_one_counts() {
-        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let addr = server.local_addr().unwrap();
-        let h = std::thread::spawn(move || {
-            let mut got = [0u8; 512];
-            let _ = server.recv_from(&mut got).unwrap(); // dropped
-            let (n, from) = server.recv_from(&mut got).unwrap();
-            let b = reply(
-                u16::from_be_bytes([got[0], got[1]]),
-                0,
-                "accounts",
-                A,
-                &[(A, &[10, 0, 0, 7])],
-            );
-            let _ = n;
-            server.send_to(&b, from).unwrap();
+        let (addr, h) = one_answer(1, |q| {
+            let id = u16::from_be_bytes([q[0], q[1]]);
+            reply(id, 0, "accounts", A, &[(A, &[10, 0, 0, 7])])
         });
         let t = Instant::now();
         let r = ask(&[addr], "accounts", A, Instant::now() + BUDGET);
