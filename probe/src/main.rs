@@ -9,6 +9,8 @@
 //!
 //! Usage: probe check <spec>...   one JSON line per spec
 //!        probe check-file <path>  the same for one spec a line, run at once
+//!        probe row [<secs> <spec>] a matrix row: the readiness wait first
+//!                                 (as `wait`), then `check-file` of stdin
 //!        probe wait <secs> <spec> retry one spec until it succeeds
 //!        probe exists <path>      exit 0 when the path exists (verify/pgcow.rs)
 //! A spec is `kind=grpc&host=accounts&port=50051&tls=1&ca=/ca.pem&name=accounts`
@@ -216,7 +218,10 @@ fn report(spec: &Spec, o: &Outcome, elapsed: Duration) {
 /// once and Postgres refuses clients past `max_connections` (100 by
 /// default; 12 rows of 11 database cells at 24 services went over it).
 fn check_file(path: &str) {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    check_all(&std::fs::read_to_string(path).unwrap_or_default());
+}
+
+fn check_all(text: &str) {
     let specs: Vec<Spec> = text
         .lines()
         .filter(|l| !l.trim().is_empty())
@@ -302,31 +307,27 @@ fn main() {
             let ok = wait(&args[1], &args[2]);
             std::process::exit(if ok { 0 } else { 1 });
         }
-        // A matrix row's probe that is also its service's readiness wait
-        // (one container where there were two): `wait`, its line printed
-        // and flushed; then, once `<go>` appears (verify writes it after
-        // `<specs>`, in one upload, when every target is ready), `check-file
-        // <specs>`. Exits 1 if not ready, 3 if no go came in time.
-        Some("row") if args.len() == 5 => {
-            if !wait(&args[1], &args[2]) {
+        // A matrix row's probe: its service's readiness wait first when
+        // the service is a target (one container where there were two), its
+        // line printed and flushed; then the specs, one a line, from stdin
+        // until it closes (verify writes them once every target is ready:
+        // an upload into the running container cost a mount of its file
+        // system), all run at once as `check-file`. Exits 1 if not ready.
+        // A verify that died closes stdin too: an empty row, at once.
+        Some("row") if args.len() == 1 || args.len() == 3 => {
+            if args.len() == 3 && !wait(&args[1], &args[2]) {
                 std::process::exit(1);
             }
-            let go = std::path::Path::new(&args[4]);
-            let t = Instant::now();
-            while !go.exists() {
-                if t.elapsed() > Duration::from_secs(600) {
-                    std::process::exit(3);
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            check_file(&args[3]);
+            let mut text = String::new();
+            let _ = std::io::stdin().read_to_string(&mut text);
+            check_all(&text);
         }
         Some("exists") if args.len() == 2 => {
             let there = std::fs::symlink_metadata(&args[1]).is_ok();
             std::process::exit(if there { 0 } else { 1 });
         }
         _ => {
-            eprintln!("usage: probe check <spec>... | probe check-file <path> | probe wait <secs> <spec> | probe row <secs> <spec> <specs path> <go path> | probe exists <path>");
+            eprintln!("usage: probe check <spec>... | probe check-file <path> | probe wait <secs> <spec> | probe row [<secs> <spec>] | probe exists <path>");
             std::process::exit(2);
         }
     }

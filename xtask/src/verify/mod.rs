@@ -3,6 +3,7 @@
 //! and proves from inside each service's network namespace that it reaches
 //! exactly what its networks say it should. See ARCHITECTURE.md.
 
+mod attach;
 pub mod datalayer;
 pub mod images;
 pub mod load;
@@ -38,6 +39,7 @@ pub use crate::cli::VerifyArgs as Opts;
 use crate::diag::Exit;
 
 pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
+    run::trace(format_args!("verify start"));
     let t_all = Instant::now();
     let mut phases = Phases::default();
     let t = Instant::now();
@@ -56,7 +58,9 @@ pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
     }
     // The stack Compose would run, read by Compose itself; every key verify
     // does not model is refused here, before anything is created.
+    run::trace(format_args!("preflight done"));
     let stack = load::load(&repo)?;
+    run::trace(format_args!("load done"));
     repo.compose = load::view(&repo.compose, &stack);
     phases.add("check", t);
     if o.init_swarm {
@@ -66,7 +70,9 @@ pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
         );
     }
     let d = docker::connect().await?;
+    run::trace(format_args!("connected"));
     let swept = docker::sweep(&d, None).await;
+    run::trace(format_args!("swept"));
     if swept > 0 {
         eprintln!("verify: removed {swept} object(s) left by an earlier interrupted run");
     }
@@ -86,8 +92,10 @@ pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
     };
     // The report is out; what is left is removal, and the command exits
     // only when nothing of this run is left.
+    run::trace(format_args!("report out"));
     let t = Instant::now();
     run.reaped().await;
+    run::trace(format_args!("reaped"));
     if o.keep && result.is_ok() {
         eprintln!(
             "verify: --keep: the stack of run {} is still up. Remove it with:",
@@ -168,10 +176,13 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
     // 1. Networks and volumes, all at once.
     let t = Instant::now();
     let volumes = stack::create_networks_and_volumes(repo, run).await?;
+    run::trace(format_args!("nets+vols"));
     let (builder, why) = buildkit::choose(&run.d, o.builder).await;
     eprintln!("verify: images built with {why}");
     let fallback = o.builder == Choice::Auto;
+    run::trace(format_args!("choose"));
     let (probe_image, probe_bin) = probe::ensure_image(&run.d, &repo.root, builder).await?;
+    run::trace(format_args!("probe image"));
     // 2-4. Images, start, readiness.
     let targets: Vec<Target> = order
         .iter()
@@ -241,17 +252,22 @@ async fn probe_phase(
         .filter(|s| names.contains(&s.name.as_str()))
         .collect();
     // The addresses and host ports every path is tried at.
+    run::trace(format_args!("probe phase"));
     let topo = paths::topology(run).await;
+    run::trace(format_args!("topology"));
     let (mut cells, mut data) =
         probe_rows(repo, &sources, targets, &topo, probe_image, &|_| run).await?;
+    run::trace(format_args!("rows done"));
     if let Some(port) = nginx_port {
         cells.extend(probe::nginx_routes(repo, probe_bin, port, order));
     }
     for c in data.iter_mut() {
         c.detail = run.mask(&c.detail);
     }
+    run::trace(format_args!("routes done"));
     phases.add("probes", t);
     attach_logs_and_mask(run, &mut cells).await;
+    run::trace(format_args!("logs attached"));
     Ok((cells, data))
 }
 
@@ -460,15 +476,17 @@ async fn line(
         Some(x) => lines.container_of(x).await,
         None => None,
     };
+    run::trace(format_args!("line {} image {}", s.name, image));
     let cid = stack::create(st.repo, run, s, image, st.volumes, seeding, ns.as_deref()).await?;
+    run::trace(format_args!("line {} created", s.name));
     lines.created[s.name.as_str()].send_replace(Some(cid.clone()));
     // The row's probe is made beside the wait and the start, not before
     // them: it only needs the container to exist.
     let ahead = async {
         if st.sources.contains(&s.name.as_str()) {
-            let pid = probe::precreate_row(d, run, st.probe_image, s, &cid, st.targets, st.timeout)
+            let row = probe::precreate_row(d, run, st.probe_image, s, &cid, st.targets, st.timeout)
                 .await?;
-            return Ok::<_, Error>(Some(pid));
+            return Ok::<_, Error>(Some(row));
         }
         Ok(None)
     };
@@ -492,26 +510,36 @@ async fn line(
                     .await?;
             }
         }
+        run::trace(format_args!("line {} start call", s.name));
         stack::start(run, s, &cid).await?;
+        run::trace(format_args!("line {} started", s.name));
         lines.started[s.name.as_str()].send_replace(true);
         lines.mark(false, st.t);
         Ok::<_, Error>(())
     };
     let (row_probe, started) = tokio::join!(ahead, go);
-    let row_probe = row_probe?;
+    run::trace(format_args!("line {} probe+start", s.name));
+    let mut row_probe = row_probe?;
     started?;
     // Readiness: by the row's own probe when the service is a source too
     // (`probe row`), else by a probe of its own.
     let ready = match st.targets.iter().find(|tg| tg.service == s.name) {
         Some(tg) => Some((
             s.name.clone(),
-            match &row_probe {
-                Some(pid) => probe::readiness(d, tg, &cid, pid, st.timeout).await,
+            match &mut row_probe {
+                Some(p) => probe::readiness(d, tg, &cid, &p.id, &mut p.io, st.timeout).await,
                 None => probe::wait_ready(d, run, st.probe_image, tg, &cid, st.timeout).await,
             },
         )),
         None => None,
     };
+    if let Some(p) = row_probe {
+        run.row_probes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(s.name.clone(), p);
+    }
+    run::trace(format_args!("line {} ready", s.name));
     Ok(((s.name.clone(), cid), ready))
 }
 

@@ -11,9 +11,10 @@ use bollard::query_parameters as q;
 use bollard::Docker;
 use futures_util::StreamExt;
 
+use super::attach::{self, Attached};
 use super::matrix::{self, env_of, pct, Cell, Outcome, Target};
 use super::paths::{self, Topology};
-use super::run::{RowProbe, Run};
+use super::run::{trace, RowProbe, Run};
 use crate::diag::{Diagnostic, Error};
 use crate::docker::buildkit::{self, Builder};
 use crate::docker::{self, engine_error, Tar, ENGINE_FIX, HASH_LABEL};
@@ -81,25 +82,28 @@ pub async fn ensure_image(
 }
 
 /// A probe container in `ns`'s network namespace, created but not
-/// started: `ns` need only exist, not run. It adds no capabilities (drops
-/// them all) and mounts nothing from the host.
+/// started (`ns` need only exist, not run), and attached to (`attach`).
+/// It adds no capabilities (drops them all) and mounts nothing from the
+/// host.
 async fn create_probe(
     d: &Docker,
     run: &Run,
     image: &str,
     ns: &str,
     cmd: Vec<String>,
-) -> Result<String, String> {
+) -> Result<(String, Attached), String> {
     let mut labels = run.labels();
     labels.insert("monorepo.verify.probe".into(), "1".into());
+    let mut body = probe_body(image, ns, cmd, labels);
+    attach::open_stdin(&mut body);
     let c = d
-        .create_container(
-            None::<q::CreateContainerOptions>,
-            probe_body(image, ns, cmd, labels),
-        )
+        .create_container(None::<q::CreateContainerOptions>, body)
         .await
         .map_err(|e| format!("creating the probe: {e}"))?;
-    Ok(c.id)
+    let io = attach::attach(d, &c.id)
+        .await
+        .map_err(|e| format!("attaching to the probe: {e}"))?;
+    Ok((c.id, io))
 }
 
 fn probe_body(
@@ -169,7 +173,7 @@ pub async fn wait_ready(
     timeout: u64,
 ) -> Result<u128, String> {
     let cmd = vec!["wait".into(), timeout.to_string(), ready_spec(t)];
-    let pid = match create_probe(d, run, image, cid, cmd).await {
+    let (pid, mut io) = match create_probe(d, run, image, cid, cmd).await {
         Ok(p) => p,
         Err(e) => {
             // The usual cause: the service died before the probe could join it.
@@ -179,7 +183,7 @@ pub async fn wait_ready(
             });
         }
     };
-    let result = readiness(d, t, cid, &pid, timeout).await;
+    let result = readiness(d, t, cid, &pid, &mut io, timeout).await;
     run.reap(&pid);
     result
 }
@@ -304,24 +308,14 @@ fn row_plan(
 /// The connect timeout of a path probe, in ms.
 const PATH_CONNECT_MS: u64 = 300;
 
-/// Where a matrix row's probe reads its specs, uploaded once the stack
-/// runs (the addresses are known only then); a probe that is also its
-/// service's readiness wait starts on `GO`, uploaded after them.
-const SPECS: &str = "/etc/probe/specs";
-const GO: &str = "/etc/probe/go";
-
-/// The command of a row's probe: with `ready` (its own service's target
-/// and the timeout), first the readiness wait (`probe row`).
+/// The command of a row's probe (`probe row`): with `ready` (its own
+/// service's target and the timeout), first the readiness wait. It reads
+/// its specs from stdin, written once the stack runs (the addresses are
+/// known only then).
 fn row_cmd(ready: Option<(&Target, u64)>) -> Vec<String> {
     match ready {
-        None => vec!["check-file".into(), SPECS.into()],
-        Some((t, timeout)) => vec![
-            "row".into(),
-            timeout.to_string(),
-            ready_spec(t),
-            SPECS.into(),
-            GO.into(),
-        ],
+        None => vec!["row".into()],
+        Some((t, timeout)) => vec!["row".into(), timeout.to_string(), ready_spec(t)],
     }
 }
 
@@ -333,30 +327,11 @@ fn ready_spec(t: &Target) -> String {
     )
 }
 
-async fn upload_specs(d: &Docker, id: &str, specs: &[String], go: bool) -> Result<(), Error> {
-    let mut tar = Tar::default();
-    tar.dir("etc/probe", 0o755, 65534);
-    tar.file("etc/probe/specs", specs.join("\n").as_bytes(), 0o444, 65534);
-    if go {
-        // After the specs in the archive, so written after them.
-        tar.file("etc/probe/go", b"", 0o444, 65534);
-    }
-    d.upload_to_container(
-        id,
-        Some(q::UploadToContainerOptions {
-            path: "/".into(),
-            ..Default::default()
-        }),
-        bollard::body_full(tar.finish().into()),
-    )
-    .await
-    .map_err(|e| engine_error(format!("copying the probe's specs into container {id}"), e))
-}
-
 /// Creates the probe container of `src`'s matrix row as soon as `src`'s
 /// own container exists (`cid`). When `src` is a target too, the same
 /// container is its readiness wait (`readiness`): one container where
-/// there were two. Returns its id.
+/// there were two. The caller keeps it in `Run::row_probes` for the probe
+/// phase.
 pub(super) async fn precreate_row(
     d: &Docker,
     run: &Run,
@@ -365,34 +340,30 @@ pub(super) async fn precreate_row(
     cid: &str,
     targets: &[Target],
     timeout: u64,
-) -> Result<String, Error> {
+) -> Result<RowProbe, Error> {
     let own = targets.iter().find(|t| t.service == src.name);
     let cmd = row_cmd(own.map(|t| (t, timeout)));
-    let pid = create_probe(d, run, image, cid, cmd)
+    let (id, io) = create_probe(d, run, image, cid, cmd)
         .await
         .map_err(|e| engine_error(format!("the row of `{}`", src.name), e))?;
-    run.row_probes
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(
-            src.name.clone(),
-            RowProbe {
-                id: pid.clone(),
-                waits: own.is_some(),
-            },
-        );
-    Ok(pid)
+    Ok(RowProbe {
+        id,
+        waits: own.is_some(),
+        io,
+    })
 }
 
 /// Starts the probe `pid` (made in `cid`'s namespace with a readiness wait:
 /// `probe wait`, or a row's `probe row`) and reads its first line as it is
-/// printed: whether `t` answered (a row's probe then waits for its specs),
-/// or `cid` exited, or `timeout` passed. Returns the milliseconds taken.
+/// printed (`io`, attached before the start): whether `t` answered (a row's
+/// probe then waits for its specs), or `cid` exited, or `timeout` passed.
+/// Returns the milliseconds taken.
 pub(super) async fn readiness(
     d: &Docker,
     t: &Target,
     cid: &str,
     pid: &str,
+    io: &mut Attached,
     timeout: u64,
 ) -> Result<u128, String> {
     let start = Instant::now();
@@ -406,27 +377,9 @@ pub(super) async fn readiness(
             None => format!("starting the probe: {e}"),
         });
     }
-    let first_line = async {
-        let mut logs = d.logs(
-            pid,
-            Some(q::LogsOptions {
-                follow: true,
-                stdout: true,
-                ..Default::default()
-            }),
-        );
-        let mut out = String::new();
-        while let Some(Ok(chunk)) = logs.next().await {
-            out.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
-            if out.contains('\n') {
-                break;
-            }
-        }
-        out
-    };
     let deadline = Duration::from_secs(timeout + 10);
     tokio::select! {
-        out = first_line => {
+        out = io.line() => {
             match parse_lines(&out).into_iter().next() {
                 Some((_, outcome, _)) if outcome == "ok" => Ok(start.elapsed().as_millis()),
                 first => match exited_now(d, cid).await {
@@ -466,24 +419,39 @@ pub async fn matrix_row(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .remove(&src.name);
-    let (pid, waits) = match precreated {
-        Some(p) => (p.id, p.waits),
-        None => (
-            create_probe(d, run, image, &cid, row_cmd(None))
+    let row_err =
+        |what: &str, e: String| engine_error(format!("{what} of `{}`'s row", src.name), e);
+    let (pid, waits, mut io) = match precreated {
+        Some(p) => (p.id, p.waits, p.io),
+        None => {
+            let (id, io) = create_probe(d, run, image, &cid, row_cmd(None))
                 .await
-                .map_err(|e| engine_error(format!("the row of `{}`", src.name), e))?,
-            false,
-        ),
+                .map_err(|e| row_err("the probe", e))?;
+            (id, false, io)
+        }
     };
     // A probe that was the readiness wait runs already, waiting for them.
-    upload_specs(d, &pid, &specs, waits).await?;
     if !waits {
         d.start_container(&pid, None::<q::StartContainerOptions>)
             .await
-            .map_err(|e| engine_error(format!("starting the probe of `{}`'s row", src.name), e))?;
+            .map_err(|e| row_err("starting the probe", e.to_string()))?;
     }
-    let _ = tokio::time::timeout(Duration::from_secs(120), exited(d, &pid)).await;
-    let out = stdout_of(d, &pid).await;
+    trace(format_args!("row {} send", src.name));
+    let mut text = specs.join("\n");
+    text.push('\n');
+    io.send(&text)
+        .await
+        .map_err(|e| row_err("writing the specs to the probe", e.to_string()))?;
+    trace(format_args!("row {} sent", src.name));
+    let out = match tokio::time::timeout(Duration::from_secs(120), io.rest()).await {
+        Ok((out, true)) => out,
+        // The attach broke or the probe hangs: what the daemon logged.
+        _ => {
+            let _ = tokio::time::timeout(Duration::from_secs(5), exited(d, &pid)).await;
+            stdout_of(d, &pid).await
+        }
+    };
+    trace(format_args!("row {} out", src.name));
     run.reap(&pid);
     let results = parse_lines(&out);
     let mut k_of: HashMap<String, usize> = HashMap::new();

@@ -11,6 +11,19 @@ use crate::docker::{self, HOST_LABEL, PID_LABEL, RUN_LABEL};
 use crate::model::repo::Repo;
 use crate::model::secrets::is_secret_name;
 
+/// `XTASK_TRACE=1`: a line on stderr at each step of a run's lines of
+/// work, `verify: trace <unix time in ns> <step>`, to lay beside `docker
+/// events` (`bench/timeline.py` does): where the wall time goes.
+pub(crate) fn trace(step: std::fmt::Arguments<'_>) {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *ON.get_or_init(|| std::env::var_os("XTASK_TRACE").is_some_and(|v| v == "1")) {
+        let ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        eprintln!("verify: trace {ns} {step}");
+    }
+}
+
 /// Wall time of each phase, for the report and the benchmarks.
 #[derive(Default)]
 pub(super) struct Phases(pub(super) Vec<(&'static str, f64)>);
@@ -91,12 +104,14 @@ pub struct Run {
     pub(super) keep: bool,
 }
 
-/// A matrix row's probe container made ahead. `waits`: it is also its
-/// service's readiness wait (`probe row`), started then and waiting for
-/// its specs; otherwise (`probe check-file`) the probe phase starts it.
+/// A matrix row's probe container made ahead, attached to. `waits`: it is
+/// also its service's readiness wait (`probe row <secs> <spec>`), started
+/// then and waiting for its specs on stdin; otherwise the probe phase
+/// starts it.
 pub(super) struct RowProbe {
     pub id: String,
     pub waits: bool,
+    pub io: super::attach::Attached,
 }
 
 impl Run {
