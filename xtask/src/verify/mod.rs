@@ -5,6 +5,7 @@
 
 mod attach;
 pub mod datalayer;
+pub(crate) mod gate;
 pub mod images;
 pub mod load;
 pub mod matrix;
@@ -39,7 +40,7 @@ pub use crate::cli::VerifyArgs as Opts;
 use crate::diag::Exit;
 
 pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
-    run::trace(format_args!("verify start"));
+    run::trace(format_args!("start"));
     let t_all = Instant::now();
     let mut phases = Phases::default();
     let t = Instant::now();
@@ -58,9 +59,10 @@ pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
     }
     // The stack Compose would run, read by Compose itself; every key verify
     // does not model is refused here, before anything is created.
-    run::trace(format_args!("preflight done"));
+    // Built while Compose reads the stack and the networks are made.
+    let probe_build = probe::ProbeBuild::start(&repo.root);
     let stack = load::load(&repo)?;
-    run::trace(format_args!("load done"));
+    run::trace(format_args!("stack read (docker compose config)"));
     repo.compose = load::view(&repo.compose, &stack);
     phases.add("check", t);
     if o.init_swarm {
@@ -70,15 +72,21 @@ pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
         );
     }
     let d = docker::connect().await?;
-    run::trace(format_args!("connected"));
+    run::trace(format_args!("engine connected"));
     let swept = docker::sweep(&d, None).await;
-    run::trace(format_args!("swept"));
+    run::trace(format_args!("earlier runs swept"));
     if swept > 0 {
         eprintln!("verify: removed {swept} object(s) left by an earlier interrupted run");
     }
     let mut run = Run::new(&repo, d.clone());
     run.stack = stack;
     run.keep = o.keep;
+    run.starts = gate::Gate::new(
+        std::env::var("XTASK_START_LIMIT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(usize::MAX),
+    );
     eprintln!(
         "verify: run {} ({} services)",
         run.id,
@@ -87,15 +95,15 @@ pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
 
     let mut signals = run::Signals::listen()?;
     let (result, interrupted) = tokio::select! {
-        r = body(&repo, &mut run, &o, &mut phases) => (r, false),
+        r = body(&repo, &mut run, &o, probe_build, &mut phases) => (r, false),
         e = signals.recv() => (Err(e), true),
     };
     // The report is out; what is left is removal, and the command exits
     // only when nothing of this run is left.
-    run::trace(format_args!("report out"));
+    run::trace(format_args!("report printed"));
     let t = Instant::now();
     run.reaped().await;
-    run::trace(format_args!("reaped"));
+    run::trace(format_args!("probe containers removed"));
     if o.keep && result.is_ok() {
         eprintln!(
             "verify: --keep: the stack of run {} is still up. Remove it with:",
@@ -171,18 +179,30 @@ fn services_to_run<'a>(repo: &'a Repo, o: &Opts) -> Vec<&'a Service> {
     start_order(&repo.compose.services, &wanted)
 }
 
-async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Result<Exit, Error> {
+async fn body(
+    repo: &Repo,
+    run: &mut Run,
+    o: &Opts,
+    probe_build: probe::ProbeBuild,
+    phases: &mut Phases,
+) -> Result<Exit, Error> {
     let order = services_to_run(repo, o);
-    // 1. Networks and volumes, all at once.
+    // 1. Networks and volumes, all at once; the builder and the probe's
+    // image meanwhile.
     let t = Instant::now();
-    let volumes = stack::create_networks_and_volumes(repo, run).await?;
-    run::trace(format_args!("nets+vols"));
-    let (builder, why) = buildkit::choose(&run.d, o.builder).await;
-    eprintln!("verify: images built with {why}");
+    let d = run.d.clone();
+    let probe = async {
+        let (builder, why) = buildkit::choose(&d, o.builder).await;
+        eprintln!("verify: images built with {why}");
+        let image = probe::ensure_image(&d, &repo.root, probe_build, builder).await;
+        run::trace(format_args!("probe image there"));
+        (builder, image)
+    };
+    let (volumes, (builder, probe_image)) =
+        tokio::join!(stack::create_networks_and_volumes(repo, run), probe);
+    let (volumes, (probe_image, probe_bin)) = (volumes?, probe_image?);
+    run::trace(format_args!("networks and volumes created"));
     let fallback = o.builder == Choice::Auto;
-    run::trace(format_args!("choose"));
-    let (probe_image, probe_bin) = probe::ensure_image(&run.d, &repo.root, builder).await?;
-    run::trace(format_args!("probe image"));
     // 2-4. Images, start, readiness.
     let targets: Vec<Target> = order
         .iter()
@@ -201,6 +221,7 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
         timeout: o.timeout,
         no_seed: o.no_seed,
         sources: &sources,
+        urgency: &stack::urgencies(&order),
         t,
     })
     .await?;
@@ -252,22 +273,22 @@ async fn probe_phase(
         .filter(|s| names.contains(&s.name.as_str()))
         .collect();
     // The addresses and host ports every path is tried at.
-    run::trace(format_args!("probe phase"));
+    run::trace(format_args!("probes phase"));
     let topo = paths::topology(run).await;
-    run::trace(format_args!("topology"));
+    run::trace(format_args!("topology read"));
     let (mut cells, mut data) =
         probe_rows(repo, &sources, targets, &topo, probe_image, &|_| run).await?;
-    run::trace(format_args!("rows done"));
+    run::trace(format_args!("every row done"));
     if let Some(port) = nginx_port {
         cells.extend(probe::nginx_routes(repo, probe_bin, port, order));
     }
     for c in data.iter_mut() {
         c.detail = run.mask(&c.detail);
     }
-    run::trace(format_args!("routes done"));
+    run::trace(format_args!("NGINX routes done"));
     phases.add("probes", t);
     attach_logs_and_mask(run, &mut cells).await;
-    run::trace(format_args!("logs attached"));
+    run::trace(format_args!("logs of failed cells read"));
     Ok((cells, data))
 }
 
@@ -336,6 +357,8 @@ struct Start<'a> {
     no_seed: bool,
     /// The services whose matrix rows are probed (their probes made ahead).
     sources: &'a [&'a str],
+    /// How urgent each service's start is (`stack::urgencies`).
+    urgency: &'a HashMap<String, u32>,
     /// The start of the images phase.
     t: Instant,
 }
@@ -476,9 +499,9 @@ async fn line(
         Some(x) => lines.container_of(x).await,
         None => None,
     };
-    run::trace(format_args!("line {} image {}", s.name, image));
+    run::trace(format_args!("{} image {}", s.name, image));
     let cid = stack::create(st.repo, run, s, image, st.volumes, seeding, ns.as_deref()).await?;
-    run::trace(format_args!("line {} created", s.name));
+    run::trace(format_args!("{} created", s.name));
     lines.created[s.name.as_str()].send_replace(Some(cid.clone()));
     // The row's probe is made beside the wait and the start, not before
     // them: it only needs the container to exist.
@@ -510,15 +533,15 @@ async fn line(
                     .await?;
             }
         }
-        run::trace(format_args!("line {} start call", s.name));
-        stack::start(run, s, &cid).await?;
-        run::trace(format_args!("line {} started", s.name));
+        run::trace(format_args!("{} starting", s.name));
+        stack::start(run, s, &cid, st.urgency[s.name.as_str()]).await?;
+        run::trace(format_args!("{} started", s.name));
         lines.started[s.name.as_str()].send_replace(true);
         lines.mark(false, st.t);
         Ok::<_, Error>(())
     };
     let (row_probe, started) = tokio::join!(ahead, go);
-    run::trace(format_args!("line {} probe+start", s.name));
+    run::trace(format_args!("{} started, its row probe created", s.name));
     let mut row_probe = row_probe?;
     started?;
     // Readiness: by the row's own probe when the service is a source too
@@ -527,7 +550,7 @@ async fn line(
         Some(tg) => Some((
             s.name.clone(),
             match &mut row_probe {
-                Some(p) => probe::readiness(d, tg, &cid, &p.id, &mut p.io, st.timeout).await,
+                Some(p) => probe::readiness(run, tg, &cid, &p.id, &mut p.io, st.timeout).await,
                 None => probe::wait_ready(d, run, st.probe_image, tg, &cid, st.timeout).await,
             },
         )),
@@ -539,7 +562,7 @@ async fn line(
             .unwrap_or_else(|e| e.into_inner())
             .insert(s.name.clone(), p);
     }
-    run::trace(format_args!("line {} ready", s.name));
+    run::trace(format_args!("{} ready", s.name));
     Ok(((s.name.clone(), cid), ready))
 }
 

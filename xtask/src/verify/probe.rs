@@ -31,6 +31,30 @@ pub fn probe_binary(root: &Path) -> Result<PathBuf, Error> {
     super::probe_build::build(root)
 }
 
+/// The probe's build on a thread of its own, started early: cargo takes
+/// about 0.1 s even when nothing changed, and the run has other work then
+/// (Compose reading the stack, the networks being created).
+pub struct ProbeBuild(tokio::sync::oneshot::Receiver<Result<PathBuf, Error>>);
+
+impl ProbeBuild {
+    pub fn start(root: &Path) -> ProbeBuild {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let root = root.to_path_buf();
+        std::thread::spawn(move || {
+            let _ = tx.send(probe_binary(&root));
+        });
+        ProbeBuild(rx)
+    }
+
+    async fn path(self) -> Result<PathBuf, Error> {
+        self.0.await.unwrap_or_else(|_| {
+            Err(Diagnostic::error(
+                "the probe's build ended without a result (its thread panicked)",
+            ))
+        })
+    }
+}
+
 /// Returns the probe image's tag and the binary (also run on the host).
 /// The image holds the repository's CA at `/etc/probe/ca.pem` (its tag is
 /// the hash of both): copied into each probe container, it cost a mount of
@@ -38,9 +62,10 @@ pub fn probe_binary(root: &Path) -> Result<PathBuf, Error> {
 pub async fn ensure_image(
     d: &Docker,
     root: &Path,
+    build: ProbeBuild,
     builder: Builder,
 ) -> Result<(String, PathBuf), Error> {
-    let bin_path = probe_binary(root)?;
+    let bin_path = build.path().await?;
     let bin = std::fs::read(&bin_path).map_err(|e| {
         Diagnostic::error(format!("reading the probe's executable: {e}"))
             .at_path(&bin_path)
@@ -183,7 +208,7 @@ pub async fn wait_ready(
             });
         }
     };
-    let result = readiness(d, t, cid, &pid, &mut io, timeout).await;
+    let result = readiness(run, t, cid, &pid, &mut io, timeout).await;
     run.reap(&pid);
     result
 }
@@ -359,18 +384,21 @@ pub(super) async fn precreate_row(
 /// probe then waits for its specs), or `cid` exited, or `timeout` passed.
 /// Returns the milliseconds taken.
 pub(super) async fn readiness(
-    d: &Docker,
+    run: &Run,
     t: &Target,
     cid: &str,
     pid: &str,
     io: &mut Attached,
     timeout: u64,
 ) -> Result<u128, String> {
+    let d = &run.d;
     let start = Instant::now();
-    if let Err(e) = d
-        .start_container(pid, None::<q::StartContainerOptions>)
-        .await
-    {
+    let started = {
+        let _pass = run.starts.enter(super::stack::PROBE_URGENCY).await;
+        d.start_container(pid, None::<q::StartContainerOptions>)
+            .await
+    };
+    if let Err(e) = started {
         // The usual cause: the service died before the probe could join it.
         return Err(match exited_now(d, cid).await {
             Some(code) => format!("its container exited (code {code})"),
@@ -432,17 +460,18 @@ pub async fn matrix_row(
     };
     // A probe that was the readiness wait runs already, waiting for them.
     if !waits {
+        let _pass = run.starts.enter(super::stack::PROBE_URGENCY).await;
         d.start_container(&pid, None::<q::StartContainerOptions>)
             .await
             .map_err(|e| row_err("starting the probe", e.to_string()))?;
     }
-    trace(format_args!("row {} send", src.name));
+    trace(format_args!("row {} writing specs", src.name));
     let mut text = specs.join("\n");
     text.push('\n');
     io.send(&text)
         .await
         .map_err(|e| row_err("writing the specs to the probe", e.to_string()))?;
-    trace(format_args!("row {} sent", src.name));
+    trace(format_args!("row {} specs written", src.name));
     let out = match tokio::time::timeout(Duration::from_secs(120), io.rest()).await {
         Ok((out, true)) => out,
         // The attach broke or the probe hangs: what the daemon logged.
@@ -451,7 +480,7 @@ pub async fn matrix_row(
             stdout_of(d, &pid).await
         }
     };
-    trace(format_args!("row {} out", src.name));
+    trace(format_args!("row {} output read", src.name));
     run.reap(&pid);
     let results = parse_lines(&out);
     let mut k_of: HashMap<String, usize> = HashMap::new();

@@ -161,7 +161,8 @@ async fn body(repo: &Repo, run: &mut Run, o: &Opts, phases: &mut Phases) -> Resu
     let (builder, why) = buildkit::choose(&run.d, o.builder).await;
     eprintln!("verify: {why}");
     let fallback = o.builder == Choice::Auto;
-    let (probe_image, probe_bin) = probe::ensure_image(&run.d, &repo.root, builder).await?;
+    let build = probe::ProbeBuild::start(&repo.root);
+    let (probe_image, probe_bin) = probe::ensure_image(&run.d, &repo.root, build, builder).await?;
     let mut images = images::pulled_images(&run.d, &order).await?;
     let d = run.d.clone();
     let (built, detected) = tokio::join!(

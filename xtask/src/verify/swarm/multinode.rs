@@ -182,6 +182,7 @@ fn node_run(run: &Run, d: &Docker) -> Run {
         row_probes: Default::default(),
         stack: Default::default(),
         keep: run.keep,
+        starts: crate::verify::gate::Gate::new(usize::MAX),
     }
 }
 
@@ -261,7 +262,8 @@ async fn stage(
     let (builder, why) = buildkit::choose(host, o.builder).await;
     eprintln!("verify: {why}");
     let fallback = o.builder == Choice::Auto;
-    let (probe_image, _probe_bin) = probe::ensure_image(host, &repo.root, builder).await?;
+    let build = probe::ProbeBuild::start(&repo.root);
+    let (probe_image, _probe_bin) = probe::ensure_image(host, &repo.root, build, builder).await?;
     let mut images = images::pulled_images(host, order).await?;
     images.extend(images::build_images(host, repo, order, builder, fallback).await?);
     let mut pairs: Vec<(String, String)> = images
