@@ -5,7 +5,6 @@
 
 mod attach;
 pub mod datalayer;
-pub(crate) mod gate;
 pub mod images;
 pub mod load;
 pub mod matrix;
@@ -81,12 +80,6 @@ pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
     let mut run = Run::new(&repo, d.clone());
     run.stack = stack;
     run.keep = o.keep;
-    run.starts = gate::Gate::new(
-        std::env::var("XTASK_START_LIMIT")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(usize::MAX),
-    );
     eprintln!(
         "verify: run {} ({} services)",
         run.id,
@@ -221,7 +214,6 @@ async fn body(
         timeout: o.timeout,
         no_seed: o.no_seed,
         sources: &sources,
-        urgency: &stack::urgencies(&order),
         t,
     })
     .await?;
@@ -357,8 +349,6 @@ struct Start<'a> {
     no_seed: bool,
     /// The services whose matrix rows are probed (their probes made ahead).
     sources: &'a [&'a str],
-    /// How urgent each service's start is (`stack::urgencies`).
-    urgency: &'a HashMap<String, u32>,
     /// The start of the images phase.
     t: Instant,
 }
@@ -534,7 +524,7 @@ async fn line(
             }
         }
         run::trace(format_args!("{} starting", s.name));
-        stack::start(run, s, &cid, st.urgency[s.name.as_str()]).await?;
+        stack::start(run, s, &cid).await?;
         run::trace(format_args!("{} started", s.name));
         lines.started[s.name.as_str()].send_replace(true);
         lines.mark(false, st.t);
@@ -550,7 +540,7 @@ async fn line(
         Some(tg) => Some((
             s.name.clone(),
             match &mut row_probe {
-                Some(p) => probe::readiness(run, tg, &cid, &p.id, &mut p.io, st.timeout).await,
+                Some(p) => probe::readiness(d, tg, &cid, &p.id, &mut p.io, st.timeout).await,
                 None => probe::wait_ready(d, run, st.probe_image, tg, &cid, st.timeout).await,
             },
         )),

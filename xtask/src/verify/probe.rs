@@ -208,7 +208,7 @@ pub async fn wait_ready(
             });
         }
     };
-    let result = readiness(run, t, cid, &pid, &mut io, timeout).await;
+    let result = readiness(d, t, cid, &pid, &mut io, timeout).await;
     run.reap(&pid);
     result
 }
@@ -384,21 +384,18 @@ pub(super) async fn precreate_row(
 /// probe then waits for its specs), or `cid` exited, or `timeout` passed.
 /// Returns the milliseconds taken.
 pub(super) async fn readiness(
-    run: &Run,
+    d: &Docker,
     t: &Target,
     cid: &str,
     pid: &str,
     io: &mut Attached,
     timeout: u64,
 ) -> Result<u128, String> {
-    let d = &run.d;
     let start = Instant::now();
-    let started = {
-        let _pass = run.starts.enter(super::stack::PROBE_URGENCY).await;
-        d.start_container(pid, None::<q::StartContainerOptions>)
-            .await
-    };
-    if let Err(e) = started {
+    if let Err(e) = d
+        .start_container(pid, None::<q::StartContainerOptions>)
+        .await
+    {
         // The usual cause: the service died before the probe could join it.
         return Err(match exited_now(d, cid).await {
             Some(code) => format!("its container exited (code {code})"),
@@ -460,7 +457,6 @@ pub async fn matrix_row(
     };
     // A probe that was the readiness wait runs already, waiting for them.
     if !waits {
-        let _pass = run.starts.enter(super::stack::PROBE_URGENCY).await;
         d.start_container(&pid, None::<q::StartContainerOptions>)
             .await
             .map_err(|e| row_err("starting the probe", e.to_string()))?;

@@ -102,9 +102,6 @@ pub struct Run {
     pub(super) stack: crate::model::stack::Stack,
     /// `--keep`: everything is labelled so no later sweep takes it for a dead run's.
     pub(super) keep: bool,
-    /// Every container start of the run passes it (verify/gate.rs);
-    /// without a limit unless the engine sets one.
-    pub(super) starts: super::gate::Gate,
 }
 
 /// A matrix row's probe container made ahead, attached to. `waits`: it is
@@ -145,7 +142,6 @@ impl Run {
             row_probes: Default::default(),
             stack: Default::default(),
             keep: false,
-            starts: super::gate::Gate::new(usize::MAX),
         }
     }
     pub fn labels(&self) -> HashMap<String, String> {

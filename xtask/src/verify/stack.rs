@@ -130,27 +130,6 @@ pub(super) fn start_order<'a>(services: &'a [Service], wanted: &[String]) -> Vec
     out
 }
 
-/// How urgent each service's start is: the longest chain of services
-/// whose starts wait on it (0 for one nothing depends on). `order` has
-/// every service after what it depends on.
-pub(super) fn urgencies(order: &[&Service]) -> HashMap<String, u32> {
-    let mut u: HashMap<String, u32> = HashMap::new();
-    for s in order.iter().rev() {
-        let above = order
-            .iter()
-            .filter(|t| t.depends_on.iter().any(|(d, _)| *d == s.name))
-            .filter_map(|t| u.get(&t.name).map(|x| x + 1))
-            .max()
-            .unwrap_or(0);
-        u.insert(s.name.clone(), above);
-    }
-    u
-}
-
-/// A probe's start goes before any service's: it is short, and the
-/// readiness (or the row) it begins is what the run waits for.
-pub(super) const PROBE_URGENCY: u32 = u32::MAX;
-
 /// Waits for what `depends_on` asks of `dep` (container `cid`) before `s`
 /// starts, as Compose does: `service_healthy` (its healthcheck passes) or
 /// `service_completed_successfully` (it exited 0); `service_started` is
@@ -239,8 +218,7 @@ pub(super) async fn wait_condition(
 }
 
 /// Starts the container `cid` of `s`.
-pub(super) async fn start(run: &Run, s: &Service, cid: &str, urgency: u32) -> Result<(), Error> {
-    let _pass = run.starts.enter(urgency).await;
+pub(super) async fn start(run: &Run, s: &Service, cid: &str) -> Result<(), Error> {
     run.d
         .start_container(cid, None::<q::StartContainerOptions>)
         .await

@@ -182,7 +182,6 @@ fn node_run(run: &Run, d: &Docker) -> Run {
         row_probes: Default::default(),
         stack: Default::default(),
         keep: run.keep,
-        starts: crate::verify::gate::Gate::new(usize::MAX),
     }
 }
 
