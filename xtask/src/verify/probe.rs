@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use super::attach::{self, Attached};
 use super::matrix::{self, env_of, pct, Cell, Outcome, Target};
 use super::paths::{self, Topology};
-use super::run::{trace, RowProbe, Run};
+use super::run::{trace, tracing, RowProbe, Run};
 use crate::diag::{Diagnostic, Error};
 use crate::docker::buildkit::{self, Builder};
 use crate::docker::{self, engine_error, Tar, ENGINE_FIX, HASH_LABEL};
@@ -218,6 +218,30 @@ pub(super) fn run_container(run: &Run, service: &str) -> Result<String, String> 
         .ok_or_else(|| format!("`{service}` has no container"))
 }
 
+/// The three slowest specs of a probe's output, as `id outcome ms`.
+fn slowest(out: &str) -> String {
+    let mut v: Vec<(u64, String)> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l.trim()).ok())
+        .map(|v| {
+            let ms = v["ms"].as_u64().unwrap_or(0);
+            let what = format!(
+                "{} {} {ms}",
+                v["id"].as_str().unwrap_or(""),
+                v["outcome"].as_str().unwrap_or("")
+            );
+            (ms, what)
+        })
+        .collect();
+    v.sort();
+    v.iter()
+        .rev()
+        .take(3)
+        .map(|(_, w)| w.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// (id, outcome, detail) of each JSON line the probe printed.
 pub(super) fn parse_lines(out: &str) -> Vec<(String, String, String)> {
     out.lines()
@@ -318,9 +342,12 @@ fn row_plan(
             };
             // A path the engine drops waits out the connect timeout, and
             // that wait is the probe phase's length. An open path connects
-            // in the kernel of this machine, in well under a millisecond
-            // (no SYN crosses a wire); a lost SYN is resent only after 1 s,
-            // so a longer timeout would not catch more open paths.
+            // in the kernel of this machine in about 0.1 ms, whatever the
+            // load (no SYN crosses a wire; the probe tries twice at once, so
+            // a thread kept off the CPU cannot pass an open path for a
+            // dropped one: probe/src/main.rs `connect_within`); a lost SYN is
+            // resent only after 1 s, so a longer timeout would not catch
+            // more open paths.
             let line = format!("{line}&connect_ms={PATH_CONNECT_MS}");
             specs.push(line);
             cells.push(cell(p.via, p.expected, p.target_port));
@@ -331,7 +358,7 @@ fn row_plan(
 }
 
 /// The connect timeout of a path probe, in ms.
-const PATH_CONNECT_MS: u64 = 300;
+const PATH_CONNECT_MS: u64 = 100;
 
 /// The command of a row's probe (`probe row`): with `ready` (its own
 /// service's target and the timeout), first the readiness wait. It reads
@@ -422,23 +449,17 @@ pub(super) async fn readiness(
     }
 }
 
-/// One row of the matrix: every target probed from `src`'s namespace, in
-/// one probe container that also runs `extra` specs (the source's
-/// data-layer cells). Returns the cells, and the probe's lines and output
-/// for the extra specs.
-#[allow(clippy::type_complexity, clippy::too_many_arguments)]
-pub async fn matrix_row(
+/// Runs `specs` in `src`'s row probe (made ahead, or made now in `cid`'s
+/// namespace): written to its stdin, its whole output read back. The probe
+/// container is then removed in the background.
+async fn run_row(
     d: &Docker,
     run: &Run,
-    repo: &Repo,
     image: &str,
     src: &Service,
-    targets: &[Target],
-    extra: &[String],
-    topo: &Topology,
-) -> Result<(Vec<Cell>, Vec<(String, String, String)>, String), Error> {
-    let cid = run_container(run, &src.name).map_err(Diagnostic::error)?;
-    let (mut cells, specs) = row_plan(repo, run, topo, src, targets, extra);
+    cid: &str,
+    specs: &[String],
+) -> Result<String, Error> {
     let precreated = run
         .row_probes
         .lock()
@@ -449,7 +470,7 @@ pub async fn matrix_row(
     let (pid, waits, mut io) = match precreated {
         Some(p) => (p.id, p.waits, p.io),
         None => {
-            let (id, io) = create_probe(d, run, image, &cid, row_cmd(None))
+            let (id, io) = create_probe(d, run, image, cid, row_cmd(None))
                 .await
                 .map_err(|e| row_err("the probe", e))?;
             (id, false, io)
@@ -476,8 +497,35 @@ pub async fn matrix_row(
             stdout_of(d, &pid).await
         }
     };
-    trace(format_args!("row {} output read", src.name));
+    if tracing() {
+        let slow = slowest(&out);
+        trace(format_args!(
+            "row {} output read; slowest: {slow}",
+            src.name
+        ));
+    }
     run.reap(&pid);
+    Ok(out)
+}
+
+/// One row of the matrix: every target probed from `src`'s namespace, in
+/// one probe container that also runs `extra` specs (the source's
+/// data-layer cells). Returns the cells, and the probe's lines and output
+/// for the extra specs.
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
+pub async fn matrix_row(
+    d: &Docker,
+    run: &Run,
+    repo: &Repo,
+    image: &str,
+    src: &Service,
+    targets: &[Target],
+    extra: &[String],
+    topo: &Topology,
+) -> Result<(Vec<Cell>, Vec<(String, String, String)>, String), Error> {
+    let cid = run_container(run, &src.name).map_err(Diagnostic::error)?;
+    let (mut cells, specs) = row_plan(repo, run, topo, src, targets, extra);
+    let out = run_row(d, run, image, src, &cid, &specs).await?;
     let results = parse_lines(&out);
     let mut k_of: HashMap<String, usize> = HashMap::new();
     for c in cells.iter_mut() {

@@ -15,13 +15,18 @@ use crate::model::secrets::is_secret_name;
 /// work, `verify: trace <unix time in ns> <step>`, to lay beside `docker
 /// events` (`bench/timeline.py` does): where the wall time goes.
 pub(crate) fn trace(step: std::fmt::Arguments<'_>) {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if *ON.get_or_init(|| std::env::var_os("XTASK_TRACE").is_some_and(|v| v == "1")) {
+    if tracing() {
         let ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         eprintln!("verify: trace {ns} {step}");
     }
+}
+
+/// Whether `XTASK_TRACE=1` (for a step whose line costs work to make).
+pub(crate) fn tracing() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("XTASK_TRACE").is_some_and(|v| v == "1"))
 }
 
 /// Wall time of each phase, for the report and the benchmarks.
