@@ -56,10 +56,10 @@ pub async fn verify(root: &Path, o: Opts) -> Result<Exit, Error> {
         phases.add("check", t);
         return swarm::verify(repo, o, phases, t_all).await;
     }
+    // The probe, built while Compose reads the stack and the networks are made.
+    let probe_build = probe::ProbeBuild::start(&repo.root);
     // The stack Compose would run, read by Compose itself; every key verify
     // does not model is refused here, before anything is created.
-    // Built while Compose reads the stack and the networks are made.
-    let probe_build = probe::ProbeBuild::start(&repo.root);
     let stack = load::load(&repo)?;
     run::trace(format_args!("stack read (docker compose config)"));
     repo.compose = load::view(&repo.compose, &stack);
