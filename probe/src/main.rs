@@ -368,7 +368,10 @@ mod tests {
         let t = Instant::now();
         let e = connect_within(open, 100).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
-        assert!(t.elapsed() < Duration::from_millis(100), "a refusal is not a timeout");
+        assert!(
+            t.elapsed() < Duration::from_millis(100),
+            "a refusal is not a timeout"
+        );
     }
 
     #[test]
