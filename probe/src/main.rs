@@ -110,19 +110,25 @@ impl<T: Read + Write> Stream for T {}
 /// A connection to `addr` within `ms`. A path the engine drops never
 /// answers; an open one completes in the kernel in about 0.1 ms, even with
 /// 24 services and ~1,900 specs on 2 cores (the handshake's RTT from
-/// TCP_INFO was at most 0.15 ms there). But the thread that waits can be
-/// off the CPU for 100 ms and more under that load, and std's
-/// `connect_timeout` gives up without looking at the socket when its time
-/// ran out before its first look. So a short wait (under 1 s) is two
-/// attempts on two threads at once: both must be late for an open path to
-/// read as dropped. (An open path then sees a second connection that
-/// closes at once.)
+/// TCP_INFO was at most 0.15 ms on every open path there). Threads were
+/// kept off the CPU for up to 0.2 s under that load, and std's
+/// `connect_timeout` gives up without looking at the socket if its thread
+/// is taken off the CPU past the deadline in the few instructions between
+/// its clock read and its first `poll` (a late `poll` still sees the
+/// socket). So a short wait (under 1 s) is two attempts on two threads at
+/// once: both must be caught there for an open path to read as dropped.
+/// (An open path then sees a second connection that closes at once.)
 fn connect_within(addr: SocketAddr, ms: u64) -> std::io::Result<TcpStream> {
     let wait = Duration::from_millis(ms);
     if ms >= 1000 {
         return TcpStream::connect_timeout(&addr, wait);
     }
-    let other = std::thread::spawn(move || TcpStream::connect_timeout(&addr, wait));
+    // No thread to be had (a limit on processes): one attempt.
+    let Ok(other) =
+        std::thread::Builder::new().spawn(move || TcpStream::connect_timeout(&addr, wait))
+    else {
+        return TcpStream::connect_timeout(&addr, wait);
+    };
     match TcpStream::connect_timeout(&addr, wait) {
         Ok(s) => Ok(s),
         Err(e) => other.join().unwrap_or(Err(e)),
@@ -234,7 +240,8 @@ fn report(spec: &Spec, o: &Outcome, elapsed: Duration) {
 
 /// One spec a line, all run at once (a blocked path waits out its connect
 /// timeout; in sequence those waits would add up), printed in the file's
-/// order. At most 256 specs, each on its own thread, except Postgres's:
+/// order. At most 256 specs, each on its own thread (a path's connect on
+/// two, `connect_within`), except Postgres's:
 /// those run one after another on one thread, because every row runs at
 /// once and Postgres refuses clients past `max_connections` (100 by
 /// default; 12 rows of 11 database cells at 24 services went over it).
@@ -334,7 +341,8 @@ fn main() {
         // until it closes (verify writes them once every target is ready:
         // an upload into the running container cost a mount of its file
         // system), all run at once as `check-file`. Exits 1 if not ready.
-        // A verify that died closes stdin too: an empty row, at once.
+        // A verify that died closes stdin too: an empty row, once the
+        // readiness wait is over.
         Some("row") if args.len() == 1 || args.len() == 3 => {
             if args.len() == 3 && !wait(&args[1], &args[2]) {
                 std::process::exit(1);

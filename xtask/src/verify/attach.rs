@@ -26,7 +26,7 @@ pub(super) struct Attached {
 }
 
 /// Attaches to `id`'s stdin and stdout. The container must be created
-/// with an open stdin that closes with the attach (`stdin()`), and not yet
+/// with an open stdin that closes with the attach (`open_stdin`), and not yet
 /// started, so no line is missed.
 pub(super) async fn attach(d: &Docker, id: &str) -> Result<Attached, bollard::errors::Error> {
     let a = d
@@ -50,7 +50,8 @@ pub(super) async fn attach(d: &Docker, id: &str) -> Result<Attached, bollard::er
 
 /// What `attach` needs of the container: stdin open, and closed for it
 /// when the attach closes it (so a verify that dies mid-run leaves a probe
-/// that ends at once, not one that waits for specs forever).
+/// that ends once its readiness wait does, not one that waits for specs
+/// forever).
 pub(super) fn open_stdin(body: &mut ContainerCreateBody) {
     body.open_stdin = Some(true);
     body.stdin_once = Some(true);
@@ -59,19 +60,19 @@ pub(super) fn open_stdin(body: &mut ContainerCreateBody) {
 
 impl Attached {
     /// The next line of stdout (without its newline), or everything left
-    /// when the stream ends without one.
-    pub(super) async fn line(&mut self) -> String {
+    /// when the stream ends without one; Err when the connection broke.
+    pub(super) async fn line(&mut self) -> Result<String, String> {
         loop {
             let left = &self.seen[self.taken..];
             if let Some(n) = left.iter().position(|b| *b == b'\n') {
                 let l = String::from_utf8_lossy(&left[..n]).into_owned();
                 self.taken += n + 1;
-                return l;
+                return Ok(l);
             }
-            if !self.read_more().await {
+            if !self.read_more().await? {
                 let l = String::from_utf8_lossy(&self.seen[self.taken..]).into_owned();
                 self.taken = self.seen.len();
-                return l;
+                return Ok(l);
             }
         }
     }
@@ -84,8 +85,8 @@ impl Attached {
     }
 
     /// All of stdout, from the first line on, once the stream ends (the
-    /// container exited, or the connection broke: `ended` says which is
-    /// known, false for a broken one).
+    /// daemon ends it when the container's output ends, at its exit), and
+    /// whether it ended so: false when the connection broke.
     pub(super) async fn rest(mut self) -> (String, bool) {
         loop {
             match self.out.next().await {
@@ -96,13 +97,15 @@ impl Attached {
         }
     }
 
-    async fn read_more(&mut self) -> bool {
+    /// False at the stream's end.
+    async fn read_more(&mut self) -> Result<bool, String> {
         match self.out.next().await {
             Some(Ok(chunk)) => {
                 self.push(chunk);
-                true
+                Ok(true)
             }
-            _ => false,
+            Some(Err(e)) => Err(format!("the attach to the probe broke: {e}")),
+            None => Ok(false),
         }
     }
 
@@ -153,8 +156,8 @@ mod tests {
     async fn lines_across_chunks_and_characters() {
         // "é" is two bytes, split between two chunks.
         let mut a = fake(&[b"{\"id\":\"r\xc3", b"\xa9\"}\nsec", b"ond\nlast"], false);
-        assert_eq!(a.line().await, "{\"id\":\"ré\"}");
-        assert_eq!(a.line().await, "second");
+        assert_eq!(a.line().await.unwrap(), "{\"id\":\"ré\"}");
+        assert_eq!(a.line().await.unwrap(), "second");
         a.send("spec\n").await.unwrap();
         // The whole output, the lines already handed out too.
         assert_eq!(
@@ -166,8 +169,10 @@ mod tests {
     #[tokio::test]
     async fn a_stream_that_ends_or_breaks() {
         let mut a = fake(&[b"no newline"], false);
-        assert_eq!(a.line().await, "no newline");
-        assert_eq!(a.line().await, "");
+        assert_eq!(a.line().await.unwrap(), "no newline");
+        assert_eq!(a.line().await.unwrap(), "");
+        let mut a = fake(&[b"half"], true);
+        assert!(a.line().await.unwrap_err().contains("broke"));
         let a = fake(&[b"half"], true);
         assert_eq!(a.rest().await, ("half".to_string(), false));
     }

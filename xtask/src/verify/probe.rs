@@ -125,10 +125,13 @@ async fn create_probe(
         .create_container(None::<q::CreateContainerOptions>, body)
         .await
         .map_err(|e| format!("creating the probe: {e}"))?;
-    let io = attach::attach(d, &c.id)
-        .await
-        .map_err(|e| format!("attaching to the probe: {e}"))?;
-    Ok((c.id, io))
+    match attach::attach(d, &c.id).await {
+        Ok(io) => Ok((c.id, io)),
+        Err(e) => {
+            run.reap(&c.id);
+            Err(format!("attaching to the probe: {e}"))
+        }
+    }
 }
 
 fn probe_body(
@@ -432,6 +435,7 @@ pub(super) async fn readiness(
     let deadline = Duration::from_secs(timeout + 10);
     tokio::select! {
         out = io.line() => {
+            let out = out?;
             match parse_lines(&out).into_iter().next() {
                 Some((_, outcome, _)) if outcome == "ok" => Ok(start.elapsed().as_millis()),
                 first => match exited_now(d, cid).await {
@@ -485,18 +489,25 @@ async fn run_row(
     trace(format_args!("row {} writing specs", src.name));
     let mut text = specs.join("\n");
     text.push('\n');
-    io.send(&text)
-        .await
-        .map_err(|e| row_err("writing the specs to the probe", e.to_string()))?;
+    // A probe that ended before its specs (it crashed) refuses them: what
+    // it printed is still its row's answer, and its cells fail with it.
+    let sent = io.send(&text).await;
     trace(format_args!("row {} specs written", src.name));
-    let out = match tokio::time::timeout(Duration::from_secs(120), io.rest()).await {
+    let t = Instant::now();
+    let limit = Duration::from_secs(120);
+    let mut out = match tokio::time::timeout(limit, io.rest()).await {
         Ok((out, true)) => out,
-        // The attach broke or the probe hangs: what the daemon logged.
+        // The attach broke or the probe hangs: what the daemon logged once
+        // it exits, within the same 120 s.
         _ => {
-            let _ = tokio::time::timeout(Duration::from_secs(5), exited(d, &pid)).await;
+            let left = limit.saturating_sub(t.elapsed());
+            let _ = tokio::time::timeout(left, exited(d, &pid)).await;
             stdout_of(d, &pid).await
         }
     };
+    if let Err(e) = sent {
+        out.push_str(&format!("\n(writing the specs to the probe failed: {e})"));
+    }
     if tracing() {
         let slow = slowest(&out);
         trace(format_args!(
