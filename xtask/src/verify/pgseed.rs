@@ -210,7 +210,7 @@ async fn copy_on_write(
     let t = Instant::now();
     match super::pgcow::attach(run, file, &base, volume, seeding.probe_image).await {
         Ok(()) => {
-            if std::env::var_os("XTASK_TRACE").is_some() {
+            if super::run::tracing() {
                 say(&format!(
                     "copy-on-write in {:.2}s",
                     t.elapsed().as_secs_f64()
@@ -643,7 +643,7 @@ impl Seed {
         let r = d
             .upload_to_container(id, Some(opts), bollard::body_try_stream(chunks))
             .await;
-        if std::env::var_os("XTASK_TRACE").is_some() {
+        if super::run::tracing() {
             say(&format!("unpacked in {:.2}s", t.elapsed().as_secs_f64()));
         }
         if let Err(e) = r {

@@ -23,10 +23,11 @@ pub(crate) fn trace(step: std::fmt::Arguments<'_>) {
     }
 }
 
-/// Whether `XTASK_TRACE=1` (for a step whose line costs work to make).
+/// Whether `XTASK_TRACE` is set, to any value (for a step whose line costs
+/// work to make; pgseed's timings go by it too).
 pub(crate) fn tracing() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var_os("XTASK_TRACE").is_some_and(|v| v == "1"))
+    *ON.get_or_init(|| std::env::var_os("XTASK_TRACE").is_some())
 }
 
 /// Wall time of each phase, for the report and the benchmarks.
