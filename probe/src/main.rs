@@ -9,8 +9,8 @@
 //!
 //! Usage: probe check <spec>...   one JSON line per spec
 //!        probe check-file <path>  the same for one spec a line, run at once
-//!        probe row [<secs> <spec>] a matrix row: the readiness wait first
-//!                                 (as `wait`), then `check-file` of stdin
+//!        probe row [<secs> <spec>] a matrix row: the readiness wait (as
+//!                                 `wait`) beside the specs of stdin (`row`)
 //!        probe wait <secs> <spec> retry one spec until it succeeds
 //!        probe exists <path>      exit 0 when the path exists (verify/pgcow.rs)
 //! A spec is `kind=grpc&host=accounts&port=50051&tls=1&ca=/ca.pem&name=accounts`
@@ -35,6 +35,7 @@ mod grpc;
 mod http;
 mod pg;
 mod redis;
+mod row;
 mod tls;
 mod wire;
 
@@ -135,30 +136,43 @@ fn connect_within(addr: SocketAddr, ms: u64) -> std::io::Result<TcpStream> {
     }
 }
 
-fn connect(spec: &Spec) -> Result<Box<dyn Stream>, Outcome> {
+/// The address `spec` names (its `host`, looked up as the container's
+/// resolver would, and its `port`), or its cell's `unresolved` answer.
+fn resolve(spec: &Spec) -> Result<SocketAddr, Outcome> {
     let host = get(spec, "host");
     let port: u16 = get(spec, "port").parse().unwrap_or(0);
-    let addr = match dns::lookup(host) {
-        Ok(ip) => SocketAddr::new(ip, port),
-        Err(why) => {
-            return Err(Outcome::Unresolved(format!(
-                "name `{host}` does not resolve: {why}"
-            )))
-        }
-    };
-    // `connect_ms`: how long a connection may take to be set up (2 s by
-    // default; verify's path specs ask for less, see `connect_within`).
-    let connect_ms: u64 = get(spec, "connect_ms")
+    match dns::lookup(host) {
+        Ok(ip) => Ok(SocketAddr::new(ip, port)),
+        Err(why) => Err(Outcome::Unresolved(format!(
+            "name `{host}` does not resolve: {why}"
+        ))),
+    }
+}
+
+/// `connect_ms`: how long a connection may take to be set up (2 s by
+/// default; verify's path specs ask for less, see `connect_within`).
+fn connect_ms(spec: &Spec) -> u64 {
+    get(spec, "connect_ms")
         .parse()
         .unwrap_or(2000)
-        .clamp(100, 10_000);
-    let tcp = match connect_within(addr, connect_ms) {
+        .clamp(100, 10_000)
+}
+
+fn connect_failed(spec: &Spec, e: &std::io::Error) -> String {
+    format!(
+        "connect to {}:{} failed: {e}",
+        get(spec, "host"),
+        get(spec, "port")
+    )
+}
+
+fn connect(spec: &Spec) -> Result<Box<dyn Stream>, Outcome> {
+    let host = get(spec, "host");
+    let port = get(spec, "port");
+    let addr = resolve(spec)?;
+    let tcp = match connect_within(addr, connect_ms(spec)) {
         Ok(t) => t,
-        Err(e) => {
-            return Err(Outcome::Refused(format!(
-                "connect to {host}:{port} failed: {e}"
-            )))
-        }
+        Err(e) => return Err(Outcome::Refused(connect_failed(spec, &e))),
     };
     tcp.set_read_timeout(Some(Duration::from_secs(4))).ok();
     tcp.set_write_timeout(Some(Duration::from_secs(4))).ok();
@@ -240,52 +254,10 @@ fn report(spec: &Spec, o: &Outcome, elapsed: Duration) {
 
 /// One spec a line, all run at once (a blocked path waits out its connect
 /// timeout; in sequence those waits would add up), printed in the file's
-/// order. At most 256 specs, each on its own thread (a path's connect on
-/// two, `connect_within`), except Postgres's:
-/// those run one after another on one thread, because every row runs at
-/// once and Postgres refuses clients past `max_connections` (100 by
-/// default; 12 rows of 11 database cells at 24 services went over it).
+/// order (`row::run_lines`).
 fn check_file(path: &str) {
-    check_all(&std::fs::read_to_string(path).unwrap_or_default());
-}
-
-fn check_all(text: &str) {
-    let specs: Vec<Spec> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .take(256)
-        .map(parse_spec)
-        .collect();
-    let timed = |spec: &Spec| {
-        let t = Instant::now();
-        let o = run(spec);
-        (o, t.elapsed())
-    };
-    let (pg, rest): (Vec<_>, Vec<_>) = specs
-        .into_iter()
-        .enumerate()
-        .partition(|(_, s)| get(s, "kind") == "pg");
-    let one_by_one = std::thread::spawn(move || {
-        pg.into_iter()
-            .map(|(i, spec)| {
-                let (o, el) = timed(&spec);
-                (i, spec, o, el)
-            })
-            .collect::<Vec<_>>()
-    });
-    let handles: Vec<_> = rest
-        .into_iter()
-        .map(|(i, spec)| {
-            std::thread::spawn(move || {
-                let (o, el) = timed(&spec);
-                (i, spec, o, el)
-            })
-        })
-        .collect();
-    let mut done: Vec<_> = handles.into_iter().filter_map(|h| h.join().ok()).collect();
-    done.extend(one_by_one.join().unwrap_or_default());
-    done.sort_by_key(|(i, ..)| *i);
-    for (_, spec, o, el) in done {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    for (_, spec, o, el) in row::run_lines(text.as_bytes(), &row::Gate::default()) {
         report(&spec, &o, el);
     }
 }
@@ -335,21 +307,25 @@ fn main() {
             let ok = wait(&args[1], &args[2]);
             std::process::exit(if ok { 0 } else { 1 });
         }
-        // A matrix row's probe: its service's readiness wait first when
-        // the service is a target (one container where there were two), its
-        // line printed and flushed; then the specs, one a line, from stdin
-        // until it closes (verify writes them once every target is ready:
-        // an upload into the running container cost a mount of its file
-        // system), all run at once as `check-file`. Exits 1 if not ready.
-        // A verify that died closes stdin too: an empty row, once the
-        // readiness wait is over.
+        // A matrix row's probe: its service's readiness wait when the
+        // service is a target (one container where there were two), its
+        // line printed and flushed first; meanwhile the specs, one a line,
+        // from stdin until it closes, each run as it comes (`row`), their
+        // lines printed once stdin has ended and every spec is done.
+        // Exits 1 if not ready. A verify that died closes stdin too: the
+        // specs still held end unrun.
         Some("row") if args.len() == 1 || args.len() == 3 => {
-            if args.len() == 3 && !wait(&args[1], &args[2]) {
-                std::process::exit(1);
+            let gate = row::Gate::default();
+            let done = std::thread::scope(|s| {
+                let specs = s.spawn(|| row::run_lines(std::io::stdin().lock(), &gate));
+                if args.len() == 3 && !wait(&args[1], &args[2]) {
+                    std::process::exit(1);
+                }
+                specs.join().unwrap_or_default()
+            });
+            for (_, spec, o, el) in done {
+                report(&spec, &o, el);
             }
-            let mut text = String::new();
-            let _ = std::io::stdin().read_to_string(&mut text);
-            check_all(&text);
         }
         Some("exists") if args.len() == 2 => {
             let there = std::fs::symlink_metadata(&args[1]).is_ok();

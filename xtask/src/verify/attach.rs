@@ -1,6 +1,6 @@
 //! A probe container's stdin and stdout over one attach, made before its
-//! start: a matrix row's specs go in on stdin once every target is ready,
-//! and its lines come back on the same connection. (The specs were an
+//! start: a matrix row's specs go in on stdin (verify/feed.rs), and its
+//! lines come back on the same connection. (The specs were an
 //! archive upload into the running container: the daemon mounted the
 //! container's file system for it, 0.25-0.3 s of the probes phase.)
 
@@ -17,7 +17,6 @@ type Output = Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error
 
 pub(super) struct Attached {
     out: Output,
-    input: Pin<Box<dyn AsyncWrite + Send>>,
     /// Everything read from stdout so far (bytes: a chunk may end inside
     /// a character).
     seen: Vec<u8>,
@@ -25,10 +24,16 @@ pub(super) struct Attached {
     taken: usize,
 }
 
+/// The probe's stdin.
+pub(super) struct Input(Pin<Box<dyn AsyncWrite + Send>>);
+
 /// Attaches to `id`'s stdin and stdout. The container must be created
 /// with an open stdin that closes with the attach (`open_stdin`), and not yet
 /// started, so no line is missed.
-pub(super) async fn attach(d: &Docker, id: &str) -> Result<Attached, bollard::errors::Error> {
+pub(super) async fn attach(
+    d: &Docker,
+    id: &str,
+) -> Result<(Attached, Input), bollard::errors::Error> {
     let a = d
         .attach_container(
             id,
@@ -40,12 +45,14 @@ pub(super) async fn attach(d: &Docker, id: &str) -> Result<Attached, bollard::er
             }),
         )
         .await?;
-    Ok(Attached {
-        out: a.output,
-        input: a.input,
-        seen: vec![],
-        taken: 0,
-    })
+    Ok((
+        Attached {
+            out: a.output,
+            seen: vec![],
+            taken: 0,
+        },
+        Input(a.input),
+    ))
 }
 
 /// What `attach` needs of the container: stdin open, and closed for it
@@ -56,6 +63,31 @@ pub(super) fn open_stdin(body: &mut ContainerCreateBody) {
     body.open_stdin = Some(true);
     body.stdin_once = Some(true);
     body.attach_stdin = Some(true);
+}
+
+impl Input {
+    /// Writes `text` to stdin, as it is (no newline added).
+    pub(super) async fn write(&mut self, text: &str) -> std::io::Result<()> {
+        self.0.write_all(text.as_bytes()).await?;
+        self.0.flush().await
+    }
+
+    /// Closes stdin: the probe's end of its specs.
+    pub(super) async fn close(&mut self) -> std::io::Result<()> {
+        self.0.shutdown().await
+    }
+
+    /// An in-memory stdin, for tests.
+    #[cfg(test)]
+    pub(super) fn of(w: impl AsyncWrite + Send + 'static) -> Input {
+        Input(Box::pin(w))
+    }
+
+    /// Writes `text` and closes stdin.
+    pub(super) async fn send(&mut self, text: &str) -> std::io::Result<()> {
+        self.write(text).await?;
+        self.close().await
+    }
 }
 
 impl Attached {
@@ -75,13 +107,6 @@ impl Attached {
                 return Ok(l);
             }
         }
-    }
-
-    /// Writes `text` to stdin and closes it.
-    pub(super) async fn send(&mut self, text: &str) -> std::io::Result<()> {
-        self.input.write_all(text.as_bytes()).await?;
-        self.input.flush().await?;
-        self.input.shutdown().await
     }
 
     /// All of stdout, from the first line on, once the stream ends (the
@@ -146,7 +171,6 @@ mod tests {
         }
         Attached {
             out: Box::pin(futures_util::stream::iter(items)),
-            input: Box::pin(tokio::io::sink()),
             seen: vec![],
             taken: 0,
         }
@@ -158,7 +182,10 @@ mod tests {
         let mut a = fake(&[b"{\"id\":\"r\xc3", b"\xa9\"}\nsec", b"ond\nlast"], false);
         assert_eq!(a.line().await.unwrap(), "{\"id\":\"ré\"}");
         assert_eq!(a.line().await.unwrap(), "second");
-        a.send("spec\n").await.unwrap();
+        Input(Box::pin(tokio::io::sink()))
+            .send("spec\n")
+            .await
+            .unwrap();
         // The whole output, the lines already handed out too.
         assert_eq!(
             a.rest().await,

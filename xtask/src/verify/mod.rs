@@ -5,6 +5,7 @@
 
 mod attach;
 pub mod datalayer;
+mod feed;
 pub mod images;
 pub mod load;
 pub mod matrix;
@@ -264,12 +265,20 @@ async fn probe_phase(
         .copied()
         .filter(|s| names.contains(&s.name.as_str()))
         .collect();
-    // The addresses and host ports every path is tried at.
+    // The addresses and host ports every path is tried at: read once
+    // every container had started, when the rows were fed.
     run::trace(format_args!("probes phase"));
-    let topo = paths::topology(run).await;
+    let read;
+    let topo = match run.topology.get() {
+        Some(t) => t,
+        None => {
+            read = paths::topology(run).await;
+            &read
+        }
+    };
     run::trace(format_args!("topology read"));
     let (mut cells, mut data) =
-        probe_rows(repo, &sources, targets, &topo, probe_image, &|_| run).await?;
+        probe_rows(repo, &sources, targets, topo, probe_image, &|_| run).await?;
     run::trace(format_args!("every row done"));
     if let Some(port) = nginx_port {
         cells.extend(probe::nginx_routes(repo, probe_bin, port, order));
@@ -298,7 +307,7 @@ async fn probe_rows<'r>(
     let rows = sources.iter().map(|src| async move {
         let run = run_of(&src.name);
         let planned = datalayer::plan(repo, src);
-        let extra: Vec<String> = planned.iter().map(|(_, s)| s.clone()).collect();
+        let extra = data_specs(&planned);
         let (row, results, out) =
             probe::matrix_row(&run.d, run, repo, probe_image, src, targets, &extra, topo).await?;
         Ok::<_, Error>((row, datalayer::fill(planned, &results, &out)))
@@ -310,6 +319,15 @@ async fn probe_rows<'r>(
         data.extend(d);
     }
     Ok((cells, data))
+}
+
+/// The data-layer cells' specs, each with the store it is about (the
+/// spec's host is the store's service name).
+fn data_specs(planned: &[(datalayer::DataCell, String)]) -> Vec<(String, String)> {
+    planned
+        .iter()
+        .map(|(c, s)| (c.store.as_str().to_string(), s.clone()))
+        .collect()
 }
 
 type Ready = Vec<(String, Result<u128, String>)>;
@@ -445,8 +463,9 @@ async fn start_stack(
             line(st, lines, s, &image, seeding).await
         }
     });
-    let results = match futures_util::future::try_join_all(work).await {
-        Ok(r) => r,
+    let all = futures_util::future::try_join_all(work);
+    let results = match tokio::try_join!(all, feed_rows(st, &lines)) {
+        Ok((r, ())) => r,
         Err(e) => {
             // A failed build: report every failed build, not just the first.
             let done = builds.iter().map(|(n, b)| {
@@ -470,6 +489,41 @@ async fn start_stack(
     let containers = results.iter().map(|(c, _)| c.clone()).collect();
     let ready = results.into_iter().filter_map(|(_, r)| r).collect();
     Ok((containers, ready, built_at, started_at))
+}
+
+/// Once every container has started: the addresses every path is tried at
+/// (kept in the run for the probes phase) and each row's specs, fed to its
+/// probe as soon as it runs (verify/feed.rs). Every name and address is
+/// final then: the engine's DNS has each container's names, the networks
+/// their endpoints, the host its published ports.
+async fn feed_rows(st: &Start<'_>, lines: &Lines<'_>) -> Result<(), Error> {
+    for tx in lines.started.values() {
+        // Ends when that service has started (or the stack failed and
+        // this future is dropped).
+        let _ = tx.subscribe().wait_for(|up| *up).await;
+    }
+    let containers: BTreeMap<String, String> = lines
+        .created
+        .iter()
+        .filter_map(|(n, tx)| Some((n.to_string(), tx.borrow().clone()?)))
+        .collect();
+    let run = st.run;
+    let topo = paths::topology_of(run, &containers).await;
+    run::trace(format_args!("every container started, topology read"));
+    let plans = st
+        .order
+        .iter()
+        .filter(|s| st.sources.contains(&s.name.as_str()))
+        .map(|s| {
+            let extra = data_specs(&datalayer::plan(st.repo, s));
+            let plan = probe::feed_plan(st.repo, run, &topo, s, st.targets, &extra);
+            (s.name.clone(), plan)
+        })
+        .collect();
+    let _ = run.topology.set(topo);
+    run.feed.plan(plans).await;
+    run::trace(format_args!("rows fed"));
+    Ok(())
 }
 
 /// One service's line of work once its image is there: its container
@@ -540,7 +594,15 @@ async fn line(
         Some(tg) => Some((
             s.name.clone(),
             match &mut row_probe {
-                Some(p) => probe::readiness(d, tg, &cid, &p.id, &mut p.io, st.timeout).await,
+                Some(p) => {
+                    let input = p.input.take();
+                    let open = async {
+                        if let Some(i) = input {
+                            run.feed.open(&s.name, i).await;
+                        }
+                    };
+                    probe::readiness(d, tg, &cid, &p.id, &mut p.io, st.timeout, open).await
+                }
                 None => probe::wait_ready(d, run, st.probe_image, tg, &cid, st.timeout).await,
             },
         )),

@@ -52,6 +52,12 @@ pub struct Topology {
 
 /// Reads the topology from the engine, once every container has started.
 pub async fn topology(run: &Run) -> Topology {
+    topology_of(run, &run.containers).await
+}
+
+/// `topology` of `containers` (service -> container id): the run's own
+/// are known only once the stack has started.
+pub async fn topology_of(run: &Run, containers: &BTreeMap<String, String>) -> Topology {
     let d = &run.d;
     let mut t = Topology::default();
     let gateway_of = |n: bollard::models::NetworkInspect| {
@@ -72,7 +78,7 @@ pub async fn topology(run: &Run) -> Topology {
         net("docker_gwbridge".into()),
         net("bridge".into()),
         futures_util::future::join_all(run.networks.values().map(|n| net(n.clone()))),
-        futures_util::future::join_all(run.containers.values().map(|cid| async move {
+        futures_util::future::join_all(containers.values().map(|cid| async move {
             d.inspect_container(cid, None::<q::InspectContainerOptions>)
                 .await
                 .ok()
@@ -102,7 +108,7 @@ pub async fn topology(run: &Run) -> Topology {
             .and_then(|c| c.into_iter().find_map(|c| c.gateway));
     }
     let by_name: BTreeMap<&String, &String> = run.networks.iter().map(|(k, v)| (v, k)).collect();
-    for (svc, info) in run.containers.keys().zip(infos) {
+    for (svc, info) in containers.keys().zip(infos) {
         let Some(info) = info else {
             continue;
         };

@@ -11,7 +11,8 @@ use bollard::query_parameters as q;
 use bollard::Docker;
 use futures_util::StreamExt;
 
-use super::attach::{self, Attached};
+use super::attach::{self, Attached, Input};
+use super::feed::{self, Taken};
 use super::matrix::{self, env_of, pct, Cell, Outcome, Target};
 use super::paths::{self, Topology};
 use super::run::{trace, tracing, RowProbe, Run};
@@ -116,7 +117,7 @@ async fn create_probe(
     image: &str,
     ns: &str,
     cmd: Vec<String>,
-) -> Result<(String, Attached), String> {
+) -> Result<(String, Attached, Input), String> {
     let mut labels = run.labels();
     labels.insert("monorepo.verify.probe".into(), "1".into());
     let mut body = probe_body(image, ns, cmd, labels);
@@ -126,7 +127,7 @@ async fn create_probe(
         .await
         .map_err(|e| format!("creating the probe: {e}"))?;
     match attach::attach(d, &c.id).await {
-        Ok(io) => Ok((c.id, io)),
+        Ok((io, input)) => Ok((c.id, io, input)),
         Err(e) => {
             run.reap(&c.id);
             Err(format!("attaching to the probe: {e}"))
@@ -201,7 +202,8 @@ pub async fn wait_ready(
     timeout: u64,
 ) -> Result<u128, String> {
     let cmd = vec!["wait".into(), timeout.to_string(), ready_spec(t)];
-    let (pid, mut io) = match create_probe(d, run, image, cid, cmd).await {
+    // `_input` open until the end: `probe wait` reads no stdin.
+    let (pid, mut io, _input) = match create_probe(d, run, image, cid, cmd).await {
         Ok(p) => p,
         Err(e) => {
             // The usual cause: the service died before the probe could join it.
@@ -211,7 +213,7 @@ pub async fn wait_ready(
             });
         }
     };
-    let result = readiness(d, t, cid, &pid, &mut io, timeout).await;
+    let result = readiness(d, t, cid, &pid, &mut io, timeout, async {}).await;
     run.reap(&pid);
     result
 }
@@ -275,15 +277,16 @@ fn tls_hint(repo: &Repo, detail: &str, name: &str) -> Option<String> {
 
 /// What the probe container of `src`'s matrix row runs: the cells it
 /// fills (each target by name, then every other path to it: see
-/// verify/paths.rs) and the specs (one a line, `extra` last).
+/// verify/paths.rs) and the specs, each with the target it is about
+/// (`extra` last, the same).
 fn row_plan(
     repo: &Repo,
     run: &Run,
     topo: &Topology,
     src: &Service,
     targets: &[Target],
-    extra: &[String],
-) -> (Vec<Cell>, Vec<String>) {
+    extra: &[(String, String)],
+) -> (Vec<Cell>, Vec<(String, String)>) {
     let env = env_of(repo, src);
     let mut specs = vec![];
     let mut cells = vec![];
@@ -306,7 +309,7 @@ fn row_plan(
         .filter(|t| t.service != src.name && !same_ns(&t.service))
     {
         let id = format!("{}->{}", src.name, t.service);
-        specs.push(t.spec(&id, &t.service, &env));
+        specs.push((t.service.clone(), t.spec(&id, &t.service, &env)));
         let expected = !none
             && repo.compose.service(&t.service).is_some_and(|ts| {
                 own_ns.as_ref().map_or_else(
@@ -352,12 +355,25 @@ fn row_plan(
             // resent only after 1 s, so a longer timeout would not catch
             // more open paths.
             let line = format!("{line}&connect_ms={PATH_CONNECT_MS}");
-            specs.push(line);
+            specs.push((t.service.clone(), line));
             cells.push(cell(p.via, p.expected, p.target_port));
         }
     }
     specs.extend(extra.iter().cloned());
     (cells, specs)
+}
+
+/// `src`'s row as its probe reads it while the stack starts
+/// (verify/feed.rs): the same specs `matrix_row` matches its cells to.
+pub(super) fn feed_plan(
+    repo: &Repo,
+    run: &Run,
+    topo: &Topology,
+    src: &Service,
+    targets: &[Target],
+    extra: &[(String, String)],
+) -> feed::Plan {
+    feed::Plan::new(&row_plan(repo, run, topo, src, targets, extra).1)
 }
 
 /// The connect timeout of a path probe, in ms.
@@ -398,21 +414,23 @@ pub(super) async fn precreate_row(
 ) -> Result<RowProbe, Error> {
     let own = targets.iter().find(|t| t.service == src.name);
     let cmd = row_cmd(own.map(|t| (t, timeout)));
-    let (id, io) = create_probe(d, run, image, cid, cmd)
+    let (id, io, input) = create_probe(d, run, image, cid, cmd)
         .await
         .map_err(|e| engine_error(format!("the row of `{}`", src.name), e))?;
     Ok(RowProbe {
         id,
         waits: own.is_some(),
         io,
+        input: Some(input),
     })
 }
 
 /// Starts the probe `pid` (made in `cid`'s namespace with a readiness wait:
 /// `probe wait`, or a row's `probe row`) and reads its first line as it is
 /// printed (`io`, attached before the start): whether `t` answered (a row's
-/// probe then waits for its specs), or `cid` exited, or `timeout` passed.
-/// Returns the milliseconds taken.
+/// probe runs its specs meanwhile), or `cid` exited, or `timeout` passed.
+/// `started` runs once the probe has started (a row's stdin is handed to
+/// the feed then). Returns the milliseconds taken.
 pub(super) async fn readiness(
     d: &Docker,
     t: &Target,
@@ -420,6 +438,7 @@ pub(super) async fn readiness(
     pid: &str,
     io: &mut Attached,
     timeout: u64,
+    started: impl std::future::Future<Output = ()>,
 ) -> Result<u128, String> {
     let start = Instant::now();
     if let Err(e) = d
@@ -432,6 +451,7 @@ pub(super) async fn readiness(
             None => format!("starting the probe: {e}"),
         });
     }
+    started.await;
     let deadline = Duration::from_secs(timeout + 10);
     tokio::select! {
         out = io.line() => {
@@ -454,8 +474,9 @@ pub(super) async fn readiness(
 }
 
 /// Runs `specs` in `src`'s row probe (made ahead, or made now in `cid`'s
-/// namespace): written to its stdin, its whole output read back. The probe
-/// container is then removed in the background.
+/// namespace): the row fed while the stack started is closed (its specs
+/// are these, written then), else they are written now; its whole output
+/// read back. The probe container is then removed in the background.
 async fn run_row(
     d: &Docker,
     run: &Run,
@@ -471,27 +492,35 @@ async fn run_row(
         .remove(&src.name);
     let row_err =
         |what: &str, e: String| engine_error(format!("{what} of `{}`'s row", src.name), e);
-    let (pid, waits, mut io) = match precreated {
-        Some(p) => (p.id, p.waits, p.io),
+    let (pid, waits, io, input) = match precreated {
+        Some(p) => (p.id, p.waits, p.io, p.input),
         None => {
-            let (id, io) = create_probe(d, run, image, cid, row_cmd(None))
+            let (id, io, input) = create_probe(d, run, image, cid, row_cmd(None))
                 .await
                 .map_err(|e| row_err("the probe", e))?;
-            (id, false, io)
+            (id, false, io, Some(input))
         }
     };
-    // A probe that was the readiness wait runs already, waiting for them.
+    // A probe that was the readiness wait runs already.
     if !waits {
         d.start_container(&pid, None::<q::StartContainerOptions>)
             .await
             .map_err(|e| row_err("starting the probe", e.to_string()))?;
     }
     trace(format_args!("row {} writing specs", src.name));
-    let mut text = specs.join("\n");
-    text.push('\n');
     // A probe that ended before its specs (it crashed) refuses them: what
     // it printed is still its row's answer, and its cells fail with it.
-    let sent = io.send(&text).await;
+    let sent = match run.feed.finish(&src.name).await {
+        Taken::Fed(r) => r,
+        Taken::Unfed(opened) => match input.or(opened) {
+            Some(mut input) => {
+                let mut text = specs.join("\n");
+                text.push('\n');
+                input.send(&text).await.map_err(|e| e.to_string())
+            }
+            None => Err("its stdin was not kept".into()),
+        },
+    };
     trace(format_args!("row {} specs written", src.name));
     let t = Instant::now();
     let limit = Duration::from_secs(120);
@@ -531,11 +560,12 @@ pub async fn matrix_row(
     image: &str,
     src: &Service,
     targets: &[Target],
-    extra: &[String],
+    extra: &[(String, String)],
     topo: &Topology,
 ) -> Result<(Vec<Cell>, Vec<(String, String, String)>, String), Error> {
     let cid = run_container(run, &src.name).map_err(Diagnostic::error)?;
     let (mut cells, specs) = row_plan(repo, run, topo, src, targets, extra);
+    let specs: Vec<String> = specs.into_iter().map(|(_, s)| s).collect();
     let out = run_row(d, run, image, src, &cid, &specs).await?;
     let results = parse_lines(&out);
     let mut k_of: HashMap<String, usize> = HashMap::new();

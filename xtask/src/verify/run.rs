@@ -104,6 +104,11 @@ pub struct Run {
     /// Probe containers of matrix rows made ahead of the probe phase
     /// (source service -> container).
     pub(super) row_probes: std::sync::Mutex<HashMap<String, RowProbe>>,
+    /// What the rows' probes read on stdin, as the stack starts.
+    pub(super) feed: super::feed::Feed,
+    /// The addresses and host ports every path is tried at, read once
+    /// every container has started (the rows' specs are made from it then).
+    pub(super) topology: std::sync::OnceLock<super::paths::Topology>,
     /// The stack Compose would run (verify/load.rs); empty for the swarm engine.
     pub(super) stack: crate::model::stack::Stack,
     /// `--keep`: everything is labelled so no later sweep takes it for a dead run's.
@@ -112,12 +117,13 @@ pub struct Run {
 
 /// A matrix row's probe container made ahead, attached to. `waits`: it is
 /// also its service's readiness wait (`probe row <secs> <spec>`), started
-/// then and waiting for its specs on stdin; otherwise the probe phase
-/// starts it.
+/// then, its stdin handed to `Run::feed` (`input` None); otherwise the
+/// probe phase starts it and writes its specs to `input`.
 pub(super) struct RowProbe {
     pub id: String,
     pub waits: bool,
     pub io: super::attach::Attached,
+    pub input: Option<super::attach::Input>,
 }
 
 impl Run {
@@ -146,6 +152,8 @@ impl Run {
             secrets,
             reaping: Default::default(),
             row_probes: Default::default(),
+            feed: Default::default(),
+            topology: Default::default(),
             stack: Default::default(),
             keep: false,
         }

@@ -180,6 +180,8 @@ fn node_run(run: &Run, d: &Docker) -> Run {
         secrets: run.secrets.clone(),
         reaping: Default::default(),
         row_probes: Default::default(),
+        feed: Default::default(),
+        topology: Default::default(),
         stack: Default::default(),
         keep: run.keep,
     }
