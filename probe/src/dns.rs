@@ -26,11 +26,28 @@ const BUDGET: Duration = Duration::from_secs(3);
 const PACE: Duration = Duration::from_millis(200);
 const MAX_PACE: Duration = Duration::from_millis(800);
 
+/// Why a name has no address.
+pub enum NoAddress {
+    /// Every form of it was answered without an address: an answer that
+    /// holds until the names change.
+    NoSuchName,
+    /// Some form got no answer in time, or only server failures: another
+    /// try may tell otherwise.
+    NoAnswer(String),
+}
+
+impl std::fmt::Display for NoAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NoAddress::NoSuchName => f.write_str("no such name"),
+            NoAddress::NoAnswer(why) => f.write_str(why),
+        }
+    }
+}
+
 /// The first address of `host`, as a client would take it, or why there
-/// is none: "no such name" when every form of it was answered without an
-/// address, the reason when some form got no answer in time (or only
-/// server failures).
-pub fn lookup(host: &str) -> Result<IpAddr, String> {
+/// is none.
+pub fn lookup(host: &str) -> Result<IpAddr, NoAddress> {
     if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse() {
         return Ok(ip);
     }
@@ -55,7 +72,7 @@ pub fn lookup(host: &str) -> Result<IpAddr, String> {
             Reply::NoAnswer(why) => unanswered = Some(why),
         }
     }
-    Err(unanswered.unwrap_or_else(|| "no such name".into()))
+    Err(unanswered.map_or(NoAddress::NoSuchName, NoAddress::NoAnswer))
 }
 
 /// A file's text, empty if it cannot be read. Lossy: one byte that is not

@@ -137,16 +137,17 @@ fn connect_within(addr: SocketAddr, ms: u64) -> std::io::Result<TcpStream> {
 }
 
 /// The address `spec` names (its `host`, looked up as the container's
-/// resolver would, and its `port`), or its cell's `unresolved` answer.
-fn resolve(spec: &Spec) -> Result<SocketAddr, Outcome> {
-    let host = get(spec, "host");
+/// resolver would, and its `port`), or why it has none.
+fn address(spec: &Spec) -> Result<SocketAddr, dns::NoAddress> {
     let port: u16 = get(spec, "port").parse().unwrap_or(0);
-    match dns::lookup(host) {
-        Ok(ip) => Ok(SocketAddr::new(ip, port)),
-        Err(why) => Err(Outcome::Unresolved(format!(
-            "name `{host}` does not resolve: {why}"
-        ))),
-    }
+    dns::lookup(get(spec, "host")).map(|ip| SocketAddr::new(ip, port))
+}
+
+fn unresolved(spec: &Spec, why: &dns::NoAddress) -> Outcome {
+    Outcome::Unresolved(format!(
+        "name `{}` does not resolve: {why}",
+        get(spec, "host")
+    ))
 }
 
 /// `connect_ms`: how long a connection may take to be set up (2 s by
@@ -169,7 +170,7 @@ fn connect_failed(spec: &Spec, e: &std::io::Error) -> String {
 fn connect(spec: &Spec) -> Result<Box<dyn Stream>, Outcome> {
     let host = get(spec, "host");
     let port = get(spec, "port");
-    let addr = resolve(spec)?;
+    let addr = address(spec).map_err(|why| unresolved(spec, &why))?;
     let tcp = match connect_within(addr, connect_ms(spec)) {
         Ok(t) => t,
         Err(e) => return Err(Outcome::Refused(connect_failed(spec, &e))),

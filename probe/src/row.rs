@@ -1,25 +1,33 @@
 //! A matrix row's specs, one a line, each started as it arrives.
 //!
 //! verify writes a row's specs once every container of the stack has
-//! started, while services still boot, each with `after=<service>`: the
-//! target it is about. What a spec can tell before its target answers, and
-//! will tell the same afterwards, is told at once: a name that does not
-//! resolve (the engine's DNS has every name once every container has
-//! started) and a path the engine drops (a filter does not depend on a
-//! listener). The rest waits for a `go <service>` line, which verify writes
-//! once that service answered its readiness probe, and then runs whole. At
-//! 24 services the names no network gives are forwarded upstream, where a
-//! resolver that answers ~50 queries a second after a burst held the
-//! probes phase for 1.5 s after the last service was ready; now they are
-//! asked while the services boot.
+//! started and runs (verify/feed.rs), while services still boot, each with
+//! `after=<service>`: the target it is about. What a spec can tell before
+//! its target answers, and will tell the same afterwards, is told at once:
+//! a name the resolver says does not exist (the engine's DNS has every
+//! running container's names), and a path with no route (the kernel's
+//! answer, whoever listens). Everything else waits for a `go <service>`
+//! line and then runs whole: a name that resolves or got no answer, a
+//! refused path (the target may not listen yet), an open one, and one that
+//! timed out (a SYN dropped by a filter and one dropped by a listener
+//! whose accept queue is full look the same; a booting server that listens
+//! but does not accept yet fills it). At 24 services the names no network
+//! gives are ~150 lookups the engine's DNS forwards upstream, and a
+//! resolver that answers ~50 a second after a burst held the probes phase
+//! for 1.5 s after the last service was ready; now they are asked while
+//! the services boot.
 
 use std::collections::HashSet;
-use std::io::BufRead;
+use std::io::{BufRead, ErrorKind};
 use std::net::SocketAddr;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::{connect_within, get, parse_spec, resolve, run, Outcome, Spec};
+use crate::dns::NoAddress;
+use crate::{
+    address, connect_failed, connect_ms, connect_within, get, parse_spec, run, unresolved, Outcome,
+    Spec,
+};
 
 /// The targets verify has released (`go <service>`), and whether stdin
 /// has ended.
@@ -67,22 +75,13 @@ const MAX_SPECS: usize = 256;
 
 /// Runs every spec line of `input` as it arrives (`go <service>` lines
 /// release the specs held for that service) until it ends; returns the
-/// answers in the input's order. Postgres's specs run one after another on
-/// one thread, because every row runs at once and Postgres refuses clients
-/// past `max_connections` (100 by default; 12 rows of 11 database cells at
-/// 24 services went over it); every other spec on its own.
+/// answers in the input's order. Each spec on its own thread; Postgres's
+/// run one at a time, because every row runs at once and Postgres refuses
+/// clients past `max_connections` (100 by default; 12 rows of 11 database
+/// cells at 24 services went over it).
 pub fn run_lines(input: impl BufRead, gate: &Gate) -> Vec<Done> {
+    let pg = Mutex::new(());
     std::thread::scope(|scope| {
-        let (to_pg, pg_specs) = std::sync::mpsc::channel::<(usize, Spec)>();
-        let one_by_one = scope.spawn(move || {
-            pg_specs
-                .into_iter()
-                .map(|(i, spec)| {
-                    let (o, el) = staged(&spec, gate);
-                    (i, spec, o, el)
-                })
-                .collect::<Vec<_>>()
-        });
         let mut handles = vec![];
         let mut n = 0;
         for line in input.lines() {
@@ -95,71 +94,68 @@ pub fn run_lines(input: impl BufRead, gate: &Gate) -> Vec<Done> {
             if line.is_empty() || n == MAX_SPECS {
                 continue;
             }
-            let (i, spec) = (n, parse_spec(line));
+            let (i, spec, pg) = (n, parse_spec(line), &pg);
             n += 1;
-            if get(&spec, "kind") == "pg" {
-                let _ = to_pg.send((i, spec));
-                continue;
-            }
             handles.push(scope.spawn(move || {
-                let (o, el) = staged(&spec, gate);
+                let (o, el) = staged(&spec, gate, pg);
                 (i, spec, o, el)
             }));
         }
         gate.end();
-        drop(to_pg);
         let mut done: Vec<Done> = handles.into_iter().filter_map(|h| h.join().ok()).collect();
-        done.extend(one_by_one.join().unwrap_or_default());
         done.sort_by_key(|(i, ..)| *i);
         done
     })
 }
 
-/// A spec with `after`: its early answer if it has one, else held until
-/// its target is released and then run whole.
-fn staged(spec: &Spec, gate: &Gate) -> (Outcome, Duration) {
+/// A spec's answer: with `after`, its early answer if it has one, else
+/// once its target is released; Postgres's one at a time (`pg`).
+fn staged(spec: &Spec, gate: &Gate, pg: &Mutex<()>) -> (Outcome, Duration) {
     let t = Instant::now();
     let after = get(spec, "after");
-    if after.is_empty() {
-        return (run(spec), t.elapsed());
+    if !after.is_empty() {
+        if let Some(o) = before_ready(spec) {
+            return (o, t.elapsed());
+        }
+        if !gate.wait(after) {
+            return (
+                Outcome::Failed(format!(
+                    "not run: `{after}` was not released before the specs ended"
+                )),
+                t.elapsed(),
+            );
+        }
     }
-    if let Some(o) = before_ready(spec) {
-        return (o, t.elapsed());
-    }
-    if !gate.wait(after) {
-        return (
-            Outcome::Failed(format!(
-                "not run: `{after}` was not released before the specs ended"
-            )),
-            t.elapsed(),
-        );
-    }
+    let _one = (get(spec, "kind") == "pg").then(|| pg.lock().unwrap_or_else(|e| e.into_inner()));
     let t = Instant::now();
     (run(spec), t.elapsed())
 }
 
 /// What `spec` already tells before its target answers, and will tell the
-/// same after: a name that does not resolve, or a path (an address, not a
-/// name) that the engine drops or cannot route. None when it must wait: a
-/// name that resolves is a cell about its protocol, and a refused
-/// connection may be a target that does not listen yet.
+/// same after: a name that does not exist, or a path (an address, not a
+/// name) with no route. None when it must wait.
 fn before_ready(spec: &Spec) -> Option<Outcome> {
-    let addr: SocketAddr = match resolve(spec) {
+    let addr: SocketAddr = match address(spec) {
         Ok(a) => a,
-        Err(o) => return Some(o),
+        Err(why @ NoAddress::NoSuchName) => return Some(unresolved(spec, &why)),
+        Err(NoAddress::NoAnswer(_)) => return None,
     };
-    let host = get(spec, "host");
-    if host
+    let literal = get(spec, "host")
         .trim_start_matches('[')
         .trim_end_matches(']')
         .parse::<std::net::IpAddr>()
-        .is_err()
-    {
+        .is_ok();
+    if !literal {
         return None;
     }
-    match connect_within(addr, crate::connect_ms(spec)) {
-        Err(e) if e.kind() != std::io::ErrorKind::ConnectionRefused => {
-            Some(Outcome::Refused(crate::connect_failed(spec, &e)))
+    match connect_within(addr, connect_ms(spec)) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::HostUnreachable | ErrorKind::NetworkUnreachable
+            ) =>
+        {
+            Some(Outcome::Refused(connect_failed(spec, &e)))
         }
         _ => None,
     }
@@ -226,6 +222,52 @@ mod tests {
             drop(l);
             assert_eq!(done.len(), 1);
             assert_eq!(outcome(&done[0].2), "ok");
+        });
+    }
+
+    #[test]
+    fn a_path_that_times_out_is_held_and_run_again_once_released() {
+        // A listener that does not accept yet, its queue full: the kernel
+        // drops further SYNs, as a filter would. Not an answer yet.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let mut queued = vec![];
+        let timed_out = loop {
+            match connect_within(addr, 100) {
+                Ok(s) if queued.len() < 10_000 => queued.push(s),
+                Ok(_) => panic!("the accept queue never filled"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(timed_out.kind(), ErrorKind::TimedOut, "{timed_out}");
+        let (tx, rx) = mpsc::channel();
+        let gate = Gate::default();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let rows = s.spawn(|| run_lines(BufReader::new(Fed(rx, vec![])), &gate));
+            tx.send(format!(
+                "id=q&kind=tcp&host=127.0.0.1&port={}&connect_ms=100&after=t\n",
+                addr.port()
+            ))
+            .unwrap();
+            std::thread::sleep(Duration::from_millis(400));
+            // The server accepts now: the held spec connects once released.
+            l.set_nonblocking(true).unwrap();
+            while l.accept().is_ok() {}
+            drop(queued);
+            let server = s.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if l.accept().is_err() {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+            });
+            tx.send("go t\n".into()).unwrap();
+            drop(tx);
+            let done = rows.join().unwrap();
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            server.join().unwrap();
+            assert_eq!(outcome(&done[0].2), "ok", "held, then run whole");
         });
     }
 

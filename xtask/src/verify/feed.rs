@@ -1,11 +1,12 @@
 //! What each matrix row's probe reads on stdin, and when (probe/src/row.rs
 //! runs each line as it comes): its specs once every container of the
-//! stack has started and its probe runs, each marked with the target it is
-//! about (`after=`); then, when the probes phase takes the row (every
-//! target answered), `go <target>` for each and the end of stdin. A spec
-//! the probe can answer before its target is ready, and will answer the
-//! same after (a name no network gives, a path the engine drops), is
-//! answered while the services boot; the rest waits for its `go`.
+//! stack has started and runs and the row's probe runs, each marked with
+//! the target it is about (`after=`); then, when the probes phase takes the
+//! row (every target answered), `go <target>` for each and the end of
+//! stdin. What the probe can answer before its target is ready, and will
+//! answer the same after (a name that does not exist, a path with no
+//! route), is answered while the services boot; the rest waits for its
+//! `go`.
 //!
 //! At 24 services the names no network gives are ~150 lookups the
 //! engine's DNS forwards upstream, and a resolver that answers ~50 a second
@@ -15,9 +16,12 @@
 //! exchanges ran beside the booting services and slowed them as much as
 //! they gained, on 2 cores (BENCHMARKS.md).
 //!
-//! A row's probe that did not run while the stack started (a source that
-//! is no target, or the swarm engine's rows) is fed nothing early: the
-//! probes phase writes its specs whole, without `after`, and closes stdin.
+//! A row whose probe did not run while the stack started (a source that is
+//! no target, or the swarm engine's rows), or every row when a container
+//! had exited or was restarting then, is fed nothing early: the probes
+//! phase writes its specs whole, without `after`, and closes stdin. When a
+//! container restarted after the rows were fed, `abandon` ends them and the
+//! probes phase makes new probes (verify/mod.rs `restarted`).
 
 use std::collections::{HashMap, HashSet};
 
@@ -50,6 +54,9 @@ impl Plan {
     }
 }
 
+/// How long one write to a probe's stdin may take.
+const WRITE_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(Default)]
 pub(super) struct Feed(tokio::sync::Mutex<Inner>);
 
@@ -79,9 +86,15 @@ impl Inner {
         let Some(input) = self.inputs.get_mut(row) else {
             return;
         };
-        if let Err(e) = input.write(text).await {
-            self.failed.entry(row.to_string()).or_insert(e.to_string());
-        }
+        // A few kilobytes: they fit the connection's buffers unless the
+        // daemon stopped reading; then this row fails, not every row.
+        let why = match tokio::time::timeout(WRITE_LIMIT, input.write(text)).await {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no write in {} s", WRITE_LIMIT.as_secs()),
+        };
+        self.failed.entry(row.to_string()).or_insert(why);
+        self.inputs.remove(row);
     }
 
     /// Writes `row`'s plan if it is due: its probe runs and the plans are
@@ -120,6 +133,22 @@ impl Feed {
         for row in rows {
             g.feed(&row).await;
         }
+    }
+
+    /// The topology changed since the rows were fed (a container
+    /// restarted): each fed row's stdin is closed without a release (its
+    /// held specs end unrun) and forgotten. Returns those rows, whose
+    /// probes the probes phase replaces.
+    pub async fn abandon(&self) -> Vec<String> {
+        let mut g = self.0.lock().await;
+        let rows: Vec<String> = g.fed.drain().collect();
+        for row in &rows {
+            if let Some(mut input) = g.inputs.remove(row) {
+                let _ = input.close().await;
+            }
+        }
+        g.plans = None;
+        rows
     }
 
     /// The probes phase takes `row` (every target has answered by now):
@@ -210,6 +239,20 @@ mod tests {
         assert_eq!(all(out).await, "spec\n");
         // A row the feed never saw.
         assert!(matches!(f.finish("y").await, Taken::Unfed(None)));
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_row_gets_no_release_and_is_no_longer_fed() {
+        let f = Feed::default();
+        let (input, out) = pipe();
+        f.open("a", input).await;
+        f.plan(plans()).await;
+        assert_eq!(f.abandon().await, ["a"]);
+        // Its specs, and then the end of stdin: no `go`, so what it held
+        // ends unrun.
+        assert_eq!(all(out).await.matches("go ").count(), 0);
+        // The probes phase makes it a new probe and writes its specs whole.
+        assert!(matches!(f.finish("a").await, Taken::Unfed(None)));
     }
 
     #[tokio::test]

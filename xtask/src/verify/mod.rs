@@ -265,20 +265,15 @@ async fn probe_phase(
         .copied()
         .filter(|s| names.contains(&s.name.as_str()))
         .collect();
-    // The addresses and host ports every path is tried at: read once
-    // every container had started, when the rows were fed.
+    // The addresses and host ports every path is tried at.
     run::trace(format_args!("probes phase"));
-    let read;
-    let topo = match run.topology.get() {
-        Some(t) => t,
-        None => {
-            read = paths::topology(run).await;
-            &read
-        }
-    };
+    let topo = paths::topology(run).await;
     run::trace(format_args!("topology read"));
+    if let Some(fed) = run.topology.get().filter(|fed| **fed != topo) {
+        restarted(run, fed, &topo).await;
+    }
     let (mut cells, mut data) =
-        probe_rows(repo, &sources, targets, topo, probe_image, &|_| run).await?;
+        probe_rows(repo, &sources, targets, &topo, probe_image, &|_| run).await?;
     run::trace(format_args!("every row done"));
     if let Some(port) = nginx_port {
         cells.extend(probe::nginx_routes(repo, probe_bin, port, order));
@@ -291,6 +286,37 @@ async fn probe_phase(
     attach_logs_and_mask(run, &mut cells).await;
     run::trace(format_args!("logs of failed cells read"));
     Ok((cells, data))
+}
+
+/// A container restarted (or changed its addresses) since the rows were
+/// fed: what their probes answered early may no longer hold. Each fed row's
+/// probe is dropped and the probes phase makes a new one, with the
+/// addresses read now.
+async fn restarted(run: &Run, fed: &paths::Topology, now: &paths::Topology) {
+    let changed: Vec<&str> = fed
+        .runs
+        .keys()
+        .chain(now.runs.keys())
+        .filter(|s| fed.runs.get(*s) != now.runs.get(*s) || fed.addrs.get(*s) != now.addrs.get(*s))
+        .map(String::as_str)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let changed: Vec<String> = changed.iter().map(|s| format!("`{s}`")).collect();
+    eprintln!(
+        "verify: {} restarted while the stack started: every row is probed again",
+        changed.join(", ")
+    );
+    for row in run.feed.abandon().await {
+        let p = run
+            .row_probes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&row);
+        if let Some(p) = p {
+            run.reap(&p.id);
+        }
+    }
 }
 
 /// One probe container per source, all at once, each in the run (the
@@ -510,6 +536,12 @@ async fn feed_rows(st: &Start<'_>, lines: &Lines<'_>) -> Result<(), Error> {
     let run = st.run;
     let topo = paths::topology_of(run, &containers).await;
     run::trace(format_args!("every container started, topology read"));
+    if topo.runs.len() != containers.len() {
+        // One has exited or restarts (a one-shot job, a crash under a
+        // restart policy): its names and addresses are not final yet. The
+        // rows get their specs at the probes phase, as a whole.
+        return Ok(());
+    }
     let plans = st
         .order
         .iter()

@@ -31,7 +31,7 @@ use crate::model::compose::{all_interfaces, Compose};
 use crate::model::stack::Stack;
 
 /// The addresses the run's containers and networks were given.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Topology {
     /// service -> (network key, IPv4 address)
     pub addrs: BTreeMap<String, Vec<(String, String)>>,
@@ -46,6 +46,10 @@ pub struct Topology {
     /// network's address from outside it is not dropped on this machine but
     /// follows the host's default route off it, where no probe may go.
     pub routed: std::collections::BTreeSet<String>,
+    /// service -> its container's start (`StartedAt`, restart count), when
+    /// it runs and is not restarting: a container that restarts between two
+    /// reads changes this, and may come back with other addresses.
+    pub runs: BTreeMap<String, (String, i64)>,
     /// service -> (container port, protocol, host IP as published, host port)
     pub published: BTreeMap<String, Vec<(u16, String, String, u16)>>,
 }
@@ -109,17 +113,47 @@ pub async fn topology_of(run: &Run, containers: &BTreeMap<String, String>) -> To
     }
     let by_name: BTreeMap<&String, &String> = run.networks.iter().map(|(k, v)| (v, k)).collect();
     for (svc, info) in containers.keys().zip(infos) {
-        let Some(info) = info else {
-            continue;
-        };
+        if let Some(info) = info {
+            t.add_container(svc, info, &by_name);
+        }
+    }
+    // One entry a host port.
+    for v in t.published.values_mut() {
+        v.sort_by(|a, b| (a.0, &a.1, a.3, &a.2).cmp(&(b.0, &b.1, b.3, &b.2)));
+        v.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1 && a.3 == b.3);
+    }
+    t
+}
+
+impl Topology {
+    /// One container's start, addresses and published host ports.
+    fn add_container(
+        &mut self,
+        svc: &str,
+        info: bollard::models::ContainerInspectResponse,
+        by_name: &BTreeMap<&String, &String>,
+    ) {
+        if let Some(st) = info
+            .state
+            .as_ref()
+            .filter(|st| st.running == Some(true) && st.restarting != Some(true))
+        {
+            self.runs.insert(
+                svc.to_string(),
+                (
+                    st.started_at.clone().unwrap_or_default(),
+                    info.restart_count.unwrap_or(0),
+                ),
+            );
+        }
         let Some(ns) = info.network_settings else {
-            continue;
+            return;
         };
         for (net, ep) in ns.networks.unwrap_or_default() {
             if let (Some(key), Some(ip)) = (by_name.get(&net), ep.ip_address) {
                 if !ip.is_empty() {
-                    t.addrs
-                        .entry(svc.clone())
+                    self.addrs
+                        .entry(svc.to_string())
                         .or_default()
                         .push(((*key).clone(), ip));
                 }
@@ -138,7 +172,7 @@ pub async fn topology_of(run: &Run, containers: &BTreeMap<String, String>) -> To
                 let Some(hp) = b.host_port.as_deref().and_then(|h| h.parse::<u16>().ok()) else {
                     continue;
                 };
-                t.published.entry(svc.clone()).or_default().push((
+                self.published.entry(svc.to_string()).or_default().push((
                     p,
                     proto.to_string(),
                     b.host_ip.unwrap_or_default(),
@@ -147,12 +181,6 @@ pub async fn topology_of(run: &Run, containers: &BTreeMap<String, String>) -> To
             }
         }
     }
-    // One entry a host port.
-    for v in t.published.values_mut() {
-        v.sort_by(|a, b| (a.0, &a.1, a.3, &a.2).cmp(&(b.0, &b.1, b.3, &b.2)));
-        v.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1 && a.3 == b.3);
-    }
-    t
 }
 
 /// One path of a cell: how it is tried and what it must do.
