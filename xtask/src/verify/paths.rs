@@ -117,6 +117,12 @@ pub async fn topology_of(run: &Run, containers: &BTreeMap<String, String>) -> To
             t.add_container(svc, info, &by_name);
         }
     }
+    // In the networks' order, whatever order the daemon's map gave: a
+    // path's id is its place in the list, and the rows' specs are made
+    // from one read and their cells matched from another.
+    for v in t.addrs.values_mut() {
+        v.sort();
+    }
     // One entry a host port.
     for v in t.published.values_mut() {
         v.sort_by(|a, b| (a.0, &a.1, a.3, &a.2).cmp(&(b.0, &b.1, b.3, &b.2)));
