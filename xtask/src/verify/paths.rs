@@ -117,12 +117,6 @@ pub async fn topology_of(run: &Run, containers: &BTreeMap<String, String>) -> To
             t.add_container(svc, info, &by_name);
         }
     }
-    // In the networks' order, whatever order the daemon's map gave: a
-    // path's id is its place in the list, and the rows' specs are made
-    // from one read and their cells matched from another.
-    for v in t.addrs.values_mut() {
-        v.sort();
-    }
     // One entry a host port.
     for v in t.published.values_mut() {
         v.sort_by(|a, b| (a.0, &a.1, a.3, &a.2).cmp(&(b.0, &b.1, b.3, &b.2)));
@@ -155,15 +149,20 @@ impl Topology {
         let Some(ns) = info.network_settings else {
             return;
         };
+        let addrs = self.addrs.entry(svc.to_string()).or_default();
         for (net, ep) in ns.networks.unwrap_or_default() {
             if let (Some(key), Some(ip)) = (by_name.get(&net), ep.ip_address) {
                 if !ip.is_empty() {
-                    self.addrs
-                        .entry(svc.to_string())
-                        .or_default()
-                        .push(((*key).clone(), ip));
+                    addrs.push(((*key).clone(), ip));
                 }
             }
+        }
+        // In the networks' order, whatever order the daemon's map gave: a
+        // path's id is its place in the list, and the rows' specs are made
+        // from one read and their cells matched from another.
+        addrs.sort();
+        if addrs.is_empty() {
+            self.addrs.remove(svc);
         }
         for (port, bindings) in ns.ports.unwrap_or_default() {
             let (p, proto) = port.split_once('/').unwrap_or((&port, "tcp"));
@@ -327,6 +326,44 @@ fn gateways(nets: &[String], topo: &Topology) -> Vec<(String, String)> {
 mod tests {
     use super::*;
     use crate::model::reach::Kind;
+
+    #[test]
+    fn a_containers_addresses_come_in_the_networks_order_whatever_the_daemons() {
+        let (names, keys) = (
+            ["mr-1-zeta", "mr-1-alpha", "mr-1-mid"],
+            ["zeta", "alpha", "mid"],
+        );
+        let (names, keys): (Vec<String>, Vec<String>) = (
+            names.iter().map(|s| s.to_string()).collect(),
+            keys.iter().map(|s| s.to_string()).collect(),
+        );
+        let by_name: BTreeMap<&String, &String> = names.iter().zip(keys.iter()).collect();
+        // Each HashMap iterates in an order of its own: 20 of them.
+        for i in 0..20 {
+            let networks: std::collections::HashMap<_, _> = names
+                .iter()
+                .enumerate()
+                .map(|(k, n)| {
+                    let ep = bollard::models::EndpointSettings {
+                        ip_address: Some(format!("10.0.{k}.{i}")),
+                        ..Default::default()
+                    };
+                    (n.clone(), ep)
+                })
+                .collect();
+            let info = bollard::models::ContainerInspectResponse {
+                network_settings: Some(bollard::models::NetworkSettings {
+                    networks: Some(networks),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let mut t = Topology::default();
+            t.add_container("a", info, &by_name);
+            let order: Vec<&str> = t.addrs["a"].iter().map(|(n, _)| n.as_str()).collect();
+            assert_eq!(order, ["alpha", "mid", "zeta"]);
+        }
+    }
 
     fn stack() -> (Stack, Compose) {
         let v = serde_json::json!({
