@@ -30,6 +30,24 @@ use super::run::Run;
 use crate::model::compose::{all_interfaces, Compose};
 use crate::model::stack::Stack;
 
+/// A network's gateway (the host's address on it): the one its IPAM
+/// config names, else the first address of its IPv4 subnet, which is what
+/// the daemon gives a bridge without one. Inspecting the default bridge
+/// named no gateway on this machine's daemon as it booted, though docker0
+/// had 172.17.0.1 (and did after a restart): without the fallback, the
+/// paths through it were never tried.
+fn gateway(config: &[bollard::models::IpamConfig]) -> Option<String> {
+    if let Some(g) = config.iter().find_map(|c| c.gateway.clone()) {
+        return Some(g);
+    }
+    config.iter().find_map(|c| {
+        let (addr, len) = c.subnet.as_deref()?.split_once('/')?;
+        let (addr, len): (std::net::Ipv4Addr, u32) = (addr.parse().ok()?, len.parse().ok()?);
+        let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+        (len < 31).then(|| std::net::Ipv4Addr::from((u32::from(addr) & mask) + 1).to_string())
+    })
+}
+
 /// The addresses the run's containers and networks were given.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Topology {
@@ -65,9 +83,8 @@ pub async fn topology_of(run: &Run, containers: &BTreeMap<String, String>) -> To
     let d = &run.d;
     let mut t = Topology::default();
     let gateway_of = |n: bollard::models::NetworkInspect| {
-        n.ipam
-            .and_then(|i| i.config)
-            .and_then(|c| c.into_iter().find_map(|c| c.gateway))
+        let config = n.ipam.and_then(|i| i.config).unwrap_or_default();
+        gateway(&config)
     };
     // A task on an overlay reaches its node through `docker_gwbridge` (the
     // overlay's own gateway is inside the overlay, not the host).
@@ -105,12 +122,7 @@ pub async fn topology_of(run: &Run, containers: &BTreeMap<String, String>) -> To
             }
         }
     }
-    if let Some(n) = bridge {
-        t.bridge_gw = n
-            .ipam
-            .and_then(|i| i.config)
-            .and_then(|c| c.into_iter().find_map(|c| c.gateway));
-    }
+    t.bridge_gw = bridge.and_then(gateway_of);
     let by_name: BTreeMap<&String, &String> = run.networks.iter().map(|(k, v)| (v, k)).collect();
     for (svc, info) in containers.keys().zip(infos) {
         if let Some(info) = info {
@@ -326,6 +338,36 @@ fn gateways(nets: &[String], topo: &Topology) -> Vec<(String, String)> {
 mod tests {
     use super::*;
     use crate::model::reach::Kind;
+
+    #[test]
+    fn a_network_without_a_named_gateway_has_its_subnets_first_address() {
+        let c = |subnet: Option<&str>, gateway: Option<&str>| bollard::models::IpamConfig {
+            subnet: subnet.map(str::to_string),
+            gateway: gateway.map(str::to_string),
+            ..Default::default()
+        };
+        assert_eq!(
+            gateway(&[c(Some("172.17.0.0/16"), None)]).as_deref(),
+            Some("172.17.0.1")
+        );
+        assert_eq!(
+            gateway(&[c(Some("10.1.2.128/25"), None)]).as_deref(),
+            Some("10.1.2.129")
+        );
+        // A named one wins, from any entry; an IPv6 subnet or none gives none.
+        assert_eq!(
+            gateway(&[
+                c(Some("fd00::/64"), None),
+                c(Some("10.0.0.0/8"), Some("10.9.9.9"))
+            ])
+            .as_deref(),
+            Some("10.9.9.9")
+        );
+        assert_eq!(gateway(&[c(Some("fd00::/64"), None)]), None);
+        assert_eq!(gateway(&[c(None, None)]), None);
+        assert_eq!(gateway(&[c(Some("10.0.0.4/31"), None)]), None);
+        assert_eq!(gateway(&[]), None);
+    }
 
     #[test]
     fn a_containers_addresses_come_in_the_networks_order_whatever_the_daemons() {

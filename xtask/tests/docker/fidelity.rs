@@ -599,6 +599,9 @@ struct World<'a> {
 }
 
 impl World<'_> {
+    /// The gateway the network's IPAM config names, else the first
+    /// address of its IPv4 subnet (what the daemon gives a bridge without
+    /// one; the default bridge named none on a daemon as it booted here).
     fn gw(&self, n: &str) -> Option<String> {
         let (_, out) = sh(&[
             "docker",
@@ -606,9 +609,23 @@ impl World<'_> {
             "inspect",
             n,
             "--format",
-            "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
+            "{{range .IPAM.Config}}{{.Gateway}} {{.Subnet}};{{end}}",
         ]);
-        Some(out.trim().to_string()).filter(|s| !s.is_empty())
+        let configs: Vec<(&str, &str)> = out
+            .trim()
+            .split(';')
+            .filter_map(|c| c.split_once(' '))
+            .collect();
+        if let Some((g, _)) = configs.iter().find(|(g, _)| !g.is_empty()) {
+            return Some(g.to_string());
+        }
+        configs.iter().find_map(|(_, subnet)| {
+            let (addr, len) = subnet.split_once('/')?;
+            let addr: std::net::Ipv4Addr = addr.parse().ok()?;
+            let len: u32 = len.parse().ok()?;
+            let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+            (len < 31).then(|| std::net::Ipv4Addr::from((u32::from(addr) & mask) + 1).to_string())
+        })
     }
     /// A bridge network that is not internal: the host routes its subnet.
     fn routed(&self, n: &str) -> bool {
