@@ -364,7 +364,18 @@ def read_env_file(path: str) -> dict[str, str]:
         return dict(line.split("=", 1) for line in f if "=" in line and not line.startswith("#"))
 
 
-def engine_floor(root: str, full: bool = False) -> float:
+def probe_image() -> str | None:
+    """verify's newest probe image (`monorepo-local/probe:<hash>`), if any."""
+    out = subprocess.run(
+        ["docker", "images", "monorepo-local/probe", "--format", "{{.Repository}}:{{.Tag}}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    return out[0] if out else None
+
+
+def engine_floor(root: str, full: bool = False, probes: str | None = None) -> float:
     """What the engine alone takes for the stack's own objects, through the
     docker CLI with every call of a step in parallel: create its networks,
     create its containers (verify's images, the environment and command
@@ -378,7 +389,12 @@ def engine_floor(root: str, full: bool = False) -> float:
     ephemeral host port, as verify publishes them) and mount their binds and
     volumes, so the engine's own cost for those (iptables rules, the
     userland proxy, mounts) is in the floor too; the issue's floor is
-    without them."""
+    without them.
+
+    `probes` (verify's probe image): one more container per service in its
+    network namespace (`network_mode: container:<service>`, as verify's row
+    probes), started once its service has and removed before it: what the
+    engine alone needs for the proof's own containers."""
     cfg = json.loads(
         subprocess.run(
             ["docker", "compose", "config", "--format", "json"], cwd=root, capture_output=True, text=True, check=True
@@ -432,7 +448,23 @@ def engine_floor(root: str, full: bool = False) -> float:
             for n in list(s.get("networks") or {})[1:]
         ]
     )
-    par([["docker", "start", f"floor-{name}"] for name in services])
+    if probes:
+        # A readiness wait on a closed port: it runs until removed, costing
+        # next to no CPU.
+        wait = ["wait", "60", "kind=tcp&host=127.0.0.1&port=1"]
+        par(
+            [
+                [
+                    *("docker", "create", "--name", f"floor-p-{name}"),
+                    *("--network", f"container:floor-{name}", "--cap-drop", "ALL", probes, *wait),
+                ]
+                for name in services
+            ]
+        )
+        par([["sh", "-c", f"docker start floor-{name} && docker start floor-p-{name}"] for name in services])
+        par([["docker", "rm", "-f", f"floor-p-{name}"] for name in services])
+    else:
+        par([["docker", "start", f"floor-{name}"] for name in services])
     par([["docker", "rm", "-f", "-v", f"floor-{name}"] for name in services])
     par(
         [["docker", "network", "rm", f"floor-{n}"] for n in nets]
@@ -648,10 +680,14 @@ def floor(ctx: Bench, services: int = 0) -> None:
     runs: list[VerifyRun] = []
     floors: list[float] = []
     fulls: list[float] = []
+    withprobes: list[float] = []
+    image = probe_image()
     for _ in range(ctx.runs):
         runs.append(verify_run(ctx, root))
         floors.append(engine_floor(root))
         fulls.append(engine_floor(root, full=True))
+        if image:
+            withprobes.append(engine_floor(root, probes=image))
     v, vnote = spread([r[0] for r in runs])
     f, fnote = spread(floors)
     ff, ffnote = spread(fulls)
@@ -660,6 +696,10 @@ def floor(ctx: Bench, services: int = 0) -> None:
     ctx.row(f"verify warm / engine floor, {what}", v / f, "x", target="<=1.3", ok=v / f <= 1.3)
     ctx.row(f"engine floor with ports and mounts, {what}", ff, "s", note=ffnote)
     ctx.row(f"verify warm / engine floor with ports and mounts, {what}", v / ff, "x")
+    if withprobes:
+        fp, fpnote = spread(withprobes)
+        ctx.row(f"engine floor with one probe container per service, {what}", fp, "s", note=fpnote)
+        ctx.row(f"verify warm / engine floor with probe containers, {what}", v / fp, "x")
     shutil.rmtree(root)
 
 
