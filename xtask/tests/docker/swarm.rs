@@ -305,12 +305,29 @@ fn interrupting_a_swarm_verify_leaves_nothing_and_leaves_the_swarm() {
     // SIGKILL leaves no chance to clean up: the next run on this engine
     // finds the swarm labelled with a dead process, removes what that run
     // made and leaves the swarm, then refuses (it was given no --init-swarm).
+    // Killed once its services exist: a fixed moment (it was 9 s) fell in
+    // the run's own leaving of the swarm once the run got faster, and the
+    // next run then found a swarm that was going away under it.
     let mut child = spawn_verify(
         &c.root,
         &["--engine", "swarm", "--init-swarm"],
         std::process::Stdio::null(),
     );
-    std::thread::sleep(Duration::from_millis(9000));
+    let t = std::time::Instant::now();
+    while t.elapsed() < Duration::from_secs(60)
+        && (swarm_state() != "active"
+            || docker(&[
+                "service",
+                "ls",
+                "-q",
+                "--filter",
+                "label=monorepo.verify.run",
+            ])
+            .trim()
+            .is_empty())
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     child.kill().unwrap();
     child.wait().unwrap();
     let o = verify(&c.root, &["--engine", "swarm"]);

@@ -58,11 +58,21 @@ pub(super) async fn take_swarm(d: &Docker, id: &str, init: bool) -> Result<Optio
         let pid = labels.get(PID_LABEL).and_then(|p| p.parse::<i32>().ok());
         if let Some(pid) = pid.filter(|p| !docker::pid_alive(*p)) {
             docker::sweep(d, None).await;
+            // That run's own objects until gone, as its cleanup would have:
+            // its services' task containers go after the services, and
+            // some only once the swarm is left.
+            let dead = labels.get(RUN_LABEL);
+            if let Some(id) = dead {
+                docker::sweep_until_gone(d, id, Duration::from_secs(18), 2).await;
+            }
             let m = Made {
                 gwbridge_existed: labels.get(GWBRIDGE_LABEL).is_some_and(|v| v == "true"),
                 ingress_existed: false,
             };
             leave(d, &m).await;
+            if let Some(id) = dead {
+                docker::sweep_until_gone(d, id, Duration::from_secs(5), 2).await;
+            }
             eprintln!("verify: left the one-node swarm that an interrupted `verify --init-swarm` (pid {pid}) made");
             (state, manager) = node_state(d).await?;
         }
