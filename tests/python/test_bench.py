@@ -31,7 +31,7 @@ def test_sections_and_runs_in_any_order():
 @pytest.mark.parametrize(
     ("argv", "error"),
     [
-        (["nope"], "unknown section nope; choose from static, certs, build, verify, floor, floor24, scale"),
+        (["nope"], "unknown section nope; choose from static, certs, build, verify, floor, floor8, floor24, scale"),
         (["--runs", "0"], "argument --runs: 0: want 1 or more"),
         (["--runs", "x"], "argument --runs: invalid positive value: 'x'"),
         (["--runs"], "argument --runs: expected one argument"),
