@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bollard::models::{ContainerCreateBody, HostConfig};
@@ -22,38 +24,85 @@ use crate::docker::{self, engine_error, Tar, ENGINE_FIX, HASH_LABEL};
 use crate::model::compose::Service;
 use crate::model::repo::Repo;
 
-/// Builds the static probe (once per source change; cargo decides) for the
-/// host's Linux architecture, wherever cargo puts it (`probe_build`).
-/// `XTASK_PROBE_BIN` names a prebuilt binary instead.
-pub fn probe_binary(root: &Path) -> Result<PathBuf, Error> {
-    if let Ok(p) = std::env::var("XTASK_PROBE_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    super::probe_build::build(root)
-}
-
-/// The probe's build on a thread of its own, started early: cargo takes
+/// The static probe's build (`probe_build`: cargo decides whether anything
+/// is rebuilt; `XTASK_PROBE_BIN` names a prebuilt binary instead) on a
+/// thread of its own, started early: cargo takes
 /// about 0.1 s even when nothing changed, and the run has other work then
-/// (Compose reading the stack, the networks being created).
-pub struct ProbeBuild(tokio::sync::oneshot::Receiver<Result<PathBuf, Error>>);
+/// (Compose reading the stack, the networks being created). Dropped before
+/// its result was taken (Compose refused the stack, the run was
+/// interrupted), it kills cargo, which would otherwise build on after
+/// verify exited, holding cargo's lock on the target directory.
+pub struct ProbeBuild {
+    rx: tokio::sync::oneshot::Receiver<Result<PathBuf, Error>>,
+    child: Arc<Mutex<Option<Child>>>,
+}
 
 impl ProbeBuild {
     pub fn start(root: &Path) -> ProbeBuild {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let root = root.to_path_buf();
-        std::thread::spawn(move || {
-            let _ = tx.send(probe_binary(&root));
-        });
-        ProbeBuild(rx)
+        ProbeBuild::start_with(root, &super::probe_build::cargo())
     }
 
-    async fn path(self) -> Result<PathBuf, Error> {
-        self.0.await.unwrap_or_else(|_| {
+    fn start_with(root: &Path, cargo: &str) -> ProbeBuild {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let child = Arc::new(Mutex::new(None));
+        if let Ok(p) = std::env::var("XTASK_PROBE_BIN") {
+            let _ = tx.send(Ok(PathBuf::from(p)));
+            return ProbeBuild { rx, child };
+        }
+        let mut stdout = match super::probe_build::spawn(root, cargo) {
+            Ok(mut c) => {
+                let out = c.stdout.take();
+                *lock(&child) = Some(c);
+                out
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return ProbeBuild { rx, child };
+            }
+        };
+        let waited = Arc::clone(&child);
+        std::thread::spawn(move || {
+            // Read to the end without the lock (cargo closes its stdout as
+            // it exits), then reap it under the lock, so a drop either
+            // finds it running and kills it or finds it reaped.
+            let mut out = Vec::new();
+            if let Some(s) = stdout.as_mut() {
+                let _ = std::io::Read::read_to_end(s, &mut out);
+            }
+            let status = lock(&waited).take().map(|mut c| c.wait());
+            let result = match status {
+                Some(Ok(status)) => super::probe_build::finish(&out, status),
+                Some(Err(e)) => Err(Diagnostic::error(format!(
+                    "waiting for cargo's build of the probe: {e}"
+                ))),
+                None => Err(Diagnostic::error("the probe's build was stopped")),
+            };
+            let _ = tx.send(result);
+        });
+        ProbeBuild { rx, child }
+    }
+
+    async fn path(mut self) -> Result<PathBuf, Error> {
+        (&mut self.rx).await.unwrap_or_else(|_| {
             Err(Diagnostic::error(
                 "the probe's build ended without a result (its thread panicked)",
             ))
         })
     }
+}
+
+impl Drop for ProbeBuild {
+    fn drop(&mut self) {
+        // Not yet reaped, so its pid is still cargo's: kill is safe.
+        if let Some(mut c) = lock(&self.child).take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn lock(m: &Mutex<Option<Child>>) -> std::sync::MutexGuard<'_, Option<Child>> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Returns the probe image's tag and the binary (also run on the host).
@@ -791,6 +840,69 @@ fn judge(want: &Want, got: Outcome, detail: String) -> (Outcome, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stand-in for cargo: a shell script in a fresh folder (its root).
+    fn fake_cargo(tag: &str, body: &str) -> (PathBuf, String) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("xtask-unit-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = dir.join("cargo");
+        std::fs::write(&script, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        (dir, script.to_string_lossy().into_owned())
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn a_build_dropped_before_its_result_kills_cargo() {
+        let (dir, cargo) = fake_cargo("probe-build-drop", "echo $$ > pid; exec sleep 60");
+        let build = ProbeBuild::start_with(&dir, &cargo);
+        let pid_file = dir.join("pid");
+        let t = Instant::now();
+        let pid = loop {
+            match std::fs::read_to_string(&pid_file).map(|s| s.trim().parse::<i32>()) {
+                Ok(Ok(pid)) => break pid,
+                _ if t.elapsed() < Duration::from_secs(10) => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                _ => panic!("the fake cargo never started"),
+            }
+        };
+        // SAFETY: signal 0 only asks whether the process exists.
+        assert_eq!(
+            unsafe { libc::kill(pid, 0) },
+            0,
+            "cargo runs before the drop"
+        );
+        drop(build);
+        // Killed and reaped by the drop: the pid is gone, not a zombie.
+        let gone = unsafe { libc::kill(pid, 0) } == -1
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        assert!(gone, "cargo (pid {pid}) outlived the dropped build");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_finished_build_names_cargos_executable_or_says_it_failed() {
+        let line =
+            r#"{"reason":"compiler-artifact","target":{"name":"probe"},"executable":"/t/probe"}"#;
+        let (dir, cargo) = fake_cargo("probe-build-ok", &format!("echo '{line}'"));
+        let got = block_on(ProbeBuild::start_with(&dir, &cargo).path()).unwrap();
+        assert_eq!(got, PathBuf::from("/t/probe"));
+        let (dir2, cargo) = fake_cargo("probe-build-fail", "exit 101");
+        let e = block_on(ProbeBuild::start_with(&dir2, &cargo).path()).unwrap_err();
+        assert!(e.message.contains("building the probe"), "{}", e.message);
+        for d in [dir, dir2] {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
 
     #[test]
     fn route_cells_read_the_status_the_probe_reports() {

@@ -3,7 +3,7 @@
 //! `--message-format=json` names the executable, so no path is guessed.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 
 use crate::diag::{Diagnostic, Error};
 
@@ -59,13 +59,28 @@ pub fn executable_from_messages(stdout: &str) -> Option<PathBuf> {
 /// `cargo build --release -p probe --target <host>`; cargo decides whether
 /// anything is rebuilt. Returns the executable's path.
 pub fn build(root: &Path) -> Result<PathBuf, Error> {
+    let child = spawn(root, &cargo())?;
+    let out = child.wait_with_output().map_err(|e| {
+        Diagnostic::error(format!("waiting for cargo's build of the probe: {e}"))
+            .fix("run `cargo build --release -p probe` by hand to see why, or set XTASK_PROBE_BIN")
+    })?;
+    finish(&out.stdout, out.status)
+}
+
+/// The cargo that runs the xtask (`CARGO`), or the one on PATH.
+pub fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+/// The build started with `cargo`: its JSON messages come on the child's
+/// stdout, its diagnostics go to the terminal as they come.
+pub fn spawn(root: &Path, cargo: &str) -> Result<Child, Error> {
     let triple = host_triple()?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let (key, flags) = rustflags_env(
         std::env::var("CARGO_ENCODED_RUSTFLAGS").ok().as_deref(),
         std::env::var("RUSTFLAGS").ok().as_deref(),
     );
-    let out = Command::new(&cargo)
+    Command::new(cargo)
         .current_dir(root)
         .args([
             "build",
@@ -79,15 +94,21 @@ pub fn build(root: &Path) -> Result<PathBuf, Error> {
         ])
         .env(key, flags)
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
-        .output()
+        .spawn()
         .map_err(|e| {
             Diagnostic::error(format!("cannot run `{cargo}` to build the probe: {e}")).fix(
                 "install Rust with rustup (https://rustup.rs), or set CARGO to the cargo binary",
             )
-        })?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
+        })
+}
+
+/// The executable from a finished build's stdout and exit status.
+pub fn finish(stdout: &[u8], status: ExitStatus) -> Result<PathBuf, Error> {
+    let triple = host_triple()?;
+    let stdout = String::from_utf8_lossy(stdout);
+    if !status.success() {
         return Err(Diagnostic::error(format!("building the probe for {triple} failed (cargo's messages are above)"))
             .fix(format!("if the target is missing, `rustup target add {triple}`; for a static glibc binary the C toolchain needs static libc (Debian: `apt-get install libc6-dev`)")));
     }
