@@ -375,7 +375,7 @@ def probe_image() -> str | None:
     return out[0] if out else None
 
 
-def engine_floor(root: str, full: bool = False, probes: str | None = None) -> float:
+def engine_floor(root: str, full: bool = False, probes: str | None = None, execs: str | None = None) -> float:
     """What the engine alone takes for the stack's own objects, through the
     docker CLI with every call of a step in parallel: create its networks,
     create its containers (verify's images, the environment and command
@@ -394,7 +394,13 @@ def engine_floor(root: str, full: bool = False, probes: str | None = None) -> fl
     `probes` (verify's probe image): one more container per service in its
     network namespace (`network_mode: container:<service>`, as verify's row
     probes), started once its service has and removed before it: what the
-    engine alone needs for the proof's own containers."""
+    engine alone needs for the proof's own containers.
+
+    `execs` (the probe's executable): no probe container; each service's
+    container mounts the executable read-only and, once started, runs it
+    once by `docker exec` (`probe exists /`, which ends at once): what the
+    engine would need for a proof run inside the services' own containers,
+    the way round the probe containers' cost (not what verify does)."""
     cfg = json.loads(
         subprocess.run(
             ["docker", "compose", "config", "--format", "json"], cwd=root, capture_output=True, text=True, check=True
@@ -431,6 +437,8 @@ def engine_floor(root: str, full: bool = False, probes: str | None = None) -> fl
                 src = f"floor-{m['source']}" if m["type"] == "volume" else m["source"]
                 ro = ",readonly" if m.get("read_only") else ""
                 cmd += ["--mount", f"type={m['type']},source={src},target={m['target']}{ro}"]
+        if execs:
+            cmd += ["--mount", f"type=bind,source={execs},target=/.monorepo-probe,readonly"]
         return [*cmd, image, *(s.get("command") or [])]
 
     vols = sorted(cfg.get("volumes") or {}) if full else []
@@ -463,6 +471,13 @@ def engine_floor(root: str, full: bool = False, probes: str | None = None) -> fl
         )
         par([["sh", "-c", f"docker start floor-{name} && docker start floor-p-{name}"] for name in services])
         par([["docker", "rm", "-f", f"floor-p-{name}"] for name in services])
+    elif execs:
+        par(
+            [
+                ["sh", "-c", f"docker start floor-{name} && docker exec floor-{name} /.monorepo-probe exists /"]
+                for name in services
+            ]
+        )
     else:
         par([["docker", "start", f"floor-{name}"] for name in services])
     par([["docker", "rm", "-f", "-v", f"floor-{name}"] for name in services])
@@ -681,6 +696,7 @@ def floor(ctx: Bench, services: int = 0) -> None:
     floors: list[float] = []
     fulls: list[float] = []
     withprobes: list[float] = []
+    withexecs: list[float] = []
     image = probe_image()
     for _ in range(ctx.runs):
         runs.append(verify_run(ctx, root))
@@ -688,6 +704,8 @@ def floor(ctx: Bench, services: int = 0) -> None:
         fulls.append(engine_floor(root, full=True))
         if image:
             withprobes.append(engine_floor(root, probes=image))
+        if ctx.probe:
+            withexecs.append(engine_floor(root, execs=ctx.probe))
     v, vnote = spread([r[0] for r in runs])
     f, fnote = spread(floors)
     ff, ffnote = spread(fulls)
@@ -700,6 +718,9 @@ def floor(ctx: Bench, services: int = 0) -> None:
         fp, fpnote = spread(withprobes)
         ctx.row(f"engine floor with one probe container per service, {what}", fp, "s", note=fpnote)
         ctx.row(f"verify warm / engine floor with probe containers, {what}", v / fp, "x")
+    if withexecs:
+        fe, fenote = spread(withexecs)
+        ctx.row(f"engine floor with one probe exec per service instead, {what}", fe, "s", note=fenote)
     shutil.rmtree(root)
 
 

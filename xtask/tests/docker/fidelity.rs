@@ -609,12 +609,14 @@ impl World<'_> {
             "inspect",
             n,
             "--format",
-            "{{range .IPAM.Config}}{{.Gateway}} {{.Subnet}};{{end}}",
+            "{{range .IPAM.Config}}{{.Gateway}}|{{.Subnet}};{{end}}",
         ]);
+        // `|`, not a space: an empty gateway leads the line, and a trim
+        // would take the space with it (the default bridge then had none).
         let configs: Vec<(&str, &str)> = out
             .trim()
             .split(';')
-            .filter_map(|c| c.split_once(' '))
+            .filter_map(|c| c.split_once('|'))
             .collect();
         if let Some((g, _)) = configs.iter().find(|(g, _)| !g.is_empty()) {
             return Some(g.to_string());
