@@ -875,17 +875,13 @@ mod tests {
                 _ => panic!("the fake cargo never started"),
             }
         };
-        // SAFETY: signal 0 only asks whether the process exists.
-        assert_eq!(
-            unsafe { libc::kill(pid, 0) },
-            0,
-            "cargo runs before the drop"
-        );
+        assert!(docker::pid_alive(pid), "cargo runs before the drop");
         drop(build);
         // Killed and reaped by the drop: the pid is gone, not a zombie.
-        let gone = unsafe { libc::kill(pid, 0) } == -1
-            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
-        assert!(gone, "cargo (pid {pid}) outlived the dropped build");
+        assert!(
+            !docker::pid_alive(pid),
+            "cargo (pid {pid}) outlived the dropped build"
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 
