@@ -71,10 +71,7 @@ impl ProbeBuild {
             }
             let status = lock(&waited).take().map(|mut c| c.wait());
             let result = match status {
-                Some(Ok(status)) => super::probe_build::finish(&out, status),
-                Some(Err(e)) => Err(Diagnostic::error(format!(
-                    "waiting for cargo's build of the probe: {e}"
-                ))),
+                Some(status) => super::probe_build::finish(&out, status),
                 None => Err(Diagnostic::error("the probe's build was stopped")),
             };
             let _ = tx.send(result);

@@ -59,12 +59,12 @@ pub fn executable_from_messages(stdout: &str) -> Option<PathBuf> {
 /// `cargo build --release -p probe --target <host>`; cargo decides whether
 /// anything is rebuilt. Returns the executable's path.
 pub fn build(root: &Path) -> Result<PathBuf, Error> {
-    let child = spawn(root, &cargo())?;
-    let out = child.wait_with_output().map_err(|e| {
-        Diagnostic::error(format!("waiting for cargo's build of the probe: {e}"))
-            .fix("run `cargo build --release -p probe` by hand to see why, or set XTASK_PROBE_BIN")
-    })?;
-    finish(&out.stdout, out.status)
+    let mut child = spawn(root, &cargo())?;
+    let mut out = Vec::new();
+    if let Some(mut s) = child.stdout.take() {
+        let _ = std::io::Read::read_to_end(&mut s, &mut out);
+    }
+    finish(&out, child.wait())
 }
 
 /// The cargo that runs the xtask (`CARGO`), or the one on PATH.
@@ -104,8 +104,13 @@ pub fn spawn(root: &Path, cargo: &str) -> Result<Child, Error> {
         })
 }
 
-/// The executable from a finished build's stdout and exit status.
-pub fn finish(stdout: &[u8], status: ExitStatus) -> Result<PathBuf, Error> {
+/// The executable from a finished build's stdout and the wait for its
+/// exit status.
+pub fn finish(stdout: &[u8], status: std::io::Result<ExitStatus>) -> Result<PathBuf, Error> {
+    let status = status.map_err(|e| {
+        Diagnostic::error(format!("waiting for cargo's build of the probe: {e}"))
+            .fix("run `cargo build --release -p probe` by hand to see why, or set XTASK_PROBE_BIN")
+    })?;
     let triple = host_triple()?;
     let stdout = String::from_utf8_lossy(stdout);
     if !status.success() {
